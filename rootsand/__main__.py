@@ -1,0 +1,3 @@
+from rootsand.cli import main
+
+main()

@@ -1,0 +1,33 @@
+"""The one error type rootsand reports, and the exit statuses users rely on (CONTRACT.md)."""
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    TIMEOUT = 124
+    FAILURE = 125  # rootsand itself failed; nothing was run
+    NOT_EXECUTABLE = 126
+    NOT_FOUND = 127
+
+
+class RootsandError(Exception):
+    """A failure to report as one `rootsand: error:` line, and a `rootsand: hint:` line when a fix is known."""
+
+    def __init__(self, message: str, hint: str | None = None, code: int = ExitCode.FAILURE):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.code = int(code)
+
+    def lines(self) -> list[str]:
+        out = [f"rootsand: error: {self.message}"]
+        if self.hint:
+            out.append(f"rootsand: hint: {self.hint}")
+        return out
+
+
+def warn(message: str) -> None:
+    import sys
+
+    print(f"rootsand: warning: {message}", file=sys.stderr, flush=True)

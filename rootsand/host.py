@@ -1,0 +1,55 @@
+"""Facts about the host that decide how a sandbox can be built. `rootsand doctor` reports them too."""
+
+import os
+import pwd
+import shutil
+import stat
+
+HELPER_DIRS = ("/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin")
+
+
+def user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return os.environ.get("USER", str(uid))
+
+
+def find_helper(name: str) -> str | None:
+    """A helper binary from PATH (the usual system directories when PATH is unset), as podman finds them."""
+    return shutil.which(name, path=os.environ.get("PATH") or os.pathsep.join(HELPER_DIRS))
+
+
+def is_privileged_helper(path: str) -> bool:
+    """True when a newuidmap/newgidmap binary can do its job: setuid root, or file capabilities."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    if st.st_mode & stat.S_ISUID and st.st_uid == 0:
+        return True
+    try:
+        return bool(os.getxattr(path, "security.capability"))
+    except OSError:
+        return False
+
+
+def read_sysctl(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def userns_hint() -> str:
+    """Why creating a user namespace may have failed, and how to fix it."""
+    if read_sysctl("/proc/sys/user/max_user_namespaces") == "0":
+        return "user namespaces are disabled: run 'sysctl -w user.max_user_namespaces=28633' as root"
+    if read_sysctl("/proc/sys/kernel/unprivileged_userns_clone") == "0":
+        return "unprivileged user namespaces are disabled: run 'sysctl -w kernel.unprivileged_userns_clone=1' as root"
+    if read_sysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == "1":
+        return ("AppArmor restricts unprivileged user namespaces: run "
+                "'sysctl -w kernel.apparmor_restrict_unprivileged_userns=0' as root, "
+                "or give rootsand's python an AppArmor profile with 'userns,'")
+    return "rootsand may be running in a container or under a seccomp filter that forbids unshare(2)"

@@ -1,0 +1,146 @@
+"""The sandbox's side of setup.
+
+    C   forked by the launcher: unshares the namespaces, waits for its id maps, forks PID 1, waits for it.
+    P1  PID 1: becomes root inside, builds the sandbox (mounts, hostname, loopback), forks the command
+        process and then reaps (init.py).
+    W   the command process: switches user, directory and environment, closes stray fds, execs.
+
+Each function here runs in a forked child and ends with os._exit: nothing ever returns into the
+launcher's code. Failures go to the launcher through the report pipe (channel.py).
+"""
+
+import errno
+import os
+import select
+import signal
+import sys
+import traceback
+
+from rootsand import channel, host, init, libc, network
+from rootsand.errors import ExitCode, RootsandError
+from rootsand.idmap import IdPlan
+from rootsand.spec import SandboxSpec
+
+
+def _run_forked(body, report_fd: int, debug: bool) -> None:
+    """Run body() in a forked process, report any failure, and _exit with its status. Never returns."""
+    code = ExitCode.FAILURE
+    try:
+        code = body()
+    except RootsandError as e:
+        channel.send_error(report_fd, e)
+        code = e.code
+    except OSError as e:
+        channel.send_error(report_fd, RootsandError(f"sandbox setup failed: {e.strerror or e}"))
+    except BaseException as e:  # noqa: BLE001 - a forked child must never unwind into the launcher
+        detail = traceback.format_exc() if debug else f"{type(e).__name__}: {e}"
+        channel.send_error(report_fd, RootsandError(f"internal error in sandbox setup: {detail}"))
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(int(code))
+
+
+def child_main(spec: SandboxSpec, plan: IdPlan, launcher_pid: int, go_fd: int, report_fd: int) -> None:
+    _run_forked(lambda: _child(spec, plan, launcher_pid, go_fd, report_fd), report_fd, spec.debug)
+
+
+def _child(spec: SandboxSpec, plan: IdPlan, launcher_pid: int, go_fd: int, report_fd: int) -> int:
+    libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != launcher_pid:  # the launcher died before PDEATHSIG was armed
+        return ExitCode.FAILURE
+    flags = 0
+    for ns in spec.namespaces:
+        flags |= libc.NAMESPACE_FLAGS[ns]
+    try:
+        libc.unshare(flags)
+    except OSError as e:
+        raise RootsandError(f"cannot create the sandbox's namespaces: unshare: {os.strerror(e.errno)}",
+                            hint=host.userns_hint()) from None
+    channel.send(report_fd, stage="unshared")
+    if os.read(go_fd, 1) != b"G":  # the launcher could not write the maps; it reports why
+        return ExitCode.FAILURE
+    os.close(go_fd)
+
+    alive_r, alive_w = os.pipe()  # PID 1 polls this to see whether we (its parent) are still alive
+    pid1 = os.fork()
+    if pid1 == 0:
+        os.close(alive_w)
+        _run_forked(lambda: _pid1(spec, plan, alive_r, report_fd), report_fd, spec.debug)
+    os.close(alive_r)
+    channel.send(report_fd, pid1=pid1)
+    os.close(report_fd)
+    _, status = os.waitpid(pid1, 0)
+    return init.exit_status(status)
+
+
+def _pid1(spec: SandboxSpec, plan: IdPlan, alive_fd: int, report_fd: int) -> int:
+    if plan.root_mapped:
+        _switch_ids(0, 0)
+    # A change of ids clears PDEATHSIG, so arm it only now; then make sure C did not die before that.
+    libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
+    poller = select.poll()
+    poller.register(alive_fd, select.POLLIN)
+    if poller.poll(0):
+        return ExitCode.FAILURE
+    os.close(alive_fd)
+
+    _build(spec)
+    libc.prctl(libc.PR_SET_DUMPABLE, 0)  # the command runs as the same uid: it must not ptrace PID 1
+
+    command_pid = os.fork()
+    if command_pid == 0:
+        _run_forked(lambda: _exec_command(spec, report_fd), report_fd, spec.debug)
+    os.close(report_fd)
+    return init.reap_until(command_pid)
+
+
+def _build(spec: SandboxSpec) -> None:
+    """The sandbox's own view of the system: private mounts, a /proc of its PID namespace, hostname, lo."""
+    if "mount" in spec.namespaces:
+        libc.mount(None, "/", None, libc.MS_REC | libc.MS_SLAVE)
+        if "pid" in spec.namespaces:
+            libc.mount("proc", "/proc", "proc", libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC)
+    if "uts" in spec.namespaces:
+        libc.sethostname(spec.hostname)
+    if "net" in spec.namespaces:
+        network.loopback_up()
+
+
+def _switch_ids(uid: int, gid: int) -> None:
+    with open("/proc/self/setgroups") as f:
+        if f.read().strip() == "allow":
+            libc.setgroups_empty()
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+
+
+def _exec_command(spec: SandboxSpec, report_fd: int) -> int:
+    init.reset_signals()
+    uid, gid = spec.run_ids
+    if (uid, gid) != (os.getuid(), os.getgid()):
+        try:
+            _switch_ids(uid, gid)
+        except OSError as e:
+            raise RootsandError(f"cannot run as {uid}:{gid} inside the sandbox: {e.strerror}") from None
+    if spec.chdir:
+        try:
+            os.chdir(spec.chdir)
+        except OSError as e:
+            raise RootsandError(f"cannot change to directory {spec.chdir} inside the sandbox: {e.strerror}",
+                                hint="pick another with --chdir") from None
+    # Only stdin, stdout and stderr reach the command; the report pipe closes itself on exec.
+    os.closerange(3, report_fd)
+    os.closerange(report_fd + 1, 1 << 20)
+    argv = spec.command
+    try:
+        os.execvpe(argv[0], argv, spec.env)
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise RootsandError(f"{argv[0]}: command not found in the sandbox",
+                                hint=None if "/" in argv[0] else f"PATH inside is {spec.env.get('PATH', '')}",
+                                code=ExitCode.NOT_FOUND) from None
+        raise RootsandError(f"{argv[0]}: cannot execute: {e.strerror}", code=ExitCode.NOT_EXECUTABLE) from None
+    return ExitCode.FAILURE  # not reached

@@ -1,0 +1,256 @@
+"""The host side of a sandbox: fork, write the id maps, forward signals, enforce the timeout, report.
+
+    launcher L (host, your uid)
+      fork -> C: unshare(USER|...); reports "unshared"; waits for "G"
+      L: newuidmap/newgidmap C (or writes a single-id map); "G"
+      C: fork -> P1 (PID 1 inside); reports P1's pid; waits for P1
+      L: forwards signals to P1, waits for C, exits with the command's status
+
+The report pipe (channel.py) tells L about failures inside; PDEATHSIG ties C to L and P1 to C, and
+everything in the PID namespace dies with P1, so a killed launcher leaves nothing behind.
+"""
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+
+from rootsand import channel, host, idmap, init
+from rootsand.errors import ExitCode, RootsandError, warn
+from rootsand.spec import SandboxSpec
+
+# A signal that arrives before PID 1 exists ends the launcher; later ones are passed on to the command.
+TERMINATING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+
+class _Interrupted(Exception):
+    def __init__(self, signum: int):
+        self.signum = signum
+
+
+def plan_ids(spec: SandboxSpec) -> idmap.IdPlan:
+    """Decide the id maps from this host's /etc/subuid, /etc/subgid and helpers; set the command's ids."""
+    uid, gid = os.getuid(), os.getgid()
+    name = host.user_name(uid)
+    keep_id = spec.user.mode == "keep-id"
+    plan = idmap.plan(uid, gid,
+                      idmap.read_subid("/etc/subuid", name, uid), idmap.read_subid("/etc/subgid", name, uid),
+                      host.find_helper("newuidmap"), host.find_helper("newgidmap"),
+                      keep_id=keep_id, single=spec.idmap == "single")
+    if spec.user.mode == "root":
+        spec.run_ids = (0, 0) if plan.root_mapped else (uid, gid)
+    elif keep_id:
+        spec.run_ids = (uid, gid)
+    else:
+        spec.run_ids = (spec.user.uid, spec.user.gid)
+    run_uid, run_gid = spec.run_ids
+    if not idmap.mapped(plan.uid_lines, run_uid) or not idmap.mapped(plan.gid_lines, run_gid):
+        top = max(inside + count for inside, _, count in plan.uid_lines) - 1
+        raise RootsandError(f"user {run_uid}:{run_gid} is not mapped in the sandbox (ids 0-{top} are)",
+                            hint="use --user root, keep-id or an id in that range")
+    return plan
+
+
+def run(spec: SandboxSpec) -> int:
+    plan = plan_ids(spec)
+    if plan.note:
+        warn(plan.note)
+    return Launcher(spec, plan).run()
+
+
+class Launcher:
+    def __init__(self, spec: SandboxSpec, plan: idmap.IdPlan):
+        self.spec = spec
+        self.plan = plan
+        self.child: int | None = None  # C, as the host sees it
+        self.pid1: int | None = None  # the sandbox's PID 1, as the host sees it
+        self.error: RootsandError | None = None
+        self.started = time.monotonic()
+
+    def log(self, message: str) -> None:
+        if self.spec.verbose:
+            print(f"rootsand: {time.monotonic() - self.started:8.4f}s {message}", file=sys.stderr, flush=True)
+
+    def run(self) -> int:
+        go_r, go_w = os.pipe()
+        report_r, report_w = os.pipe2(os.O_CLOEXEC)
+        # Block the forwarded signals across fork: the children inherit the mask and unblock when ready.
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, init.FORWARDED)
+        launcher_pid = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            os.close(go_w)
+            os.close(report_r)
+            from rootsand import inside
+            inside.child_main(self.spec, self.plan, launcher_pid, go_r, report_w)
+        self.child = pid
+        os.close(go_r)
+        os.close(report_w)
+        self._reports = channel.Reader(report_r)
+        self._go_w: int | None = go_w
+        for sig in init.FORWARDED:
+            signal.signal(sig, self._on_signal)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        self.log(f"forked setup process {pid}")
+        try:
+            return self._supervise()
+        except _Interrupted as e:
+            return 128 + e.signum
+        finally:
+            self._close_go()
+            self._reports.close()
+            self._kill_and_reap()
+
+    def _close_go(self) -> None:
+        if self._go_w is not None:
+            os.close(self._go_w)
+            self._go_w = None
+
+    def _supervise(self) -> int:
+        deadline = self.started + self.spec.timeout if self.spec.timeout else None
+        pidfd = os.pidfd_open(self.child)
+        try:
+            # 1. The child has unshared: write its maps, then let it go on.
+            while not self._handle(self._reports.read(self._left(deadline))):
+                if self._reports.fd is None or self._timed_out(deadline):
+                    return self._finish(pidfd, deadline)
+            self._write_maps()
+            self.log("id maps written")
+            os.write(self._go_w, b"G")
+            self._close_go()
+            # 2. Until the command runs (or setup fails), then until the sandbox ends.
+            return self._finish(pidfd, deadline)
+        finally:
+            os.close(pidfd)
+
+    def _finish(self, pidfd: int, deadline: float | None) -> int:
+        while True:
+            fds = [pidfd] if self._reports.fd is None else [pidfd, self._reports.fd]
+            ready = select.select(fds, [], [], self._left(deadline))[0]
+            if self._reports.fd in ready:
+                self._handle(self._reports.read(0))
+            if pidfd in ready:
+                break
+            if self._timed_out(deadline):
+                self.log("timeout: killing the sandbox")
+                print(f"rootsand: error: the command ran out of time ({self.spec.timeout:g}s): sandbox killed",
+                      file=sys.stderr, flush=True)
+                self._kill_and_reap()
+                self._write_status(ExitCode.TIMEOUT)
+                return ExitCode.TIMEOUT
+        _, status = os.waitpid(self.child, 0)
+        self.child = None
+        # Every report was written before C exited, but P1 and the command may close their ends a bit later.
+        end = time.monotonic() + 1
+        while self._reports.fd is not None and time.monotonic() < end:
+            self._handle(self._reports.read(max(0.0, end - time.monotonic())))
+        code = init.exit_status(status)
+        if self.error:
+            for line in self.error.lines():
+                print(line, file=sys.stderr, flush=True)
+            code = self.error.code
+        self.log(f"sandbox ended with status {code}")
+        self._write_status(code)
+        return code
+
+    def _handle(self, messages: list[dict]) -> bool:
+        """Act on reports from inside; True once the child reports it has unshared."""
+        unshared = False
+        for m in messages:
+            if "error" in m and self.error is None:
+                self.error = channel.error_from(m)
+            elif m.get("stage") == "unshared":
+                self.log("namespaces created")
+                unshared = True
+            elif "pid1" in m:
+                self.pid1 = m["pid1"]
+                self.log(f"PID 1 is {self.pid1} on the host")
+                self._write_status(None)
+        return unshared
+
+    def _write_maps(self) -> None:
+        plan, pid = self.plan, self.child
+        if plan.uid_helper:
+            for helper, lines in ((plan.uid_helper, plan.uid_lines), (plan.gid_helper, plan.gid_lines)):
+                _run_helper(idmap.helper_args(helper, pid, lines))
+            return
+        try:
+            if plan.deny_setgroups:
+                _write_proc(f"/proc/{pid}/setgroups", "deny")
+            _write_proc(f"/proc/{pid}/uid_map", idmap.map_text(plan.uid_lines))
+            _write_proc(f"/proc/{pid}/gid_map", idmap.map_text(plan.gid_lines))
+        except OSError as e:
+            raise RootsandError(f"cannot write the sandbox's id map: {e}", hint=host.userns_hint()) from None
+
+    def _on_signal(self, signum: int, _frame) -> None:
+        if self.pid1 is not None:
+            try:
+                os.kill(self.pid1, signum)
+            except ProcessLookupError:
+                pass
+        elif signum in TERMINATING:
+            raise _Interrupted(signum)
+
+    def _kill_and_reap(self) -> None:
+        """SIGKILL PID 1 (which takes the whole PID namespace with it) and the setup child; reap them."""
+        for pid in (self.pid1, self.child):
+            if pid is not None:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        if self.child is not None:
+            os.waitpid(self.child, 0)
+            self.child = None
+
+    def _left(self, deadline: float | None) -> float | None:
+        return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+    def _timed_out(self, deadline: float | None) -> bool:
+        return deadline is not None and time.monotonic() >= deadline
+
+    def _write_status(self, code: int | None) -> None:
+        """--json-status: a first line with PID 1 and the namespaces, a last line with the exit code."""
+        path = self.spec.json_status
+        if not path:
+            return
+        if code is None:
+            namespaces = {}
+            for ns, link in (("user", "user"), ("pid", "pid"), ("mount", "mnt"), ("uts", "uts"), ("ipc", "ipc"),
+                             ("net", "net"), ("cgroup", "cgroup"), ("time", "time")):
+                try:
+                    namespaces[ns] = os.stat(f"/proc/{self.pid1}/ns/{link}").st_ino
+                except OSError:
+                    pass
+            line = {"child-pid": self.pid1, "name": self.spec.name, "namespaces": namespaces}
+        else:
+            line = {"exit-code": code}
+        with open(path, "a" if code is not None else "w") as f:
+            f.write(json.dumps(line) + "\n")
+
+
+def _run_helper(argv: list[str]) -> None:
+    name = os.path.basename(argv[0])
+    try:
+        done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, errors="replace", timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise RootsandError(f"{name} failed: {e}") from None
+    if done.returncode != 0:
+        output = " ".join(done.stdout.split()) or f"exit status {done.returncode}"
+        if not host.is_privileged_helper(argv[0]):
+            hint = f"{argv[0]} must be setuid root or have file capabilities: reinstall the 'uidmap' package"
+        else:
+            hint = "check your ranges in /etc/subuid and /etc/subgid, or use idmap = \"single\""
+        raise RootsandError(f"{name} could not write the sandbox's id map: {output}", hint=hint)
+
+
+def _write_proc(path: str, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)

@@ -1,0 +1,41 @@
+"""The command line itself: help, version, and bad input as one error line with status 125."""
+
+import pytest
+
+from conftest import run
+
+
+def test_version_and_help():
+    from rootsand import __version__
+
+    assert run(["--version"], check_rc=0).stdout.strip() == f"rootsand {__version__}"
+    out = run(["--help"], check_rc=0).stdout
+    assert "run" in out
+    out = run(["run", "--help"], check_rc=0).stdout
+    for option in ("--hostname", "--chdir", "--env", "--user", "--timeout", "--name", "--json-status"):
+        assert option in out
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["run", "--bogus", "--", "true"], "No such option"),
+    (["run", "--timeout", "abc", "--", "true"], "invalid timeout"),
+    (["run", "--timeout", "-1", "--", "true"], "invalid timeout"),
+    (["run", "--user", "nobody", "--", "true"], "invalid user"),
+    (["run", "-e", "NOEQUALS", "--", "true"], "KEY=VALUE"),
+    (["run", "--hostname", "a b", "--", "true"], "invalid hostname"),
+    (["run", "--name", "../x", "--", "true"], "invalid sandbox name"),
+    (["no-such-subcommand"], "No such command"),
+])
+def test_bad_input_is_one_error_line_and_125(args, needle):
+    r = run(args, check_rc=125)
+    lines = r.stderr.splitlines()
+    assert lines[0].startswith("rootsand: error: ") and needle in lines[0], r.stderr
+    assert all(line.startswith("rootsand: ") for line in lines)
+    assert "Traceback" not in r.stderr and r.stdout == ""
+
+
+def test_options_after_the_command_belong_to_the_command():
+    r = run(["run", "--", "echo", "--hostname", "x"], check_rc=0)
+    assert r.stdout.strip() == "--hostname x"
+    r = run(["run", "printf", "%s,", "-e", "A=1"], check_rc=0)
+    assert r.stdout == "-e,A=1,"

@@ -1,0 +1,42 @@
+"""What only real root can set up: rootsand run by root, by a user without ranges, with user namespaces off."""
+
+import os
+import pwd
+import subprocess
+
+from conftest import rootsand_argv, sandbox
+
+TEST_USER = os.environ.get("ROOTSAND_TEST_USER", "rootsand-test")
+NOSUB_USER = os.environ.get("ROOTSAND_NOSUB_USER", "rootsand-nosub")
+
+
+def as_user(user: str, *args: str) -> subprocess.CompletedProcess:
+    """`rootsand ARGS` run by another user, from a directory that user can enter."""
+    home = pwd.getpwnam(user).pw_dir
+    env = {"PATH": "/usr/bin:/bin", "HOME": home, "USER": user, "LANG": "C.UTF-8"}
+    return subprocess.run(["/usr/sbin/runuser", "-u", user, "--", *rootsand_argv(), *args], env=env, cwd="/",
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+
+
+def test_root_gets_an_identity_map_written_directly():
+    r = sandbox("sh", "-c", "id -u; cat /proc/self/uid_map /proc/self/gid_map", check_rc=0)
+    lines = [line.split() for line in r.stdout.splitlines()]
+    assert lines[0] == ["0"]
+    assert lines[1:] == [["0", "0", "4294967295"], ["0", "0", "4294967295"]]
+    assert sandbox("readlink", "/proc/self/ns/user", check_rc=0).stdout.strip() != os.readlink("/proc/self/ns/user")
+
+
+def test_user_without_ranges_gets_one_id_and_one_note():
+    uid = pwd.getpwnam(NOSUB_USER).pw_uid
+    r = as_user(NOSUB_USER, "run", "--", "sh", "-c", "id -u; cat /proc/self/uid_map /proc/self/setgroups")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.split()
+    assert out == ["0", "0", str(uid), "1", "deny"]
+    notes = [line for line in r.stderr.splitlines() if line.startswith("rootsand:")]
+    assert len(notes) == 1 and "/etc/subuid" in notes[0]
+
+
+def test_user_without_ranges_keep_id():
+    uid = pwd.getpwnam(NOSUB_USER).pw_uid
+    r = as_user(NOSUB_USER, "run", "--user", "keep-id", "--", "id", "-u")
+    assert r.returncode == 0 and r.stdout.strip() == str(uid), r.stderr

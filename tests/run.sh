@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# The README's test command.
+#
+# As root on a fresh Debian machine it does all the set-up: installs the system packages rootsand and its
+# tests need, prepares the host (DESIGN.md: /dev/fuse and /dev/net/tun are 0600 on these machines), creates
+# an unprivileged test user with subordinate ranges and a second one without, builds a virtual environment
+# that user can run (with /usr/bin/python3: root's pyenv python lives where others cannot enter), runs
+# pytest as that user, then the root-only tests as root.
+#
+# As a normal user it runs the tests directly, in ./.venv, and says which host features are missing.
+#
+# Extra arguments go to both pytest runs (e.g. tests/run.sh -k idmap -x).
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+test_user=${ROOTSAND_TEST_USER:-rootsand-test}
+nosub_user=${ROOTSAND_NOSUB_USER:-rootsand-nosub}
+work=${ROOTSAND_TEST_DIR:-/var/tmp/rootsand-tests}
+
+packages=(uidmap slirp4netns fuse-overlayfs iproute2 procps util-linux passwd python3-venv libseccomp2
+          busybox-static make gcc libc6-dev)
+
+if [ "$(id -u)" -ne 0 ]; then
+    venv=${ROOTSAND_VENV:-$repo/.venv}
+    if [ ! -x "$venv/bin/pytest" ]; then
+        /usr/bin/python3 -m venv "$venv"
+        "$venv/bin/pip" install -q -e "$repo[test]"
+    fi
+    cd "$repo"
+    exec "$venv/bin/python" -m pytest -m "not root" -p no:cacheprovider "$@"
+fi
+
+say() { printf 'tests/run.sh: %s\n' "$*"; }
+
+# 1. System packages, installed only when missing (apt-get update is the slow part).
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    say "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >/dev/null
+    apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# 2. The host: unprivileged users need /dev/fuse (fuse-overlayfs) and /dev/net/tun (slirp4netns).
+[ -e /dev/net/tun ] || { mkdir -p /dev/net; mknod -m 0666 /dev/net/tun c 10 200; }
+chmod 0666 /dev/fuse /dev/net/tun 2>/dev/null || say "warning: cannot open up /dev/fuse or /dev/net/tun"
+
+# 3. The test users: one with two subordinate ranges (several lines per user must work), one with none.
+for u in "$test_user" "$nosub_user"; do
+    id -u "$u" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$u"
+done
+for f in /etc/subuid /etc/subgid; do
+    touch "$f"
+    sed -i -e "/^$test_user:/d" -e "/^$nosub_user:/d" "$f"
+    printf '%s:100000:65536\n%s:300000:65536\n' "$test_user" "$test_user" >>"$f"
+done
+
+# 4. A copy of the project and a virtual environment the test user can read and run.
+rm -rf "$work"
+mkdir -p "$work"
+tar -C "$repo" --exclude=.git --exclude=.venv --exclude='*.egg-info' --exclude=__pycache__ -cf - . | tar -C "$work" -xf - --no-same-owner
+mv "$work" "$work.tmp" && mkdir -p "$work" && mv "$work.tmp" "$work/src"
+/usr/bin/python3 -m venv "$work/venv"
+"$work/venv/bin/pip" install -q --disable-pip-version-check "$work/src[test]" 2>&1 | grep -v '^WARNING: Location' || true
+"$work/venv/bin/python" -c 'import rootsand, typer, pyroute2, pyseccomp, pytest, hypothesis' \
+    || { say "the virtual environment is incomplete"; exit 1; }
+chown -R "$test_user:" "$work/src"
+chmod -R a+rX "$work"
+
+export ROOTSAND_TEST_USER=$test_user ROOTSAND_NOSUB_USER=$nosub_user ROOTSAND_VENV=$work/venv
+status=0
+
+# 5. The tests as the unprivileged user: what rootsand's users will do.
+say "running the tests as $test_user"
+runuser -u "$test_user" -- env -i HOME="/home/$test_user" USER="$test_user" LOGNAME="$test_user" \
+    PATH="$work/venv/bin:/usr/local/bin:/usr/bin:/bin" LANG=C.UTF-8 CI="${CI:-}" \
+    ROOTSAND_TEST_USER="$test_user" ROOTSAND_NOSUB_USER="$nosub_user" ROOTSAND_VENV="$work/venv" \
+    bash -c 'cd "$1" && shift && exec python -m pytest -m "not root" -p no:cacheprovider "$@"' \
+    _ "$work/src" "$@" || status=1
+
+# 6. The tests that need real root (rootsand run by root, other users, host sysctls).
+say "running the root-only tests as root"
+(cd "$work/src" && PATH="$work/venv/bin:$PATH" "$work/venv/bin/python" -m pytest -m root -p no:cacheprovider "$@") \
+    || status=1
+
+exit $status

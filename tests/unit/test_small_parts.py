@@ -1,0 +1,40 @@
+import os
+import signal
+
+from rootsand import channel, init
+from rootsand.errors import RootsandError
+
+
+def test_exit_status_of_wait_statuses():
+    pid = os.fork()
+    if pid == 0:
+        os._exit(42)
+    assert init.exit_status(os.waitpid(pid, 0)[1]) == 42
+    pid = os.fork()
+    if pid == 0:
+        os.kill(os.getpid(), signal.SIGTERM)
+        os._exit(1)
+    assert init.exit_status(os.waitpid(pid, 0)[1]) == 143
+
+
+def test_channel_round_trip():
+    r, w = os.pipe()
+    reader = channel.Reader(r)
+    channel.send(w, stage="unshared")
+    channel.send_error(w, RootsandError("boom", hint="fix it", code=127))
+    os.close(w)
+    messages = []
+    while reader.fd is not None:
+        messages += reader.read(1)
+    assert messages[0] == {"stage": "unshared"}
+    err = channel.error_from(messages[1])
+    assert (err.message, err.hint, err.code) == ("boom", "fix it", 127)
+    assert err.lines() == ["rootsand: error: boom", "rootsand: hint: fix it"]
+
+
+def test_channel_read_times_out_empty():
+    r, w = os.pipe()
+    reader = channel.Reader(r)
+    assert reader.read(0.01) == []
+    os.close(w)
+    reader.close()
