@@ -83,7 +83,10 @@ runuser -u "$test_user" -- env -i HOME="/home/$test_user" USER="$test_user" LOGN
 
 # 6. The tests that need real root (rootsand run by root, other users, host sysctls).
 say "running the root-only tests as root"
+rc=0
 (cd "$work/src" && PATH="$work/venv/bin:$PATH" "$work/venv/bin/python" -m pytest -m root -p no:cacheprovider "$@") \
-    || status=1
+    || rc=$?
+# With a -k or path filter from the caller, no root test may match (pytest's 5); without one that is a failure.
+if [ $rc -ne 0 ] && ! { [ $rc -eq 5 ] && [ $# -gt 0 ]; }; then status=1; fi
 
 exit $status
