@@ -1,67 +1,25 @@
-"""The command line: typer options in, a SandboxSpec out, exit statuses back. No sandbox logic lives here."""
+"""The command line's entry point: parse, build the spec, run, map every failure to an exit status.
+
+No sandbox logic lives here, and typer is imported only when the fast path below cannot parse the
+arguments (help, usage errors, other commands).
+"""
 
 import os
 import sys
-from typing import Optional
 
-import typer
-
-from rootsand import __version__
 from rootsand.errors import ExitCode, RootsandError
-
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    help="Run a command in a rootless sandbox: your own root, namespaces, TOML profiles, no sudo.",
-)
 
 # Settings the debug path needs before typer has parsed anything (the error handler in main()).
 _debug = "--debug" in sys.argv[1:sys.argv.index("--")] if "--" in sys.argv else "--debug" in sys.argv
 
 
-def _version(value: bool) -> None:
-    if value:
-        print(f"rootsand {__version__}")
-        raise typer.Exit()
+def run_sandbox(options) -> int:
+    from rootsand import launcher, profile, spec
 
-
-@app.callback()
-def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="Print the version and exit.")) -> None:
-    pass
-
-
-@app.command(context_settings={"allow_interspersed_args": False})
-def run(
-    command: Optional[list[str]] = typer.Argument(None, help="The command and its arguments (default: /bin/sh)."),
-    hostname: str = typer.Option("rootsand", "--hostname", help="Host name inside."),
-    chdir: Optional[str] = typer.Option(None, "--chdir", help="Working directory inside (default: the current one)."),
-    env: list[str] = typer.Option([], "-e", "--env", help="KEY=VALUE set in the command's environment; repeatable."),
-    user: str = typer.Option("root", "--user", help="root (uid 0, mapped to you), keep-id (your own ids) or UID[:GID]."),
-    timeout: Optional[str] = typer.Option(None, "--timeout", help="Wall-clock limit (90, 30s, 10m, 2h); exit 124."),
-    name: Optional[str] = typer.Option(None, "--name", help="A name for the sandbox (generated when absent)."),
-    json_status: Optional[str] = typer.Option(None, "--json-status", help="Write JSON lines about the sandbox here."),
-    verbose: bool = typer.Option(False, "-v", "--verbose", help="Print the setup stages and their timing."),
-    debug: bool = typer.Option(False, "--debug", help="As --verbose, and a traceback on internal errors."),
-) -> None:
-    """Run COMMAND in a new sandbox and exit with its status."""
-    from rootsand import launcher, spec
-
-    sandbox = spec.SandboxSpec(
-        command=command or ["/bin/sh"],
-        user=spec.parse_user(user),
-        hostname=spec.validate_hostname(hostname),
-        chdir=chdir or _cwd(),
-        env=spec.build_env(dict(os.environ), assignments=dict(spec.parse_env_assignment(e) for e in env)),
-        timeout=spec.parse_duration(timeout) if timeout is not None else None,
-        name=spec.validate_name(name) if name else f"rootsand-{os.getpid()}",
-        json_status=json_status,
-        verbose=verbose or debug,
-        debug=debug,
-    )
-    raise typer.Exit(launcher.run(sandbox))
+    cwd = _cwd()
+    loaded = profile.load(options.profile, profile.Variables.from_host())
+    sandbox = spec.from_profile(loaded, options, dict(os.environ), cwd, os.cpu_count() or 1)
+    return launcher.run(sandbox)
 
 
 def _cwd() -> str:
@@ -71,16 +29,82 @@ def _cwd() -> str:
         raise RootsandError("the current directory no longer exists", hint="cd somewhere else or pass --chdir")
 
 
+# `rootsand run` is parsed here without typer when its options are plain (typer costs ~50 ms to import,
+# a third of a sandbox's start). Anything unusual (help, a typo, a missing value) goes to typer, which
+# then gives the real help or error. tests/unit/test_cli_fast.py checks both parsers agree.
+RUN_FLAGS = {"-v": "verbose", "--verbose": "verbose", "--debug": "debug"}
+RUN_VALUES = {"-p": "profile", "--profile": "profile", "--net": "net", "--hostname": "hostname",
+              "--chdir": "chdir", "--user": "user", "--timeout": "timeout", "--name": "name",
+              "--rootfs": "rootfs", "--json-status": "json_status"}
+RUN_LISTS = {"-e": "env", "--env": "env", "--bind": "binds", "--ro-bind": "ro_binds", "--tmpfs": "tmpfs",
+             "--overlay": "overlays"}
+
+
+def parse_run_fast(args: list[str]):
+    """RunOptions for `rootsand run ARGS`, or None when typer should parse them."""
+    from rootsand.spec import RunOptions
+
+    options = RunOptions()
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            i += 1
+            break
+        if not arg.startswith("-") or arg == "-":
+            break
+        name, eq, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+        if name in RUN_FLAGS and not eq:
+            setattr(options, RUN_FLAGS[name], True)
+        elif name in RUN_VALUES or name in RUN_LISTS:
+            if not eq:
+                if i + 1 >= len(args):
+                    return None
+                i += 1
+                value = args[i]
+            if name in RUN_VALUES:
+                setattr(options, RUN_VALUES[name], value)
+            else:
+                getattr(options, RUN_LISTS[name]).append(value)
+        else:
+            return None
+        i += 1
+    options.command = args[i:]
+    return options
+
+
 def main() -> None:
     try:
-        code = app(standalone_mode=False, prog_name="rootsand")
+        options = parse_run_fast(sys.argv[2:]) if sys.argv[1:2] == ["run"] else None
+        if options is not None:
+            code = run_sandbox(options)
+        else:
+            code = _typer_main()
     except RootsandError as e:
         for line in e.lines():
             print(line, file=sys.stderr)
         code = e.code
+    except KeyboardInterrupt:
+        code = 128 + 2
+    except Exception as e:  # noqa: BLE001 - never a traceback unless asked for
+        if _debug:
+            raise
+        print(f"rootsand: error: internal error: {type(e).__name__}: {e}", file=sys.stderr)
+        print("rootsand: hint: run again with --debug for a traceback", file=sys.stderr)
+        code = ExitCode.FAILURE
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _typer_main() -> int:
+    import typer
+
+    from rootsand.commands import app
+
+    try:
+        code = app(standalone_mode=False, prog_name="rootsand")
     except typer.Exit as e:
         code = e.exit_code
-    except (typer.Abort, KeyboardInterrupt):
+    except typer.Abort:
         code = 128 + 2
     except typer.TyperException as e:  # click's usage errors, vendored by typer
         ctx = getattr(e, "ctx", None)
@@ -92,10 +116,4 @@ def main() -> None:
             where = f"rootsand {ctx.command.name} --help" if ctx and ctx.command and ctx.parent else "rootsand --help"
             print(f"rootsand: hint: see '{where}'", file=sys.stderr)
             code = ExitCode.FAILURE
-    except Exception as e:  # noqa: BLE001 - never a traceback unless asked for
-        if _debug:
-            raise
-        print(f"rootsand: error: internal error: {type(e).__name__}: {e}", file=sys.stderr)
-        print("rootsand: hint: run again with --debug for a traceback", file=sys.stderr)
-        code = ExitCode.FAILURE
-    sys.exit(code if isinstance(code, int) else 0)
+    return code if isinstance(code, int) else 0

@@ -16,7 +16,7 @@ import signal
 import sys
 import traceback
 
-from rootsand import channel, host, init, libc, network
+from rootsand import channel, host, init, libc, mounts, network
 from rootsand.errors import ExitCode, RootsandError
 from rootsand.idmap import IdPlan
 from rootsand.spec import SandboxSpec
@@ -98,15 +98,18 @@ def _pid1(spec: SandboxSpec, plan: IdPlan, alive_fd: int, report_fd: int) -> int
 
 
 def _build(spec: SandboxSpec) -> None:
-    """The sandbox's own view of the system: private mounts, a /proc of its PID namespace, hostname, lo."""
-    if "mount" in spec.namespaces:
-        libc.mount(None, "/", None, libc.MS_REC | libc.MS_SLAVE)
-        if "pid" in spec.namespaces:
-            libc.mount("proc", "/proc", "proc", libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC)
+    """The sandbox's own view of the system: its file system and /proc, hostname, loopback."""
     if "uts" in spec.namespaces:
         libc.sethostname(spec.hostname)
     if "net" in spec.namespaces:
         network.loopback_up()
+    generated = {"hostname": f"{spec.hostname}\n", "hosts": hosts_file(spec.hostname)}
+    mounts.FileSystem(spec.mounts, spec.rootfs, spec.run_ids, generated).build()
+
+
+def hosts_file(hostname: str) -> str:
+    return (f"127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n"
+            "::1\tlocalhost ip6-localhost ip6-loopback\n")
 
 
 def _switch_ids(uid: int, gid: int) -> None:

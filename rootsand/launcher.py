@@ -55,6 +55,7 @@ def plan_ids(spec: SandboxSpec) -> idmap.IdPlan:
 
 
 def run(spec: SandboxSpec) -> int:
+    spec.name = spec.name or f"sandbox-{os.getpid()}"
     plan = plan_ids(spec)
     if plan.note:
         warn(plan.note)

@@ -112,3 +112,51 @@ def sethostname(name: str) -> None:
 
 def setgroups_empty() -> None:
     _check(_libc.setgroups(ctypes.c_size_t(0), None), "setgroups")
+
+
+# The mount API of Linux 5.2+ (same numbers on every architecture): overlays with any number of layers
+# and any characters in their paths, and recursive attribute changes that keep the locked flags.
+_SYS_MOVE_MOUNT, _SYS_FSOPEN, _SYS_FSCONFIG, _SYS_FSMOUNT, _SYS_MOUNT_SETATTR = 429, 430, 431, 432, 442
+AT_FDCWD = -100
+AT_RECURSIVE = 0x8000
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
+FSCONFIG_SET_FLAG = 0
+FSCONFIG_SET_STRING = 1
+FSCONFIG_CMD_CREATE = 6
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def mount_setattr(path: str, attr_set: int, recursive: bool = True) -> None:
+    attr = _MountAttr(attr_set, 0, 0, 0)
+    flags = AT_RECURSIVE if recursive else 0
+    _check(_libc.syscall(ctypes.c_long(_SYS_MOUNT_SETATTR), ctypes.c_int(AT_FDCWD), path.encode(),
+                         ctypes.c_uint(flags), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))),
+           "mount_setattr", path)
+
+
+def fsopen(fstype: str) -> int:
+    return _check(_libc.syscall(ctypes.c_long(_SYS_FSOPEN), fstype.encode(), ctypes.c_uint(1)), "fsopen", fstype)
+
+
+def fsconfig(fd: int, cmd: int, key: str | None = None, value: str | None = None) -> None:
+    _check(_libc.syscall(ctypes.c_long(_SYS_FSCONFIG), ctypes.c_int(fd), ctypes.c_uint(cmd),
+                         key.encode() if key else None, value.encode() if value is not None else None,
+                         ctypes.c_int(0)), "fsconfig", f"{key}={value}" if key else None)
+
+
+def fsmount(fd: int) -> int:
+    return _check(_libc.syscall(ctypes.c_long(_SYS_FSMOUNT), ctypes.c_int(fd), ctypes.c_uint(1), ctypes.c_uint(0)),
+                  "fsmount")
+
+
+def move_mount_fd(fd: int, target: str) -> None:
+    _check(_libc.syscall(ctypes.c_long(_SYS_MOVE_MOUNT), ctypes.c_int(fd), b"", ctypes.c_int(AT_FDCWD),
+                         target.encode(), ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH)), "move_mount", target)

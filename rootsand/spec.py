@@ -4,6 +4,7 @@ Pure functions only: no system calls, so every rule here is unit-tested without 
 """
 
 import fnmatch
+import os
 import re
 from dataclasses import dataclass, field
 
@@ -36,6 +37,10 @@ class SandboxSpec:
     namespaces: tuple[str, ...] = DEFAULT_NAMESPACES
     idmap: str = "auto"  # auto | single
     json_status: str | None = None
+    mounts: list = field(default_factory=list)  # profile.Mount ops, applied in order
+    rootfs: str | None = None
+    net_mode: str = "none"
+    profile: str = "default"
     verbose: bool = False
     debug: bool = False
     # Filled in by the launcher once the id maps are known: the ids the command runs as inside.
@@ -106,3 +111,110 @@ def validate_name(name: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name):
         raise RootsandError(f"invalid sandbox name {name!r}: letters, digits, '_', '.' and '-', at most 64")
     return name
+
+
+@dataclass
+class RunOptions:
+    """What the command line says; None (or empty) where it leaves the profile's choice alone."""
+
+    command: list[str] = field(default_factory=list)
+    profile: str = "default"
+    hostname: str | None = None
+    chdir: str | None = None
+    env: list[str] = field(default_factory=list)
+    user: str | None = None
+    timeout: str | None = None
+    name: str | None = None
+    json_status: str | None = None
+    net: str | None = None
+    binds: list[str] = field(default_factory=list)
+    ro_binds: list[str] = field(default_factory=list)
+    tmpfs: list[str] = field(default_factory=list)
+    overlays: list[str] = field(default_factory=list)
+    rootfs: str | None = None
+    verbose: bool = False
+    debug: bool = False
+
+
+def split_mount_arg(text: str, cwd: str, option: str) -> tuple[str, str]:
+    """`SRC[:DST]` of --bind, --ro-bind and --overlay: SRC relative to the current directory, DST as SRC
+    when absent. A colon belongs to SRC unless what follows the last one is an absolute path."""
+    src, sep, dst = text.rpartition(":")
+    if not sep or not dst.startswith("/") or not src:
+        src, dst = text, ""
+    if not src:
+        raise RootsandError(f"{option}: expected SRC[:DST], got {text!r}")
+    src = os.path.normpath(os.path.join(cwd, src))
+    return src, os.path.normpath(dst) if dst else src
+
+
+def cli_mounts(options: RunOptions, cwd: str) -> list:
+    """The mounts the command line adds after the profile's, in the order: binds, ro-binds, tmpfs, overlays."""
+    from rootsand.profile import Mount
+
+    mounts = []
+    for kind, values, option in (("bind", options.binds, "--bind"), ("ro-bind", options.ro_binds, "--ro-bind")):
+        for text in values:
+            src, dst = split_mount_arg(text, cwd, option)
+            mounts.append(Mount(type=kind, src=src, dst=_checked_dst(dst, option)))
+    for dst in options.tmpfs:
+        mounts.append(Mount(type="tmpfs", dst=_checked_dst(os.path.normpath(os.path.join(cwd, dst)), "--tmpfs")))
+    for text in options.overlays:
+        src, dst = split_mount_arg(text, cwd, "--overlay")
+        mounts.append(Mount(type="overlay", lower=[src], upper="tmpfs", dst=_checked_dst(dst, "--overlay")))
+    return mounts
+
+
+def _checked_dst(dst: str, option: str) -> str:
+    if dst == "/":
+        raise RootsandError(f"{option}: cannot mount over / (use --rootfs for another root)")
+    return dst
+
+
+def rootfs_mounts() -> list:
+    """What every --rootfs tree gets on top of itself: its own /proc, a minimal /dev, a private /tmp."""
+    from rootsand.profile import Mount
+
+    return [Mount(type="proc", dst="/proc"), Mount(type="dev", dst="/dev"),
+            Mount(type="tmpfs", dst="/tmp", mode=0o1777)]
+
+
+def from_profile(profile, options: RunOptions, host_env: dict[str, str], cwd: str, cpu_count: int) -> SandboxSpec:
+    """Merge a loaded profile with the command line: the command line wins, its mounts come last."""
+    assignments = dict(profile.env_set)
+    if assignments.get("MAKEFLAGS") == "auto":
+        assignments["MAKEFLAGS"] = f"-j{cpu_count}"
+    assignments.update(parse_env_assignment(e) for e in options.env)
+    net_mode = options.net or profile.net_mode
+    if net_mode not in ("none", "host", "slirp"):
+        raise RootsandError(f"invalid --net {net_mode!r}: expected none, slirp or host")
+    namespaces = tuple(ns for ns in profile.namespaces if not (ns == "net" and net_mode == "host"))
+    for needed in ("user", "mount", "pid"):
+        if needed not in namespaces:
+            raise RootsandError(f"profile {profile.name}: namespaces must include {needed!r}: "
+                                "rootsand builds every sandbox on its own user, mount and PID namespaces")
+    timeout = options.timeout if options.timeout is not None else profile.timeout
+    if options.rootfs:
+        rootfs = os.path.normpath(os.path.join(cwd, options.rootfs))
+        mounts = rootfs_mounts() + cli_mounts(options, cwd)
+    else:
+        rootfs = None
+        mounts = list(profile.mounts) + cli_mounts(options, cwd)
+    return SandboxSpec(
+        command=options.command or ["/bin/sh"],
+        user=parse_user(options.user or profile.user),
+        hostname=validate_hostname(options.hostname or profile.hostname),
+        chdir=options.chdir or profile.chdir or cwd,
+        env=build_env(host_env, profile.env_clear, tuple(profile.env_keep), assignments),
+        timeout=parse_duration(timeout) if timeout is not None else None,
+        name=validate_name(options.name) if options.name else None,
+        namespaces=namespaces,
+        idmap=profile.idmap,
+        json_status=options.json_status,
+        mounts=mounts,
+        rootfs=rootfs,
+        net_mode=net_mode,
+        profile=options.profile,
+        verbose=options.verbose or options.debug,
+        debug=options.debug,
+    )

@@ -78,13 +78,13 @@ say "running the tests as $test_user"
 runuser -u "$test_user" -- env -i HOME="/home/$test_user" USER="$test_user" LOGNAME="$test_user" \
     PATH="$work/venv/bin:/usr/local/bin:/usr/bin:/bin" LANG=C.UTF-8 CI="${CI:-}" \
     ROOTSAND_TEST_USER="$test_user" ROOTSAND_NOSUB_USER="$nosub_user" ROOTSAND_VENV="$work/venv" \
-    bash -c 'cd "$1" && shift && exec python -m pytest -m "not root" -p no:cacheprovider "$@"' \
+    bash -c 'cd "$1" && shift && exec pytest -m "not root" -p no:cacheprovider "$@"' \
     _ "$work/src" "$@" || status=1
 
 # 6. The tests that need real root (rootsand run by root, other users, host sysctls).
 say "running the root-only tests as root"
 rc=0
-(cd "$work/src" && PATH="$work/venv/bin:$PATH" "$work/venv/bin/python" -m pytest -m root -p no:cacheprovider "$@") \
+(cd "$work/src" && PATH="$work/venv/bin:$PATH" "$work/venv/bin/pytest" -m root -p no:cacheprovider "$@") \
     || rc=$?
 # With a -k or path filter from the caller, no root test may match (pytest's 5); without one that is a failure.
 if [ $rc -ne 0 ] && ! { [ $rc -eq 5 ] && [ $# -gt 0 ]; }; then status=1; fi

@@ -1,0 +1,84 @@
+"""The typer application: help, usage errors and every command but the fast path of `rootsand run` (cli.py)."""
+
+from typing import Optional
+
+import typer
+
+from rootsand import __version__
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Run a command in a rootless sandbox: your own root, namespaces, TOML profiles, no sudo.",
+)
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"rootsand {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    pass
+
+
+@app.command(context_settings={"allow_interspersed_args": False})
+def run(
+    command: Optional[list[str]] = typer.Argument(None, help="The command and its arguments (default: /bin/sh)."),
+    profile: str = typer.Option("default", "-p", "--profile", help="A built-in profile name or a TOML file."),
+    net: Optional[str] = typer.Option(None, "--net", help="Network: none, slirp or host (overrides the profile)."),
+    bind: list[str] = typer.Option([], "--bind", help="SRC[:DST] bound read-write; repeatable."),
+    ro_bind: list[str] = typer.Option([], "--ro-bind", help="SRC[:DST] bound read-only; repeatable."),
+    tmpfs: list[str] = typer.Option([], "--tmpfs", help="DST: an empty tmpfs; repeatable."),
+    overlay: list[str] = typer.Option([], "--overlay", help="SRC[:DST]: a writable view of SRC, changes thrown away."),
+    hostname: Optional[str] = typer.Option(None, "--hostname", help="Host name inside (default: rootsand)."),
+    chdir: Optional[str] = typer.Option(None, "--chdir", help="Working directory inside (default: the current one)."),
+    env: list[str] = typer.Option([], "-e", "--env", help="KEY=VALUE set in the command's environment; repeatable."),
+    user: Optional[str] = typer.Option(None, "--user", help="root (uid 0, mapped to you), keep-id or UID[:GID]."),
+    timeout: Optional[str] = typer.Option(None, "--timeout", help="Wall-clock limit (90, 30s, 10m, 2h); exit 124."),
+    name: Optional[str] = typer.Option(None, "--name", help="A name for the sandbox (generated when absent)."),
+    rootfs: Optional[str] = typer.Option(None, "--rootfs", help="DIR: the root file system instead of the host's."),
+    json_status: Optional[str] = typer.Option(None, "--json-status", help="Write JSON lines about the sandbox here."),
+    verbose: bool = typer.Option(False, "-v", "--verbose", help="Print the setup stages and their timing."),
+    debug: bool = typer.Option(False, "--debug", help="As --verbose, and a traceback on internal errors."),
+) -> None:
+    """Run COMMAND in a new sandbox and exit with its status."""
+    from rootsand import spec
+
+    options = spec.RunOptions(command=command or [], profile=profile, hostname=hostname, chdir=chdir, env=env,
+                              user=user, timeout=timeout, name=name, json_status=json_status, net=net,
+                              binds=bind, ro_binds=ro_bind, tmpfs=tmpfs, overlays=overlay, rootfs=rootfs,
+                              verbose=verbose, debug=debug)
+    from rootsand.cli import run_sandbox
+
+    raise typer.Exit(run_sandbox(options))
+
+
+profiles_app = typer.Typer(help="List the profiles, or show one fully resolved.", no_args_is_help=False,
+                           add_completion=False, rich_markup_mode=None)
+app.add_typer(profiles_app, name="profiles")
+
+
+@profiles_app.callback(invoke_without_command=True)
+def profiles_list(ctx: typer.Context) -> None:
+    """List the built-in and your own profiles with their descriptions."""
+    if ctx.invoked_subcommand:
+        return
+    from rootsand import profile
+
+    rows = profile.list_profiles()
+    width = max((len(name) for name, _, _ in rows), default=0)
+    for name, description, origin in rows:
+        print(f"{name:<{width}}  {description}" + ("" if origin == "built-in" else f"  [{origin}]"))
+
+
+@profiles_app.command("show")
+def profiles_show(name: str = typer.Argument(..., help="A profile name or a TOML file.")) -> None:
+    """Print the profile after extends, variables and defaults, as TOML."""
+    from rootsand import profile
+
+    print(profile.to_toml(profile.load(name, profile.Variables.from_host())), end="")
