@@ -31,6 +31,9 @@ def run(
     command: Optional[list[str]] = typer.Argument(None, help="The command and its arguments (default: /bin/sh)."),
     profile: str = typer.Option("default", "-p", "--profile", help="A built-in profile name or a TOML file."),
     net: Optional[str] = typer.Option(None, "--net", help="Network: none, slirp or host (overrides the profile)."),
+    publish: list[str] = typer.Option([], "--publish", help="[HOST_IP:]HOST_PORT:SANDBOX_PORT[/tcp|/udp]; slirp only."),
+    allow_host_loopback: bool = typer.Option(False, "--allow-host-loopback",
+                                             help="slirp: let the sandbox reach the host's 127.0.0.1 as 10.0.2.2."),
     bind: list[str] = typer.Option([], "--bind", help="SRC[:DST] bound read-write; repeatable."),
     ro_bind: list[str] = typer.Option([], "--ro-bind", help="SRC[:DST] bound read-only; repeatable."),
     tmpfs: list[str] = typer.Option([], "--tmpfs", help="DST: an empty tmpfs; repeatable."),
@@ -51,6 +54,7 @@ def run(
 
     options = spec.RunOptions(command=command or [], profile=profile, hostname=hostname, chdir=chdir, env=env,
                               user=user, timeout=timeout, name=name, json_status=json_status, net=net,
+                              publish=publish, allow_host_loopback=allow_host_loopback,
                               binds=bind, ro_binds=ro_bind, tmpfs=tmpfs, overlays=overlay, rootfs=rootfs,
                               verbose=verbose, debug=debug)
     from rootsand.cli import run_sandbox

@@ -53,3 +53,41 @@ def userns_hint() -> str:
                 "'sysctl -w kernel.apparmor_restrict_unprivileged_userns=0' as root, "
                 "or give rootsand's python an AppArmor profile with 'userns,'")
     return "rootsand may be running in a container or under a seccomp filter that forbids unshare(2)"
+
+
+def runtime_dir() -> str:
+    """A private directory for rootsand's sockets: $XDG_RUNTIME_DIR/rootsand, else /tmp/rootsand-UID.
+
+    The fallback (no login session, as in CI) is made 0700 and must be ours and not a link, since /tmp is
+    shared with everyone.
+    """
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    if base and os.path.isabs(base) and os.path.isdir(base):
+        path = os.path.join(base, "rootsand")
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        return path
+    path = f"/tmp/rootsand-{os.getuid()}"
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        from rootsand.errors import RootsandError
+
+        raise RootsandError(f"{path} is not a private directory of yours",
+                            hint="remove it, or set XDG_RUNTIME_DIR to a directory only you can write")
+    return path
+
+
+def remove_stale(directory: str, prefix: str) -> None:
+    """Remove PREFIX-PID.* files left by launchers that were killed before they could."""
+    for name in os.listdir(directory):
+        if not name.startswith(prefix + "-"):
+            continue
+        pid = name[len(prefix) + 1:].split(".", 1)[0]
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            try:
+                os.unlink(os.path.join(directory, name))
+            except OSError:
+                pass

@@ -59,6 +59,8 @@ def _child(spec: SandboxSpec, plan: IdPlan, launcher_pid: int, go_fd: int, repor
     except OSError as e:
         raise RootsandError(f"cannot create the sandbox's namespaces: unshare: {os.strerror(e.errno)}",
                             hint=host.userns_hint()) from None
+    if spec.net_mode == "slirp":
+        network.disable_ipv6_dad()  # before slirp4netns creates tap0
     channel.send(report_fd, stage="unshared")
     if os.read(go_fd, 1) != b"G":  # the launcher could not write the maps; it reports why
         return ExitCode.FAILURE
@@ -103,7 +105,14 @@ def _build(spec: SandboxSpec) -> None:
         libc.sethostname(spec.hostname)
     if "net" in spec.namespaces:
         network.loopback_up()
+    if spec.net_mode == "slirp":
+        network.check_tap()
+        if spec.verbose:
+            for line in network.describe_interfaces():
+                print(f"rootsand: network: {line}", file=sys.stderr, flush=True)
     generated = {"hostname": f"{spec.hostname}\n", "hosts": hosts_file(spec.hostname)}
+    if spec.resolv_conf is not None:
+        generated["resolv.conf"] = spec.resolv_conf
     mounts.FileSystem(spec.mounts, spec.rootfs, spec.run_ids, generated).build()
 
 

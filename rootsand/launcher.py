@@ -10,6 +10,7 @@ The report pipe (channel.py) tells L about failures inside; PDEATHSIG ties C to 
 everything in the PID namespace dies with P1, so a killed launcher leaves nothing behind.
 """
 
+import ipaddress
 import json
 import os
 import select
@@ -18,7 +19,7 @@ import subprocess
 import sys
 import time
 
-from rootsand import channel, host, idmap, init
+from rootsand import channel, host, idmap, init, network
 from rootsand.errors import ExitCode, RootsandError, warn
 from rootsand.spec import SandboxSpec
 
@@ -57,6 +58,13 @@ def plan_ids(spec: SandboxSpec) -> idmap.IdPlan:
 def run(spec: SandboxSpec) -> int:
     spec.name = spec.name or f"sandbox-{os.getpid()}"
     plan = plan_ids(spec)
+    if spec.net_mode == "slirp":
+        try:
+            with open("/etc/resolv.conf") as f:
+                host_resolv = f.read()
+        except OSError:
+            host_resolv = ""
+        spec.resolv_conf = network.resolv_conf(host_resolv, spec.dns)
     if plan.note:
         warn(plan.note)
     return Launcher(spec, plan).run()
@@ -69,6 +77,7 @@ class Launcher:
         self.child: int | None = None  # C, as the host sees it
         self.pid1: int | None = None  # the sandbox's PID 1, as the host sees it
         self.error: RootsandError | None = None
+        self.slirp: network.Slirp | None = None
         self.started = time.monotonic()
 
     def log(self, message: str) -> None:
@@ -104,6 +113,8 @@ class Launcher:
             self._close_go()
             self._reports.close()
             self._kill_and_reap()
+            if self.slirp:
+                self.slirp.stop()
 
     def _close_go(self) -> None:
         if self._go_w is not None:
@@ -120,6 +131,8 @@ class Launcher:
                     return self._finish(pidfd, deadline)
             self._write_maps()
             self.log("id maps written")
+            if self.spec.net_mode == "slirp":
+                self._start_slirp()
             os.write(self._go_w, b"G")
             self._close_go()
             # 2. Until the command runs (or setup fails), then until the sandbox ends.
@@ -185,6 +198,25 @@ class Launcher:
             _write_proc(f"/proc/{pid}/gid_map", idmap.map_text(plan.gid_lines))
         except OSError as e:
             raise RootsandError(f"cannot write the sandbox's id map: {e}", hint=host.userns_hint()) from None
+
+    def _start_slirp(self) -> None:
+        binary = host.find_helper("slirp4netns")
+        if not binary:
+            raise RootsandError("--net slirp: slirp4netns not found", hint="install the 'slirp4netns' package")
+        api_socket = None
+        if self.spec.publish:
+            directory = host.runtime_dir()
+            host.remove_stale(directory, "slirp")
+            api_socket = os.path.join(directory, f"slirp-{os.getpid()}.sock")
+        if not self.spec.allow_host_loopback and any(
+                f.proto == "udp" and ipaddress.ip_address(f.host_addr).is_loopback for f in self.spec.publish):
+            warn("slirp4netns drops a sandbox's UDP replies to the host's loopback unless --allow-host-loopback "
+                 "is given (podman#4586): the published UDP port only receives")
+        self.slirp = network.Slirp(binary, self.child, self.spec.allow_host_loopback, api_socket)
+        self.slirp.publish(self.spec.publish)
+        self.slirp.forget_api_socket()
+        self.log("slirp4netns ready" + (f", published {', '.join(map(str, self.spec.publish))}"
+                                        if self.spec.publish else ""))
 
     def _on_signal(self, signum: int, _frame) -> None:
         if self.pid1 is not None:

@@ -311,13 +311,9 @@ class FileSystem:
             with open(path, "w") as f:
                 f.write(content)
             os.chmod(path, 0o644)
-            target = resolve_in_root(ROOT, f"/etc/{name}")
-            if not os.path.isdir(os.path.dirname(target)):
-                continue
-            try:
-                if not os.path.lexists(target):
-                    os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444))
-            except OSError:
+            try:  # follows a link such as resolv.conf -> /run/...: the file is made where it leads
+                target = _mount_point(ROOT, f"/etc/{name}", directory=False)
+            except RootsandError:
                 continue  # a read-only /etc without that file: leave it out
             if not os.path.isfile(target):
                 continue

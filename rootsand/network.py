@@ -1,17 +1,233 @@
-"""The sandbox's network. `none` needs no netlink at all: bringing `lo` up is one ioctl (pyroute2 costs ~150 ms)."""
+"""The sandbox's network: none (loopback only), slirp (slirp4netns, as rootless podman did) or host.
+
+`none` needs no netlink at all: bringing `lo` up is one ioctl (pyroute2 costs ~150 ms to import). In
+slirp mode the launcher runs slirp4netns against the sandbox's setup process, which configures tap0
+(10.0.2.100/24, gateway 10.0.2.2, DNS 10.0.2.3) and signals readiness; ports are published through its
+API socket, which is removed as soon as they are.
+"""
 
 import fcntl
+import ipaddress
+import json
+import os
+import re
+import select
+import signal
 import socket
 import struct
+import subprocess
+import time
+from dataclasses import dataclass
+
+from rootsand.errors import RootsandError
 
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
+SIOCGIFADDR = 0x8915
 IFF_UP = 0x1
+
+TAP = "tap0"
+SANDBOX_ADDRESS = "10.0.2.100"
+GATEWAY = "10.0.2.2"
+SLIRP_DNS = "10.0.2.3"
+MTU = 65520
 
 
 def loopback_up() -> None:
     """Bring `lo` up in the current network namespace, so 127.0.0.1 and ::1 work."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        req = struct.pack("16sH14x", b"lo", 0)
-        flags = struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req))[1]
+        flags = _if_flags(s, "lo")
         fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+
+
+def _if_flags(s: socket.socket, name: str) -> int:
+    req = struct.pack("16sH14x", name.encode(), 0)
+    return struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req))[1]
+
+
+def check_tap() -> None:
+    """After slirp4netns has configured tap0: make sure it is up with its address (two ioctls, no netlink)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            up = _if_flags(s, TAP) & IFF_UP
+            raw = fcntl.ioctl(s.fileno(), SIOCGIFADDR, struct.pack("16s16x", TAP.encode()))
+        except OSError as e:
+            raise RootsandError(f"slirp4netns did not configure {TAP}: {e.strerror}") from None
+    address = socket.inet_ntoa(raw[20:24])
+    if not up or address != SANDBOX_ADDRESS:
+        raise RootsandError(f"slirp4netns left {TAP} {'up' if up else 'down'} with address {address}")
+
+
+def describe_interfaces() -> list[str]:
+    """Addresses and routes as pyroute2 reads them over netlink: for --verbose and later `inspect`."""
+    from pyroute2 import IPRoute
+
+    lines = []
+    with IPRoute() as ipr:
+        names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+        for addr in ipr.get_addr():
+            lines.append(f"{names.get(addr['index'])}: {addr.get_attr('IFA_ADDRESS')}/{addr['prefixlen']}")
+        for route in ipr.get_routes(family=socket.AF_INET):
+            gateway = route.get_attr("RTA_GATEWAY")
+            if gateway:
+                lines.append(f"default via {gateway} dev {names.get(route.get_attr('RTA_OIF'))}")
+    return lines
+
+
+def disable_ipv6_dad() -> None:
+    """In a fresh network namespace: no duplicate address detection, or IPv6 is unusable for 1-2 s."""
+    for conf in ("all", "default"):
+        try:
+            with open(f"/proc/sys/net/ipv6/conf/{conf}/accept_dad", "w") as f:
+                f.write("0")
+        except OSError:
+            pass  # IPv6 disabled on this host: nothing to wait for
+
+
+def resolv_conf(host_text: str, dns: list[str]) -> str:
+    """The sandbox's resolv.conf: the profile's servers or slirp's 10.0.2.3 first, then the host's
+    servers that the sandbox can reach (not 127.x or ::1, which are the host's own loopback)."""
+    servers = list(dns) or [SLIRP_DNS]
+    other = []
+    for line in host_text.splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and fields[0] == "nameserver":
+            try:
+                if not ipaddress.ip_address(fields[1].split("%")[0]).is_loopback and fields[1] not in servers:
+                    servers.append(fields[1])
+            except ValueError:
+                continue
+        elif fields and fields[0] in ("search", "domain", "options"):
+            other.append(line.strip())
+    return "".join(f"nameserver {s}\n" for s in servers[:3]) + "".join(f"{line}\n" for line in other)
+
+
+@dataclass(frozen=True)
+class PortForward:
+    proto: str  # tcp | udp
+    host_addr: str
+    host_port: int
+    guest_port: int
+
+    def __str__(self) -> str:
+        return f"{self.host_addr}:{self.host_port}:{self.guest_port}/{self.proto}"
+
+
+def parse_publish(text: str) -> PortForward:
+    """`[HOST_IP:]HOST_PORT:SANDBOX_PORT[/tcp|/udp]`; the host side listens on 127.0.0.1 by default."""
+    m = re.fullmatch(r"(?:(.+):)?(\d{1,5}):(\d{1,5})(?:/(tcp|udp))?", text)
+    ports = [int(p) for p in m.group(2, 3)] if m else []
+    if not m or not all(1 <= p <= 65535 for p in ports):
+        raise RootsandError(f"invalid port {text!r}: expected [IP:]HOSTPORT:SANDBOXPORT[/tcp|/udp], ports 1-65535")
+    addr = (m.group(1) or "127.0.0.1").removeprefix("[").removesuffix("]")
+    try:
+        ipaddress.ip_address(addr)
+    except ValueError:
+        raise RootsandError(f"invalid port {text!r}: {addr!r} is not an IP address") from None
+    return PortForward(m.group(4) or "tcp", addr, ports[0], ports[1])
+
+
+class Slirp:
+    """A slirp4netns process serving the sandbox's network namespace, from the launcher's side.
+
+    It is tied to the launcher by --exit-fd: when the launcher's end closes (also when the launcher is
+    killed), slirp4netns exits by itself.
+    """
+
+    def __init__(self, binary: str, pid: int, allow_host_loopback: bool, api_socket: str | None):
+        self.api_socket = api_socket
+        ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+        exit_r, self._exit_w = os.pipe2(os.O_CLOEXEC)
+        argv = [binary, "--configure", f"--mtu={MTU}", "--enable-ipv6", "--enable-sandbox", "--enable-seccomp",
+                f"--ready-fd={ready_w}", f"--exit-fd={exit_r}"]
+        if not allow_host_loopback:
+            argv.append("--disable-host-loopback")
+        if api_socket:
+            argv.append(f"--api-socket={api_socket}")
+        argv += [str(pid), TAP]
+        try:
+            self.process = subprocess.Popen(argv, pass_fds=(ready_w, exit_r), stdin=subprocess.DEVNULL,
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        except OSError as e:
+            raise RootsandError(f"cannot start slirp4netns: {e.strerror}") from None
+        finally:
+            os.close(ready_w)
+            os.close(exit_r)
+        try:
+            self._wait_ready(ready_r)
+        except BaseException:
+            self.stop()
+            raise
+        finally:
+            os.close(ready_r)
+
+    def _wait_ready(self, ready_fd: int, timeout: float = 10.0) -> None:
+        """Wait for the ready byte, and notice at once if slirp4netns exits instead."""
+        errors = self.process.stderr.fileno()
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RootsandError(f"slirp4netns did not get ready within {timeout:g}s")
+            ready = select.select([ready_fd, errors], [], [], left)[0]
+            if ready_fd in ready and os.read(ready_fd, 1):
+                return
+            if errors in ready or ready_fd in ready:  # output or end of file: it is failing or has exited
+                if self.process.poll() is not None or ready_fd in ready:
+                    self.process.wait(timeout=2)
+                    detail = " ".join(self.process.stderr.read().decode(errors="replace").split()[-30:])
+                    raise RootsandError(f"slirp4netns failed (exit status {self.process.returncode}): {detail}",
+                                        hint=_tun_hint())
+
+    def publish(self, forwards: list[PortForward]) -> None:
+        for fwd in forwards:
+            request = {"execute": "add_hostfwd",
+                       "arguments": {"proto": fwd.proto, "host_addr": fwd.host_addr, "host_port": fwd.host_port,
+                                     "guest_addr": SANDBOX_ADDRESS, "guest_port": fwd.guest_port}}
+            reply = self._api(request)
+            if "error" in reply:
+                desc = reply["error"].get("desc", reply["error"]) if isinstance(reply["error"], dict) else reply
+                raise RootsandError(f"cannot publish {fwd}: {desc}",
+                                    hint=f"is port {fwd.host_port}/{fwd.proto} on {fwd.host_addr} already in use?")
+
+    def _api(self, request: dict) -> dict:
+        """One request per connection, as slirp4netns's API wants: send, shut down writing, read the reply."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(5)
+            try:
+                s.connect(self.api_socket)
+                s.sendall(json.dumps(request).encode())
+                s.shutdown(socket.SHUT_WR)
+                data = b""
+                while chunk := s.recv(65536):
+                    data += chunk
+                return json.loads(data or b"{}")
+            except (OSError, ValueError) as e:
+                raise RootsandError(f"slirp4netns API at {self.api_socket}: {e}") from None
+
+    def forget_api_socket(self) -> None:
+        """The API is only needed during setup: remove its socket so nothing is left if we are killed."""
+        if self.api_socket:
+            try:
+                os.unlink(self.api_socket)
+            except FileNotFoundError:
+                pass
+            self.api_socket = None
+
+    def stop(self) -> None:
+        if self._exit_w is not None:
+            os.close(self._exit_w)  # slirp4netns exits when this end closes
+            self._exit_w = None
+        try:
+            self.process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+        self.process.stderr.close()
+        self.forget_api_socket()
+
+
+def _tun_hint() -> str | None:
+    if not os.access("/dev/net/tun", os.R_OK | os.W_OK):
+        return "/dev/net/tun is not usable by you: as root, chmod 0666 /dev/net/tun (or load the tun module)"
+    return None

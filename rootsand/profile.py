@@ -492,19 +492,14 @@ def _time_offsets(c: _Checker, key, value):
 
 
 def _publish(c: _Checker, key, value):
-    import ipaddress
+    from rootsand.network import parse_publish
 
     out = c.strings(key, value)
     for item in out:
-        m = re.fullmatch(r"(?:(.+):)?(\d{1,5}):(\d{1,5})(?:/(tcp|udp))?", item)
-        ok = bool(m) and all(1 <= int(p) <= 65535 for p in m.group(2, 3))
-        if ok and m.group(1):
-            try:
-                ipaddress.ip_address(m.group(1).removeprefix("[").removesuffix("]"))
-            except ValueError:
-                ok = False
-        if not ok:
-            c.fail(key, f"invalid port {item!r}: expected [IP:]HOSTPORT:SANDBOXPORT[/tcp|/udp], ports 1-65535")
+        try:
+            parse_publish(item)
+        except RootsandError as e:
+            c.fail(key, e.message)
     return out
 
 

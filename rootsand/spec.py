@@ -40,6 +40,10 @@ class SandboxSpec:
     mounts: list = field(default_factory=list)  # profile.Mount ops, applied in order
     rootfs: str | None = None
     net_mode: str = "none"
+    allow_host_loopback: bool = False
+    publish: list = field(default_factory=list)  # network.PortForward, slirp mode only
+    dns: list[str] = field(default_factory=list)
+    resolv_conf: str | None = None  # slirp mode: written by the launcher from the host's
     profile: str = "default"
     verbose: bool = False
     debug: bool = False
@@ -127,6 +131,8 @@ class RunOptions:
     name: str | None = None
     json_status: str | None = None
     net: str | None = None
+    publish: list[str] = field(default_factory=list)
+    allow_host_loopback: bool = False
     binds: list[str] = field(default_factory=list)
     ro_binds: list[str] = field(default_factory=list)
     tmpfs: list[str] = field(default_factory=list)
@@ -188,6 +194,11 @@ def from_profile(profile, options: RunOptions, host_env: dict[str, str], cwd: st
     net_mode = options.net or profile.net_mode
     if net_mode not in ("none", "host", "slirp"):
         raise RootsandError(f"invalid --net {net_mode!r}: expected none, slirp or host")
+    from rootsand.network import parse_publish
+
+    publish = [parse_publish(p) for p in list(profile.publish) + options.publish]
+    if publish and net_mode != "slirp":
+        raise RootsandError(f"--publish needs --net slirp (the network mode is {net_mode})")
     namespaces = tuple(ns for ns in profile.namespaces if not (ns == "net" and net_mode == "host"))
     for needed in ("user", "mount", "pid"):
         if needed not in namespaces:
@@ -214,6 +225,9 @@ def from_profile(profile, options: RunOptions, host_env: dict[str, str], cwd: st
         mounts=mounts,
         rootfs=rootfs,
         net_mode=net_mode,
+        allow_host_loopback=options.allow_host_loopback or profile.allow_host_loopback,
+        publish=publish,
+        dns=list(profile.dns),
         profile=options.profile,
         verbose=options.verbose or options.debug,
         debug=options.debug,

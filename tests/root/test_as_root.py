@@ -40,3 +40,16 @@ def test_user_without_ranges_keep_id():
     uid = pwd.getpwnam(NOSUB_USER).pw_uid
     r = as_user(NOSUB_USER, "run", "--user", "keep-id", "--", "id", "-u")
     assert r.returncode == 0 and r.stdout.strip() == str(uid), r.stderr
+
+
+def test_unusable_dev_net_tun_is_125_with_a_hint():
+    mode = os.stat("/dev/net/tun").st_mode & 0o7777
+    os.chmod("/dev/net/tun", 0o600)
+    try:
+        r = as_user(TEST_USER, "run", "--net", "slirp", "--", "true")
+    finally:
+        os.chmod("/dev/net/tun", mode)
+    lines = r.stderr.splitlines()
+    assert r.returncode == 125, r.stderr
+    assert lines[0].startswith("rootsand: error: slirp4netns failed")
+    assert lines[1].startswith("rootsand: hint: /dev/net/tun is not usable")
