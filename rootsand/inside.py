@@ -16,7 +16,7 @@ import signal
 import sys
 import traceback
 
-from rootsand import channel, host, init, libc, mounts, network
+from rootsand import channel, host, init, libc, mounts, network, seccomp, security, terminal
 from rootsand.errors import ExitCode, RootsandError
 from rootsand.idmap import IdPlan
 from rootsand.spec import SandboxSpec
@@ -89,13 +89,25 @@ def _pid1(spec: SandboxSpec, plan: IdPlan, alive_fd: int, report_fd: int) -> int
         return ExitCode.FAILURE
     os.close(alive_fd)
 
+    if not spec.nested_userns:
+        # The kernel's own answer, for every process in the sandbox, seccomp or not.
+        with open("/proc/sys/user/max_user_namespaces", "w") as f:
+            f.write("0")
+    # Everything the command's process needs from site-packages, before pivot_root hides it.
+    seccomp_filter = seccomp.prepare(spec.seccomp_rules) if spec.seccomp_rules is not None else None
     _build(spec)
     libc.prctl(libc.PR_SET_DUMPABLE, 0)  # the command runs as the same uid: it must not ptrace PID 1
 
     command_pid = os.fork()
     if command_pid == 0:
-        _run_forked(lambda: _exec_command(spec, report_fd), report_fd, spec.debug)
+        _run_forked(lambda: _exec_command(spec, report_fd, seccomp_filter), report_fd, spec.debug)
     os.close(report_fd)
+    if spec.pty_slave is not None:
+        os.close(spec.pty_slave)
+    # PID 1 only reaps and passes signals on from now: it keeps CAP_KILL (the command may run as
+    # another id) and nothing else.
+    security.drop_bounding_set(1 << security.CAP_KILL)
+    libc.capset(1 << security.CAP_KILL, 1 << security.CAP_KILL, 0)
     return init.reap_until(command_pid)
 
 
@@ -129,14 +141,14 @@ def _switch_ids(uid: int, gid: int) -> None:
     os.setresuid(uid, uid, uid)
 
 
-def _exec_command(spec: SandboxSpec, report_fd: int) -> int:
+def _exec_command(spec: SandboxSpec, report_fd: int, seccomp_filter) -> int:
+    """The command's process: session, limits, directory, fds, ids, capabilities, no_new_privs, seccomp, exec."""
     init.reset_signals()
-    uid, gid = spec.run_ids
-    if (uid, gid) != (os.getuid(), os.getgid()):
-        try:
-            _switch_ids(uid, gid)
-        except OSError as e:
-            raise RootsandError(f"cannot run as {uid}:{gid} inside the sandbox: {e.strerror}") from None
+    if spec.new_session:
+        os.setsid()
+        if spec.pty_slave is not None:
+            terminal.attach_to_slave(spec.pty_slave)
+    security.apply_rlimits(spec.limits.rlimits if spec.limits else {})
     if spec.chdir:
         try:
             os.chdir(spec.chdir)
@@ -146,7 +158,22 @@ def _exec_command(spec: SandboxSpec, report_fd: int) -> int:
     # Only stdin, stdout and stderr reach the command; the report pipe closes itself on exec.
     os.closerange(3, report_fd)
     os.closerange(report_fd + 1, 1 << 20)
+
+    uid, gid = spec.run_ids
+    keep = spec.capabilities
+    security.drop_bounding_set(keep)
+    if (uid, gid) != (os.getuid(), os.getgid()):
+        if keep and uid != 0:
+            libc.prctl(libc.PR_SET_KEEPCAPS, 1)
+        try:
+            _switch_ids(uid, gid)
+        except OSError as e:
+            raise RootsandError(f"cannot run as {uid}:{gid} inside the sandbox: {e.strerror}") from None
+    security.set_capabilities(keep, ambient=uid != 0)
+    security.no_new_privs()
     argv = spec.command
+    if seccomp_filter is not None:
+        seccomp.install(seccomp_filter)  # last: from here on the filter judges every call
     try:
         os.execvpe(argv[0], argv, spec.env)
     except OSError as e:

@@ -67,7 +67,40 @@ def run(spec: SandboxSpec) -> int:
         spec.resolv_conf = network.resolv_conf(host_resolv, spec.dns)
     if plan.note:
         warn(plan.note)
+    _plan_security(spec)
     return Launcher(spec, plan).run()
+
+
+def _plan_security(spec: SandboxSpec) -> None:
+    """Read what the command's protection needs from the host, now, before any of it is reachable inside."""
+    from rootsand import seccomp, security
+
+    if spec.seccomp == "none":
+        warn('the seccomp filter is off (security.seccomp = "none"): for debugging only')
+    else:
+        _check_rule_file_is_out_of_reach(spec)
+        spec.seccomp_rules = seccomp.rules_for(spec.seccomp, spec.nested_userns)
+    cgroup = security.delegated_cgroup()
+    spec.limits = security.plan_limits(spec.memory, spec.pids, spec.cpu, spec.rlimits,
+                                       cgroup[1] if cgroup else set())
+    if spec.limits.not_enforced:
+        warn("; ".join(spec.limits.not_enforced))
+
+
+def _check_rule_file_is_out_of_reach(spec: SandboxSpec) -> None:
+    """A rule file the sandbox can write could be loosened by the code it is meant to contain."""
+    if spec.seccomp == "default":
+        return
+    path = os.path.realpath(spec.seccomp)
+    for m in spec.mounts:
+        writable = [m.src] if m.type in ("bind", "dev-bind") else []
+        if m.type == "overlay" and m.upper != "tmpfs":
+            writable.append(m.upper)
+        for src in writable:
+            top = os.path.realpath(src)
+            if path == top or path.startswith(top.rstrip("/") + "/"):
+                raise RootsandError(f"the seccomp rule file {spec.seccomp} is inside {src}, which the sandbox can write",
+                                    hint="keep rule files where the sandbox cannot write, e.g. ~/.config/rootsand/")
 
 
 class Launcher:
@@ -78,6 +111,7 @@ class Launcher:
         self.pid1: int | None = None  # the sandbox's PID 1, as the host sees it
         self.error: RootsandError | None = None
         self.slirp: network.Slirp | None = None
+        self.relay = None
         self.started = time.monotonic()
 
     def log(self, message: str) -> None:
@@ -85,6 +119,11 @@ class Launcher:
             print(f"rootsand: {time.monotonic() - self.started:8.4f}s {message}", file=sys.stderr, flush=True)
 
     def run(self) -> int:
+        if self.spec.new_session and os.isatty(0):
+            from rootsand.terminal import Relay
+
+            self.relay = Relay()
+            self.spec.pty_slave = self.relay.slave
         go_r, go_w = os.pipe()
         report_r, report_w = os.pipe2(os.O_CLOEXEC)
         # Block the forwarded signals across fork: the children inherit the mask and unblock when ready.
@@ -97,6 +136,8 @@ class Launcher:
             from rootsand import inside
             inside.child_main(self.spec, self.plan, launcher_pid, go_r, report_w)
         self.child = pid
+        if self.relay:
+            self.relay.start()
         os.close(go_r)
         os.close(report_w)
         self._reports = channel.Reader(report_r)
@@ -115,6 +156,8 @@ class Launcher:
             self._kill_and_reap()
             if self.slirp:
                 self.slirp.stop()
+            if self.relay:
+                self.relay.stop()
 
     def _close_go(self) -> None:
         if self._go_w is not None:
@@ -143,9 +186,13 @@ class Launcher:
     def _finish(self, pidfd: int, deadline: float | None) -> int:
         while True:
             fds = [pidfd] if self._reports.fd is None else [pidfd, self._reports.fd]
+            if self.relay:
+                fds += self.relay.fds()
             ready = select.select(fds, [], [], self._left(deadline))[0]
             if self._reports.fd in ready:
                 self._handle(self._reports.read(0))
+            if self.relay:
+                self.relay.pump(ready)
             if pidfd in ready:
                 break
             if self._timed_out(deadline):
@@ -157,6 +204,8 @@ class Launcher:
                 return ExitCode.TIMEOUT
         _, status = os.waitpid(self.child, 0)
         self.child = None
+        if self.relay:
+            self.relay.drain()
         # Every report was written before C exited, but P1 and the command may close their ends a bit later.
         end = time.monotonic() + 1
         while self._reports.fd is not None and time.monotonic() < end:
@@ -219,6 +268,9 @@ class Launcher:
                                         if self.spec.publish else ""))
 
     def _on_signal(self, signum: int, _frame) -> None:
+        if signum == signal.SIGWINCH and self.relay:
+            self.relay.copy_window_size()  # the pty tells the command itself
+            return
         if self.pid1 is not None:
             try:
                 os.kill(self.pid1, signum)

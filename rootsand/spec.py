@@ -44,6 +44,17 @@ class SandboxSpec:
     publish: list = field(default_factory=list)  # network.PortForward, slirp mode only
     dns: list[str] = field(default_factory=list)
     resolv_conf: str | None = None  # slirp mode: written by the launcher from the host's
+    capabilities: int = 0  # the mask the command keeps
+    seccomp: str = "default"  # default | none | a rule file
+    seccomp_rules: list | None = None  # filled in by the launcher from `seccomp`, read on the host
+    nested_userns: bool = False
+    new_session: bool = True
+    memory: int | None = None
+    pids: int | None = None
+    cpu: float | None = None
+    rlimits: dict[str, int] = field(default_factory=dict)
+    limits: object = None  # security.Limits, planned by the launcher from the host's cgroups
+    pty_slave: int | None = None  # the command's terminal when the launcher relays one
     profile: str = "default"
     verbose: bool = False
     debug: bool = False
@@ -200,6 +211,9 @@ def from_profile(profile, options: RunOptions, host_env: dict[str, str], cwd: st
     if publish and net_mode != "slirp":
         raise RootsandError(f"--publish needs --net slirp (the network mode is {net_mode})")
     namespaces = tuple(ns for ns in profile.namespaces if not (ns == "net" and net_mode == "host"))
+    if not profile.no_new_privs:
+        raise RootsandError(f"profile {profile.name}: security.no_new_privs = false is not supported: "
+                            "rootsand always sets no_new_privs, so setuid programs inside gain nothing")
     for needed in ("user", "mount", "pid"):
         if needed not in namespaces:
             raise RootsandError(f"profile {profile.name}: namespaces must include {needed!r}: "
@@ -228,7 +242,22 @@ def from_profile(profile, options: RunOptions, host_env: dict[str, str], cwd: st
         allow_host_loopback=options.allow_host_loopback or profile.allow_host_loopback,
         publish=publish,
         dns=list(profile.dns),
+        capabilities=_capabilities(profile.capabilities),
+        seccomp=profile.seccomp,
+        nested_userns=profile.nested_userns,
+        new_session=profile.new_session,
+        memory=profile.memory,
+        pids=profile.pids,
+        cpu=profile.cpu,
+        rlimits=dict(profile.rlimits),
         profile=options.profile,
         verbose=options.verbose or options.debug,
         debug=options.debug,
     )
+
+
+def _capabilities(names) -> int:
+    from rootsand.profile import CAPABILITIES
+    from rootsand.security import cap_mask
+
+    return cap_mask(names, CAPABILITIES)

@@ -53,7 +53,8 @@ def test_unmapped_user_is_refused_before_running():
 
 
 def test_files_chowned_inside_land_on_subordinate_ids(tmp_path):
-    sandbox("sh", "-c", "touch a b && chown 1:1 a && chown 0:0 b", cwd=tmp_path, check_rc=0)
+    sandbox("sh", "-c", "touch a b && chown 1:1 a && chown 0:0 b", opts=["--profile", "fakeroot"], cwd=tmp_path,
+            check_rc=0)
     first = subranges("/etc/subuid")[0].start
     assert os.stat(tmp_path / "a").st_uid == first
     assert os.stat(tmp_path / "b").st_uid == UID
@@ -84,8 +85,18 @@ def test_hostname_changes_inside_only():
     before = os.uname().nodename
     assert sandbox("hostname", check_rc=0).stdout.strip() == "rootsand"
     assert sandbox("hostname", opts=["--hostname", "box1"], check_rc=0).stdout.strip() == "box1"
-    assert sandbox("sh", "-c", "hostname changed && hostname", check_rc=0).stdout.strip() == "changed"
     assert os.uname().nodename == before
+
+
+def test_hostname_set_inside_stays_inside(tmp_path):
+    profile = tmp_path / "caps.toml"
+    profile.write_text('extends = "default"\n[security]\ncapabilities = ["CAP_SYS_ADMIN"]\n')
+    before = os.uname().nodename
+    r = sandbox("sh", "-c", "hostname changed && hostname", opts=["--profile", str(profile)], check_rc=0)
+    assert r.stdout.strip() == "changed"
+    assert os.uname().nodename == before
+    # Without the capability (the default) it cannot even try.
+    assert sandbox("hostname", "changed").returncode != 0
 
 
 def test_host_ipc_queue_is_invisible():
