@@ -325,9 +325,9 @@ def tables(data):
     for r in data["throughput"]:
         if r["skipped"]:
             rows.append((r["name"], r["direction"], "skipped", "-", "-", "-"))
-            note = (f"{r['name']}: skipped: {r['skipped']}" if r["skipped"].startswith("first attempt")
-                    else f"{r['name']} ({r['direction']}): skipped: {r['skipped']}")
-            if note not in notes:   # a failed first attempt skips both directions
+            note = (f"{r['name']} ({r['direction']}): skipped: {r['skipped']}"
+                    if r["skipped"].startswith("failed on run") else f"{r['name']}: skipped: {r['skipped']}")
+            if note not in notes:   # a client skipped before the runs is skipped in both directions
                 notes.append(note)
             continue
         base = host.get(r["reverse"])

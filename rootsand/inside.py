@@ -51,6 +51,9 @@ def _child(spec: SandboxSpec, plan: IdPlan, launcher_pid: int, go_fd: int, repor
     libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != launcher_pid:  # the launcher died before PDEATHSIG was armed
         return ExitCode.FAILURE
+    if spec.cgroup_dir:  # before unshare, so the sandbox's cgroup namespace is rooted in its own cgroup
+        with open(os.path.join(spec.cgroup_dir, "cgroup.procs"), "w") as f:
+            f.write("0")
     flags = 0
     for ns in spec.namespaces:
         flags |= libc.NAMESPACE_FLAGS[ns]

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 
-from rootsand import channel, host, idmap, init, network
+from rootsand import channel, host, idmap, init, network, security
 from rootsand.errors import ExitCode, RootsandError, warn
 from rootsand.spec import SandboxSpec
 
@@ -83,6 +83,8 @@ def _plan_security(spec: SandboxSpec) -> None:
     cgroup = security.delegated_cgroup()
     spec.limits = security.plan_limits(spec.memory, spec.pids, spec.cpu, spec.rlimits,
                                        cgroup[1] if cgroup else set())
+    if spec.limits.cgroup:
+        spec.cgroup_dir = security.make_cgroup(cgroup[0], f"rootsand-{os.getpid()}", spec.limits.cgroup)
     if spec.limits.not_enforced:
         warn("; ".join(spec.limits.not_enforced))
 
@@ -158,6 +160,8 @@ class Launcher:
                 self.slirp.stop()
             if self.relay:
                 self.relay.stop()
+            if self.spec.cgroup_dir:
+                security.remove_cgroup(self.spec.cgroup_dir)
 
     def _close_go(self) -> None:
         if self._go_w is not None:

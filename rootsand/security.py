@@ -103,6 +103,38 @@ def delegated_cgroup() -> tuple[str, set[str]] | None:
     return path, controllers & {"memory", "pids", "cpu"}
 
 
+def make_cgroup(parent: str, name: str, settings: dict[str, str]) -> str:
+    """A child cgroup with the sandbox's limits; removes those left by launchers that were killed."""
+    for entry in os.listdir(parent):
+        pid = entry.removeprefix("rootsand-")
+        if entry.startswith("rootsand-") and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            remove_cgroup(os.path.join(parent, entry))
+    path = os.path.join(parent, name)
+    try:
+        os.mkdir(path)
+        for key, value in settings.items():
+            with open(os.path.join(path, key), "w") as f:
+                f.write(value)
+    except OSError as e:
+        remove_cgroup(path)
+        raise RootsandError(f"cannot set up the cgroup {path}: {e.strerror}") from None
+    return path
+
+
+def remove_cgroup(path: str) -> None:
+    """rmdir, which the kernel allows once no process is left in it (they may take a moment to go)."""
+    import time
+
+    for _ in range(50):
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.02)
+
+
 def apply_rlimits(rlimits: dict[str, int]) -> None:
     for name, value in rlimits.items():
         limit = resource.RLIM_INFINITY if value < 0 else value

@@ -54,6 +54,7 @@ class SandboxSpec:
     cpu: float | None = None
     rlimits: dict[str, int] = field(default_factory=dict)
     limits: object = None  # security.Limits, planned by the launcher from the host's cgroups
+    cgroup_dir: str | None = None  # a delegated cgroup v2 made for this sandbox, when the host has one
     pty_slave: int | None = None  # the command's terminal when the launcher relays one
     profile: str = "default"
     verbose: bool = False
