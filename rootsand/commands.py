@@ -86,3 +86,18 @@ def profiles_show(name: str = typer.Argument(..., help="A profile name or a TOML
     from rootsand import profile
 
     print(profile.to_toml(profile.load(name, profile.Variables.from_host())), end="")
+
+
+@app.command()
+def doctor(json_output: bool = typer.Option(False, "--json", help="Print the checks as JSON.")) -> None:
+    """Check what this host lets rootsand do, and how to fix what it lacks. Exit 1 if something is missing."""
+    from rootsand import doctor as checks
+
+    results = checks.checks()
+    if json_output:
+        import json
+
+        print(json.dumps(checks.as_json(results), indent=2))
+    else:
+        print(checks.report(results))
+    raise typer.Exit(1 if any(c.status == checks.MISSING for c in results) else 0)

@@ -11,6 +11,7 @@
 #
 # Extra arguments go to both pytest runs (e.g. tests/run.sh -k idmap -x).
 set -euo pipefail
+export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin${PATH:+:$PATH}"
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 test_user=${ROOTSAND_TEST_USER:-rootsand-test}
@@ -27,7 +28,9 @@ if [ "$(id -u)" -ne 0 ]; then
         "$venv/bin/pip" install -q -e "$repo[test]"
     fi
     cd "$repo"
-    exec "$venv/bin/python" -m pytest -m "not root" -p no:cacheprovider "$@"
+    echo "tests/run.sh: what this host offers (rootsand doctor):"
+    "$venv/bin/rootsand" doctor || true
+    exec "$venv/bin/pytest" -m "not root" -p no:cacheprovider "$@"
 fi
 
 say() { printf 'tests/run.sh: %s\n' "$*"; }

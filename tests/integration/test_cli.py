@@ -39,3 +39,27 @@ def test_options_after_the_command_belong_to_the_command():
     assert r.stdout.strip() == "--hostname x"
     r = run(["run", "printf", "%s,", "-e", "A=1"], check_rc=0)
     assert r.stdout == "-e,A=1,"
+
+
+def test_doctor_reports_every_check():
+    import json
+
+    r = run(["doctor"], check_rc=0)
+    names = [line.split()[1] for line in r.stdout.splitlines() if line.split()[0] in ("ok", "degraded", "missing")]
+    for name in ("user", "/etc/subuid", "/etc/subgid", "newuidmap", "newgidmap", "slirp4netns", "/dev/net/tun",
+                 "kernel", "fuse-overlayfs", "/dev/fuse", "cgroup", "seccomp"):
+        assert name in names, r.stdout
+    data = json.loads(run(["doctor", "--json"], check_rc=0).stdout)
+    by_name = {c["name"]: c for c in data}
+    assert by_name["user namespaces"]["status"] == "ok"
+    cgroup = by_name["cgroup v2"]
+    assert cgroup["status"] == "ok" or (cgroup["status"] == "degraded" and cgroup["fix"])
+
+
+def test_doctor_says_what_is_missing(tmp_path):
+    import os
+
+    env = dict(os.environ, PATH=str(tmp_path))  # no helper can be found
+    r = run(["doctor"], env=env, check_rc=1)
+    assert "missing   slirp4netns" in r.stdout and "degraded  newuidmap" in r.stdout
+    assert "install the 'slirp4netns' package" in r.stdout
