@@ -264,3 +264,40 @@ def test_profiles_list_and_show():
 
     data = tomllib.loads(shown)
     assert any(m.get("dst") == "/usr/local" and m["type"] == "overlay" for m in data["mount"])
+
+
+def test_overlay_with_a_kept_upper_directory(tmp_path, project):
+    lower, upper = tmp_path / "lower", tmp_path / "upper"
+    lower.mkdir()
+    (lower / "f").write_text("old\n")
+    profile = project / "keep.toml"
+    profile.write_text(f'extends = "default"\n[[mount]]\ntype = "overlay"\nlower = ["{lower}"]\n'
+                       f'upper = "{upper}"\ndst = "/data"\n')
+    sandbox("sh", "-c", "echo new > /data/f && touch /data/added", opts=["--profile", str(profile)], cwd=project,
+            check_rc=0)
+    assert (lower / "f").read_text() == "old\n" and not (lower / "added").exists()
+    assert (upper / "f").read_text() == "new\n" and (upper / "added").exists()
+    r = sandbox("cat", "/data/f", opts=["--profile", str(profile)], cwd=project, check_rc=0)
+    assert r.stdout == "new\n"  # the changes are still there next time
+
+
+def test_legacy_overlay_option_string_takes_fd_paths(tmp_path):
+    """The fallback for kernels before 6.8 (no "lowerdir+"): lower dirs as /proc/self/fd/N in one string."""
+    from rootsand import doctor, libc
+
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / d).write_text(d)
+
+    def probe():
+        doctor._own_userns()  # opened after: an overlay layer must be a mount of the caller's namespace
+        fds = [os.open(tmp_path / d, os.O_PATH) for d in ("a", "b")]
+        libc.mount("tmpfs", "/mnt", "tmpfs", 0)
+        for d in ("upper", "work", "merged"):
+            os.mkdir(f"/mnt/{d}")
+        lowers = ":".join(f"/proc/self/fd/{fd}" for fd in fds)
+        libc.mount("overlay", "/mnt/merged", "overlay", 0,
+                   f"lowerdir={lowers},upperdir=/mnt/upper,workdir=/mnt/work,userxattr")
+        assert sorted(os.listdir("/mnt/merged")) == ["a", "b"]
+
+    assert doctor._probe(probe) is None
