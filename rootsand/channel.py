@@ -13,7 +13,9 @@ from rootsand.errors import ExitCode, RootsandError
 
 
 def send(fd: int, **message) -> None:
-    data = (json.dumps(message) + "\n").encode()[:4000]
+    # Under PIPE_BUF (4096) so the write is atomic: shorten long texts (a long path, a traceback), not the line.
+    message = {k: v[:1500] + "..." if isinstance(v, str) and len(v) > 1500 else v for k, v in message.items()}
+    data = (json.dumps(message) + "\n").encode()
     try:
         os.write(fd, data)
     except OSError:

@@ -16,8 +16,10 @@ def user_name(uid: int) -> str:
 
 
 def find_helper(name: str) -> str | None:
-    """A helper binary from PATH (the usual system directories when PATH is unset), as podman finds them."""
-    return shutil.which(name, path=os.environ.get("PATH") or os.pathsep.join(HELPER_DIRS))
+    """A helper binary from the system directories, never from PATH: a PATH entry a sandbox can write
+    (./.venv/bin, node_modules/.bin) would run its program on the host. ROOTSAND_HELPER_PATH replaces the
+    list, for unusual installs and tests."""
+    return shutil.which(name, path=os.environ.get("ROOTSAND_HELPER_PATH") or os.pathsep.join(HELPER_DIRS))
 
 
 def is_privileged_helper(path: str) -> bool:

@@ -51,6 +51,11 @@ def _child(spec: SandboxSpec, plan: IdPlan, launcher_pid: int, go_fd: int, repor
     libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != launcher_pid:  # the launcher died before PDEATHSIG was armed
         return ExitCode.FAILURE
+    if spec.pty_master is not None:
+        os.close(spec.pty_master)
+    if spec.new_session:
+        # Out of the terminal's foreground group: a ^C reaches the launcher only, which passes it on once.
+        os.setpgid(0, 0)
     if spec.cgroup_dir:  # before unshare, so the sandbox's cgroup namespace is rooted in its own cgroup
         with open(os.path.join(spec.cgroup_dir, "cgroup.procs"), "w") as f:
             f.write("0")
@@ -75,6 +80,8 @@ def _child(spec: SandboxSpec, plan: IdPlan, launcher_pid: int, go_fd: int, repor
         os.close(alive_w)
         _run_forked(lambda: _pid1(spec, plan, alive_r, report_fd), report_fd, spec.debug)
     os.close(alive_r)
+    if spec.pty_slave is not None:
+        os.close(spec.pty_slave)
     channel.send(report_fd, pid1=pid1)
     os.close(report_fd)
     _, status = os.waitpid(pid1, 0)
@@ -84,6 +91,13 @@ def _child(spec: SandboxSpec, plan: IdPlan, launcher_pid: int, go_fd: int, repor
 def _pid1(spec: SandboxSpec, plan: IdPlan, alive_fd: int, report_fd: int) -> int:
     if plan.root_mapped:
         _switch_ids(0, 0)
+    if spec.user.mode == "keep-id":
+        # Inside 0 is a subordinate id here: what setup creates in the user's directories (mount points,
+        # overlay work dirs) must belong to the user, who keeps the id that maps to them.
+        libc.setfsuid(spec.run_ids[0])
+        libc.setfsgid(spec.run_ids[1])
+        everything = (1 << (security.last_cap() + 1)) - 1
+        libc.capset(everything, everything, 0)  # a non-zero fsuid drops the file capabilities: take them back
     # A change of ids clears PDEATHSIG, so arm it only now; then make sure C did not die before that.
     libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
     poller = select.poll()
@@ -107,6 +121,7 @@ def _pid1(spec: SandboxSpec, plan: IdPlan, alive_fd: int, report_fd: int) -> int
     os.close(report_fd)
     if spec.pty_slave is not None:
         os.close(spec.pty_slave)
+    _stdio_to_null()  # PID 1 says nothing more; it must not hold the user's terminal
     # PID 1 only reaps and passes signals on from now: it keeps CAP_KILL (the command may run as
     # another id) and nothing else.
     security.drop_bounding_set(1 << security.CAP_KILL)
@@ -134,6 +149,20 @@ def _build(spec: SandboxSpec) -> None:
 def hosts_file(hostname: str) -> str:
     return (f"127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n"
             "::1\tlocalhost ip6-localhost ip6-loopback\n")
+
+
+def _stdio_to_null() -> None:
+    try:
+        null = os.open("/dev/null", os.O_RDWR)
+    except OSError:
+        null = None  # no /dev in this sandbox: close them instead
+    for fd in (0, 1, 2):
+        if null is None:
+            os.close(fd)
+        else:
+            os.dup2(null, fd)
+    if null is not None and null > 2:
+        os.close(null)
 
 
 def _switch_ids(uid: int, gid: int) -> None:

@@ -19,17 +19,12 @@ import subprocess
 import sys
 import time
 
-from rootsand import channel, host, idmap, init, network, security
+from rootsand import channel, host, idmap, init, libc, network, security
 from rootsand.errors import ExitCode, RootsandError, warn
 from rootsand.spec import SandboxSpec
 
 # A signal that arrives before PID 1 exists ends the launcher; later ones are passed on to the command.
 TERMINATING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
-
-
-class _Interrupted(Exception):
-    def __init__(self, signum: int):
-        self.signum = signum
 
 
 def plan_ids(spec: SandboxSpec) -> idmap.IdPlan:
@@ -111,21 +106,33 @@ class Launcher:
         self.plan = plan
         self.child: int | None = None  # C, as the host sees it
         self.pid1: int | None = None  # the sandbox's PID 1, as the host sees it
+        self.pid1_fd: int | None = None  # a pidfd of PID 1: signals never reach a process that reused its pid
+        self.interrupted: int | None = None  # a terminating signal that came before PID 1 existed
         self.error: RootsandError | None = None
         self.slirp: network.Slirp | None = None
         self.relay = None
+        self.status_fd: int | None = None
         self.started = time.monotonic()
 
     def log(self, message: str) -> None:
         if self.spec.verbose:
             print(f"rootsand: {time.monotonic() - self.started:8.4f}s {message}", file=sys.stderr, flush=True)
 
+    def say(self, lines: list[str]) -> None:
+        """Lines for the user: on a terminal that is no longer raw."""
+        if self.relay:
+            self.relay.stop()
+        for line in lines:
+            print(line, file=sys.stderr, flush=True)
+
     def run(self) -> int:
-        if self.spec.new_session and os.isatty(0):
+        if self.spec.json_status:
+            self.status_fd = _open_status_file(self.spec.json_status)
+        if self.spec.new_session and any(os.isatty(fd) for fd in (0, 1, 2)):
             from rootsand.terminal import Relay
 
             self.relay = Relay()
-            self.spec.pty_slave = self.relay.slave
+            self.spec.pty_slave, self.spec.pty_master = self.relay.slave, self.relay.master
         go_r, go_w = os.pipe()
         report_r, report_w = os.pipe2(os.O_CLOEXEC)
         # Block the forwarded signals across fork: the children inherit the mask and unblock when ready.
@@ -135,6 +142,8 @@ class Launcher:
         if pid == 0:
             os.close(go_w)
             os.close(report_r)
+            if self.status_fd is not None:
+                os.close(self.status_fd)
             from rootsand import inside
             inside.child_main(self.spec, self.plan, launcher_pid, go_r, report_w)
         self.child = pid
@@ -150,9 +159,9 @@ class Launcher:
         self.log(f"forked setup process {pid}")
         try:
             return self._supervise()
-        except _Interrupted as e:
-            return 128 + e.signum
         finally:
+            # No handler may run in the middle of cleaning up.
+            signal.pthread_sigmask(signal.SIG_BLOCK, init.FORWARDED)
             self._close_go()
             self._reports.close()
             self._kill_and_reap()
@@ -162,6 +171,8 @@ class Launcher:
                 self.relay.stop()
             if self.spec.cgroup_dir:
                 security.remove_cgroup(self.spec.cgroup_dir)
+            if self.status_fd is not None:
+                os.close(self.status_fd)
 
     def _close_go(self) -> None:
         if self._go_w is not None:
@@ -173,13 +184,15 @@ class Launcher:
         pidfd = os.pidfd_open(self.child)
         try:
             # 1. The child has unshared: write its maps, then let it go on.
-            while not self._handle(self._reports.read(self._left(deadline))):
-                if self._reports.fd is None or self._timed_out(deadline):
+            while not self._handle(self._reports.read(self._wait(deadline))):
+                if self._reports.fd is None or self._timed_out(deadline) or self.interrupted:
                     return self._finish(pidfd, deadline)
             self._write_maps()
             self.log("id maps written")
             if self.spec.net_mode == "slirp":
                 self._start_slirp()
+            if self.interrupted:
+                return 128 + self.interrupted
             os.write(self._go_w, b"G")
             self._close_go()
             # 2. Until the command runs (or setup fails), then until the sandbox ends.
@@ -189,25 +202,29 @@ class Launcher:
 
     def _finish(self, pidfd: int, deadline: float | None) -> int:
         while True:
-            fds = [pidfd] if self._reports.fd is None else [pidfd, self._reports.fd]
+            if self.interrupted:
+                return 128 + self.interrupted
+            reads = [pidfd] if self._reports.fd is None else [pidfd, self._reports.fd]
+            writes = []
             if self.relay:
-                fds += self.relay.fds()
-            ready = select.select(fds, [], [], self._left(deadline))[0]
+                reads += self.relay.read_fds()
+                writes += self.relay.write_fds()
+            ready, writable, _ = select.select(reads, writes, [], self._wait(deadline))
             if self._reports.fd in ready:
                 self._handle(self._reports.read(0))
             if self.relay:
-                self.relay.pump(ready)
+                self.relay.pump(ready, writable)
             if pidfd in ready:
                 break
             if self._timed_out(deadline):
                 self.log("timeout: killing the sandbox")
-                print(f"rootsand: error: the command ran out of time ({self.spec.timeout:g}s): sandbox killed",
-                      file=sys.stderr, flush=True)
                 self._kill_and_reap()
+                self.say([f"rootsand: error: the command ran out of time ({self.spec.timeout:g}s): sandbox killed"])
                 self._write_status(ExitCode.TIMEOUT)
                 return ExitCode.TIMEOUT
         _, status = os.waitpid(self.child, 0)
         self.child = None
+        self._forget_pid1()  # C reaped it: its pid may be anyone's now
         if self.relay:
             self.relay.drain()
         # Every report was written before C exited, but P1 and the command may close their ends a bit later.
@@ -216,8 +233,7 @@ class Launcher:
             self._handle(self._reports.read(max(0.0, end - time.monotonic())))
         code = init.exit_status(status)
         if self.error:
-            for line in self.error.lines():
-                print(line, file=sys.stderr, flush=True)
+            self.say(self.error.lines())
             code = self.error.code
         self.log(f"sandbox ended with status {code}")
         self._write_status(code)
@@ -234,6 +250,7 @@ class Launcher:
                 unshared = True
             elif "pid1" in m:
                 self.pid1 = m["pid1"]
+                self.pid1_fd = _pidfd_of_child(self.pid1, self.child)
                 self.log(f"PID 1 is {self.pid1} on the host")
                 self._write_status(None)
         return unshared
@@ -274,26 +291,39 @@ class Launcher:
     def _on_signal(self, signum: int, _frame) -> None:
         if signum == signal.SIGWINCH and self.relay:
             self.relay.copy_window_size()  # the pty tells the command itself
-            return
-        if self.pid1 is not None:
+        elif self.pid1_fd is not None:
             try:
-                os.kill(self.pid1, signum)
+                signal.pidfd_send_signal(self.pid1_fd, signum)
             except ProcessLookupError:
                 pass
         elif signum in TERMINATING:
-            raise _Interrupted(signum)
+            self.interrupted = signum  # the loops see it and end the sandbox
+
+    def _forget_pid1(self) -> None:
+        if self.pid1_fd is not None:
+            os.close(self.pid1_fd)
+            self.pid1_fd = None
 
     def _kill_and_reap(self) -> None:
         """SIGKILL PID 1 (which takes the whole PID namespace with it) and the setup child; reap them."""
-        for pid in (self.pid1, self.child):
-            if pid is not None:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        if self.pid1_fd is not None:
+            try:
+                signal.pidfd_send_signal(self.pid1_fd, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if self.child is not None:
+            try:
+                os.kill(self.child, signal.SIGKILL)  # our own unreaped child: its pid cannot be reused
+            except ProcessLookupError:
+                pass
             os.waitpid(self.child, 0)
             self.child = None
+        self._forget_pid1()
+
+    def _wait(self, deadline: float | None) -> float:
+        """How long a loop may sleep: until the deadline, and briefly, so a recorded signal is seen soon."""
+        left = self._left(deadline)
+        return 0.1 if left is None else min(left, 0.1)
 
     def _left(self, deadline: float | None) -> float | None:
         return None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -303,13 +333,11 @@ class Launcher:
 
     def _write_status(self, code: int | None) -> None:
         """--json-status: a first line with PID 1 and the namespaces, a last line with the exit code."""
-        path = self.spec.json_status
-        if not path:
+        if self.status_fd is None:
             return
         if code is None:
             namespaces = {}
-            for ns, link in (("user", "user"), ("pid", "pid"), ("mount", "mnt"), ("uts", "uts"), ("ipc", "ipc"),
-                             ("net", "net"), ("cgroup", "cgroup"), ("time", "time")):
+            for ns, link in libc.NAMESPACE_LINKS.items():
                 try:
                     namespaces[ns] = os.stat(f"/proc/{self.pid1}/ns/{link}").st_ino
                 except OSError:
@@ -317,8 +345,33 @@ class Launcher:
             line = {"child-pid": self.pid1, "name": self.spec.name, "namespaces": namespaces}
         else:
             line = {"exit-code": code}
-        with open(path, "a" if code is not None else "w") as f:
-            f.write(json.dumps(line) + "\n")
+        os.write(self.status_fd, (json.dumps(line) + "\n").encode())
+
+
+def _pidfd_of_child(pid: int, parent: int) -> int | None:
+    """A pidfd for `pid` if it is still `parent`'s child (so not a stranger that reused a reaped pid)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        ppid = None
+    if ppid != parent:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _open_status_file(path: str) -> int:
+    """Opened before anything runs, and never through a symlink: a sandbox that can write the directory
+    must not turn the next run's status file into a link to one of the user's files."""
+    try:
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        raise RootsandError(f"--json-status: cannot write {path}: {e.strerror}") from None
 
 
 def _run_helper(argv: list[str]) -> None:

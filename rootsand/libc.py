@@ -110,6 +110,14 @@ def sethostname(name: str) -> None:
     _check(_libc.sethostname(raw, ctypes.c_size_t(len(raw))), "sethostname")
 
 
+def setfsuid(uid: int) -> None:
+    _libc.setfsuid(ctypes.c_uint(uid))  # returns the previous id, never an error
+
+
+def setfsgid(gid: int) -> None:
+    _libc.setfsgid(ctypes.c_uint(gid))
+
+
 def setgroups_empty() -> None:
     _check(_libc.setgroups(ctypes.c_size_t(0), None), "setgroups")
 

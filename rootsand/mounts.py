@@ -288,7 +288,7 @@ class FileSystem:
         options = (f"lowerdir={':'.join(lower_paths)},upperdir={upper},workdir={work},"
                    f"squash_to_uid={uid},squash_to_gid={gid},allow_other")
         try:
-            done = subprocess.run([binary, "-o", options, target], stdin=subprocess.DEVNULL,
+            done = subprocess.run([binary, "-o", options, target], stdin=subprocess.DEVNULL, env={},
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=30)
         except (OSError, subprocess.TimeoutExpired) as e:
             raise RootsandError(f"overlay on {m.dst}: fuse-overlayfs failed: {e}") from None

@@ -178,12 +178,16 @@ def _known_names() -> list[str]:
     return sorted(set(_names_in(_user_dir())) | set(_names_in(_builtin_dir())))
 
 
-def _resolve(value: str, base_dir: str, skip: str | None = None) -> str:
+def _resolve(value: str, base_dir: str, skip: str | None = None, sibling_files: bool = True) -> str:
     """The file for a profile name or path. `skip` is the extending file: another file of the same name is
-    preferred to it, so a user's `default.toml` can extend "default" and get the built-in one."""
+    preferred to it, so a user's `default.toml` can extend "default" and get the built-in one.
+    `sibling_files`: a bare NAME.toml may be a file in `base_dir` (in `extends`, beside the extending file)."""
     if "\0" in value:
         raise RootsandError(f"invalid profile name {value!r}")
-    if "/" in value or (value.endswith(".toml") and os.path.isfile(os.path.join(base_dir, value))):
+    # On the command line only a value with a "/" is a file: a bare `build.toml` is the profile named build,
+    # never a file in the current directory. Sandboxes can write there, and one must not choose the next
+    # one's profile (like "." left out of PATH); `./build.toml` says it.
+    if "/" in value or (sibling_files and value.endswith(".toml") and os.path.isfile(os.path.join(base_dir, value))):
         path = os.path.abspath(os.path.join(base_dir, value))
         if not os.path.exists(path):
             raise RootsandError(f"no profile file {path}")
@@ -208,7 +212,7 @@ def resolve_path(name_or_path: str) -> str:
     except OSError as e:
         raise RootsandError(f"cannot read the current directory: {e.strerror}",
                             "cd to a directory that exists") from None
-    return _resolve(name_or_path, cwd)
+    return _resolve(name_or_path, cwd, sibling_files=False)
 
 
 def list_profiles() -> list[tuple[str, str, str]]:

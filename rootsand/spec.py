@@ -56,6 +56,7 @@ class SandboxSpec:
     limits: object = None  # security.Limits, planned by the launcher from the host's cgroups
     cgroup_dir: str | None = None  # a delegated cgroup v2 made for this sandbox, when the host has one
     pty_slave: int | None = None  # the command's terminal when the launcher relays one
+    pty_master: int | None = None  # the launcher's end, closed at once by the sandbox's processes
     profile: str = "default"
     verbose: bool = False
     debug: bool = False

@@ -1,10 +1,11 @@
 """The terminal relay of a new session (like `podman run -it`): the command gets a pty of its own.
 
-With new_session the command calls setsid(), so it has no controlling terminal of the host and cannot
-push input into it (TIOCSTI) or read it behind the user's back. When rootsand's stdin is a terminal,
-the command still gets an interactive one: a fresh pty whose other end the launcher relays to the
-user's terminal, which it puts in raw mode for the duration (line editing, ^C and ^Z are then the
-pty's business, inside the sandbox).
+With new_session the command calls setsid(), so it has no controlling terminal of the host. It must not
+hold the user's terminal through an inherited fd either: with it, it could read keystrokes or leave
+the terminal in raw mode. So whenever stdin, stdout or stderr is a terminal, the command gets a fresh
+pty in its place, and the launcher relays: the user's keys in (putting the terminal in raw mode for the
+duration, when stdin is one), the command's output out. Writes into the pty never block: a command that
+does not read its input must not stall the launcher past its --timeout.
 """
 
 import errno
@@ -13,82 +14,104 @@ import os
 import termios
 import tty
 
+BUFFER = 1 << 16
+
 
 class Relay:
     def __init__(self):
         self.master, self.slave = os.openpty()
         os.set_inheritable(self.slave, True)
+        self.input = os.isatty(0)  # relay the user's keys
+        self.output = 1 if os.isatty(1) else 2  # where the command's terminal output goes
         self._saved = None
         self._open = True
-        self._stdin_open = True
+        self._stdin_open = self.input
+        self._to_pty = b""
 
     def start(self) -> None:
         """In the launcher, once the sandbox is forked: our copy of the slave goes, the user's terminal goes raw."""
         os.close(self.slave)
         self.slave = -1
+        os.set_blocking(self.master, False)
         self.copy_window_size()
-        try:
-            self._saved = termios.tcgetattr(0)
-            tty.setraw(0, termios.TCSANOW)
-        except termios.error:
-            self._saved = None
+        if self.input:
+            try:
+                self._saved = termios.tcgetattr(0)
+                tty.setraw(0, termios.TCSANOW)
+            except termios.error:
+                self._saved = None
 
     def copy_window_size(self) -> None:
-        try:
-            size = fcntl.ioctl(0, termios.TIOCGWINSZ, b"\0" * 8)
-            fcntl.ioctl(self.master, termios.TIOCSWINSZ, size)
-        except OSError:
-            pass
+        for fd in (0, 1, 2):
+            try:
+                size = fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8)
+                fcntl.ioctl(self.master, termios.TIOCSWINSZ, size)
+                return
+            except OSError:
+                continue
 
-    def fds(self) -> list[int]:
-        return ([0] if self._stdin_open else []) + ([self.master] if self._open else [])
+    def read_fds(self) -> list[int]:
+        fds = [0] if self._stdin_open and len(self._to_pty) < BUFFER else []
+        return fds + ([self.master] if self._open else [])
 
-    def pump(self, ready: list[int]) -> None:
-        """Move what is ready: the user's keys into the pty, the command's output out to the user."""
-        if 0 in ready:
+    def write_fds(self) -> list[int]:
+        return [self.master] if self._open and self._to_pty else []
+
+    def pump(self, readable: list[int], writable: list[int]) -> None:
+        """Move what is ready: the user's keys towards the pty, the command's output out to the user."""
+        if 0 in readable and self._stdin_open:
             data = _read(0)
-            if data:
-                os.write(self.master, data)
-            else:
+            if data is None:
                 self._stdin_open = False
-        if self.master in ready:
+            else:
+                self._to_pty += data
+        if self.master in writable and self._to_pty:
+            try:
+                written = os.write(self.master, self._to_pty)
+                self._to_pty = self._to_pty[written:]
+            except BlockingIOError:
+                pass
+        if self.master in readable:
             data = _read(self.master)
             if data:
-                os.write(1, data)
-            else:
+                os.write(self.output, data)
+            elif data is None:
                 self._open = False  # every copy of the slave is closed: the sandbox is gone
 
     def drain(self) -> None:
         """The command's last output, after it ended."""
-        os.set_blocking(self.master, False)
         while self._open and (data := _read(self.master)):
-            os.write(1, data)
+            os.write(self.output, data)
 
     def stop(self) -> None:
+        """Give the user's terminal back as it was; safe to call more than once."""
         if self._saved is not None:
             termios.tcsetattr(0, termios.TCSADRAIN, self._saved)
             self._saved = None
-        os.close(self.master)
-        self._open = False
+        if self._open or self.master >= 0:
+            os.close(self.master)
+            self.master = -1
+            self._open = False
 
 
-def _read(fd: int) -> bytes:
+def _read(fd: int) -> bytes | None:
+    """Data; b"" when nothing is there just now; None at the end (the pty's other side is closed)."""
     try:
-        return os.read(fd, 65536)
+        data = os.read(fd, BUFFER)
     except BlockingIOError:
         return b""
     except OSError as e:
-        if e.errno == errno.EIO:  # the pty's other side closed
-            return b""
+        if e.errno == errno.EIO:
+            return None
         raise
+    return data if data else None
 
 
 def attach_to_slave(slave: int) -> None:
-    """In the command's process, after setsid(): the pty becomes its controlling terminal and its stdio."""
+    """In the command's process, after setsid(): the pty becomes its controlling terminal and replaces
+    every one of stdin, stdout and stderr that was a terminal."""
     fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
-    outputs = [fd for fd in (1, 2) if os.isatty(fd)]
-    os.dup2(slave, 0)
-    for fd in outputs:
+    for fd in [fd for fd in (0, 1, 2) if os.isatty(fd)]:
         os.dup2(slave, fd)
     if slave > 2:
         os.close(slave)

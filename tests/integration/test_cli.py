@@ -59,7 +59,7 @@ def test_doctor_reports_every_check():
 def test_doctor_says_what_is_missing(tmp_path):
     import os
 
-    env = dict(os.environ, PATH=str(tmp_path))  # no helper can be found
+    env = dict(os.environ, ROOTSAND_HELPER_PATH=str(tmp_path))  # no helper can be found
     r = run(["doctor"], env=env, check_rc=1)
     assert "missing   slirp4netns" in r.stdout and "degraded  newuidmap" in r.stdout
     assert "install the 'slirp4netns' package" in r.stdout

@@ -323,7 +323,7 @@ def test_json_status(tmp_path):
 
 
 def test_missing_helpers_fall_back_to_one_id(tmp_path):
-    env = dict(os.environ, PATH=str(tmp_path))  # no newuidmap/newgidmap to be found
+    env = dict(os.environ, ROOTSAND_HELPER_PATH=str(tmp_path))  # no newuidmap/newgidmap to be found
     r = sandbox("sh", "-c", "id -u; cat /proc/self/uid_map", opts=["-e", "PATH=/usr/bin:/bin"], env=env, check_rc=0)
     lines = r.stdout.splitlines()
     assert lines[0] == "0" and lines[1].split() == ["0", str(UID), "1"] and len(lines) == 2
@@ -335,7 +335,7 @@ def test_helper_without_setuid_is_a_125_with_a_hint(tmp_path):
     for helper in ("newuidmap", "newgidmap"):
         (tmp_path / helper).write_bytes(open(f"/usr/bin/{helper}", "rb").read())
         (tmp_path / helper).chmod(0o755)
-    env = dict(os.environ, PATH=f"{tmp_path}:/usr/bin:/bin")
+    env = dict(os.environ, ROOTSAND_HELPER_PATH=f"{tmp_path}:/usr/bin:/bin")
     r = sandbox("true", env=env, check_rc=125)
     lines = r.stderr.splitlines()
     assert lines[0].startswith("rootsand: error: newuidmap could not write the sandbox's id map")

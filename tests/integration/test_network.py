@@ -230,7 +230,7 @@ def test_publish_with_xdg_runtime_dir(tmp_path):
 def test_missing_slirp4netns_is_125_with_a_hint(tmp_path):
     for helper in ("newuidmap", "newgidmap"):
         os.symlink(f"/usr/bin/{helper}", tmp_path / helper)
-    env = dict(os.environ, PATH=str(tmp_path))
+    env = dict(os.environ, ROOTSAND_HELPER_PATH=str(tmp_path))
     r = sandbox("true", opts=["--net", "slirp"], env=env, check_rc=125)
     lines = r.stderr.splitlines()
     assert lines[0] == "rootsand: error: --net slirp: slirp4netns not found"
