@@ -143,7 +143,7 @@ def _build(spec: SandboxSpec) -> None:
     generated = {"hostname": f"{spec.hostname}\n", "hosts": hosts_file(spec.hostname)}
     if spec.resolv_conf is not None:
         generated["resolv.conf"] = spec.resolv_conf
-    mounts.FileSystem(spec.mounts, spec.rootfs, spec.run_ids, generated).build()
+    mounts.FileSystem(spec.mounts, spec.rootfs, spec.run_ids, generated, tmpfs_size=spec.memory).build()
 
 
 def hosts_file(hostname: str) -> str:

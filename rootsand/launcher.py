@@ -60,8 +60,8 @@ def run(spec: SandboxSpec) -> int:
         except OSError:
             host_resolv = ""
         spec.resolv_conf = network.resolv_conf(host_resolv, spec.dns)
-    if plan.note:
-        warn(plan.note)
+    for note in ([plan.note] if plan.note else []) + spec.notes:
+        warn(note)
     _plan_security(spec)
     return Launcher(spec, plan).run()
 

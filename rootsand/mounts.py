@@ -112,9 +112,13 @@ class FileSystem:
     """Builds the sandbox's root from mount ops (profile.Mount), then pivots into it."""
 
     def __init__(self, mounts: list, rootfs: str | None, run_ids: tuple[int, int],
-                 generated: dict[str, str] | None = None):
+                 generated: dict[str, str] | None = None, tmpfs_size: int | None = None):
         self.mounts = mounts
         self.rootfs = rootfs
+        # Each tmpfs the sandbox can fill is capped at the memory limit: tmpfs pages are not the command's
+        # address space, so RLIMIT_AS alone would let it fill the host's memory through /tmp.
+        self.tmpfs_size = tmpfs_size
+        self.host_backed: list[str] = []  # staging paths where writes reach the user's files
         self.run_ids = run_ids
         self.generated = generated or {}  # /etc files written by rootsand: hostname, hosts, resolv.conf
         self.sources: dict[int, list[Source]] = {}
@@ -129,8 +133,10 @@ class FileSystem:
         if self.rootfs_source:
             libc.mount(self.rootfs_source.ref, ROOT, None, libc.MS_BIND | libc.MS_REC)
             libc.mount_setattr(ROOT, libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV)
+            self.host_backed.append(ROOT)
         else:
-            libc.mount("tmpfs", ROOT, "tmpfs", libc.MS_NOSUID | libc.MS_NODEV, "mode=0755")
+            # Only mount points and `file` ops live here, and it is read-only in the end.
+            libc.mount("tmpfs", ROOT, "tmpfs", libc.MS_NOSUID | libc.MS_NODEV, "mode=0755,size=16m")
         for index, m in enumerate(self.mounts):
             sources = self.sources.get(index, [])
             if any(s.missing for s in sources):
@@ -170,6 +176,7 @@ class FileSystem:
         target = _mount_point(ROOT, m.dst, src.is_dir())
         libc.mount(src.ref, target, None, libc.MS_BIND | libc.MS_REC)
         libc.mount_setattr(target, attrs)  # recursive: covers submounts, keeps the source's locked flags
+        self.host_backed.append(target)
 
     def _ro_bind(self, m, sources) -> None:
         self._bind(m, sources, libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV | libc.MOUNT_ATTR_RDONLY)
@@ -180,8 +187,8 @@ class FileSystem:
     def _tmpfs(self, m, _sources) -> None:
         target = _mount_point(ROOT, m.dst)
         options = [f"mode={m.mode:o}"] if m.mode is not None else []  # else the kernel's 1777
-        if m.size:
-            options.append(f"size={m.size}")
+        if m.size or self.tmpfs_size:
+            options.append(f"size={m.size or self.tmpfs_size}")
         libc.mount("tmpfs", target, "tmpfs", libc.MS_NOSUID | libc.MS_NODEV, ",".join(options) or None)
 
     def _proc(self, m, _sources) -> None:
@@ -197,7 +204,7 @@ class FileSystem:
     def _dev(self, m, _sources) -> None:
         """A minimal /dev: the harmless nodes bound from the host, a private devpts, shm, the usual links."""
         target = _mount_point(ROOT, m.dst)
-        libc.mount("tmpfs", target, "tmpfs", libc.MS_NOSUID | libc.MS_NOEXEC, "mode=0755")
+        libc.mount("tmpfs", target, "tmpfs", libc.MS_NOSUID | libc.MS_NOEXEC, "mode=0755,size=1m")
         for node in DEV_NODES:
             path = os.path.join(target, node)
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666))
@@ -208,7 +215,8 @@ class FileSystem:
                    "newinstance,ptmxmode=0666,mode=0620")
         os.symlink("pts/ptmx", os.path.join(target, "ptmx"))
         os.mkdir(os.path.join(target, "shm"), 0o755)
-        libc.mount("tmpfs", os.path.join(target, "shm"), "tmpfs", libc.MS_NOSUID | libc.MS_NODEV, "mode=1777")
+        libc.mount("tmpfs", os.path.join(target, "shm"), "tmpfs", libc.MS_NOSUID | libc.MS_NODEV,
+                   "mode=1777" + (f",size={self.tmpfs_size}" if self.tmpfs_size else ""))
         for name, link in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
                            ("stderr", "/proc/self/fd/2"), ("core", "/proc/kcore")):
             os.symlink(link, os.path.join(target, name))
@@ -225,10 +233,13 @@ class FileSystem:
         os.symlink(m.src, path)
 
     def _dir(self, m, _sources) -> None:
+        self._refuse_host_write(m, resolve_in_root(ROOT, m.dst))
         target = _mount_point(ROOT, m.dst)
         os.chmod(target, m.mode if m.mode is not None else 0o755)
 
     def _file(self, m, _sources) -> None:
+        parent = resolve_in_root(ROOT, os.path.dirname(m.dst))
+        self._refuse_host_write(m, os.path.join(parent, os.path.basename(m.dst)))
         parent = _mount_point(ROOT, os.path.dirname(m.dst))
         path = os.path.join(parent, os.path.basename(m.dst))
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
@@ -238,6 +249,20 @@ class FileSystem:
         finally:
             os.close(fd)
 
+    def _on_host(self, path: str) -> str | None:
+        """The host-backed mount that `path` (in the staging tree) falls in, if any."""
+        for top in self.host_backed:
+            if path == top or path.startswith(top.rstrip("/") + "/"):
+                return top
+        return None
+
+    def _refuse_host_write(self, m, path: str) -> None:
+        """`dir` and `file` build the sandbox; they must never chmod or overwrite the user's own files."""
+        top = self._on_host(path)
+        if top:
+            raise RootsandError(f"{m.type} on {m.dst}: it would change the user's files bound at "
+                                f"{top.removeprefix(ROOT) or '/'}", hint="put it on a tmpfs, or mount it before that bind")
+
     def _overlay(self, m, sources) -> None:
         """A writable view of the lower dirs. The kernel's overlay where it can copy up; fuse-overlayfs where
         a lower dir belongs to ids outside the map (host root's /usr/local), which the kernel cannot copy up."""
@@ -246,13 +271,16 @@ class FileSystem:
         if m.upper == "tmpfs":
             layer = f"{STAGING}/overlay-{self._overlays}"
             os.mkdir(layer, 0o700)
-            libc.mount("tmpfs", layer, "tmpfs", libc.MS_NOSUID | libc.MS_NODEV, "mode=0755")
+            libc.mount("tmpfs", layer, "tmpfs", libc.MS_NOSUID | libc.MS_NODEV,
+                       "mode=0755" + (f",size={self.tmpfs_size}" if self.tmpfs_size else ""))
             upper, work = f"{layer}/upper", f"{layer}/work"
             os.mkdir(upper, 0o755)
             os.mkdir(work, 0o700)
         else:
             upper, work = sources[-2].ref, sources[-1].ref
         target = _mount_point(ROOT, m.dst)
+        if m.upper != "tmpfs":
+            self.host_backed.append(target)
         if any(s.owner_unmapped() for s in lowers):
             self._fuse_overlay(m, lowers, upper, work, target)
             return
@@ -305,6 +333,9 @@ class FileSystem:
             with open(path, "w") as f:
                 f.write(content)
             os.chmod(path, 0o644)
+            target = resolve_in_root(ROOT, f"/etc/{name}")
+            if not os.path.lexists(target) and self._on_host(target):
+                continue  # it would be created among the user's files (a --rootfs tree, a bound /etc)
             try:  # follows a link such as resolv.conf -> /run/...: the file is made where it leads
                 target = _mount_point(ROOT, f"/etc/{name}", directory=False)
             except RootsandError:

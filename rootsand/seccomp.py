@@ -71,6 +71,9 @@ def default_rules(nested_userns: bool) -> list[Rule]:
         "swapon": "swap, a host-wide setting",
         "swapoff": "swap, a host-wide setting",
         "reboot": "rebooting (in a pid namespace it would kill the sandbox's init)",
+        "io_uring_setup": "io_uring: a large kernel attack surface, and its calls pass by seccomp",
+        "io_uring_enter": "io_uring: a large kernel attack surface, and its calls pass by seccomp",
+        "io_uring_register": "io_uring: a large kernel attack surface, and its calls pass by seccomp",
     }
     rules += [Rule(name, EPERM, why=why) for name, why in plain.items()]
     # ENOSYS, not EPERM: libmount and friends then fall back to mount(2), which has its own checks.

@@ -57,6 +57,7 @@ class SandboxSpec:
     cgroup_dir: str | None = None  # a delegated cgroup v2 made for this sandbox, when the host has one
     pty_slave: int | None = None  # the command's terminal when the launcher relays one
     pty_master: int | None = None  # the launcher's end, closed at once by the sandbox's processes
+    notes: list[str] = field(default_factory=list)  # said once on stderr before the sandbox starts
     profile: str = "default"
     verbose: bool = False
     debug: bool = False
@@ -221,17 +222,22 @@ def from_profile(profile, options: RunOptions, host_env: dict[str, str], cwd: st
             raise RootsandError(f"profile {profile.name}: namespaces must include {needed!r}: "
                                 "rootsand builds every sandbox on its own user, mount and PID namespaces")
     timeout = options.timeout if options.timeout is not None else profile.timeout
+    notes = []
     if options.rootfs:
         rootfs = os.path.normpath(os.path.join(cwd, options.rootfs))
         mounts = rootfs_mounts() + cli_mounts(options, cwd)
     else:
         rootfs = None
-        mounts = list(profile.mounts) + cli_mounts(options, cwd)
+        mounts = [m for m in profile.mounts if not _exposes_home(m, cwd, host_env.get("HOME", ""))]
+        if len(mounts) < len(profile.mounts):
+            notes.append(f"the current directory {cwd} holds your home directory: it is not made visible "
+                         "(cd into a project directory, or --bind it explicitly)")
+        mounts += cli_mounts(options, cwd)
     return SandboxSpec(
         command=options.command or ["/bin/sh"],
         user=parse_user(options.user or profile.user),
         hostname=validate_hostname(options.hostname or profile.hostname),
-        chdir=options.chdir or profile.chdir or cwd,
+        chdir=options.chdir or ("/" if rootfs else profile.chdir or cwd),
         env=build_env(host_env, profile.env_clear, tuple(profile.env_keep), assignments),
         timeout=parse_duration(timeout) if timeout is not None else None,
         name=validate_name(options.name) if options.name else None,
@@ -255,7 +261,16 @@ def from_profile(profile, options: RunOptions, host_env: dict[str, str], cwd: st
         profile=options.profile,
         verbose=options.verbose or options.debug,
         debug=options.debug,
+        notes=notes,
     )
+
+
+def _exposes_home(m, cwd: str, home: str) -> bool:
+    """A bind of the current directory that would show the home directory it contains (run from / or /home),
+    which the profile hides behind a tmpfs. Running from $HOME itself is asking for $HOME: that stays."""
+    if m.type not in ("bind", "ro-bind") or m.src != cwd or m.dst != cwd or not home or cwd == home:
+        return False
+    return home.startswith(cwd.rstrip("/") + "/")
 
 
 def _capabilities(names) -> int:
