@@ -70,6 +70,9 @@ def _child(spec: SandboxSpec, plan: IdPlan, launcher_pid: int, go_fd: int, repor
     if spec.net_mode == "slirp":
         network.disable_ipv6_dad()  # before slirp4netns creates tap0
     channel.send(report_fd, stage="unshared")
+    # Built while the launcher runs newuidmap and newgidmap (~10 ms each way, so it costs nothing here);
+    # PID 1 and the command inherit it, and it needs site-packages, which pivot_root hides later.
+    seccomp_filter = seccomp.prepare(spec.seccomp_rules) if spec.seccomp_rules is not None else None
     if os.read(go_fd, 1) != b"G":  # the launcher could not write the maps; it reports why
         return ExitCode.FAILURE
     os.close(go_fd)
@@ -78,7 +81,7 @@ def _child(spec: SandboxSpec, plan: IdPlan, launcher_pid: int, go_fd: int, repor
     pid1 = os.fork()
     if pid1 == 0:
         os.close(alive_w)
-        _run_forked(lambda: _pid1(spec, plan, alive_r, report_fd), report_fd, spec.debug)
+        _run_forked(lambda: _pid1(spec, plan, alive_r, report_fd, seccomp_filter), report_fd, spec.debug)
     os.close(alive_r)
     if spec.pty_slave is not None:
         os.close(spec.pty_slave)
@@ -88,7 +91,7 @@ def _child(spec: SandboxSpec, plan: IdPlan, launcher_pid: int, go_fd: int, repor
     return init.exit_status(status)
 
 
-def _pid1(spec: SandboxSpec, plan: IdPlan, alive_fd: int, report_fd: int) -> int:
+def _pid1(spec: SandboxSpec, plan: IdPlan, alive_fd: int, report_fd: int, seccomp_filter) -> int:
     if plan.root_mapped:
         _switch_ids(0, 0)
     if spec.user.mode == "keep-id":
@@ -110,8 +113,6 @@ def _pid1(spec: SandboxSpec, plan: IdPlan, alive_fd: int, report_fd: int) -> int
         # The kernel's own answer, for every process in the sandbox, seccomp or not.
         with open("/proc/sys/user/max_user_namespaces", "w") as f:
             f.write("0")
-    # Everything the command's process needs from site-packages, before pivot_root hides it.
-    seccomp_filter = seccomp.prepare(spec.seccomp_rules) if spec.seccomp_rules is not None else None
     _build(spec)
     libc.prctl(libc.PR_SET_DUMPABLE, 0)  # the command runs as the same uid: it must not ptrace PID 1
 
@@ -189,7 +190,7 @@ def _exec_command(spec: SandboxSpec, report_fd: int, seccomp_filter) -> int:
                                 hint="pick another with --chdir") from None
     # Only stdin, stdout and stderr reach the command; the report pipe closes itself on exec.
     os.closerange(3, report_fd)
-    os.closerange(report_fd + 1, 1 << 20)
+    os.closerange(report_fd + 1, 2**31 - 1)  # close_range(2): every fd, however high
 
     uid, gid = spec.run_ids
     keep = spec.capabilities

@@ -193,7 +193,10 @@ class Launcher:
                 self._start_slirp()
             if self.interrupted:
                 return 128 + self.interrupted
-            os.write(self._go_w, b"G")
+            try:
+                os.write(self._go_w, b"G")
+            except BrokenPipeError:
+                pass  # the child failed while we wrote its maps: _finish reports why
             self._close_go()
             # 2. Until the command runs (or setup fails), then until the sandbox ends.
             return self._finish(pidfd, deadline)
