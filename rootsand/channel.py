@@ -48,9 +48,9 @@ class Reader:
         return [json.loads(line) for line in lines if line]
 
     def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
 
 
 def error_from(message: dict) -> RootsandError:

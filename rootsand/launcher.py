@@ -297,15 +297,15 @@ class Launcher:
         elif self.pid1_fd is not None:
             try:
                 signal.pidfd_send_signal(self.pid1_fd, signum)
-            except ProcessLookupError:
-                pass
+            except OSError:
+                pass  # PID 1 is gone (or going): nothing left to tell
         elif signum in TERMINATING:
             self.interrupted = signum  # the loops see it and end the sandbox
 
     def _forget_pid1(self) -> None:
-        if self.pid1_fd is not None:
-            os.close(self.pid1_fd)
-            self.pid1_fd = None
+        fd, self.pid1_fd = self.pid1_fd, None  # first, so a signal handler never sees a closed fd
+        if fd is not None:
+            os.close(fd)
 
     def _kill_and_reap(self) -> None:
         """SIGKILL PID 1 (which takes the whole PID namespace with it) and the setup child; reap them."""
