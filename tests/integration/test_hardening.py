@@ -67,21 +67,32 @@ def test_new_session_without_terminal():
     assert r.returncode != 0 and "No such device or address" in r.stderr
 
 
-def _in_script(command: str) -> str:
+# Inside: open /dev/tty and ask whose session that terminal belongs to (0x5429: TIOCGSID).
+DEVTTY = ("import fcntl, os, struct; fd = os.open('/dev/tty', os.O_RDWR); "
+          "sid = struct.unpack('i', fcntl.ioctl(fd, 0x5429, b'0000'))[0]; "
+          "print('devtty-session=' + ('own' if sid == os.getsid(0) else 'other'))")
+
+
+def _in_script(command: str, env_code: str = "") -> str:
     """Run a shell command under script(1), which gives it a pty as its controlling terminal."""
+    env = dict(os.environ, DEVTTY=env_code)
     done = subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True, text=True, timeout=60,
-                          stdin=subprocess.DEVNULL)
+                          stdin=subprocess.DEVNULL, env=env)
     return done.stdout.replace("\r", "")
 
 
 def test_interactive_terminal_is_relayed_not_shared():
     exe = " ".join(rootsand_argv())
-    out = _in_script(f"stat -L -c outer=%t:%T /proc/self/fd/0; {exe} run -- sh -c "
-                     "'test -t 0 && echo interactive; stat -L -c inner=%t:%T /proc/self/fd/0; echo $((6*7))'")
+    out = _in_script(f"stat -L -c outer=%t:%T /proc/self/fd/0; {exe} run -e DEVTTY=\"$DEVTTY\" -- sh -c "
+                     "'test -t 0 && echo interactive; stat -L -c inner=%t:%T /proc/self/fd/0; "
+                     "python3 -c \"$DEVTTY\"; echo $((6*7))'",
+                     env_code=DEVTTY)
     outer = re.search(r"outer=(\S+)", out).group(1)
     inner = re.search(r"inner=(\S+)", out).group(1)
+
     assert "interactive" in out and "42" in out
     assert inner != outer  # the command's terminal is its own pty, not the user's
+    assert "devtty-session=own" in out  # /dev/tty is that pty, of the command's session: not the host's
 
 
 def test_relay_exit_status_and_input():
