@@ -8,17 +8,16 @@ import math
 import os
 import pwd
 import re
-import tomllib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, NoReturn
 
+from rootsand import tomlfile
 from rootsand.errors import RootsandError
 from rootsand.spec import (ALL_NAMESPACES, DEFAULT_ENV_KEEP, DEFAULT_NAMESPACES, parse_duration, parse_user,
                            validate_hostname)
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 MAX_EXTENDS_DEPTH = 16
-MAX_FILE_SIZE = 1 << 20  # a profile is a few hundred bytes; this keeps `-p /dev/zero` from eating memory
 INT_MAX = 2**63 - 1  # rlimits and sizes end up in 64-bit kernel fields
 
 # Linux capabilities in number order (capability.h), CAP_CHOWN = 0 .. CAP_CHECKPOINT_RESTORE = 40.
@@ -316,24 +315,7 @@ class _File:
 
 
 def _read(path: str) -> _File:
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_FILE_SIZE + 1)
-    except OSError as e:
-        raise RootsandError(f"profile {path}: cannot read it: {e.strerror}") from None
-    if len(raw) > MAX_FILE_SIZE:
-        raise RootsandError(f"profile {path}: larger than {MAX_FILE_SIZE} bytes, not a profile")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw[:e.start].count(b"\n") + 1
-        raise RootsandError(f"profile {path}, line {line}: not UTF-8 text (a binary file?)") from None
-    try:
-        data = tomllib.loads(text)
-    except ValueError as e:  # TOMLDecodeError, and int() refusing thousands of digits
-        raise RootsandError(f"profile {path}: invalid TOML: {e}") from None
-    except RecursionError:
-        raise RootsandError(f"profile {path}: invalid TOML: nested too deeply") from None
+    text, data = tomlfile.read(path, "profile")
     return _File(path, text, data)
 
 

@@ -15,11 +15,11 @@ import re
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from rootsand import tomlfile
 from rootsand.errors import RootsandError
 
 OPS = ("EQ", "NE", "LT", "LE", "GT", "GE", "MASKED_EQ")
 MAX_ERRNO = 4095  # the kernel treats -1..-4095 as errors
-MAX_FILE_SIZE = 1 << 20
 U64 = (1 << 64) - 1
 OFF_HINT = 'set security.seccomp = "none" in the profile to run without the filter'
 
@@ -184,22 +184,7 @@ def load_rule_file(path: str) -> list[Rule]:
         args = [{ index = 0, op = "MASKED_EQ", mask = 0x10000000, value = 0x10000000 }]
         why = "what it stops"            # optional
     """
-    import tomllib
-
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_FILE_SIZE + 1)
-    except OSError as e:
-        raise RootsandError(f"seccomp rules {path}: cannot read it: {e.strerror}") from None
-    if len(raw) > MAX_FILE_SIZE:
-        raise RootsandError(f"seccomp rules {path}: larger than {MAX_FILE_SIZE} bytes, not a rule file")
-    try:
-        text = raw.decode("utf-8")
-        data = tomllib.loads(text)
-    except UnicodeDecodeError:
-        raise RootsandError(f"seccomp rules {path}: not UTF-8 text (a binary file?)") from None
-    except ValueError as e:  # TOMLDecodeError, and int() refusing thousands of digits
-        raise RootsandError(f"seccomp rules {path}: invalid TOML: {e}") from None
+    text, data = tomlfile.read(path, "seccomp rules")
     file = _RuleFile(path, text)
     for key in data:
         if key != "rule":
