@@ -93,7 +93,13 @@ def main() -> None:
         print(f"rootsand: error: internal error: {type(e).__name__}: {e}", file=sys.stderr)
         print("rootsand: hint: run again with --debug for a traceback", file=sys.stderr)
         code = ExitCode.FAILURE
-    sys.exit(code if isinstance(code, int) else 0)
+    code = code if isinstance(code, int) else 0
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:
+        os._exit(code)  # a closed or stuck stdout must not turn the status into Python's 120
+    sys.exit(code)
 
 
 def _typer_main() -> int:

@@ -15,6 +15,7 @@ import json
 import os
 import select
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -112,6 +113,7 @@ class Launcher:
         self.slirp: network.Slirp | None = None
         self.relay = None
         self.status_fd: int | None = None
+        self._status_done = False
         self.started = time.monotonic()
 
     def log(self, message: str) -> None:
@@ -122,8 +124,11 @@ class Launcher:
         """Lines for the user: on a terminal that is no longer raw."""
         if self.relay:
             self.relay.stop()
-        for line in lines:
-            print(line, file=sys.stderr, flush=True)
+        try:
+            for line in lines:
+                print(line, file=sys.stderr, flush=True)
+        except OSError:
+            pass  # nobody reads our stderr any more: the exit status still tells
 
     def run(self) -> int:
         if self.spec.json_status:
@@ -157,9 +162,12 @@ class Launcher:
             signal.signal(sig, self._on_signal)
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         self.log(f"forked setup process {pid}")
+        code = ExitCode.FAILURE
         try:
-            return self._supervise()
+            code = self._supervise()
+            return code
         finally:
+            self._write_status(code)  # once, whatever ended the run
             # No handler may run in the middle of cleaning up.
             signal.pthread_sigmask(signal.SIG_BLOCK, init.FORWARDED)
             self._close_go()
@@ -223,7 +231,6 @@ class Launcher:
                 self.log("timeout: killing the sandbox")
                 self._kill_and_reap()
                 self.say([f"rootsand: error: the command ran out of time ({self.spec.timeout:g}s): sandbox killed"])
-                self._write_status(ExitCode.TIMEOUT)
                 return ExitCode.TIMEOUT
         _, status = os.waitpid(self.child, 0)
         self.child = None
@@ -239,7 +246,6 @@ class Launcher:
             self.say(self.error.lines())
             code = self.error.code
         self.log(f"sandbox ended with status {code}")
-        self._write_status(code)
         return code
 
     def _handle(self, messages: list[dict]) -> bool:
@@ -299,8 +305,8 @@ class Launcher:
                 signal.pidfd_send_signal(self.pid1_fd, signum)
             except OSError:
                 pass  # PID 1 is gone (or going): nothing left to tell
-        elif signum in TERMINATING:
-            self.interrupted = signum  # the loops see it and end the sandbox
+        elif self.pid1 is None and signum in TERMINATING:
+            self.interrupted = signum  # setup is not done: the loops see it and end the sandbox
 
     def _forget_pid1(self) -> None:
         fd, self.pid1_fd = self.pid1_fd, None  # first, so a signal handler never sees a closed fd
@@ -336,8 +342,9 @@ class Launcher:
 
     def _write_status(self, code: int | None) -> None:
         """--json-status: a first line with PID 1 and the namespaces, a last line with the exit code."""
-        if self.status_fd is None:
+        if self.status_fd is None or (code is not None and self._status_done):
             return
+        self._status_done = code is not None
         if code is None:
             namespaces = {}
             for ns, link in libc.NAMESPACE_LINKS.items():
@@ -372,9 +379,17 @@ def _open_status_file(path: str) -> int:
     """Opened before anything runs, and never through a symlink: a sandbox that can write the directory
     must not turn the next run's status file into a link to one of the user's files."""
     try:
-        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        # O_NONBLOCK: a FIFO planted there must not hang us (a regular file ignores the flag). /dev/stdout
+        # and /proc/self/fd/N are links that no sandbox can plant: those may be followed.
+        follow = 0 if os.path.abspath(path).startswith(("/dev/", "/proc/")) else os.O_NOFOLLOW
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | follow | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
     except OSError as e:
-        raise RootsandError(f"--json-status: cannot write {path}: {e.strerror}") from None
+        raise RootsandError(f"--json-status: cannot write {path}: {e.strerror or e}") from None
+    if stat.S_ISREG(os.fstat(fd).st_mode):
+        os.ftruncate(fd, 0)
+    else:  # /dev/stdout, or a FIFO someone is reading (with no reader the open fails: ENXIO)
+        os.set_blocking(fd, True)
+    return fd
 
 
 def _run_helper(argv: list[str]) -> None:

@@ -119,6 +119,7 @@ class FileSystem:
         # address space, so RLIMIT_AS alone would let it fill the host's memory through /tmp.
         self.tmpfs_size = tmpfs_size
         self.host_backed: list[str] = []  # staging paths where writes reach the user's files
+        self.read_only_at_end: list[str] = []  # rootsand's own tmpfs, once later mounts have their mount points
         self.run_ids = run_ids
         self.generated = generated or {}  # /etc files written by rootsand: hostname, hosts, resolv.conf
         self.sources: dict[int, list[Source]] = {}
@@ -146,6 +147,9 @@ class FileSystem:
             except OSError as e:
                 raise RootsandError(f"mount {index + 1} ({m.type} on {m.dst}): {e.strerror or e}") from None
         self._generated_files()
+        for path in self.read_only_at_end:
+            libc.mount_setattr(path, libc.MOUNT_ATTR_RDONLY | libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NOEXEC,
+                               recursive=False)
         for sources in self.sources.values():
             for s in sources:
                 if s.fd is not None:
@@ -187,8 +191,9 @@ class FileSystem:
     def _tmpfs(self, m, _sources) -> None:
         target = _mount_point(ROOT, m.dst)
         options = [f"mode={m.mode:o}"] if m.mode is not None else []  # else the kernel's 1777
-        if m.size or self.tmpfs_size:
-            options.append(f"size={m.size or self.tmpfs_size}")
+        sizes = [size for size in (m.size, self.tmpfs_size) if size]
+        if sizes:
+            options.append(f"size={min(sizes)}")
         libc.mount("tmpfs", target, "tmpfs", libc.MS_NOSUID | libc.MS_NODEV, ",".join(options) or None)
 
     def _proc(self, m, _sources) -> None:
@@ -220,12 +225,15 @@ class FileSystem:
         for name, link in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
                            ("stderr", "/proc/self/fd/2"), ("core", "/proc/kcore")):
             os.symlink(link, os.path.join(target, name))
+        self.read_only_at_end.append(target)  # its own tmpfs only: pts and shm stay writable
 
     def _mqueue(self, m, _sources) -> None:
         target = _mount_point(ROOT, m.dst)
         libc.mount("mqueue", target, "mqueue", libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC)
 
     def _symlink(self, m, _sources) -> None:
+        self._refuse_host_write(m, os.path.join(resolve_in_root(ROOT, os.path.dirname(m.dst)),
+                                                os.path.basename(m.dst)))
         parent = _mount_point(ROOT, os.path.dirname(m.dst))
         path = os.path.join(parent, os.path.basename(m.dst))
         if os.path.islink(path) and os.readlink(path) == m.src:

@@ -228,10 +228,13 @@ def from_profile(profile, options: RunOptions, host_env: dict[str, str], cwd: st
         mounts = rootfs_mounts() + cli_mounts(options, cwd)
     else:
         rootfs = None
-        mounts = [m for m in profile.mounts if not _exposes_home(m, cwd, host_env.get("HOME", ""))]
-        if len(mounts) < len(profile.mounts):
-            notes.append(f"the current directory {cwd} holds your home directory: it is not made visible "
-                         "(cd into a project directory, or --bind it explicitly)")
+        from rootsand.profile import Mount
+
+        mounts = [Mount(type="dir", dst=cwd) if _exposes_home(m, cwd, host_env.get("HOME", "")) else m
+                  for m in profile.mounts]
+        if mounts != list(profile.mounts):
+            notes.append(f"the current directory {cwd} holds your home directory: it is not made visible, "
+                         "only an empty directory stands there (cd into a project directory, or --bind it)")
         mounts += cli_mounts(options, cwd)
     return SandboxSpec(
         command=options.command or ["/bin/sh"],
@@ -266,9 +269,14 @@ def from_profile(profile, options: RunOptions, host_env: dict[str, str], cwd: st
 
 
 def _exposes_home(m, cwd: str, home: str) -> bool:
-    """A bind of the current directory that would show the home directory it contains (run from / or /home),
-    which the profile hides behind a tmpfs. Running from $HOME itself is asking for $HOME: that stays."""
-    if m.type not in ("bind", "ro-bind") or m.src != cwd or m.dst != cwd or not home or cwd == home:
+    """A mount of the current directory (a bind, or an overlay over it) that would show the home directory
+    it contains (run from /home), which the profile hides behind a tmpfs. Running from $HOME itself is
+    asking for $HOME: that stays."""
+    if not home:
+        return False
+    cwd, home = os.path.realpath(cwd), os.path.realpath(home)
+    sources = [m.src] if m.type in ("bind", "ro-bind", "dev-bind") else list(m.lower) if m.type == "overlay" else []
+    if cwd == home or not any(src and os.path.realpath(src) == cwd for src in sources):
         return False
     return home.startswith(cwd.rstrip("/") + "/")
 

@@ -184,3 +184,63 @@ def test_io_uring_is_refused():
             "params = ctypes.create_string_buffer(120)\n"
             "print(libc.syscall(425, 4, params), ctypes.get_errno())\n")
     assert sandbox("python3", "-c", code, check_rc=0).stdout.split() == ["-1", "1"]
+
+
+def test_untrusted_from_above_home_does_not_show_home():
+    secret = os.path.join(HOME, f".secret-{uuid.uuid4().hex}")
+    with open(secret, "w") as f:
+        f.write("secret\n")
+    try:
+        r = sandbox("cat", secret, opts=["--profile", "untrusted"], cwd=os.path.dirname(HOME))
+        assert r.returncode != 0 and "secret" not in r.stdout
+    finally:
+        os.unlink(secret)
+
+
+def test_home_through_a_symlink_is_still_hidden(tmp_path):
+    link = tmp_path / "homes"
+    os.symlink(os.path.dirname(HOME), link)
+    secret = os.path.join(HOME, f".secret-{uuid.uuid4().hex}")
+    with open(secret, "w") as f:
+        f.write("secret\n")
+    try:
+        env = dict(os.environ, HOME=str(link / os.path.basename(HOME)))
+        r = sandbox("sh", "-c", f"pwd; cat {secret}", cwd=os.path.dirname(HOME), env=env)
+        assert r.stdout.splitlines()[0] == os.path.dirname(HOME) and "secret" not in r.stdout
+    finally:
+        os.unlink(secret)
+
+
+def test_status_file_fifo_does_not_hang(tmp_path):
+    os.mkfifo(tmp_path / "status.json")
+    r = sandbox("true", opts=["--json-status", "status.json"], cwd=tmp_path, check_rc=125, timeout=20)
+    assert r.stderr.startswith("rootsand: error: --json-status:")
+
+
+def test_status_file_gets_its_exit_line_when_setup_fails(tmp_path):
+    sandbox("true", opts=["--json-status", "s.json", "--chdir", "/nowhere"], cwd=tmp_path, check_rc=125)
+    lines = [json.loads(line) for line in (tmp_path / "s.json").read_text().splitlines()]
+    assert lines[-1] == {"exit-code": 125}
+
+
+def test_relay_output_to_a_stalled_reader_does_not_beat_the_timeout(tmp_path):
+    exe = " ".join(rootsand_argv())
+    script = f"({exe} run --timeout 3 -- sh -c 'yes > /dev/tty'; echo rc=$? > {tmp_path}/rc) 2>&1 | sleep 12"
+    start = time.monotonic()
+    subprocess.run(["script", "-qec", script, "/dev/null"], capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    rc = (tmp_path / "rc").read_text().strip()
+    assert rc == "rc=124"
+    assert time.monotonic() - start < 20
+
+
+def test_dev_is_read_only_but_its_devices_work():
+    r = sandbox("sh", "-c", "touch /dev/x 2>&1; echo data > /dev/null && echo ok; touch /dev/shm/y && echo shm")
+    assert "Read-only file system" in r.stdout and "ok" in r.stdout and "shm" in r.stdout
+
+
+def test_symlink_op_never_writes_into_bound_host_directories(tmp_path):
+    os.chmod(tmp_path, 0o755)
+    profile = tmp_path.parent / f"{tmp_path.name}-link.toml"
+    profile.write_text('extends = "default"\n[[mount]]\ntype = "symlink"\nsrc = "/etc"\ndst = "${CWD}/link"\n')
+    r = sandbox("true", opts=["--profile", str(profile)], cwd=tmp_path, check_rc=125)
+    assert "would change the user's files" in r.stderr and not os.path.lexists(tmp_path / "link")

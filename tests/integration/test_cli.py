@@ -63,3 +63,15 @@ def test_doctor_says_what_is_missing(tmp_path):
     r = run(["doctor"], env=env, check_rc=1)
     assert "missing   slirp4netns" in r.stdout and "degraded  newuidmap" in r.stdout
     assert "install the 'slirp4netns' package" in r.stdout
+
+
+def test_json_status_to_a_pipe(tmp_path):
+    import json
+    import subprocess
+
+    from conftest import rootsand_argv
+
+    done = subprocess.run(rootsand_argv() + ["run", "--json-status", "/dev/stdout", "--", "true"], cwd=tmp_path,
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert done.returncode == 0 and "child-pid" in lines[0] and lines[-1] == {"exit-code": 0}
