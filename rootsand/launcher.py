@@ -64,12 +64,16 @@ def run(spec: SandboxSpec) -> int:
     for note in ([plan.note] if plan.note else []) + spec.notes:
         warn(note)
     _plan_security(spec)
-    return Launcher(spec, plan).run()
+    try:
+        return Launcher(spec, plan).run()
+    finally:
+        if spec.cgroup_dir:  # also when the launcher failed before its own cleanup could run
+            security.remove_cgroup(spec.cgroup_dir)
 
 
 def _plan_security(spec: SandboxSpec) -> None:
     """Read what the command's protection needs from the host, now, before any of it is reachable inside."""
-    from rootsand import seccomp, security
+    from rootsand import seccomp
 
     if spec.seccomp == "none":
         warn('the seccomp filter is off (security.seccomp = "none"): for debugging only')
@@ -177,8 +181,6 @@ class Launcher:
                 self.slirp.stop()
             if self.relay:
                 self.relay.stop()
-            if self.spec.cgroup_dir:
-                security.remove_cgroup(self.spec.cgroup_dir)
             if self.status_fd is not None:
                 os.close(self.status_fd)
 
