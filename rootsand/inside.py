@@ -69,6 +69,10 @@ def _child(spec: SandboxSpec, plan: IdPlan, launcher_pid: int, go_fd: int, repor
                             hint=host.userns_hint()) from None
     if spec.net_mode == "slirp":
         network.disable_ipv6_dad()  # before slirp4netns creates tap0
+    if spec.time_offsets:
+        # Only before the first process enters the new time namespace: PID 1, forked below.
+        with open("/proc/self/timens_offsets", "w") as f:
+            f.write("".join(f"{clock} {seconds} 0\n" for clock, seconds in spec.time_offsets.items()))
     channel.send(report_fd, stage="unshared")
     # Built while the launcher runs newuidmap and newgidmap (~10 ms each way, so it costs nothing here);
     # PID 1 and the command inherit it, and it needs site-packages, which pivot_root hides later.

@@ -36,6 +36,7 @@ class SandboxSpec:
     name: str | None = None
     namespaces: tuple[str, ...] = DEFAULT_NAMESPACES
     idmap: str = "auto"  # auto | single
+    time_offsets: dict[str, int] = field(default_factory=dict)  # clock -> seconds, with "time" in namespaces
     json_status: str | None = None
     mounts: list = field(default_factory=list)  # profile.Mount ops, applied in order
     rootfs: str | None = None
@@ -246,6 +247,7 @@ def from_profile(profile, options: RunOptions, host_env: dict[str, str], cwd: st
         name=validate_name(options.name) if options.name else None,
         namespaces=namespaces,
         idmap=profile.idmap,
+        time_offsets=dict(profile.time_offsets),
         json_status=options.json_status,
         mounts=mounts,
         rootfs=rootfs,

@@ -352,3 +352,17 @@ def test_disabled_user_namespaces_give_125_and_a_hint():
     assert r.returncode == 125, r.stderr
     assert lines[0].startswith("rootsand: error: cannot create the sandbox's namespaces: unshare:")
     assert lines[1].startswith("rootsand: hint: ") and "max_user_namespaces" in lines[1]
+
+
+def test_time_namespace_with_offsets(tmp_path):
+    profile = tmp_path / "time.toml"
+    profile.write_text('extends = "default"\n[sandbox]\n'
+                       'namespaces = ["user", "pid", "mount", "uts", "ipc", "net", "cgroup", "time"]\n'
+                       'time_offsets = { boottime = 864000, monotonic = 3600 }\n')
+    code = "import time; print(int(time.clock_gettime(time.CLOCK_BOOTTIME)), int(time.monotonic()))"
+    inside = sandbox("python3", "-c", code, opts=["--profile", str(profile)], cwd=tmp_path, check_rc=0).stdout.split()
+    boottime, monotonic = int(inside[0]), int(inside[1])
+    assert boottime - int(time.clock_gettime(time.CLOCK_BOOTTIME)) in range(864000 - 5, 864000 + 5)
+    assert monotonic - int(time.monotonic()) in range(3600 - 5, 3600 + 5)
+    r = sandbox("readlink", "/proc/self/ns/time", opts=["--profile", str(profile)], cwd=tmp_path, check_rc=0)
+    assert r.stdout.strip() != os.readlink("/proc/self/ns/time")
