@@ -74,7 +74,7 @@ def _child(spec: SandboxSpec, plan: IdPlan, launcher_pid: int, go_fd: int, repor
         with open("/proc/self/timens_offsets", "w") as f:
             f.write("".join(f"{clock} {seconds} 0\n" for clock, seconds in spec.time_offsets.items()))
     channel.send(report_fd, stage="unshared")
-    # Built while the launcher runs newuidmap and newgidmap (~10 ms each way, so it costs nothing here);
+    # Built while the launcher runs newuidmap and newgidmap, so the two overlap (~10 ms off each start);
     # PID 1 and the command inherit it, and it needs site-packages, which pivot_root hides later.
     seccomp_filter = seccomp.prepare(spec.seccomp_rules) if spec.seccomp_rules is not None else None
     if os.read(go_fd, 1) != b"G":  # the launcher could not write the maps; it reports why
