@@ -22,60 +22,30 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
+
+from common import DEFAULT_ROOTSAND, PATH, chown_tree, failure, run_as_user, run_once, save, summary, version
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results", "network.json")
-DEFAULT_ROOTSAND = "/var/tmp/rootsand-tests/venv/bin/rootsand"
 WARMUPS = 3           # start-up rounds not counted
 PROBE_SECONDS = 1     # length of the first, untimed iperf3 attempt of each client
-PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 HOST_LOOPBACK = "127.0.0.1"   # where the iperf3 server listens
 SLIRP_HOST = "10.0.2.2"       # the host's 127.0.0.1 as seen from a slirp4netns sandbox
 MTU = 65520
 PODMAN_NETWORK = f"slirp4netns:allow_host_loopback=true,mtu={MTU}"
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Shared helpers
-
-def run_once(argv, timeout):
-    """Elapsed seconds and the CompletedProcess (or the exception) of one run; stdout and stderr captured."""
-    t0 = time.perf_counter()
-    try:
-        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return time.perf_counter() - t0, e
-    return time.perf_counter() - t0, proc
-
-
-def failure(result):
-    """None if the run succeeded, else a one-line reason."""
-    if isinstance(result, Exception):
-        return f"{type(result).__name__}: {result}"
-    if result.returncode != 0:
-        err = result.stderr.decode(errors="replace").strip().splitlines()
-        # iperf3 -J puts its error into the JSON on stdout, not on stderr
-        try:
-            jerr = json.loads(result.stdout).get("error")
+def iperf3_run(argv, timeout):
+    """One iperf3 client run: elapsed seconds, the result, and why it failed (None when it did not)."""
+    elapsed, res = run_once(argv, timeout, keep_stdout=True)
+    detail = None
+    if not isinstance(res, Exception) and res.returncode != 0:
+        try:  # iperf3 -J puts its error into the JSON on stdout, not on stderr
+            detail = json.loads(res.stdout).get("error")
         except (ValueError, AttributeError):
-            jerr = None
-        return f"exit {result.returncode}: " + (f"iperf3: {jerr}" if jerr else err[-1] if err else "(no stderr)")
-    return None
-
-
-def version(argv):
-    try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
-        return (out.stdout or out.stderr).strip().splitlines()[0]
-    except (OSError, IndexError, subprocess.TimeoutExpired):
-        return None
-
-
-def summary(values):
-    v = sorted(values)
-    return {"median": round(statistics.median(v), 3), "min": round(v[0], 3), "max": round(v[-1], 3)}
+            pass
+    return elapsed, res, failure(res, f"iperf3: {detail}" if detail else None)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -166,8 +136,7 @@ def throughput(args):
             else:
                 # One short untimed attempt: finds a client that can't work and pays one-off set-up
                 # (podman's pause process) outside the measured runs.
-                _, res = run_once(make(server.port, PROBE_SECONDS, False), PROBE_SECONDS + 120)
-                why = failure(res)
+                _, res, why = iperf3_run(make(server.port, PROBE_SECONDS, False), PROBE_SECONDS + 120)
                 if why:
                     entry["skipped"] = f"first attempt: {why}"
                     server.restart()
@@ -181,8 +150,7 @@ def throughput(args):
                 if r["skipped"]:
                     continue
                 argv = r["make"](server.port, args.time, r["reverse"])
-                elapsed, res = run_once(argv, args.time + 120)
-                why = failure(res)
+                elapsed, res, why = iperf3_run(argv, args.time + 120)
                 if not why:
                     try:
                         r["runs"].append(dict(parse_iperf3(res.stdout), wall_s=round(elapsed, 3)))
@@ -302,10 +270,7 @@ def make_rootfs(workdir, user):
         dst = os.path.join(rootfs, lib.lstrip("/"))
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         shutil.copy2(lib, dst)   # follows symlinks: the real file under the link's name
-    pw = pwd.getpwnam(user)
-    for dirpath, dirnames, filenames in os.walk(rootfs):
-        for n in [dirpath] + [os.path.join(dirpath, f) for f in dirnames + filenames]:
-            os.lchown(n, pw.pw_uid, pw.pw_gid)
+    chown_tree(rootfs, user)
     return rootfs, None
 
 
@@ -362,46 +327,18 @@ def tables(data):
 
 
 def outer(args):
-    if os.geteuid() != 0:
-        sys.exit("network.py: run as root (it re-executes itself as --user via runuser)")
-    try:
-        pw = pwd.getpwnam(args.user)
-    except KeyError:
-        sys.exit(f"network.py: no user {args.user!r} (bash tests/run.sh creates rootsand-test)")
-    if not os.access(args.rootsand, os.X_OK):
-        sys.exit(f"network.py: {args.rootsand} is not executable (bash tests/run.sh builds it)")
     why = ensure_iperf3()
     if why:
         sys.exit(f"network.py: {why}")
-
-    workdir = tempfile.mkdtemp(prefix="rootsand-bench-", dir="/var/tmp")
-    try:
-        os.chmod(workdir, 0o755)
-        script = os.path.join(workdir, "network.py")  # a copy the user can surely read
-        shutil.copy2(os.path.abspath(__file__), script)
-        os.chmod(script, 0o644)
-        rootfs, why = make_rootfs(workdir, args.user)
-        argv = ["runuser", "-u", args.user, "--", "env", "-i", f"PATH={PATH}", f"HOME={pw.pw_dir}",
-                f"USER={args.user}", f"LOGNAME={args.user}", "LANG=C.UTF-8",
-                "/usr/bin/python3", script, "--inner", "--runs", str(args.runs), "--time", str(args.time),
-                "--startup-runs", str(args.startup_runs), "--rootsand", args.rootsand]
-        argv += ["--rootfs", rootfs] if rootfs else ["--podman-skip", why]
-        argv += ["--no-reverse"] if args.no_reverse else []
-        n = 1 if args.no_reverse else 2
-        print(f"network.py: as {args.user}: {args.startup_runs} start-up runs (+{WARMUPS} warm-ups) of 2 "
-              f"commands, then {args.runs} x {n} iperf3 runs of {args.time}s for each of 3 clients "
-              f"(about {args.runs * n * 3 * (args.time + 1) + 3 * (PROBE_SECONDS + 2)}s)", file=sys.stderr)
-        out = subprocess.run(argv, cwd="/", stdout=subprocess.PIPE, check=True).stdout
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-
-    data = json.loads(out)
+    n = 1 if args.no_reverse else 2
+    print(f"network.py: as {args.user}: {args.startup_runs} start-up runs (+{WARMUPS} warm-ups) of 2 "
+          f"commands, then {args.runs} x {n} iperf3 runs of {args.time}s for each of 3 clients "
+          f"(about {args.runs * n * 3 * (args.time + 1) + 3 * (PROBE_SECONDS + 2)}s)", file=sys.stderr)
+    inner_args = ["--runs", str(args.runs), "--time", str(args.time), "--startup-runs", str(args.startup_runs)]
+    data = run_as_user(os.path.abspath(__file__), args, make_rootfs,
+                       inner_args + (["--no-reverse"] if args.no_reverse else []))
     print(tables(data))  # also fills in ratio_to_host and over_net_none_ms
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    with open(RESULTS, "w") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-    print(f"\nwrote {os.path.relpath(RESULTS)}")
+    save(RESULTS, data)
 
 
 def main():

@@ -16,17 +16,14 @@ import platform
 import pwd
 import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
+
+from common import DEFAULT_ROOTSAND, chown_tree, failure, run_as_user, run_once, save, version
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results", "startup.json")
-DEFAULT_ROOTSAND = "/var/tmp/rootsand-tests/venv/bin/rootsand"
 WARMUPS = 3
 TIMEOUT = 120  # seconds, per command run
-PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def commands(rootsand, rootfs):
@@ -44,35 +41,6 @@ def commands(rootsand, rootfs):
     ]
 
 
-def run_once(argv):
-    """Elapsed seconds and the CompletedProcess (or the exception) of one run."""
-    t0 = time.perf_counter()
-    try:
-        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, timeout=TIMEOUT)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return time.perf_counter() - t0, e
-    return time.perf_counter() - t0, proc
-
-
-def failure(result):
-    """None if the run succeeded, else a one-line reason."""
-    if isinstance(result, Exception):
-        return f"{type(result).__name__}: {result}"
-    if result.returncode != 0:
-        err = result.stderr.decode(errors="replace").strip().splitlines()
-        return f"exit {result.returncode}: " + (err[-1] if err else "(no stderr)")
-    return None
-
-
-def version(argv):
-    try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
-        return (out.stdout or out.stderr).strip().splitlines()[0]
-    except (OSError, IndexError, subprocess.TimeoutExpired):
-        return None
-
-
 def inner(args):
     """As the unprivileged user: time every command, print JSON on stdout."""
     results = []
@@ -83,7 +51,7 @@ def inner(args):
         elif shutil.which(argv[0]) is None:
             r["skipped"] = f"{argv[0]} not found"
         else:
-            elapsed, res = run_once(argv)   # first attempt: may pay one-off set-up (podman's pause process)
+            elapsed, res = run_once(argv, TIMEOUT)   # first attempt: may pay one-off set-up (podman's pause process)
             r["first_attempt_ms"] = round(elapsed * 1e3, 3)
             why = failure(res)
             if why:
@@ -99,7 +67,7 @@ def inner(args):
         for r in live:
             if r["skipped"]:  # failed on an earlier round
                 continue
-            elapsed, res = run_once(r["argv"])
+            elapsed, res = run_once(r["argv"], TIMEOUT)
             why = failure(res)
             if why:
                 r["skipped"] = f"failed on run {i + 1}: {why}"
@@ -144,10 +112,7 @@ def make_rootfs(workdir, user):
     shutil.copy2(busybox, os.path.join(rootfs, "bin", "busybox"))
     for applet in ("true", "sh"):
         os.symlink("busybox", os.path.join(rootfs, "bin", applet))
-    pw = pwd.getpwnam(user)
-    for dirpath, dirnames, filenames in os.walk(rootfs):
-        for n in [dirpath] + [os.path.join(dirpath, f) for f in dirnames + filenames]:
-            os.lchown(n, pw.pw_uid, pw.pw_gid)
+    chown_tree(rootfs, user)
     return rootfs, None
 
 
@@ -172,39 +137,10 @@ def table(data):
 
 
 def outer(args):
-    if os.geteuid() != 0:
-        sys.exit("startup.py: run as root (it re-executes itself as --user via runuser)")
-    try:
-        pw = pwd.getpwnam(args.user)
-    except KeyError:
-        sys.exit(f"startup.py: no user {args.user!r} (bash tests/run.sh creates rootsand-test)")
-    if not os.access(args.rootsand, os.X_OK):
-        sys.exit(f"startup.py: {args.rootsand} is not executable (bash tests/run.sh builds it)")
-
-    workdir = tempfile.mkdtemp(prefix="rootsand-bench-", dir="/var/tmp")
-    try:
-        os.chmod(workdir, 0o755)
-        script = os.path.join(workdir, "startup.py")  # a copy the user can surely read
-        shutil.copy2(os.path.abspath(__file__), script)
-        os.chmod(script, 0o644)
-        rootfs, why = make_rootfs(workdir, args.user)
-        argv = ["runuser", "-u", args.user, "--", "env", "-i", f"PATH={PATH}", f"HOME={pw.pw_dir}",
-                f"USER={args.user}", f"LOGNAME={args.user}", "LANG=C.UTF-8",
-                "/usr/bin/python3", script, "--inner", "--runs", str(args.runs), "--rootsand", args.rootsand]
-        argv += ["--rootfs", rootfs] if rootfs else ["--podman-skip", why]
-        print(f"startup.py: {args.runs} runs (+{WARMUPS} warm-ups) of each command as {args.user}",
-              file=sys.stderr)
-        out = subprocess.run(argv, cwd="/", stdout=subprocess.PIPE, check=True).stdout
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-
-    data = json.loads(out)
+    print(f"startup.py: {args.runs} runs (+{WARMUPS} warm-ups) of each command as {args.user}", file=sys.stderr)
+    data = run_as_user(os.path.abspath(__file__), args, make_rootfs, ["--runs", str(args.runs)])
     print(table(data))  # also fills in ratio_to_bwrap
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    with open(RESULTS, "w") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-    print(f"\nwrote {os.path.relpath(RESULTS)}")
+    save(RESULTS, data)
 
 
 def main():

@@ -12,7 +12,6 @@ import termios
 import time
 import uuid
 
-import pytest
 
 from conftest import rootsand_argv, sandbox
 
@@ -78,7 +77,6 @@ def test_command_cannot_read_or_change_the_users_terminal_through_stderr(tmp_pat
     proc, master = _pty_run(["run", "--timeout", "3", "--", "sh", "-c",
                              "stty raw -echo <&2; echo ready >&2; head -c 5 <&2 > got.txt"], )
     try:
-        attrs_before = termios.tcgetattr(master)
         time.sleep(1.5)
         os.write(master, b"hunter2\n")
         proc.wait(timeout=20)

@@ -181,7 +181,7 @@ def test_custom_profile_with_extends_dir_symlink_file_env_and_profile_dir(tmp_pa
     pdir = tmp_path / "profiles"
     pdir.mkdir()
     (pdir / "data.txt").write_text("from the profile dir\n")
-    (pdir / "mine.toml").write_text(f'''
+    (pdir / "mine.toml").write_text('''
 description = "test profile"
 extends = "default"
 
@@ -189,7 +189,7 @@ extends = "default"
 hostname = "custom"
 
 [env]
-set = {{ GREETING = "hi ${{USER}}" }}
+set = { GREETING = "hi ${USER}" }
 
 [[mount]]
 type = "dir"
@@ -208,7 +208,7 @@ content = "welcome"
 
 [[mount]]
 type = "ro-bind"
-src = "${{PROFILE_DIR}}/data.txt"
+src = "${PROFILE_DIR}/data.txt"
 dst = "/data.txt"
 ''')
     script = "hostname; echo $GREETING; stat -c %a /work/cache; readlink /cache; cat /etc-extra/motd; echo; cat /data.txt"

@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import uuid
 
-import pytest
 
 from conftest import rootsand_argv, sandbox
 
