@@ -232,3 +232,12 @@ def test_rule_file_in_the_writable_directory_is_refused(tmp_path):
     profile.write_text(f'extends = "default"\n[security]\nseccomp = "{tmp_path}/rules.toml"\n')
     r = sandbox("true", opts=["--profile", str(profile)], cwd=tmp_path, check_rc=125)
     assert "rule file" in r.stderr and "can write" in r.stderr
+
+
+def test_seccomp_none_says_so(tmp_path):
+    profile = tmp_path.parent / f"{tmp_path.name}-noseccomp.toml"
+    profile.write_text('extends = "default"\n[security]\nseccomp = "none"\n')
+    r = sandbox("grep", "Seccomp:", "/proc/self/status", opts=["--profile", str(profile)], cwd=tmp_path, check_rc=0)
+    assert r.stdout.split() == ["Seccomp:", "0"]
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("rootsand: warning:")]
+    assert len(warnings) == 1 and "seccomp" in warnings[0] and "debugging" in warnings[0]
