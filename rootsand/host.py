@@ -82,14 +82,20 @@ def runtime_dir() -> str:
     return path
 
 
-def remove_stale(directory: str, prefix: str) -> None:
-    """Remove PREFIX-PID.* files left by launchers that were killed before they could."""
+def stale_entries(directory: str, prefix: str) -> list[str]:
+    """PREFIX-PID[.ext] entries of `directory` whose launcher PID is gone: killed before it could clean up."""
+    stale = []
     for name in os.listdir(directory):
-        if not name.startswith(prefix + "-"):
-            continue
-        pid = name[len(prefix) + 1:].split(".", 1)[0]
+        pid = name[len(prefix) + 1:].split(".", 1)[0] if name.startswith(prefix + "-") else ""
         if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
-            try:
-                os.unlink(os.path.join(directory, name))
-            except OSError:
-                pass
+            stale.append(os.path.join(directory, name))
+    return stale
+
+
+def remove_stale(directory: str, prefix: str) -> None:
+    """Remove the files (sockets) that killed launchers left in `directory`."""
+    for path in stale_entries(directory, prefix):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass

@@ -32,21 +32,12 @@ NAMESPACE_FLAGS = {
 NAMESPACE_LINKS = {"user": "user", "mount": "mnt", "uts": "uts", "ipc": "ipc", "net": "net",
                    "cgroup": "cgroup", "pid": "pid", "time": "time"}
 
-MS_RDONLY = 0x1
 MS_NOSUID = 0x2
 MS_NODEV = 0x4
 MS_NOEXEC = 0x8
-MS_REMOUNT = 0x20
-MS_NOATIME = 0x400
-MS_NODIRATIME = 0x800
 MS_BIND = 0x1000
-MS_MOVE = 0x2000
 MS_REC = 0x4000
-MS_SILENT = 0x8000
-MS_PRIVATE = 0x40000
 MS_SLAVE = 0x80000
-MS_RELATIME = 0x200000
-MS_STRICTATIME = 0x1000000
 
 MNT_DETACH = 0x2
 
@@ -55,8 +46,8 @@ PR_SET_DUMPABLE = 4
 PR_SET_KEEPCAPS = 8
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
-PR_SET_CHILD_SUBREAPER = 36
 PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 
@@ -75,10 +66,6 @@ def _check(result: int, call: str, path: str | None = None) -> int:
 
 def unshare(flags: int) -> None:
     _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
-
-
-def setns(fd: int, nstype: int = 0) -> None:
-    _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
 
 
 def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
@@ -170,7 +157,6 @@ def move_mount_fd(fd: int, target: str) -> None:
                          target.encode(), ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH)), "move_mount", target)
 
 
-PR_CAP_AMBIENT_RAISE = 2
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 

@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping, NoReturn
 
 from rootsand import tomlfile
 from rootsand.errors import RootsandError
+from rootsand.security import RLIMITS as RLIMIT_RESOURCES
 from rootsand.spec import (ALL_NAMESPACES, DEFAULT_ENV_KEEP, DEFAULT_NAMESPACES, parse_duration, parse_user,
                            validate_hostname)
 
@@ -30,7 +31,7 @@ CAPABILITIES = (
     "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
     "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
 )
-RLIMITS = ("nofile", "nproc", "fsize", "core", "cpu", "as")
+RLIMITS = tuple(RLIMIT_RESOURCES)  # nofile nproc fsize core cpu as: one list, in security.py
 SIZE_RLIMITS = ("fsize", "core", "as")  # measured in bytes, so "8G" makes sense
 BIND_TYPES = ("bind", "ro-bind", "dev-bind")
 # The keys each mount type takes besides `type` and `dst`.
@@ -416,8 +417,12 @@ class _Checker:
             self.fail(key, f"expected a size like 64M or a number of bytes, got {_type_name(value)}")
         if isinstance(value, str):
             value = self.string(key, value)
+        return self.parsed(key, parse_size, value, what)
+
+    def parsed(self, key, parse, *args):
+        """parse(*args), with any error it raises pointed at this key's file and line."""
         try:
-            return parse_size(value, what)
+            return parse(*args)
         except RootsandError as e:
             self.fail(key, e.message)
 
@@ -436,19 +441,12 @@ class _Checker:
 
 # Each section key: the Profile attribute it sets, and the check that turns the TOML value into it.
 def _hostname(c: _Checker, key, value):
-    text = c.string(key, value)
-    try:
-        return validate_hostname(text)
-    except RootsandError as e:
-        c.fail(key, e.message)
+    return c.parsed(key, validate_hostname, c.string(key, value))
 
 
 def _user(c: _Checker, key, value):
     text = c.string(key, value)
-    try:
-        parse_user(text)
-    except RootsandError as e:
-        c.fail(key, e.message)
+    c.parsed(key, parse_user, text)
     return text
 
 
@@ -487,10 +485,7 @@ def _publish(c: _Checker, key, value):
 
     out = c.strings(key, value)
     for item in out:
-        try:
-            parse_publish(item)
-        except RootsandError as e:
-            c.fail(key, e.message)
+        c.parsed(key, parse_publish, item)
     return out
 
 
@@ -558,10 +553,7 @@ def _timeout(c: _Checker, key, value):
         c.fail(key, f"{value} is too large")
     if isinstance(value, str):
         value = c.string(key, value)
-    try:
-        return parse_duration(value, "timeout")
-    except RootsandError as e:
-        c.fail(key, e.message)
+    return c.parsed(key, parse_duration, value, "timeout")
 
 
 def _memory(c: _Checker, key, value):

@@ -13,7 +13,6 @@ from rootsand import libc
 from rootsand.errors import RootsandError
 
 CAP_KILL = 5
-CAP_SETPCAP = 8
 
 RLIMITS = {"nofile": resource.RLIMIT_NOFILE, "nproc": resource.RLIMIT_NPROC, "fsize": resource.RLIMIT_FSIZE,
            "core": resource.RLIMIT_CORE, "cpu": resource.RLIMIT_CPU, "as": resource.RLIMIT_AS}
@@ -105,10 +104,10 @@ def delegated_cgroup() -> tuple[str, set[str]] | None:
 
 def make_cgroup(parent: str, name: str, settings: dict[str, str]) -> str:
     """A child cgroup with the sandbox's limits; removes those left by launchers that were killed."""
-    for entry in os.listdir(parent):
-        pid = entry.removeprefix("rootsand-")
-        if entry.startswith("rootsand-") and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
-            remove_cgroup(os.path.join(parent, entry))
+    from rootsand.host import stale_entries
+
+    for stale in stale_entries(parent, "rootsand"):
+        remove_cgroup(stale)
     path = os.path.join(parent, name)
     try:
         os.mkdir(path)

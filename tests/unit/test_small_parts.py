@@ -38,3 +38,15 @@ def test_channel_read_times_out_empty():
     assert reader.read(0.01) == []
     os.close(w)
     reader.close()
+
+
+def test_stale_entries_are_those_of_dead_launchers(tmp_path):
+    from rootsand import host
+
+    for name in ("slirp-999999999.sock", f"slirp-{os.getpid()}.sock", "slirp-x.sock", "other-999999999",
+                 "rootsand-999999999"):
+        (tmp_path / name).touch()
+    assert [os.path.basename(p) for p in host.stale_entries(str(tmp_path), "slirp")] == ["slirp-999999999.sock"]
+    host.remove_stale(str(tmp_path), "slirp")
+    assert sorted(os.listdir(tmp_path)) == sorted(["other-999999999", "rootsand-999999999", "slirp-x.sock",
+                                                   f"slirp-{os.getpid()}.sock"])
