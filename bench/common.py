@@ -49,6 +49,30 @@ def summary(values):
     return {"median": round(statistics.median(v), 3), "min": round(v[0], 3), "max": round(v[-1], 3)}
 
 
+def timed_rounds(results, rounds, warmups, timeout):
+    """Run every result's argv once per round, interleaved so drift in machine load hits all alike; the
+    first `warmups` rounds are not counted. Fills in runs, median_ms, p90_ms, min_ms and max_ms, or
+    `skipped` for one that fails."""
+    times = {id(r): [] for r in results}
+    for i in range(warmups + rounds):
+        for r in results:
+            if r["skipped"]:
+                continue
+            elapsed, res = run_once(r["argv"], timeout)
+            why = failure(res)
+            if why:
+                r["skipped"] = f"failed on run {i + 1}: {why}"
+            elif i >= warmups:
+                times[id(r)].append(elapsed * 1e3)
+    for r in results:
+        if r["skipped"]:
+            continue
+        t = sorted(times[id(r)])
+        p90 = statistics.quantiles(t, n=10, method="inclusive")[8] if len(t) > 1 else t[0]
+        r.update(runs=len(t), median_ms=round(statistics.median(t), 3), p90_ms=round(p90, 3),
+                 min_ms=round(t[0], 3), max_ms=round(t[-1], 3))
+
+
 def chown_tree(path, user):
     pw = pwd.getpwnam(user)
     for dirpath, dirnames, filenames in os.walk(path):

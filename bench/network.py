@@ -19,12 +19,12 @@ import platform
 import pwd
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import time
 
-from common import DEFAULT_ROOTSAND, PATH, chown_tree, failure, run_as_user, run_once, save, summary, version
+from common import (DEFAULT_ROOTSAND, PATH, chown_tree, failure, run_as_user, run_once, save, summary, timed_rounds,
+                    version)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results", "network.json")
@@ -185,24 +185,7 @@ def startup(args):
         r["first_attempt_ms"] = round(elapsed * 1e3, 3)
         r["skipped"] = failure(res)
         results.append(r)
-    times = {r["name"]: [] for r in results}
-    for i in range(WARMUPS + args.startup_runs):
-        for r in results:
-            if r["skipped"]:
-                continue
-            elapsed, res = run_once(r["argv"], 120)
-            why = failure(res)
-            if why:
-                r["skipped"] = f"failed on run {i + 1}: {why}"
-            elif i >= WARMUPS:
-                times[r["name"]].append(elapsed * 1e3)
-    for r in results:
-        if r["skipped"]:
-            continue
-        t = sorted(times[r["name"]])
-        p90 = statistics.quantiles(t, n=10, method="inclusive")[8] if len(t) > 1 else t[0]
-        r.update(runs=len(t), median_ms=round(statistics.median(t), 3), p90_ms=round(p90, 3),
-                 min_ms=round(t[0], 3), max_ms=round(t[-1], 3))
+    timed_rounds(results, args.startup_runs, WARMUPS, 120)
     print(f"  start-up: {WARMUPS} warm-up + {args.startup_runs} timed rounds done", file=sys.stderr)
     return results
 

@@ -15,10 +15,9 @@ import os
 import platform
 import pwd
 import shutil
-import statistics
 import sys
 
-from common import DEFAULT_ROOTSAND, chown_tree, failure, run_as_user, run_once, save, version
+from common import DEFAULT_ROOTSAND, chown_tree, failure, run_as_user, run_once, save, timed_rounds, version
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results", "startup.json")
@@ -61,27 +60,8 @@ def inner(args):
                                 f"first attempt {r['first_attempt_ms']:.1f} ms"), file=sys.stderr)
 
     live = [r for r in results if not r["skipped"]]
-    times = {r["name"]: [] for r in live}
-    # Interleaved rounds, so drift in machine load hits every command alike.
-    for i in range(WARMUPS + args.runs):
-        for r in live:
-            if r["skipped"]:  # failed on an earlier round
-                continue
-            elapsed, res = run_once(r["argv"], TIMEOUT)
-            why = failure(res)
-            if why:
-                r["skipped"] = f"failed on run {i + 1}: {why}"
-            elif i >= WARMUPS:
-                times[r["name"]].append(elapsed * 1e3)
+    timed_rounds(live, args.runs, WARMUPS, TIMEOUT)
     print(f"  {WARMUPS} warm-up + {args.runs} timed rounds done", file=sys.stderr)
-
-    for r in live:
-        if r["skipped"]:
-            continue
-        t = sorted(times[r["name"]])
-        p90 = statistics.quantiles(t, n=10, method="inclusive")[8] if len(t) > 1 else t[0]
-        r.update(runs=len(t), median_ms=round(statistics.median(t), 3), p90_ms=round(p90, 3),
-                 min_ms=round(t[0], 3), max_ms=round(t[-1], 3))
 
     meta = {
         "user": pwd.getpwuid(os.getuid()).pw_name, "uid": os.getuid(),
