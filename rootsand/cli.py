@@ -14,19 +14,15 @@ _debug = "--debug" in sys.argv[1:sys.argv.index("--")] if "--" in sys.argv else 
 
 
 def run_sandbox(options) -> int:
-    from rootsand import launcher, profile, spec
+    from rootsand import hostpaths, launcher, profile, spec
 
-    cwd = _cwd()
-    loaded = profile.load(options.profile, profile.Variables.from_host())
-    sandbox = spec.from_profile(loaded, options, dict(os.environ), cwd, os.cpu_count() or 1)
+    env = dict(os.environ)
+    homes = hostpaths.home_dirs(env, os.getuid())  # computed once: $HOME and the passwd entry's
+    cwd, notes = hostpaths.current_directory(env, homes)
+    loaded = profile.load(options.profile, profile.Variables.from_host(cwd))
+    sandbox = spec.from_profile(loaded, options, env, cwd, os.cpu_count() or 1, homes)
+    sandbox.notes[:0] = notes
     return launcher.run(sandbox)
-
-
-def _cwd() -> str:
-    try:
-        return os.getcwd()
-    except FileNotFoundError:
-        raise RootsandError("the current directory no longer exists", hint="cd somewhere else or pass --chdir")
 
 
 # `rootsand run` is parsed here without typer when its options are plain (typer costs ~50 ms to import,

@@ -58,26 +58,36 @@ def userns_hint() -> str:
 
 
 def runtime_dir() -> str:
-    """A private directory for rootsand's sockets: $XDG_RUNTIME_DIR/rootsand, else /tmp/rootsand-UID.
+    """A private directory for rootsand's sockets and state: $XDG_RUNTIME_DIR/rootsand, else /tmp/rootsand-UID.
 
-    The fallback (no login session, as in CI) is made 0700 and must be ours and not a link, since /tmp is
-    shared with everyone.
+    Either must be ours, mode 0700 and not a link: $XDG_RUNTIME_DIR comes from the environment, and /tmp is
+    shared with everyone, so a directory another user made (or a link to one) would hand them our sockets.
     """
+    from rootsand.errors import RootsandError
+
+    uid = os.getuid()
     base = os.environ.get("XDG_RUNTIME_DIR")
-    if base and os.path.isabs(base) and os.path.isdir(base):
+    if base:
+        try:
+            st = os.lstat(base)
+        except OSError as e:
+            raise RootsandError(f"XDG_RUNTIME_DIR={base}: {e.strerror}",
+                                hint="unset it, or point it at your own 0700 directory") from None
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid or st.st_mode & 0o022:
+            raise RootsandError(f"XDG_RUNTIME_DIR={base} is not a directory of yours that only you can write",
+                                hint="unset it, or point it at your own 0700 directory")
         path = os.path.join(base, "rootsand")
-        os.makedirs(path, mode=0o700, exist_ok=True)
-        return path
-    path = f"/tmp/rootsand-{os.getuid()}"
+    else:
+        path = f"/tmp/rootsand-{uid}"
     try:
         os.mkdir(path, 0o700)
     except FileExistsError:
         pass
+    except OSError as e:
+        raise RootsandError(f"cannot create {path}: {e.strerror}") from None
     st = os.lstat(path)
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
-        from rootsand.errors import RootsandError
-
-        raise RootsandError(f"{path} is not a private directory of yours",
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid or st.st_mode & 0o077:
+        raise RootsandError(f"{path} is not a private directory of yours (owner, mode 0700, not a link)",
                             hint="remove it, or set XDG_RUNTIME_DIR to a directory only you can write")
     return path
 

@@ -51,8 +51,8 @@ def _child(spec: SandboxSpec, plan: IdPlan, launcher_pid: int, go_fd: int, repor
     libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != launcher_pid:  # the launcher died before PDEATHSIG was armed
         return ExitCode.FAILURE
-    if spec.pty_master is not None:
-        os.close(spec.pty_master)
+    if spec.console_launcher_fd is not None:
+        os.close(spec.console_launcher_fd)
     if spec.new_session:
         # Out of the terminal's foreground group: a ^C reaches the launcher only, which passes it on once.
         os.setpgid(0, 0)
@@ -87,8 +87,8 @@ def _child(spec: SandboxSpec, plan: IdPlan, launcher_pid: int, go_fd: int, repor
         os.close(alive_w)
         _run_forked(lambda: _pid1(spec, plan, alive_r, report_fd, seccomp_filter), report_fd, spec.debug)
     os.close(alive_r)
-    if spec.pty_slave is not None:
-        os.close(spec.pty_slave)
+    if spec.console_fd is not None:
+        os.close(spec.console_fd)  # PID 1 has it
     channel.send(report_fd, pid1=pid1)
     os.close(report_fd)
     _, status = os.waitpid(pid1, 0)
@@ -113,19 +113,22 @@ def _pid1(spec: SandboxSpec, plan: IdPlan, alive_fd: int, report_fd: int, seccom
         return ExitCode.FAILURE
     os.close(alive_fd)
 
-    if not spec.nested_userns:
-        # The kernel's own answer, for every process in the sandbox, seccomp or not.
-        with open("/proc/sys/user/max_user_namespaces", "w") as f:
-            f.write("0")
+    host_pty = None
+    if spec.console_fd is not None and not any(m.type == "dev" and m.dst == "/dev" for m in spec.mounts):
+        host_pty = os.openpty()  # no devpts of its own inside: the host's, taken while it is reachable
     _build(spec)
     libc.prctl(libc.PR_SET_DUMPABLE, 0)  # the command runs as the same uid: it must not ptrace PID 1
+    pty_slave = None
+    if spec.console_fd is not None:
+        master, pty_slave = host_pty or terminal.open_pty(*spec.run_ids)
+        terminal.send_master(spec.console_fd, master)
 
     command_pid = os.fork()
     if command_pid == 0:
-        _run_forked(lambda: _exec_command(spec, report_fd, seccomp_filter), report_fd, spec.debug)
+        _run_forked(lambda: _exec_command(spec, report_fd, seccomp_filter, pty_slave), report_fd, spec.debug)
     os.close(report_fd)
-    if spec.pty_slave is not None:
-        os.close(spec.pty_slave)
+    if pty_slave is not None:
+        os.close(pty_slave)
     _stdio_to_null()  # PID 1 says nothing more; it must not hold the user's terminal
     # PID 1 only reaps and passes signals on from now: it keeps CAP_KILL (the command may run as
     # another id) and nothing else.
@@ -148,7 +151,39 @@ def _build(spec: SandboxSpec) -> None:
     generated = {"hostname": f"{spec.hostname}\n", "hosts": hosts_file(spec.hostname)}
     if spec.resolv_conf is not None:
         generated["resolv.conf"] = spec.resolv_conf
-    mounts.FileSystem(spec.mounts, spec.rootfs, spec.run_ids, generated, tmpfs_size=spec.memory).build()
+    fs = mounts.FileSystem(spec.mounts, spec.rootfs, spec.run_ids, generated, tmpfs_size=spec.memory,
+                           sysctls=sandbox_sysctls(spec.nested_userns, spec.limits, spec.memory))
+    fs.build()
+    if spec.verbose:
+        for failure in fs.sysctl_failures:
+            print(f"rootsand: not set, the seccomp rules and rlimits stand alone: {failure}", file=sys.stderr,
+                  flush=True)
+
+
+SHM_MAX = 64 << 20  # the largest SysV segment where no memory cgroup counts them (seccomp says the same)
+
+
+def sandbox_sysctls(nested_userns: bool, limits, memory: int | None) -> dict[str, str]:
+    """Settings of the sandbox's own user and IPC namespaces, written through its own procfs.
+
+    - nested_userns = false: no user namespace can be made inside (the kernel's answer, seccomp or not).
+    - a profile with limits: half of the host user's inotify instances and watches (they are counted per
+      user, and the host's own tools need theirs), and SysV shared memory within the memory limit
+      (RLIMIT_AS does not count it) when no memory cgroup does.
+    """
+    values = {}
+    if not nested_userns:
+        values["user/max_user_namespaces"] = "0"
+    if limits is not None and (limits.rlimits or limits.cgroup):
+        for name in ("instances", "watches"):
+            host_max = host.read_sysctl(f"/proc/sys/fs/inotify/max_user_{name}")
+            if host_max and host_max.isdigit():
+                values[f"user/max_inotify_{name}"] = str(max(1, int(host_max) // 2))
+    if memory is not None and (limits is None or "memory.max" not in limits.cgroup):
+        values["kernel/shmmax"] = str(min(SHM_MAX, memory))
+        values["kernel/shmall"] = str(max(1, memory // os.sysconf("SC_PAGE_SIZE")))
+        values["kernel/shmmni"] = "64"
+    return values
 
 
 def hosts_file(hostname: str) -> str:
@@ -178,13 +213,13 @@ def _switch_ids(uid: int, gid: int) -> None:
     os.setresuid(uid, uid, uid)
 
 
-def _exec_command(spec: SandboxSpec, report_fd: int, seccomp_filter) -> int:
+def _exec_command(spec: SandboxSpec, report_fd: int, seccomp_filter, pty_slave: int | None) -> int:
     """The command's process: session, limits, directory, fds, ids, capabilities, no_new_privs, seccomp, exec."""
     init.reset_signals()
     if spec.new_session:
         os.setsid()
-        if spec.pty_slave is not None:
-            terminal.attach_to_slave(spec.pty_slave)
+        if pty_slave is not None:
+            terminal.attach_to_slave(pty_slave)
     security.apply_rlimits(spec.limits.rlimits if spec.limits else {})
     if spec.chdir:
         try:

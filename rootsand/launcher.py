@@ -10,9 +10,11 @@ The report pipe (channel.py) tells L about failures inside; PDEATHSIG ties C to 
 everything in the PID namespace dies with P1, so a killed launcher leaves nothing behind.
 """
 
+import errno
 import ipaddress
 import json
 import os
+import re
 import select
 import signal
 import stat
@@ -53,6 +55,7 @@ def plan_ids(spec: SandboxSpec) -> idmap.IdPlan:
 
 def run(spec: SandboxSpec) -> int:
     spec.name = spec.name or f"sandbox-{os.getpid()}"
+    _check_host_paths(spec)
     plan = plan_ids(spec)
     if spec.net_mode == "slirp":
         try:
@@ -79,14 +82,59 @@ def _plan_security(spec: SandboxSpec) -> None:
         warn('the seccomp filter is off (security.seccomp = "none"): for debugging only')
     else:
         _check_rule_file_is_out_of_reach(spec)
-        spec.seccomp_rules = seccomp.rules_for(spec.seccomp, spec.nested_userns)
     cgroup = security.delegated_cgroup()
     spec.limits = security.plan_limits(spec.memory, spec.pids, spec.cpu, spec.rlimits,
                                        cgroup[1] if cgroup else set())
+    if spec.seccomp != "none":
+        # Memory that RLIMIT_AS does not count (memfd, SysV shm) is refused where no memory cgroup counts it.
+        uncounted = spec.memory is not None and "memory.max" not in spec.limits.cgroup
+        from rootsand.inside import SHM_MAX
+
+        spec.seccomp_rules = seccomp.rules_for(
+            spec.seccomp, spec.nested_userns, net_mode=spec.net_mode, setuid_bits=spec.setuid_bits,
+            socket_families=spec.socket_families, limit_memfd=uncounted,
+            shm_max=min(SHM_MAX, spec.memory) if uncounted else None)
     if spec.limits.cgroup:
         spec.cgroup_dir = security.make_cgroup(cgroup[0], f"rootsand-{os.getpid()}", spec.limits.cgroup)
     if spec.limits.not_enforced:
         warn("; ".join(spec.limits.not_enforced))
+    if spec.verbose:
+        for line in security.describe_limits(spec.limits, spec.memory):
+            print(f"rootsand: limits: {line}", file=sys.stderr, flush=True)
+
+
+def writable_dirs(spec: SandboxSpec) -> list[str]:
+    """The host directories this sandbox can write (and so a sandbox like it may have planted links in):
+    the current directory, read-write binds, persistent overlay upper dirs."""
+    tops = [spec.cwd] if spec.cwd != "/" else []
+    for m in spec.mounts:
+        if m.type in ("bind", "dev-bind") and m.src:
+            tops.append(os.path.realpath(m.src))
+        if m.type == "overlay" and m.upper != "tmpfs":
+            tops.append(os.path.realpath(m.upper))
+    return [t for t in tops if t != "/"]
+
+
+def _check_host_paths(spec: SandboxSpec) -> None:
+    """Resolve every host path the sandbox is built from, once, refusing links a sandbox could have planted
+    (hostpaths.py); the sandbox then opens the resolved paths without following any link."""
+    import dataclasses
+
+    from rootsand.hostpaths import resolve_source
+
+    tops = writable_dirs(spec)
+    if spec.rootfs:
+        spec.rootfs = resolve_source(spec.rootfs, tops, "--rootfs")
+    mounts = []
+    for index, m in enumerate(spec.mounts):
+        what = f"mount {index + 1} ({m.type} on {m.dst})"
+        if m.type in ("bind", "ro-bind", "dev-bind"):
+            m = dataclasses.replace(m, src=resolve_source(m.src, tops, what))
+        elif m.type == "overlay":
+            upper = m.upper if m.upper == "tmpfs" else resolve_source(m.upper, tops, what + " upper")
+            m = dataclasses.replace(m, lower=[resolve_source(p, tops, what) for p in m.lower], upper=upper)
+        mounts.append(m)
+    spec.mounts = mounts
 
 
 def _check_rule_file_is_out_of_reach(spec: SandboxSpec) -> None:
@@ -118,6 +166,7 @@ class Launcher:
         self.relay = None
         self.status_fd: int | None = None
         self._status_done = False
+        self.status_warning: str | None = None
         self.started = time.monotonic()
 
     def log(self, message: str) -> None:
@@ -136,12 +185,12 @@ class Launcher:
 
     def run(self) -> int:
         if self.spec.json_status:
-            self.status_fd = _open_status_file(self.spec.json_status)
+            self.status_fd = _open_status_file(self.spec.json_status, writable_dirs(self.spec))
         if self.spec.new_session and any(os.isatty(fd) for fd in (0, 1, 2)):
             from rootsand.terminal import Relay
 
             self.relay = Relay()
-            self.spec.pty_slave, self.spec.pty_master = self.relay.slave, self.relay.master
+            self.spec.console_fd, self.spec.console_launcher_fd = self.relay.console_fd, self.relay.console.fileno()
         go_r, go_w = os.pipe()
         report_r, report_w = os.pipe2(os.O_CLOEXEC)
         # Block the forwarded signals across fork: the children inherit the mask and unblock when ready.
@@ -171,18 +220,27 @@ class Launcher:
             code = self._supervise()
             return code
         finally:
-            self._write_status(code)  # once, whatever ended the run
-            # No handler may run in the middle of cleaning up.
-            signal.pthread_sigmask(signal.SIG_BLOCK, init.FORWARDED)
-            self._close_go()
-            self._reports.close()
-            self._kill_and_reap()
-            if self.slirp:
-                self.slirp.stop()
-            if self.relay:
-                self.relay.stop()
-            if self.status_fd is not None:
-                os.close(self.status_fd)
+            # Each step on its own: none may skip the next (the terminal above all).
+            try:
+                try:
+                    self._write_status(code)  # once, whatever ended the run
+                finally:
+                    # No handler may run in the middle of cleaning up.
+                    signal.pthread_sigmask(signal.SIG_BLOCK, init.FORWARDED)
+                    self._close_go()
+                    self._reports.close()
+                    self._kill_and_reap()
+            finally:
+                try:
+                    if self.slirp:
+                        self.slirp.stop()
+                finally:
+                    if self.relay:
+                        self.relay.stop()
+                    if self.status_fd is not None:
+                        os.close(self.status_fd)
+                    if self.status_warning:
+                        warn(self.status_warning)
 
     def _close_go(self) -> None:
         if self._go_w is not None:
@@ -343,7 +401,8 @@ class Launcher:
         return deadline is not None and time.monotonic() >= deadline
 
     def _write_status(self, code: int | None) -> None:
-        """--json-status: a first line with PID 1 and the namespaces, a last line with the exit code."""
+        """--json-status: a first line with PID 1 and the namespaces, a last line with the exit code. Never
+        blocks: a reader that does not keep up loses the line, with one warning."""
         if self.status_fd is None or (code is not None and self._status_done):
             return
         self._status_done = code is not None
@@ -357,7 +416,15 @@ class Launcher:
             line = {"child-pid": self.pid1, "name": self.spec.name, "namespaces": namespaces}
         else:
             line = {"exit-code": code}
-        os.write(self.status_fd, (json.dumps(line) + "\n").encode())
+        data = (json.dumps(line) + "\n").encode()
+        try:
+            if os.write(self.status_fd, data) != len(data):
+                raise BlockingIOError(errno.EAGAIN, "the reader is not keeping up")
+        except OSError as e:
+            fd, self.status_fd = self.status_fd, None
+            os.close(fd)
+            # Said at the end: the terminal may be raw now.
+            self.status_warning = f"--json-status: cannot write {self.spec.json_status}: {e.strerror or e}"
 
 
 def _pidfd_of_child(pid: int, parent: int) -> int | None:
@@ -377,20 +444,32 @@ def _pidfd_of_child(pid: int, parent: int) -> int | None:
     return fd
 
 
-def _open_status_file(path: str) -> int:
-    """Opened before anything runs, and never through a symlink: a sandbox that can write the directory
-    must not turn the next run's status file into a link to one of the user's files."""
+# Paths that name one of the caller's own descriptors: links no sandbox can plant, followed as asked.
+_FD_PATHS = re.compile(r"/dev/(stdout|stderr|fd/\d+)|/proc/self/fd/\d+")
+
+
+def _open_status_file(path: str, writable: list[str]) -> int:
+    """Opened before anything runs, non-blocking, and never through a link a sandbox could have planted: a
+    sandbox that can write the directory must not turn the next run's status file into a link to one of
+    the user's files, nor into a FIFO that stalls the launcher."""
+    from rootsand.hostpaths import open_nofollow, resolve_source
+
+    absolute = os.path.abspath(path)
     try:
-        # O_NONBLOCK: a FIFO planted there must not hang us (a regular file ignores the flag). /dev/stdout
-        # and /proc/self/fd/N are links that no sandbox can plant: those may be followed.
-        follow = 0 if os.path.abspath(path).startswith(("/dev/", "/proc/")) else os.O_NOFOLLOW
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | follow | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+        if _FD_PATHS.fullmatch(absolute):
+            fd = os.open(absolute, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        else:
+            parent, name = os.path.split(absolute)
+            resolved = os.path.join(resolve_source(parent, writable, "--json-status"), name)
+            fd = open_nofollow(resolved, os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK, 0o644)
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise RootsandError(f"--json-status: {path} is not a regular file",
+                                    hint="name a new file, or /dev/stdout, /dev/stderr or /dev/fd/N")
+            os.ftruncate(fd, 0)
     except OSError as e:
-        raise RootsandError(f"--json-status: cannot write {path}: {e.strerror or e}") from None
-    if stat.S_ISREG(os.fstat(fd).st_mode):
-        os.ftruncate(fd, 0)
-    else:  # /dev/stdout, or a FIFO someone is reading (with no reader the open fails: ENXIO)
-        os.set_blocking(fd, True)
+        why = "a symbolic link is in the way" if e.errno == errno.ELOOP else os.strerror(e.errno)
+        raise RootsandError(f"--json-status: cannot write {path}: {why}") from None
     return fd
 
 

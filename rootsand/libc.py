@@ -78,13 +78,13 @@ def umount2(target: str, flags: int = 0) -> None:
     _check(_libc.umount2(target.encode(), ctypes.c_int(flags)), "umount2", target)
 
 
-# glibc has no wrapper for pivot_root: call it by number.
-_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
-
-
 def pivot_root(new_root: str, put_old: str) -> None:
-    number = _SYS_PIVOT_ROOT[os.uname().machine]
-    _check(_libc.syscall(ctypes.c_long(number), new_root.encode(), put_old.encode()), "pivot_root", new_root)
+    """glibc exports pivot_root since 2.34; older ones have no wrapper, and guessing numbers is worse."""
+    try:
+        call = _libc.pivot_root
+    except AttributeError:
+        raise OSError(0, "pivot_root: this C library has no pivot_root (glibc 2.34 or later is needed)") from None
+    _check(call(new_root.encode(), put_old.encode()), "pivot_root", new_root)
 
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
@@ -109,11 +109,17 @@ def setgroups_empty() -> None:
     _check(_libc.setgroups(ctypes.c_size_t(0), None), "setgroups")
 
 
-# The mount API of Linux 5.2+ (same numbers on every architecture): overlays with any number of layers
-# and any characters in their paths, and recursive attribute changes that keep the locked flags.
-_SYS_MOVE_MOUNT, _SYS_FSOPEN, _SYS_FSCONFIG, _SYS_FSMOUNT, _SYS_MOUNT_SETATTR = 429, 430, 431, 432, 442
+# The mount API of Linux 5.2+ and openat2 of 5.6 (the same numbers on every architecture): mounts built
+# on file descriptors, so that no path can be swapped for a link between two calls.
+_SYS_OPEN_TREE, _SYS_MOVE_MOUNT, _SYS_FSOPEN, _SYS_FSCONFIG, _SYS_FSMOUNT = 428, 429, 430, 431, 432
+_SYS_OPENAT2, _SYS_MOUNT_SETATTR = 437, 442
 AT_FDCWD = -100
+AT_EMPTY_PATH = 0x1000
 AT_RECURSIVE = 0x8000
+OPEN_TREE_CLONE = 0x1
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_IN_ROOT = 0x10
 MOUNT_ATTR_RDONLY = 0x1
 MOUNT_ATTR_NOSUID = 0x2
 MOUNT_ATTR_NODEV = 0x4
@@ -122,6 +128,7 @@ FSCONFIG_SET_FLAG = 0
 FSCONFIG_SET_STRING = 1
 FSCONFIG_CMD_CREATE = 6
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
 
 
 class _MountAttr(ctypes.Structure):
@@ -137,6 +144,38 @@ def mount_setattr(path: str, attr_set: int, recursive: bool = True) -> None:
            "mount_setattr", path)
 
 
+def mount_setattr_fd(fd: int, attr_set: int, recursive: bool = True, what: str | None = None) -> None:
+    """mount_setattr on the mount `fd` refers to (a detached tree from open_tree or fsmount, say)."""
+    attr = _MountAttr(attr_set, 0, 0, 0)
+    flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
+    _check(_libc.syscall(ctypes.c_long(_SYS_MOUNT_SETATTR), ctypes.c_int(fd), b"",
+                         ctypes.c_uint(flags), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))),
+           "mount_setattr", what)
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
+    """openat2(2): `resolve` says which links may be followed (RESOLVE_NO_SYMLINKS: none at all)."""
+    how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
+    return _check(_libc.syscall(ctypes.c_long(_SYS_OPENAT2), ctypes.c_int(dirfd), path.encode(), ctypes.byref(how),
+                                ctypes.c_size_t(ctypes.sizeof(how))), "openat2", path)
+
+
+def open_tree(dirfd: int, path: str, flags: int, what: str | None = None) -> int:
+    """A detached copy (OPEN_TREE_CLONE) of the mount tree at dirfd/path, as a file descriptor."""
+    return _check(_libc.syscall(ctypes.c_long(_SYS_OPEN_TREE), ctypes.c_int(dirfd), path.encode(),
+                                ctypes.c_uint(flags | os.O_CLOEXEC)), "open_tree", what or path)
+
+
+def move_mount(from_fd: int, to_fd: int, what: str | None = None) -> None:
+    """Attach the mount `from_fd` refers to onto the file or directory `to_fd` refers to."""
+    _check(_libc.syscall(ctypes.c_long(_SYS_MOVE_MOUNT), ctypes.c_int(from_fd), b"", ctypes.c_int(to_fd), b"",
+                         ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)), "move_mount", what)
+
+
 def fsopen(fstype: str) -> int:
     return _check(_libc.syscall(ctypes.c_long(_SYS_FSOPEN), fstype.encode(), ctypes.c_uint(1)), "fsopen", fstype)
 
@@ -147,14 +186,9 @@ def fsconfig(fd: int, cmd: int, key: str | None = None, value: str | None = None
                          ctypes.c_int(0)), "fsconfig", f"{key}={value}" if key else None)
 
 
-def fsmount(fd: int) -> int:
-    return _check(_libc.syscall(ctypes.c_long(_SYS_FSMOUNT), ctypes.c_int(fd), ctypes.c_uint(1), ctypes.c_uint(0)),
+def fsmount(fd: int, attrs: int = 0) -> int:
+    return _check(_libc.syscall(ctypes.c_long(_SYS_FSMOUNT), ctypes.c_int(fd), ctypes.c_uint(1), ctypes.c_uint(attrs)),
                   "fsmount")
-
-
-def move_mount_fd(fd: int, target: str) -> None:
-    _check(_libc.syscall(ctypes.c_long(_SYS_MOVE_MOUNT), ctypes.c_int(fd), b"", ctypes.c_int(AT_FDCWD),
-                         target.encode(), ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH)), "move_mount", target)
 
 
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522

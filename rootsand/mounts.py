@@ -1,13 +1,17 @@
 """The sandbox's file system: an empty tmpfs root, the profile's mounts in order, pivot_root, read-only last.
 
-Runs in PID 1, in the sandbox's own mount namespace, after the ids are mapped. The order is bubblewrap's:
+Runs in PID 1, in the sandbox's own mount namespace, after the ids are mapped. The order is bubblewrap's,
+and every mount is built on file descriptors, never on paths a second sandbox could swap for a link:
 
   1. every mount below / becomes a slave, so nothing done here reaches the host;
-  2. every host path the mounts need is resolved and opened (O_PATH) while the host's view is intact;
-  3. a staging tmpfs covers /tmp (in this namespace only) and holds the new root, itself a tmpfs, beside
-     the upper layers of throw-away overlays and generated files, which are never visible inside;
-  4. each mount op is applied, sources through /proc/self/fd/N, destinations resolved inside the new
-     root (a symlink there can never lead out of it);
+  2. every host path the mounts need is opened without following any link (the launcher resolved and
+     checked them: hostpaths.py), and each bind source is cloned at once into a detached tree whose
+     read-only, nosuid and nodev flags are set before it is attached anywhere;
+  3. only then a staging tmpfs covers /tmp (in this namespace only) and holds the new root, itself a
+     tmpfs, beside the upper layers of throw-away overlays and generated files: since every clone was
+     taken before, no bind can carry the staging area into the sandbox;
+  4. each mount op is applied onto a target opened inside the new root component by component, links
+     resolved as if the new root were / (so nothing leads out of it);
   5. pivot_root into the new root, the old one detached, and the root tmpfs made read-only.
 """
 
@@ -16,30 +20,41 @@ import os
 import stat
 import subprocess
 
-from rootsand import host, libc
+from rootsand import host, hostpaths, libc
 from rootsand.errors import RootsandError
 
 STAGING = "/tmp"
 ROOT = f"{STAGING}/root"
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
 PROC_READ_ONLY = ("sys", "sysrq-trigger", "irq", "bus")
+# What podman and flatpak hide in /proc: the user's keyrings, kernel memory and timing side channels.
+PROC_MASKED_FILES = ("keys", "key-users", "kcore", "timer_list", "timer_stats", "sched_debug", "latency_stats")
+PROC_MASKED_DIRS = ("acpi", "scsi")
 BIND_TYPES = ("bind", "ro-bind", "dev-bind")
+BIND_ATTRS = {"bind": libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV,
+              "ro-bind": libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV | libc.MOUNT_ATTR_RDONLY,
+              "dev-bind": libc.MOUNT_ATTR_NOSUID}
+READ_ONLY = libc.MOUNT_ATTR_RDONLY | libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV | libc.MOUNT_ATTR_NOEXEC
+MAX_LINKS = 40
 
 
 class Source:
-    """A host path opened before anything is covered, used as /proc/self/fd/N from then on."""
+    """A host path opened (O_PATH, no link followed) before anything is covered; /proc/self/fd/N from then on."""
 
     def __init__(self, path: str, what: str, optional: bool = False):
         self.path = path
         self.fd: int | None = None
         try:
-            self.fd = os.open(os.path.realpath(path), os.O_PATH | os.O_CLOEXEC)
+            self.fd = hostpaths.open_nofollow(path, os.O_PATH)
         except FileNotFoundError:
             if not optional:
                 raise RootsandError(f"{what}: {path} does not exist",
                                     hint="create it, or mark the mount optional = true") from None
         except OSError as e:
-            raise RootsandError(f"{what}: cannot open {path}: {e.strerror}") from None
+            if e.errno == errno.ELOOP:
+                raise RootsandError(f"{what}: {path} turned into a symbolic link while the sandbox was being set "
+                                    "up: not followed", hint="another sandbox may be changing that directory") from None
+            raise RootsandError(f"{what}: cannot open {path}: {os.strerror(e.errno)}") from None
 
     @property
     def missing(self) -> bool:
@@ -58,199 +73,347 @@ class Source:
         overflow = (_overflow_id("uid"), _overflow_id("gid"))
         return st.st_uid == overflow[0] or st.st_gid == overflow[1]
 
+    def clone(self, attrs: int) -> int:
+        """A detached copy of the mount tree at this source, with `attrs` set on all of it before it is attached."""
+        tree = libc.open_tree(self.fd, "", libc.OPEN_TREE_CLONE | libc.AT_RECURSIVE | libc.AT_EMPTY_PATH, self.path)
+        try:
+            libc.mount_setattr_fd(tree, attrs, what=self.path)
+        except OSError:
+            os.close(tree)
+            raise
+        return tree
+
 
 def _overflow_id(kind: str) -> int:
     return int(host.read_sysctl(f"/proc/sys/kernel/overflow{kind}") or 65534)
 
 
-def resolve_in_root(root: str, path: str) -> str:
-    """`path` inside `root` with every symlink resolved as if `root` were /, so that nothing leads out of it."""
-    todo = [p for p in path.split("/") if p not in ("", ".")]
-    done: list[str] = []
-    links = 0
-    while todo:
-        part = todo.pop(0)
-        if part == "..":
-            if done:
-                done.pop()
-            continue
-        candidate = os.path.join(root, *done, part)
-        try:
-            st = os.lstat(candidate)
-        except FileNotFoundError:
-            done.append(part)
-            continue
-        if stat.S_ISLNK(st.st_mode):
-            links += 1
-            if links > 40:
-                raise OSError(errno.ELOOP, f"too many symlinks in {path}")
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                done = []
-            todo = [p for p in target.split("/") if p not in ("", ".")] + todo
-            continue
-        done.append(part)
-    return os.path.join(root, *done)
-
-
-def _mount_point(root: str, dst: str, directory: bool = True) -> str:
-    """Create (if needed) the directory or empty file to mount on; return its path in the staging tree."""
-    target = resolve_in_root(root, dst)
+def new_fs(fstype: str, options: dict[str, str | bool], attrs: int) -> int:
+    """A new, detached file system mount (fsopen/fsconfig/fsmount); `True` values are flags."""
+    fd = libc.fsopen(fstype)
     try:
-        os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
-        if directory:
-            os.makedirs(target, mode=0o755, exist_ok=True)
-        elif not os.path.lexists(target):
-            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444))
-    except OSError as e:
-        raise RootsandError(f"cannot create the mount point {dst} in the sandbox: {e.strerror}",
-                            hint="its parent is read-only or a file: mount something writable there first") from None
-    return target
+        for key, value in options.items():
+            if value is True:
+                libc.fsconfig(fd, libc.FSCONFIG_SET_FLAG, key)
+            else:
+                libc.fsconfig(fd, libc.FSCONFIG_SET_STRING, key, value)
+        libc.fsconfig(fd, libc.FSCONFIG_CMD_CREATE)
+        return libc.fsmount(fd, attrs)
+    finally:
+        os.close(fd)
+
+
+def _open_at(dir_fd: int, name: str) -> int:
+    return os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+
+
+def _split(path: str) -> list[str]:
+    return [p for p in path.split("/") if p not in ("", ".")]
 
 
 class FileSystem:
     """Builds the sandbox's root from mount ops (profile.Mount), then pivots into it."""
 
     def __init__(self, mounts: list, rootfs: str | None, run_ids: tuple[int, int],
-                 generated: dict[str, str] | None = None, tmpfs_size: int | None = None):
+                 generated: dict[str, str] | None = None, tmpfs_size: int | None = None,
+                 sysctls: dict[str, str] | None = None):
         self.mounts = mounts
         self.rootfs = rootfs
         # Each tmpfs the sandbox can fill is capped at the memory limit: tmpfs pages are not the command's
         # address space, so RLIMIT_AS alone would let it fill the host's memory through /tmp.
         self.tmpfs_size = tmpfs_size
-        self.host_backed: list[str] = []  # staging paths where writes reach the user's files
-        self.read_only_at_end: list[str] = []  # rootsand's own tmpfs, once later mounts have their mount points
+        self.host_backed: list[str] = []  # paths inside where writes reach the user's files
+        self.read_only_at_end: list[int] = []  # rootsand's own tmpfs, once later mounts have their mount points
         self.run_ids = run_ids
         self.generated = generated or {}  # /etc files written by rootsand: hostname, hosts, resolv.conf
+        # Written through the sandbox's own procfs before /proc/sys turns read-only; those that fail are
+        # listed in sysctl_failures (the seccomp rules are the wall, these a second one).
+        self.sysctls = sysctls or {}
+        self.sysctl_failures: list[str] = []
         self.sources: dict[int, list[Source]] = {}
-        self.rootfs_source: Source | None = None
+        self.trees: dict[int, list[int]] = {}  # detached clones, taken before the staging area exists
+        self.rootfs_tree: int | None = None
+        self.root_fd: int | None = None
         self._overlays = 0
 
     def build(self) -> None:
         libc.mount(None, "/", None, libc.MS_REC | libc.MS_SLAVE)
         self._open_sources()
-        libc.mount("tmpfs", STAGING, "tmpfs", libc.MS_NOSUID | libc.MS_NODEV, "mode=0700")
+        staging = new_fs("tmpfs", {"mode": "0700"}, libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV)
+        self._attach(staging, os.open(STAGING, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC), STAGING)
         os.mkdir(ROOT, 0o755)
-        if self.rootfs_source:
-            libc.mount(self.rootfs_source.ref, ROOT, None, libc.MS_BIND | libc.MS_REC)
-            libc.mount_setattr(ROOT, libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV)
-            self.host_backed.append(ROOT)
+        if self.rootfs_tree is not None:
+            root = self.rootfs_tree
+            self.host_backed.append("/")
         else:
             # Only mount points and `file` ops live here, and it is read-only in the end.
-            libc.mount("tmpfs", ROOT, "tmpfs", libc.MS_NOSUID | libc.MS_NODEV, "mode=0755,size=16m")
+            root = new_fs("tmpfs", {"mode": "0755", "size": "16m"}, libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV)
+        self._attach(root, os.open(ROOT, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC), "/")
+        self.root_fd = os.open(ROOT, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         for index, m in enumerate(self.mounts):
             sources = self.sources.get(index, [])
             if any(s.missing for s in sources):
                 continue  # optional and absent
             try:
-                getattr(self, "_" + m.type.replace("-", "_"))(m, sources)
+                getattr(self, "_" + m.type.replace("-", "_"))(m, sources, self.trees.get(index, []))
             except OSError as e:
                 raise RootsandError(f"mount {index + 1} ({m.type} on {m.dst}): {e.strerror or e}") from None
         self._generated_files()
-        for path in self.read_only_at_end:
-            libc.mount_setattr(path, libc.MOUNT_ATTR_RDONLY | libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NOEXEC,
-                               recursive=False)
+        for fd in self.read_only_at_end:
+            libc.mount_setattr_fd(fd, libc.MOUNT_ATTR_RDONLY | libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NOEXEC,
+                                  recursive=False)
+            os.close(fd)
         for sources in self.sources.values():
             for s in sources:
                 if s.fd is not None:
                     os.close(s.fd)
+        os.close(self.root_fd)
         self._pivot()
 
     def _open_sources(self) -> None:
         if self.rootfs:
-            self.rootfs_source = Source(self.rootfs, "--rootfs")
-            if not self.rootfs_source.is_dir():
+            source = Source(self.rootfs, "--rootfs")
+            if not source.is_dir():
                 raise RootsandError(f"--rootfs: {self.rootfs} is not a directory")
+            self.rootfs_tree = source.clone(libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV)
+            os.close(source.fd)
         for index, m in enumerate(self.mounts):
             what = f"mount {index + 1} ({m.type} on {m.dst})"
-            if m.type in BIND_TYPES:
-                self.sources[index] = [Source(m.src, what, m.optional)]
-            elif m.type == "overlay":
-                srcs = [Source(lower, what, m.optional) for lower in m.lower]
-                if m.upper != "tmpfs" and not any(s.missing for s in srcs):
-                    _make_dir(m.upper, what + " upper")
-                    srcs.append(Source(m.upper, what + " upper"))
-                    srcs.append(Source(_work_dir_for(m.upper), what + " work dir"))
-                self.sources[index] = srcs
+            try:
+                if m.type in BIND_TYPES:
+                    source = Source(m.src, what, m.optional)
+                    self.sources[index] = [source]
+                    if not source.missing:
+                        self.trees[index] = [source.clone(BIND_ATTRS[m.type])]
+                elif m.type == "overlay":
+                    self._open_overlay(index, m, what)
+            except OSError as e:
+                raise RootsandError(f"{what}: {e.strerror or e}") from None
 
-    # -- one method per mount type; each gets the op and its opened sources ---------------------------
+    def _open_overlay(self, index: int, m, what: str) -> None:
+        srcs = [Source(lower, what, m.optional) for lower in m.lower]
+        if any(s.missing for s in srcs):
+            self.sources[index] = srcs
+            return
+        if m.upper != "tmpfs":
+            upper_fd = _make_dirs(m.upper, what + " upper", 0o755)
+            os.close(upper_fd)
+            work = _work_dir_for(m.upper)
+            os.close(_make_dirs(work, what + " work dir", 0o700))
+            srcs += [Source(m.upper, what + " upper"), Source(work, what + " work dir")]
+        self.sources[index] = srcs
+        if any(s.owner_unmapped() for s in srcs[:len(m.lower)]):
+            # fuse-overlayfs reaches its layers by path: clones of them, attached in the staging area later.
+            self.trees[index] = [s.clone(0) for s in srcs]
 
-    def _bind(self, m, sources, attrs: int = libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV) -> None:
-        src = sources[0]
-        target = _mount_point(ROOT, m.dst, src.is_dir())
-        libc.mount(src.ref, target, None, libc.MS_BIND | libc.MS_REC)
-        libc.mount_setattr(target, attrs)  # recursive: covers submounts, keeps the source's locked flags
-        self.host_backed.append(target)
+    # -- targets inside the new root --------------------------------------------------------------------
 
-    def _ro_bind(self, m, sources) -> None:
-        self._bind(m, sources, libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV | libc.MOUNT_ATTR_RDONLY)
+    def _walk(self, dst: str, create: str | None = None) -> tuple[int | None, str]:
+        """An O_PATH fd of `dst` inside the new root and its path there, symlinks resolved as if the new root
+        were /. One component at a time, each opened without following links relative to its parent's fd,
+        so a link swapped in meanwhile can only send the walk elsewhere inside the new root, never out.
 
-    def _dev_bind(self, m, sources) -> None:
-        self._bind(m, sources, libc.MOUNT_ATTR_NOSUID)
+        create: None (it must exist), "dir" (missing components made as directories), "file" (missing
+        parents as directories, the last as an empty file), or "resolve" (no fd, nothing made: the path it
+        would have, missing components appended as they are).
+        """
+        parts = _split(dst)
+        stack = [(os.dup(self.root_fd), "/")]
+        links = 0
+        try:
+            while parts:
+                part = parts.pop(0)
+                if part == "..":
+                    if len(stack) > 1:
+                        os.close(stack.pop()[0])
+                    continue
+                dir_fd, dir_path = stack[-1]
+                path = os.path.join(dir_path, part)
+                try:
+                    fd = _open_at(dir_fd, part)
+                except FileNotFoundError:
+                    if create == "resolve":
+                        return None, os.path.join(path, *parts)
+                    if create is None:
+                        raise FileNotFoundError(errno.ENOENT, f"{path} does not exist") from None
+                    if create == "file" and not parts:
+                        os.close(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444,
+                                         dir_fd=dir_fd))
+                    else:
+                        os.mkdir(part, 0o755, dir_fd=dir_fd)
+                    fd = _open_at(dir_fd, part)
+                mode = os.fstat(fd).st_mode
+                if stat.S_ISLNK(mode):
+                    target = os.readlink("", dir_fd=fd)  # the link this fd holds, not whatever is there now
+                    os.close(fd)
+                    links += 1
+                    if links > MAX_LINKS:
+                        raise OSError(errno.ELOOP, f"{dst}: too many levels of symbolic links")
+                    if target.startswith("/"):
+                        while len(stack) > 1:
+                            os.close(stack.pop()[0])
+                    parts = _split(target) + parts
+                    continue
+                stack.append((fd, path))
+                if parts and not stat.S_ISDIR(mode):
+                    raise NotADirectoryError(errno.ENOTDIR, f"{path} is not a directory")
+            fd, path = stack.pop()
+            if create == "resolve":
+                os.close(fd)
+                return None, path
+            return fd, path
+        finally:
+            for fd, _ in stack:
+                os.close(fd)
 
-    def _tmpfs(self, m, _sources) -> None:
-        target = _mount_point(ROOT, m.dst)
-        options = [f"mode={m.mode:o}"] if m.mode is not None else []  # else the kernel's 1777
+    def _target(self, dst: str, directory: bool = True) -> tuple[int, str]:
+        """The mount point `dst`, made when missing (a directory, or an empty file for a file bind)."""
+        try:
+            return self._walk(dst, "dir" if directory else "file")
+        except OSError as e:
+            if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR):
+                raise RootsandError(f"cannot create the mount point {dst} in the sandbox: {e.strerror}",
+                                    hint="its parent is read-only or a file: mount something writable there "
+                                         "first") from None
+            raise
+
+    def _attach(self, tree: int, target_fd: int, what: str) -> None:
+        """Attach a detached mount onto target_fd; both fds are used up."""
+        try:
+            libc.move_mount(tree, target_fd, what)
+        finally:
+            os.close(target_fd)
+            os.close(tree)
+
+    def _mount_new(self, dst: str, fstype: str, options: dict, attrs: int) -> int:
+        """A new file system on `dst`; returns an fd of its root (the caller closes it)."""
+        target, _ = self._target(dst)
+        tree = new_fs(fstype, options, attrs)
+        try:
+            libc.move_mount(tree, target, dst)
+        except OSError:
+            os.close(tree)
+            raise
+        finally:
+            os.close(target)
+        return tree
+
+    # -- one method per mount type; each gets the op, its opened sources and its detached trees ---------
+
+    def _bind(self, m, sources, trees) -> None:
+        target, path = self._target(m.dst, sources[0].is_dir())
+        self._attach(trees[0], target, m.dst)
+        self.host_backed.append(path)
+
+    _ro_bind = _dev_bind = _bind
+
+    def _tmpfs(self, m, _sources, _trees) -> None:
+        options = {"mode": f"{m.mode:o}"} if m.mode is not None else {}  # else the kernel's 1777
         sizes = [size for size in (m.size, self.tmpfs_size) if size]
         if sizes:
-            options.append(f"size={min(sizes)}")
-        libc.mount("tmpfs", target, "tmpfs", libc.MS_NOSUID | libc.MS_NODEV, ",".join(options) or None)
+            options["size"] = str(min(sizes))
+        os.close(self._mount_new(m.dst, "tmpfs", options, libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV))
 
-    def _proc(self, m, _sources) -> None:
-        target = _mount_point(ROOT, m.dst)
-        libc.mount("proc", target, "proc", libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC)
-        for sub in PROC_READ_ONLY:
-            path = os.path.join(target, sub)
-            if os.path.exists(path):
-                libc.mount(path, path, None, libc.MS_BIND | libc.MS_REC)
-                libc.mount_setattr(path, libc.MOUNT_ATTR_RDONLY | libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV
-                                   | libc.MOUNT_ATTR_NOEXEC)
+    def _proc(self, m, _sources, _trees) -> None:
+        proc = self._mount_new(m.dst, "proc", {}, libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV
+                               | libc.MOUNT_ATTR_NOEXEC)
+        try:
+            self._write_sysctls(proc)
+            for sub in PROC_READ_ONLY:
+                self._cover(proc, sub, lambda: libc.open_tree(proc, sub, libc.OPEN_TREE_CLONE | libc.AT_RECURSIVE),
+                            READ_ONLY)
+            empty = f"{STAGING}/empty"
+            if not os.path.exists(empty):
+                os.close(os.open(empty, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444))
+            for name in PROC_MASKED_FILES:
+                self._cover(proc, name, lambda: libc.open_tree(libc.AT_FDCWD, empty, libc.OPEN_TREE_CLONE), READ_ONLY)
+            for name in PROC_MASKED_DIRS:
+                self._cover(proc, name, lambda: new_fs("tmpfs", {"mode": "0555", "size": "4k"}, READ_ONLY), 0)
+        finally:
+            os.close(proc)
 
-    def _dev(self, m, _sources) -> None:
+    def _cover(self, dir_fd: int, name: str, make_tree, attrs: int) -> None:
+        """Put the mount make_tree() returns over dir_fd/name, when that exists."""
+        try:
+            target = _open_at(dir_fd, name)
+        except FileNotFoundError:
+            return
+        tree = make_tree()
+        if attrs:
+            try:
+                libc.mount_setattr_fd(tree, attrs, what=name)
+            except OSError:
+                os.close(tree)
+                os.close(target)
+                raise
+        self._attach(tree, target, name)
+
+    def _write_sysctls(self, proc: int) -> None:
+        for name, value in self.sysctls.items():
+            try:
+                fd = os.open(f"sys/{name}", os.O_WRONLY | os.O_CLOEXEC, dir_fd=proc)
+                try:
+                    os.write(fd, value.encode())
+                finally:
+                    os.close(fd)
+            except OSError as e:
+                self.sysctl_failures.append(f"/proc/sys/{name} = {value}: {e.strerror}")
+
+    def _dev(self, m, _sources, _trees) -> None:
         """A minimal /dev: the harmless nodes bound from the host, a private devpts, shm, the usual links."""
-        target = _mount_point(ROOT, m.dst)
-        libc.mount("tmpfs", target, "tmpfs", libc.MS_NOSUID | libc.MS_NOEXEC, "mode=0755,size=1m")
+        dev = self._mount_new(m.dst, "tmpfs", {"mode": "0755", "size": "1m"},
+                              libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NOEXEC)
         for node in DEV_NODES:
-            path = os.path.join(target, node)
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666))
-            libc.mount(f"/dev/{node}", path, None, libc.MS_BIND)
-            libc.mount_setattr(path, libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NOEXEC, recursive=False)
-        os.mkdir(os.path.join(target, "pts"), 0o755)
-        libc.mount("devpts", os.path.join(target, "pts"), "devpts", libc.MS_NOSUID | libc.MS_NOEXEC,
-                   "newinstance,ptmxmode=0666,mode=0620")
-        os.symlink("pts/ptmx", os.path.join(target, "ptmx"))
-        os.mkdir(os.path.join(target, "shm"), 0o755)
-        libc.mount("tmpfs", os.path.join(target, "shm"), "tmpfs", libc.MS_NOSUID | libc.MS_NODEV,
-                   "mode=1777" + (f",size={self.tmpfs_size}" if self.tmpfs_size else ""))
+            os.close(os.open(node, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666, dir_fd=dev))
+            self._cover(dev, node, lambda: libc.open_tree(libc.AT_FDCWD, f"/dev/{node}", libc.OPEN_TREE_CLONE),
+                        libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NOEXEC)
+        os.mkdir("pts", 0o755, dir_fd=dev)
+        self._cover(dev, "pts", lambda: new_fs("devpts", {"newinstance": True, "ptmxmode": "0666", "mode": "0620"},
+                                               libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NOEXEC), 0)
+        os.symlink("pts/ptmx", "ptmx", dir_fd=dev)
+        os.mkdir("shm", 0o755, dir_fd=dev)
+        shm = {"mode": "1777", **({"size": str(self.tmpfs_size)} if self.tmpfs_size else {})}
+        self._cover(dev, "shm", lambda: new_fs("tmpfs", shm, libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV), 0)
         for name, link in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
                            ("stderr", "/proc/self/fd/2"), ("core", "/proc/kcore")):
-            os.symlink(link, os.path.join(target, name))
-        self.read_only_at_end.append(target)  # its own tmpfs only: pts and shm stay writable
+            os.symlink(link, name, dir_fd=dev)
+        self.read_only_at_end.append(dev)  # its own tmpfs only: pts and shm stay writable
 
-    def _mqueue(self, m, _sources) -> None:
-        target = _mount_point(ROOT, m.dst)
-        libc.mount("mqueue", target, "mqueue", libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC)
+    def _mqueue(self, m, _sources, _trees) -> None:
+        os.close(self._mount_new(m.dst, "mqueue", {}, libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV
+                                 | libc.MOUNT_ATTR_NOEXEC))
 
-    def _symlink(self, m, _sources) -> None:
-        self._refuse_host_write(m, os.path.join(resolve_in_root(ROOT, os.path.dirname(m.dst)),
-                                                os.path.basename(m.dst)))
-        parent = _mount_point(ROOT, os.path.dirname(m.dst))
-        path = os.path.join(parent, os.path.basename(m.dst))
-        if os.path.islink(path) and os.readlink(path) == m.src:
-            return
-        os.symlink(m.src, path)
+    def _symlink(self, m, _sources, _trees) -> None:
+        parent_dst, name = os.path.split(m.dst)
+        self._refuse_host_write(m, os.path.join(self._walk(parent_dst, "resolve")[1], name))
+        parent, _ = self._target(parent_dst)
+        try:
+            try:
+                if os.readlink(name, dir_fd=parent) == m.src:
+                    return
+            except OSError:
+                pass
+            os.symlink(m.src, name, dir_fd=parent)
+        finally:
+            os.close(parent)
 
-    def _dir(self, m, _sources) -> None:
-        self._refuse_host_write(m, resolve_in_root(ROOT, m.dst))
-        target = _mount_point(ROOT, m.dst)
-        os.chmod(target, m.mode if m.mode is not None else 0o755)
+    def _dir(self, m, _sources, _trees) -> None:
+        self._refuse_host_write(m, self._walk(m.dst, "resolve")[1])
+        target, _ = self._target(m.dst)
+        try:
+            os.chmod(f"/proc/self/fd/{target}", m.mode if m.mode is not None else 0o755)
+        finally:
+            os.close(target)
 
-    def _file(self, m, _sources) -> None:
-        parent = resolve_in_root(ROOT, os.path.dirname(m.dst))
-        self._refuse_host_write(m, os.path.join(parent, os.path.basename(m.dst)))
-        parent = _mount_point(ROOT, os.path.dirname(m.dst))
-        path = os.path.join(parent, os.path.basename(m.dst))
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    def _file(self, m, _sources, _trees) -> None:
+        parent_dst, name = os.path.split(m.dst)
+        self._refuse_host_write(m, os.path.join(self._walk(parent_dst, "resolve")[1], name))
+        parent, _ = self._target(parent_dst)
+        try:
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
+                         dir_fd=parent)
+        finally:
+            os.close(parent)
         try:
             os.write(fd, m.content.encode())
             os.fchmod(fd, m.mode if m.mode is not None else 0o644)
@@ -258,20 +421,17 @@ class FileSystem:
             os.close(fd)
 
     def _on_host(self, path: str) -> str | None:
-        """The host-backed mount that `path` (in the staging tree) falls in, if any."""
-        for top in self.host_backed:
-            if path == top or path.startswith(top.rstrip("/") + "/"):
-                return top
-        return None
+        """The host-backed mount that `path` (inside the new root) falls in, if any."""
+        return next((top for top in self.host_backed if hostpaths.is_below(path, top)), None)
 
     def _refuse_host_write(self, m, path: str) -> None:
         """`dir` and `file` build the sandbox; they must never chmod or overwrite the user's own files."""
         top = self._on_host(path)
         if top:
-            raise RootsandError(f"{m.type} on {m.dst}: it would change the user's files bound at "
-                                f"{top.removeprefix(ROOT) or '/'}", hint="put it on a tmpfs, or mount it before that bind")
+            raise RootsandError(f"{m.type} on {m.dst}: it would change the user's files bound at {top}",
+                                hint="put it on a tmpfs, or mount it before that bind")
 
-    def _overlay(self, m, sources) -> None:
+    def _overlay(self, m, sources, trees) -> None:
         """A writable view of the lower dirs. The kernel's overlay where it can copy up; fuse-overlayfs where
         a lower dir belongs to ids outside the map (host root's /usr/local), which the kernel cannot copy up."""
         lowers = sources[:len(m.lower)]
@@ -286,45 +446,50 @@ class FileSystem:
             os.mkdir(work, 0o700)
         else:
             upper, work = sources[-2].ref, sources[-1].ref
-        target = _mount_point(ROOT, m.dst)
-        if m.upper != "tmpfs":
-            self.host_backed.append(target)
-        if any(s.owner_unmapped() for s in lowers):
-            self._fuse_overlay(m, lowers, upper, work, target)
-            return
+        target, path = self._target(m.dst)
         try:
-            _kernel_overlay(lowers, upper, work, target)
-        except OSError as e:
-            if e.errno != errno.EINVAL:
-                raise
-            # Before Linux 6.8 there is no "lowerdir+": one option string. The lower dirs are all
-            # /proc/self/fd/N, so nothing in it needs escaping, and 200 of them fit in its 4096 bytes.
-            options = f"lowerdir={':'.join(s.ref for s in lowers)},upperdir={upper},workdir={work},userxattr"
-            libc.mount("overlay", target, "overlay", 0, options)
-        libc.mount_setattr(target, libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV, recursive=False)
+            if m.upper != "tmpfs":
+                self.host_backed.append(path)
+            if trees:
+                self._fuse_overlay(m, lowers, trees, upper, work, target)
+                return
+            try:
+                tree = _kernel_overlay(lowers, upper, work)
+            except OSError as e:
+                if e.errno != errno.EINVAL:
+                    raise
+                # Before Linux 6.8 there is no "lowerdir+": one string. The lower dirs are all
+                # /proc/self/fd/N, so nothing in it needs escaping, and 200 of them fit in its 4096 bytes.
+                tree = _kernel_overlay(lowers, upper, work, one_string=True)
+            self._attach(tree, os.dup(target), m.dst)
+        finally:
+            os.close(target)
 
-    def _fuse_overlay(self, m, lowers, upper: str, work: str, target: str) -> None:
+    def _fuse_overlay(self, m, lowers, trees, upper: str, work: str, target: int) -> None:
         binary = host.find_helper("fuse-overlayfs")
         if not binary:
             raise RootsandError(f"overlay on {m.dst}: {lowers[0].path} belongs to ids outside the sandbox, "
                                 "which the kernel's overlay cannot copy up, and fuse-overlayfs is not installed",
                                 hint="install the 'fuse-overlayfs' package")
-        # fuse-overlayfs resolves its paths itself, and /proc/self/fd/N leads to host paths that the staging
-        # tmpfs may cover: give it bind mounts in the staging area instead.
+        # fuse-overlayfs resolves its layers by path: the clones taken at the start, attached in the
+        # staging area (only the persistent upper and work dirs have clones besides the lower ones).
         paths = []
-        for i, ref in enumerate([s.ref for s in lowers] + [upper, work]):
-            if ref.startswith("/proc/self/fd/"):
-                path = f"{STAGING}/fuse-{self._overlays}-{i}"
-                os.mkdir(path, 0o700)
-                libc.mount(ref, path, None, libc.MS_BIND | libc.MS_REC)
-                ref = path
-            paths.append(ref)
-        *lower_paths, upper, work = paths
+        for i, tree in enumerate(trees):
+            path = f"{STAGING}/fuse-{self._overlays}-{i}"
+            os.mkdir(path, 0o700)
+            self._attach(tree, os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC), path)
+            paths.append(path)
+        trees.clear()
+        lower_paths = paths[:len(lowers)]
+        if m.upper != "tmpfs":
+            upper, work = paths[-2:]
+        mount_point = f"{STAGING}/fuse-{self._overlays}"
+        os.mkdir(mount_point, 0o755)
         uid, gid = self.run_ids
         options = (f"lowerdir={':'.join(lower_paths)},upperdir={upper},workdir={work},"
                    f"squash_to_uid={uid},squash_to_gid={gid},allow_other")
         try:
-            done = subprocess.run([binary, "-o", options, target], stdin=subprocess.DEVNULL, env={},
+            done = subprocess.run([binary, "-o", options, mount_point], stdin=subprocess.DEVNULL, env={},
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=30)
         except (OSError, subprocess.TimeoutExpired) as e:
             raise RootsandError(f"overlay on {m.dst}: fuse-overlayfs failed: {e}") from None
@@ -332,7 +497,9 @@ class FileSystem:
             detail = " ".join(done.stderr.split()) or f"exit status {done.returncode}"
             hint = None if os.access("/dev/fuse", os.R_OK | os.W_OK) else "/dev/fuse is not usable: chmod 0666 /dev/fuse"
             raise RootsandError(f"overlay on {m.dst}: fuse-overlayfs failed: {detail}", hint=hint)
-        libc.mount_setattr(target, libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV, recursive=False)
+        mounted = libc.open_tree(libc.AT_FDCWD, mount_point, 0)  # the mount itself, to move it into place
+        libc.mount_setattr_fd(mounted, libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV, recursive=False)
+        self._attach(mounted, os.dup(target), m.dst)
 
     def _generated_files(self) -> None:
         """Put rootsand's own /etc files over the host's, without touching them; skip where /etc has no place."""
@@ -341,18 +508,28 @@ class FileSystem:
             with open(path, "w") as f:
                 f.write(content)
             os.chmod(path, 0o644)
-            target = resolve_in_root(ROOT, f"/etc/{name}")
-            if not os.path.lexists(target) and self._on_host(target):
+            _, resolved = self._walk(f"/etc/{name}", "resolve")
+            if self._on_host(resolved) and not self._exists(f"/etc/{name}"):
                 continue  # it would be created among the user's files (a --rootfs tree, a bound /etc)
             try:  # follows a link such as resolv.conf -> /run/...: the file is made where it leads
-                target = _mount_point(ROOT, f"/etc/{name}", directory=False)
-            except RootsandError:
+                target, _ = self._walk(f"/etc/{name}", "file")
+            except OSError:
                 continue  # a read-only /etc without that file: leave it out
-            if not os.path.isfile(target):
+            if not stat.S_ISREG(os.fstat(target).st_mode):
+                os.close(target)
                 continue
-            libc.mount(path, target, None, libc.MS_BIND)
-            libc.mount_setattr(target, libc.MOUNT_ATTR_RDONLY | libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV,
-                               recursive=False)
+            tree = libc.open_tree(libc.AT_FDCWD, path, libc.OPEN_TREE_CLONE)
+            libc.mount_setattr_fd(tree, libc.MOUNT_ATTR_RDONLY | libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV,
+                                  recursive=False, what=f"/etc/{name}")
+            self._attach(tree, target, f"/etc/{name}")
+
+    def _exists(self, dst: str) -> bool:
+        try:
+            fd, _ = self._walk(dst)
+        except OSError:
+            return False
+        os.close(fd)
+        return True
 
     def _pivot(self) -> None:
         os.chdir(ROOT)
@@ -365,35 +542,44 @@ class FileSystem:
                                recursive=False)
 
 
-def _kernel_overlay(lowers: list[Source], upper: str, work: str, target: str) -> None:
-    """The overlay through the new mount API: one call per layer, so no limit on the layers' paths."""
+def _kernel_overlay(lowers: list[Source], upper: str, work: str, one_string: bool = False) -> int:
+    """The overlay as a detached mount, through the new mount API: one call per layer ("lowerdir+", Linux
+    6.8), so no limit on the layers' paths; or all of them in one string for older kernels."""
     fd = libc.fsopen("overlay")
     try:
-        for lower in lowers:
-            libc.fsconfig(fd, libc.FSCONFIG_SET_STRING, "lowerdir+", lower.ref)
+        if one_string:
+            libc.fsconfig(fd, libc.FSCONFIG_SET_STRING, "lowerdir", ":".join(lower.ref for lower in lowers))
+        else:
+            for lower in lowers:
+                libc.fsconfig(fd, libc.FSCONFIG_SET_STRING, "lowerdir+", lower.ref)
         libc.fsconfig(fd, libc.FSCONFIG_SET_STRING, "upperdir", upper)
         libc.fsconfig(fd, libc.FSCONFIG_SET_STRING, "workdir", work)
         libc.fsconfig(fd, libc.FSCONFIG_SET_FLAG, "userxattr")
         libc.fsconfig(fd, libc.FSCONFIG_CMD_CREATE)
-        mount_fd = libc.fsmount(fd)
+        return libc.fsmount(fd, libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV)
     finally:
         os.close(fd)
-    try:
-        libc.move_mount_fd(mount_fd, target)
-    finally:
-        os.close(mount_fd)
 
 
 def _work_dir_for(upper: str) -> str:
     """The overlay's work dir must be on the upper dir's file system: a hidden sibling, made on first use."""
-    parent, name = os.path.split(os.path.realpath(upper).rstrip("/"))
-    work = os.path.join(parent, f".{name}.rootsand-work")
-    _make_dir(work, "overlay work directory", 0o700)
-    return work
+    parent, name = os.path.split(upper.rstrip("/"))
+    return os.path.join(parent, f".{name}.rootsand-work")
 
 
-def _make_dir(path: str, what: str, mode: int = 0o755) -> None:
+def _make_dirs(path: str, what: str, mode: int) -> int:
+    """mkdir -p that follows no link (the launcher resolved the path; a link now was planted since): an fd."""
+    fd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        os.makedirs(path, mode=mode, exist_ok=True)
+        for part in _split(path):
+            try:
+                os.mkdir(part, mode, dir_fd=fd)
+            except FileExistsError:
+                pass
+            parent, fd = fd, os.open(part, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            os.close(parent)
+        return fd
     except OSError as e:
-        raise RootsandError(f"{what}: cannot create {path}: {e.strerror}") from None
+        os.close(fd)
+        why = "a symbolic link is in the way" if e.errno in (errno.ELOOP, errno.ENOTDIR) else e.strerror
+        raise RootsandError(f"{what}: cannot create {path}: {why}") from None

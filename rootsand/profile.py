@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping, NoReturn
 
 from rootsand import tomlfile
 from rootsand.errors import RootsandError
+from rootsand.seccomp import SOCKET_FAMILIES
 from rootsand.security import RLIMITS as RLIMIT_RESOURCES
 from rootsand.spec import (ALL_NAMESPACES, DEFAULT_ENV_KEEP, DEFAULT_NAMESPACES, parse_duration, parse_user,
                            validate_hostname)
@@ -63,9 +64,9 @@ class Variables:
     env: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_host(cls) -> "Variables":
+    def from_host(cls, cwd: str | None = None) -> "Variables":
         try:
-            cwd = os.getcwd()
+            cwd = cwd or os.getcwd()
         except OSError as e:
             raise RootsandError(f"cannot read the current directory: {e.strerror}",
                                 "cd to a directory that exists") from None
@@ -116,6 +117,8 @@ class Profile:
     seccomp: str = "default"
     new_session: bool = True
     nested_userns: bool = False
+    setuid_bits: bool = False
+    socket_families: list[str] = field(default_factory=list)  # AF_VSOCK, AF_KCM, AF_TIPC, AF_ALG: refused unless named
     timeout: float | None = None
     memory: int | None = None
     pids: int | None = None
@@ -534,6 +537,17 @@ def _capabilities(c: _Checker, key, value):
     return out
 
 
+def _socket_families(c: _Checker, key, value):
+    out = []
+    for name in c.strings(key, value):
+        if name not in SOCKET_FAMILIES:
+            c.fail(key, f"unknown socket family {name!r}",
+                   f"socket_families: {', '.join(SOCKET_FAMILIES)} (the others are not refused)")
+        if name not in out:
+            out.append(name)
+    return out
+
+
 def _seccomp(c: _Checker, key, value):
     text = c.string(key, value)
     if text in ("default", "none"):
@@ -622,6 +636,8 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable]]] = {
         "seccomp": ("seccomp", _seccomp),
         "new_session": ("new_session", _just("boolean")),
         "nested_userns": ("nested_userns", _just("boolean")),
+        "setuid_bits": ("setuid_bits", _just("boolean")),
+        "socket_families": ("socket_families", _socket_families),
     },
     "limits": {
         "timeout": ("timeout", _timeout),

@@ -1,7 +1,10 @@
 """The seccomp filter installed in the command's process just before execve.
 
 A deny list on top of ALLOW: it refuses what no ordinary program needs and what widens the kernel
-surface a sandboxed command can reach (keyrings, kernel modules, kexec, bpf, TIOCSTI, ...).
+surface a sandboxed command can reach (keyrings, kernel modules, kexec, bpf, TIOCSTI, ...); and, as the
+profile says, rarely used socket families (security.socket_families, not with --net host), setuid and
+setgid bits on files (security.setuid_bits), and memory that RLIMIT_AS does not count (memfds, large SysV
+segments) where a memory limit has no memory cgroup to enforce it.
 
 Two steps, because the launcher pivots the root away from site-packages before it execs:
 `prepare(rules)` imports pyseccomp (libseccomp through ctypes, ~25 ms: never at start-up) and builds
@@ -12,7 +15,7 @@ execve. Everything else here is pure Python.
 import errno as errno_module
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NoReturn
 
 from rootsand import tomlfile
@@ -26,6 +29,22 @@ OFF_HINT = 'set security.seccomp = "none" in the profile to run without the filt
 CLONE_NEWUSER = 0x10000000
 ADDR_NO_RANDOMIZE = 0x0040000
 READ_IMPLIES_EXEC = 0x0400000
+S_ISUID, S_ISGID = 0o4000, 0o2000
+SHMGET = 23  # ipc(2)'s call number for shmget
+U32 = (1 << 32) - 1
+
+# Rarely used socket families, refused unless a profile lists them in security.socket_families.
+SOCKET_FAMILIES = {
+    "AF_VSOCK": (40, "AF_VSOCK sockets: vsock ignores network namespaces (the hypervisor at CID 2, "
+                     "the host's vsock ports)"),
+    "AF_KCM": (41, "AF_KCM sockets: the kernel connection multiplexor, rarely used, a record of kernel bugs"),
+    "AF_TIPC": (30, "AF_TIPC sockets: a cluster protocol, rarely used, a record of kernel bugs (CVE-2021-43267)"),
+    "AF_ALG": (38, "AF_ALG sockets: the kernel crypto API, a large kernel attack surface (CVE-2019-8912)"),
+}
+# The argument that holds the new mode, for each call that can give a file a mode.
+MODE_ARGS = {"chmod": 1, "fchmod": 1, "fchmodat": 2, "fchmodat2": 2, "open": 2, "openat": 3, "creat": 1,
+             "mknod": 1, "mknodat": 2}
+LEGACY_CALLS = ("chmod", "open", "creat", "mknod")  # not on aarch64, riscv64 and other new architectures
 
 
 @dataclass(frozen=True)
@@ -35,12 +54,31 @@ class Rule:
     args: tuple[tuple[int, str, int, int], ...] = ()  # (index, op, datum_a, datum_b), all must match;
     # for MASKED_EQ datum_a is the mask and datum_b the value, for the other ops datum_b is unused (0)
     why: str = ""  # one line: what the rule stops
+    # The arguments are the direct call's: leave the rule out where libseccomp routes the call through the
+    # socketcall(2) or ipc(2) multiplexer (32-bit x86, s390, ppc), whose arguments are in memory.
+    direct: bool = False
+    # Leave the rule out where no architecture of the filter has the call (open, chmod: not on aarch64).
+    optional: bool = False
 
 
 # ---------------------------------------------------------------------------------------------- rules
 
-def default_rules(nested_userns: bool) -> list[Rule]:
-    """The default deny list; with nested_userns False it also stops new user namespaces."""
+def default_rules(nested_userns: bool, *, net_mode: str = "none", setuid_bits: bool = False,
+                  socket_families: tuple[str, ...] = (), limit_memfd: bool = False,
+                  shm_max: int | None = None) -> list[Rule]:
+    """The default deny list; with nested_userns False it also stops new user namespaces.
+
+    net_mode "host" lets every socket family through; otherwise those of SOCKET_FAMILIES not named in
+    socket_families are refused. setuid_bits True lets files get setuid and setgid bits. limit_memfd
+    refuses memfd_create and memfd_secret, and an integer shm_max refuses larger SysV shared memory segments:
+    memory that RLIMIT_AS does not count, for sandboxes with a memory limit that no memory cgroup enforces.
+    """
+    unknown = [name for name in socket_families if name not in SOCKET_FAMILIES]
+    if unknown:
+        raise ValueError(f"unknown socket families {unknown}: expected some of {', '.join(SOCKET_FAMILIES)}")
+    if shm_max is not None and (not isinstance(shm_max, int) or isinstance(shm_max, bool) or
+                                not 0 <= shm_max <= U64):
+        raise ValueError(f"shm_max must be bytes (0..2**64-1), got {shm_max!r}")
     import termios  # a built-in module: cheap, and the right TIOCSTI value on every architecture
 
     EPERM, ENOSYS = errno_module.EPERM, errno_module.ENOSYS
@@ -90,6 +128,72 @@ def default_rules(nested_userns: bool) -> list[Rule]:
             # clone3 passes its flags in memory, which seccomp cannot read: ENOSYS makes libc fall back to clone.
             Rule("clone3", ENOSYS, why="clone3's flags cannot be checked; libc falls back to clone"),
         ]
+    if net_mode != "host":  # with the host's network the user chose no network isolation
+        rules += _socket_family_rules(socket_families)
+    if not setuid_bits:
+        rules += _setuid_rules()
+    if limit_memfd:
+        # ENOSYS, what a kernel without these calls says: programs that use memfds for speed (Wayland
+        # clients, Mesa, PulseAudio, JITs) then fall back to a file in /dev/shm or a temporary directory,
+        # which are size-capped tmpfs mounts. EPERM reads as a hard failure to code that checks for ENOSYS.
+        memfd = "memory that RLIMIT_AS does not count, and no memory cgroup counts it here"
+        rules += [Rule("memfd_create", ENOSYS, why=f"memfd_create: {memfd}; programs fall back to /dev/shm"),
+                  Rule("memfd_secret", ENOSYS, why=f"memfd_secret: {memfd}")]
+    if shm_max is not None:
+        # EINVAL: what the kernel says for a size above kernel.shmmax. A segment outlives its process and
+        # counts against RLIMIT_AS only while attached.
+        why = f"SysV shared memory segments above {shm_max} bytes: memory that RLIMIT_AS does not count"
+        rules.append(Rule("shmget", errno_module.EINVAL, ((1, "GT", shm_max, 0),), why, direct=True))
+        # 32-bit x86 programs (and s390, ppc ones) call shmget through ipc(SHMGET, key, size, flags): there
+        # the size is the third argument. (The direct x86 shmget, which glibc does not use there, stays open:
+        # libseccomp cannot name it apart from the multiplexer.) ipc's call number is its low 16 bits.
+        rules.append(Rule("ipc", errno_module.EINVAL, ((0, "MASKED_EQ", 0xFFFF, SHMGET), (2, "GT", shm_max, 0)),
+                          why, optional=True))
+    return rules
+
+
+def _socket_family_rules(allowed: tuple[str, ...]) -> list[Rule]:
+    """socket() and socketpair() of the rarely used families, refused with EAFNOSUPPORT: what a kernel without
+    the family says, so programs fall back. socketpair too: it creates its sockets (and loads the family's
+    module) before it finds that the family has no pairs.
+
+    The domain is an int: the kernel reads 32 bits, so compare only those (high garbage bits must not get
+    past). 32-bit x86 programs create sockets through socketcall(2), whose arguments are in memory that
+    seccomp cannot read; libseccomp would turn these rules into ones that refuse every socketcall(SYS_SOCKET),
+    which breaks all their networking. Like Docker's default profile, socketcall is left alone (direct=True:
+    the rules are left out there, and for the direct x86 socket(2), which libseccomp cannot name apart from
+    socketcall and which socketcall would get around anyway): a 32-bit x86 program can open these families.
+    """
+    rules = []
+    for name, (family, why) in SOCKET_FAMILIES.items():
+        if name not in allowed:
+            for call in ("socket", "socketpair"):
+                rules.append(Rule(call, errno_module.EAFNOSUPPORT, ((0, "MASKED_EQ", 0xFFFFFFFF, family),),
+                                  f"{why} (security.socket_families = ['{name}'] allows them)", direct=True))
+    return rules
+
+
+def _setuid_rules() -> list[Rule]:
+    """No setuid or setgid bits on files: one made in a host-backed writable mount (the current directory)
+    keeps its mode on the host, where other local users could run it as its owner, the user or one of the
+    user's subordinate ids. EPERM, what the kernel says to a chmod it does not allow.
+
+    Seccomp cannot tell files from directories: `chmod g+s dir` (a shared group directory) is refused too,
+    which breaks little in a sandbox (mkdir inherits a parent's setgid bit whatever its mode says). open,
+    openat and creat are checked by their mode: glibc and musl pass 0 unless O_CREAT or O_TMPFILE, so a mode
+    with these bits means a file being created with them. fchmodat2 (Linux 6.6) when libseccomp is older
+    than it: see prepare(). The mode is 16 bits for the kernel: masks of single bits cannot be walked around.
+    """
+    rules = []
+    for call, index in MODE_ARGS.items():
+        for bit, what in ((S_ISUID, "setuid"), (S_ISGID, "setgid")):
+            why = (f"{call}: {what} bits on files, which stay on the host in writable mounts, where other users "
+                   f"could run them (security.setuid_bits = true allows them)")
+            rules.append(Rule(call, errno_module.EPERM, ((index, "MASKED_EQ", bit, bit),), why,
+                              optional=call in LEGACY_CALLS))
+    # openat2 passes the mode in a struct that seccomp cannot read; glibc and systemd fall back to openat.
+    rules.append(Rule("openat2", errno_module.ENOSYS,
+                      why="openat2: its mode (setuid bits) cannot be checked; callers fall back to openat"))
     return rules
 
 
@@ -110,14 +214,18 @@ def _personality_rules() -> list[Rule]:
     return rules
 
 
-def rules_for(seccomp: str, nested_userns: bool) -> list[Rule] | None:
+def rules_for(seccomp: str, nested_userns: bool, *, net_mode: str = "none", setuid_bits: bool = False,
+              socket_families: tuple[str, ...] = (), limit_memfd: bool = False,
+              shm_max: int | None = None) -> list[Rule] | None:
     """The rules for a profile's `security.seccomp` ("default", "none" or a rule file's path); None: no filter.
 
     A rule file adds to the default rules: it can refuse more or change an errno, never allow what they refuse.
+    The keyword arguments are default_rules'.
     """
     if seccomp == "none":
         return None
-    rules = default_rules(nested_userns)
+    rules = default_rules(nested_userns, net_mode=net_mode, setuid_bits=setuid_bits,
+                          socket_families=tuple(socket_families), limit_memfd=limit_memfd, shm_max=shm_max)
     if seccomp != "default":
         rules += load_rule_file(seccomp)
     return rules
@@ -308,27 +416,160 @@ def _known_arches() -> list[int]:
     return _arches(_import_pyseccomp())
 
 
+def _resolve(pyseccomp, arch: int, name: str) -> int:
+    """libseccomp's number for `name` on `arch`: negative where it has none (or a multiplexer's pseudo-number)."""
+    return pyseccomp.resolve_syscall(arch, name)
+
+
+def _multiplexed(number: int) -> bool:
+    """libseccomp's pseudo-numbers for the calls it routes through socketcall(2) (-100..-120) or ipc(2)
+    (-200..-224): it rewrites a rule on them into one on the multiplexer, keeping the argument indexes
+    (so a rule on socket's domain would compare socketcall's call number, and refuse every socket)."""
+    return -120 <= number <= -100 or -224 <= number <= -200
+
+
+def _is_32bit(arch: int) -> bool:
+    """libseccomp compares 32-bit arguments on these (x86, x32, arm, mips n32, ...), truncating wider data."""
+    return not arch & 0x80000000 or bool(arch & 0x20000000)  # __AUDIT_ARCH_64BIT; mips64's N32 convention
+
+
+# Calls newer than some libseccomp 2.5 releases: fchmodat2 came in 2.5.5 (Debian 12's 2.5.4-1+deb12u1 has it,
+# Ubuntu 22.04's 2.5.3 does not, on kernels up to 6.8). Since Linux 5.1 a new call has one number on every
+# architecture but MIPS, alpha and ia64. Each comes with arguments the kernel refuses before doing anything,
+# to ask the kernel whether it has the call at all.
+_NEW_CALLS = {
+    "openat2": (437, (-1, 0, 0, 0)),  # usize 0: EINVAL
+    "memfd_secret": (447, (0xFFFFFFFF,)),  # unknown flags: EINVAL (ENOSYS when secretmem is off)
+    "fchmodat2": (452, (-1, 0, 0, 0xFFFFFFFF)),  # unknown flags: EINVAL
+}
+_UNIFIED_NUMBERS = ("X86_64", "X86", "AARCH64", "ARM", "RISCV64", "S390X", "S390", "PPC64LE", "PPC64", "PPC")
+
+
+def _new_call_number(pyseccomp, name: str) -> int | None:
+    """The native number of a call from _NEW_CALLS, where that number is the unified one; else None."""
+    if name not in _NEW_CALLS:
+        return None
+    native = pyseccomp.system_arch()
+    if not any(getattr(pyseccomp.Arch, arch, None) == native for arch in _UNIFIED_NUMBERS):
+        return None
+    return _NEW_CALLS[name][0]
+
+
+def _kernel_has(name: str) -> bool:
+    """False when the kernel says ENOSYS to the call (with arguments it refuses before doing anything)."""
+    import ctypes
+
+    number, args = _NEW_CALLS[name]
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    ctypes.set_errno(0)
+    result = libc.syscall(ctypes.c_long(number), *(ctypes.c_long(a if a < 1 << 63 else a - (1 << 64))
+                                                    for a in args))
+    return not (result == -1 and ctypes.get_errno() == errno_module.ENOSYS)
+
+
 def _syscall_known(name: str, arches: list[int]) -> bool:
-    """True when libseccomp has a number for `name` on one of the filter's architectures."""
+    """True when libseccomp has a number for `name` on one of the filter's architectures (or prepare() can
+    add it by number: a call from _NEW_CALLS)."""
     import pyseccomp
 
-    return any(pyseccomp.resolve_syscall(arch, name) >= 0 for arch in arches)
+    return (any(_resolve(pyseccomp, arch, name) >= 0 for arch in arches)
+            or _new_call_number(pyseccomp, name) is not None)
+
+
+def _fit_32bit(args: tuple[tuple[int, str, int, int], ...]) -> tuple[tuple[int, str, int, int], ...] | None:
+    """The comparisons as they hold for 32-bit arguments; None when no 32-bit argument can match.
+
+    libseccomp 2.5 truncates a datum to 32 bits on 32-bit architectures without a word: `arg1 GT 8G`
+    would become `arg1 GT 0` there. A comparison that every 32-bit value passes is dropped instead.
+    """
+    out = []
+    for index, op, a, b in args:
+        if op == "MASKED_EQ":
+            if b > U32 or b & ~a:
+                return None
+            out.append((index, op, a & U32, b))
+        elif a <= U32:
+            out.append((index, op, a, b))
+        elif op in ("EQ", "GT", "GE"):
+            return None
+        # NE, LT, LE a value above 32 bits: every 32-bit argument passes
+    return tuple(out)
+
+
+def _plan(pyseccomp, rules: list[Rule], arches: list[int]) -> dict[int, list[tuple[int | str, int, tuple]]]:
+    """For each architecture, what to add to its filter: (name or native number, errno, arguments)."""
+    native = arches[0]
+    plans: dict[int, list[tuple[int | str, int, tuple]]] = {arch: [] for arch in arches}
+    last: dict[tuple, Rule] = {}
+    for rule in rules:  # the later of two rules with the same call and arguments wins (a dict keeps the place)
+        key = (rule.syscall, tuple(sorted(rule.args)))
+        if key in last:  # a rule file changing a default rule's errno keeps how it is placed
+            rule = replace(rule, direct=rule.direct or last[key].direct, optional=rule.optional or last[key].optional)
+        last[key] = rule
+    for rule in last.values():
+        numbers = {arch: _resolve(pyseccomp, arch, rule.syscall) for arch in arches}
+        known = [arch for arch in arches if numbers[arch] >= 0 or _multiplexed(numbers[arch])]
+        if not known:
+            number = _new_call_number(pyseccomp, rule.syscall)
+            if rule.optional:
+                continue
+            if number is None:
+                # Fail closed: an old libseccomp that lacks e.g. clone3 would leave a hole, not a smaller filter.
+                raise RootsandError(f"seccomp rule for {rule.syscall}: libseccomp does not know this system call",
+                                    f"upgrade libseccomp2 (2.5 or later); or {OFF_HINT}")
+            # A libseccomp older than the call. A kernel without it needs no rule; one with it gets the rule
+            # by number on the native architecture (libseccomp cannot name it for the compat ones, whose
+            # programs can still make the call: upgrade libseccomp to close that).
+            if _kernel_has(rule.syscall):
+                args = _fit_32bit(rule.args) if _is_32bit(native) else rule.args
+                if args is not None:
+                    plans[native].append((number, rule.errno, args))
+            continue
+        for arch in known:
+            if _multiplexed(numbers[arch]) and rule.direct and rule.args:
+                continue  # see Rule.direct
+            args = _fit_32bit(rule.args) if _is_32bit(arch) else rule.args
+            if args is not None:
+                plans[arch].append((rule.syscall, rule.errno, args))
+    return plans
 
 
 def prepare(rules: list[Rule]) -> Any:
     """Build (not load) the filter: ALLOW, except what the rules refuse. Call it while site-packages is visible.
 
     The filter covers the native architecture and its compat ones (x86 and x32 on x86-64, arm on aarch64),
-    so a 32-bit program cannot walk around it; a system call that an architecture lacks is left out there.
+    so a 32-bit program cannot walk around it; a system call that an architecture lacks is left out there,
+    and so is a rule with `direct` arguments where the call goes through a multiplexer (see Rule.direct).
     When two rules have the same system call and arguments the later one wins (a rule file can change
     a default rule's errno); a rule without arguments covers every call of that system call.
+
+    Architectures whose rules differ get filters of their own, merged into one: libseccomp adds a rule to
+    every architecture of a filter.
     """
     pyseccomp = _import_pyseccomp()
     arches = _arches(pyseccomp)
+    plans = _plan(pyseccomp, rules, arches)
+    groups: dict[tuple, list[int]] = {}  # architectures with the same rules share a filter; native's first
+    for arch in arches:
+        groups.setdefault(tuple(plans[arch]), []).append(arch)
+    filters = [_build(pyseccomp, group, list(plan), arches[0]) for plan, group in groups.items()]
+    for other in filters[1:]:
+        try:
+            filters[0].merge(other)
+        except OSError as e:
+            raise RootsandError(f"cannot create the seccomp filter: merging: {e.strerror}", OFF_HINT) from None
+    return filters[0]
+
+
+def _build(pyseccomp, arches: list[int], plan: list[tuple[int | str, int, tuple]], native: int) -> Any:
     try:
         f = pyseccomp.SyscallFilter(pyseccomp.ALLOW)
-        for arch in arches[1:]:
-            f.add_arch(arch)
+        for arch in arches:
+            if arch != native:
+                f.add_arch(arch)
+        if native not in arches:
+            f.remove_arch(native)
     except OSError as e:
         raise RootsandError(f"cannot create the seccomp filter: {e.strerror}", OFF_HINT) from None
     try:
@@ -336,20 +577,15 @@ def prepare(rules: list[Rule]) -> Any:
         f.set_attr(pyseccomp.Attr.CTL_OPTIMIZE, 2)
     except OSError:
         pass  # libseccomp before 2.5: a linear list, slower but the same rules
-    last = {(r.syscall, tuple(sorted(r.args))): r for r in rules}  # dicts keep the first key's place
-    for rule in last.values():
-        if not _syscall_known(rule.syscall, arches):
-            # Fail closed: an old libseccomp that lacks e.g. clone3 would leave a hole, not a smaller filter.
-            raise RootsandError(f"seccomp rule for {rule.syscall}: libseccomp does not know this system call",
-                                f"upgrade libseccomp2 (2.5 or later); or {OFF_HINT}")
-        args = [pyseccomp.Arg(index, getattr(pyseccomp, op), a, b) for index, op, a, b in rule.args]
+    for syscall, errno, args in plan:
+        cmp = [pyseccomp.Arg(index, getattr(pyseccomp, op), a, b) for index, op, a, b in args]
         try:
-            # By name: libseccomp translates it for each architecture and skips those without it.
-            f.add_rule(pyseccomp.ERRNO(rule.errno), rule.syscall, *args)
+            # By name: libseccomp translates it for each architecture (by number: the native one only).
+            f.add_rule(pyseccomp.ERRNO(errno), syscall, *cmp)
         except (OSError, ValueError) as e:
             detail = e.strerror if isinstance(e, OSError) else str(e)
-            raise RootsandError(f"seccomp rule for {_rule_text(rule)}: libseccomp refused it: {detail}",
-                                OFF_HINT) from None
+            raise RootsandError(f"seccomp rule for {_rule_text(Rule(str(syscall), errno, args))}: "
+                                f"libseccomp refused it: {detail}", OFF_HINT) from None
     return f
 
 

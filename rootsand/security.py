@@ -78,6 +78,17 @@ def plan_limits(memory: int | None, pids: int | None, cpu: float | None, rlimits
     return plan
 
 
+def describe_limits(limits: Limits, memory: int | None) -> list[str]:
+    """What --verbose says about memory and the other limits: how each is enforced, and what is not."""
+    lines = [f"{key} = {value} (cgroup v2)" for key, value in limits.cgroup.items()]
+    lines += [f"RLIMIT_{name.upper()} = {'unlimited' if value < 0 else value}" for name, value in limits.rlimits.items()]
+    if memory is not None and "memory.max" not in limits.cgroup:
+        lines.append(f"memory without a cgroup: RLIMIT_AS counts the address space only; memfd_create is refused, "
+                     f"SysV shared memory is kept within {memory} bytes, each tmpfs (/tmp, /dev/shm, ...) is capped "
+                     "at that size on its own; the page cache and kernel memory are not limited")
+    return lines
+
+
 def delegated_cgroup() -> tuple[str, set[str]] | None:
     """The caller's cgroup v2 directory and the controllers a child of it can use, when it is writable."""
     try:

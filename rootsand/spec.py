@@ -31,6 +31,7 @@ class SandboxSpec:
     user: User = field(default_factory=lambda: User("root"))
     hostname: str = "rootsand"
     chdir: str | None = None
+    cwd: str = "/"  # the physical directory rootsand was started in
     env: dict[str, str] = field(default_factory=dict)
     timeout: float | None = None
     name: str | None = None
@@ -54,10 +55,12 @@ class SandboxSpec:
     pids: int | None = None
     cpu: float | None = None
     rlimits: dict[str, int] = field(default_factory=dict)
+    setuid_bits: bool = False  # chmod u+s / g+s allowed (fakeroot); else refused by seccomp
+    socket_families: tuple[str, ...] = ()  # rarely used families the profile allows (AF_VSOCK, AF_ALG, ...)
     limits: object = None  # security.Limits, planned by the launcher from the host's cgroups
     cgroup_dir: str | None = None  # a delegated cgroup v2 made for this sandbox, when the host has one
-    pty_slave: int | None = None  # the command's terminal when the launcher relays one
-    pty_master: int | None = None  # the launcher's end, closed at once by the sandbox's processes
+    console_fd: int | None = None  # when the launcher relays a terminal: PID 1 sends the pty master over it
+    console_launcher_fd: int | None = None  # the launcher's end, closed at once by the sandbox's processes
     notes: list[str] = field(default_factory=list)  # said once on stderr before the sandbox starts
     profile: str = "default"
     verbose: bool = False
@@ -200,7 +203,8 @@ def rootfs_mounts() -> list:
             Mount(type="tmpfs", dst="/tmp", mode=0o1777)]
 
 
-def from_profile(profile, options: RunOptions, host_env: dict[str, str], cwd: str, cpu_count: int) -> SandboxSpec:
+def from_profile(profile, options: RunOptions, host_env: dict[str, str], cwd: str, cpu_count: int,
+                 homes: tuple[str, ...] = ()) -> SandboxSpec:
     """Merge a loaded profile with the command line: the command line wins, its mounts come last."""
     assignments = dict(profile.env_set)
     if assignments.get("MAKEFLAGS") == "auto":
@@ -231,8 +235,7 @@ def from_profile(profile, options: RunOptions, host_env: dict[str, str], cwd: st
         rootfs = None
         from rootsand.profile import Mount
 
-        mounts = [Mount(type="dir", dst=cwd) if _exposes_home(m, cwd, host_env.get("HOME", "")) else m
-                  for m in profile.mounts]
+        mounts = [Mount(type="dir", dst=cwd) if _exposes_home(m, cwd, homes) else m for m in profile.mounts]
         if mounts != list(profile.mounts):
             notes.append(f"the current directory {cwd} holds your home directory: it is not made visible, "
                          "only an empty directory stands there (cd into a project directory, or --bind it)")
@@ -242,6 +245,7 @@ def from_profile(profile, options: RunOptions, host_env: dict[str, str], cwd: st
         user=parse_user(options.user or profile.user),
         hostname=validate_hostname(options.hostname or profile.hostname),
         chdir=options.chdir or ("/" if rootfs else profile.chdir or cwd),
+        cwd=cwd,
         env=build_env(host_env, profile.env_clear, tuple(profile.env_keep), assignments),
         timeout=parse_duration(timeout) if timeout is not None else None,
         name=validate_name(options.name) if options.name else None,
@@ -263,6 +267,8 @@ def from_profile(profile, options: RunOptions, host_env: dict[str, str], cwd: st
         pids=profile.pids,
         cpu=profile.cpu,
         rlimits=dict(profile.rlimits),
+        setuid_bits=profile.setuid_bits,
+        socket_families=tuple(profile.socket_families),
         profile=options.profile,
         verbose=options.verbose or options.debug,
         debug=options.debug,
@@ -270,17 +276,14 @@ def from_profile(profile, options: RunOptions, host_env: dict[str, str], cwd: st
     )
 
 
-def _exposes_home(m, cwd: str, home: str) -> bool:
-    """A mount of the current directory (a bind, or an overlay over it) that would show the home directory
-    it contains (run from /home), which the profile hides behind a tmpfs. Running from $HOME itself is
-    asking for $HOME: that stays."""
-    if not home:
-        return False
-    cwd, home = os.path.realpath(cwd), os.path.realpath(home)
+def _exposes_home(m, cwd: str, homes: tuple[str, ...]) -> bool:
+    """A mount of the current directory (a bind, or an overlay over it) that would show a home directory
+    it contains (run from /home), which the profile hides behind a tmpfs. Running from a home itself is
+    asking for it: that stays. `homes` are real paths ($HOME's and the passwd entry's), as is `cwd`."""
     sources = [m.src] if m.type in ("bind", "ro-bind", "dev-bind") else list(m.lower) if m.type == "overlay" else []
-    if cwd == home or not any(src and os.path.realpath(src) == cwd for src in sources):
+    if cwd in homes or not any(src and os.path.normpath(src) == cwd for src in sources):
         return False
-    return home.startswith(cwd.rstrip("/") + "/")
+    return any(home.startswith(cwd.rstrip("/") + "/") for home in homes)
 
 
 def _capabilities(names) -> int:

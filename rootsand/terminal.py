@@ -4,28 +4,64 @@ With new_session the command calls setsid(), so it has no controlling terminal o
 hold the user's terminal through an inherited fd either: with it, it could read keystrokes or leave
 the terminal in raw mode. So whenever stdin, stdout or stderr is a terminal, the command gets a fresh
 pty in its place, and the launcher relays: the user's keys in (putting the terminal in raw mode for the
-duration, when stdin is one), the command's output out. Neither direction may stall the launcher past
-its --timeout: writes into the pty are non-blocking, and the user's side (a stopped terminal, a pipe to a
-slow reader) is written by a thread of its own, with a bounded queue that holds the command back.
+duration, when stdin is one), the command's output out.
+
+The pty comes from the sandbox's own devpts (so `tty` inside says /dev/pts/0, and ssh, gpg and sudo-like
+tools find their terminal): PID 1 opens it once the file system is built and passes the master out over
+a socket (as podman's console socket does). Only where the sandbox has no /dev of its own does PID 1
+take one from the host's devpts.
+
+What the sandbox writes passes through termfilter.OutputFilter: no clipboard writes, window operations
+or queries whose answers would be typed back into the sandbox, and at exit the modes it left on are reset.
+Neither direction may stall the launcher past its --timeout: writes into the pty are non-blocking, and the
+user's side (a stopped terminal, a pipe to a slow reader) is written by a thread of its own, with a
+bounded queue that holds the command back.
 """
 
 import errno
 import fcntl
 import os
 import queue
+import socket
 import termios
 import threading
 import tty
 
+from rootsand.termfilter import OutputFilter
+
 BUFFER = 1 << 16
+
+
+def console_pair() -> tuple[socket.socket, int]:
+    """The launcher's end of the console socket, and the fd the sandbox's PID 1 sends the pty master over."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    fd = theirs.detach()
+    os.set_inheritable(fd, True)
+    return ours, fd
+
+
+def open_pty(uid: int, gid: int) -> tuple[int, int]:
+    """In PID 1: a pty (from the devpts /dev/ptmx leads to), its slave owned by the command's ids."""
+    master, slave = os.openpty()
+    os.fchown(slave, uid, gid)
+    os.fchmod(slave, 0o620)
+    os.set_inheritable(slave, True)
+    return master, slave
+
+
+def send_master(console_fd: int, master: int) -> None:
+    with socket.socket(fileno=console_fd) as console:
+        socket.send_fds(console, [b"M"], [master])
+    os.close(master)
 
 
 class Relay:
     def __init__(self):
-        self.master, self.slave = os.openpty()
-        os.set_inheritable(self.slave, True)
+        self.console, self.console_fd = console_pair()  # the master arrives over this
+        self.master = -1
         self.input = os.isatty(0)  # relay the user's keys
         self.output = 1 if os.isatty(1) else 2  # where the command's terminal output goes
+        self.filter = OutputFilter()
         self._saved = None
         self._open = True
         self._stdin_open = self.input
@@ -34,13 +70,11 @@ class Relay:
         self._writer: threading.Thread | None = None
 
     def start(self) -> None:
-        """In the launcher, once the sandbox is forked: our copy of the slave goes, the user's terminal goes raw."""
-        os.close(self.slave)
-        self.slave = -1
-        os.set_blocking(self.master, False)
+        """In the launcher, once the sandbox is forked: the sandbox's end goes, the user's terminal goes raw."""
+        os.close(self.console_fd)
+        self.console_fd = -1
         self._writer = threading.Thread(target=self._write_to_user, name="rootsand-relay", daemon=True)
         self._writer.start()
-        self.copy_window_size()
         if self.input:
             try:
                 self._saved = termios.tcgetattr(0)
@@ -48,7 +82,24 @@ class Relay:
             except termios.error:
                 self._saved = None
 
+    def receive_master(self) -> None:
+        """The console socket is readable: the pty master from PID 1, or the end (setup failed)."""
+        try:
+            _, fds, _, _ = socket.recv_fds(self.console, 1, 1)
+        except OSError:
+            fds = []
+        self.console.close()
+        self.console = None
+        if not fds:
+            self._open = False
+            return
+        self.master = fds[0]
+        os.set_blocking(self.master, False)
+        self.copy_window_size()
+
     def copy_window_size(self) -> None:
+        if self.master < 0:
+            return
         for fd in (0, 1, 2):
             try:
                 size = fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8)
@@ -69,13 +120,17 @@ class Relay:
 
     def read_fds(self) -> list[int]:
         fds = [0] if self._stdin_open and len(self._to_pty) < BUFFER else []
-        return fds + ([self.master] if self._open and not self._to_user.full() else [])
+        if self.console is not None:
+            fds.append(self.console.fileno())
+        return fds + ([self.master] if self._open and self.master >= 0 and not self._to_user.full() else [])
 
     def write_fds(self) -> list[int]:
-        return [self.master] if self._open and self._to_pty else []
+        return [self.master] if self._open and self.master >= 0 and self._to_pty else []
 
     def pump(self, readable: list[int], writable: list[int]) -> None:
         """Move what is ready: the user's keys towards the pty, the command's output out to the user."""
+        if self.console is not None and self.console.fileno() in readable:
+            self.receive_master()
         if 0 in readable and self._stdin_open:
             data = _read(0)
             if data is None:
@@ -91,15 +146,17 @@ class Relay:
         if self.master in readable:
             data = _read(self.master)
             if data:
-                self._to_user.put_nowait(data)  # read_fds offers the master only while there is room
+                self._to_user.put_nowait(self.filter.feed(data))  # read_fds offers the master only while there is room
             elif data is None:
                 self._open = False  # every copy of the slave is closed: the sandbox is gone
 
     def drain(self, seconds: float = 2.0) -> None:
-        """The command's last output, after it ended, for as long as the user's side takes it."""
+        """The command's last output, after it ended, for as long as the user's side takes it; then the
+        resets for the terminal modes the sandbox left on."""
         try:
-            while self._open and (data := _read(self.master)):
-                self._to_user.put(data, timeout=seconds)
+            while self._open and self.master >= 0 and (data := _read(self.master)):
+                self._to_user.put(self.filter.feed(data), timeout=seconds)
+            self._to_user.put(self.filter.finish(), timeout=seconds)
             self._to_user.put(None, timeout=seconds)
         except queue.Full:
             return
@@ -113,10 +170,13 @@ class Relay:
         if self._saved is not None:
             termios.tcsetattr(0, termios.TCSADRAIN, self._saved)
             self._saved = None
-        if self._open or self.master >= 0:
+        if self.master >= 0:
             os.close(self.master)
             self.master = -1
-            self._open = False
+        self._open = False
+        if self.console is not None:
+            self.console.close()
+            self.console = None
 
 
 def _read(fd: int) -> bytes | None:

@@ -10,11 +10,23 @@ def read(path: str, what: str) -> tuple[str, dict]:
     """The text and the parsed table of the TOML file at `path`; `what` ("profile") starts every error."""
     import tomllib
 
+    import os
+    import stat
+
     try:
-        with open(path, "rb") as f:
+        # Non-blocking: a FIFO planted where a profile is expected must not hang us; it is refused below.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise RootsandError(f"{what} {path}: cannot read it: {e.strerror}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise RootsandError(f"{what} {path}: not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as f:
             raw = f.read(MAX_FILE_SIZE + 1)
     except OSError as e:
         raise RootsandError(f"{what} {path}: cannot read it: {e.strerror}") from None
+    finally:
+        os.close(fd)
     if len(raw) > MAX_FILE_SIZE:
         raise RootsandError(f"{what} {path}: larger than {MAX_FILE_SIZE} bytes, not a {what}")
     try:

@@ -82,15 +82,16 @@ def _in_script(command: str, env_code: str = "") -> str:
 
 def test_interactive_terminal_is_relayed_not_shared():
     exe = " ".join(rootsand_argv())
-    out = _in_script(f"stat -L -c outer=%t:%T /proc/self/fd/0; {exe} run -e DEVTTY=\"$DEVTTY\" -- sh -c "
-                     "'test -t 0 && echo interactive; stat -L -c inner=%t:%T /proc/self/fd/0; "
+    # %d: the devpts instance the terminal belongs to (both are pts 0 of their own instance)
+    out = _in_script(f"stat -L -c outer=%d:%t:%T /proc/self/fd/0; {exe} run -e DEVTTY=\"$DEVTTY\" -- sh -c "
+                     "'test -t 0 && echo interactive; stat -L -c inner=%d:%t:%T /proc/self/fd/0; "
                      "python3 -c \"$DEVTTY\"; echo $((6*7))'",
                      env_code=DEVTTY)
     outer = re.search(r"outer=(\S+)", out).group(1)
     inner = re.search(r"inner=(\S+)", out).group(1)
 
     assert "interactive" in out and "42" in out
-    assert inner != outer  # the command's terminal is its own pty, not the user's
+    assert inner != outer  # the command's terminal is its own pty, of the sandbox's devpts, not the user's
     assert "devtty-session=own" in out  # /dev/tty is that pty, of the command's session: not the host's
 
 

@@ -73,6 +73,7 @@ def test_default_profile(host):
     assert [(m.type, m.dst, m.src) for m in p.mounts][-2:] == [("tmpfs", host.home, None),
                                                               ("bind", host.cwd, host.cwd)]
     assert p.timeout is None and p.memory is None and p.rlimits == {}
+    assert p.setuid_bits is False and p.socket_families == []
 
 
 def test_build_profile(host):
@@ -103,6 +104,16 @@ def test_fakeroot_and_net_profiles(host):
     assert profile.load("net", host).net_mode == "slirp"
 
 
+def test_fakeroot_allows_setuid_bits_and_only_it(host):
+    by_name = {name: profile.load(name, host) for name in BUILTINS}
+    assert {name: p.setuid_bits for name, p in by_name.items()} == {**dict.fromkeys(BUILTINS, False),
+                                                                   "fakeroot": True}
+    assert all(p.socket_families == [] for p in by_name.values())
+    text = profile.to_toml(by_name["fakeroot"])
+    security = text.split("\n[security]\n")[1].split("\n[")[0]
+    assert "\nsetuid_bits = true\n" in security and "\nsocket_families = []" in security
+
+
 @pytest.mark.parametrize("name", BUILTINS)
 def test_to_toml_round_trip_builtin(host, tmp_path, name):
     p = profile.load(name, host)
@@ -129,6 +140,8 @@ def test_to_toml_round_trip_tricky_values(host, tmp_path):
         [security]
         capabilities = "all"
         seccomp = "rules.sc"
+        setuid_bits = true
+        socket_families = ["AF_VSOCK", "AF_ALG"]
         [limits]
         cpu = 1.5
         timeout = 0.25
@@ -158,6 +171,7 @@ def test_to_toml_round_trip_tricky_values(host, tmp_path):
     p = profile.load(src, host)
     assert p.env_set == {"A": "$HOME", "B": "a$b", "C": "tab\there\nnewline\x7f"}
     assert p.user == "1000:1001" and p.seccomp == rules and p.capabilities == "all"
+    assert p.setuid_bits is True and p.socket_families == ["AF_VSOCK", "AF_ALG"]
     assert p.rlimits == {"as": -1, "cpu": 10, "fsize": 8 << 30}
     assert p.mounts[0].content == "$1 \x01 alice" and p.mounts[0].mode == 0o644
     text = profile.to_toml(p)
@@ -245,6 +259,9 @@ def test_extends_by_name_merges(host, tmp_path):
         time_offsets = { boottime = 1 }
         [env]
         set = { A = "1", B = "2" }
+        [security]
+        setuid_bits = true
+        socket_families = ["AF_ALG", "AF_TIPC"]
         [limits]
         rlimits = { nofile = 10, core = 0 }
         [[mount]]
@@ -259,6 +276,8 @@ def test_extends_by_name_merges(host, tmp_path):
         time_offsets = { monotonic = 2 }
         [env]
         set = { B = "two", C = "3" }
+        [security]
+        socket_families = ["AF_KCM"]
         [limits]
         rlimits = { nofile = 20 }
         [[mount]]
@@ -271,6 +290,7 @@ def test_extends_by_name_merges(host, tmp_path):
     assert p.time_offsets == {"boottime": 1, "monotonic": 2}
     assert p.env_set == {"A": "1", "B": "two", "C": "3"}
     assert p.rlimits == {"nofile": 20, "core": 0}
+    assert p.setuid_bits is True and p.socket_families == ["AF_KCM"]  # inherited; replaced like other lists
     assert [m.dst for m in p.mounts] == ["/parent", "/child"]
 
 
@@ -461,6 +481,19 @@ INVALID = [
     ('[security]\ncapabilities = "some"\n', 2, "security.capabilities", 'or "all"'),
     ('[security]\nseccomp = "rules/missing.json"\n', 2, "security.seccomp", "does not exist"),
     ('[security]\nno_new_privs = "false"\n', 2, "security.no_new_privs", "expected true or false"),
+    ('[security]\nsetuid_bits = "yes"\n', 2, "security.setuid_bits", "expected true or false, got string"),
+    ('[security]\n# x\nseccomp = "default"\nsetuid_bits = 1\n', 4, "security.setuid_bits",
+     "expected true or false, got integer"),
+    ('[security]\nsocket_families = ["AF_INET"]\n', 2, "security.socket_families", "unknown socket family 'AF_INET'"),
+    ('[security]\nsocket_families = ["AF_ALG", "af_vsock"]\n', 2, "security.socket_families",
+     "unknown socket family 'af_vsock'"),
+    ('[security]\nsocket_families = ["vsock"]\n', 2, "security.socket_families", "unknown socket family 'vsock'"),
+    ('[security]\nsocket_families = [""]\n', 2, "security.socket_families", "unknown socket family ''"),
+    ('[security]\nsocket_families = "AF_ALG"\n', 2, "security.socket_families",
+     "expected an array of strings, got string"),
+    ('[security]\nnested_userns = true\n\nsocket_families = ["AF_ALG", 38]\n', 4, "security.socket_families",
+     "an item of type integer"),
+    ('security.socket_families = ["AF_UNIX"]\n', 1, "security.socket_families", "unknown socket family 'AF_UNIX'"),
     ('[limits]\npids = true\n', 2, "limits.pids", "expected an integer, got boolean"),
     ('[limits]\npids = 0\n', 2, "limits.pids", "out of range"),
     ('[limits]\nmemory = "1X"\n', 2, "limits.memory", "invalid memory '1X'"),
@@ -540,6 +573,8 @@ def test_valid_values_accepted(host, tmp_path):
         [security]
         capabilities = ["chown", "CAP_SYS_ADMIN", "cap_net_raw", "CHOWN"]
         seccomp = "none"
+        setuid_bits = false
+        socket_families = ["AF_ALG", "AF_VSOCK", "AF_KCM", "AF_TIPC", "AF_ALG"]
         [limits]
         timeout = 90
         memory = "2G"
@@ -556,6 +591,7 @@ def test_valid_values_accepted(host, tmp_path):
         """)
     p = profile.load(path, host)
     assert p.capabilities == ["CAP_CHOWN", "CAP_SYS_ADMIN", "CAP_NET_RAW"]
+    assert p.setuid_bits is False and p.socket_families == ["AF_ALG", "AF_VSOCK", "AF_KCM", "AF_TIPC"]
     assert (p.timeout, p.memory, p.cpu) == (90.0, 2 << 30, 2.0)
     assert p.rlimits == {"nofile": 4096, "nproc": -1, "core": 0, "cpu": 60, "as": 1024}
     assert p.mounts[0].mode == 0o755 and "time" in p.namespaces
@@ -568,6 +604,8 @@ def test_hints_list_what_is_allowed(host, tmp_path):
     assert "ro-bind" in error(path, host).hint
     path = write(tmp_path / "work" / "p.toml", '[[mount]]\ntype = "proc"\ndst = "/x"\nsrc = "/y"\n')
     assert error(path, host).hint == "proc mounts take type, dst"
+    path = write(tmp_path / "work" / "p.toml", '[security]\nsocket_families = ["AF_NETLINK"]\n')
+    assert error(path, host).hint == "socket_families: AF_VSOCK, AF_KCM, AF_TIPC, AF_ALG (the others are not refused)"
 
 
 def test_path_with_newline_round_trips(host, tmp_path):
@@ -626,7 +664,12 @@ def test_broken_toml(host, tmp_path):
 
 def test_unreadable_profile(host, tmp_path):
     (tmp_path / "work" / "dir.toml").mkdir()
-    assert "cannot read it" in error(str(tmp_path / "work" / "dir.toml"), host).message
+    assert error(str(tmp_path / "work" / "dir.toml"), host).message.endswith("dir.toml: not a regular file")
+
+
+def test_a_fifo_profile_is_refused_without_blocking(host, tmp_path):
+    os.mkfifo(tmp_path / "work" / "fifo.toml")
+    assert error(str(tmp_path / "work" / "fifo.toml"), host).message.endswith("fifo.toml: not a regular file")
 
 
 # ------------------------------------------------------------------------------------------ sizes
@@ -699,6 +742,7 @@ GOOD = {
     "set": st.dictionaries(_pick("A", "B C", "_x", "MAKEFLAGS"), st.text(max_size=8) | _pick("$$", "${USER}")),
     "capabilities": _pick("all", "none") | _list("chown", "CAP_SETUID", "cap_sys_admin", "bogus"),
     "seccomp": _pick("default", "none", "x.sc", "/nonexistent", ""),
+    "socket_families": _list("AF_VSOCK", "AF_KCM", "AF_TIPC", "AF_ALG", "AF_INET", "alg"),
     "timeout": _pick("10m", 5, 0.5, -1, "x", 0),
     "memory": _pick("1G", 0, 1024, "x", -3),
     "pids": st.integers(-1, 5000),
@@ -714,7 +758,7 @@ GOOD = {
     "size": _pick("64M", 0, 100, "x"),
     "content": st.text(max_size=20),
 }
-for flag in ("allow_host_loopback", "clear", "no_new_privs", "new_session", "nested_userns"):
+for flag in ("allow_host_loopback", "clear", "no_new_privs", "new_session", "nested_userns", "setuid_bits"):
     GOOD[flag] = st.booleans()
 
 

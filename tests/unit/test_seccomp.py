@@ -10,6 +10,7 @@ import dataclasses
 import errno
 import json
 import os
+import re
 import subprocess
 import sys
 import termios
@@ -305,6 +306,313 @@ def test_default_filter_with_nested_userns():
     assert got["clone3"] == errno.EINVAL  # reached the kernel, which refuses NULL arguments
     assert got["keyctl"] == got["TIOCSTI|1<<32"] == errno.EPERM
     assert got["posix_spawn"] == 0
+
+
+# ---------------------------------------------------------------------------------------------- policy rules
+
+AF_UNIX, AF_TIPC, AF_ALG, AF_VSOCK, AF_KCM = 1, 30, 38, 40, 41
+SOCK_STREAM, SOCK_SEQPACKET = 1, 5
+AT_FDCWD = -100
+IPC_PRIVATE, IPC_CREAT, IPC_RMID = 0, 0o1000, 0
+S_IFREG = 0o100000
+ALL_OPTIONS = {"limit_memfd": True, "shm_max": 64 << 20}  # every new rule on (net_mode none, setuid_bits false)
+HAVE_FCHMODAT2 = seccomp._kernel_has("fchmodat2")  # Linux 6.6
+_keep = []  # C strings handed to raw system calls
+
+
+def cstr(text: str) -> int:
+    buf = ctypes.create_string_buffer(text.encode())
+    _keep.append(buf)
+    return ctypes.addressof(buf)
+
+
+def shm(size: int) -> int:
+    """shmget of a private segment, removed at once: 0 or the errno."""
+    ctypes.set_errno(0)
+    shmid = libc.syscall(ctypes.c_long(nr("shmget")), ctypes.c_long(IPC_PRIVATE), ctypes.c_ulong(size),
+                         ctypes.c_long(IPC_CREAT | 0o600))
+    if shmid == -1:
+        return ctypes.get_errno()
+    libc.syscall(ctypes.c_long(nr("shmctl")), ctypes.c_long(shmid), ctypes.c_long(IPC_RMID), ctypes.c_long(0))
+    return 0
+
+
+def memfd() -> int:
+    try:
+        os.close(os.memfd_create("probe"))
+        return 0
+    except OSError as e:
+        return e.errno
+
+
+def policy_probes(d: str) -> dict:
+    """A probe for each policy rule and for the same call without the risky argument, in directory d
+    (made by the parent: d/f exists with mode 0644)."""
+    f = f"{d}/f"
+    fd = os.open(f, os.O_RDONLY)  # opened in the parent, inherited: fchmod needs no open in the child
+    return {
+        "socket(AF_VSOCK)": lambda: sc("socket", AF_VSOCK, SOCK_STREAM, 0),
+        "socket(AF_VSOCK|1<<32)": lambda: sc("socket", AF_VSOCK | HIGH, SOCK_STREAM, 0),  # the kernel reads an int
+        "socket(AF_KCM)": lambda: sc("socket", AF_KCM, SOCK_SEQPACKET, 0),
+        "socket(AF_TIPC)": lambda: sc("socket", AF_TIPC, SOCK_SEQPACKET, 0),
+        "socket(AF_ALG)": lambda: sc("socket", AF_ALG, SOCK_SEQPACKET, 0),
+        "socketpair(AF_VSOCK)": lambda: sc("socketpair", AF_VSOCK, SOCK_STREAM, 0, 0),  # NULL fds: EFAULT if it ran
+        "socketpair(AF_ALG)": lambda: sc("socketpair", AF_ALG, SOCK_SEQPACKET, 0, 0),
+        "chmod 4755": lambda: sc("chmod", cstr(f), 0o4755),
+        "chmod 2755": lambda: sc("chmod", cstr(f), 0o2755),
+        "chmod 4755|1<<32": lambda: sc("chmod", cstr(f), 0o4755 | HIGH),
+        "fchmod 4755": lambda: sc("fchmod", fd, 0o4755),
+        "fchmod 6755": lambda: sc("fchmod", fd, 0o6755),
+        "fchmodat 4755": lambda: sc("fchmodat", AT_FDCWD, cstr(f), 0o4755),
+        "fchmodat 2755": lambda: sc("fchmodat", AT_FDCWD, cstr(f), 0o2755),
+        "fchmodat2 4755": lambda: sc("fchmodat2", AT_FDCWD, cstr(f), 0o4755, 0),
+        "fchmodat2 2755": lambda: sc("fchmodat2", AT_FDCWD, cstr(f), 0o2755, 0),
+        "open O_CREAT 4755": lambda: sc("open", cstr(f"{d}/open-suid"), os.O_CREAT | os.O_WRONLY, 0o4755),
+        "openat O_CREAT 2755": lambda: sc("openat", AT_FDCWD, cstr(f"{d}/openat-sgid"), os.O_CREAT | os.O_WRONLY,
+                                          0o2755),
+        "creat 4755": lambda: sc("creat", cstr(f"{d}/creat-suid"), 0o4755),
+        "mknod S_IFREG|4755": lambda: sc("mknod", cstr(f"{d}/mknod-suid"), S_IFREG | 0o4755, 0),
+        "mknodat S_IFREG|2755": lambda: sc("mknodat", AT_FDCWD, cstr(f"{d}/mknodat-sgid"), S_IFREG | 0o2755, 0),
+        "openat2": lambda: sc("openat2", AT_FDCWD, 0, 0, 0),  # usize 0: EINVAL if it ran
+        "memfd_create": memfd,
+        "memfd_secret": lambda: sc("memfd_secret", 0xFFFFFFFF),  # unknown flags: EINVAL (ENOSYS: secretmem off)
+        "shmget 64M+1": lambda: shm((64 << 20) + 1),
+        "shmget 100M": lambda: shm(100 << 20),
+    }
+
+
+def allowed_probes(d: str) -> dict:
+    """The same calls without the risky argument: allowed under every filter."""
+    f = f"{d}/f"
+    return {
+        "socket(AF_UNIX)": lambda: sc("socket", AF_UNIX, SOCK_STREAM, 0),
+        "socketpair(AF_UNIX)": lambda: socketpair_unix(),
+        "chmod 0755": lambda: sc("chmod", cstr(f), 0o755),
+        "chmod 1777": lambda: sc("chmod", cstr(f), 0o1777),  # the sticky bit is not setuid
+        "fchmodat2 0644": lambda: sc("fchmodat2", AT_FDCWD, cstr(f), 0o644, 0),
+        "open O_CREAT 0644": lambda: sc("open", cstr(f"{d}/open-plain"), os.O_CREAT | os.O_WRONLY, 0o644),
+        "open O_RDONLY": lambda: sc("open", cstr(f), os.O_RDONLY, 0),
+        "python open": lambda: open(f"{d}/python-open", "w").close() or 0,
+        "mknod S_IFREG|0644": lambda: sc("mknod", cstr(f"{d}/mknod-plain"), S_IFREG | 0o644, 0),
+        "mkdir 2775": lambda: sc("mkdir", cstr(f"{d}/dir"), 0o2775),  # the kernel ignores S_ISGID here
+        "shmget 1M": lambda: shm(1 << 20),
+        "shmget 64M": lambda: shm(64 << 20),  # the limit itself
+    }
+
+
+def allowed_results(d: str) -> dict:
+    """What each allowed probe returns: 0, but the kernel's ENOSYS for fchmodat2 before Linux 6.6."""
+    return {**dict.fromkeys(allowed_probes(d), 0), "fchmodat2 0644": 0 if HAVE_FCHMODAT2 else errno.ENOSYS}
+
+
+def socketpair_unix() -> int:
+    fds = (ctypes.c_int * 2)()
+    return sc("socketpair", AF_UNIX, SOCK_STREAM, 0, ctypes.addressof(fds))
+
+
+@pytest.fixture
+def probe_dir(tmp_path):
+    (tmp_path / "f").write_text("x")
+    (tmp_path / "f").chmod(0o644)
+    return str(tmp_path)
+
+
+def marked(rules):
+    return [dataclasses.replace(r, errno=MARKER) for r in rules]
+
+
+def test_socket_family_rules():
+    rules = by_name(seccomp.default_rules(nested_userns=True))
+    for call in ("socket", "socketpair"):
+        assert sorted((r.errno, r.args, r.direct) for r in rules[call]) == sorted(
+            (errno.EAFNOSUPPORT, ((0, "MASKED_EQ", 0xFFFFFFFF, family),), True) for family in (30, 38, 40, 41))
+    slirp = by_name(seccomp.default_rules(True, net_mode="slirp"))
+    assert slirp["socket"] == rules["socket"] and slirp["socketpair"] == rules["socketpair"]
+    host = by_name(seccomp.default_rules(True, net_mode="host"))
+    assert "socket" not in host and "socketpair" not in host
+    some = by_name(seccomp.default_rules(True, socket_families=("AF_ALG", "AF_VSOCK")))
+    assert sorted(r.args[0][3] for r in some["socket"]) == sorted(r.args[0][3] for r in some["socketpair"]) == [30, 41]
+    assert "socket" not in by_name(seccomp.default_rules(True, socket_families=tuple(seccomp.SOCKET_FAMILIES)))
+    with pytest.raises(ValueError, match="AF_INET"):
+        seccomp.default_rules(True, socket_families=("AF_INET",))
+
+
+def test_setuid_rules():
+    rules = by_name(seccomp.default_rules(nested_userns=True))
+    expected = {"chmod": 1, "fchmod": 1, "fchmodat": 2, "fchmodat2": 2, "open": 2, "openat": 3, "creat": 1,
+                "mknod": 1, "mknodat": 2}
+    for call, index in expected.items():
+        assert sorted((r.errno, r.args) for r in rules[call]) == [
+            (errno.EPERM, ((index, "MASKED_EQ", 0o2000, 0o2000),)),
+            (errno.EPERM, ((index, "MASKED_EQ", 0o4000, 0o4000),))], call
+        assert all(r.optional == (call in ("chmod", "open", "creat", "mknod")) for r in rules[call])
+    assert [(r.errno, r.args) for r in rules["openat2"]] == [(errno.ENOSYS, ())]
+    allowed = by_name(seccomp.default_rules(True, setuid_bits=True))
+    assert not (set(expected) | {"openat2"}) & set(allowed)
+
+
+def test_memory_rules():
+    plain = by_name(seccomp.default_rules(True))
+    assert not {"memfd_create", "memfd_secret", "shmget", "ipc"} & set(plain)
+    memfd = by_name(seccomp.default_rules(True, limit_memfd=True))
+    assert [(r.errno, r.args) for r in memfd["memfd_create"] + memfd["memfd_secret"]] == [(errno.ENOSYS, ())] * 2
+    assert "shmget" not in memfd
+    shm = by_name(seccomp.default_rules(True, shm_max=1000))
+    assert "memfd_create" not in shm
+    assert [(r.errno, r.args, r.direct) for r in shm["shmget"]] == [(errno.EINVAL, ((1, "GT", 1000, 0),), True)]
+    assert [(r.errno, r.args, r.optional) for r in shm["ipc"]] == [
+        (errno.EINVAL, ((0, "MASKED_EQ", 0xFFFF, 23), (2, "GT", 1000, 0)), True)]
+    for bad in (-1, 1.5, True, "64M", 1 << 64):
+        with pytest.raises(ValueError, match="shm_max"):
+            seccomp.default_rules(True, shm_max=bad)
+    assert all(r.why for r in seccomp.default_rules(False, **ALL_OPTIONS))
+
+
+def test_rules_for_passes_the_options_on():
+    options = dict(net_mode="slirp", setuid_bits=True, socket_families=["AF_ALG"], limit_memfd=True, shm_max=5)
+    assert seccomp.rules_for("default", False, **options) == seccomp.default_rules(
+        False, **{**options, "socket_families": ("AF_ALG",)})
+    assert seccomp.rules_for("default", True) == seccomp.default_rules(True)
+    assert seccomp.rules_for("none", True, setuid_bits=True) is None
+
+
+def test_policy_rules_in_the_kernel(probe_dir):
+    rules = seccomp.default_rules(nested_userns=True, **ALL_OPTIONS)
+    got = in_filtered_child(rules, {**policy_probes(probe_dir), **allowed_probes(probe_dir)})
+    refused = {name: got[name] for name in policy_probes(probe_dir)}
+    assert refused == {**dict.fromkeys(refused, errno.EPERM),
+                       **{name: errno.EAFNOSUPPORT for name in refused if name.startswith("socket")},
+                       "openat2": errno.ENOSYS, "memfd_create": errno.ENOSYS, "memfd_secret": errno.ENOSYS,
+                       "shmget 64M+1": errno.EINVAL, "shmget 100M": errno.EINVAL}
+    assert {name: got[name] for name in allowed_probes(probe_dir)} == allowed_results(probe_dir)
+    # Nothing refused left a file or a bit behind.
+    assert sorted(os.listdir(probe_dir)) == ["dir", "f", "mknod-plain", "open-plain", "python-open"]
+    assert all(not os.stat(f"{probe_dir}/{name}").st_mode & 0o6000 for name in os.listdir(probe_dir)
+               if name != "dir")
+
+
+def test_each_policy_rule_matches_its_call(probe_dir):
+    # With a marker errno: a probe that gets MARKER was stopped by the filter, whatever the kernel would say
+    # (this kernel may lack AF_TIPC or AF_ALG and say EAFNOSUPPORT itself).
+    rules = marked(seccomp.default_rules(nested_userns=True, **ALL_OPTIONS))
+    got = in_filtered_child(rules, {**policy_probes(probe_dir), **allowed_probes(probe_dir)})
+    assert {name: got[name] for name in policy_probes(probe_dir)} == dict.fromkeys(policy_probes(probe_dir), MARKER)
+    assert {name: got[name] for name in allowed_probes(probe_dir)} == allowed_results(probe_dir)
+
+
+def test_policy_rules_absent_when_the_options_say_so(probe_dir, tmp_path):
+    rules = marked(seccomp.default_rules(nested_userns=True, net_mode="host", setuid_bits=True))
+    got = in_filtered_child(rules, policy_probes(probe_dir))
+    assert MARKER not in got.values(), got
+    # The kernel's own answers, from the same probes in a second directory under a filter without rules.
+    (tmp_path / "kernel").mkdir()
+    (tmp_path / "kernel" / "f").write_text("x")
+    assert got == in_filtered_child([], policy_probes(str(tmp_path / "kernel")))
+    for name in ("chmod 4755", "chmod 2755", "chmod 4755|1<<32", "fchmod 4755", "fchmod 6755", "fchmodat 4755",
+                 "open O_CREAT 4755", "openat O_CREAT 2755", "creat 4755", "mknod S_IFREG|4755",
+                 "mknodat S_IFREG|2755", "memfd_create", "shmget 100M"):
+        assert got[name] == 0, name  # the calls ran
+    assert os.stat(f"{probe_dir}/open-suid").st_mode & 0o4000  # the bit is on the file
+
+
+def test_allowed_socket_family_reaches_the_kernel(probe_dir):
+    rules = marked(seccomp.default_rules(nested_userns=True, net_mode="slirp", socket_families=("AF_VSOCK",)))
+    got = in_filtered_child(rules, policy_probes(probe_dir))
+    assert got["socket(AF_VSOCK)"] != MARKER and got["socketpair(AF_VSOCK)"] != MARKER
+    assert got["socket(AF_ALG)"] == got["socket(AF_KCM)"] == got["socket(AF_TIPC)"] == MARKER
+    assert got["chmod 4755"] == MARKER and got["memfd_create"] == 0 and got["shmget 100M"] == 0
+
+
+# ---------------------------------------------------------------------------------------------- architectures
+
+def pfc_sections(prepared, tmp_path) -> dict[str, str]:
+    """The exported filter's text for each architecture."""
+    with open(tmp_path / "f.pfc", "w") as f:
+        prepared.export_pfc(f)
+    text = (tmp_path / "f.pfc").read_text()
+    return {part.split(" ", 1)[0]: part for part in text.split("# filter for arch ")[1:]}
+
+
+x86_64_only = pytest.mark.skipif(os.uname().machine != "x86_64", reason="the compat arches of x86-64")
+
+
+@x86_64_only
+def test_x86_multiplexers_are_left_alone(tmp_path):
+    sections = pfc_sections(seccomp.prepare(seccomp.default_rules(True, **ALL_OPTIONS)), tmp_path)
+    assert set(sections) == {"x86_64", "x86", "x32"}
+    for arch in ("x86_64", "x32"):
+        assert '"socket"' in sections[arch] and '"socketpair"' in sections[arch] and '"shmget"' in sections[arch]
+    x86 = sections["x86"]
+    # No rule that refuses every 32-bit socket (socketcall(SYS_SOCKET)) or compares ipc's key as a size.
+    assert '"socketcall"' not in x86 and '"socket"' not in x86 and '"socketpair"' not in x86
+    assert '"shmget"' not in x86
+    ipc = x86.split('"ipc" (117)')[1].split("# filter for syscall")[0]
+    assert "$a0 & 0x0000ffff == 23" in ipc and f"$a2 > {64 << 20}" in ipc and "$a1" not in ipc
+    assert '"fchmodat2"' in x86 and '"chmod" (15)' in x86  # the rest is there
+
+
+@x86_64_only
+def test_wide_data_on_32bit_arches(tmp_path):
+    # libseccomp would compare the low 32 bits of 8G (0) on x86 and x32: every shmget refused there.
+    sections = pfc_sections(seccomp.prepare(seccomp.default_rules(True, shm_max=8 << 30)), tmp_path)
+    assert '"shmget"' in sections["x86_64"] and '"shmget"' not in sections["x32"]
+    assert '"ipc"' not in sections["x86"]
+    assert seccomp._fit_32bit(((1, "GT", 8 << 30, 0),)) is None
+    assert seccomp._fit_32bit(((1, "LT", 8 << 30, 0), (0, "EQ", 3, 0))) == ((0, "EQ", 3, 0),)
+    assert seccomp._fit_32bit(((0, "MASKED_EQ", seccomp.U64, 5),)) == ((0, "MASKED_EQ", 0xFFFFFFFF, 5),)
+    assert seccomp._fit_32bit(((0, "MASKED_EQ", seccomp.U64, 1 << 40),)) is None
+    assert seccomp._fit_32bit(((0, "MASKED_EQ", 0xF0, 0x0F),)) is None  # no value matches, 32 bits or 64
+
+
+def test_new_call_unknown_to_libseccomp(tmp_path, probe_dir, monkeypatch):
+    # An older libseccomp (before 2.5.5) without fchmodat2 on a kernel (6.6+) that has it: by number, natively.
+    resolve = seccomp._resolve
+    monkeypatch.setattr(seccomp, "_resolve",
+                        lambda p, arch, name: -1 if name == "fchmodat2" else resolve(p, arch, name))
+    assert seccomp._syscall_known("fchmodat2", seccomp._known_arches())
+    rules = seccomp.default_rules(nested_userns=True)
+    sections = pfc_sections(seccomp.prepare(rules), tmp_path)
+    native = {"x86_64": "x86_64", "aarch64": "aarch64"}.get(os.uname().machine)
+    if native and HAVE_FCHMODAT2:
+        assert "(452)" in sections[native] and all("(452)" not in text for arch, text in sections.items()
+                                                   if arch != native)
+    got = in_filtered_child(rules, {"fchmodat2 4755": policy_probes(probe_dir)["fchmodat2 4755"],
+                                    "fchmodat2 0644": allowed_probes(probe_dir)["fchmodat2 0644"]})
+    if HAVE_FCHMODAT2:
+        assert got == {"fchmodat2 4755": errno.EPERM, "fchmodat2 0644": 0}
+    else:  # the kernel lacks the call: no rule, and the kernel says so
+        assert got == {"fchmodat2 4755": errno.ENOSYS, "fchmodat2 0644": errno.ENOSYS}
+    # A kernel without the call needs no rule.
+    monkeypatch.setattr(seccomp, "_kernel_has", lambda name: False)
+    sections = pfc_sections(seccomp.prepare(rules), tmp_path)
+    assert all("(452)" not in text for text in sections.values())
+    # Other unknown calls still fail closed; optional ones are left out.
+    monkeypatch.setattr(seccomp, "_resolve", lambda p, arch, name: -1 if name in ("clone3", "ipc")
+                        else resolve(p, arch, name))
+    with pytest.raises(RootsandError, match="seccomp rule for clone3: libseccomp does not know"):
+        seccomp.prepare(seccomp.default_rules(nested_userns=False))
+    sections = pfc_sections(seccomp.prepare(seccomp.default_rules(True, shm_max=5)), tmp_path)
+    assert all('"ipc"' not in text for text in sections.values())
+
+
+def test_kernel_probe_for_new_calls(monkeypatch):
+    release = tuple(int(n) for n in re.match(r"(\d+)\.(\d+)", os.uname().release).groups())
+    if release >= (6, 6):  # fchmodat2's kernel; openat2 came in 5.6
+        assert seccomp._kernel_has("fchmodat2") and seccomp._kernel_has("openat2")
+    monkeypatch.setitem(seccomp._NEW_CALLS, "nosuchcall", (1023, (0,)))  # no kernel has a call 1023 (yet)
+    assert not seccomp._kernel_has("nosuchcall")
+
+
+def test_a_rule_file_changing_a_direct_rule_keeps_it_direct(tmp_path):
+    path = tmp_path / "r.toml"
+    path.write_text('[[rule]]\nsyscall = "socket"\nerrno = "EACCES"\n'
+                    'args = [{ index = 0, op = "MASKED_EQ", mask = 0xFFFFFFFF, value = 40 }]\n')
+    rules = seccomp.rules_for(str(path), True)
+    if os.uname().machine == "x86_64":
+        sections = pfc_sections(seccomp.prepare(rules), tmp_path)
+        assert '"socketcall"' not in sections["x86"] and "ERRNO(13)" in sections["x86_64"]
+    got = in_filtered_child(rules, {"socket(AF_VSOCK)": lambda: sc("socket", AF_VSOCK, SOCK_STREAM, 0)})
+    assert got == {"socket(AF_VSOCK)": errno.EACCES}
 
 
 # ---------------------------------------------------------------------------------------------- rule files

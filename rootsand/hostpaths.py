@@ -1,0 +1,165 @@
+"""Host paths that a sandbox may have tampered with: the current directory, mount sources, the status file.
+
+Every directory a sandbox can write (the current directory, above all) may hold links that an earlier
+sandbox planted there for the next run to follow. The rules, applied in the launcher before anything runs:
+
+- The current directory: the one the user is in (getcwd). When $PWD reached it through a link and it is
+  the home directory, an ancestor of it, or inside one of its dot-directories, the run is refused: a
+  planted `build -> ~` must never make the home directory writable. Otherwise one line says which
+  directory is writable when it is not the one $PWD names.
+- A mount source (and --rootfs, overlay layers, the status file's directory): links are resolved once,
+  here. A link owned by root is a system's own and is followed. Any other link that lies inside a
+  directory the sandbox can write is refused with the path of its target, which the user can name
+  instead; elsewhere the link is the user's own and is followed.
+- In the sandbox, the resolved paths are opened with RESOLVE_NO_SYMLINKS: a link swapped in between the
+  check and the open is an error, never followed.
+"""
+
+import errno
+import os
+import pwd
+import stat
+
+from rootsand.errors import RootsandError
+
+MAX_LINKS = 40
+
+
+def home_dirs(env: dict[str, str], uid: int) -> tuple[str, ...]:
+    """The user's home directories as real paths: $HOME and the passwd entry's, which may differ (or one be
+    unset). Both are hidden and protected; "/" never counts as a home."""
+    candidates = [env.get("HOME", "")]
+    try:
+        candidates.append(pwd.getpwuid(uid).pw_dir)
+    except KeyError:
+        pass
+    homes = []
+    for path in candidates:
+        if path and os.path.isabs(path):
+            real = os.path.realpath(path)
+            if real != "/" and real not in homes:
+                homes.append(real)
+    return tuple(homes)
+
+
+def is_below(path: str, top: str) -> bool:
+    """True when `path` is `top` or inside it (both normalised absolute paths)."""
+    return path == top or path.startswith(top.rstrip("/") + "/")
+
+
+def sensitive_reason(path: str, homes: tuple[str, ...]) -> str | None:
+    """Why making `path` writable would expose the user's home, or None."""
+    for home in homes:
+        if path == home:
+            return "your home directory"
+        if is_below(home, path):
+            return f"it holds your home directory {home}"
+        rest = path[len(home) + 1:] if is_below(path, home) else ""
+        if rest.startswith("."):
+            return f"it is inside {home}/{rest.split('/')[0]}"
+    return None
+
+
+def current_directory(env: dict[str, str], homes: tuple[str, ...]) -> tuple[str, list[str]]:
+    """The physical current directory and the notes to say about it; refuses one reached through a link
+    that would expose the home directory."""
+    try:
+        physical = os.getcwd()
+    except FileNotFoundError:
+        raise RootsandError("the current directory no longer exists", hint="cd somewhere else or pass --chdir") from None
+    logical = os.path.normpath(env.get("PWD", "")) if os.path.isabs(env.get("PWD", "")) else ""
+    via_link = False
+    if logical and logical != physical and logical not in _home_names(env):  # `cd ~` names the home itself
+        try:
+            via_link = os.path.samefile(logical, physical) and _has_user_link(logical)
+        except OSError:
+            via_link = False  # a stale $PWD: the user is where getcwd says
+    notes = []
+    reason = sensitive_reason(physical, homes)
+    holds_home = any(is_below(home, physical) and home != physical for home in homes)
+    if via_link and reason and not holds_home:  # (a directory holding the home is replaced by an empty one)
+        raise RootsandError(f"the current directory {logical} leads through a symbolic link to {physical} "
+                            f"({reason}): refusing to bind it, since a sandbox may have planted the link",
+                            hint=f"cd {physical} yourself if you mean it, or run from a project directory")
+    if via_link:
+        notes.append(f"the current directory in the sandbox is {physical} (where {logical} leads)")
+    if physical in homes:
+        notes.append(f"running from your home directory: all of {physical} is bound into the sandbox")
+    return physical, notes
+
+
+def _home_names(env: dict[str, str]) -> set[str]:
+    names = {os.path.normpath(env["HOME"])} if os.path.isabs(env.get("HOME", "")) else set()
+    try:
+        names.add(os.path.normpath(pwd.getpwuid(os.getuid()).pw_dir))
+    except KeyError:
+        pass
+    return names
+
+
+def _has_user_link(path: str) -> bool:
+    """True when a component of `path` is a link not owned by root (one a sandbox could have made)."""
+    done = "/"
+    for part in [p for p in path.split("/") if p not in ("", ".", "..")]:
+        done = os.path.join(done, part)
+        try:
+            st = os.lstat(done)
+        except OSError:
+            return False
+        if stat.S_ISLNK(st.st_mode) and st.st_uid != 0:
+            return True
+    return False
+
+
+def resolve_source(path: str, writable: list[str], what: str) -> str:
+    """`path` with its links resolved, refusing a link a sandbox could have planted (see the module's rules).
+
+    A missing component ends the walk: the rest is returned as written, and the sandbox reports it missing
+    (or skips an optional mount).
+    """
+    todo = [p for p in path.split("/") if p not in ("", ".")]
+    done = "/"
+    links = 0
+    while todo:
+        part = todo.pop(0)
+        if part == "..":
+            done = os.path.dirname(done)
+            continue
+        candidate = os.path.join(done, part)
+        try:
+            st = os.lstat(candidate)
+        except FileNotFoundError:
+            return os.path.join(candidate, *todo)
+        except OSError as e:
+            raise RootsandError(f"{what}: cannot look at {candidate}: {e.strerror}") from None
+        if not stat.S_ISLNK(st.st_mode):
+            done = candidate
+            continue
+        links += 1
+        if links > MAX_LINKS:
+            raise RootsandError(f"{what}: {path}: too many levels of symbolic links")
+        target = os.readlink(candidate)
+        if st.st_uid != 0:
+            top = next((t for t in writable if is_below(done, t)), None)
+            if top is not None:
+                leads = os.path.realpath(candidate)
+                raise RootsandError(
+                    f"{what}: {candidate} is a symbolic link (to {leads}) inside {top}, which the sandbox can "
+                    "write: it is not followed", hint=f"name its target {leads} instead, if that is what you mean")
+        if target.startswith("/"):
+            done = "/"
+        todo = [p for p in target.split("/") if p not in ("", ".")] + todo
+    return done
+
+
+def open_nofollow(path: str, flags: int, mode: int = 0o644) -> int:
+    """open() that follows no link in any component: a link planted since the check is an error (ELOOP)."""
+    from rootsand import libc
+
+    try:
+        # openat2 refuses a mode without O_CREAT
+        return libc.openat2(libc.AT_FDCWD, path, flags, libc.RESOLVE_NO_SYMLINKS, mode if flags & os.O_CREAT else 0)
+    except OSError as e:
+        if e.errno == errno.ENOSYS:  # Linux before 5.6
+            raise OSError(e.errno, f"{path}: this kernel lacks openat2 (Linux 5.6 or later is needed)") from None
+        raise

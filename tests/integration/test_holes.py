@@ -1,0 +1,396 @@
+"""The findings of the attack on the landed code (issue 8), each performed as the attacker did it.
+
+The attacker is a program that once ran in the default profile (so it could write the current directory)
+or a second sandbox of the same user sharing that directory; the victim is the user's next run.
+"""
+
+import ctypes
+import os
+import pty
+import select
+import subprocess
+import termios
+import threading
+import time
+import uuid
+
+import pytest
+
+from conftest import rootsand_argv, run, sandbox
+
+HOME = os.path.realpath(os.path.expanduser("~"))
+
+
+@pytest.fixture
+def secret():
+    """A file in the user's home that no sandbox may read."""
+    path = os.path.join(HOME, f"rootsand-secret-{uuid.uuid4().hex[:8]}")
+    with open(path, "w") as f:
+        f.write("the user's secret\n")
+    yield path
+    os.unlink(path)
+
+
+def env_in(directory, **extra) -> dict:
+    """The environment a shell gives after `cd DIRECTORY` (PWD as typed, through any link)."""
+    return dict(os.environ, PWD=str(directory), **extra)
+
+
+# -- 1. links in the current directory ------------------------------------------------------------------
+
+def test_a_planted_link_to_home_as_the_current_directory_is_refused(tmp_path, secret):
+    (tmp_path / "build").symlink_to(HOME)
+    r = sandbox("cat", secret, cwd=tmp_path / "build", env=env_in(tmp_path / "build"), check_rc=125)
+    assert r.stderr.splitlines()[0] == (
+        f"rootsand: error: the current directory {tmp_path}/build leads through a symbolic link to {HOME} "
+        "(your home directory): refusing to bind it, since a sandbox may have planted the link")
+    assert "the user's secret" not in r.stdout
+
+
+def test_a_planted_link_into_a_dot_directory_is_refused(tmp_path):
+    dot = os.path.join(HOME, ".rootsand-test-dot")
+    os.makedirs(dot, exist_ok=True)
+    (tmp_path / "cfg").symlink_to(dot)
+    r = sandbox("touch", "planted", cwd=tmp_path / "cfg", env=env_in(tmp_path / "cfg"), check_rc=125)
+    assert f"(it is inside {HOME}/.rootsand-test-dot)" in r.stderr
+    assert not os.path.exists(os.path.join(dot, "planted"))
+
+
+def test_a_users_own_symlinked_project_directory_still_works(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "src").symlink_to(tmp_path / "real")
+    r = sandbox("sh", "-c", "pwd; echo built > out.txt", cwd=tmp_path / "src", env=env_in(tmp_path / "src"),
+                check_rc=0)
+    assert r.stdout == f"{tmp_path}/real\n"
+    assert (f"rootsand: warning: the current directory in the sandbox is {tmp_path}/real "
+            f"(where {tmp_path}/src leads)") in r.stderr
+    assert (tmp_path / "real" / "out.txt").read_text() == "built\n"
+
+
+def test_running_from_home_itself_says_all_of_it_is_bound():
+    r = sandbox("true", cwd=HOME, env=env_in(HOME), check_rc=0)
+    assert f"rootsand: warning: running from your home directory: all of {HOME} is bound into the sandbox" in r.stderr
+
+
+def test_a_planted_link_as_a_bind_source_is_not_followed(tmp_path, secret):
+    (tmp_path / "data").symlink_to(os.path.dirname(secret))
+    r = sandbox("cat", "/data/" + os.path.basename(secret), opts=["--ro-bind", "./data:/data"], cwd=tmp_path,
+                check_rc=125)
+    assert r.stderr.splitlines()[0] == (
+        f"rootsand: error: mount 12 (ro-bind on /data): {tmp_path}/data is a symbolic link (to {HOME}) inside "
+        f"{tmp_path}, which the sandbox can write: it is not followed")
+    assert r.stderr.splitlines()[1] == f"rootsand: hint: name its target {HOME} instead, if that is what you mean"
+
+
+def test_a_link_owned_by_root_is_followed(tmp_path):
+    # /lib64 -> usr/lib64 and friends: a system's own links, which no sandbox can make (they are root's).
+    target = next(p for p in ("/bin", "/lib", "/sbin") if os.path.islink(p) and os.lstat(p).st_uid == 0)
+    r = sandbox("test", "-d", "/x", opts=["--ro-bind", f"{target}:/x"], cwd=tmp_path, check_rc=0)
+    assert r.stderr == ""
+
+
+def test_a_persistent_overlay_upper_replaced_by_a_link_is_refused(tmp_path):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    project = tmp_path / "project"
+    (project / "lower").mkdir(parents=True)
+    profile = tmp_path / "keep.toml"
+    profile.write_text('extends = "default"\n[[mount]]\ntype = "overlay"\nlower = ["${CWD}/lower"]\n'
+                       'upper = "${CWD}/upper"\ndst = "/work"\n')
+    sandbox("sh", "-c", "echo one > /work/f", opts=["-p", str(profile)], cwd=project, check_rc=0)
+    assert (project / "upper" / "f").read_text() == "one\n"
+    # What a sandbox run in `project` can do between two runs:
+    (project / "upper").rename(project / "upper.old")
+    (project / "upper").symlink_to(victim)
+    r = sandbox("sh", "-c", "echo two > /work/f", opts=["-p", str(profile)], cwd=project, check_rc=125)
+    assert r.stderr.startswith(f"rootsand: error: mount 12 (overlay on /work) upper: {project}/upper is a "
+                               f"symbolic link (to {victim}) inside {project}")
+    assert os.listdir(victim) == []
+
+
+# -- 2. home computed from the passwd entry too --------------------------------------------------------
+
+def test_home_unset_and_run_from_its_parent_shows_no_home(secret):
+    parent = os.path.dirname(HOME)
+    env = {k: v for k, v in os.environ.items() if k not in ("HOME", "PWD")}
+    r = sandbox("sh", "-c", f"cat {secret}; ls -A {HOME} | wc -l", cwd=parent, env=env, check_rc=0)
+    assert "the user's secret" not in r.stdout
+    assert r.stdout.strip().splitlines()[-1] == "0"
+    assert "No such file or directory" in r.stderr
+
+
+# -- 3. a concurrent sandbox swapping path components ----------------------------------------------------
+
+def test_a_read_only_bind_stays_read_only_while_its_destination_is_swapped(tmp_path):
+    """The destination lies in the shared (writable) directory; a second sandbox swaps it for a link as fast
+    as it can. The mount is made on the target opened once, and the read-only flag is set on the detached
+    tree before it is attached: wherever the swap sends it, the bind is read-only and the source untouched."""
+    source = tmp_path / "source"
+    source.mkdir()
+    shared = tmp_path / "shared"
+    (shared / "ro").mkdir(parents=True)
+    (shared / "other").mkdir()
+    stop = threading.Event()
+
+    def swap():
+        while not stop.is_set():
+            try:
+                os.rename(shared / "ro", shared / "ro.real")
+                os.symlink("other", shared / "ro")
+                os.unlink(shared / "ro")
+                os.rename(shared / "ro.real", shared / "ro")
+            except OSError:
+                pass
+
+    attacker = threading.Thread(target=swap, daemon=True)
+    attacker.start()
+    seen = []
+    try:
+        for _ in range(60):
+            # Every mount of the source, wherever it landed, and a write through each path it may be at.
+            r = sandbox("sh", "-c", f"for d in {shared}/ro {shared}/other {shared}/ro.real; do "
+                        f"touch $d/probe 2>/dev/null; done; grep -F ' {source} ' /proc/self/mountinfo || true",
+                        opts=["--ro-bind", f"{source}:{shared}/ro"],
+                        cwd=shared)
+            assert r.returncode in (0, 125), r.stderr
+            seen += r.stdout.splitlines()
+    finally:
+        stop.set()
+        attacker.join()
+    assert os.listdir(source) == []
+    assert seen and all(line.split()[5].startswith("ro,") for line in seen), seen
+
+
+# -- 4. the status file -----------------------------------------------------------------------------------
+
+def test_a_fifo_as_the_status_file_without_a_reader_is_refused_at_once(tmp_path):
+    os.mkfifo(tmp_path / "status.json")
+    r = sandbox("true", opts=["--json-status", "status.json", "--timeout", "5"], cwd=tmp_path, check_rc=125,
+                timeout=10)
+    assert r.stderr == "rootsand: error: --json-status: cannot write status.json: No such device or address\n"
+
+
+def test_a_fifo_as_the_status_file_with_a_reader_is_refused(tmp_path):
+    fifo = tmp_path / "status.json"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # held open, never read: the planted stall
+    try:
+        r = sandbox("true", opts=["--json-status", "status.json", "--timeout", "5"], cwd=tmp_path, check_rc=125,
+                    timeout=10)
+    finally:
+        os.close(reader)
+    assert r.stderr.splitlines()[0] == "rootsand: error: --json-status: status.json is not a regular file"
+
+
+def test_a_link_in_the_status_files_directory_is_not_followed(tmp_path):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (tmp_path / "out").symlink_to(victim)
+    r = sandbox("true", opts=["--json-status", "out/status.json"], cwd=tmp_path, check_rc=125)
+    assert r.stderr.startswith(f"rootsand: error: --json-status: {tmp_path}/out is a symbolic link (to {victim})")
+    assert os.listdir(victim) == []
+
+
+def test_a_planted_status_file_link_behind_proc_self_cwd_is_not_followed(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (tmp_path / "st.json").symlink_to(victim)
+    r = sandbox("true", opts=["--json-status", "/proc/self/cwd/st.json"], cwd=tmp_path, check_rc=125)
+    assert r.stderr == ("rootsand: error: --json-status: cannot write /proc/self/cwd/st.json: "
+                        "a symbolic link is in the way\n")
+    assert victim.read_text() == "precious\n"
+
+
+def test_a_status_reader_that_went_away_costs_one_warning_and_nothing_else(tmp_path):
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody reads: every write fails with EPIPE
+    r = sandbox("sh", "-c", "exit 3", opts=["--json-status", f"/dev/fd/{write_end}"], cwd=tmp_path,
+                pass_fds=(write_end,), check_rc=3)
+    os.close(write_end)
+    assert r.stderr == f"rootsand: warning: --json-status: cannot write /dev/fd/{write_end}: Broken pipe\n"
+
+
+# -- 7. the staging area ----------------------------------------------------------------------------------
+
+def test_run_from_tmp_shows_none_of_the_staging_area():
+    r = sandbox("sh", "-c", "ls -A /tmp/root /tmp/etc-hosts 2>&1; awk '{print $5}' /proc/self/mountinfo",
+                cwd="/tmp", env=env_in("/tmp"), check_rc=0)
+    lines = r.stdout.splitlines()
+    assert "No such file or directory" in lines[0] and "No such file or directory" in lines[1], lines[:2]
+    assert [p for p in lines[2:] if p.startswith("/tmp/")] == []
+
+
+# -- 8. inotify ---------------------------------------------------------------------------------------------
+
+INOTIFY_HOG = """
+import ctypes, sys
+libc = ctypes.CDLL(None, use_errno=True)
+count = 0
+while count < 5000 and libc.inotify_init1(0) >= 0:
+    count += 1
+print(count, flush=True)
+sys.stdin.read()  # hold them until the test has tried its own
+"""
+
+
+def test_the_untrusted_profile_leaves_the_user_inotify_instances(tmp_path):
+    with open("/proc/sys/fs/inotify/max_user_instances") as f:
+        host_max = int(f.read())
+    proc = subprocess.Popen(rootsand_argv() + ["run", "--profile", "untrusted", "--", "python3", "-c", INOTIFY_HOG],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path)
+    try:
+        count = int(proc.stdout.readline())
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = libc.inotify_init1(0)
+        error = ctypes.get_errno()
+        if fd >= 0:
+            os.close(fd)
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
+    assert 0 < count <= host_max // 2
+    assert fd >= 0, os.strerror(error)
+
+
+# -- 9. the relay -------------------------------------------------------------------------------------------
+
+def pty_session(args, keys: list[bytes] = (), seconds: float = 20, cwd=None):
+    """rootsand on a terminal of our own: the keys are typed one group at a time once output settles;
+    returns (exit status, everything the terminal received)."""
+    master, slave = pty.openpty()
+    termios.tcsetattr(slave, termios.TCSANOW, termios.tcgetattr(slave))
+    proc = subprocess.Popen(rootsand_argv() + args, stdin=slave, stdout=slave, stderr=slave,
+                            start_new_session=True, cwd=cwd, env=dict(os.environ, TERM="xterm"))
+    os.close(slave)
+    received = b""
+    pending = list(keys)
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:
+                    break
+                if not data:
+                    break
+                received += data
+            elif pending:
+                os.write(master, pending.pop(0))  # output has settled: the program waits for keys
+            elif proc.poll() is not None:
+                break
+        return proc.wait(timeout=max(1.0, deadline - time.monotonic())), received
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+
+
+ATTACK = (r"printf '\033]52;c;aGVsbG8=\007\033]0;owned\007\033]2;owned\033\\\033[6n\033[c\033[>c\033[14t"
+          r"\033P$qm\033\\\033]11;?\007\005plain \033[31mred\033[0m\033[?1049h\033[?1000h\033[?2004h'")
+
+
+def test_the_relay_filters_what_the_sandbox_sends_to_the_terminal(tmp_path):
+    code, received = pty_session(["run", "--", "sh", "-c", ATTACK], cwd=tmp_path)
+    assert code == 0
+    assert b"plain \x1b[31mred\x1b[0m\x1b[?1049h\x1b[?1000h\x1b[?2004h" in received
+    for sequence in (b"\x1b]52", b"\x1b]0;", b"\x1b]2;", b"\x1b[6n", b"\x1b[c", b"\x1b[>c", b"\x1b[14t", b"\x1bP",
+                     b"\x1b]11", b"\x05"):
+        assert sequence not in received, sequence
+    # ... and at exit the modes it turned on are turned off again.
+    tail = received[received.index(b"\x1b[?2004h") + 8:]
+    for reset in (b"\x1b[?1049l", b"\x1b[?1000l", b"\x1b[?2004l"):
+        assert reset in tail, (reset, tail)
+
+
+def test_vim_works_through_the_filtered_relay(tmp_path):
+    code, _ = pty_session(["run", "--", "vim", "-u", "NONE", "-N", "notes.txt"],
+                          keys=[b"ihello from vim\x1b", b":wq\r"], cwd=tmp_path)
+    assert code == 0
+    assert (tmp_path / "notes.txt").read_text() == "hello from vim\n"
+
+
+def test_less_works_through_the_filtered_relay(tmp_path):
+    (tmp_path / "long.txt").write_text("".join(f"line {n}\n" for n in range(200)))
+    code, received = pty_session(["run", "--", "less", "long.txt"], keys=[b" ", b"q"], cwd=tmp_path)
+    assert code == 0
+    assert b"line 0" in received and b"line 30" in received
+
+
+def test_the_command_terminal_is_the_sandboxs_own_pts(tmp_path):
+    code, received = pty_session(["run", "--", "sh", "-c", "tty; ls -l $(tty) | cut -d' ' -f3"], cwd=tmp_path)
+    assert code == 0
+    assert received.replace(b"\r", b"").split(b"\n")[:2] == [b"/dev/pts/0", b"root"]
+
+
+def test_the_command_terminal_belongs_to_a_keep_id_user(tmp_path):
+    code, received = pty_session(["run", "--user", "keep-id", "--", "sh", "-c", "tty; stat -c %u $(tty)"],
+                                 cwd=tmp_path)
+    assert code == 0
+    assert received.replace(b"\r", b"").split(b"\n")[:2] == [b"/dev/pts/0", str(os.getuid()).encode()]
+
+
+# -- 11. the runtime directory -------------------------------------------------------------------------------
+
+def test_a_runtime_directory_others_can_write_is_refused(tmp_path):
+    shared = tmp_path / "xdg"
+    shared.mkdir()
+    shared.chmod(0o777)
+    r = sandbox("true", opts=["--net", "slirp", "--publish", "127.0.0.1:18931:80"], cwd=tmp_path,
+                env=dict(os.environ, XDG_RUNTIME_DIR=str(shared)), check_rc=125)
+    assert r.stderr.splitlines()[0] == (f"rootsand: error: XDG_RUNTIME_DIR={shared} is not a directory of yours "
+                                        "that only you can write")
+    assert os.listdir(shared) == []
+
+
+def test_a_runtime_directory_that_is_a_link_is_refused(tmp_path):
+    (tmp_path / "real").mkdir(mode=0o700)
+    (tmp_path / "xdg").symlink_to(tmp_path / "real")
+    r = sandbox("true", opts=["--net", "slirp", "--publish", "127.0.0.1:18932:80"], cwd=tmp_path,
+                env=dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path / "xdg")), check_rc=125)
+    assert "is not a directory of yours" in r.stderr.splitlines()[0]
+
+
+# -- 12. /proc -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("profile", ["default", "untrusted"])
+def test_proc_keys_and_friends_are_masked(tmp_path, profile):
+    r = sandbox("sh", "-c", "cat /proc/keys /proc/key-users /proc/timer_list | wc -c; ls -A /proc/acpi | wc -l; "
+                "awk '{print $5}' /proc/self/mountinfo", opts=["--profile", profile], cwd=tmp_path, check_rc=0)
+    lines = r.stdout.split()
+    assert lines[:2] == ["0", "0"]
+    assert {"/proc/keys", "/proc/key-users", "/proc/timer_list", "/proc/acpi"} <= set(lines[2:])
+
+
+# -- 13. profiles that are not regular files ----------------------------------------------------------------
+
+def test_a_fifo_in_extends_is_refused_without_hanging(tmp_path):
+    os.mkfifo(tmp_path / "fifo.toml")
+    (tmp_path / "p.toml").write_text('extends = "./fifo.toml"\n')
+    r = run(["run", "-p", str(tmp_path / "p.toml"), "--", "true"], cwd=tmp_path, check_rc=125, timeout=10)
+    assert r.stderr.startswith(f"rootsand: error: profile {tmp_path}/fifo.toml: not a regular file")
+
+
+# -- 14. the terminal after a failure ---------------------------------------------------------------------
+
+def test_the_terminal_is_restored_after_a_setup_failure(tmp_path):
+    master, slave = pty.openpty()
+    before = termios.tcgetattr(slave)
+    proc = subprocess.Popen(rootsand_argv() + ["run", "--bind", "/nonexistent-src:/x", "--", "true"], stdin=slave,
+                            stdout=slave, stderr=slave, start_new_session=True, cwd=tmp_path)
+    output = b""
+    while proc.poll() is None or select.select([master], [], [], 0.2)[0]:
+        if select.select([master], [], [], 0.2)[0]:
+            try:
+                output += os.read(master, 4096)
+            except OSError:
+                break
+    after = termios.tcgetattr(slave)
+    os.close(slave)
+    os.close(master)
+    assert proc.returncode == 125
+    assert b"rootsand: error: mount 12 (bind on /x): /nonexistent-src does not exist" in output
+    assert after == before
