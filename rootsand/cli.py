@@ -9,26 +9,10 @@ import sys
 
 from rootsand.errors import ExitCode, RootsandError
 
-# Settings the debug path needs before typer has parsed anything (the error handler in main()).
-_debug = "--debug" in sys.argv[1:sys.argv.index("--")] if "--" in sys.argv else "--debug" in sys.argv
-
-
-def run_sandbox(options) -> int:
-    from rootsand import hostpaths, launcher, profile, spec
-
-    env = dict(os.environ)
-    homes = hostpaths.home_dirs(env, os.getuid())  # computed once: $HOME and the passwd entry's
-    cwd, notes = hostpaths.current_directory(env, homes)
-    loaded = profile.load(options.profile, profile.Variables.from_host(cwd))
-    sandbox = spec.from_profile(loaded, options, env, cwd, os.cpu_count() or 1, homes)
-    sandbox.notes[:0] = notes
-    return launcher.run(sandbox)
-
-
 # `rootsand run` is parsed here without typer when its options are plain (typer costs ~50 ms to import,
 # a third of a sandbox's start). Anything unusual (help, a typo, a missing value) goes to typer, which
 # then gives the real help or error. tests/unit/test_cli_fast.py checks both parsers agree.
-RUN_FLAGS = {"-v": "verbose", "--verbose": "verbose", "--debug": "debug",
+RUN_FLAGS = {"-v": "verbose", "--verbose": "verbose", "--debug": "debug", "--dry-run": "dry_run",
              "--allow-host-loopback": "allow_host_loopback"}
 RUN_VALUES = {"-p": "profile", "--profile": "profile", "--net": "net", "--hostname": "hostname",
               "--chdir": "chdir", "--user": "user", "--timeout": "timeout", "--name": "name",
@@ -71,9 +55,13 @@ def parse_run_fast(args: list[str]):
 
 
 def main() -> None:
+    options = None
     try:
+        # One parser decides what is rootsand's: a --debug after the command is the command's.
         options = parse_run_fast(sys.argv[2:]) if sys.argv[1:2] == ["run"] else None
         if options is not None:
+            from rootsand.runner import run_sandbox
+
             code = run_sandbox(options)
         else:
             code = _typer_main()
@@ -84,7 +72,7 @@ def main() -> None:
     except KeyboardInterrupt:
         code = 128 + 2
     except Exception as e:  # noqa: BLE001 - never a traceback unless asked for
-        if _debug:
+        if options is not None and options.debug:
             raise
         print(f"rootsand: error: internal error: {type(e).__name__}: {e}", file=sys.stderr)
         print("rootsand: hint: run again with --debug for a traceback", file=sys.stderr)

@@ -48,6 +48,7 @@ def run(
     json_status: Optional[str] = typer.Option(None, "--json-status", help="Write JSON lines about the sandbox here."),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Print the setup stages and their timing."),
     debug: bool = typer.Option(False, "--debug", help="As --verbose, and a traceback on internal errors."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan as JSON and run nothing (-v: also a listing)."),
 ) -> None:
     """Run COMMAND in a new sandbox and exit with its status."""
     from rootsand import spec
@@ -56,8 +57,8 @@ def run(
                               user=user, timeout=timeout, name=name, json_status=json_status, net=net,
                               publish=publish, allow_host_loopback=allow_host_loopback,
                               binds=bind, ro_binds=ro_bind, tmpfs=tmpfs, overlays=overlay, rootfs=rootfs,
-                              verbose=verbose, debug=debug)
-    from rootsand.cli import run_sandbox
+                              verbose=verbose, debug=debug, dry_run=dry_run)
+    from rootsand.runner import run_sandbox
 
     raise typer.Exit(run_sandbox(options))
 

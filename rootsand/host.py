@@ -2,10 +2,36 @@
 
 import os
 import pwd
-import shutil
 import stat
 
 HELPER_DIRS = ("/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin")
+
+
+def facts(net_mode: str):
+    """This host's facts for the plan stage (plan.HostFacts): reads only, nothing made or changed."""
+    from rootsand import idmap, security
+    from rootsand.plan import HostFacts
+
+    uid, gid = os.getuid(), os.getgid()
+    name = user_name(uid)
+    cgroup = security.delegated_cgroup()
+    resolv = ""
+    if net_mode == "slirp":
+        try:
+            with open("/etc/resolv.conf") as f:
+                resolv = f.read()
+        except OSError:
+            pass
+    inotify = [read_sysctl(f"/proc/sys/fs/inotify/max_user_{n}") for n in ("instances", "watches")]
+    return HostFacts(
+        uid=uid, gid=gid, user_name=name, pid=os.getpid(),
+        subuids=idmap.read_subid("/etc/subuid", name, uid), subgids=idmap.read_subid("/etc/subgid", name, uid),
+        newuidmap=find_helper("newuidmap"), newgidmap=find_helper("newgidmap"),
+        cgroup_dir=cgroup[0] if cgroup else None, cgroup_controllers=sorted(cgroup[1]) if cgroup else [],
+        resolv_conf=resolv,
+        inotify_instances=int(inotify[0]) if inotify[0] and inotify[0].isdigit() else None,
+        inotify_watches=int(inotify[1]) if inotify[1] and inotify[1].isdigit() else None,
+        page_size=os.sysconf("SC_PAGE_SIZE"), last_cap=security.last_cap())
 
 
 def user_name(uid: int) -> str:
@@ -19,7 +45,12 @@ def find_helper(name: str) -> str | None:
     """A helper binary from the system directories, never from PATH: a PATH entry a sandbox can write
     (./.venv/bin, node_modules/.bin) would run its program on the host. ROOTSAND_HELPER_PATH replaces the
     list, for unusual installs and tests."""
-    return shutil.which(name, path=os.environ.get("ROOTSAND_HELPER_PATH") or os.pathsep.join(HELPER_DIRS))
+    dirs = (os.environ.get("ROOTSAND_HELPER_PATH") or os.pathsep.join(HELPER_DIRS)).split(os.pathsep)
+    for directory in dirs:
+        path = os.path.join(directory, name)
+        if os.path.isfile(path) and os.access(path, os.X_OK):  # shutil.which's test, without its imports
+            return path
+    return None
 
 
 def is_privileged_helper(path: str) -> bool:

@@ -1,8 +1,7 @@
 """Subordinate id ranges and the uid/gid maps built from them. Pure: no system calls but file reads."""
 
-from dataclasses import dataclass
-
 from rootsand.errors import RootsandError
+from rootsand.model import Record
 
 # One line of a uid_map/gid_map: ids [inside, inside+count) are host ids [outside, outside+count).
 MapLine = tuple[int, int, int]
@@ -11,10 +10,9 @@ MapLine = tuple[int, int, int]
 MAX_MAP_LINES = 340
 
 
-@dataclass(frozen=True)
-class SubidRange:
-    start: int
-    count: int
+class SubidRange(Record):
+    __slots__ = ("start", "count")
+    FIELDS = {"start": 0, "count": 0}
 
 
 def parse_subid(text: str, user: str, uid: int) -> list[SubidRange]:
@@ -120,16 +118,23 @@ def mapped(lines: list[MapLine], inside_id: int) -> bool:
     return any(inside <= inside_id < inside + count for inside, _, count in lines)
 
 
-@dataclass(frozen=True)
-class IdPlan:
+class IdPlan(Record):
     """How the launcher writes the sandbox's maps: through the setuid helpers, or directly."""
 
-    uid_lines: list[MapLine]
-    gid_lines: list[MapLine]
-    uid_helper: str | None = None  # newuidmap, when the helpers write the maps
-    gid_helper: str | None = None
-    deny_setgroups: bool = False  # an unprivileged direct write must deny setgroups first
-    note: str | None = None  # said once on stderr: why the sandbox has fewer ids than it could
+    __slots__ = ("uid_lines", "gid_lines", "uid_helper", "gid_helper", "deny_setgroups", "note")
+    FIELDS = {
+        "uid_lines": list,  # MapLines
+        "gid_lines": list,
+        "uid_helper": None,  # newuidmap, when the helpers write the maps
+        "gid_helper": None,
+        "deny_setgroups": False,  # an unprivileged direct write must deny setgroups first
+        "note": None,  # said once on stderr: why the sandbox has fewer ids than it could
+    }
+
+    @classmethod
+    def from_json(cls, data: dict) -> "IdPlan":
+        lines = {k: [tuple(line) for line in data.get(k, [])] for k in ("uid_lines", "gid_lines")}
+        return super().from_json({**data, **lines})
 
     @property
     def root_mapped(self) -> bool:

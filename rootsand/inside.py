@@ -18,8 +18,6 @@ import traceback
 
 from rootsand import channel, host, init, libc, mounts, network, seccomp, security, terminal
 from rootsand.errors import ExitCode, RootsandError
-from rootsand.idmap import IdPlan
-from rootsand.spec import SandboxSpec
 
 
 def _run_forked(body, report_fd: int, debug: bool) -> None:
@@ -43,40 +41,40 @@ def _run_forked(body, report_fd: int, debug: bool) -> None:
             os._exit(int(code))
 
 
-def child_main(spec: SandboxSpec, plan: IdPlan, launcher_pid: int, go_fd: int, report_fd: int) -> None:
-    _run_forked(lambda: _child(spec, plan, launcher_pid, go_fd, report_fd), report_fd, spec.debug)
+def child_main(runtime, launcher_pid: int, go_fd: int, report_fd: int) -> None:
+    _run_forked(lambda: _child(runtime, runtime.plan, launcher_pid, go_fd, report_fd), report_fd, runtime.debug)
 
 
-def _child(spec: SandboxSpec, plan: IdPlan, launcher_pid: int, go_fd: int, report_fd: int) -> int:
+def _child(runtime, plan, launcher_pid: int, go_fd: int, report_fd: int) -> int:
     libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != launcher_pid:  # the launcher died before PDEATHSIG was armed
         return ExitCode.FAILURE
-    if spec.console_launcher_fd is not None:
-        os.close(spec.console_launcher_fd)
-    if spec.new_session:
+    if runtime.console_launcher_fd is not None:
+        os.close(runtime.console_launcher_fd)
+    if plan.new_session:
         # Out of the terminal's foreground group: a ^C reaches the launcher only, which passes it on once.
         os.setpgid(0, 0)
-    if spec.cgroup_dir:  # before unshare, so the sandbox's cgroup namespace is rooted in its own cgroup
-        with open(os.path.join(spec.cgroup_dir, "cgroup.procs"), "w") as f:
+    if runtime.cgroup_dir:  # before unshare, so the sandbox's cgroup namespace is rooted in its own cgroup
+        with open(os.path.join(runtime.cgroup_dir, "cgroup.procs"), "w") as f:
             f.write("0")
     flags = 0
-    for ns in spec.namespaces:
+    for ns in plan.namespaces:
         flags |= libc.NAMESPACE_FLAGS[ns]
     try:
         libc.unshare(flags)
     except OSError as e:
         raise RootsandError(f"cannot create the sandbox's namespaces: unshare: {os.strerror(e.errno)}",
                             hint=host.userns_hint()) from None
-    if spec.net_mode == "slirp":
+    if plan.network.mode == "slirp":
         network.disable_ipv6_dad()  # before slirp4netns creates tap0
-    if spec.time_offsets:
+    if plan.time_offsets:
         # Only before the first process enters the new time namespace: PID 1, forked below.
         with open("/proc/self/timens_offsets", "w") as f:
-            f.write("".join(f"{clock} {seconds} 0\n" for clock, seconds in spec.time_offsets.items()))
+            f.write("".join(f"{clock} {seconds} 0\n" for clock, seconds in plan.time_offsets.items()))
     channel.send(report_fd, stage="unshared")
     # Built while the launcher runs newuidmap and newgidmap, so the two overlap (~10 ms off each start);
     # PID 1 and the command inherit it, and it needs site-packages, which pivot_root hides later.
-    seccomp_filter = seccomp.prepare(spec.seccomp_rules) if spec.seccomp_rules is not None else None
+    seccomp_filter = seccomp.prepare(plan.seccomp) if plan.seccomp is not None else None
     if os.read(go_fd, 1) != b"G":  # the launcher could not write the maps; it reports why
         return ExitCode.FAILURE
     os.close(go_fd)
@@ -85,24 +83,24 @@ def _child(spec: SandboxSpec, plan: IdPlan, launcher_pid: int, go_fd: int, repor
     pid1 = os.fork()
     if pid1 == 0:
         os.close(alive_w)
-        _run_forked(lambda: _pid1(spec, plan, alive_r, report_fd, seccomp_filter), report_fd, spec.debug)
+        _run_forked(lambda: _pid1(runtime, plan, alive_r, report_fd, seccomp_filter), report_fd, runtime.debug)
     os.close(alive_r)
-    if spec.console_fd is not None:
-        os.close(spec.console_fd)  # PID 1 has it
+    if runtime.console_fd is not None:
+        os.close(runtime.console_fd)  # PID 1 has it
     channel.send(report_fd, pid1=pid1)
     os.close(report_fd)
     _, status = os.waitpid(pid1, 0)
     return init.exit_status(status)
 
 
-def _pid1(spec: SandboxSpec, plan: IdPlan, alive_fd: int, report_fd: int, seccomp_filter) -> int:
+def _pid1(runtime, plan, alive_fd: int, report_fd: int, seccomp_filter) -> int:
     if plan.root_mapped:
         _switch_ids(0, 0)
-    if spec.user.mode == "keep-id":
+    if plan.user == "keep-id":
         # Inside 0 is a subordinate id here: what setup creates in the user's directories (mount points,
         # overlay work dirs) must belong to the user, who keeps the id that maps to them.
-        libc.setfsuid(spec.run_ids[0])
-        libc.setfsgid(spec.run_ids[1])
+        libc.setfsuid(plan.run_uid)
+        libc.setfsgid(plan.run_gid)
         everything = (1 << (security.last_cap() + 1)) - 1
         libc.capset(everything, everything, 0)  # a non-zero fsuid drops the file capabilities: take them back
     # A change of ids clears PDEATHSIG, so arm it only now; then make sure C did not die before that.
@@ -114,18 +112,18 @@ def _pid1(spec: SandboxSpec, plan: IdPlan, alive_fd: int, report_fd: int, seccom
     os.close(alive_fd)
 
     host_pty = None
-    if spec.console_fd is not None and not any(m.type == "dev" and m.dst == "/dev" for m in spec.mounts):
+    if runtime.console_fd is not None and not any(m.type == "dev" and m.dst == "/dev" for m in runtime.steps):
         host_pty = os.openpty()  # no devpts of its own inside: the host's, taken while it is reachable
-    _build(spec)
+    _build(runtime, plan)
     libc.prctl(libc.PR_SET_DUMPABLE, 0)  # the command runs as the same uid: it must not ptrace PID 1
     pty_slave = None
-    if spec.console_fd is not None:
-        master, pty_slave = host_pty or terminal.open_pty(*spec.run_ids)
-        terminal.send_master(spec.console_fd, master)
+    if runtime.console_fd is not None:
+        master, pty_slave = host_pty or terminal.open_pty(plan.run_uid, plan.run_gid)
+        terminal.send_master(runtime.console_fd, master)
 
     command_pid = os.fork()
     if command_pid == 0:
-        _run_forked(lambda: _exec_command(spec, report_fd, seccomp_filter, pty_slave), report_fd, spec.debug)
+        _run_forked(lambda: _exec_command(plan, report_fd, seccomp_filter, pty_slave), report_fd, runtime.debug)
     os.close(report_fd)
     if pty_slave is not None:
         os.close(pty_slave)
@@ -137,58 +135,24 @@ def _pid1(spec: SandboxSpec, plan: IdPlan, alive_fd: int, report_fd: int, seccom
     return init.reap_until(command_pid)
 
 
-def _build(spec: SandboxSpec) -> None:
+def _build(runtime, plan) -> None:
     """The sandbox's own view of the system: its file system and /proc, hostname, loopback."""
-    if "uts" in spec.namespaces:
-        libc.sethostname(spec.hostname)
-    if "net" in spec.namespaces:
+    if "uts" in plan.namespaces:
+        libc.sethostname(plan.hostname)
+    if "net" in plan.namespaces:
         network.loopback_up()
-    if spec.net_mode == "slirp":
+    if plan.network.mode == "slirp":
         network.check_tap()
-        if spec.verbose:
+        if runtime.verbose:
             for line in network.describe_interfaces():
                 print(f"rootsand: network: {line}", file=sys.stderr, flush=True)
-    generated = {"hostname": f"{spec.hostname}\n", "hosts": hosts_file(spec.hostname)}
-    if spec.resolv_conf is not None:
-        generated["resolv.conf"] = spec.resolv_conf
-    fs = mounts.FileSystem(spec.mounts, spec.rootfs, spec.run_ids, generated, tmpfs_size=spec.memory,
-                           sysctls=sandbox_sysctls(spec.nested_userns, spec.limits, spec.memory))
+    fs = mounts.FileSystem(runtime.steps, runtime.rootfs, (plan.run_uid, plan.run_gid), plan.etc_files,
+                           sysctls=plan.sysctls)
     fs.build()
-    if spec.verbose:
+    if runtime.verbose:
         for failure in fs.sysctl_failures:
             print(f"rootsand: not set, the seccomp rules and rlimits stand alone: {failure}", file=sys.stderr,
                   flush=True)
-
-
-SHM_MAX = 64 << 20  # the largest SysV segment where no memory cgroup counts them (seccomp says the same)
-
-
-def sandbox_sysctls(nested_userns: bool, limits, memory: int | None) -> dict[str, str]:
-    """Settings of the sandbox's own user and IPC namespaces, written through its own procfs.
-
-    - nested_userns = false: no user namespace can be made inside (the kernel's answer, seccomp or not).
-    - a profile with limits: half of the host user's inotify instances and watches (they are counted per
-      user, and the host's own tools need theirs), and SysV shared memory within the memory limit
-      (RLIMIT_AS does not count it) when no memory cgroup does.
-    """
-    values = {}
-    if not nested_userns:
-        values["user/max_user_namespaces"] = "0"
-    if limits is not None and (limits.rlimits or limits.cgroup):
-        for name in ("instances", "watches"):
-            host_max = host.read_sysctl(f"/proc/sys/fs/inotify/max_user_{name}")
-            if host_max and host_max.isdigit():
-                values[f"user/max_inotify_{name}"] = str(max(1, int(host_max) // 2))
-    if memory is not None and (limits is None or "memory.max" not in limits.cgroup):
-        values["kernel/shmmax"] = str(min(SHM_MAX, memory))
-        values["kernel/shmall"] = str(max(1, memory // os.sysconf("SC_PAGE_SIZE")))
-        values["kernel/shmmni"] = "64"
-    return values
-
-
-def hosts_file(hostname: str) -> str:
-    return (f"127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n"
-            "::1\tlocalhost ip6-localhost ip6-loopback\n")
 
 
 def _stdio_to_null() -> None:
@@ -213,26 +177,26 @@ def _switch_ids(uid: int, gid: int) -> None:
     os.setresuid(uid, uid, uid)
 
 
-def _exec_command(spec: SandboxSpec, report_fd: int, seccomp_filter, pty_slave: int | None) -> int:
+def _exec_command(plan, report_fd: int, seccomp_filter, pty_slave: int | None) -> int:
     """The command's process: session, limits, directory, fds, ids, capabilities, no_new_privs, seccomp, exec."""
     init.reset_signals()
-    if spec.new_session:
+    if plan.new_session:
         os.setsid()
         if pty_slave is not None:
             terminal.attach_to_slave(pty_slave)
-    security.apply_rlimits(spec.limits.rlimits if spec.limits else {})
-    if spec.chdir:
+    security.apply_rlimits(plan.limits.rlimits)
+    if plan.chdir:
         try:
-            os.chdir(spec.chdir)
+            os.chdir(plan.chdir)
         except OSError as e:
-            raise RootsandError(f"cannot change to directory {spec.chdir} inside the sandbox: {e.strerror}",
+            raise RootsandError(f"cannot change to directory {plan.chdir} inside the sandbox: {e.strerror}",
                                 hint="pick another with --chdir") from None
     # Only stdin, stdout and stderr reach the command; the report pipe closes itself on exec.
     os.closerange(3, report_fd)
     os.closerange(report_fd + 1, 2**31 - 1)  # close_range(2): every fd, however high
 
-    uid, gid = spec.run_ids
-    keep = spec.capabilities
+    uid, gid = plan.run_uid, plan.run_gid
+    keep = plan.capability_mask
     security.drop_bounding_set(keep)
     if (uid, gid) != (os.getuid(), os.getgid()):
         if keep and uid != 0:
@@ -243,15 +207,15 @@ def _exec_command(spec: SandboxSpec, report_fd: int, seccomp_filter, pty_slave: 
             raise RootsandError(f"cannot run as {uid}:{gid} inside the sandbox: {e.strerror}") from None
     security.set_capabilities(keep, ambient=uid != 0)
     security.no_new_privs()
-    argv = spec.command
+    argv = plan.argv
     if seccomp_filter is not None:
         seccomp.install(seccomp_filter)  # last: from here on the filter judges every call
     try:
-        os.execvpe(argv[0], argv, spec.env)
+        os.execvpe(argv[0], argv, plan.env)
     except OSError as e:
         if e.errno in (errno.ENOENT, errno.ENOTDIR):
             raise RootsandError(f"{argv[0]}: command not found in the sandbox",
-                                hint=None if "/" in argv[0] else f"PATH inside is {spec.env.get('PATH', '')}",
+                                hint=None if "/" in argv[0] else f"PATH inside is {plan.env.get('PATH', '')}",
                                 code=ExitCode.NOT_FOUND) from None
         raise RootsandError(f"{argv[0]}: cannot execute: {e.strerror}", code=ExitCode.NOT_EXECUTABLE) from None
     return ExitCode.FAILURE  # not reached

@@ -1,4 +1,5 @@
-"""The host side of a sandbox: fork, write the id maps, forward signals, enforce the timeout, report.
+"""The host side of a sandbox: carry out a Plan. Fork, write the id maps, forward signals, enforce the
+timeout, report.
 
     launcher L (host, your uid)
       fork -> C: unshare(USER|...); reports "unshared"; waits for "G"
@@ -7,11 +8,11 @@
       L: forwards signals to P1, waits for C, exits with the command's status
 
 The report pipe (channel.py) tells L about failures inside; PDEATHSIG ties C to L and P1 to C, and
-everything in the PID namespace dies with P1, so a killed launcher leaves nothing behind.
+everything in the PID namespace dies with P1, so a killed launcher leaves nothing behind. The host side
+effects (a cgroup, slirp4netns, sockets) happen here, in the execution, never in planning.
 """
 
 import errno
-import ipaddress
 import json
 import os
 import re
@@ -22,141 +23,79 @@ import subprocess
 import sys
 import time
 
-from rootsand import channel, host, idmap, init, libc, network, security
+from rootsand import channel, host, idmap, init, network, security
 from rootsand.errors import ExitCode, RootsandError, warn
-from rootsand.spec import SandboxSpec
+from rootsand.model import NAMESPACE_LINKS
 
 # A signal that arrives before PID 1 exists ends the launcher; later ones are passed on to the command.
 TERMINATING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
 
-def plan_ids(spec: SandboxSpec) -> idmap.IdPlan:
-    """Decide the id maps from this host's /etc/subuid, /etc/subgid and helpers; set the command's ids."""
-    uid, gid = os.getuid(), os.getgid()
-    name = host.user_name(uid)
-    keep_id = spec.user.mode == "keep-id"
-    plan = idmap.plan(uid, gid,
-                      idmap.read_subid("/etc/subuid", name, uid), idmap.read_subid("/etc/subgid", name, uid),
-                      host.find_helper("newuidmap"), host.find_helper("newgidmap"),
-                      keep_id=keep_id, single=spec.idmap == "single")
-    if spec.user.mode == "root":
-        spec.run_ids = (0, 0) if plan.root_mapped else (uid, gid)
-    elif keep_id:
-        spec.run_ids = (uid, gid)
-    else:
-        spec.run_ids = (spec.user.uid, spec.user.gid)
-    run_uid, run_gid = spec.run_ids
-    if not idmap.mapped(plan.uid_lines, run_uid) or not idmap.mapped(plan.gid_lines, run_gid):
-        top = max(inside + count for inside, _, count in plan.uid_lines) - 1
-        raise RootsandError(f"user {run_uid}:{run_gid} is not mapped in the sandbox (ids 0-{top} are)",
-                            hint="use --user root, keep-id or an id in that range")
-    return plan
+class Runtime:
+    """What the execution of a plan holds besides the plan: resolved host paths, fds, the cgroup made."""
+
+    def __init__(self, plan, steps: list, rootfs: str | None, verbose: bool = False, debug: bool = False):
+        self.plan = plan
+        self.steps = steps  # the plan's mount steps, host sources resolved and checked (hostpaths.py)
+        self.rootfs = rootfs
+        self.verbose = verbose
+        self.debug = debug
+        self.cgroup_dir: str | None = None  # the sandbox's own cgroup, when the plan has cgroup limits
+        self.console_fd: int | None = None  # a relayed terminal: PID 1 sends the pty master over this
+        self.console_launcher_fd: int | None = None  # the launcher's end, closed at once by the sandbox's processes
 
 
-def run(spec: SandboxSpec) -> int:
-    spec.name = spec.name or f"sandbox-{os.getpid()}"
-    _check_host_paths(spec)
-    plan = plan_ids(spec)
-    if spec.net_mode == "slirp":
-        try:
-            with open("/etc/resolv.conf") as f:
-                host_resolv = f.read()
-        except OSError:
-            host_resolv = ""
-        spec.resolv_conf = network.resolv_conf(host_resolv, spec.dns)
-    for note in ([plan.note] if plan.note else []) + spec.notes:
+def run(the_plan, json_status: str | None = None, verbose: bool = False, debug: bool = False) -> int:
+    """Carry out a plan; the command's exit status (or 124, 125, 126, 127)."""
+    for note in the_plan.notes:
         warn(note)
-    _plan_security(spec)
-    try:
-        return Launcher(spec, plan).run()
-    finally:
-        if spec.cgroup_dir:  # also when the launcher failed before its own cleanup could run
-            security.remove_cgroup(spec.cgroup_dir)
-
-
-def _plan_security(spec: SandboxSpec) -> None:
-    """Read what the command's protection needs from the host, now, before any of it is reachable inside."""
-    from rootsand import seccomp
-
-    if spec.seccomp == "none":
-        warn('the seccomp filter is off (security.seccomp = "none"): for debugging only')
-    else:
-        _check_rule_file_is_out_of_reach(spec)
-    cgroup = security.delegated_cgroup()
-    spec.limits = security.plan_limits(spec.memory, spec.pids, spec.cpu, spec.rlimits,
-                                       cgroup[1] if cgroup else set())
-    if spec.seccomp != "none":
-        # Memory that RLIMIT_AS does not count (memfd, SysV shm) is refused where no memory cgroup counts it.
-        uncounted = spec.memory is not None and "memory.max" not in spec.limits.cgroup
-        from rootsand.inside import SHM_MAX
-
-        spec.seccomp_rules = seccomp.rules_for(
-            spec.seccomp, spec.nested_userns, net_mode=spec.net_mode, setuid_bits=spec.setuid_bits,
-            socket_families=spec.socket_families, limit_memfd=uncounted,
-            shm_max=min(SHM_MAX, spec.memory) if uncounted else None)
-    if spec.limits.cgroup:
-        spec.cgroup_dir = security.make_cgroup(cgroup[0], f"rootsand-{os.getpid()}", spec.limits.cgroup)
-    if spec.limits.not_enforced:
-        warn("; ".join(spec.limits.not_enforced))
-    if spec.verbose:
-        for line in security.describe_limits(spec.limits, spec.memory):
+    steps, rootfs = _check_host_paths(the_plan)
+    runtime = Runtime(the_plan, steps, rootfs, verbose, debug)
+    if verbose:
+        for line in security.describe_limits(the_plan.limits, the_plan.memory):
             print(f"rootsand: limits: {line}", file=sys.stderr, flush=True)
+    if the_plan.cgroup_parent:
+        runtime.cgroup_dir = security.make_cgroup(the_plan.cgroup_parent, f"rootsand-{os.getpid()}",
+                                                  the_plan.limits.cgroup)
+    try:
+        return Launcher(runtime, json_status).run()
+    finally:
+        if runtime.cgroup_dir:  # also when the launcher failed before its own cleanup could run
+            security.remove_cgroup(runtime.cgroup_dir)
 
 
-def writable_dirs(spec: SandboxSpec) -> list[str]:
-    """The host directories this sandbox can write (and so a sandbox like it may have planted links in):
-    the current directory, read-write binds, persistent overlay upper dirs."""
-    tops = [spec.cwd] if spec.cwd != "/" else []
-    for m in spec.mounts:
-        if m.type in ("bind", "dev-bind") and m.src:
-            tops.append(os.path.realpath(m.src))
-        if m.type == "overlay" and m.upper != "tmpfs":
-            tops.append(os.path.realpath(m.upper))
-    return [t for t in tops if t != "/"]
+def writable_dirs(the_plan) -> list[str]:
+    """The host directories this sandbox can write, where a sandbox like it may have planted links."""
+    from rootsand.spec import writable_dirs as of_mounts
+
+    return of_mounts(the_plan.mounts, the_plan.cwd)
 
 
-def _check_host_paths(spec: SandboxSpec) -> None:
-    """Resolve every host path the sandbox is built from, once, refusing links a sandbox could have planted
-    (hostpaths.py); the sandbox then opens the resolved paths without following any link."""
-    import dataclasses
-
+def _check_host_paths(the_plan) -> tuple[list, str | None]:
+    """Every host path the sandbox is built from, resolved once, refusing links a sandbox could have
+    planted (hostpaths.py); the sandbox then opens the resolved paths without following any link."""
     from rootsand.hostpaths import resolve_source
 
-    tops = writable_dirs(spec)
-    if spec.rootfs:
-        spec.rootfs = resolve_source(spec.rootfs, tops, "--rootfs")
-    mounts = []
-    for index, m in enumerate(spec.mounts):
-        what = f"mount {index + 1} ({m.type} on {m.dst})"
-        if m.type in ("bind", "ro-bind", "dev-bind"):
-            m = dataclasses.replace(m, src=resolve_source(m.src, tops, what))
-        elif m.type == "overlay":
-            upper = m.upper if m.upper == "tmpfs" else resolve_source(m.upper, tops, what + " upper")
-            m = dataclasses.replace(m, lower=[resolve_source(p, tops, what) for p in m.lower], upper=upper)
-        mounts.append(m)
-    spec.mounts = mounts
-
-
-def _check_rule_file_is_out_of_reach(spec: SandboxSpec) -> None:
-    """A rule file the sandbox can write could be loosened by the code it is meant to contain."""
-    if spec.seccomp == "default":
-        return
-    path = os.path.realpath(spec.seccomp)
-    for m in spec.mounts:
-        writable = [m.src] if m.type in ("bind", "dev-bind") else []
-        if m.type == "overlay" and m.upper != "tmpfs":
-            writable.append(m.upper)
-        for src in writable:
-            top = os.path.realpath(src)
-            if path == top or path.startswith(top.rstrip("/") + "/"):
-                raise RootsandError(f"the seccomp rule file {spec.seccomp} is inside {src}, which the sandbox can write",
-                                    hint="keep rule files where the sandbox cannot write, e.g. ~/.config/rootsand/")
+    tops = writable_dirs(the_plan)
+    rootfs = resolve_source(the_plan.rootfs, tops, "--rootfs") if the_plan.rootfs else None
+    steps = []
+    for index, step in enumerate(the_plan.mounts):
+        what = step.origin or f"mount {index + 1} ({step.type} on {step.dst})"
+        if step.type in ("bind", "ro-bind", "dev-bind"):
+            step = step.replace(src=resolve_source(step.src, tops, what))
+        elif step.type == "overlay":
+            upper = step.upper if step.upper == "tmpfs" else resolve_source(step.upper, tops, what + " upper")
+            step = step.replace(lower=[resolve_source(p, tops, what) for p in step.lower], upper=upper)
+        steps.append(step)
+    return steps, rootfs
 
 
 class Launcher:
-    def __init__(self, spec: SandboxSpec, plan: idmap.IdPlan):
-        self.spec = spec
-        self.plan = plan
+    def __init__(self, runtime: Runtime, json_status: str | None):
+        self.runtime = runtime
+        self.plan = runtime.plan
+        self.json_status = json_status
+        self.namespaces: dict[str, int] = {}  # read from C once it has unshared (PID 1 is not dumpable)
         self.child: int | None = None  # C, as the host sees it
         self.pid1: int | None = None  # the sandbox's PID 1, as the host sees it
         self.pid1_fd: int | None = None  # a pidfd of PID 1: signals never reach a process that reused its pid
@@ -170,7 +109,7 @@ class Launcher:
         self.started = time.monotonic()
 
     def log(self, message: str) -> None:
-        if self.spec.verbose:
+        if self.runtime.verbose:
             print(f"rootsand: {time.monotonic() - self.started:8.4f}s {message}", file=sys.stderr, flush=True)
 
     def say(self, lines: list[str]) -> None:
@@ -184,13 +123,13 @@ class Launcher:
             pass  # nobody reads our stderr any more: the exit status still tells
 
     def run(self) -> int:
-        if self.spec.json_status:
-            self.status_fd = _open_status_file(self.spec.json_status, writable_dirs(self.spec))
-        if self.spec.new_session and any(os.isatty(fd) for fd in (0, 1, 2)):
+        if self.json_status:
+            self.status_fd = _open_status_file(self.json_status, writable_dirs(self.plan))
+        if self.plan.new_session and any(os.isatty(fd) for fd in (0, 1, 2)):
             from rootsand.terminal import Relay
 
             self.relay = Relay()
-            self.spec.console_fd, self.spec.console_launcher_fd = self.relay.console_fd, self.relay.console.fileno()
+            self.runtime.console_fd, self.runtime.console_launcher_fd = self.relay.console_fd, self.relay.console.fileno()
         go_r, go_w = os.pipe()
         report_r, report_w = os.pipe2(os.O_CLOEXEC)
         # Block the forwarded signals across fork: the children inherit the mask and unblock when ready.
@@ -203,7 +142,7 @@ class Launcher:
             if self.status_fd is not None:
                 os.close(self.status_fd)
             from rootsand import inside
-            inside.child_main(self.spec, self.plan, launcher_pid, go_r, report_w)
+            inside.child_main(self.runtime, launcher_pid, go_r, report_w)
         self.child = pid
         if self.relay:
             self.relay.start()
@@ -248,7 +187,7 @@ class Launcher:
             self._go_w = None
 
     def _supervise(self) -> int:
-        deadline = self.started + self.spec.timeout if self.spec.timeout else None
+        deadline = self.started + self.plan.timeout if self.plan.timeout else None
         pidfd = os.pidfd_open(self.child)
         try:
             # 1. The child has unshared: write its maps, then let it go on.
@@ -257,7 +196,7 @@ class Launcher:
                     return self._finish(pidfd, deadline)
             self._write_maps()
             self.log("id maps written")
-            if self.spec.net_mode == "slirp":
+            if self.plan.network.mode == "slirp":
                 self._start_slirp()
             if self.interrupted:
                 return 128 + self.interrupted
@@ -290,7 +229,7 @@ class Launcher:
             if self._timed_out(deadline):
                 self.log("timeout: killing the sandbox")
                 self._kill_and_reap()
-                self.say([f"rootsand: error: the command ran out of time ({self.spec.timeout:g}s): sandbox killed"])
+                self.say([f"rootsand: error: the command ran out of time ({self.plan.timeout:g}s): sandbox killed"])
                 return ExitCode.TIMEOUT
         _, status = os.waitpid(self.child, 0)
         self.child = None
@@ -316,16 +255,32 @@ class Launcher:
                 self.error = channel.error_from(m)
             elif m.get("stage") == "unshared":
                 self.log("namespaces created")
+                self._read_namespaces(later=False)
                 unshared = True
             elif "pid1" in m:
                 self.pid1 = m["pid1"]
                 self.pid1_fd = _pidfd_of_child(self.pid1, self.child)
                 self.log(f"PID 1 is {self.pid1} on the host")
+                self._read_namespaces(later=True)
                 self._write_status(None)
         return unshared
 
+    def _read_namespaces(self, later: bool) -> None:
+        """The sandbox's namespace inodes, from C: it made them and stays readable (PID 1 turns non-dumpable).
+        C itself stays in the host's PID and time namespaces; the sandbox's are those of its children, which
+        exist once PID 1 does (later=True)."""
+        for ns, link in NAMESPACE_LINKS.items():
+            if (ns == "time" and ns not in self.plan.namespaces) or later != (ns in ("pid", "time")):
+                continue  # seven namespaces, eight with time
+            name = f"{link}_for_children" if later else link
+            try:
+                self.namespaces[ns] = os.stat(f"/proc/{self.child}/ns/{name}").st_ino
+            except OSError as e:
+                raise RootsandError(f"cannot read the sandbox's {ns} namespace: /proc/{self.child}/ns/{name}: "
+                                    f"{e.strerror}") from None
+
     def _write_maps(self) -> None:
-        plan, pid = self.plan, self.child
+        plan, pid = self.plan.ids, self.child
         if plan.uid_helper:
             for helper, lines in ((plan.uid_helper, plan.uid_lines), (plan.gid_helper, plan.gid_lines)):
                 _run_helper(idmap.helper_args(helper, pid, lines))
@@ -342,20 +297,16 @@ class Launcher:
         binary = host.find_helper("slirp4netns")
         if not binary:
             raise RootsandError("--net slirp: slirp4netns not found", hint="install the 'slirp4netns' package")
+        net = self.plan.network
         api_socket = None
-        if self.spec.publish:
+        if net.publish:
             directory = host.runtime_dir()
             host.remove_stale(directory, "slirp")
             api_socket = os.path.join(directory, f"slirp-{os.getpid()}.sock")
-        if not self.spec.allow_host_loopback and any(
-                f.proto == "udp" and ipaddress.ip_address(f.host_addr).is_loopback for f in self.spec.publish):
-            warn("slirp4netns drops a sandbox's UDP replies to the host's loopback unless --allow-host-loopback "
-                 "is given (podman#4586): the published UDP port only receives")
-        self.slirp = network.Slirp(binary, self.child, self.spec.allow_host_loopback, api_socket)
-        self.slirp.publish(self.spec.publish)
+        self.slirp = network.Slirp(binary, self.child, net.allow_host_loopback, api_socket)
+        self.slirp.publish(net.publish)
         self.slirp.forget_api_socket()
-        self.log("slirp4netns ready" + (f", published {', '.join(map(str, self.spec.publish))}"
-                                        if self.spec.publish else ""))
+        self.log("slirp4netns ready" + (f", published {', '.join(map(str, net.publish))}" if net.publish else ""))
 
     def _on_signal(self, signum: int, _frame) -> None:
         if signum == signal.SIGWINCH and self.relay:
@@ -407,13 +358,7 @@ class Launcher:
             return
         self._status_done = code is not None
         if code is None:
-            namespaces = {}
-            for ns, link in libc.NAMESPACE_LINKS.items():
-                try:
-                    namespaces[ns] = os.stat(f"/proc/{self.pid1}/ns/{link}").st_ino
-                except OSError:
-                    pass
-            line = {"child-pid": self.pid1, "name": self.spec.name, "namespaces": namespaces}
+            line = {"child-pid": self.pid1, "name": self.plan.name, "namespaces": self.namespaces}
         else:
             line = {"exit-code": code}
         data = (json.dumps(line) + "\n").encode()
@@ -424,7 +369,7 @@ class Launcher:
             fd, self.status_fd = self.status_fd, None
             os.close(fd)
             # Said at the end: the terminal may be raw now.
-            self.status_warning = f"--json-status: cannot write {self.spec.json_status}: {e.strerror or e}"
+            self.status_warning = f"--json-status: cannot write {self.json_status}: {e.strerror or e}"
 
 
 def _pidfd_of_child(pid: int, parent: int) -> int | None:

@@ -25,17 +25,20 @@ from rootsand.errors import RootsandError
 
 STAGING = "/tmp"
 ROOT = f"{STAGING}/root"
-DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
-PROC_READ_ONLY = ("sys", "sysrq-trigger", "irq", "bus")
-# What podman and flatpak hide in /proc: the user's keyrings, kernel memory and timing side channels.
-PROC_MASKED_FILES = ("keys", "key-users", "kcore", "timer_list", "timer_stats", "sched_debug", "latency_stats")
-PROC_MASKED_DIRS = ("acpi", "scsi")
 BIND_TYPES = ("bind", "ro-bind", "dev-bind")
-BIND_ATTRS = {"bind": libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV,
-              "ro-bind": libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV | libc.MOUNT_ATTR_RDONLY,
-              "dev-bind": libc.MOUNT_ATTR_NOSUID}
+ATTRS = {"ro": libc.MOUNT_ATTR_RDONLY, "nosuid": libc.MOUNT_ATTR_NOSUID, "nodev": libc.MOUNT_ATTR_NODEV,
+         "noexec": libc.MOUNT_ATTR_NOEXEC}
 READ_ONLY = libc.MOUNT_ATTR_RDONLY | libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV | libc.MOUNT_ATTR_NOEXEC
 MAX_LINKS = 40
+
+
+def attrs_of(flags, leave_out: str = "") -> int:
+    """The MOUNT_ATTR_* bits of a step's flags (plan.MOUNT_FLAGS), but for the one named in leave_out."""
+    bits = 0
+    for flag in flags:
+        if flag != leave_out:
+            bits |= ATTRS[flag]
+    return bits
 
 
 class Source:
@@ -48,8 +51,8 @@ class Source:
             self.fd = hostpaths.open_nofollow(path, os.O_PATH)
         except FileNotFoundError:
             if not optional:
-                raise RootsandError(f"{what}: {path} does not exist",
-                                    hint="create it, or mark the mount optional = true") from None
+                raise RootsandError(f"{what}: {path} does not exist", hint="create it" + (
+                    ", or mark the mount optional = true" if what.startswith("profile") else "")) from None
         except OSError as e:
             if e.errno == errno.ELOOP:
                 raise RootsandError(f"{what}: {path} turned into a symbolic link while the sandbox was being set "
@@ -112,18 +115,14 @@ def _split(path: str) -> list[str]:
 
 
 class FileSystem:
-    """Builds the sandbox's root from mount ops (profile.Mount), then pivots into it."""
+    """Builds the sandbox's root from a plan's mount steps (plan.MountStep), then pivots into it."""
 
     def __init__(self, mounts: list, rootfs: str | None, run_ids: tuple[int, int],
-                 generated: dict[str, str] | None = None, tmpfs_size: int | None = None,
-                 sysctls: dict[str, str] | None = None):
+                 generated: dict[str, str] | None = None, sysctls: dict[str, str] | None = None):
         self.mounts = mounts
         self.rootfs = rootfs
-        # Each tmpfs the sandbox can fill is capped at the memory limit: tmpfs pages are not the command's
-        # address space, so RLIMIT_AS alone would let it fill the host's memory through /tmp.
-        self.tmpfs_size = tmpfs_size
         self.host_backed: list[str] = []  # paths inside where writes reach the user's files
-        self.read_only_at_end: list[int] = []  # rootsand's own tmpfs, once later mounts have their mount points
+        self.read_only_at_end: list[tuple[int, int]] = []  # (fd, attrs): once later mounts have their mount points
         self.run_ids = run_ids
         self.generated = generated or {}  # /etc files written by rootsand: hostname, hosts, resolv.conf
         # Written through the sandbox's own procfs before /proc/sys turns read-only; those that fail are
@@ -155,13 +154,14 @@ class FileSystem:
             if any(s.missing for s in sources):
                 continue  # optional and absent
             try:
-                getattr(self, "_" + m.type.replace("-", "_"))(m, sources, self.trees.get(index, []))
+                self.BUILDERS[m.type](self, m, sources, self.trees.get(index, []))
             except OSError as e:
-                raise RootsandError(f"mount {index + 1} ({m.type} on {m.dst}): {e.strerror or e}") from None
+                raise RootsandError(f"{_origin(m, index)}: {e.strerror or e}") from None
+            except RootsandError as e:
+                raise RootsandError(f"{_origin(m, index)}: {e.message}", e.hint) from None
         self._generated_files()
-        for fd in self.read_only_at_end:
-            libc.mount_setattr_fd(fd, libc.MOUNT_ATTR_RDONLY | libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NOEXEC,
-                                  recursive=False)
+        for fd, attrs in self.read_only_at_end:
+            libc.mount_setattr_fd(fd, attrs, recursive=False)
             os.close(fd)
         for sources in self.sources.values():
             for s in sources:
@@ -178,13 +178,13 @@ class FileSystem:
             self.rootfs_tree = source.clone(libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV)
             os.close(source.fd)
         for index, m in enumerate(self.mounts):
-            what = f"mount {index + 1} ({m.type} on {m.dst})"
+            what = _origin(m, index)
             try:
                 if m.type in BIND_TYPES:
                     source = Source(m.src, what, m.optional)
                     self.sources[index] = [source]
                     if not source.missing:
-                        self.trees[index] = [source.clone(BIND_ATTRS[m.type])]
+                        self.trees[index] = [source.clone(attrs_of(m.flags))]
                 elif m.type == "overlay":
                     self._open_overlay(index, m, what)
             except OSError as e:
@@ -271,7 +271,7 @@ class FileSystem:
         try:
             return self._walk(dst, "dir" if directory else "file")
         except OSError as e:
-            if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR):
+            if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.ENOENT):
                 raise RootsandError(f"cannot create the mount point {dst} in the sandbox: {e.strerror}",
                                     hint="its parent is read-only or a file: mount something writable there "
                                          "first") from None
@@ -301,34 +301,40 @@ class FileSystem:
     # -- one method per mount type; each gets the op, its opened sources and its detached trees ---------
 
     def _bind(self, m, sources, trees) -> None:
-        target, path = self._target(m.dst, sources[0].is_dir())
+        source_is_dir = sources[0].is_dir()
+        target, path = self._target(m.dst, source_is_dir)
+        target_is_dir = stat.S_ISDIR(os.fstat(target).st_mode)
+        if target_is_dir != source_is_dir:
+            os.close(target)
+            os.close(trees[0])
+            dir_one, other = (m.dst, m.src) if target_is_dir else (m.src, m.dst)
+            raise RootsandError(f"{dir_one} is a directory and {other} is not")
         self._attach(trees[0], target, m.dst)
         self.host_backed.append(path)
 
-    _ro_bind = _dev_bind = _bind
-
     def _tmpfs(self, m, _sources, _trees) -> None:
-        options = {"mode": f"{m.mode:o}"} if m.mode is not None else {}  # else the kernel's 1777
-        sizes = [size for size in (m.size, self.tmpfs_size) if size]
-        if sizes:
-            options["size"] = str(min(sizes))
-        os.close(self._mount_new(m.dst, "tmpfs", options, libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV))
+        os.close(self._mount_new(m.dst, "tmpfs", m.options, attrs_of(m.flags)))
 
     def _proc(self, m, _sources, _trees) -> None:
-        proc = self._mount_new(m.dst, "proc", {}, libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV
-                               | libc.MOUNT_ATTR_NOEXEC)
+        proc = self._mount_new(m.dst, "proc", {}, attrs_of(m.flags))
         try:
             self._write_sysctls(proc)
-            for sub in PROC_READ_ONLY:
+            for sub in m.read_only:
                 self._cover(proc, sub, lambda: libc.open_tree(proc, sub, libc.OPEN_TREE_CLONE | libc.AT_RECURSIVE),
                             READ_ONLY)
             empty = f"{STAGING}/empty"
             if not os.path.exists(empty):
                 os.close(os.open(empty, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444))
-            for name in PROC_MASKED_FILES:
-                self._cover(proc, name, lambda: libc.open_tree(libc.AT_FDCWD, empty, libc.OPEN_TREE_CLONE), READ_ONLY)
-            for name in PROC_MASKED_DIRS:
-                self._cover(proc, name, lambda: new_fs("tmpfs", {"mode": "0555", "size": "4k"}, READ_ONLY), 0)
+            for name in m.masked:  # a file gets an empty file over it, a directory an empty tmpfs
+                try:
+                    is_dir = stat.S_ISDIR(os.stat(name, dir_fd=proc, follow_symlinks=False).st_mode)
+                except FileNotFoundError:
+                    continue
+                if is_dir:
+                    self._cover(proc, name, lambda: new_fs("tmpfs", {"mode": "0555", "size": "4k"}, READ_ONLY), 0)
+                else:
+                    self._cover(proc, name, lambda: libc.open_tree(libc.AT_FDCWD, empty, libc.OPEN_TREE_CLONE),
+                                READ_ONLY)
         finally:
             os.close(proc)
 
@@ -361,9 +367,9 @@ class FileSystem:
 
     def _dev(self, m, _sources, _trees) -> None:
         """A minimal /dev: the harmless nodes bound from the host, a private devpts, shm, the usual links."""
-        dev = self._mount_new(m.dst, "tmpfs", {"mode": "0755", "size": "1m"},
-                              libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NOEXEC)
-        for node in DEV_NODES:
+        dev = self._mount_new(m.dst, "tmpfs", {"mode": m.options["mode"], "size": m.options["size"]},
+                              attrs_of(m.flags, leave_out="ro"))
+        for node in m.nodes:
             os.close(os.open(node, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666, dir_fd=dev))
             self._cover(dev, node, lambda: libc.open_tree(libc.AT_FDCWD, f"/dev/{node}", libc.OPEN_TREE_CLONE),
                         libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NOEXEC)
@@ -372,16 +378,18 @@ class FileSystem:
                                                libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NOEXEC), 0)
         os.symlink("pts/ptmx", "ptmx", dir_fd=dev)
         os.mkdir("shm", 0o755, dir_fd=dev)
-        shm = {"mode": "1777", **({"size": str(self.tmpfs_size)} if self.tmpfs_size else {})}
+        shm = {"mode": "1777", **({"size": m.options["shm_size"]} if "shm_size" in m.options else {})}
         self._cover(dev, "shm", lambda: new_fs("tmpfs", shm, libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV), 0)
         for name, link in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
                            ("stderr", "/proc/self/fd/2"), ("core", "/proc/kcore")):
             os.symlink(link, name, dir_fd=dev)
-        self.read_only_at_end.append(dev)  # its own tmpfs only: pts and shm stay writable
+        if "ro" in m.flags:
+            self.read_only_at_end.append((dev, attrs_of(m.flags)))  # its own tmpfs only: pts and shm stay writable
+        else:
+            os.close(dev)
 
     def _mqueue(self, m, _sources, _trees) -> None:
-        os.close(self._mount_new(m.dst, "mqueue", {}, libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV
-                                 | libc.MOUNT_ATTR_NOEXEC))
+        os.close(self._mount_new(m.dst, "mqueue", {}, attrs_of(m.flags)))
 
     def _symlink(self, m, _sources, _trees) -> None:
         parent_dst, name = os.path.split(m.dst)
@@ -440,7 +448,7 @@ class FileSystem:
             layer = f"{STAGING}/overlay-{self._overlays}"
             os.mkdir(layer, 0o700)
             libc.mount("tmpfs", layer, "tmpfs", libc.MS_NOSUID | libc.MS_NODEV,
-                       "mode=0755" + (f",size={self.tmpfs_size}" if self.tmpfs_size else ""))
+                       "mode=0755" + (f",size={m.options['size']}" if "size" in m.options else ""))
             upper, work = f"{layer}/upper", f"{layer}/work"
             os.mkdir(upper, 0o755)
             os.mkdir(work, 0o700)
@@ -454,13 +462,13 @@ class FileSystem:
                 self._fuse_overlay(m, lowers, trees, upper, work, target)
                 return
             try:
-                tree = _kernel_overlay(lowers, upper, work)
+                tree = _kernel_overlay(lowers, upper, work, attrs_of(m.flags))
             except OSError as e:
                 if e.errno != errno.EINVAL:
                     raise
                 # Before Linux 6.8 there is no "lowerdir+": one string. The lower dirs are all
                 # /proc/self/fd/N, so nothing in it needs escaping, and 200 of them fit in its 4096 bytes.
-                tree = _kernel_overlay(lowers, upper, work, one_string=True)
+                tree = _kernel_overlay(lowers, upper, work, attrs_of(m.flags), one_string=True)
             self._attach(tree, os.dup(target), m.dst)
         finally:
             os.close(target)
@@ -498,7 +506,7 @@ class FileSystem:
             hint = None if os.access("/dev/fuse", os.R_OK | os.W_OK) else "/dev/fuse is not usable: chmod 0666 /dev/fuse"
             raise RootsandError(f"overlay on {m.dst}: fuse-overlayfs failed: {detail}", hint=hint)
         mounted = libc.open_tree(libc.AT_FDCWD, mount_point, 0)  # the mount itself, to move it into place
-        libc.mount_setattr_fd(mounted, libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV, recursive=False)
+        libc.mount_setattr_fd(mounted, attrs_of(m.flags), recursive=False)
         self._attach(mounted, os.dup(target), m.dst)
 
     def _generated_files(self) -> None:
@@ -542,7 +550,14 @@ class FileSystem:
                                recursive=False)
 
 
-def _kernel_overlay(lowers: list[Source], upper: str, work: str, one_string: bool = False) -> int:
+FileSystem.BUILDERS = {
+    "bind": FileSystem._bind, "ro-bind": FileSystem._bind, "dev-bind": FileSystem._bind,
+    "tmpfs": FileSystem._tmpfs, "proc": FileSystem._proc, "dev": FileSystem._dev, "mqueue": FileSystem._mqueue,
+    "overlay": FileSystem._overlay, "symlink": FileSystem._symlink, "dir": FileSystem._dir, "file": FileSystem._file,
+}
+
+
+def _kernel_overlay(lowers: list[Source], upper: str, work: str, attrs: int, one_string: bool = False) -> int:
     """The overlay as a detached mount, through the new mount API: one call per layer ("lowerdir+", Linux
     6.8), so no limit on the layers' paths; or all of them in one string for older kernels."""
     fd = libc.fsopen("overlay")
@@ -556,9 +571,14 @@ def _kernel_overlay(lowers: list[Source], upper: str, work: str, one_string: boo
         libc.fsconfig(fd, libc.FSCONFIG_SET_STRING, "workdir", work)
         libc.fsconfig(fd, libc.FSCONFIG_SET_FLAG, "userxattr")
         libc.fsconfig(fd, libc.FSCONFIG_CMD_CREATE)
-        return libc.fsmount(fd, libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV)
+        return libc.fsmount(fd, attrs)
     finally:
         os.close(fd)
+
+
+def _origin(m, index: int) -> str:
+    """Who asked for a mount: the profile's file and line, or the command-line option."""
+    return m.origin or f"mount {index + 1} ({m.type} on {m.dst})"
 
 
 def _work_dir_for(upper: str) -> str:

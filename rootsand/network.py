@@ -7,19 +7,17 @@ API socket, which is removed as soon as they are.
 """
 
 import fcntl
-import ipaddress
 import json
 import os
-import re
 import select
 import signal
 import socket
 import struct
 import subprocess
 import time
-from dataclasses import dataclass
 
 from rootsand.errors import RootsandError
+from rootsand.model import PortForward
 
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
@@ -82,49 +80,6 @@ def disable_ipv6_dad() -> None:
                 f.write("0")
         except OSError:
             pass  # IPv6 disabled on this host: nothing to wait for
-
-
-def resolv_conf(host_text: str, dns: list[str]) -> str:
-    """The sandbox's resolv.conf: the profile's servers or slirp's 10.0.2.3 first, then the host's
-    servers that the sandbox can reach (not 127.x or ::1, which are the host's own loopback)."""
-    servers = list(dns) or [SLIRP_DNS]
-    other = []
-    for line in host_text.splitlines():
-        fields = line.split()
-        if len(fields) >= 2 and fields[0] == "nameserver":
-            try:
-                if not ipaddress.ip_address(fields[1].split("%")[0]).is_loopback and fields[1] not in servers:
-                    servers.append(fields[1])
-            except ValueError:
-                continue
-        elif fields and fields[0] in ("search", "domain", "options"):
-            other.append(line.strip())
-    return "".join(f"nameserver {s}\n" for s in servers[:3]) + "".join(f"{line}\n" for line in other)
-
-
-@dataclass(frozen=True)
-class PortForward:
-    proto: str  # tcp | udp
-    host_addr: str
-    host_port: int
-    guest_port: int
-
-    def __str__(self) -> str:
-        return f"{self.host_addr}:{self.host_port}:{self.guest_port}/{self.proto}"
-
-
-def parse_publish(text: str) -> PortForward:
-    """`[HOST_IP:]HOST_PORT:SANDBOX_PORT[/tcp|/udp]`; the host side listens on 127.0.0.1 by default."""
-    m = re.fullmatch(r"(?:(.+):)?(\d{1,5}):(\d{1,5})(?:/(tcp|udp))?", text)
-    ports = [int(p) for p in m.group(2, 3)] if m else []
-    if not m or not all(1 <= p <= 65535 for p in ports):
-        raise RootsandError(f"invalid port {text!r}: expected [IP:]HOSTPORT:SANDBOXPORT[/tcp|/udp], ports 1-65535")
-    addr = (m.group(1) or "127.0.0.1").removeprefix("[").removesuffix("]")
-    try:
-        ipaddress.ip_address(addr)
-    except ValueError:
-        raise RootsandError(f"invalid port {text!r}: {addr!r} is not an IP address") from None
-    return PortForward(m.group(4) or "tcp", addr, ports[0], ports[1])
 
 
 class Slirp:

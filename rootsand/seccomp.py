@@ -15,11 +15,11 @@ execve. Everything else here is pure Python.
 import errno as errno_module
 import os
 import re
-from dataclasses import dataclass, replace
 from typing import Any, NoReturn
 
 from rootsand import tomlfile
 from rootsand.errors import RootsandError
+from rootsand.model import Record
 
 OPS = ("EQ", "NE", "LT", "LE", "GT", "GE", "MASKED_EQ")
 MAX_ERRNO = 4095  # the kernel treats -1..-4095 as errors
@@ -47,18 +47,27 @@ MODE_ARGS = {"chmod": 1, "fchmod": 1, "fchmodat": 2, "fchmodat2": 2, "open": 2, 
 LEGACY_CALLS = ("chmod", "open", "creat", "mknod")  # not on aarch64, riscv64 and other new architectures
 
 
-@dataclass(frozen=True)
-class Rule:
-    syscall: str  # name, as libseccomp knows it
-    errno: int  # what the call returns instead of running
-    args: tuple[tuple[int, str, int, int], ...] = ()  # (index, op, datum_a, datum_b), all must match;
-    # for MASKED_EQ datum_a is the mask and datum_b the value, for the other ops datum_b is unused (0)
-    why: str = ""  # one line: what the rule stops
-    # The arguments are the direct call's: leave the rule out where libseccomp routes the call through the
-    # socketcall(2) or ipc(2) multiplexer (32-bit x86, s390, ppc), whose arguments are in memory.
-    direct: bool = False
-    # Leave the rule out where no architecture of the filter has the call (open, chmod: not on aarch64).
-    optional: bool = False
+class Rule(Record):
+    """One refusal: `syscall` returns `errno` when all of `args` match."""
+
+    __slots__ = ("syscall", "errno", "args", "why", "direct", "optional")
+    FIELDS = {
+        "syscall": "",  # name, as libseccomp knows it
+        "errno": 0,  # what the call returns instead of running
+        # (index, op, datum_a, datum_b), all must match; for MASKED_EQ datum_a is the mask and datum_b the
+        # value, for the other ops datum_b is unused (0)
+        "args": (),
+        "why": "",  # one line: what the rule stops
+        # The arguments are the direct call's: leave the rule out where libseccomp routes the call through the
+        # socketcall(2) or ipc(2) multiplexer (32-bit x86, s390, ppc), whose arguments are in memory.
+        "direct": False,
+        # Leave the rule out where no architecture of the filter has the call (open, chmod: not on aarch64).
+        "optional": False,
+    }
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Rule":
+        return super().from_json({**data, "args": tuple(tuple(arg) for arg in data.get("args", ()))})
 
 
 # ---------------------------------------------------------------------------------------------- rules
@@ -238,31 +247,11 @@ class _RuleFile:
 
     def __init__(self, path: str, text: str):
         self.path = path
-        self.top: list[tuple[int, str]] = []  # the lines before the first table
-        self.tables: list[list[tuple[int, str]]] = []  # the lines of each [[rule]], header first
-        self.headers: dict[str, int] = {}  # the first line of each table name, e.g. a mistaken [rule]
-        current = self.top
-        for number, line in enumerate(text.split("\n"), 1):
-            header = re.match(r"\s*\[\[?\s*([^\]]*?)\s*\]", line)
-            if header:  # any table header ends the previous [[rule]]
-                self.headers.setdefault(header.group(1), number)
-                current = [] if re.match(r"\s*\[\[\s*rule\s*\]\]", line) else None
-                if current is not None:
-                    self.tables.append(current)
-            if current is not None:
-                current.append((number, line))
+        self.locator = tomlfile.Locator(text)
 
     def line_of(self, index: int | None, key: str | None) -> int | None:
-        if index is None:
-            lines, fallback = self.top, self.headers.get(key or "")
-        elif index <= len(self.tables):
-            lines, fallback = self.tables[index - 1][1:], self.tables[index - 1][0][0]
-        else:
-            return None  # rules written as an inline array
-        for number, line in lines if key else ():
-            if re.match(rf"\s*[\"']?{re.escape(key)}[\"']?\s*=", line):
-                return number
-        return fallback
+        parts = ("rule", index) if index is not None else ()
+        return self.locator.line_of(parts + ((key,) if key else ()))
 
     def fail(self, message: str, index: int | None = None, key: str | None = None, sub: str = "",
              hint: str | None = None) -> NoReturn:
@@ -273,10 +262,7 @@ class _RuleFile:
         raise RootsandError(text.replace("\n", "\\n"), hint)
 
 
-def _type_name(value: Any) -> str:
-    names = {"bool": "boolean", "int": "integer", "float": "float", "str": "string", "list": "array",
-             "dict": "table"}
-    return names.get(type(value).__name__, type(value).__name__)
+_type_name = tomlfile.type_name
 
 
 def _is_int(value: Any) -> bool:
@@ -505,7 +491,7 @@ def _plan(pyseccomp, rules: list[Rule], arches: list[int]) -> dict[int, list[tup
     for rule in rules:  # the later of two rules with the same call and arguments wins (a dict keeps the place)
         key = (rule.syscall, tuple(sorted(rule.args)))
         if key in last:  # a rule file changing a default rule's errno keeps how it is placed
-            rule = replace(rule, direct=rule.direct or last[key].direct, optional=rule.optional or last[key].optional)
+            rule = rule.replace(direct=rule.direct or last[key].direct, optional=rule.optional or last[key].optional)
         last[key] = rule
     for rule in last.values():
         numbers = {arch: _resolve(pyseccomp, arch, rule.syscall) for arch in arches}

@@ -7,10 +7,10 @@ then seccomp last.
 
 import os
 import resource
-from dataclasses import dataclass, field
 
 from rootsand import libc
 from rootsand.errors import RootsandError
+from rootsand.model import Record
 
 CAP_KILL = 5
 
@@ -26,23 +26,15 @@ def last_cap() -> int:
         return 40
 
 
-def cap_mask(names: list[str] | str, all_caps: tuple[str, ...]) -> int:
-    """The mask of the named capabilities ("CAP_CHOWN", ...); "all" is every capability the kernel knows."""
-    if names == "all":
-        return (1 << (last_cap() + 1)) - 1
-    mask = 0
-    for name in names:
-        mask |= 1 << all_caps.index(name)
-    return mask
-
-
-@dataclass
-class Limits:
+class Limits(Record):
     """How the profile's [limits] are enforced on this host."""
 
-    rlimits: dict[str, int] = field(default_factory=dict)  # name -> soft and hard limit (-1: unlimited)
-    cgroup: dict[str, str] = field(default_factory=dict)  # cgroup v2 file -> value, when delegated
-    not_enforced: list[str] = field(default_factory=list)  # said once on stderr
+    __slots__ = ("rlimits", "cgroup", "not_enforced")
+    FIELDS = {
+        "rlimits": dict,  # name -> soft and hard limit (-1: unlimited)
+        "cgroup": dict,  # cgroup v2 file -> value, when delegated
+        "not_enforced": list,  # said once on stderr
+    }
 
 
 def plan_limits(memory: int | None, pids: int | None, cpu: float | None, rlimits: dict[str, int],

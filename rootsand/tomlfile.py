@@ -1,5 +1,10 @@
-"""Reading a small TOML file that a user wrote (a profile, a seccomp rule file): every failure is one
-RootsandError that names the file, and the line where one is known."""
+"""Small TOML files a user wrote (profiles, seccomp rule files): reading them safely, pointing an error at
+the line of a key, and writing values back as TOML.
+
+Every failure to read is one RootsandError that names the file, and the line where one is known.
+"""
+
+import re
 
 from rootsand.errors import RootsandError
 
@@ -40,3 +45,137 @@ def read(path: str, what: str) -> tuple[str, dict]:
         raise RootsandError(f"{what} {path}: invalid TOML: {e}") from None
     except RecursionError:
         raise RootsandError(f"{what} {path}: invalid TOML: nested too deeply") from None
+
+# ---------------------------------------------------------------------------------------------- locating keys
+
+_HEADER_RE = re.compile(r"\s*\[(\[?)([^\[\]]+)\]\]?\s*(?:#.*)?$")
+
+
+class _Section:
+    """One table of the file as written: its header's name and line, and the lines of its body."""
+
+    __slots__ = ("name", "array", "line", "body")
+
+    def __init__(self, name: str, array: bool, line: int | None):
+        self.name = name  # "" for the keys before the first header
+        self.array = array  # [[name]]
+        self.line = line  # 1-based line of the header
+        self.body: list[tuple[int, str]] = []  # (line number, text)
+
+
+class Locator:
+    """The line where a key is written, from the text's table headers (a heuristic, good for hand-written
+    files). A key is a tuple of parts: ("security", "seccomp"), or ("mount", 3, "src") for the key src of
+    the third [[mount]] table."""
+
+    def __init__(self, text: str):
+        self.sections = [_Section("", False, None)]
+        for number, line in enumerate(text.split("\n"), 1):
+            m = _HEADER_RE.match(line)
+            if m:
+                name = ".".join(part.strip().strip("\"'") for part in m.group(2).split("."))
+                self.sections.append(_Section(name, bool(m.group(1)), number))
+            else:
+                self.sections[-1].body.append((number, line))
+
+    def line_of(self, parts: tuple) -> int | None:
+        def find(section: _Section, rest: tuple) -> int | None:
+            if rest:
+                key = re.escape(str(rest[0]))
+                pattern = re.compile(rf"\s*(?:{key}|\"{key}\"|'{key}')\s*[=.]")
+                for number, line in section.body:
+                    if pattern.match(line):
+                        return number
+            return section.line
+
+        if len(parts) >= 2 and isinstance(parts[1], int):  # mount[N]...: the N-th [[mount]]
+            tables = [s for s in self.sections if s.array and s.name == parts[0]]
+            if parts[1] <= len(tables):
+                return find(tables[parts[1] - 1], parts[2:])
+            return find(self.sections[0], parts[:1])  # written as an inline array
+        for cut in range(len(parts), 0, -1):
+            name = ".".join(str(p) for p in parts[:cut])
+            for section in self.sections:
+                if section.name == name and not section.array:
+                    return find(section, parts[cut:])
+        return find(self.sections[0], parts)
+
+
+def key_text(parts: tuple) -> str:
+    """("mount", 3, "src") as mount[3].src."""
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            text = part if re.fullmatch(r"[A-Za-z0-9_-]+", part) else toml_string(part)
+            out += f".{text}" if out else text
+    return out
+
+
+def type_name(value) -> str:
+    names = {"bool": "boolean", "int": "integer", "float": "float", "str": "string", "list": "array",
+             "dict": "table", "datetime": "date-time", "date": "date", "time": "time"}
+    return names.get(type(value).__name__, type(value).__name__)
+
+
+# ---------------------------------------------------------------------------------------------- writing
+
+def toml_string(text: str) -> str:
+    escapes = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+    out = []
+    for ch in text:
+        if ch in escapes:
+            out.append(escapes[ch])
+        elif ch < " " or ch == "\x7f":
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else toml_string(key)
+
+
+def toml_value(value) -> str:
+    """One value in TOML syntax (arrays and inline tables included)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value != value:
+            return "nan"
+        if value in (float("inf"), float("-inf")):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        return toml_string(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        return "{ " + ", ".join(f"{toml_key(str(k))} = {toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"no TOML form for {type(value).__name__}")
+
+
+def dump_toml(doc: dict, header: str = "") -> str:
+    """A document of plain values as TOML: scalars first, then [tables], then [[arrays of tables]]."""
+    lines = [header] if header else []
+
+    def is_table_array(v):
+        return isinstance(v, list) and v and all(isinstance(x, dict) for x in v)
+
+    for key, value in doc.items():
+        if not isinstance(value, dict) and not is_table_array(value):
+            lines.append(f"{toml_key(key)} = {toml_value(value)}")
+    for key, value in doc.items():
+        if isinstance(value, dict):
+            lines += ["", f"[{toml_key(key)}]"] + [f"{toml_key(k)} = {toml_value(v)}" for k, v in value.items()]
+    for key, value in doc.items():
+        if is_table_array(value):
+            for item in value:
+                lines += ["", f"[[{toml_key(key)}]]"] + [f"{toml_key(k)} = {toml_value(v)}" for k, v in item.items()]
+    return "\n".join(lines) + "\n"

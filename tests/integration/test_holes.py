@@ -48,12 +48,18 @@ def test_a_planted_link_to_home_as_the_current_directory_is_refused(tmp_path, se
 
 
 def test_a_planted_link_into_a_dot_directory_is_refused(tmp_path):
-    dot = os.path.join(HOME, ".rootsand-test-dot")
-    os.makedirs(dot, exist_ok=True)
-    (tmp_path / "cfg").symlink_to(dot)
-    r = sandbox("touch", "planted", cwd=tmp_path / "cfg", env=env_in(tmp_path / "cfg"), check_rc=125)
-    assert f"(it is inside {HOME}/.rootsand-test-dot)" in r.stderr
-    assert not os.path.exists(os.path.join(dot, "planted"))
+    name = f".rootsand-test-{uuid.uuid4().hex[:8]}"
+    dot = os.path.join(HOME, name)
+    os.mkdir(dot)
+    try:
+        (tmp_path / "cfg").symlink_to(dot)
+        r = sandbox("touch", "planted", cwd=tmp_path / "cfg", env=env_in(tmp_path / "cfg"), check_rc=125)
+        assert f"(it is inside {HOME}/{name})" in r.stderr
+        assert os.listdir(dot) == []
+    finally:
+        for leftover in os.listdir(dot):
+            os.unlink(os.path.join(dot, leftover))
+        os.rmdir(dot)
 
 
 def test_a_users_own_symlinked_project_directory_still_works(tmp_path):
@@ -77,7 +83,7 @@ def test_a_planted_link_as_a_bind_source_is_not_followed(tmp_path, secret):
     r = sandbox("cat", "/data/" + os.path.basename(secret), opts=["--ro-bind", "./data:/data"], cwd=tmp_path,
                 check_rc=125)
     assert r.stderr.splitlines()[0] == (
-        f"rootsand: error: mount 12 (ro-bind on /data): {tmp_path}/data is a symbolic link (to {HOME}) inside "
+        f"rootsand: error: --ro-bind ./data:/data: {tmp_path}/data is a symbolic link (to {HOME}) inside "
         f"{tmp_path}, which the sandbox can write: it is not followed")
     assert r.stderr.splitlines()[1] == f"rootsand: hint: name its target {HOME} instead, if that is what you mean"
 
@@ -103,7 +109,7 @@ def test_a_persistent_overlay_upper_replaced_by_a_link_is_refused(tmp_path):
     (project / "upper").rename(project / "upper.old")
     (project / "upper").symlink_to(victim)
     r = sandbox("sh", "-c", "echo two > /work/f", opts=["-p", str(profile)], cwd=project, check_rc=125)
-    assert r.stderr.startswith(f"rootsand: error: mount 12 (overlay on /work) upper: {project}/upper is a "
+    assert r.stderr.startswith(f"rootsand: error: profile {profile}, line 2 upper: {project}/upper is a "
                                f"symbolic link (to {victim}) inside {project}")
     assert os.listdir(victim) == []
 
@@ -392,5 +398,5 @@ def test_the_terminal_is_restored_after_a_setup_failure(tmp_path):
     os.close(slave)
     os.close(master)
     assert proc.returncode == 125
-    assert b"rootsand: error: mount 12 (bind on /x): /nonexistent-src does not exist" in output
+    assert b"rootsand: error: --bind /nonexistent-src:/x: /nonexistent-src does not exist" in output
     assert after == before

@@ -10,7 +10,8 @@ import sys
 SCRIPT = r"""
 import json, os, sys
 from rootsand import libc, mounts
-from rootsand.profile import Mount
+from rootsand.model import Mount
+from rootsand.plan import mount_step
 
 source, shared = sys.argv[1], sys.argv[2]
 uid, gid = os.getuid(), os.getgid()
@@ -29,9 +30,10 @@ def swap_then_attach(tree, target, what=None):
 libc.move_mount = swap_then_attach
 
 source_ino = os.stat(source).st_ino
-mounts.FileSystem([Mount(type="ro-bind", src="/usr", dst="/usr"),
-                   Mount(type="bind", src=shared, dst=shared),
-                   Mount(type="ro-bind", src=source, dst=f"{shared}/ro")], None, (0, 0)).build()
+steps = [mount_step(m, None) for m in (Mount(type="ro-bind", src="/usr", dst="/usr"),
+                                        Mount(type="bind", src=shared, dst=shared),
+                                        Mount(type="ro-bind", src=source, dst=f"{shared}/ro"))]
+mounts.FileSystem(steps, None, (0, 0)).build()
 result = {"writes": {}, "source_at": []}
 for path in ("ro", "ro.moved", "other"):  # where the source is seen now, and whether read-only
     st, fs = os.stat(f"{shared}/{path}"), os.statvfs(f"{shared}/{path}")

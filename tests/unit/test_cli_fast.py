@@ -3,7 +3,7 @@
 import pytest
 import typer.main
 
-from rootsand import cli, commands
+from rootsand import cli, commands, runner
 
 
 def _typer_run_params():
@@ -26,7 +26,7 @@ def test_fast_tables_name_every_typer_option():
 
 def _typer_parse(args, monkeypatch):
     seen = {}
-    monkeypatch.setattr(cli, "run_sandbox", lambda options: seen.setdefault("options", options) and 0)
+    monkeypatch.setattr(runner, "run_sandbox", lambda options: seen.setdefault("options", options) and 0)
     try:
         commands.app(["run", *args], standalone_mode=False, prog_name="rootsand")
     except typer.Exit:
@@ -43,6 +43,7 @@ def _typer_parse(args, monkeypatch):
     ["--hostname", "h", "--chdir", "/", "--user", "keep-id", "--timeout", "10m", "--name", "n", "--rootfs", "/r",
      "--json-status", "/s", "--debug", "true", "--hostname", "x"],
     ["-", "x"],
+    ["--dry-run", "-v", "sh", "-c", 'echo "$@"', "x", "--debug"],
 ])
 def test_fast_parse_equals_typer(args, monkeypatch):
     fast = cli.parse_run_fast(args)
@@ -53,3 +54,9 @@ def test_fast_parse_equals_typer(args, monkeypatch):
 @pytest.mark.parametrize("args", [["--help"], ["-h"], ["--bogus"], ["--timeout"], ["-ve", "A=1"], ["--verbose=1"]])
 def test_unusual_arguments_go_to_typer(args):
     assert cli.parse_run_fast(args) is None
+
+
+def test_a_debug_flag_after_the_command_belongs_to_the_command():
+    options = cli.parse_run_fast(["sh", "-c", 'echo "$@"', "x", "--debug"])
+    assert options.command == ["sh", "-c", 'echo "$@"', "x", "--debug"] and not options.debug
+    assert cli.parse_run_fast(["--debug", "--", "true"]).debug

@@ -1,6 +1,5 @@
 """Profiles: lookup, extends, variables, validation errors (file, line, key), TOML output, and fuzzing."""
 
-import dataclasses
 import os
 import textwrap
 
@@ -99,7 +98,7 @@ def test_untrusted_profile(host):
 
 def test_fakeroot_and_net_profiles(host):
     p = profile.load("fakeroot", host)
-    assert p.user == "root" and p.idmap == "auto"
+    assert p.user.mode == "root" and p.idmap == "auto"
     assert "CAP_CHOWN" in p.capabilities and "CAP_SYS_ADMIN" not in p.capabilities
     assert profile.load("net", host).net_mode == "slirp"
 
@@ -119,7 +118,7 @@ def test_to_toml_round_trip_builtin(host, tmp_path, name):
     p = profile.load(name, host)
     path = write(tmp_path / "out.toml", profile.to_toml(p))
     again = profile.load(path, host)
-    assert dataclasses.replace(again, name=p.name, path=p.path) == p
+    assert again.replace(name=p.name, path=p.path) == p
 
 
 def test_to_toml_round_trip_tricky_values(host, tmp_path):
@@ -128,7 +127,7 @@ def test_to_toml_round_trip_tricky_values(host, tmp_path):
     src = write(tmp_path / "work" / "p.toml", """
         description = "quotes \\" and $ and \\\\ and é"
         [sandbox]
-        namespaces = ["user", "mount", "time"]
+        namespaces = ["user", "mount", "pid", "time"]
         time_offsets = { boottime = -5, monotonic = 7 }
         user = "${UID}:${GID}"
         [network]
@@ -170,13 +169,13 @@ def test_to_toml_round_trip_tricky_values(host, tmp_path):
         """)
     p = profile.load(src, host)
     assert p.env_set == {"A": "$HOME", "B": "a$b", "C": "tab\there\nnewline\x7f"}
-    assert p.user == "1000:1001" and p.seccomp == rules and p.capabilities == "all"
+    assert (p.user.uid, p.user.gid) == (1000, 1001) and p.seccomp == rules and p.capabilities == "all"
     assert p.setuid_bits is True and p.socket_families == ["AF_VSOCK", "AF_ALG"]
     assert p.rlimits == {"as": -1, "cpu": 10, "fsize": 8 << 30}
     assert p.mounts[0].content == "$1 \x01 alice" and p.mounts[0].mode == 0o644
     text = profile.to_toml(p)
     again = profile.load(write(tmp_path / "elsewhere" / "out.toml", text), host)
-    assert dataclasses.replace(again, name=p.name, path=p.path) == p
+    assert again.replace(name=p.name, path=p.path) == p
 
 
 # ------------------------------------------------------------------------------------------ lookup
@@ -255,7 +254,7 @@ def test_extends_by_name_merges(host, tmp_path):
         [sandbox]
         hostname = "parent"
         idmap = "single"
-        namespaces = ["user", "mount", "time"]
+        namespaces = ["user", "mount", "pid", "time"]
         time_offsets = { boottime = 1 }
         [env]
         set = { A = "1", B = "2" }
@@ -355,11 +354,11 @@ def test_error_in_parent_names_parent(host, tmp_path):
 
 
 def test_cross_file_check_names_later_key(host, tmp_path):
-    write(tmp_path / "work" / "parent.toml", '[sandbox]\nnamespaces = ["user", "time"]\n')
+    write(tmp_path / "work" / "parent.toml", '[sandbox]\nnamespaces = ["user", "mount", "pid", "time"]\n')
     child = write(tmp_path / "work" / "child.toml",
                   'extends = "parent.toml"\n[sandbox]\ntime_offsets = { boottime = 3 }\n')
     assert profile.load(child, host).time_offsets == {"boottime": 3}
-    grand = write(tmp_path / "work" / "grand.toml", 'extends = "child.toml"\n[sandbox]\nnamespaces = ["user"]\n')
+    grand = write(tmp_path / "work" / "grand.toml", 'extends = "child.toml"\n[sandbox]\nnamespaces = ["user", "mount", "pid"]\n')
     assert_at(error(grand, host), child, 3, "sandbox.time_offsets", 'needs "time"')
 
 
@@ -416,7 +415,7 @@ def test_variable_errors(host, tmp_path, text, fragment):
 def test_xdg_runtime_dir_unset(host, tmp_path):
     p = write(tmp_path / "work" / "p.toml", '[[mount]]\ntype = "tmpfs"\ndst = "${XDG_RUNTIME_DIR}/x"\n')
     assert profile.load(p, host).mounts[0].dst == host.xdg_runtime_dir + "/x"
-    unset = dataclasses.replace(host, xdg_runtime_dir=None)
+    unset = host.replace(xdg_runtime_dir=None)
     assert_at(error(p, unset), p, 3, "mount[1].dst", "XDG_RUNTIME_DIR is not set")
 
 
@@ -459,9 +458,9 @@ INVALID = [
     ('[sandbox]\nnamespaces = "user"\n', 2, "sandbox.namespaces", "expected an array of strings, got string"),
     ('[sandbox]\nnamespaces = ["user", 1]\n', 2, "sandbox.namespaces", "an item of type integer"),
     ('[sandbox]\ntime_offsets = { boottime = 1 }\n', 2, "sandbox.time_offsets", 'needs "time"'),
-    ('[sandbox]\nnamespaces = ["user", "time"]\ntime_offsets = { uptime = 1 }\n', 3, "sandbox.time_offsets.uptime",
+    ('[sandbox]\nnamespaces = ["user", "mount", "pid", "time"]\ntime_offsets = { uptime = 1 }\n', 3, "sandbox.time_offsets.uptime",
      "unknown key"),
-    ('[sandbox]\nnamespaces = ["user", "time"]\ntime_offsets = { boottime = 1.5 }\n', 3,
+    ('[sandbox]\nnamespaces = ["user", "mount", "pid", "time"]\ntime_offsets = { boottime = 1.5 }\n', 3,
      "sandbox.time_offsets.boottime", "expected an integer, got float"),
     ('[network]\nmode = "bridge"\n', 2, "network.mode", "expected one of none, slirp, host"),
     ("[network]\nallow_host_loopback = 1\n", 2, "network.allow_host_loopback", "expected true or false"),
@@ -615,7 +614,7 @@ def test_path_with_newline_round_trips(host, tmp_path):
     text = profile.to_toml(p)
     assert text.startswith("# profile ") and "odd?name.toml" in text.split("\n")[0]
     again = profile.load(write(tmp_path / "out.toml", text), host)
-    assert dataclasses.replace(again, name=p.name, path=p.path) == p
+    assert again.replace(name=p.name, path=p.path) == p
     err = error(write(tmp_path / "work" / "bad\ndir" / "p.toml", "x = 1\n"), host)
     assert "\n" not in err.message and "bad\\ndir" in err.message
 
@@ -801,7 +800,7 @@ def _load_only_rootsand_errors(path, host):
     with open(out, "w") as f:
         f.write(profile.to_toml(p))
     again = profile.load(out, host)
-    assert dataclasses.replace(again, name=p.name, path=p.path) == p
+    assert again.replace(name=p.name, path=p.path) == p
 
 
 @FUZZ

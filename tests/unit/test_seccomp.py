@@ -1,13 +1,16 @@
 """The seccomp filter: the default rules, rule files, and what the kernel does once the filter is loaded.
 
-The filters are loaded in forked children (a filter cannot be removed), which report through a pipe. These
-tests may run as root: every probe passes arguments that the kernel refuses (bad pointers, bad flags, bad
-magic numbers), so nothing happens even when a call gets past the filter.
+The probes are tests/seccomp_probes.py's table, the same one tests/integration/test_seccomp_sandbox.py runs
+inside a sandbox. Here the filters are loaded in forked children (a filter cannot be removed), which report
+through a pipe. These tests may run as root: every probe passes arguments that the kernel refuses (bad
+pointers, bad flags, bad magic numbers) or that make a file in a temporary directory, so nothing happens
+even when a call gets past the filter.
 """
 
 import ctypes
 import dataclasses
 import errno
+import itertools
 import json
 import os
 import re
@@ -19,6 +22,7 @@ import traceback
 import pytest
 from hypothesis import given, strategies as st
 
+import seccomp_probes as probes
 from rootsand import seccomp
 from rootsand.errors import RootsandError
 
@@ -28,134 +32,54 @@ libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
 PR_SET_NO_NEW_PRIVS = 38
 CLONE_NEWUSER = 0x10000000
-CLONE_FILES = 0x400
-SIGCHLD = 17
 TIOCLINUX = 0x541C
-HIGH = 1 << 32  # the kernel truncates ioctl requests to 32 bits: this bit must not get a request past the filter
-MARKER = errno.ENOTRECOVERABLE  # an errno no probe below gets from the kernel itself
+U64 = (1 << 64) - 1
+MARKER = errno.ENOTRECOVERABLE  # an errno no probe gets from the kernel itself
 
 PLAIN = ("keyctl", "add_key", "request_key", "kexec_load", "kexec_file_load", "init_module", "finit_module",
          "delete_module", "bpf", "perf_event_open", "userfaultfd", "open_by_handle_at", "acct", "swapon", "swapoff",
-         "reboot")
+         "reboot", "io_uring_setup", "io_uring_enter", "io_uring_register")
 MOUNT_API = ("open_tree", "move_mount", "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr")
 USERNS = ("unshare", "clone", "clone3")
+ALL_OPTIONS = {"limit_memfd": True, "shm_max": probes.SHM_MAX}  # every rule on (net_mode none, setuid_bits false)
+HAVE_FCHMODAT2 = seccomp._kernel_has("fchmodat2")  # Linux 6.6
 
 
-def nr(name: str) -> int:
-    return pyseccomp.resolve_syscall(pyseccomp.Arch.NATIVE, name)
+class NativeNumbers(dict):
+    """The native number of each system call, from libseccomp (negative: this architecture lacks it)."""
+
+    def __missing__(self, name: str) -> int:
+        self[name] = number = pyseccomp.resolve_syscall(pyseccomp.Arch.NATIVE, name)
+        return number
 
 
-def sc(name: str, *args: int) -> int:
-    """The raw system call: 0 on success, else its errno (no libc wrapper in the way)."""
-    ctypes.set_errno(0)
-    result = libc.syscall(ctypes.c_long(nr(name)), *(ctypes.c_ulong(a & 0xFFFFFFFFFFFFFFFF) for a in args))
-    return ctypes.get_errno() if result == -1 else 0
+NUMBERS = NativeNumbers()
 
 
-def ioctl(request: int) -> int:
-    # fcntl.ioctl truncates the request to 32 bits; /dev/null, not fd 0: never a real terminal.
-    fd = os.open("/dev/null", os.O_RDONLY)
-    try:
-        char = ctypes.c_char(b"x")
-        ctypes.set_errno(0)
-        result = libc.syscall(ctypes.c_long(nr("ioctl")), ctypes.c_long(fd), ctypes.c_ulong(request),
-                              ctypes.byref(char))
-        return ctypes.get_errno() if result == -1 else 0
-    finally:
-        os.close(fd)
+def with_errno(rule, number: int):
+    return rule.replace(errno=number) if hasattr(rule, "replace") else dataclasses.replace(rule, errno=number)
 
 
-def clone(flags: int) -> int:
-    """Raw clone with a NULL stack: fork-like; the child leaves at once."""
-    args = (0, flags | SIGCHLD) if os.uname().machine.startswith("s390") else (flags | SIGCHLD, 0)
-    ctypes.set_errno(0)
-    pid = libc.syscall(ctypes.c_long(nr("clone")), *(ctypes.c_ulong(a) for a in args), ctypes.c_ulong(0),
-                       ctypes.c_ulong(0), ctypes.c_ulong(0))
-    if pid == 0:
-        os._exit(0)
-    if pid < 0:
-        return ctypes.get_errno()
-    os.waitpid(pid, 0)
-    return 0
+def marked(rules):
+    return [with_errno(r, MARKER) for r in rules]
 
 
-def isolated(probe):
-    """Run a probe that changes the process (a new user namespace) in a forked child: its result is the exit code."""
-    def run() -> int:
-        pid = os.fork()
-        if pid == 0:
-            os._exit(probe())
-        return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-    return run
-
-
-def spawn_true() -> int:
-    """posix_spawn uses clone3 in glibc >= 2.34, and must fall back to clone when clone3 says ENOSYS."""
-    pid = os.posix_spawn("/bin/true", ["true"], {})
-    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-
-
-# One probe per default rule, with arguments the kernel refuses if the call gets through.
-PROBES = {
-    "keyctl": lambda: sc("keyctl", 9999, 0, 0, 0, 0),  # no such operation
-    "add_key": lambda: sc("add_key", 0, 0, 0, 0, 0),  # NULL type
-    "request_key": lambda: sc("request_key", 0, 0, 0, 0),
-    "kexec_load": lambda: sc("kexec_load", 0, 1000, 0, 0x80000000),  # too many segments, unknown arch
-    "kexec_file_load": lambda: sc("kexec_file_load", -1, -1, 0, 0, 0x80000000),  # unknown flag
-    "init_module": lambda: sc("init_module", 0, 0, 0),  # an empty image
-    "finit_module": lambda: sc("finit_module", -1, 0, 0),  # bad fd
-    "delete_module": lambda: sc("delete_module", 0, 0),  # NULL name
-    "bpf": lambda: sc("bpf", 9999, 0, 0),  # no such command
-    "perf_event_open": lambda: sc("perf_event_open", 0, 0, -1, -1, 0),  # NULL attr
-    "userfaultfd": lambda: sc("userfaultfd", 0x80000001),  # unknown flag
-    "open_by_handle_at": lambda: sc("open_by_handle_at", -1, 0, 0),
-    "acct": lambda: sc("acct", 1),  # bad pointer (NULL would turn accounting off)
-    "swapon": lambda: sc("swapon", 1, 0),
-    "swapoff": lambda: sc("swapoff", 1),
-    "reboot": lambda: sc("reboot", 0, 0, 0, 0),  # bad magic
-    "open_tree": lambda: sc("open_tree", -1, 0, 0),
-    "move_mount": lambda: sc("move_mount", -1, 0, -1, 0, 0),
-    "fsopen": lambda: sc("fsopen", 0, 0),
-    "fsconfig": lambda: sc("fsconfig", -1, 0, 0, 0, 0),
-    "fsmount": lambda: sc("fsmount", -1, 0, 0),
-    "fspick": lambda: sc("fspick", -1, 0, 0),
-    "mount_setattr": lambda: sc("mount_setattr", -1, 0, 0, 0, 0),
-    "TIOCSTI": lambda: ioctl(termios.TIOCSTI),
-    "TIOCSTI|1<<32": lambda: ioctl(termios.TIOCSTI | HIGH),
-    "TIOCLINUX": lambda: ioctl(TIOCLINUX),
-    "TIOCLINUX|1<<32": lambda: ioctl(TIOCLINUX | HIGH),
-    "personality(ADDR_NO_RANDOMIZE)": lambda: sc("personality", 0x0040000),
-    "personality(READ_IMPLIES_EXEC)": lambda: sc("personality", 0x0400000),
-    "personality(0x80040000)": lambda: sc("personality", 0x80040000),  # unused high bits do not help
-    "unshare(CLONE_NEWUSER)": isolated(lambda: sc("unshare", CLONE_NEWUSER)),
-    "clone(CLONE_NEWUSER)": lambda: clone(CLONE_NEWUSER),
-    "clone3": lambda: sc("clone3", 0, 0),  # NULL args: EINVAL when allowed
-}
-# What stays allowed under every filter.
-HARMLESS = {
-    "getpid": lambda: sc("getpid"),
-    "TCGETS": lambda: ioctl(termios.TCGETS),  # ENOTTY from /dev/null: the call got through
-    "personality(query)": lambda: sc("personality", 0xFFFFFFFF),
-    "personality(PER_LINUX)": lambda: sc("personality", 0),
-    "unshare(CLONE_FILES)": isolated(lambda: sc("unshare", CLONE_FILES)),  # only CLONE_NEWUSER is refused
-    "fork": lambda: clone(0),
-    "posix_spawn": spawn_true,
-    "Seccomp": lambda: open("/proc/self/status").read().split("Seccomp:")[1].split()[0],
-}
-
-
-def in_filtered_child(rules, probes) -> dict:
-    """{name: result} of each probe, run in a forked child after the launcher's last steps: NNP, install."""
-    prepared = seccomp.prepare(rules)  # in the parent, as the launcher does before pivot_root
+def in_child(rules, function, cwd=None):
+    """function()'s result, from a forked child in cwd after the launcher's last steps: no_new_privs, then the
+    filter of `rules` (None: no filter at all, the kernel's own answers)."""
+    prepared = seccomp.prepare(rules) if rules is not None else None  # in the parent, as the launcher does
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
             os.close(r)
-            if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-                raise OSError(ctypes.get_errno(), "prctl")
-            seccomp.install(prepared)
-            out = {name: probe() for name, probe in probes.items()}
+            if cwd is not None:
+                os.chdir(cwd)
+            if prepared is not None:
+                if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+                    raise OSError(ctypes.get_errno(), "prctl")
+                seccomp.install(prepared)
+            out = {"result": function()}
         except BaseException:
             out = {"error": traceback.format_exc()}
         os.write(w, json.dumps(out).encode())
@@ -166,7 +90,40 @@ def in_filtered_child(rules, probes) -> dict:
     os.waitpid(pid, 0)
     out = json.loads(data)
     assert "error" not in out, out.get("error")
-    return out
+    return out["result"]
+
+
+def run_calls(rules, calls, cwd) -> dict:
+    """{name: result} of each probes.Call, made in a child under a filter of `rules` (None: no filter)."""
+    def make():
+        runner = probes.Runner(NUMBERS)
+        runner.setup(calls)
+        return {call.name: runner.call(call) for call in calls}
+    return in_child(rules, make, cwd)
+
+
+def run_table(rules, cwd, shm_max=probes.SHM_MAX, extras=()) -> dict:
+    """{name: result} of every probe and twin of the table, and of the named probes.EXTRAS."""
+    return in_child(rules, lambda: probes.run_all(NUMBERS, shm_max, extras=extras), cwd)
+
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory) -> dict:
+    """The kernel's own answers to the table: no filter. Every run gets a directory of its own."""
+    return run_table(None, tmp_path_factory.mktemp("kernel"), extras=("Seccomp",))
+
+
+def table_calls(shm_max=probes.SHM_MAX):
+    table = probes.table(shm_max)
+    return table, probes.benign_calls(table)
+
+
+def leftovers(directory, got, shm_max=probes.SHM_MAX) -> tuple[list, list]:
+    """(files that refused probes created, files with a setuid or setgid bit) in directory."""
+    refused = [c for c in probes.table(shm_max) if got[c.name] not in (0, None)]
+    made = set(probes.created_files(refused)) & set(os.listdir(directory))
+    bits = [name for name in os.listdir(directory) if os.stat(os.path.join(directory, name)).st_mode & 0o6000]
+    return sorted(made), sorted(bits)
 
 
 # ---------------------------------------------------------------------------------------------- the rule set
@@ -277,150 +234,6 @@ def test_install_turns_load_errors_into_rootsand_errors():
     assert "CONFIG_SECCOMP_FILTER" in e.value.hint
 
 
-# ---------------------------------------------------------------------------------------------- in the kernel
-
-def test_every_default_rule_matches_its_call():
-    # Each rule with a marker errno: a probe that gets MARKER was stopped by the filter, not by the kernel.
-    rules = [dataclasses.replace(r, errno=MARKER) for r in seccomp.default_rules(nested_userns=False)]
-    harmless = {name: probe for name, probe in HARMLESS.items() if name != "posix_spawn"}  # needs clone3's ENOSYS
-    got = in_filtered_child(rules, {**PROBES, **harmless})
-    assert {name: got[name] for name in PROBES} == {name: MARKER for name in PROBES}
-    assert {name: got[name] for name in harmless} == {**dict.fromkeys(harmless, 0), "TCGETS": errno.ENOTTY,
-                                                       "Seccomp": "2"}
-
-
-def test_default_filter_without_nested_userns():
-    got = in_filtered_child(seccomp.default_rules(nested_userns=False), {**PROBES, **HARMLESS})
-    assert got["keyctl"] == errno.EPERM
-    assert got["TIOCSTI"] == got["TIOCSTI|1<<32"] == got["TIOCLINUX"] == got["TIOCLINUX|1<<32"] == errno.EPERM
-    assert got["unshare(CLONE_NEWUSER)"] == got["clone(CLONE_NEWUSER)"] == errno.EPERM
-    assert got["clone3"] == got["open_tree"] == got["mount_setattr"] == errno.ENOSYS
-    assert got["personality(ADDR_NO_RANDOMIZE)"] == errno.EPERM
-    assert got["getpid"] == got["fork"] == got["posix_spawn"] == got["personality(query)"] == 0
-    assert got["TCGETS"] == errno.ENOTTY
-
-
-def test_default_filter_with_nested_userns():
-    got = in_filtered_child(seccomp.default_rules(nested_userns=True), {**PROBES, **HARMLESS})
-    assert got["unshare(CLONE_NEWUSER)"] == got["clone(CLONE_NEWUSER)"] == 0
-    assert got["clone3"] == errno.EINVAL  # reached the kernel, which refuses NULL arguments
-    assert got["keyctl"] == got["TIOCSTI|1<<32"] == errno.EPERM
-    assert got["posix_spawn"] == 0
-
-
-# ---------------------------------------------------------------------------------------------- policy rules
-
-AF_UNIX, AF_TIPC, AF_ALG, AF_VSOCK, AF_KCM = 1, 30, 38, 40, 41
-SOCK_STREAM, SOCK_SEQPACKET = 1, 5
-AT_FDCWD = -100
-IPC_PRIVATE, IPC_CREAT, IPC_RMID = 0, 0o1000, 0
-S_IFREG = 0o100000
-ALL_OPTIONS = {"limit_memfd": True, "shm_max": 64 << 20}  # every new rule on (net_mode none, setuid_bits false)
-HAVE_FCHMODAT2 = seccomp._kernel_has("fchmodat2")  # Linux 6.6
-_keep = []  # C strings handed to raw system calls
-
-
-def cstr(text: str) -> int:
-    buf = ctypes.create_string_buffer(text.encode())
-    _keep.append(buf)
-    return ctypes.addressof(buf)
-
-
-def shm(size: int) -> int:
-    """shmget of a private segment, removed at once: 0 or the errno."""
-    ctypes.set_errno(0)
-    shmid = libc.syscall(ctypes.c_long(nr("shmget")), ctypes.c_long(IPC_PRIVATE), ctypes.c_ulong(size),
-                         ctypes.c_long(IPC_CREAT | 0o600))
-    if shmid == -1:
-        return ctypes.get_errno()
-    libc.syscall(ctypes.c_long(nr("shmctl")), ctypes.c_long(shmid), ctypes.c_long(IPC_RMID), ctypes.c_long(0))
-    return 0
-
-
-def memfd() -> int:
-    try:
-        os.close(os.memfd_create("probe"))
-        return 0
-    except OSError as e:
-        return e.errno
-
-
-def policy_probes(d: str) -> dict:
-    """A probe for each policy rule and for the same call without the risky argument, in directory d
-    (made by the parent: d/f exists with mode 0644)."""
-    f = f"{d}/f"
-    fd = os.open(f, os.O_RDONLY)  # opened in the parent, inherited: fchmod needs no open in the child
-    return {
-        "socket(AF_VSOCK)": lambda: sc("socket", AF_VSOCK, SOCK_STREAM, 0),
-        "socket(AF_VSOCK|1<<32)": lambda: sc("socket", AF_VSOCK | HIGH, SOCK_STREAM, 0),  # the kernel reads an int
-        "socket(AF_KCM)": lambda: sc("socket", AF_KCM, SOCK_SEQPACKET, 0),
-        "socket(AF_TIPC)": lambda: sc("socket", AF_TIPC, SOCK_SEQPACKET, 0),
-        "socket(AF_ALG)": lambda: sc("socket", AF_ALG, SOCK_SEQPACKET, 0),
-        "socketpair(AF_VSOCK)": lambda: sc("socketpair", AF_VSOCK, SOCK_STREAM, 0, 0),  # NULL fds: EFAULT if it ran
-        "socketpair(AF_ALG)": lambda: sc("socketpair", AF_ALG, SOCK_SEQPACKET, 0, 0),
-        "chmod 4755": lambda: sc("chmod", cstr(f), 0o4755),
-        "chmod 2755": lambda: sc("chmod", cstr(f), 0o2755),
-        "chmod 4755|1<<32": lambda: sc("chmod", cstr(f), 0o4755 | HIGH),
-        "fchmod 4755": lambda: sc("fchmod", fd, 0o4755),
-        "fchmod 6755": lambda: sc("fchmod", fd, 0o6755),
-        "fchmodat 4755": lambda: sc("fchmodat", AT_FDCWD, cstr(f), 0o4755),
-        "fchmodat 2755": lambda: sc("fchmodat", AT_FDCWD, cstr(f), 0o2755),
-        "fchmodat2 4755": lambda: sc("fchmodat2", AT_FDCWD, cstr(f), 0o4755, 0),
-        "fchmodat2 2755": lambda: sc("fchmodat2", AT_FDCWD, cstr(f), 0o2755, 0),
-        "open O_CREAT 4755": lambda: sc("open", cstr(f"{d}/open-suid"), os.O_CREAT | os.O_WRONLY, 0o4755),
-        "openat O_CREAT 2755": lambda: sc("openat", AT_FDCWD, cstr(f"{d}/openat-sgid"), os.O_CREAT | os.O_WRONLY,
-                                          0o2755),
-        "creat 4755": lambda: sc("creat", cstr(f"{d}/creat-suid"), 0o4755),
-        "mknod S_IFREG|4755": lambda: sc("mknod", cstr(f"{d}/mknod-suid"), S_IFREG | 0o4755, 0),
-        "mknodat S_IFREG|2755": lambda: sc("mknodat", AT_FDCWD, cstr(f"{d}/mknodat-sgid"), S_IFREG | 0o2755, 0),
-        "openat2": lambda: sc("openat2", AT_FDCWD, 0, 0, 0),  # usize 0: EINVAL if it ran
-        "memfd_create": memfd,
-        "memfd_secret": lambda: sc("memfd_secret", 0xFFFFFFFF),  # unknown flags: EINVAL (ENOSYS: secretmem off)
-        "shmget 64M+1": lambda: shm((64 << 20) + 1),
-        "shmget 100M": lambda: shm(100 << 20),
-    }
-
-
-def allowed_probes(d: str) -> dict:
-    """The same calls without the risky argument: allowed under every filter."""
-    f = f"{d}/f"
-    return {
-        "socket(AF_UNIX)": lambda: sc("socket", AF_UNIX, SOCK_STREAM, 0),
-        "socketpair(AF_UNIX)": lambda: socketpair_unix(),
-        "chmod 0755": lambda: sc("chmod", cstr(f), 0o755),
-        "chmod 1777": lambda: sc("chmod", cstr(f), 0o1777),  # the sticky bit is not setuid
-        "fchmodat2 0644": lambda: sc("fchmodat2", AT_FDCWD, cstr(f), 0o644, 0),
-        "open O_CREAT 0644": lambda: sc("open", cstr(f"{d}/open-plain"), os.O_CREAT | os.O_WRONLY, 0o644),
-        "open O_RDONLY": lambda: sc("open", cstr(f), os.O_RDONLY, 0),
-        "python open": lambda: open(f"{d}/python-open", "w").close() or 0,
-        "mknod S_IFREG|0644": lambda: sc("mknod", cstr(f"{d}/mknod-plain"), S_IFREG | 0o644, 0),
-        "mkdir 2775": lambda: sc("mkdir", cstr(f"{d}/dir"), 0o2775),  # the kernel ignores S_ISGID here
-        "shmget 1M": lambda: shm(1 << 20),
-        "shmget 64M": lambda: shm(64 << 20),  # the limit itself
-    }
-
-
-def allowed_results(d: str) -> dict:
-    """What each allowed probe returns: 0, but the kernel's ENOSYS for fchmodat2 before Linux 6.6."""
-    return {**dict.fromkeys(allowed_probes(d), 0), "fchmodat2 0644": 0 if HAVE_FCHMODAT2 else errno.ENOSYS}
-
-
-def socketpair_unix() -> int:
-    fds = (ctypes.c_int * 2)()
-    return sc("socketpair", AF_UNIX, SOCK_STREAM, 0, ctypes.addressof(fds))
-
-
-@pytest.fixture
-def probe_dir(tmp_path):
-    (tmp_path / "f").write_text("x")
-    (tmp_path / "f").chmod(0o644)
-    return str(tmp_path)
-
-
-def marked(rules):
-    return [dataclasses.replace(r, errno=MARKER) for r in rules]
-
-
 def test_socket_family_rules():
     rules = by_name(seccomp.default_rules(nested_userns=True))
     for call in ("socket", "socketpair"):
@@ -476,51 +289,192 @@ def test_rules_for_passes_the_options_on():
     assert seccomp.rules_for("none", True, setuid_bits=True) is None
 
 
-def test_policy_rules_in_the_kernel(probe_dir):
-    rules = seccomp.default_rules(nested_userns=True, **ALL_OPTIONS)
-    got = in_filtered_child(rules, {**policy_probes(probe_dir), **allowed_probes(probe_dir)})
-    refused = {name: got[name] for name in policy_probes(probe_dir)}
-    assert refused == {**dict.fromkeys(refused, errno.EPERM),
-                       **{name: errno.EAFNOSUPPORT for name in refused if name.startswith("socket")},
-                       "openat2": errno.ENOSYS, "memfd_create": errno.ENOSYS, "memfd_secret": errno.ENOSYS,
-                       "shmget 64M+1": errno.EINVAL, "shmget 100M": errno.EINVAL}
-    assert {name: got[name] for name in allowed_probes(probe_dir)} == allowed_results(probe_dir)
-    # Nothing refused left a file or a bit behind.
-    assert sorted(os.listdir(probe_dir)) == ["dir", "f", "mknod-plain", "open-plain", "python-open"]
-    assert all(not os.stat(f"{probe_dir}/{name}").st_mode & 0o6000 for name in os.listdir(probe_dir)
-               if name != "dir")
+# ---------------------------------------------------------------------------------------------- the probe table
+
+# Each option of default_rules that adds rules, off and on.
+OPTION_SETS = [dict(zip(("nested_userns", "net_mode", "setuid_bits", "limit_memfd", "shm_max"), values))
+               for values in itertools.product((False, True), ("none", "host"), (False, True), (False, True),
+                                               (None, probes.SHM_MAX))]
+COMPARE = {"EQ": lambda v, a, b: v == a, "NE": lambda v, a, b: v != a, "LT": lambda v, a, b: v < a,
+           "LE": lambda v, a, b: v <= a, "GT": lambda v, a, b: v > a, "GE": lambda v, a, b: v >= a,
+           "MASKED_EQ": lambda v, a, b: v & a == b}
 
 
-def test_each_policy_rule_matches_its_call(probe_dir):
-    # With a marker errno: a probe that gets MARKER was stopped by the filter, whatever the kernel would say
-    # (this kernel may lack AF_TIPC or AF_ALG and say EAFNOSUPPORT itself).
-    rules = marked(seccomp.default_rules(nested_userns=True, **ALL_OPTIONS))
-    got = in_filtered_child(rules, {**policy_probes(probe_dir), **allowed_probes(probe_dir)})
-    assert {name: got[name] for name in policy_probes(probe_dir)} == dict.fromkeys(policy_probes(probe_dir), MARKER)
-    assert {name: got[name] for name in allowed_probes(probe_dir)} == allowed_results(probe_dir)
+def key(rule) -> tuple:
+    return rule.syscall, tuple(rule.args)
 
 
-def test_policy_rules_absent_when_the_options_say_so(probe_dir, tmp_path):
-    rules = marked(seccomp.default_rules(nested_userns=True, net_mode="host", setuid_bits=True))
-    got = in_filtered_child(rules, policy_probes(probe_dir))
-    assert MARKER not in got.values(), got
-    # The kernel's own answers, from the same probes in a second directory under a filter without rules.
-    (tmp_path / "kernel").mkdir()
-    (tmp_path / "kernel" / "f").write_text("x")
-    assert got == in_filtered_child([], policy_probes(str(tmp_path / "kernel")))
-    for name in ("chmod 4755", "chmod 2755", "chmod 4755|1<<32", "fchmod 4755", "fchmod 6755", "fchmodat 4755",
-                 "open O_CREAT 4755", "openat O_CREAT 2755", "creat 4755", "mknod S_IFREG|4755",
-                 "mknodat S_IFREG|2755", "memfd_create", "shmget 100M"):
-        assert got[name] == 0, name  # the calls ran
-    assert os.stat(f"{probe_dir}/open-suid").st_mode & 0o4000  # the bit is on the file
+def rules_matching(rules, call) -> list:
+    """The rules that match a probes.Call, evaluated in Python on its arguments as the filter sees them."""
+    out = []
+    for rule in rules:
+        if rule.syscall != call.syscall:
+            continue
+        values = []
+        for index, op, a, b in rule.args:
+            value = call.args[index] if index < len(call.args) else 0
+            assert isinstance(value, int), f"{call.name}: {rule.syscall} compares argument {index}, a {value!r}"
+            values.append(COMPARE[op](value & U64, a, b))
+        if all(values):
+            out.append(rule)
+    return out
 
 
-def test_allowed_socket_family_reaches_the_kernel(probe_dir):
-    rules = marked(seccomp.default_rules(nested_userns=True, net_mode="slirp", socket_families=("AF_VSOCK",)))
-    got = in_filtered_child(rules, policy_probes(probe_dir))
-    assert got["socket(AF_VSOCK)"] != MARKER and got["socketpair(AF_VSOCK)"] != MARKER
-    assert got["socket(AF_ALG)"] == got["socket(AF_KCM)"] == got["socket(AF_TIPC)"] == MARKER
-    assert got["chmod 4755"] == MARKER and got["memfd_create"] == 0 and got["shmget 100M"] == 0
+def test_every_rule_has_a_probe_and_every_probe_its_rules():
+    # Both ways, for every combination of the options that add rules: each rule is some probe's target,
+    # and each probe's targets are rules (with the errno it expects).
+    for options in OPTION_SETS:
+        rules = seccomp.default_rules(**options)
+        table = probes.table(options["shm_max"] or probes.SHM_MAX)
+        targets = {target for probe in table for target in probe.targets}
+        untested = [(r.syscall, r.args, r.why) for r in rules if key(r) not in targets]
+        assert untested == [], (options, untested)
+    full = seccomp.default_rules(False, **ALL_OPTIONS)
+    errnos = {key(r): r.errno for r in full}
+    assert len(errnos) == len(full)  # no two rules with the same call and arguments
+    table, twins = table_calls()
+    for probe in table:
+        assert probe.targets, probe.name
+        assert [t for t in probe.targets if t not in errnos] == [], probe.name  # a rule the filter has
+        assert {errnos[t] for t in probe.targets} == {probe.errno}, probe.name
+        assert all(t[0] == probe.syscall for t in probe.targets), probe.name
+    # Every group of rules with one purpose (the 62 personality rules are two) has a probe.
+    whys = {(r.syscall, r.why) for r in full}
+    probed = {(r.syscall, r.why) for r in full if key(r) in {t for p in table for t in p.targets}}
+    assert whys == probed
+    assert len({p.name for p in table} | {t.name for t in twins}) == len(table) + len(twins)  # unique names
+
+
+def test_each_probe_meets_exactly_its_rules_and_each_twin_none():
+    # The filter's comparisons evaluated on the probes' arguments: a probe's call matches its targets (and
+    # no other rule, so a refusal names the rule); the benign twin matches no rule at all.
+    full = seccomp.default_rules(False, **ALL_OPTIONS)
+    table, twins = table_calls()
+    for probe in table:
+        assert sorted(key(r) for r in rules_matching(full, probe)) == sorted(probe.targets), probe.name
+    for twin in twins:
+        assert rules_matching(full, twin) == [], twin.name
+    assert [p.name for p in table if p.benign is None] == [
+        p.name for p in table if all(not args for _, args in p.targets)]  # a twin wherever the rule has arguments
+    personality = [p for p in table if p.syscall == "personality"]
+    assert {len(p.targets) for p in personality} == {31, 30}  # all but the flag's own bit (and bit 31 in one)
+
+
+def test_builtin_numbers_are_libseccomps():
+    table, twins = table_calls()
+    names = probes.syscalls(table + twins)
+    for machine, arch in (("x86_64", pyseccomp.Arch.X86_64), ("aarch64", pyseccomp.Arch.AARCH64)):
+        resolved = {name: pyseccomp.resolve_syscall(arch, name) for name in names}
+        assert probes.NUMBERS[machine] == {name: n for name, n in resolved.items() if n >= 0}, machine
+
+
+def test_expected_says_what_the_filter_answers():
+    table, twins = table_calls()
+    kernel = {c.name: 1000 + i for i, c in enumerate(table + twins)}
+    rules = seccomp.default_rules(True)
+    want = probes.expected(rules, kernel)
+    assert want["ioctl TIOCSTI"] == errno.EPERM and want["open_tree"] == errno.ENOSYS
+    assert want["unshare CLONE_NEWUSER"] == kernel["unshare CLONE_NEWUSER"]  # nested_userns: no rule
+    assert want["memfd_create"] == kernel["memfd_create"] and want["ioctl TCGETS"] == kernel["ioctl TCGETS"]
+    assert probes.expected(rules, {**kernel, "open 4755": None})["open 4755"] is None  # no such call here
+    # A later rule with the same call and arguments wins, as in prepare().
+    later = rules + [seccomp.Rule("keyctl", errno.EACCES)]
+    assert probes.expected(later, kernel)["keyctl"] == errno.EACCES
+
+
+# ---------------------------------------------------------------------------------------------- in the kernel
+
+def test_each_probe_is_refused_by_its_own_rule(tmp_path, kernel):
+    # Each rule with an errno of its own: a probe's answer says which rule refused it.
+    full = seccomp.default_rules(False, **ALL_OPTIONS)
+    numbered = [with_errno(rule, 2000 + i) for i, rule in enumerate(full)]
+    own = {key(rule): rule.errno for rule in numbered}
+    got = run_table(numbered, tmp_path)
+    table, twins = table_calls()
+    # None: this architecture has no such call (open, chmod on aarch64; ipc on x86-64).
+    wrong = {p.name: got[p.name] for p in table if got[p.name] not in {own[t] for t in p.targets}
+             and not (got[p.name] is None and kernel[p.name] is None)}
+    assert wrong == {}
+    assert {t.name: got[t.name] for t in twins} == {t.name: kernel[t.name] for t in twins}
+    assert leftovers(tmp_path, got) == ([], [])
+
+
+FILTERS = {
+    "every rule": dict(nested_userns=False, **ALL_OPTIONS),
+    "default profile": dict(nested_userns=True),
+    "net host, setuid bits": dict(nested_userns=True, net_mode="host", setuid_bits=True),
+    "AF_VSOCK allowed": dict(nested_userns=True, net_mode="slirp", socket_families=("AF_VSOCK",)),
+    "memory limit": dict(nested_userns=True, limit_memfd=True, shm_max=4096),
+}
+
+
+@pytest.mark.parametrize("name", FILTERS)
+def test_the_filter_answers_each_probe(tmp_path, tmp_path_factory, name):
+    # A probe whose rule is in the filter gets the rule's errno, everything else the kernel's own answer.
+    options = FILTERS[name]
+    shm_max = options.get("shm_max") or probes.SHM_MAX
+    rules = seccomp.default_rules(**options)
+    kernel = run_table(None, tmp_path_factory.mktemp("kernel"), shm_max)
+    got = run_table(rules, tmp_path, shm_max, extras=("getpid", "posix_spawn", "Seccomp"))
+    assert {name: got[name] for name in kernel} == probes.expected(rules, kernel, shm_max)
+    # posix_spawn: glibc falls back from clone3 to clone where the filter says ENOSYS.
+    assert (got["getpid"], got["posix_spawn"], got["Seccomp"]) == (0, 0, "2")
+    made, bits = leftovers(tmp_path, got, shm_max)
+    assert made == []
+    setuid_ran = [p.name for p in probes.table(shm_max) if p.syscall in ("open", "creat", "mknod", "openat",
+                                                                         "mknodat") and got[p.name] == 0]
+    assert bool(bits) == bool(setuid_ran) == options.get("setuid_bits", False)
+
+
+def test_without_a_filter_the_kernel_answers_otherwise(kernel):
+    # What the filter changes: each probe's call, unfiltered, gets another answer from the kernel than the
+    # filter's, but where its kernel_may_agree says why not. A caller with every capability in the initial
+    # user namespace also tells those NEEDS_CAP ones apart.
+    if kernel["Seccomp"] != "0":
+        pytest.skip(f"this process is under a seccomp filter already (Seccomp: {kernel['Seccomp']})")
+    with open("/proc/self/status") as f:
+        all_caps = int(re.search(r"CapEff:\s*(\w+)", f.read()).group(1), 16) == (1 << 41) - 1
+    with open("/proc/self/uid_map") as f:
+        init_ns = f.read().split() == ["0", "0", "4294967295"]
+    table, _ = table_calls()
+    telling = [p for p in table if not p.kernel_may_agree or (p.kernel_may_agree == probes.NEEDS_CAP
+                                                               and all_caps and init_ns)]
+    same = {p.name: kernel[p.name] for p in telling if kernel[p.name] == p.errno}
+    assert same == {}
+    assert {"ioctl TIOCSTI", "keyctl", "io_uring_enter", "open_tree", "clone3", "personality ADDR_NO_RANDOMIZE",
+            "chmod 4755", "memfd_create"} <= {p.name for p in telling}
+
+
+def test_new_call_unknown_to_libseccomp(tmp_path, monkeypatch):
+    # An older libseccomp (before 2.5.5) without fchmodat2 on a kernel (6.6+) that has it: by number, natively.
+    resolve = seccomp._resolve
+    monkeypatch.setattr(seccomp, "_resolve",
+                        lambda p, arch, name: -1 if name == "fchmodat2" else resolve(p, arch, name))
+    assert seccomp._syscall_known("fchmodat2", seccomp._known_arches())
+    rules = seccomp.default_rules(nested_userns=True)
+    sections = pfc_sections(seccomp.prepare(rules), tmp_path)
+    native = {"x86_64": "x86_64", "aarch64": "aarch64"}.get(os.uname().machine)
+    if native and HAVE_FCHMODAT2:
+        assert "(452)" in sections[native] and all("(452)" not in text for arch, text in sections.items()
+                                                   if arch != native)
+    table, _ = table_calls()
+    suid = next(p for p in table if p.name == "fchmodat2 4755")
+    got = run_calls(rules, [suid, suid.benign], tmp_path)
+    if HAVE_FCHMODAT2:
+        assert got == {"fchmodat2 4755": errno.EPERM, "fchmodat2 0755": 0}
+    else:  # the kernel lacks the call: no rule, and the kernel says so
+        assert got == {"fchmodat2 4755": errno.ENOSYS, "fchmodat2 0755": errno.ENOSYS}
+    # A kernel without the call needs no rule.
+    monkeypatch.setattr(seccomp, "_kernel_has", lambda name: False)
+    sections = pfc_sections(seccomp.prepare(rules), tmp_path)
+    assert all("(452)" not in text for text in sections.values())
+    # Other unknown calls still fail closed; optional ones are left out.
+    monkeypatch.setattr(seccomp, "_resolve", lambda p, arch, name: -1 if name in ("clone3", "ipc")
+                        else resolve(p, arch, name))
+    with pytest.raises(RootsandError, match="seccomp rule for clone3: libseccomp does not know"):
+        seccomp.prepare(seccomp.default_rules(nested_userns=False))
+    sections = pfc_sections(seccomp.prepare(seccomp.default_rules(True, shm_max=5)), tmp_path)
+    assert all('"ipc"' not in text for text in sections.values())
 
 
 # ---------------------------------------------------------------------------------------------- architectures
@@ -564,37 +518,6 @@ def test_wide_data_on_32bit_arches(tmp_path):
     assert seccomp._fit_32bit(((0, "MASKED_EQ", 0xF0, 0x0F),)) is None  # no value matches, 32 bits or 64
 
 
-def test_new_call_unknown_to_libseccomp(tmp_path, probe_dir, monkeypatch):
-    # An older libseccomp (before 2.5.5) without fchmodat2 on a kernel (6.6+) that has it: by number, natively.
-    resolve = seccomp._resolve
-    monkeypatch.setattr(seccomp, "_resolve",
-                        lambda p, arch, name: -1 if name == "fchmodat2" else resolve(p, arch, name))
-    assert seccomp._syscall_known("fchmodat2", seccomp._known_arches())
-    rules = seccomp.default_rules(nested_userns=True)
-    sections = pfc_sections(seccomp.prepare(rules), tmp_path)
-    native = {"x86_64": "x86_64", "aarch64": "aarch64"}.get(os.uname().machine)
-    if native and HAVE_FCHMODAT2:
-        assert "(452)" in sections[native] and all("(452)" not in text for arch, text in sections.items()
-                                                   if arch != native)
-    got = in_filtered_child(rules, {"fchmodat2 4755": policy_probes(probe_dir)["fchmodat2 4755"],
-                                    "fchmodat2 0644": allowed_probes(probe_dir)["fchmodat2 0644"]})
-    if HAVE_FCHMODAT2:
-        assert got == {"fchmodat2 4755": errno.EPERM, "fchmodat2 0644": 0}
-    else:  # the kernel lacks the call: no rule, and the kernel says so
-        assert got == {"fchmodat2 4755": errno.ENOSYS, "fchmodat2 0644": errno.ENOSYS}
-    # A kernel without the call needs no rule.
-    monkeypatch.setattr(seccomp, "_kernel_has", lambda name: False)
-    sections = pfc_sections(seccomp.prepare(rules), tmp_path)
-    assert all("(452)" not in text for text in sections.values())
-    # Other unknown calls still fail closed; optional ones are left out.
-    monkeypatch.setattr(seccomp, "_resolve", lambda p, arch, name: -1 if name in ("clone3", "ipc")
-                        else resolve(p, arch, name))
-    with pytest.raises(RootsandError, match="seccomp rule for clone3: libseccomp does not know"):
-        seccomp.prepare(seccomp.default_rules(nested_userns=False))
-    sections = pfc_sections(seccomp.prepare(seccomp.default_rules(True, shm_max=5)), tmp_path)
-    assert all('"ipc"' not in text for text in sections.values())
-
-
 def test_kernel_probe_for_new_calls(monkeypatch):
     release = tuple(int(n) for n in re.match(r"(\d+)\.(\d+)", os.uname().release).groups())
     if release >= (6, 6):  # fchmodat2's kernel; openat2 came in 5.6
@@ -611,8 +534,8 @@ def test_a_rule_file_changing_a_direct_rule_keeps_it_direct(tmp_path):
     if os.uname().machine == "x86_64":
         sections = pfc_sections(seccomp.prepare(rules), tmp_path)
         assert '"socketcall"' not in sections["x86"] and "ERRNO(13)" in sections["x86_64"]
-    got = in_filtered_child(rules, {"socket(AF_VSOCK)": lambda: sc("socket", AF_VSOCK, SOCK_STREAM, 0)})
-    assert got == {"socket(AF_VSOCK)": errno.EACCES}
+    vsock = next(p for p in probes.table() if p.name == "socket AF_VSOCK")
+    assert run_calls(rules, [vsock], tmp_path) == {"socket AF_VSOCK": errno.EACCES}
 
 
 # ---------------------------------------------------------------------------------------------- rule files
@@ -664,15 +587,20 @@ def test_rule_file_rules_in_the_kernel(tmp_path):
         except OSError as e:
             return e.errno
 
-    got = in_filtered_child(rules, {
-        "uname": lambda: sc("uname", 0),  # refused before the kernel looks at the NULL buffer
-        "PRIO_PGRP": lambda: getpriority(os.PRIO_PGRP),
-        "PRIO_PROCESS": lambda: getpriority(os.PRIO_PROCESS),
-        "keyctl": PROBES["keyctl"],  # the file's errno replaces the default rule's
-        "TIOCGWINSZ on fd 0": lambda: sc("ioctl", 0, termios.TIOCGWINSZ, 0),
-        "TIOCGWINSZ on fd 3+": lambda: ioctl(termios.TIOCGWINSZ),
-    })
-    assert got.pop("TIOCGWINSZ on fd 0") != errno.EPERM  # EFAULT or ENOTTY, whatever fd 0 is
+    keyctl = next(p for p in probes.table() if p.name == "keyctl")  # the file's errno replaces the default's
+    calls = [probes.Call("uname", "uname", (0,)),  # refused before the kernel looks at the NULL buffer
+             keyctl,
+             probes.Call("TIOCGWINSZ on fd 0", "ioctl", (0, termios.TIOCGWINSZ, 0)),
+             probes.Call("TIOCGWINSZ on fd 3+", "ioctl", (probes.DEVNULL, termios.TIOCGWINSZ, probes.BUF))]
+
+    def make():
+        runner = probes.Runner(NUMBERS)
+        runner.setup(calls)
+        return {**{call.name: runner.call(call) for call in calls},
+                "PRIO_PGRP": getpriority(os.PRIO_PGRP), "PRIO_PROCESS": getpriority(os.PRIO_PROCESS)}
+
+    got = in_child(rules, make, tmp_path)
+    assert got.pop("TIOCGWINSZ on fd 0") not in (errno.EPERM, None)  # EFAULT or ENOTTY, whatever fd 0 is
     assert got == {"uname": errno.EPERM, "PRIO_PGRP": errno.EACCES, "PRIO_PROCESS": 0, "keyctl": errno.EACCES,
                    "TIOCGWINSZ on fd 3+": errno.EPERM}
 
@@ -684,7 +612,7 @@ INVALID = [
     ("rule = 5\n", 1, "rule", "expected [[rule]] tables, got integer"),
     ('# a comment\n[rule]\nsyscall = "ptrace"\n', 2, "rule", "expected [[rule]] tables, got table"),
     ('[[rule]]\nsyscall = "ptrace"\n[extra]\nx = 1\n', 3, "extra", "unknown key 'extra'"),
-    ("rule = [5]\n", None, "rule[1]", "expected a table, got integer"),
+    ("rule = [5]\n", 1, "rule[1]", "expected a table, got integer"),
     ('[[rule]]\nerrno = "EPERM"\n', 1, "rule[1]", 'missing key "syscall"'),
     ('[[rule]]\nsyscall = "fooo"\n', 2, "rule[1].syscall", "unknown system call 'fooo'"),
     (RULE + '\n[[rule]]\nsyscall = "fooo"\n', 5, "rule[2].syscall", "unknown system call 'fooo'"),

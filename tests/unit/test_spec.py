@@ -1,15 +1,15 @@
 import pytest
 
-from rootsand import spec
+from rootsand import model, spec
 from rootsand.errors import RootsandError
 
 
 @pytest.mark.parametrize("text,expected", [
-    ("root", spec.User("root")),
-    ("keep-id", spec.User("keep-id")),
-    ("1000", spec.User("ids", 1000, 1000)),
-    ("1000:50", spec.User("ids", 1000, 50)),
-    ("0:0", spec.User("ids", 0, 0)),
+    ("root", model.User("root")),
+    ("keep-id", model.User("keep-id")),
+    ("1000", model.User("ids", 1000, 1000)),
+    ("1000:50", model.User("ids", 1000, 50)),
+    ("0:0", model.User("ids", 0, 0)),
 ])
 def test_parse_user(text, expected):
     assert spec.parse_user(text) == expected

@@ -1,0 +1,272 @@
+"""The plan stage: a SandboxSpec and the facts of this host in, a complete, immutable Plan out.
+
+plan() is pure: no system calls, no files, no processes, no cgroups. Everything the runtime does is decided
+here and written down: the id maps and who runs the command, the namespaces, every mount step in order
+with its final flags and origin, the generated /etc files, the network, capabilities, the seccomp rules
+as data, limits, sysctls, environment, argv, working directory and timeout. A Plan converts to JSON and
+back without loss: `run --dry-run` prints it, the registry of running sandboxes stores it.
+
+The runtime (launcher.py, inside.py, mounts.py) only carries a Plan out; how (file descriptors, pids, a
+pty) is its own business.
+"""
+
+from rootsand import idmap, security
+from rootsand.errors import RootsandError
+from rootsand.model import CAPABILITIES, NAMESPACE_LINKS, PortForward, Record
+from rootsand.seccomp import Rule
+
+SANDBOX_ADDRESS, GATEWAY, SLIRP_DNS, TAP = "10.0.2.100", "10.0.2.2", "10.0.2.3", "tap0"
+DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
+PROC_READ_ONLY = ("sys", "sysrq-trigger", "irq", "bus")
+# What podman and flatpak hide in /proc: the user's keyrings, kernel memory and timing side channels.
+PROC_MASKED_FILES = ("keys", "key-users", "kcore", "timer_list", "timer_stats", "sched_debug", "latency_stats")
+PROC_MASKED_DIRS = ("acpi", "scsi")
+SHM_MAX = 64 << 20  # the largest SysV segment where no memory cgroup counts them
+# The flags each mount type ends up with. "ro" on dev is set once its mount points are made.
+MOUNT_FLAGS = {
+    "bind": ("nosuid", "nodev"), "ro-bind": ("ro", "nosuid", "nodev"), "dev-bind": ("nosuid",),
+    "tmpfs": ("nosuid", "nodev"), "proc": ("nosuid", "nodev", "noexec"), "dev": ("ro", "nosuid", "noexec"),
+    "mqueue": ("nosuid", "nodev", "noexec"), "overlay": ("nosuid", "nodev"),
+    "symlink": (), "dir": (), "file": (),
+}
+
+
+class HostFacts(Record):
+    """What planning needs to know about this host and user, gathered by host.facts()."""
+
+    FIELDS = {
+        "uid": 0, "gid": 0, "user_name": "", "pid": 0,  # pid: the launcher's, for the generated name
+        "subuids": list, "subgids": list,  # SubidRange
+        "newuidmap": None, "newgidmap": None,  # the helpers' paths, when found
+        "cgroup_dir": None, "cgroup_controllers": list,  # a delegated cgroup v2 and what a child of it can use
+        "resolv_conf": "",  # the host's /etc/resolv.conf
+        "inotify_instances": None, "inotify_watches": None,  # the per-user limits of the host
+        "page_size": 4096, "last_cap": 40,
+    }
+    __slots__ = tuple(FIELDS)
+    NESTED = {"subuids": idmap.SubidRange, "subgids": idmap.SubidRange}
+
+
+class MountStep(Record):
+    """One mount op as the runtime carries it out: what, where, with which final flags, and who asked."""
+
+    FIELDS = {
+        "type": "", "dst": "", "src": None, "lower": list, "upper": "tmpfs", "optional": False,
+        "flags": list,  # of ro, nosuid, nodev, noexec
+        "options": dict,  # file system options: mode, size (tmpfs, dev's /dev/shm, a tmpfs overlay upper)
+        "mode": None, "content": "",  # dir and file ops
+        "nodes": list,  # dev: the host device nodes bound
+        "read_only": list, "masked": list,  # proc: what is made read-only, what is hidden
+        "origin": "",
+    }
+    __slots__ = tuple(FIELDS)
+
+
+class Network(Record):
+    FIELDS = {
+        "mode": "none",  # none | slirp | host
+        "allow_host_loopback": False,
+        "publish": list,  # PortForward
+        "resolv_conf": None,  # slirp: the sandbox's /etc/resolv.conf
+        "address": None, "gateway": None, "dns": None, "interface": None,  # slirp's, inside
+    }
+    __slots__ = tuple(FIELDS)
+    NESTED = {"publish": PortForward}
+
+
+class Plan(Record):
+    """Everything a sandbox is, decided; the runtime's only input."""
+
+    FIELDS = {
+        "name": "", "profile": "", "argv": list, "env": dict, "chdir": "/", "cwd": "/", "hostname": "",
+        "timeout": None, "memory": None,  # the profile's memory limit, however limits enforce it
+        "user": "root",  # root | keep-id | ids
+        "run_uid": 0, "run_gid": 0,  # the command's ids inside
+        "ids": idmap.IdPlan,  # the maps and how they are written
+        "namespaces": list, "time_offsets": dict,
+        "rootfs": None,  # a host directory as the root, else an empty read-only tmpfs
+        "mounts": list,  # MountStep, in order
+        "etc_files": dict,  # /etc/NAME -> content, bound read-only over the host's
+        "network": Network,
+        "capabilities": list,  # names the command keeps
+        "no_new_privs": True, "new_session": True, "nested_userns": False,
+        "seccomp": None,  # list of Rule, or None for no filter
+        "limits": security.Limits,
+        "cgroup_parent": None,  # where the launcher makes the sandbox's cgroup, when limits.cgroup says so
+        "sysctls": dict,  # written through the sandbox's own procfs
+        "notes": list,  # said once on stderr before the sandbox starts
+    }
+    __slots__ = tuple(FIELDS)
+    NESTED = {"ids": idmap.IdPlan, "mounts": MountStep, "network": Network, "seccomp": Rule,
+              "limits": security.Limits}
+
+    @property
+    def root_mapped(self) -> bool:
+        return idmap.mapped(self.ids.uid_lines, 0) and idmap.mapped(self.ids.gid_lines, 0)
+
+    @property
+    def capability_mask(self) -> int:
+        mask = 0
+        for name in self.capabilities:
+            mask |= 1 << CAPABILITIES.index(name)
+        return mask
+
+    def namespace_links(self) -> list[str]:
+        return [NAMESPACE_LINKS[ns] for ns in self.namespaces]
+
+
+def plan(spec, facts: HostFacts) -> Plan:
+    """The Plan for `spec` on a host with these facts. Pure; RootsandError when it cannot be made."""
+    keep_id = spec.user.mode == "keep-id"
+    ids = idmap.plan(facts.uid, facts.gid, facts.subuids, facts.subgids, facts.newuidmap, facts.newgidmap,
+                     keep_id=keep_id, single=spec.idmap == "single")
+    root_mapped = idmap.mapped(ids.uid_lines, 0) and idmap.mapped(ids.gid_lines, 0)
+    if spec.user.mode == "root":
+        run_ids = (0, 0) if root_mapped else (facts.uid, facts.gid)
+    elif keep_id:
+        run_ids = (facts.uid, facts.gid)
+    else:
+        run_ids = (spec.user.uid, spec.user.gid)
+    if not idmap.mapped(ids.uid_lines, run_ids[0]) or not idmap.mapped(ids.gid_lines, run_ids[1]):
+        top = max(inside + count for inside, _, count in ids.uid_lines) - 1
+        raise RootsandError(f"user {run_ids[0]}:{run_ids[1]} is not mapped in the sandbox (ids 0-{top} are)",
+                            hint="use --user root, keep-id or an id in that range")
+
+    limits = security.plan_limits(spec.memory, spec.pids, spec.cpu, spec.rlimits, set(facts.cgroup_controllers))
+    uncounted = spec.memory is not None and "memory.max" not in limits.cgroup
+    notes = ([ids.note] if ids.note else []) + list(spec.notes)
+    if spec.seccomp == "none":
+        rules = None
+        notes.append('the seccomp filter is off (security.seccomp = "none"): for debugging only')
+    else:
+        from rootsand.seccomp import default_rules
+
+        rules = default_rules(spec.nested_userns, net_mode=spec.net_mode, setuid_bits=spec.setuid_bits,
+                              socket_families=tuple(spec.socket_families), limit_memfd=uncounted,
+                              shm_max=min(SHM_MAX, spec.memory) if uncounted else None) + list(spec.seccomp_file_rules)
+    if limits.not_enforced:
+        notes.append("; ".join(limits.not_enforced))
+    network = _network(spec, facts)
+    if network.mode == "slirp" and not network.allow_host_loopback and any(
+            f.proto == "udp" and f.host_addr.startswith(("127.", "::1")) for f in network.publish):
+        notes.append("slirp4netns drops a sandbox's UDP replies to the host's loopback unless --allow-host-loopback "
+                     "is given (podman#4586): the published UDP port only receives")
+    etc_files = {"hostname": f"{spec.hostname}\n", "hosts": hosts_file(spec.hostname)}
+    if network.resolv_conf is not None:
+        etc_files["resolv.conf"] = network.resolv_conf
+    capabilities = list(CAPABILITIES[:facts.last_cap + 1]) if spec.capabilities == "all" else list(spec.capabilities)
+    return Plan(
+        name=spec.name or f"sandbox-{facts.pid}", profile=spec.profile, argv=list(spec.command), env=dict(spec.env),
+        chdir=spec.chdir, cwd=spec.cwd, hostname=spec.hostname, timeout=spec.timeout, memory=spec.memory,
+        user=spec.user.mode, run_uid=run_ids[0], run_gid=run_ids[1], ids=ids,
+        namespaces=list(spec.namespaces), time_offsets=dict(spec.time_offsets),
+        rootfs=spec.rootfs, mounts=[mount_step(m, spec.memory) for m in spec.mounts], etc_files=etc_files,
+        network=network, capabilities=capabilities, new_session=spec.new_session, nested_userns=spec.nested_userns,
+        seccomp=rules, limits=limits, cgroup_parent=facts.cgroup_dir if limits.cgroup else None,
+        sysctls=sandbox_sysctls(spec.nested_userns, limits, spec.memory, facts), notes=notes,
+    )
+
+
+def mount_step(m, memory: int | None) -> MountStep:
+    """A profile's or the command line's Mount as the step the runtime carries out, its flags decided."""
+    options = {}
+    if m.type == "tmpfs":
+        if m.mode is not None:
+            options["mode"] = f"{m.mode:o}"  # else the kernel's 1777
+        sizes = [size for size in (m.size, memory) if size]  # a tmpfs the sandbox can fill: capped
+        if sizes:
+            options["size"] = str(min(sizes))
+    elif m.type == "dev":
+        options = {"mode": "0755", "size": "1m", **({"shm_size": str(memory)} if memory else {})}
+    elif m.type == "overlay" and m.upper == "tmpfs" and memory:
+        options["size"] = str(memory)
+    return MountStep(
+        type=m.type, dst=m.dst, src=m.src, lower=list(m.lower), upper=m.upper, optional=m.optional,
+        flags=list(MOUNT_FLAGS[m.type]), options=options, mode=m.mode, content=m.content,
+        nodes=list(DEV_NODES) if m.type == "dev" else [],
+        read_only=list(PROC_READ_ONLY) if m.type == "proc" else [],
+        masked=list(PROC_MASKED_FILES + PROC_MASKED_DIRS) if m.type == "proc" else [],
+        origin=m.origin,
+    )
+
+
+def _network(spec, facts: HostFacts) -> Network:
+    if spec.net_mode != "slirp":
+        return Network(mode=spec.net_mode)
+    return Network(mode="slirp", allow_host_loopback=spec.allow_host_loopback, publish=list(spec.publish),
+                   resolv_conf=resolv_conf(facts.resolv_conf, spec.dns), address=f"{SANDBOX_ADDRESS}/24",
+                   gateway=GATEWAY, dns=SLIRP_DNS, interface=TAP)
+
+
+def resolv_conf(host_text: str, dns: list[str]) -> str:
+    """The sandbox's resolv.conf: the profile's servers or slirp's 10.0.2.3 first, then the host's
+    servers that the sandbox can reach (not 127.x or ::1, which are the host's own loopback)."""
+    import ipaddress
+
+    servers = list(dns) or [SLIRP_DNS]
+    other = []
+    for line in host_text.splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and fields[0] == "nameserver":
+            try:
+                if not ipaddress.ip_address(fields[1].split("%")[0]).is_loopback and fields[1] not in servers:
+                    servers.append(fields[1])
+            except ValueError:
+                continue
+        elif fields and fields[0] in ("search", "domain", "options"):
+            other.append(line.strip())
+    return "".join(f"nameserver {s}\n" for s in servers[:3]) + "".join(f"{line}\n" for line in other)
+
+
+def hosts_file(hostname: str) -> str:
+    return (f"127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n"
+            "::1\tlocalhost ip6-localhost ip6-loopback\n")
+
+
+def sandbox_sysctls(nested_userns: bool, limits, memory: int | None, facts: HostFacts) -> dict[str, str]:
+    """Settings of the sandbox's own user and IPC namespaces, written through its own procfs.
+
+    - nested_userns = false: no user namespace can be made inside (the kernel's answer, seccomp or not).
+    - a profile with limits: half of the host user's inotify instances and watches (they are counted per
+      user, and the host's own tools need theirs), and SysV shared memory within the memory limit
+      (RLIMIT_AS does not count it) where no memory cgroup does.
+    """
+    values = {}
+    if not nested_userns:
+        values["user/max_user_namespaces"] = "0"
+    if limits.rlimits or limits.cgroup:
+        for name, host_max in (("instances", facts.inotify_instances), ("watches", facts.inotify_watches)):
+            if host_max:
+                values[f"user/max_inotify_{name}"] = str(max(1, host_max // 2))
+    if memory is not None and "memory.max" not in limits.cgroup:
+        values["kernel/shmmax"] = str(min(SHM_MAX, memory))
+        values["kernel/shmall"] = str(max(1, memory // facts.page_size))
+        values["kernel/shmmni"] = "64"
+    return values
+
+
+def describe(p: Plan) -> list[str]:
+    """The plan as a readable listing, one mount per line with its origin (`run --dry-run --verbose`)."""
+    lines = [f"sandbox {p.name} (profile {p.profile}): {' '.join(p.argv)}",
+             f"  runs as {p.run_uid}:{p.run_gid} ({p.user}) in {p.chdir}, hostname {p.hostname}"
+             + (f", timeout {p.timeout:g}s" if p.timeout else ""),
+             "  uid map: " + ", ".join(f"{a} {b} {c}" for a, b, c in p.ids.uid_lines)
+             + "; gid map: " + ", ".join(f"{a} {b} {c}" for a, b, c in p.ids.gid_lines),
+             f"  namespaces: {', '.join(p.namespaces)}",
+             f"  root: {p.rootfs or 'an empty tmpfs, read-only'}"]
+    for step in p.mounts:
+        what = {"symlink": f"-> {step.src}", "overlay": f"<- {':'.join(step.lower)} (upper {step.upper})"}.get(
+            step.type, f"<- {step.src}" if step.src else "")
+        flags = ",".join(step.flags + [f"{k}={v}" for k, v in step.options.items()])
+        lines.append(f"  {step.type:<8} {step.dst:<28} {what}{'  ' + flags if flags else ''}"
+                     f"{'  (optional)' if step.optional else ''}  [{step.origin}]")
+    net = p.network
+    lines.append(f"  network: {net.mode}" + (f", {net.address} via {net.gateway}, dns {net.dns}"
+                                              + "".join(f", publish {f}" for f in net.publish)
+                                              if net.mode == "slirp" else ""))
+    lines.append(f"  capabilities: {', '.join(p.capabilities) or 'none'}; no_new_privs; "
+                 f"seccomp: {len(p.seccomp)} rules" if p.seccomp is not None else
+                 f"  capabilities: {', '.join(p.capabilities) or 'none'}; no_new_privs; seccomp: off")
+    lines += [f"  limit: {line}" for line in security.describe_limits(p.limits, p.memory)]
+    lines += [f"  sysctl: {k} = {v}" for k, v in p.sysctls.items()]
+    return lines
