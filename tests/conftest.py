@@ -33,6 +33,20 @@ def sandbox(*command, opts=(), **kwargs) -> subprocess.CompletedProcess:
     return run(["run", *opts, "--", *command], **kwargs)
 
 
+def command_stderr(done: subprocess.CompletedProcess) -> list[str]:
+    """The command's own stderr lines, rootsand's warnings left out; asserts that rootsand itself did not fail
+    (exit 125 and a `rootsand: error:` line), which would leave the command unrun."""
+    lines = done.stderr.splitlines()
+    assert not any(line.startswith("rootsand: error:") for line in lines), (done.returncode, done.stderr)
+    return [line for line in lines if not line.startswith("rootsand: warning:")]
+
+
+def assert_command_failed(done: subprocess.CompletedProcess, status: int, *stderr: str) -> None:
+    """The command ran and failed on its own: its exit status and exactly these stderr lines (rootsand's
+    warnings aside), not a failure of rootsand's."""
+    assert (done.returncode, command_stderr(done)) == (status, list(stderr)), (done.returncode, done.stderr)
+
+
 def host_gaps() -> list[str]:
     """Host features the integration tests need and this machine lacks (as the current user)."""
     from rootsand import doctor

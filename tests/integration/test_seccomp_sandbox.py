@@ -1,152 +1,91 @@
-"""The seccomp filter inside the sandbox: each default rule refuses its call, `seccomp = "none"` lets it
-through, `nested_userns` decides the user-namespace rules, and a profile's rule file adds rules.
+"""The seccomp filter inside the sandbox: tests/seccomp_probes.py's table (the one tests/unit/test_seccomp.py
+runs in forked children) run by `rootsand run` in profiles that turn each group of rules on and off, and
+with `seccomp = "none"`: the kernel's own answers, which show what the filter changes. A profile's rule
+file adds rules.
 
 (Not test_seccomp.py: tests/unit has one, and pytest refuses two test modules of the same name without
 __init__.py files.)
 
-One sandbox runs a probe script that tries every call and prints {probe: errno}. The probes pass arguments
-the kernel refuses (bad pointers, flags, magic numbers), so a call that gets through does nothing.
+The probe module is copied into the sandbox's writable current directory and run there as a script: inside,
+after pivot_root, neither rootsand nor pyseccomp can be imported, so the system call numbers come from the
+host's pyseccomp on the command line. The probes pass arguments the kernel refuses (bad pointers, flags,
+magic numbers) or make files in that directory, so a call that gets through does no harm.
 """
 
 import errno
 import json
-import subprocess
-import sys
+import os
+import shutil
 
 import pytest
 
+import seccomp_probes as probes
 from conftest import sandbox
+from rootsand import seccomp, security
 
 pyseccomp = pytest.importorskip("pyseccomp")
 
-EPERM, ENOSYS = errno.EPERM, errno.ENOSYS
+TABLE = probes.table()
+CALLS = TABLE + probes.benign_calls(TABLE)
+NUMBERS = json.dumps({name: pyseccomp.resolve_syscall(pyseccomp.Arch.NATIVE, name)
+                      for name in probes.syscalls(CALLS)})
+MEMORY = 1 << 30  # the strict profile's [limits] memory
 
-PROBE = r'''
-import ctypes, json, os, sys, termios
-libc = ctypes.CDLL(None, use_errno=True)
-libc.syscall.restype = ctypes.c_long
-NR = json.loads(sys.argv[1])
-CLONE_NEWUSER, SIGCHLD, HIGH = 0x10000000, 17, 1 << 32
-
-def sc(name, *args):
-    ctypes.set_errno(0)
-    r = libc.syscall(ctypes.c_long(NR[name]), *(ctypes.c_ulong(a & 0xFFFFFFFFFFFFFFFF) for a in args))
-    return ctypes.get_errno() if r == -1 else 0
-
-def ioctl(request):  # raw: fcntl.ioctl truncates the request to 32 bits
-    fd = os.open("/dev/null", os.O_RDONLY)
-    c = ctypes.c_char(b"x")
-    ctypes.set_errno(0)
-    r = libc.syscall(ctypes.c_long(NR["ioctl"]), ctypes.c_long(fd), ctypes.c_ulong(request), ctypes.byref(c))
-    os.close(fd)
-    return ctypes.get_errno() if r == -1 else 0
-
-def isolated(probe):  # in a child: a new user namespace must not change the probes after it
-    pid = os.fork()
-    if pid == 0:
-        os._exit(probe())
-    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-
-def clone_newuser():
-    flags = CLONE_NEWUSER | SIGCHLD
-    args = (0, flags) if os.uname().machine.startswith("s390") else (flags, 0)
-    r = sc("clone", *args, 0, 0, 0)
-    if r == 0 and os.getpid() != PID:
-        os._exit(0)  # the child
-    if r == 0:
-        os.wait()
-    return r
-
-def spawn_true():
-    pid = os.posix_spawn("/usr/bin/true", ["true"], {})
-    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-
-PID = os.getpid()
-PROBES = {
-    "keyctl": lambda: sc("keyctl", 9999, 0, 0, 0, 0),
-    "add_key": lambda: sc("add_key", 0, 0, 0, 0, 0),
-    "request_key": lambda: sc("request_key", 0, 0, 0, 0),
-    "kexec_load": lambda: sc("kexec_load", 0, 1000, 0, 0x80000000),
-    "kexec_file_load": lambda: sc("kexec_file_load", -1, -1, 0, 0, 0x80000000),
-    "init_module": lambda: sc("init_module", 0, 0, 0),
-    "finit_module": lambda: sc("finit_module", -1, 0, 0),
-    "delete_module": lambda: sc("delete_module", 0, 0),
-    "bpf": lambda: sc("bpf", 9999, 0, 0),
-    "perf_event_open": lambda: sc("perf_event_open", 0, 0, -1, -1, 0),
-    "userfaultfd": lambda: sc("userfaultfd", 0x80000001),
-    "open_by_handle_at": lambda: sc("open_by_handle_at", -1, 0, 0),
-    "acct": lambda: sc("acct", 1),
-    "swapon": lambda: sc("swapon", 1, 0),
-    "swapoff": lambda: sc("swapoff", 1),
-    "reboot": lambda: sc("reboot", 0, 0, 0, 0),
-    "open_tree": lambda: sc("open_tree", -1, 0, 0),
-    "move_mount": lambda: sc("move_mount", -1, 0, -1, 0, 0),
-    "fsopen": lambda: sc("fsopen", 0, 0),
-    "fsconfig": lambda: sc("fsconfig", -1, 0, 0, 0, 0),
-    "fsmount": lambda: sc("fsmount", -1, 0, 0),
-    "fspick": lambda: sc("fspick", -1, 0, 0),
-    "mount_setattr": lambda: sc("mount_setattr", -1, 0, 0, 0, 0),
-    "TIOCSTI": lambda: ioctl(termios.TIOCSTI),
-    "TIOCSTI|1<<32": lambda: ioctl(termios.TIOCSTI | HIGH),
-    "TIOCLINUX": lambda: ioctl(0x541C),
-    "TIOCLINUX|1<<32": lambda: ioctl(0x541C | HIGH),
-    "personality(ADDR_NO_RANDOMIZE)": lambda: isolated(lambda: sc("personality", 0x0040000)),
-    "personality(READ_IMPLIES_EXEC)": lambda: isolated(lambda: sc("personality", 0x0400000)),
-    "unshare(CLONE_NEWUSER)": lambda: isolated(lambda: sc("unshare", CLONE_NEWUSER)),
-    "clone(CLONE_NEWUSER)": clone_newuser,
-    "clone3": lambda: sc("clone3", 0, 0),
-    "getpid": lambda: sc("getpid"),
-    "personality(query)": lambda: sc("personality", 0xFFFFFFFF),
-    "posix_spawn": spawn_true,
-    "TCGETS": lambda: ioctl(termios.TCGETS),
-    "Seccomp": lambda: open("/proc/self/status").read().split("Seccomp:")[1].split()[0],
+# Profiles: (security keys, [limits] keys, options); each also runs with seccomp = "none".
+PROFILES = {
+    "default": ("", "", []),  # the default profile's own settings, in a profile file of its own
+    "strict": ("nested_userns = false", 'memory = "1G"', []),  # every rule: memfd and shm need a memory limit
+    "loose": ("setuid_bits = true", "", ["--net", "host"]),  # no socket-family and no setuid rules
+    "vsock": ('socket_families = ["AF_VSOCK"]', "", []),
 }
-print(json.dumps({name: probe() for name, probe in PROBES.items()}))
-'''
-
-SYSCALLS = ("ioctl keyctl add_key request_key kexec_load kexec_file_load init_module finit_module delete_module bpf "
-            "perf_event_open userfaultfd open_by_handle_at acct swapon swapoff reboot open_tree move_mount fsopen "
-            "fsconfig fsmount fspick mount_setattr personality unshare clone clone3 getpid").split()
-NUMBERS = json.dumps({name: pyseccomp.resolve_syscall(pyseccomp.Arch.NATIVE, name) for name in SYSCALLS})
-
-# The filter's answer to each probe.
-REFUSED = {
-    **dict.fromkeys(["keyctl", "add_key", "request_key", "kexec_load", "kexec_file_load", "init_module",
-                     "finit_module", "delete_module", "bpf", "perf_event_open", "userfaultfd", "open_by_handle_at",
-                     "acct", "swapon", "swapoff", "reboot", "TIOCSTI", "TIOCSTI|1<<32", "TIOCLINUX",
-                     "TIOCLINUX|1<<32", "personality(ADDR_NO_RANDOMIZE)", "personality(READ_IMPLIES_EXEC)"], EPERM),
-    **dict.fromkeys(["open_tree", "move_mount", "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr"], ENOSYS),
-}
-USERNS_REFUSED = {"unshare(CLONE_NEWUSER)": EPERM, "clone(CLONE_NEWUSER)": EPERM, "clone3": ENOSYS}
-ALLOWED = {"getpid": 0, "personality(query)": 0, "posix_spawn": 0, "TCGETS": errno.ENOTTY}
 
 
-@pytest.fixture
-def dirs(tmp_path):
-    """(profiles, work): profiles and rule files outside the sandbox's writable current directory."""
-    (tmp_path / "profiles").mkdir()
-    (tmp_path / "work").mkdir()
-    return tmp_path / "profiles", tmp_path / "work"
+def memory_cgroup() -> bool:
+    """True when the launcher can put the sandbox in a memory cgroup: then memfds are counted, not refused."""
+    delegated = security.delegated_cgroup()
+    return bool(delegated and "memory" in delegated[1])
 
 
-def profile(directory, name, security: str) -> str:
-    path = directory / f"{name}.toml"
-    path.write_text(f'extends = "default"\n[security]\n{security}\n')
-    return str(path)
+def rules_of(name: str) -> list:
+    """The rules the launcher builds for one of PROFILES (launcher._plan_security)."""
+    uncounted = name == "strict" and not memory_cgroup()
+    return seccomp.default_rules(nested_userns=name != "strict", net_mode="host" if name == "loose" else "none",
+                                 setuid_bits=name == "loose",
+                                 socket_families=("AF_VSOCK",) if name == "vsock" else (),
+                                 limit_memfd=uncounted, shm_max=min(probes.SHM_MAX, MEMORY) if uncounted else None)
 
 
-def probe_in_sandbox(work, profile_path=None) -> dict:
-    (work / "probe.py").write_text(PROBE)
-    opts = ["--profile", profile_path] if profile_path else []
-    r = sandbox("python3", "probe.py", NUMBERS, opts=opts, cwd=work, check_rc=0)
-    return json.loads(r.stdout)
+def profile(tmp_path, name: str, seccomp_none: bool = False) -> list[str]:
+    """The options for one of PROFILES: its file outside every directory a sandbox can write."""
+    keys, limits, opts = PROFILES[name]
+    directory = tmp_path / "profiles"
+    directory.mkdir(exist_ok=True)
+    path = directory / f"{name}{'-none' if seccomp_none else ''}.toml"
+    path.write_text(f'extends = "default"\n[security]\n{keys}\n' + ('seccomp = "none"\n' if seccomp_none else "")
+                    + (f"[limits]\n{limits}\n" if limits else ""))
+    return ["--profile", str(path), *opts]
 
 
-def probe_on_host(work) -> dict:
-    """The kernel's own answers to this user, with no filter from rootsand."""
-    (work / "probe.py").write_text(PROBE)
-    r = subprocess.run([sys.executable, "probe.py", NUMBERS], cwd=work, capture_output=True, text=True, check=True)
-    return json.loads(r.stdout)
+def probe_in_sandbox(tmp_path, name: str, seccomp_none: bool = False) -> tuple[dict, object]:
+    """(the table's results, the directory they ran in) from a fresh current directory."""
+    work = tmp_path / f"work-{name}{'-none' if seccomp_none else ''}"
+    work.mkdir()
+    shutil.copy(probes.__file__, work / "seccomp_probes.py")
+    r = sandbox("python3", "seccomp_probes.py", "--json", "--numbers", NUMBERS,
+                opts=profile(tmp_path, name, seccomp_none), cwd=work, check_rc=0)
+    assert "rootsand: error:" not in r.stderr and "Traceback" not in r.stderr, r.stderr
+    return json.loads(r.stdout), work
+
+
+def filtered_and_kernel(tmp_path, name: str) -> tuple[dict, dict, object]:
+    got, work = probe_in_sandbox(tmp_path, name)
+    kernel, _ = probe_in_sandbox(tmp_path, name, seccomp_none=True)
+    assert got["Seccomp"] == "2" and kernel["Seccomp"] == host_seccomp_mode()
+    return got, kernel, work
+
+
+def results(got: dict) -> dict:
+    return {call.name: got[call.name] for call in CALLS}
 
 
 def host_seccomp_mode() -> str:
@@ -154,57 +93,99 @@ def host_seccomp_mode() -> str:
         return f.read().split("Seccomp:")[1].split()[0]
 
 
-def test_default_filter_refuses_each_rule_without_nested_userns(dirs):
-    profiles, work = dirs
-    got = probe_in_sandbox(work, profile(profiles, "strict", "nested_userns = false"))
-    assert {name: got[name] for name in REFUSED} == REFUSED
-    assert {name: got[name] for name in USERNS_REFUSED} == USERNS_REFUSED
-    assert {name: got[name] for name in ALLOWED} == ALLOWED  # posix_spawn: glibc fell back from clone3 to clone
-    assert got["Seccomp"] == "2"
+def setuid_files(work) -> list[str]:
+    return sorted(name for name in os.listdir(work) if os.stat(work / name).st_mode & 0o6000)
 
 
-def test_default_profile_keeps_nested_user_namespaces(dirs):
-    _, work = dirs
-    got = probe_in_sandbox(work)  # the default profile: nested_userns = true
-    assert {name: got[name] for name in REFUSED} == REFUSED
-    assert got["unshare(CLONE_NEWUSER)"] == got["clone(CLONE_NEWUSER)"] == 0
+def refused_files(work, got) -> list[str]:
+    """Files that a refused probe created all the same."""
+    refused = [p for p in TABLE if got[p.name] not in (0, None)]
+    return sorted(set(probes.created_files(refused)) & set(os.listdir(work)))
+
+
+def test_the_strict_profile_refuses_every_probe(tmp_path):
+    got, kernel, work = filtered_and_kernel(tmp_path, "strict")
+    rules = rules_of("strict")
+    assert results(got) == probes.expected(rules, kernel)
+    targets = {(r.syscall, tuple(r.args)) for r in rules}
+    refused = {p.name: p.errno for p in TABLE if set(p.targets) & targets and kernel[p.name] is not None}
+    assert {name: got[name] for name in refused} == refused  # each rule's own errno, inside a real sandbox
+    if not memory_cgroup():
+        assert {"memfd_create", "shmget 67108864+1", "unshare CLONE_NEWUSER", "clone3"} <= set(refused)
+    assert got["posix_spawn"] == got["getpid"] == 0  # glibc fell back from clone3 to clone
+    # On the host's side of the current directory: nothing a refused call made, no setuid or setgid bit.
+    assert refused_files(work, got) == [] and setuid_files(work) == []
+
+
+def test_the_default_profile_keeps_nested_user_namespaces(tmp_path):
+    got, kernel, work = filtered_and_kernel(tmp_path, "default")
+    assert results(got) == probes.expected(rules_of("default"), kernel)
+    assert got["unshare CLONE_NEWUSER"] == got["clone CLONE_NEWUSER"] == 0
     assert got["clone3"] == errno.EINVAL  # the kernel's answer to NULL arguments: the filter let it through
-    assert got["Seccomp"] == "2"
+    assert got["ioctl TIOCSTI"] == got["keyctl"] == got["io_uring_setup"] == errno.EPERM
+    assert got["socket AF_VSOCK"] == errno.EAFNOSUPPORT and got["chmod 4755"] == errno.EPERM
+    assert got["memfd_create"] == 0  # no memory limit: nothing to protect
+    assert refused_files(work, got) == [] and setuid_files(work) == []
 
 
-def test_seccomp_none_lets_each_call_through(dirs):
-    profiles, work = dirs
-    got = probe_in_sandbox(work, profile(profiles, "none", 'seccomp = "none"\nnested_userns = true'))
-    host = probe_on_host(work)
-    filtered = {**REFUSED, **USERNS_REFUSED}
-    # Where the kernel itself gives the filter's errno (acct and swapon: EPERM without host privileges),
-    # the answer cannot tell; everywhere else the call must have reached the kernel.
-    telling = [name for name in filtered if host[name] != filtered[name]]
-    assert {name: got[name] for name in telling if got[name] == filtered[name]} == {}
-    assert {"keyctl", "TIOCSTI", "TIOCSTI|1<<32", "open_tree", "clone3", "unshare(CLONE_NEWUSER)",
-            "personality(ADDR_NO_RANDOMIZE)"} <= set(telling)
-    assert got["Seccomp"] == host_seccomp_mode()
+def test_net_host_and_setuid_bits_leave_those_calls_to_the_kernel(tmp_path):
+    got, kernel, work = filtered_and_kernel(tmp_path, "loose")
+    assert results(got) == probes.expected(rules_of("loose"), kernel)
+    left = [p.name for p in TABLE if p.syscall in ("socket", "socketpair", "chmod", "fchmod", "fchmodat",
+                                                    "fchmodat2", "open", "openat", "creat", "mknod", "mknodat",
+                                                    "openat2")]
+    assert {name: got[name] for name in left} == {name: kernel[name] for name in left}
+    assert got["ioctl TIOCSTI"] == errno.EPERM  # the rest of the filter stays
+    assert "open-4755" in setuid_files(work)  # the bit came through to the host: the user's choice
+    for name in setuid_files(work):
+        os.chmod(work / name, 0o644)
 
 
-def test_rule_file_adds_to_the_default_rules(dirs):
-    profiles, work = dirs
-    rules = profiles.parent / "rules" / "uname.toml"
+def test_a_profile_can_allow_one_socket_family(tmp_path):
+    got, kernel, _ = filtered_and_kernel(tmp_path, "vsock")
+    assert results(got) == probes.expected(rules_of("vsock"), kernel)
+    assert got["socket AF_VSOCK"] == kernel["socket AF_VSOCK"]  # the kernel's answer: 0 where it has vsock
+    assert got["socket AF_ALG"] == got["socket AF_KCM"] == got["socketpair AF_TIPC"] == errno.EAFNOSUPPORT
+
+
+def test_seccomp_none_lets_each_call_through(tmp_path):
+    kernel, _ = probe_in_sandbox(tmp_path, "strict", seccomp_none=True)
+    # Where the kernel itself can give the filter's errno (a capability the sandbox lacks, a family the
+    # kernel lacks: kernel_may_agree), the answer cannot tell; everywhere else the call reached the kernel.
+    telling = [p for p in TABLE if not p.kernel_may_agree and kernel[p.name] is not None]
+    assert {p.name: kernel[p.name] for p in telling if kernel[p.name] == p.errno} == {}
+    assert {"keyctl", "ioctl TIOCSTI", "ioctl TIOCSTI|1<<32", "open_tree", "clone3", "io_uring_enter",
+            "personality ADDR_NO_RANDOMIZE", "chmod 4755", "memfd_create"} <= {p.name for p in telling}
+    assert kernel["Seccomp"] == host_seccomp_mode()
+
+
+def test_rule_file_adds_to_the_default_rules(tmp_path):
+    rules = tmp_path / "rules" / "getpriority.toml"
     rules.parent.mkdir()
-    rules.write_text('[[rule]]\nsyscall = "uname"\nerrno = "EPERM"\nwhy = "a test"\n')
-    opts = ["--profile", profile(profiles, "uname", f'seccomp = "{rules}"')]
-    r = sandbox("python3", "-c", "import os; os.uname()", opts=opts, cwd=work, check_rc=1)
-    assert "PermissionError" in r.stderr
-    code = "import ctypes; libc = ctypes.CDLL(None, use_errno=True); print(libc.syscall(%d, 9999, 0, 0, 0, 0), " \
-           "ctypes.get_errno())" % pyseccomp.resolve_syscall(pyseccomp.Arch.NATIVE, "keyctl")
-    r = sandbox("python3", "-c", code, opts=opts, cwd=work, check_rc=0)
-    assert r.stdout.split() == ["-1", str(EPERM)]  # keyctl: the default rules still apply
+    rules.write_text('[[rule]]\nsyscall = "getpriority"\nerrno = "EPERM"\nwhy = "a test"\n')
+    (tmp_path / "profiles").mkdir()
+    path = tmp_path / "profiles" / "getpriority.toml"
+    path.write_text(f'extends = "default"\n[security]\nseccomp = "{rules}"\n')
+    work = tmp_path / "work"
+    work.mkdir()
+    r = sandbox("python3", "-c", "import os; os.getpriority(os.PRIO_PROCESS, 0)", opts=["--profile", str(path)],
+                cwd=work, check_rc=1)
+    assert r.stderr.splitlines()[-1] == "PermissionError: [Errno 1] Operation not permitted", r.stderr
+    assert "rootsand: error:" not in r.stderr
+    shutil.copy(probes.__file__, work / "seccomp_probes.py")
+    r = sandbox("python3", "seccomp_probes.py", "--json", "--numbers", NUMBERS, "--only", "keyctl", "socket AF_UNIX",
+                "--no-extras", opts=["--profile", str(path)], cwd=work, check_rc=0)
+    assert json.loads(r.stdout) == {"keyctl": errno.EPERM, "socket AF_UNIX": 0}  # the default rules still apply
 
 
-def test_bad_rule_file_is_one_error_naming_file_line_and_key(dirs):
-    profiles, work = dirs
-    rules = profiles / "bad-rules.toml"
+def test_bad_rule_file_is_one_error_naming_file_line_and_key(tmp_path):
+    (tmp_path / "profiles").mkdir()
+    rules = tmp_path / "profiles" / "bad-rules.toml"
     rules.write_text('[[rule]]\nsyscall = "fooo"\n')
-    r = sandbox("true", opts=["--profile", profile(profiles, "bad", f'seccomp = "{rules}"')], cwd=work,
-                check_rc=125)
+    path = tmp_path / "profiles" / "bad.toml"
+    path.write_text(f'extends = "default"\n[security]\nseccomp = "{rules}"\n')
+    work = tmp_path / "work"
+    work.mkdir()
+    r = sandbox("true", opts=["--profile", str(path)], cwd=work, check_rc=125)
     assert r.stderr.startswith(f"rootsand: error: seccomp rules {rules}, line 2: rule[1].syscall: "
                                "unknown system call 'fooo'"), r.stderr

@@ -1,0 +1,236 @@
+"""The plan stage without namespaces: golden plans of the built-in profiles on fixed host facts, the JSON
+round trip, mount order and origins, home exposure, limits, resolv.conf, publish, and the resolution of
+destinations inside the new root."""
+
+import builtins
+import json
+import os
+import subprocess
+
+import pytest
+
+from rootsand import model, mounts, plan, profile, spec
+from rootsand.errors import RootsandError
+from rootsand.idmap import SubidRange
+from rootsand.plan import HostFacts, Plan
+
+BUILTINS = ["build", "default", "fakeroot", "net", "untrusted"]
+GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
+FACTS = HostFacts(uid=1000, gid=1000, user_name="alice", pid=4242,
+                  subuids=[SubidRange(100000, 65536)], subgids=[SubidRange(100000, 65536)],
+                  newuidmap="/usr/bin/newuidmap", newgidmap="/usr/bin/newgidmap",
+                  resolv_conf="nameserver 127.0.0.53\nnameserver 192.0.2.53\nsearch example.org\n",
+                  inotify_instances=128, inotify_watches=65536, page_size=4096, last_cap=40)
+
+
+@pytest.fixture
+def where(tmp_path, monkeypatch):
+    """A fixed user: a home and a project directory, no user profiles."""
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "project").mkdir()
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    return tmp_path
+
+
+def make_spec(where, profile_name="default", **options):
+    home, cwd = str(where / "home"), str(where / "home" / "project")
+    variables = profile.Variables(cwd=cwd, home=home, user="alice", uid=1000, gid=1000, xdg_runtime_dir=None,
+                                  env={})
+    loaded = profile.load(profile_name, variables)
+    env = {"PATH": "/usr/bin:/bin", "HOME": home, "USER": "alice", "TERM": "xterm", "TOKEN": "secret"}
+    return spec.from_profile(loaded, spec.RunOptions(profile=profile_name, **options), env, cwd, 2, (home,))
+
+
+def portable(the_plan: Plan, where) -> dict:
+    """The plan's JSON with this run's paths as placeholders, and the seccomp rules as names and errnos
+    (their arguments hold architecture-specific numbers)."""
+    data = the_plan.to_json()
+    data["seccomp"] = sorted({f"{r['syscall']}:{r['errno']}" for r in data["seccomp"]}) if data["seccomp"] else None
+    text = json.dumps(data, indent=1, sort_keys=True)
+    return json.loads(text.replace(str(where), "{tmp}").replace(os.path.dirname(profile.lookup._builtin_dir()),
+                                                               "{package}"))
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+def test_golden_plan(where, name):
+    got = portable(plan.plan(make_spec(where, name), FACTS), where)
+    path = os.path.join(GOLDEN, f"plan-{name}.json")
+    if os.environ.get("ROOTSAND_UPDATE_GOLDEN"):
+        os.makedirs(GOLDEN, exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(got, f, indent=1, sort_keys=True)
+            f.write("\n")
+    with open(path) as f:
+        assert got == json.load(f), f"plan of {name} changed: ROOTSAND_UPDATE_GOLDEN=1 rewrites {path}"
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+def test_plan_round_trips_through_json(where, name):
+    the_plan = plan.plan(make_spec(where, name, publish=["8080:80"], net="slirp"), FACTS)
+    again = Plan.from_json(json.loads(json.dumps(the_plan.to_json())))
+    assert again == the_plan
+    assert again.mounts[0] == the_plan.mounts[0] and isinstance(again.mounts[0], plan.MountStep)
+    assert again.network.publish == [model.PortForward(host_addr="127.0.0.1", host_port=8080, guest_port=80)]
+
+
+def test_planning_touches_nothing(where, monkeypatch):
+    """plan() is pure: with every way to reach the system taken away, it still plans."""
+    asked = make_spec(where, "untrusted")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("plan() reached the system")
+
+    for module, name in ((builtins, "open"), (os, "open"), (os, "stat"), (os, "lstat"), (os, "listdir"),
+                         (os, "mkdir"), (os, "fork"), (os, "getuid"), (subprocess, "run"), (subprocess, "Popen")):
+        monkeypatch.setattr(module, name, refuse)
+    the_plan = plan.plan(asked, FACTS)
+    monkeypatch.undo()
+    assert the_plan.name == "sandbox-4242" and the_plan.seccomp
+
+
+def test_cli_mounts_follow_the_profile_in_order_with_their_origin(where):
+    the_plan = plan.plan(make_spec(where, binds=["/a:/x", "/b"], ro_binds=["rel:/y"], tmpfs=["/t"],
+                                   overlays=["/o:/z"]), FACTS)
+    tail = [(s.type, s.src, s.dst, s.origin) for s in the_plan.mounts[-5:]]
+    cwd = str(where / "home" / "project")
+    assert tail == [("bind", "/a", "/x", "--bind /a:/x"), ("bind", "/b", "/b", "--bind /b"),
+                    ("ro-bind", f"{cwd}/rel", "/y", "--ro-bind rel:/y"), ("tmpfs", None, "/t", "--tmpfs /t"),
+                    ("overlay", None, "/z", "--overlay /o:/z")]
+    first = the_plan.mounts[0]
+    assert (first.type, first.dst, first.flags) == ("ro-bind", "/usr", ["ro", "nosuid", "nodev"])
+    assert first.origin.startswith("profile ") and first.origin.endswith("default.toml, line 41")
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("/a:/b", ("/a", "/b")), ("/a", ("/a", "/a")), ("rel", ("/cwd/rel", "/cwd/rel")), ("a:b:/c", ("/cwd/a:b", "/c")),
+    ("/with:colon", ("/with:colon", "/with:colon")), ("./x/../y:/d/", ("/cwd/y", "/d")),
+])
+def test_mount_argument_splitting(text, expected):
+    assert spec.split_mount_arg(text, "/cwd", "--bind") == expected
+
+
+def test_mount_argument_errors_name_the_option():
+    with pytest.raises(RootsandError, match=r"^--bind : expected SRC\[:DST\]$"):
+        spec.split_mount_arg("", "/cwd", "--bind")
+    with pytest.raises(RootsandError, match=r"^--bind /etc:/: cannot mount over /"):
+        spec.cli_mounts(spec.RunOptions(binds=["/etc:/"]), "/cwd")
+
+
+@pytest.mark.parametrize("cwd,homes,exposed", [
+    ("/home", ("/home/alice",), True),  # run from /home: the home below would show
+    ("/", ("/home/alice",), True),
+    ("/home/alice", ("/home/alice",), False),  # from home itself: asked for
+    ("/home/alice/src", ("/home/alice",), False),
+    ("/srv", ("/home/alice", "/srv/alice"), True),  # $HOME and the passwd entry differ: both count
+    ("/data", ("/home/alice",), False),
+])
+def test_home_exposure(cwd, homes, exposed):
+    bind = model.Mount(type="bind", src=cwd, dst=cwd)
+    assert spec._exposes_home(bind, cwd, homes) is exposed
+    overlay = model.Mount(type="overlay", lower=[cwd], dst=cwd)
+    assert spec._exposes_home(overlay, cwd, homes) is exposed
+    assert spec._exposes_home(model.Mount(type="bind", src="/other", dst=cwd), cwd, homes) is False
+
+
+def test_run_from_the_parent_of_home_binds_an_empty_directory(where):
+    home = str(where / "home")
+    variables = profile.Variables(cwd=str(where), home=home, user="alice", uid=1000, gid=1000,
+                                  xdg_runtime_dir=None, env={})
+    asked = spec.from_profile(profile.load("default", variables), spec.RunOptions(), {}, str(where), 2, (home,))
+    assert [(m.type, m.dst) for m in asked.mounts if m.dst == str(where)] == [("dir", str(where))]
+    assert "holds your home directory" in asked.notes[0]
+
+
+def test_limits_use_a_delegated_cgroup_or_fall_back_to_rlimits(where):
+    asked = make_spec(where, "untrusted")
+    fallback = plan.plan(asked, FACTS)
+    assert fallback.limits.rlimits["as"] == 1 << 30 and fallback.limits.rlimits["nproc"] == 256
+    assert fallback.cgroup_parent is None and fallback.limits.cgroup == {}
+    assert fallback.sysctls["kernel/shmall"] == str((1 << 30) // 4096)
+    assert fallback.sysctls["user/max_inotify_instances"] == "64"
+    assert any(r.syscall == "memfd_create" for r in fallback.seccomp)
+    delegated = plan.plan(asked, FACTS.replace(cgroup_dir="/sys/fs/cgroup/user", cgroup_controllers=["memory", "pids"]))
+    assert delegated.limits.cgroup == {"memory.max": str(1 << 30), "memory.swap.max": "0", "pids.max": "256"}
+    assert "as" not in delegated.limits.rlimits and delegated.cgroup_parent == "/sys/fs/cgroup/user"
+    assert "kernel/shmall" not in delegated.sysctls
+    assert not any(r.syscall == "memfd_create" for r in delegated.seccomp)
+
+
+def test_resolv_conf_puts_slirp_first_and_drops_the_hosts_loopback():
+    text = plan.resolv_conf("nameserver 127.0.0.53\nnameserver ::1\nnameserver 192.0.2.1\noptions edns0\n", [])
+    assert text == "nameserver 10.0.2.3\nnameserver 192.0.2.1\noptions edns0\n"
+    assert plan.resolv_conf("nameserver 192.0.2.1\n", ["9.9.9.9"]) == "nameserver 9.9.9.9\nnameserver 192.0.2.1\n"
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("8080:80", ("127.0.0.1", 8080, 80, "tcp")), ("0.0.0.0:53:53/udp", ("0.0.0.0", 53, 53, "udp")),
+    ("[::1]:8443:443", ("::1", 8443, 443, "tcp")),
+])
+def test_publish_parsing(text, expected):
+    forward = model.parse_publish(text)
+    assert (forward.host_addr, forward.host_port, forward.guest_port, forward.proto) == expected
+
+
+@pytest.mark.parametrize("text", ["80", "0:80", "8080:70000", "x:1:2", "1:2/sctp"])
+def test_publish_parsing_rejects(text):
+    with pytest.raises(RootsandError, match="invalid port"):
+        model.parse_publish(text)
+
+
+def test_user_not_in_the_map_is_refused(where):
+    with pytest.raises(RootsandError, match=r"user 70000:70000 is not mapped in the sandbox \(ids 0-65536 are\)"):
+        plan.plan(make_spec(where, user="70000"), FACTS)
+
+
+def test_single_map_without_ranges_runs_root_as_the_user(where):
+    the_plan = plan.plan(make_spec(where), FACTS.replace(subuids=[], subgids=[]))
+    assert the_plan.ids.uid_lines == [(0, 1000, 1)] and (the_plan.run_uid, the_plan.run_gid) == (0, 0)
+    assert "no range for you in /etc/subuid" in the_plan.notes[0]
+
+
+# -- destinations inside the new root ----------------------------------------------------------------------
+
+@pytest.fixture
+def new_root(tmp_path):
+    """A directory standing for the new root, walked by the real FileSystem code (no namespaces needed)."""
+    root = tmp_path / "root"
+    (root / "usr" / "lib").mkdir(parents=True)
+    (root / "etc").mkdir()
+    (root / "etc" / "file").write_text("x")
+    os.symlink("/usr/lib", root / "abs")  # absolute: resolved inside the root
+    os.symlink("../usr", root / "etc" / "rel")
+    os.symlink("/../../../../tmp", root / "escape")
+    os.symlink("loop2", root / "loop1")
+    os.symlink("loop1", root / "loop2")
+    fs = mounts.FileSystem([], None, (0, 0))
+    fs.root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY)
+    yield fs
+    os.close(fs.root_fd)
+
+
+@pytest.mark.parametrize("dst,expected", [
+    ("/usr/lib", "/usr/lib"), ("/usr/../etc", "/etc"), ("/../../usr", "/usr"), ("/abs", "/usr/lib"),
+    ("/etc/rel/lib", "/usr/lib"), ("/escape", "/tmp"), ("/abs/../..", "/"), ("/new/dir", "/new/dir"),
+])
+def test_destinations_resolve_inside_the_new_root(new_root, dst, expected):
+    assert new_root._walk(dst, "resolve") == (None, expected)
+
+
+def test_a_symlink_loop_is_an_error(new_root):
+    with pytest.raises(OSError, match="too many levels of symbolic links"):
+        new_root._walk("/loop1", "resolve")
+
+
+def test_a_file_in_the_middle_of_a_destination_is_an_error(new_root):
+    with pytest.raises(NotADirectoryError, match="/etc/file is not a directory"):
+        new_root._walk("/etc/file/x", "dir")
+
+
+def test_missing_mount_points_are_made_inside_the_root_only(new_root, tmp_path):
+    fd, path = new_root._walk("/escape/made-here", "dir")
+    os.close(fd)
+    assert path == "/tmp/made-here"
+    assert (tmp_path / "root" / "tmp" / "made-here").is_dir()
+    fd, path = new_root._walk("/etc/rel/new-file", "file")
+    os.close(fd)
+    assert (tmp_path / "root" / "usr" / "new-file").is_file()
