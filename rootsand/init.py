@@ -3,7 +3,7 @@
 import os
 import signal
 
-# The signals the launcher and PID 1 pass on to the command (DESIGN.md, "Process model").
+# The signals the launcher and PID 1 pass on to the command (README, "How it works").
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
              signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH)
 # Python ignores these at start-up; a command must get them back at their defaults.

@@ -28,8 +28,9 @@ def _run_forked(body, report_fd: int, debug: bool) -> None:
     except RootsandError as e:
         channel.send_error(report_fd, e)
         code = e.code
-    except OSError as e:
-        channel.send_error(report_fd, RootsandError(f"sandbox setup failed: {e.strerror or e}"))
+    except OSError as e:  # every failed call names its path (libc's wrappers put it in strerror)
+        detail = f"{e.filename}: {e.strerror}" if e.filename else e.strerror or str(e)
+        channel.send_error(report_fd, RootsandError(f"sandbox setup failed: {detail}"))
     except BaseException as e:  # noqa: BLE001 - a forked child must never unwind into the launcher
         detail = traceback.format_exc() if debug else f"{type(e).__name__}: {e}"
         channel.send_error(report_fd, RootsandError(f"internal error in sandbox setup: {detail}"))

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 
-from rootsand import channel, host, idmap, init, network, security
+from rootsand import channel, host, idmap, init, network, security, state
 from rootsand.errors import ExitCode, RootsandError, warn
 from rootsand.model import NAMESPACE_LINKS
 
@@ -300,8 +300,8 @@ class Launcher:
         net = self.plan.network
         api_socket = None
         if net.publish:
-            directory = host.runtime_dir()
-            host.remove_stale(directory, "slirp")
+            directory = state.runtime_dir()
+            state.remove_stale(directory, "slirp")
             api_socket = os.path.join(directory, f"slirp-{os.getpid()}.sock")
         self.slirp = network.Slirp(binary, self.child, net.allow_host_loopback, api_socket)
         self.slirp.publish(net.publish)

@@ -107,7 +107,7 @@ def delegated_cgroup() -> tuple[str, set[str]] | None:
 
 def make_cgroup(parent: str, name: str, settings: dict[str, str]) -> str:
     """A child cgroup with the sandbox's limits; removes those left by launchers that were killed."""
-    from rootsand.host import stale_entries
+    from rootsand.state import stale_entries
 
     for stale in stale_entries(parent, "rootsand"):
         remove_cgroup(stale)

@@ -47,6 +47,44 @@ def assert_command_failed(done: subprocess.CompletedProcess, status: int, *stder
     assert (done.returncode, command_stderr(done)) == (status, list(stderr)), (done.returncode, done.stderr)
 
 
+def still_running(pids, seconds: float) -> list[str]:
+    """Those of the processes `pids` that have not exited within `seconds`: each is watched through a pidfd,
+    which becomes readable when the process exits (no polling)."""
+    import select
+    import time
+
+    fds = {}
+    try:
+        for pid in pids:
+            try:
+                fds[os.pidfd_open(int(pid))] = pid
+            except ProcessLookupError:
+                pass  # gone already
+        deadline = time.monotonic() + seconds
+        while fds and (left := deadline - time.monotonic()) > 0:
+            for fd in select.select(list(fds), [], [], left)[0]:
+                os.close(fd)
+                del fds[fd]
+        return sorted(fds.values())
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def wait_until_gone(find, seconds: float = 3.0) -> list[str]:
+    """Wait until find() (a list of pids) is empty, for at most `seconds`: each round waits for the processes
+    found to exit, then looks again (a process may have forked meanwhile). Returns what find() still finds."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while (left := find()) and time.monotonic() < deadline:
+        if still_running(left, deadline - time.monotonic()) == [] and find() == left:
+            # All have exited but are still listed: zombies that their parent has not reaped yet. Nothing
+            # tells another process when that happens, so this one case polls.
+            time.sleep(0.01)
+    return left
+
+
 def host_gaps() -> list[str]:
     """Host features the integration tests need and this machine lacks (as the current user)."""
     from rootsand import doctor

@@ -2,7 +2,7 @@
 # The README's test command.
 #
 # As root on a fresh Debian machine it does all the set-up: installs the system packages rootsand and its
-# tests need, prepares the host (DESIGN.md: /dev/fuse and /dev/net/tun are 0600 on these machines), creates
+# tests need, prepares the host (/dev/fuse and /dev/net/tun are 0600 on some machines, CI's among them), creates
 # an unprivileged test user with subordinate ranges and a second one without, builds a virtual environment
 # that user can run (with /usr/bin/python3: root's pyenv python lives where others cannot enter), runs
 # pytest as that user, then the root-only tests as root.

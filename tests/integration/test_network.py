@@ -7,12 +7,11 @@ import os
 import signal
 import socket
 import subprocess
-import time
 import urllib.request
 
 import pytest
 
-from conftest import rootsand_argv, sandbox
+from conftest import rootsand_argv, sandbox, wait_until_gone
 
 UID = os.getuid()
 
@@ -37,10 +36,7 @@ def slirp_processes() -> list[str]:
 
 
 def wait_no_slirp(before, seconds=3.0):
-    end = time.monotonic() + seconds
-    while (left := [p for p in slirp_processes() if p not in before]) and time.monotonic() < end:
-        time.sleep(0.05)
-    return left
+    return wait_until_gone(lambda: [p for p in slirp_processes() if p not in before], seconds)
 
 
 def runtime_dir() -> str:

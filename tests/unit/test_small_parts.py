@@ -41,12 +41,12 @@ def test_channel_read_times_out_empty():
 
 
 def test_stale_entries_are_those_of_dead_launchers(tmp_path):
-    from rootsand import host
+    from rootsand import state
 
     for name in ("slirp-999999999.sock", f"slirp-{os.getpid()}.sock", "slirp-x.sock", "other-999999999",
                  "rootsand-999999999"):
         (tmp_path / name).touch()
-    assert [os.path.basename(p) for p in host.stale_entries(str(tmp_path), "slirp")] == ["slirp-999999999.sock"]
-    host.remove_stale(str(tmp_path), "slirp")
+    assert [os.path.basename(p) for p in state.stale_entries(str(tmp_path), "slirp")] == ["slirp-999999999.sock"]
+    state.remove_stale(str(tmp_path), "slirp")
     assert sorted(os.listdir(tmp_path)) == sorted(["other-999999999", "rootsand-999999999", "slirp-x.sock",
                                                    f"slirp-{os.getpid()}.sock"])
