@@ -7,7 +7,7 @@ arguments (help, usage errors, other commands).
 import os
 import sys
 
-from rootsand.errors import ExitCode, RootsandError
+from rootsand.errors import ExitCode, RootsandError, printable
 
 # `rootsand run` is parsed here without typer when its options are plain (typer costs ~50 ms to import,
 # a third of a sandbox's start). Anything unusual (help, a typo, a missing value) goes to typer, which
@@ -74,7 +74,7 @@ def main() -> None:
     except Exception as e:  # noqa: BLE001 - never a traceback unless asked for
         if options is not None and options.debug:
             raise
-        print(f"rootsand: error: internal error: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"rootsand: error: internal error: {type(e).__name__}: {printable(str(e))}", file=sys.stderr)
         print("rootsand: hint: run again with --debug for a traceback", file=sys.stderr)
         code = ExitCode.FAILURE
     code = code if isinstance(code, int) else 0
@@ -103,7 +103,7 @@ def _typer_main() -> int:
             print(e.format_message())
             code = ExitCode.OK
         else:
-            print(f"rootsand: error: {e.format_message()}", file=sys.stderr)
+            print(f"rootsand: error: {printable(e.format_message())}", file=sys.stderr)
             where = f"rootsand {ctx.command.name} --help" if ctx and ctx.command and ctx.parent else "rootsand --help"
             print(f"rootsand: hint: see '{where}'", file=sys.stderr)
             code = ExitCode.FAILURE

@@ -21,13 +21,22 @@ class RootsandError(Exception):
         self.code = int(code)
 
     def lines(self) -> list[str]:
-        out = [f"rootsand: error: {self.message}"]
+        out = [f"rootsand: error: {printable(self.message)}"]
         if self.hint:
-            out.append(f"rootsand: hint: {self.hint}")
+            out.append(f"rootsand: hint: {printable(self.hint)}")
         return out
+
+
+def printable(text: str) -> str:
+    """`text` with control characters (C0, DEL, C1) written as \\xNN: messages carry paths and link targets
+    a sandbox may have chosen, and an escape sequence in them must not reach the user's terminal."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or ch == " " else f"\\x{ord(ch):02x}" if ord(ch) < 0x100
+                   else f"\\u{ord(ch):04x}" for ch in text)
 
 
 def warn(message: str) -> None:
     import sys
 
-    print(f"rootsand: warning: {message}", file=sys.stderr, flush=True)
+    print(f"rootsand: warning: {printable(message)}", file=sys.stderr, flush=True)

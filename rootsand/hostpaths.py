@@ -3,14 +3,17 @@
 Every directory a sandbox can write (the current directory, above all) may hold links that an earlier
 sandbox planted there for the next run to follow. The rules, applied in the launcher before anything runs:
 
-- The current directory: the one the user is in (getcwd). When $PWD reached it through a link and it is
-  the home directory, an ancestor of it, or inside one of its dot-directories, the run is refused: a
-  planted `build -> ~` must never make the home directory writable. Otherwise one line says which
-  directory is writable when it is not the one $PWD names.
+A link is trusted when no sandbox can have made it: it is owned by root and rootsand does not run as
+root (a sandbox's ids are the user's own and its subordinate ids; run by root, root's too). Every other
+link may have been planted, by this profile's sandboxes or another's:
+
+- The current directory: the one the user is in (getcwd). When $PWD reached it through an untrusted link
+  and it is in a home directory, the run is refused: a planted `build -> ~`, `cfg -> ~/.config` or
+  `b -> ~/bin` must never become writable. A symlinked project directory elsewhere (`~/src -> /data/src`)
+  works, and one line says which directory is bound.
 - A mount source (and --rootfs, overlay layers, the status file's directory): links are resolved once,
-  here. A link owned by root is a system's own and is followed. Any other link that lies inside a
-  directory the sandbox can write is refused with the path of its target, which the user can name
-  instead; elsewhere the link is the user's own and is followed.
+  here. An untrusted link is refused when it lies inside a directory this sandbox can write, or when it
+  leads into a home directory; the error names the target, which the user can name instead.
 - In the sandbox, the resolved paths are opened with RESOLVE_NO_SYMLINKS: a link swapped in between the
   check and the open is an error, never followed.
 """
@@ -47,16 +50,19 @@ def is_below(path: str, top: str) -> bool:
     return path == top or path.startswith(top.rstrip("/") + "/")
 
 
-def sensitive_reason(path: str, homes: tuple[str, ...]) -> str | None:
-    """Why making `path` writable would expose the user's home, or None."""
+def trusted(st: os.stat_result) -> bool:
+    """A link no sandbox can have made: root's, when rootsand does not run as root."""
+    return st.st_uid == 0 and os.getuid() != 0
+
+
+def home_reason(path: str, homes: tuple[str, ...]) -> str | None:
+    """Why `path` is part of the user's home, or None."""
     for home in homes:
         if path == home:
             return "your home directory"
-        if is_below(home, path):
-            return f"it holds your home directory {home}"
-        rest = path[len(home) + 1:] if is_below(path, home) else ""
-        if rest.startswith("."):
-            return f"it is inside {home}/{rest.split('/')[0]}"
+        if is_below(path, home):
+            rest = path[len(home) + 1:].split("/")[0]
+            return f"it is inside {home}/{rest}" if rest.startswith(".") else f"it is inside your home {home}"
     return None
 
 
@@ -75,9 +81,8 @@ def current_directory(env: dict[str, str], homes: tuple[str, ...]) -> tuple[str,
         except OSError:
             via_link = False  # a stale $PWD: the user is where getcwd says
     notes = []
-    reason = sensitive_reason(physical, homes)
-    holds_home = any(is_below(home, physical) and home != physical for home in homes)
-    if via_link and reason and not holds_home:  # (a directory holding the home is replaced by an empty one)
+    reason = home_reason(physical, homes)  # (a directory holding a home is replaced by an empty one)
+    if via_link and reason:
         raise RootsandError(f"the current directory {logical} leads through a symbolic link to {physical} "
                             f"({reason}): refusing to bind it, since a sandbox may have planted the link",
                             hint=f"cd {physical} yourself if you mean it, or run from a project directory")
@@ -98,7 +103,7 @@ def _home_names(env: dict[str, str]) -> set[str]:
 
 
 def _has_user_link(path: str) -> bool:
-    """True when a component of `path` is a link not owned by root (one a sandbox could have made)."""
+    """True when a component of `path` is a link a sandbox could have made."""
     done = "/"
     for part in [p for p in path.split("/") if p not in ("", ".", "..")]:
         done = os.path.join(done, part)
@@ -106,12 +111,12 @@ def _has_user_link(path: str) -> bool:
             st = os.lstat(done)
         except OSError:
             return False
-        if stat.S_ISLNK(st.st_mode) and st.st_uid != 0:
+        if stat.S_ISLNK(st.st_mode) and not trusted(st):
             return True
     return False
 
 
-def resolve_source(path: str, writable: list[str], what: str) -> str:
+def resolve_source(path: str, writable: list[str], what: str, homes: tuple[str, ...] = ()) -> str:
     """`path` with its links resolved, refusing a link a sandbox could have planted (see the module's rules).
 
     A missing component ends the walk: the rest is returned as written, and the sandbox reports it missing
@@ -139,13 +144,16 @@ def resolve_source(path: str, writable: list[str], what: str) -> str:
         if links > MAX_LINKS:
             raise RootsandError(f"{what}: {path}: too many levels of symbolic links")
         target = os.readlink(candidate)
-        if st.st_uid != 0:
+        if not trusted(st) and candidate not in _home_names(os.environ):  # (its parent is no sandbox's to write)
             top = next((t for t in writable if is_below(done, t)), None)
+            leads = os.path.realpath(candidate)
+            hint = f"name its target {leads} instead, if that is what you mean"
             if top is not None:
-                leads = os.path.realpath(candidate)
-                raise RootsandError(
-                    f"{what}: {candidate} is a symbolic link (to {leads}) inside {top}, which the sandbox can "
-                    "write: it is not followed", hint=f"name its target {leads} instead, if that is what you mean")
+                raise RootsandError(f"{what}: {candidate} is a symbolic link (to {leads}) inside {top}, which the "
+                                    "sandbox can write: it is not followed", hint=hint)
+            if home_reason(leads, homes):
+                raise RootsandError(f"{what}: {candidate} is a symbolic link into your home directory (to {leads}), "
+                                    "which a sandbox may have planted: it is not followed", hint=hint)
         if target.startswith("/"):
             done = "/"
         todo = [p for p in target.split("/") if p not in ("", ".")] + todo

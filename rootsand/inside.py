@@ -17,7 +17,7 @@ import sys
 import traceback
 
 from rootsand import channel, host, init, libc, mounts, network, seccomp, security, terminal
-from rootsand.errors import ExitCode, RootsandError
+from rootsand.errors import ExitCode, RootsandError, printable
 
 
 def _run_forked(body, report_fd: int, debug: bool) -> None:
@@ -75,7 +75,8 @@ def _child(runtime, plan, launcher_pid: int, go_fd: int, report_fd: int) -> int:
     channel.send(report_fd, stage="unshared")
     # Built while the launcher runs newuidmap and newgidmap, so the two overlap (~10 ms off each start);
     # PID 1 and the command inherit it, and it needs site-packages, which pivot_root hides later.
-    seccomp_filter = seccomp.prepare(plan.seccomp) if plan.seccomp is not None else None
+    seccomp_filter = (seccomp.prepare(plan.seccomp, native_only=not plan.compat_syscalls)
+                      if plan.seccomp is not None else None)
     if os.read(go_fd, 1) != b"G":  # the launcher could not write the maps; it reports why
         return ExitCode.FAILURE
     os.close(go_fd)
@@ -152,7 +153,7 @@ def _build(runtime, plan) -> None:
     fs.build()
     if runtime.verbose:
         for failure in fs.sysctl_failures:
-            print(f"rootsand: not set, the seccomp rules and rlimits stand alone: {failure}", file=sys.stderr,
+            print(f"rootsand: not set, the seccomp rules and rlimits stand alone: {printable(failure)}", file=sys.stderr,
                   flush=True)
 
 

@@ -24,7 +24,7 @@ import sys
 import time
 
 from rootsand import channel, host, idmap, init, network, security, state
-from rootsand.errors import ExitCode, RootsandError, warn
+from rootsand.errors import ExitCode, RootsandError, printable, warn
 from rootsand.model import NAMESPACE_LINKS
 
 # A signal that arrives before PID 1 exists ends the launcher; later ones are passed on to the command.
@@ -76,16 +76,16 @@ def _check_host_paths(the_plan) -> tuple[list, str | None]:
     planted (hostpaths.py); the sandbox then opens the resolved paths without following any link."""
     from rootsand.hostpaths import resolve_source
 
-    tops = writable_dirs(the_plan)
-    rootfs = resolve_source(the_plan.rootfs, tops, "--rootfs") if the_plan.rootfs else None
+    tops, homes = writable_dirs(the_plan), tuple(the_plan.homes)
+    rootfs = resolve_source(the_plan.rootfs, tops, "--rootfs", homes) if the_plan.rootfs else None
     steps = []
     for index, step in enumerate(the_plan.mounts):
         what = step.origin or f"mount {index + 1} ({step.type} on {step.dst})"
         if step.type in ("bind", "ro-bind", "dev-bind"):
-            step = step.replace(src=resolve_source(step.src, tops, what))
+            step = step.replace(src=resolve_source(step.src, tops, what, homes))
         elif step.type == "overlay":
-            upper = step.upper if step.upper == "tmpfs" else resolve_source(step.upper, tops, what + " upper")
-            step = step.replace(lower=[resolve_source(p, tops, what) for p in step.lower], upper=upper)
+            upper = step.upper if step.upper == "tmpfs" else resolve_source(step.upper, tops, what + " upper", homes)
+            step = step.replace(lower=[resolve_source(p, tops, what, homes) for p in step.lower], upper=upper)
         steps.append(step)
     return steps, rootfs
 
@@ -110,7 +110,8 @@ class Launcher:
 
     def log(self, message: str) -> None:
         if self.runtime.verbose:
-            print(f"rootsand: {time.monotonic() - self.started:8.4f}s {message}", file=sys.stderr, flush=True)
+            print(f"rootsand: {time.monotonic() - self.started:8.4f}s {printable(message)}", file=sys.stderr,
+                  flush=True)
 
     def say(self, lines: list[str]) -> None:
         """Lines for the user: on a terminal that is no longer raw."""
@@ -124,7 +125,7 @@ class Launcher:
 
     def run(self) -> int:
         if self.json_status:
-            self.status_fd = _open_status_file(self.json_status, writable_dirs(self.plan))
+            self.status_fd = _open_status_file(self.json_status, writable_dirs(self.plan), tuple(self.plan.homes))
         if self.plan.new_session and any(os.isatty(fd) for fd in (0, 1, 2)):
             from rootsand.terminal import Relay
 
@@ -393,7 +394,7 @@ def _pidfd_of_child(pid: int, parent: int) -> int | None:
 _FD_PATHS = re.compile(r"/dev/(stdout|stderr|fd/\d+)|/proc/self/fd/\d+")
 
 
-def _open_status_file(path: str, writable: list[str]) -> int:
+def _open_status_file(path: str, writable: list[str], homes: tuple[str, ...]) -> int:
     """Opened before anything runs, non-blocking, and never through a link a sandbox could have planted: a
     sandbox that can write the directory must not turn the next run's status file into a link to one of
     the user's files, nor into a FIFO that stalls the launcher."""
@@ -405,7 +406,7 @@ def _open_status_file(path: str, writable: list[str]) -> int:
             fd = os.open(absolute, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         else:
             parent, name = os.path.split(absolute)
-            resolved = os.path.join(resolve_source(parent, writable, "--json-status"), name)
+            resolved = os.path.join(resolve_source(parent, writable, "--json-status", homes), name)
             fd = open_nofollow(resolved, os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK, 0o644)
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 os.close(fd)

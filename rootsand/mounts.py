@@ -374,7 +374,8 @@ class FileSystem:
             self._cover(dev, node, lambda: libc.open_tree(libc.AT_FDCWD, f"/dev/{node}", libc.OPEN_TREE_CLONE),
                         libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NOEXEC)
         os.mkdir("pts", 0o755, dir_fd=dev)
-        self._cover(dev, "pts", lambda: new_fs("devpts", {"newinstance": True, "ptmxmode": "0666", "mode": "0620"},
+        pts = {"newinstance": True, "ptmxmode": "0666", "mode": "0620", "max": m.options.get("pts_max", "64")}
+        self._cover(dev, "pts", lambda: new_fs("devpts", pts,
                                                libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NOEXEC), 0)
         os.symlink("pts/ptmx", "ptmx", dir_fd=dev)
         os.mkdir("shm", 0o755, dir_fd=dev)

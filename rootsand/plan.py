@@ -22,6 +22,8 @@ PROC_READ_ONLY = ("sys", "sysrq-trigger", "irq", "bus")
 PROC_MASKED_FILES = ("keys", "key-users", "kcore", "timer_list", "timer_stats", "sched_debug", "latency_stats")
 PROC_MASKED_DIRS = ("acpi", "scsi")
 SHM_MAX = 64 << 20  # the largest SysV segment where no memory cgroup counts them
+PTS_MAX = 64  # ptys one sandbox may open
+INOTIFY_SHARE = 8  # a sandbox with limits gets 1/8 of the user's inotify instances and watches
 # The flags each mount type ends up with. "ro" on dev is set once its mount points are made.
 MOUNT_FLAGS = {
     "bind": ("nosuid", "nodev"), "ro-bind": ("ro", "nosuid", "nodev"), "dev-bind": ("nosuid",),
@@ -79,6 +81,7 @@ class Plan(Record):
 
     FIELDS = {
         "name": "", "profile": "", "argv": list, "env": dict, "chdir": "/", "cwd": "/", "hostname": "",
+        "homes": list,  # the user's home directories, which no link planted by a sandbox may lead into
         "timeout": None, "memory": None,  # the profile's memory limit, however limits enforce it
         "user": "root",  # root | keep-id | ids
         "run_uid": 0, "run_gid": 0,  # the command's ids inside
@@ -91,6 +94,7 @@ class Plan(Record):
         "capabilities": list,  # names the command keeps
         "no_new_privs": True, "new_session": True, "nested_userns": False,
         "seccomp": None,  # list of Rule, or None for no filter
+        "compat_syscalls": True,  # False: calls through a 32-bit ABI kill the thread
         "limits": security.Limits,
         "cgroup_parent": None,  # where the launcher makes the sandbox's cgroup, when limits.cgroup says so
         "sysctls": dict,  # written through the sandbox's own procfs
@@ -157,12 +161,13 @@ def plan(spec, facts: HostFacts) -> Plan:
     capabilities = list(CAPABILITIES[:facts.last_cap + 1]) if spec.capabilities == "all" else list(spec.capabilities)
     return Plan(
         name=spec.name or f"sandbox-{facts.pid}", profile=spec.profile, argv=list(spec.command), env=dict(spec.env),
-        chdir=spec.chdir, cwd=spec.cwd, hostname=spec.hostname, timeout=spec.timeout, memory=spec.memory,
+        chdir=spec.chdir, cwd=spec.cwd, hostname=spec.hostname, homes=list(spec.homes), timeout=spec.timeout,
+        memory=spec.memory,
         user=spec.user.mode, run_uid=run_ids[0], run_gid=run_ids[1], ids=ids,
         namespaces=list(spec.namespaces), time_offsets=dict(spec.time_offsets),
         rootfs=spec.rootfs, mounts=[mount_step(m, spec.memory) for m in spec.mounts], etc_files=etc_files,
         network=network, capabilities=capabilities, new_session=spec.new_session, nested_userns=spec.nested_userns,
-        seccomp=rules, limits=limits, cgroup_parent=facts.cgroup_dir if limits.cgroup else None,
+        seccomp=rules, compat_syscalls=spec.compat_syscalls, limits=limits, cgroup_parent=facts.cgroup_dir if limits.cgroup else None,
         sysctls=sandbox_sysctls(spec.nested_userns, limits, spec.memory, facts), notes=notes,
     )
 
@@ -177,7 +182,8 @@ def mount_step(m, memory: int | None) -> MountStep:
         if sizes:
             options["size"] = str(min(sizes))
     elif m.type == "dev":
-        options = {"mode": "0755", "size": "1m", **({"shm_size": str(memory)} if memory else {})}
+        # pts_max: ptys are counted host-wide (kernel.pty.max); no sandbox may take them all
+        options = {"mode": "0755", "size": "1m", "pts_max": str(PTS_MAX), **({"shm_size": str(memory)} if memory else {})}
     elif m.type == "overlay" and m.upper == "tmpfs" and memory:
         options["size"] = str(memory)
     return MountStep(
@@ -227,8 +233,8 @@ def sandbox_sysctls(nested_userns: bool, limits, memory: int | None, facts: Host
     """Settings of the sandbox's own user and IPC namespaces, written through its own procfs.
 
     - nested_userns = false: no user namespace can be made inside (the kernel's answer, seccomp or not).
-    - a profile with limits: half of the host user's inotify instances and watches (they are counted per
-      user, and the host's own tools need theirs), and SysV shared memory within the memory limit
+    - a profile with limits: 1/8 of the host user's inotify instances and watches (they are counted per
+      user, host included, and the host's own tools need theirs), and SysV shared memory within the memory limit
       (RLIMIT_AS does not count it) where no memory cgroup does.
     """
     values = {}
@@ -237,7 +243,7 @@ def sandbox_sysctls(nested_userns: bool, limits, memory: int | None, facts: Host
     if limits.rlimits or limits.cgroup:
         for name, host_max in (("instances", facts.inotify_instances), ("watches", facts.inotify_watches)):
             if host_max:
-                values[f"user/max_inotify_{name}"] = str(max(1, host_max // 2))
+                values[f"user/max_inotify_{name}"] = str(max(1, host_max // INOTIFY_SHARE))
     if memory is not None and "memory.max" not in limits.cgroup:
         values["kernel/shmmax"] = str(min(SHM_MAX, memory))
         values["kernel/shmall"] = str(max(1, memory // facts.page_size))

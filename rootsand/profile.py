@@ -61,7 +61,7 @@ class Profile(Record):
         "env_clear": True, "env_keep": lambda: list(DEFAULT_ENV_KEEP), "env_set": dict,
         "mounts": list,
         "capabilities": list, "no_new_privs": True, "seccomp": "default", "new_session": True,
-        "nested_userns": False, "setuid_bits": False, "socket_families": list,
+        "nested_userns": False, "setuid_bits": False, "socket_families": list, "compat_syscalls": True,
         "timeout": None, "memory": None, "pids": None, "cpu": None, "rlimits": dict,
     }
     __slots__ = tuple(FIELDS)
@@ -408,6 +408,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable]]] = {
         "new_session": ("new_session", _just("boolean")),
         "nested_userns": ("nested_userns", _just("boolean")),
         "setuid_bits": ("setuid_bits", _just("boolean")),
+        "compat_syscalls": ("compat_syscalls", _just("boolean")),
         "socket_families": ("socket_families", _socket_families),
     },
     "limits": {

@@ -25,7 +25,9 @@ def run_sandbox(options) -> int:
 
         print(json.dumps(the_plan.to_json(), indent=2))
         if options.verbose or options.debug:
-            print("\n".join(plan.describe(the_plan)), file=sys.stderr)
+            from rootsand.errors import printable
+
+            print("\n".join(printable(line) for line in plan.describe(the_plan)), file=sys.stderr)
         return 0
     from rootsand import launcher
 

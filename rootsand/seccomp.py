@@ -521,7 +521,7 @@ def _plan(pyseccomp, rules: list[Rule], arches: list[int]) -> dict[int, list[tup
     return plans
 
 
-def prepare(rules: list[Rule]) -> Any:
+def prepare(rules: list[Rule], native_only: bool = False) -> Any:
     """Build (not load) the filter: ALLOW, except what the rules refuse. Call it while site-packages is visible.
 
     The filter covers the native architecture and its compat ones (x86 and x32 on x86-64, arm on aarch64),
@@ -531,10 +531,12 @@ def prepare(rules: list[Rule]) -> Any:
     a default rule's errno); a rule without arguments covers every call of that system call.
 
     Architectures whose rules differ get filters of their own, merged into one: libseccomp adds a rule to
-    every architecture of a filter.
+    every architecture of a filter. With native_only, a call through any other ABI (a 32-bit program, or
+    `int $0x80` from a 64-bit one) kills the thread: socketcall(2) passes its arguments in memory, where no
+    rule can check the socket family.
     """
     pyseccomp = _import_pyseccomp()
-    arches = _arches(pyseccomp)
+    arches = _arches(pyseccomp)[:1] if native_only else _arches(pyseccomp)
     plans = _plan(pyseccomp, rules, arches)
     groups: dict[tuple, list[int]] = {}  # architectures with the same rules share a filter; native's first
     for arch in arches:

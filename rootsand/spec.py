@@ -71,6 +71,7 @@ class SandboxSpec(Record):
         "new_session": True,
         "setuid_bits": False,
         "socket_families": tuple,
+        "compat_syscalls": True,  # 32-bit system calls allowed (through the same rules)
         "memory": None,
         "pids": None,
         "cpu": None,
@@ -156,11 +157,13 @@ def from_profile(profile, options: RunOptions, host_env: dict[str, str], cwd: st
         mounts = rootfs_mounts() + cli_mounts(options, cwd)
     else:
         rootfs = None
-        mounts = [Mount(type="dir", dst=cwd, origin=m.origin) if _exposes_home(m, cwd, homes) else m
-                  for m in profile.mounts]
+        shared = _shared_socket_dir(cwd, host_env)
+        mounts = [Mount(type="dir", dst=cwd, origin=m.origin) if _of_cwd(m, cwd) and (shared or _exposes_home(
+            m, cwd, homes)) else m for m in profile.mounts]
         if mounts != list(profile.mounts):
-            notes.append(f"the current directory {cwd} holds your home directory: it is not made visible, "
-                         "only an empty directory stands there (cd into a project directory, or --bind it)")
+            why = (f"is shared with other programs' sockets ({shared})" if shared else "holds your home directory")
+            notes.append(f"the current directory {cwd} {why}: it is not made visible, only an empty directory "
+                         "stands there (cd into a project directory, or --bind it)")
         mounts += cli_mounts(options, cwd)
     seccomp_file_rules = []
     if profile.seccomp not in ("default", "none"):
@@ -195,6 +198,7 @@ def from_profile(profile, options: RunOptions, host_env: dict[str, str], cwd: st
         new_session=profile.new_session,
         setuid_bits=profile.setuid_bits,
         socket_families=tuple(profile.socket_families),
+        compat_syscalls=profile.compat_syscalls,
         memory=profile.memory,
         pids=profile.pids,
         cpu=profile.cpu,
@@ -203,14 +207,33 @@ def from_profile(profile, options: RunOptions, host_env: dict[str, str], cwd: st
     )
 
 
-def _exposes_home(m, cwd: str, homes: tuple[str, ...]) -> bool:
-    """A mount of the current directory (a bind, or an overlay over it) that would show a home directory
-    it contains (run from /home), which the profile hides behind a tmpfs. Running from a home itself is
-    asking for it: that stays. `homes` are real paths ($HOME's and the passwd entry's), as is `cwd`."""
+def _of_cwd(m, cwd: str) -> bool:
+    """A mount that shows the current directory: a bind of it, or an overlay over it."""
     sources = [m.src] if m.type in ("bind", "ro-bind", "dev-bind") else list(m.lower) if m.type == "overlay" else []
-    if cwd in homes or not any(src and os.path.normpath(src) == cwd for src in sources):
+    return any(src and os.path.normpath(src) == cwd for src in sources)
+
+
+def _exposes_home(m, cwd: str, homes: tuple[str, ...]) -> bool:
+    """A mount of the current directory that would show a home directory it contains (run from /home),
+    which the profile hides behind a tmpfs. Running from a home itself is asking for it: that stays.
+    `homes` are real paths ($HOME's and the passwd entry's), as is `cwd`."""
+    if cwd in homes or not _of_cwd(m, cwd):
         return False
     return any(home.startswith(cwd.rstrip("/") + "/") for home in homes)
+
+
+# Where programs keep their sockets (tmux, X11, ssh-agent, D-Bus): connecting to a socket by its path
+# ignores network namespaces, so binding one of these would hand the sandbox the user's live sessions.
+SHARED_SOCKET_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run", "/var/run")
+
+
+def _shared_socket_dir(cwd: str, env: dict[str, str]) -> str | None:
+    """The socket directory the current directory is or holds, if any."""
+    runtime = os.path.normpath(env["XDG_RUNTIME_DIR"]) if os.path.isabs(env.get("XDG_RUNTIME_DIR", "")) else None
+    for place in SHARED_SOCKET_DIRS + ((runtime,) if runtime else ()):
+        if cwd == place or place.startswith(cwd.rstrip("/") + "/"):
+            return place if cwd == place else f"{place}, below it"
+    return None
 
 
 def writable_dirs(mounts: list[Mount], cwd: str) -> list[str]:

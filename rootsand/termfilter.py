@@ -66,11 +66,12 @@ CSI_LIMIT = 4096  # the longest CSI body (parameters and intermediates) kept
 # A chunk with none of these (and no sequence pending) passes as it is.
 _SPECIAL = re.compile(rb"[\x05\x0e\x0f\x1b\xc2]")
 # What passes in ground state without a closer look: text without special bytes, and CSIs without prefix
-# or intermediates whose final is kept and sets no mode finish() resets (every final but c h i l n r t x y),
+# or intermediates whose final is kept and sets no mode finish() resets (every final but c h i l n r t x y ]),
 # SGR included. _dispatch_csi would pass all of them unchanged.
 # No possessive quantifiers: Python 3.11.2 (Debian 12's) mismatches them. match() takes the first greedy
 # success, so nothing backtracks here anyway.
-_PLAIN_RUN = re.compile(rb"(?:[^\x05\x0e\x0f\x1b\xc2]+|\x1b\[[0-9:;]{0,%d}[@-bd-gjkmo-qsu-wz-~])*" % CSI_LIMIT)
+_PLAIN_RUN = re.compile(rb"(?:[^\x05\x0e\x0f\x1b\xc2]+|\x1b\[[0-9:;]{0,%d}"
+                        rb"[\x40-\x5c\x5e-\x62\x64-\x67\x6a\x6b\x6d\x6f-\x71\x73\x75-\x77\x7a-\x7e])*" % CSI_LIMIT)
 # The parameters of the last SGR in such a run, which decide whether finish() resets SGR.
 _LAST_SGR = re.compile(rb".*\x1b\[([0-9:;]*)m", re.DOTALL)
 # A complete and valid CSI: one private prefix at most, then parameters, then intermediates, then the final.
@@ -86,7 +87,7 @@ _C1_AS_ESCAPE = {0x90: ord("P"), 0x98: ord("X"), 0x9A: ord("Z"), 0x9B: ord("["),
                  0x9D: ord("]"), 0x9E: ord("^"), 0x9F: ord("_")}
 _ESCAPE_KEPT = frozenset(b"78=>DEHMc")
 _LINE_SIZE_KEPT = frozenset(b"34568")  # ESC # F: double height/width lines, DECALN
-_CSI_DROPPED_FINALS = frozenset(b"cntxyi")
+_CSI_DROPPED_FINALS = frozenset(b"cntxyi]")  # "]": the Linux console's own (switch VT, blanking, ...)
 _CSI_KEPT_WITH_PREFIX = frozenset([(b"?", final) for final in b"hlsrJKW"] + [(b">", ord("m"))])
 _CSI_KEPT_WITH_INTERMEDIATE = frozenset([b" q", b" @", b" A", b"!p", b'"q', b"$r", b"$v", b"$z", b"${",
                                          b"'}", b"'~"])
@@ -98,6 +99,8 @@ _DEC_MODE_DEFAULTS = {1: False, 5: False, 6: False, 7: True, 8: True, 9: False, 
                       2031: False, 2048: False, 9001: False}
 _ALT_SCREEN_MODES = (47, 1047, 1049)
 _ANSI_MODE_DEFAULTS = {4: False, 12: True, 20: False}
+# DEC modes that pass without a reset at exit: harmless (cursor blinking, the saved cursor).
+_DEC_MODES_HARMLESS = frozenset([12, 1048])
 _CONTROL_CHARACTERS = dict.fromkeys([*range(0x20), *range(0x7F, 0xA0)])
 
 
@@ -375,7 +378,10 @@ class OutputFilter:
         numbers = _numbers(params)
         if numbers is None:
             return None
-        kept = [number for number in numbers if number not in _MODES_NEVER_PASSED]
+        # An allow-list: only the modes finish() knows how to reset pass (not 132 columns, Tektronix mode,
+        # key encodings, the Meta key, ...); KAM (2) locks the keyboard and is never among them.
+        allowed = (_DEC_MODE_DEFAULTS.keys() | _DEC_MODES_HARMLESS) if prefix else _ANSI_MODE_DEFAULTS.keys()
+        kept = [number for number in numbers if number in allowed and number not in _MODES_NEVER_PASSED]
         if not kept:
             return None
         if prefix:
@@ -402,10 +408,15 @@ class OutputFilter:
         numbers = _numbers(params)
         if numbers is None:
             return None
-        for mode in numbers:
-            if mode in _DEC_MODE_DEFAULTS:
-                self._dec_modes[mode] = None
-        return sequence
+        kept = [mode for mode in numbers if mode in _DEC_MODE_DEFAULTS]
+        if not kept:
+            return None
+        for mode in kept:
+            self._dec_modes[mode] = None
+        if len(kept) == len(numbers):
+            return sequence
+        self.dropped += 1
+        return b"\x1b[?" + b";".join(b"%d" % mode for mode in kept) + b"r"
 
     def _note_modify_keys(self, params: bytes, sequence: bytes) -> bytes | None:
         """CSI > Pp ; Pv m sets resource Pp (modifyOtherKeys is 4); without Pv it resets it, without Pp all."""

@@ -22,9 +22,11 @@ import errno
 import fcntl
 import os
 import queue
+import select
 import socket
 import termios
 import threading
+import time
 import tty
 
 from rootsand.termfilter import OutputFilter
@@ -68,6 +70,8 @@ class Relay:
         self._to_pty = b""
         self._to_user: queue.Queue = queue.Queue(maxsize=16)
         self._writer: threading.Thread | None = None
+        self._written = 0  # bytes the writer thread has written
+        self._drained = False
 
     def start(self) -> None:
         """In the launcher, once the sandbox is forked: the sandbox's end goes, the user's terminal goes raw."""
@@ -114,7 +118,9 @@ class Relay:
         while (data := self._to_user.get()) is not None:
             while data and not broken:
                 try:
-                    data = data[os.write(self.output, data):]
+                    written = os.write(self.output, data)
+                    data = data[written:]
+                    self._written += written  # drain() watches this to tell a slow terminal from a stuck one
                 except OSError:
                     broken = True  # EPIPE, EIO: nobody reads any more; keep draining the queue
 
@@ -150,23 +156,58 @@ class Relay:
             elif data is None:
                 self._open = False  # every copy of the slave is closed: the sandbox is gone
 
-    def drain(self, seconds: float = 2.0) -> None:
-        """The command's last output, after it ended, for as long as the user's side takes it; then the
-        resets for the terminal modes the sandbox left on."""
-        try:
-            while self._open and self.master >= 0 and (data := _read(self.master)):
-                self._to_user.put(self.filter.feed(data), timeout=seconds)
-            self._to_user.put(self.filter.finish(), timeout=seconds)
-            self._to_user.put(None, timeout=seconds)
-        except queue.Full:
+    def drain(self, patience: float = 5.0) -> None:
+        """The command's last output, after it ended, for as long as the user's side keeps taking it (a slow
+        terminal is waited for; one that takes nothing for `patience` seconds is not); then the resets for
+        the terminal modes the sandbox left on, which go out in any case."""
+        if self._drained or not self._writer:
             return
-        if self._writer:
-            self._writer.join(seconds)
+        self._drained = True
+        moving = True
+        while moving and self._open and self.master >= 0 and (data := _read(self.master)):
+            moving = self._put(self.filter.feed(data), patience)
+        resets = self.filter.finish()
+        if moving and self._put(resets, patience) and self._put(None, patience):
+            while self._writer.is_alive():
+                seen = self._written
+                self._writer.join(patience)
+                if self._written == seen:
+                    break
+            if not self._writer.is_alive():
+                return
+        self._write_now(resets)  # the writer is stuck: as much of the resets as the terminal takes now
+
+    def _put(self, item, patience: float) -> bool:
+        """Queue `item` for the writer, waiting while it makes progress; False when it is stuck."""
+        while True:
+            seen = self._written
+            try:
+                self._to_user.put(item, timeout=patience)
+                return True
+            except queue.Full:
+                if self._written == seen:
+                    return False
+
+    def _write_now(self, data: bytes, seconds: float = 1.0) -> None:
+        """Write without the writer thread, never blocking for more than `seconds`."""
+        blocking = os.get_blocking(self.output)
+        deadline = time.monotonic() + seconds
+        try:
+            os.set_blocking(self.output, False)
+            while data and select.select([], [self.output], [], max(0.0, deadline - time.monotonic()))[1]:
+                data = data[os.write(self.output, data):]
+        except OSError:
+            pass
+        finally:
+            try:
+                os.set_blocking(self.output, blocking)
+            except OSError:
+                pass
 
     def stop(self) -> None:
         """Give the user's terminal back as it was; safe to call more than once."""
         if self._writer and self._writer.is_alive():
-            self.drain(0.5)
+            self.drain(0.5)  # a failure or a signal: the user waits for the terminal, briefly
         if self._saved is not None:
             termios.tcsetattr(0, termios.TCSADRAIN, self._saved)
             self._saved = None

@@ -16,7 +16,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def rootsand_argv() -> list[str]:
     exe = shutil.which("rootsand", path=os.path.dirname(sys.executable)) or shutil.which("rootsand")
-    return [exe] if exe else [sys.executable, "-m", "rootsand"]
+    # -P: not the current directory first on sys.path, where a sandbox may have planted a module
+    return [exe] if exe else [sys.executable, "-P", "-m", "rootsand"]
 
 
 def run(args, *, check_rc=None, timeout=60, **kwargs) -> subprocess.CompletedProcess:

@@ -123,7 +123,8 @@ def _personality_targets(flag: int, value: int) -> tuple:
 
 
 def table(shm_max: int = SHM_MAX) -> list[Probe]:
-    """Every probe, in the order of default_rules; shm_max as the rules were built with it."""
+    """Every probe, in the order of default_rules; shm_max as the rules were built with it (the names do not
+    depend on it)."""
     probes = []
 
     def add(name, syscall, args, errno, targets=None, **kw):
@@ -221,13 +222,13 @@ def table(shm_max: int = SHM_MAX) -> list[Probe]:
     # shm_max: SysV segments above it. The sandbox's IPC namespace gets kernel.shmmax = shm_max too.
     shmmax = "inside a sandbox with a memory limit kernel.shmmax is the same limit"
     flags = IPC_CREAT | 0o600
-    add(f"shmget {shm_max}+1", "shmget", (IPC_PRIVATE, shm_max + 1, flags), E.EINVAL,
+    add("shmget shm_max+1", "shmget", (IPC_PRIVATE, shm_max + 1, flags), E.EINVAL,
         [("shmget", ((1, "GT", shm_max, 0),))], kind="shm", kernel_may_agree=shmmax,
-        benign=Call(f"shmget {shm_max}", "shmget", (IPC_PRIVATE, shm_max, flags), kind="shm"))
+        benign=Call("shmget shm_max", "shmget", (IPC_PRIVATE, shm_max, flags), kind="shm"))
     # Where shmget goes through ipc(2) (32-bit x86, s390, ppc); absent on x86-64 and aarch64.
-    add(f"ipc SHMGET {shm_max}+1", "ipc", (SHMGET, IPC_PRIVATE, shm_max + 1, flags, 0, 0), E.EINVAL,
+    add("ipc SHMGET shm_max+1", "ipc", (SHMGET, IPC_PRIVATE, shm_max + 1, flags, 0, 0), E.EINVAL,
         [("ipc", (_masked(0, 0xFFFF, SHMGET), (2, "GT", shm_max, 0)))], kind="shm", kernel_may_agree=shmmax,
-        benign=Call(f"ipc SHMGET {shm_max}", "ipc", (SHMGET, IPC_PRIVATE, shm_max, flags, 0, 0), kind="shm"))
+        benign=Call("ipc SHMGET shm_max", "ipc", (SHMGET, IPC_PRIVATE, shm_max, flags, 0, 0), kind="shm"))
     return probes
 
 

@@ -78,8 +78,8 @@ def _read_terminal(master, until: bytes | None, seconds: float) -> bytes:
     """What the terminal receives until `until` comes (None: until every writer is gone), or the deadline."""
     received = b""
     deadline = time.monotonic() + seconds
-    while (until is None or until not in received) and (left := deadline - time.monotonic()) > 0:
-        if not select.select([master], [], [], left)[0]:
+    while until is None or until not in received:
+        if not select.select([master], [], [], max(0, deadline - time.monotonic()))[0]:
             break
         try:
             data = os.read(master, 4096)

@@ -259,7 +259,7 @@ def test_the_untrusted_profile_leaves_the_user_inotify_instances(tmp_path):
     finally:
         proc.stdin.close()
         proc.wait(timeout=30)
-    assert 0 < count <= host_max // 2
+    assert 0 < count <= host_max // 8
     assert fd >= 0, os.strerror(error)
 
 
@@ -349,7 +349,8 @@ def test_a_runtime_directory_others_can_write_is_refused(tmp_path):
     shared = tmp_path / "xdg"
     shared.mkdir()
     shared.chmod(0o777)
-    r = sandbox("true", opts=["--net", "slirp", "--publish", "127.0.0.1:18931:80"], cwd=tmp_path,
+    (tmp_path / "work").mkdir()
+    r = sandbox("true", opts=["--net", "slirp", "--publish", "127.0.0.1:18931:80"], cwd=tmp_path / "work",
                 env=dict(os.environ, XDG_RUNTIME_DIR=str(shared)), check_rc=125)
     assert r.stderr.splitlines()[0] == (f"rootsand: error: XDG_RUNTIME_DIR={shared} is not a directory of yours "
                                         "that only you can write")
@@ -359,7 +360,8 @@ def test_a_runtime_directory_others_can_write_is_refused(tmp_path):
 def test_a_runtime_directory_that_is_a_link_is_refused(tmp_path):
     (tmp_path / "real").mkdir(mode=0o700)
     (tmp_path / "xdg").symlink_to(tmp_path / "real")
-    r = sandbox("true", opts=["--net", "slirp", "--publish", "127.0.0.1:18932:80"], cwd=tmp_path,
+    (tmp_path / "work").mkdir()
+    r = sandbox("true", opts=["--net", "slirp", "--publish", "127.0.0.1:18932:80"], cwd=tmp_path / "work",
                 env=dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path / "xdg")), check_rc=125)
     assert "is not a directory of yours" in r.stderr.splitlines()[0]
 
@@ -404,3 +406,111 @@ def test_the_terminal_is_restored_after_a_setup_failure(tmp_path):
     assert proc.returncode == 125
     assert b"rootsand: error: --bind /nonexistent-src:/x: /nonexistent-src does not exist" in output
     assert after == before
+
+
+# -- the second attack (on the changed code) -----------------------------------------------------------
+
+def test_run_from_tmp_does_not_hand_over_the_sockets_in_it(tmp_path):
+    """tmux, X11 and ssh-agent keep their sockets in /tmp; connect() ignores network namespaces."""
+    import socket
+
+    directory = f"/tmp/rootsand-test-sockets-{uuid.uuid4().hex[:8]}"
+    os.mkdir(directory, 0o700)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        server.bind(f"{directory}/default")
+        server.listen(1)
+        probe = f"import socket; socket.socket(socket.AF_UNIX).connect('{directory}/default'); print('connected')"
+        r = sandbox("python3", "-c", probe, cwd="/tmp", env=env_in("/tmp"), check_rc=1)
+        assert "connected" not in r.stdout and "FileNotFoundError" in r.stderr
+        assert ("rootsand: warning: the current directory /tmp is shared with other programs' sockets (/tmp): "
+                "it is not made visible") in r.stderr
+    finally:
+        server.close()
+        os.unlink(f"{directory}/default")
+        os.rmdir(directory)
+
+
+def test_a_link_planted_in_another_project_into_home_is_not_followed(tmp_path, secret):
+    (tmp_path / "projA").mkdir()
+    (tmp_path / "projB").mkdir()
+    (tmp_path / "projA" / "dist").symlink_to(os.path.dirname(secret))  # what a sandbox in projA could do
+    for option in ("--ro-bind", "--overlay"):
+        r = sandbox("cat", "/dep/" + os.path.basename(secret), opts=[option, f"{tmp_path}/projA/dist:/dep"],
+                    cwd=tmp_path / "projB", check_rc=125)
+        assert r.stderr.splitlines()[0] == (
+            f"rootsand: error: {option} {tmp_path}/projA/dist:/dep: {tmp_path}/projA/dist is a symbolic link into "
+            f"your home directory (to {HOME}), which a sandbox may have planted: it is not followed")
+
+
+def test_a_planted_link_to_a_directory_in_home_as_the_current_directory_is_refused(tmp_path):
+    bin_dir = os.path.join(HOME, f"bin-{uuid.uuid4().hex[:8]}")
+    os.mkdir(bin_dir)
+    try:
+        (tmp_path / "b").symlink_to(bin_dir)
+        r = sandbox("touch", "ls", cwd=tmp_path / "b", env=env_in(tmp_path / "b"), check_rc=125)
+        assert f"leads through a symbolic link to {bin_dir} (it is inside your home {HOME})" in r.stderr
+        assert os.listdir(bin_dir) == []
+    finally:
+        os.rmdir(bin_dir)
+
+
+def test_escape_sequences_in_planted_names_are_not_printed_raw(tmp_path):
+    (tmp_path / "status").symlink_to("/\x1b]52;c;ZWNobw==\x07\x1b[c")
+    r = sandbox("true", opts=["--json-status", "status/run.json"], cwd=tmp_path, check_rc=125)
+    assert "\x1b" not in r.stderr and "\x07" not in r.stderr
+    assert "\\x1b]52;c;ZWNobw==\\x07\\x1b[c" in r.stderr
+
+
+def test_a_sandbox_can_open_only_a_few_ptys(tmp_path):
+    hog = ("import os\nptys = []\ntry:\n    while len(ptys) < 1000:\n        ptys.append(os.openpty())\n"
+           "except OSError as e:\n    print(len(ptys), e.strerror)\n")
+    r = sandbox("python3", "-c", hog, cwd=tmp_path, check_rc=0)
+    assert r.stdout == "64 No space left on device\n"
+
+
+def test_untrusted_refuses_the_32_bit_system_call_abi(tmp_path):
+    """int $0x80 from a 64-bit program reaches the i386 ABI, whose socketcall(2) hides the socket family."""
+    if os.uname().machine != "x86_64":
+        pytest.skip("the i386 ABI is an x86-64 matter")
+    (tmp_path / "i386.c").write_text(
+        "#include <stdio.h>\nint main(void) { long r; /* i386 getpid is 20 */\n"
+        "  __asm__ volatile (\"int $0x80\" : \"=a\"(r) : \"a\"(20L) : \"memory\");\n"
+        "  printf(\"i386 call returned %ld\\n\", r > 0 ? 1L : r); return 0; }\n")
+    subprocess.run(["cc", "-O0", "-o", tmp_path / "i386", tmp_path / "i386.c"], check=True)
+    allowed = sandbox("./i386", cwd=tmp_path, check_rc=0)
+    assert allowed.stdout == "i386 call returned 1\n"
+    refused = sandbox("sh", "-c", "./i386; echo status=$?", opts=["--profile", "untrusted"], cwd=tmp_path,
+                      check_rc=0)
+    assert refused.stdout.splitlines()[-1] == "status=159"  # 128 + SIGSYS: the thread was killed
+    assert "i386 call returned" not in refused.stdout
+
+
+def test_a_slow_terminal_gets_all_the_output_and_the_resets(tmp_path):
+    """The user's terminal reads slowly (an ssh link): after the command ends, rootsand waits while the
+    terminal keeps taking output, and the mode resets always go out last."""
+    master, slave = pty.openpty()
+    script = "printf '\\033[?1049h\\033[?25l'; head -c 60000 /dev/zero | tr '\\0' x; echo END"
+    proc = subprocess.Popen(rootsand_argv() + ["run", "--", "sh", "-c", script], stdin=slave, stdout=slave,
+                            stderr=slave, start_new_session=True, cwd=tmp_path, env=dict(os.environ, TERM="xterm"))
+    os.close(slave)
+    received = b""
+    try:
+        while True:  # about 30 KB/s: two seconds for the output
+            if not select.select([master], [], [], 10)[0]:
+                break
+            try:
+                data = os.read(master, 1024)
+            except OSError:
+                break
+            if not data:
+                break
+            received += data
+            time.sleep(0.03)
+    finally:
+        os.close(master)
+        proc.wait(timeout=30)
+    assert proc.returncode == 0
+    assert received.count(b"x") == 60000 and b"END" in received
+    tail = received[received.index(b"END"):]
+    assert b"\x1b[?1049l" in tail and b"\x1b[?25h" in tail

@@ -2,6 +2,7 @@
 
 import json
 import os
+import select
 import signal
 import subprocess
 import time
@@ -172,11 +173,11 @@ while os.path.exists(f"/proc/{orphan}") and time.monotonic() < deadline:
     time.sleep(0.01)
 print("reaped", not os.path.exists(f"/proc/{orphan}"))
 states = []
-for pid in os.listdir("/proc"):
+for pid in filter(str.isdigit, os.listdir("/proc")):
     try:
         with open(f"/proc/{pid}/stat") as f:
             states.append(f.read().rsplit(")", 1)[1].split()[0])
-    except (FileNotFoundError, NotADirectoryError, ProcessLookupError):
+    except FileNotFoundError:  # gone meanwhile
         pass
 print("zombies", states.count("Z"))
 """
@@ -263,13 +264,18 @@ def test_sigkill_at_random_moments_leaves_nothing():
 
     rng = random.Random(1234)
     marker = f"marker-{uuid.uuid4().hex}"
-    for _ in range(15):
-        proc = subprocess.Popen(rootsand_argv() + ["run", "--", "sh", "-c", "sleep 300", marker],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        # Anywhere from interpreter start through setup to the command: a random moment on purpose, not a wait.
-        time.sleep(rng.uniform(0.0, 0.4))
+    for run_number in range(16):
+        proc = subprocess.Popen(rootsand_argv() + ["run", "--", "sh", "-c", "echo started; sleep 300", marker],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        if run_number < 15:
+            # Anywhere from interpreter start through setup to the command: a random moment on purpose, not a
+            # wait for anything.
+            time.sleep(rng.uniform(0.0, 0.4))
+        else:  # and once with the command running for sure: a rootsand that fails at once would pass the rest
+            assert select.select([proc.stdout], [], [], 20)[0] and proc.stdout.readline() == b"started\n"
         proc.kill()
         proc.wait()
+        proc.stdout.close()
         assert _wait_gone(marker) == []
 
 

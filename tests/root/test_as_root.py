@@ -53,3 +53,18 @@ def test_unusable_dev_net_tun_is_125_with_a_hint():
     assert r.returncode == 125, r.stderr
     assert lines[0].startswith("rootsand: error: slirp4netns failed")
     assert lines[1].startswith("rootsand: hint: /dev/net/tun is not usable")
+
+
+def test_run_by_root_no_link_is_trusted_for_its_owner(tmp_path):
+    """Run by root, a sandbox's files are root's: a root-owned link may be planted too."""
+    secret = tmp_path / "secret-dir"
+    secret.mkdir()
+    (secret / "key").write_text("root's key\n")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "dist").symlink_to(secret)
+    r = sandbox("cat", "/dep/key", opts=["--ro-bind", "./dist:/dep"], cwd=project, check_rc=125)
+    assert r.stderr.splitlines()[0] == (
+        f"rootsand: error: --ro-bind ./dist:/dep: {project}/dist is a symbolic link (to {secret}) inside {project}, "
+        "which the sandbox can write: it is not followed")
+    assert "root's key" not in r.stdout

@@ -147,7 +147,7 @@ def test_limits_use_a_delegated_cgroup_or_fall_back_to_rlimits(where):
     assert fallback.limits.rlimits["as"] == 1 << 30 and fallback.limits.rlimits["nproc"] == 256
     assert fallback.cgroup_parent is None and fallback.limits.cgroup == {}
     assert fallback.sysctls["kernel/shmall"] == str((1 << 30) // 4096)
-    assert fallback.sysctls["user/max_inotify_instances"] == "64"
+    assert fallback.sysctls["user/max_inotify_instances"] == "16"
     assert any(r.syscall == "memfd_create" for r in fallback.seccomp)
     delegated = plan.plan(asked, FACTS.replace(cgroup_dir="/sys/fs/cgroup/user", cgroup_controllers=["memory", "pids"]))
     assert delegated.limits.cgroup == {"memory.max": str(1 << 30), "memory.swap.max": "0", "pids.max": "256"}

@@ -103,6 +103,12 @@ def test_fakeroot_and_net_profiles(host):
     assert profile.load("net", host).net_mode == "slirp"
 
 
+def test_untrusted_refuses_32_bit_system_calls_and_only_it(host):
+    by_name = {name: profile.load(name, host) for name in BUILTINS}
+    assert {name: p.compat_syscalls for name, p in by_name.items()} == {**dict.fromkeys(BUILTINS, True),
+                                                                       "untrusted": False}
+
+
 def test_fakeroot_allows_setuid_bits_and_only_it(host):
     by_name = {name: profile.load(name, host) for name in BUILTINS}
     assert {name: p.setuid_bits for name, p in by_name.items()} == {**dict.fromkeys(BUILTINS, False),
@@ -757,7 +763,8 @@ GOOD = {
     "size": _pick("64M", 0, 100, "x"),
     "content": st.text(max_size=20),
 }
-for flag in ("allow_host_loopback", "clear", "no_new_privs", "new_session", "nested_userns", "setuid_bits"):
+for flag in ("allow_host_loopback", "clear", "no_new_privs", "new_session", "nested_userns", "setuid_bits",
+             "compat_syscalls"):
     GOOD[flag] = st.booleans()
 
 

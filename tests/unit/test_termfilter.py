@@ -382,3 +382,21 @@ def test_any_split_gives_the_same_as_one_feed(data, cuts, allow_titles):
     cuts = sorted(cut % (len(data) + 1) for cut in cuts)
     chunks = [data[start:stop] for start, stop in zip([0] + cuts, cuts + [len(data)])]
     assert run_in_chunks(chunks, allow_titles) == run(data, allow_titles)
+
+
+@pytest.mark.parametrize("sequence", [
+    b"\x1b[?3h",  # 132 columns: resizes the window
+    b"\x1b[?40h", b"\x1b[?38h",  # allow 80/132, Tektronix mode
+    b"\x1b[?67h",  # backspace sends ^H from then on
+    b"\x1b[?1036l", b"\x1b[?1034h", b"\x1b[?1039l",  # the Meta key
+    b"\x1b[?1046l", b"\x1b[?1050h", b"\x1b[?1053h",  # no alternate screen later; function key encodings
+    b"\x1b[12;2]", b"\x1b[9;1]", b"\x1b[14;1]",  # the Linux console: switch VT, blanking, power-down
+])
+def test_modes_it_cannot_reset_and_console_sequences_are_dropped(sequence):
+    assert run(b"a" + sequence + b"b") == (b"ab", 1, b"")
+
+
+def test_a_mode_list_keeps_only_the_modes_it_can_reset():
+    assert run(b"\x1b[?3;1049;67h") == (b"\x1b[?1049h", 1, b"\x1b[?1049l")
+    assert run(b"\x1b[?12h\x1b[?1048h") == (b"\x1b[?12h\x1b[?1048h", 0, b"")
+    assert run(b"\x1b[?3;25r") == (b"\x1b[?25r", 1, b"\x1b[?25h")
