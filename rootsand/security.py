@@ -52,7 +52,7 @@ def plan_limits(memory: int | None, pids: int | None, cpu: float | None, rlimits
             plan.cgroup["memory.swap.max"] = "0"
         else:
             plan.rlimits.setdefault("as", memory)
-            fallbacks.append("memory as RLIMIT_AS")
+            fallbacks.append("memory as RLIMIT_AS, per process")
     if pids is not None:
         if "pids" in cgroup_controllers:
             plan.cgroup["pids.max"] = str(pids)
@@ -75,7 +75,8 @@ def describe_limits(limits: Limits, memory: int | None) -> list[str]:
     lines = [f"{key} = {value} (cgroup v2)" for key, value in limits.cgroup.items()]
     lines += [f"RLIMIT_{name.upper()} = {'unlimited' if value < 0 else value}" for name, value in limits.rlimits.items()]
     if memory is not None and "memory.max" not in limits.cgroup:
-        lines.append(f"memory without a cgroup: RLIMIT_AS counts the address space only; memfd_create is refused, "
+        lines.append(f"memory without a cgroup: RLIMIT_AS counts each process's address space, not the sandbox's "
+                     f"total (up to the process limit times it); memfd_create is refused, "
                      f"SysV shared memory is kept within {memory} bytes, each tmpfs (/tmp, /dev/shm, ...) is capped "
                      "at that size on its own; the page cache and kernel memory are not limited")
     return lines
