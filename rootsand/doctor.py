@@ -21,7 +21,8 @@ class Check:
 
 
 def checks() -> list[Check]:
-    return [_userns(), *_subids(), *_helpers(), *_network(), *_overlay(), _cgroup(), _seccomp()]
+    return [_userns(), _apparmor(), _nesting(), *_subids(), *_helpers(), _proc_sys(), *_network(), *_overlay(),
+            _cgroup(), _seccomp()]
 
 
 def _probe(body) -> str | None:
@@ -65,13 +66,50 @@ def _userns() -> Check:
     return Check("user namespaces", MISSING, f"unshare(CLONE_NEWUSER) failed: {error}", host.userns_hint())
 
 
+def _apparmor() -> Check:
+    if host.read_sysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == "1":
+        return Check("AppArmor", MISSING, "kernel.apparmor_restrict_unprivileged_userns = 1 (Ubuntu 24.04): an "
+                     "unconfined program's user namespace gets no capabilities, so no sandbox can be set up",
+                     "as root: sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 (or give rootsand's "
+                     "python an AppArmor profile with 'userns,')")
+    return Check("AppArmor", OK, "no restriction of unprivileged user namespaces")
+
+
+def _nesting() -> Check:
+    reason = host.nesting()
+    if reason is None:
+        return Check("nesting", OK, "in the host's user namespace: the subordinate ranges can be mapped")
+    ids = host.facts("none").nested_ids
+    how = f"as {ids[0]}:{ids[1]} inside (root needs CAP_SETFCAP, which is not held)" if ids else "as root inside"
+    return Check("nesting", DEGRADED, f"{reason}: a sandbox maps only your own id, {how}; no newuidmap, and "
+                 "/dev/fuse and /dev/net/tun only where the outer sandbox or container lets them through",
+                 "run rootsand outside it for the full subordinate range")
+
+
+def _proc_sys() -> Check:
+    try:
+        read_only = bool(os.statvfs("/proc/sys").f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    if not read_only:
+        return Check("/proc/sys", OK, "writable: the sandboxes' own settings go through their procfs")
+    return Check("/proc/sys", DEGRADED, "read-only (a container or sandbox): the untrusted profile's "
+                 "user.max_user_namespaces = 0 and the sysctl limits cannot be set, so seccomp alone blocks nested "
+                 "user namespaces; slirp's IPv6 address waits 1-2 s for duplicate address detection",
+                 "nothing needed; a container started with a writable /proc/sys gives both back")
+
+
 def _subids() -> list[Check]:
     uid = os.getuid()
     name = host.user_name(uid)
     out = []
+    nested = host.nesting()
     for path in ("/etc/subuid", "/etc/subgid"):
         ranges = idmap.read_subid(path, name, uid)
-        if uid == 0:
+        if nested:
+            out.append(Check(path, DEGRADED, "not used: inside another user namespace only your own id is mapped",
+                             "run rootsand outside it for the full subordinate range"))
+        elif uid == 0:
             out.append(Check(path, OK, "root writes its maps itself"))
         elif ranges:
             total = sum(r.count for r in ranges)
@@ -89,18 +127,32 @@ def _helpers() -> list[Check]:
         if not path:
             out.append(Check(helper, DEGRADED, "not found: sandboxes map only your own id",
                              "install the 'uidmap' package"))
+        elif host.nesting() or _nosuid(path):
+            why = host.nesting() or f"{path} is on a nosuid mount"
+            out.append(Check(helper, DEGRADED, f"not usable here ({why}): sandboxes map only your own id",
+                             "run rootsand outside this sandbox or container"))
         elif not host.is_privileged_helper(path):
             out.append(Check(helper, MISSING, f"{path} is neither setuid root nor has file capabilities",
-                             "reinstall the 'uidmap' package"))
+                             "reinstall the 'uidmap' package (or as root: chmod u+s " + path + ")"))
         else:
             out.append(Check(helper, OK, path))
     return out
+
+
+def _nosuid(path: str) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_NOSUID)
+    except OSError:
+        return False
 
 
 def _device(path: str, what: str, status_if_bad: str) -> Check:
     if os.access(path, os.R_OK | os.W_OK):
         return Check(path, OK, f"usable ({what})")
     if not os.path.exists(path):
+        if host.nesting():
+            return Check(path, status_if_bad, f"does not exist ({what})",
+                         f"the outer sandbox or container must let it through (rootsand: a dev-bind of {path})")
         return Check(path, status_if_bad, f"does not exist ({what})", "load the kernel module")
     return Check(path, status_if_bad, f"not readable and writable by you ({what})", f"as root: chmod 0666 {path}")
 

@@ -31,7 +31,49 @@ def facts(net_mode: str):
         resolv_conf=resolv,
         inotify_instances=int(inotify[0]) if inotify[0] and inotify[0].isdigit() else None,
         inotify_watches=int(inotify[1]) if inotify[1] and inotify[1].isdigit() else None,
-        page_size=os.sysconf("SC_PAGE_SIZE"), last_cap=security.last_cap())
+        page_size=os.sysconf("SC_PAGE_SIZE"), last_cap=security.last_cap(), nested=nesting(),
+        nested_ids=_ids_without_setfcap(),
+        proc_sys_writable=os.access("/proc/sys/kernel", os.W_OK) or not _read_only("/proc/sys"))
+
+
+def nesting() -> str | None:
+    """Why the setuid helpers cannot map subordinate ids here, or None: inside a user namespace other than
+    the host's (a sandbox, a rootless container), or with no_new_privs set (setuid gains nothing)."""
+    uid_map = read_sysctl("/proc/self/uid_map") or ""
+    if uid_map.split() != ["0", "0", "4294967295"]:
+        return "running inside another user namespace (a sandbox or container)"
+    status = read_sysctl("/proc/self/status") or ""
+    if any(line.split() == ["NoNewPrivs:", "1"] for line in status.splitlines()):
+        return "no_new_privs is set, so the setuid newuidmap gains nothing"
+    return None
+
+
+CAP_SETFCAP = 31
+
+
+def _ids_without_setfcap() -> list[int] | None:
+    """Inside a user namespace without CAP_SETFCAP, root cannot be mapped in a new one: the ids to map
+    ourselves to instead, the host's for us (what `id` says on the host), or None where 0 can be mapped."""
+    status = read_sysctl("/proc/self/status") or ""
+    caps = next((int(line.split()[1], 16) for line in status.splitlines() if line.startswith("CapEff:")), 0)
+    if caps & (1 << CAP_SETFCAP) or nesting() is None:
+        return None
+    ids = []
+    for kind, own in (("uid", os.getuid()), ("gid", os.getgid())):
+        found = own
+        for line in (read_sysctl(f"/proc/self/{kind}_map") or "").splitlines():
+            inside, outside, count = (int(n) for n in line.split())
+            if inside <= own < inside + count:
+                found = outside + own - inside
+        ids.append(found if found != 0 else 65534)
+    return ids
+
+
+def _read_only(path: str) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def user_name(uid: int) -> str:

@@ -168,6 +168,24 @@ def open_nofollow(path: str, flags: int, mode: int = 0o644) -> int:
         # openat2 refuses a mode without O_CREAT
         return libc.openat2(libc.AT_FDCWD, path, flags, libc.RESOLVE_NO_SYMLINKS, mode if flags & os.O_CREAT else 0)
     except OSError as e:
-        if e.errno == errno.ENOSYS:  # Linux before 5.6
-            raise OSError(e.errno, f"{path}: this kernel lacks openat2 (Linux 5.6 or later is needed)") from None
-        raise
+        if e.errno != errno.ENOSYS:
+            raise
+    # No openat2 (Linux before 5.6, or a seccomp filter such as an outer sandbox's): one component at a time.
+    parts = [p for p in path.split("/") if p]
+    fd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in parts[:-1]:
+            if part == "..":
+                raise OSError(errno.EINVAL, f"{path}: '..' in a resolved path")
+            parent, fd = fd, os.open(part, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            os.close(parent)
+        last = parts[-1] if parts else "."
+        opened = os.open(last, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=fd)
+        if stat.S_ISLNK(os.fstat(opened).st_mode):  # O_PATH | O_NOFOLLOW opens a link itself
+            os.close(opened)
+            raise OSError(errno.ELOOP, f"{path}: a symbolic link is in the way")
+        return opened
+    except NotADirectoryError:
+        raise OSError(errno.ELOOP, f"{path}: a symbolic link is in the way") from None
+    finally:
+        os.close(fd)

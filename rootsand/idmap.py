@@ -143,8 +143,18 @@ class IdPlan(Record):
 
 def plan(uid: int, gid: int, subuids: list[SubidRange], subgids: list[SubidRange],
          uid_helper: str | None, gid_helper: str | None, keep_id: bool = False,
-         single: bool = False) -> IdPlan:
-    """Decide the maps from the caller's ids, its subordinate ranges and the helpers found on the host."""
+         single: bool = False, nested: str | None = None, inside_ids: tuple[int, int] | None = None) -> IdPlan:
+    """Decide the maps from the caller's ids, its subordinate ranges and the helpers found on the host.
+
+    `nested` says why the setuid helpers cannot help (inside another user namespace, whose ids are all the
+    caller has; or no_new_privs, which keeps setuid from working): then only the caller's own id is mapped,
+    as `inside_ids` when given (mapping 0 inside needs CAP_SETFCAP, which a sandbox's command lacks).
+    """
+    if nested:
+        uid_in, gid_in = inside_ids if inside_ids else (uid, gid) if keep_id else (0, 0)
+        return IdPlan([(uid_in, uid, 1)], [(gid_in, gid, 1)], deny_setgroups=True,
+                      note=f"{nested}: the sandbox maps only your own id" + (
+                          f", as {uid_in} inside (root would need CAP_SETFCAP)" if inside_ids else ""))
     if uid == 0:
         if single or not (subuids and subgids):
             return IdPlan(identity_map(), identity_map())

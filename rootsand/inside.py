@@ -67,7 +67,9 @@ def _child(runtime, plan, launcher_pid: int, go_fd: int, report_fd: int) -> int:
         raise RootsandError(f"cannot create the sandbox's namespaces: unshare: {os.strerror(e.errno)}",
                             hint=host.userns_hint()) from None
     if plan.network.mode == "slirp":
-        network.disable_ipv6_dad()  # before slirp4netns creates tap0
+        problem = network.disable_ipv6_dad()  # before slirp4netns creates tap0
+        if problem:
+            channel.send(report_fd, note=problem)
     if plan.time_offsets:
         # Only before the first process enters the new time namespace: PID 1, forked below.
         with open("/proc/self/timens_offsets", "w") as f:
@@ -152,6 +154,8 @@ def _build(runtime, plan) -> None:
                            sysctls=plan.sysctls)
     fs.build()
     if runtime.verbose:
+        for note in fs.notes:
+            print(f"rootsand: {printable(note)}", file=sys.stderr, flush=True)
         for failure in fs.sysctl_failures:
             print(f"rootsand: not set, the seccomp rules and rlimits stand alone: {printable(failure)}", file=sys.stderr,
                   flush=True)

@@ -106,6 +106,7 @@ class Launcher:
         self.status_fd: int | None = None
         self._status_done = False
         self.status_warning: str | None = None
+        self.late_notes: list[str] = []
         self.started = time.monotonic()
 
     def log(self, message: str) -> None:
@@ -179,8 +180,8 @@ class Launcher:
                         self.relay.stop()
                     if self.status_fd is not None:
                         os.close(self.status_fd)
-                    if self.status_warning:
-                        warn(self.status_warning)
+                    for note in self.late_notes + ([self.status_warning] if self.status_warning else []):
+                        warn(note)
 
     def _close_go(self) -> None:
         if self._go_w is not None:
@@ -254,6 +255,8 @@ class Launcher:
         for m in messages:
             if "error" in m and self.error is None:
                 self.error = channel.error_from(m)
+            elif "note" in m:
+                self.late_notes.append(m["note"])  # said at the end: the terminal may be raw now
             elif m.get("stage") == "unshared":
                 self.log("namespaces created")
                 self._read_namespaces(later=False)
@@ -292,7 +295,7 @@ class Launcher:
             _write_proc(f"/proc/{pid}/uid_map", idmap.map_text(plan.uid_lines))
             _write_proc(f"/proc/{pid}/gid_map", idmap.map_text(plan.gid_lines))
         except OSError as e:
-            raise RootsandError(f"cannot write the sandbox's id map: {e}", hint=host.userns_hint()) from None
+            raise RootsandError(f"cannot write the sandbox's id map: {e.strerror}", hint=host.userns_hint()) from None
 
     def _start_slirp(self) -> None:
         binary = host.find_helper("slirp4netns")
@@ -304,7 +307,7 @@ class Launcher:
             directory = state.runtime_dir()
             state.remove_stale(directory, "slirp")
             api_socket = os.path.join(directory, f"slirp-{os.getpid()}.sock")
-        self.slirp = network.Slirp(binary, self.child, net.allow_host_loopback, api_socket)
+        self.slirp = network.Slirp(binary, self.child, net.allow_host_loopback, api_socket, net.slirp_sandbox)
         self.slirp.publish(net.publish)
         self.slirp.forget_api_socket()
         self.log("slirp4netns ready" + (f", published {', '.join(map(str, net.publish))}" if net.publish else ""))
@@ -436,8 +439,12 @@ def _run_helper(argv: list[str]) -> None:
 
 
 def _write_proc(path: str, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY)
+    """Write a /proc file in one write; an error names the file and what was written."""
     try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise OSError(e.errno, f"{path} ({text.strip()!r}): {os.strerror(e.errno)}") from None

@@ -129,6 +129,7 @@ class FileSystem:
         # listed in sysctl_failures (the seccomp rules are the wall, these a second one).
         self.sysctls = sysctls or {}
         self.sysctl_failures: list[str] = []
+        self.notes: list[str] = []  # what could not be done as planned, for --verbose
         self.sources: dict[int, list[Source]] = {}
         self.trees: dict[int, list[int]] = {}  # detached clones, taken before the staging area exists
         self.rootfs_tree: int | None = None
@@ -316,7 +317,23 @@ class FileSystem:
         os.close(self._mount_new(m.dst, "tmpfs", m.options, attrs_of(m.flags)))
 
     def _proc(self, m, _sources, _trees) -> None:
-        proc = self._mount_new(m.dst, "proc", {}, attrs_of(m.flags))
+        target, _ = self._target(m.dst)
+        try:
+            proc = new_fs("proc", {}, attrs_of(m.flags))
+        except PermissionError:
+            # Under a /proc with parts covered (a container's, an outer sandbox's) the kernel refuses a new
+            # procfs in a user namespace: the one there is, as it is (it shows the outer PID namespace).
+            proc = libc.open_tree(libc.AT_FDCWD, "/proc", libc.OPEN_TREE_CLONE | libc.AT_RECURSIVE)
+            libc.mount_setattr_fd(proc, attrs_of(m.flags), what="/proc")
+            self.notes.append("a new /proc cannot be mounted under this /proc, whose parts are covered: the "
+                              "sandbox sees the outer one (its processes, not the sandbox's alone)")
+        try:
+            libc.move_mount(proc, target, m.dst)
+        except OSError:
+            os.close(proc)
+            raise
+        finally:
+            os.close(target)
         try:
             self._write_sysctls(proc)
             for sub in m.read_only:
@@ -476,6 +493,17 @@ class FileSystem:
 
     def _fuse_overlay(self, m, lowers, trees, upper: str, work: str, target: int) -> None:
         binary = host.find_helper("fuse-overlayfs")
+        if m.optional and not (binary and os.access("/dev/fuse", os.R_OK | os.W_OK)):
+            # An optional overlay (the build profile's /usr/local) without fuse-overlayfs here (a nested
+            # sandbox, a container): its lower directory, read-only, rather than no sandbox at all.
+            self.notes.append(f"overlay on {m.dst}: fuse-overlayfs or /dev/fuse is missing here: {m.dst} is read-only")
+            tree = trees[0]
+            libc.mount_setattr_fd(tree, READ_ONLY & ~libc.MOUNT_ATTR_NOEXEC, what=m.dst)
+            for other in trees[1:]:
+                os.close(other)
+            trees.clear()
+            self._attach(tree, os.dup(target), m.dst)
+            return
         if not binary:
             raise RootsandError(f"overlay on {m.dst}: {lowers[0].path} belongs to ids outside the sandbox, "
                                 "which the kernel's overlay cannot copy up, and fuse-overlayfs is not installed",

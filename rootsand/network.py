@@ -72,14 +72,20 @@ def describe_interfaces() -> list[str]:
     return lines
 
 
-def disable_ipv6_dad() -> None:
-    """In a fresh network namespace: no duplicate address detection, or IPv6 is unusable for 1-2 s."""
+def disable_ipv6_dad() -> str | None:
+    """In a fresh network namespace: no duplicate address detection, or IPv6 is unusable for 1-2 s.
+    Why that could not be done, or None."""
     for conf in ("all", "default"):
+        path = f"/proc/sys/net/ipv6/conf/{conf}/accept_dad"
         try:
-            with open(f"/proc/sys/net/ipv6/conf/{conf}/accept_dad", "w") as f:
+            with open(path, "w") as f:
                 f.write("0")
-        except OSError:
-            pass  # IPv6 disabled on this host: nothing to wait for
+        except FileNotFoundError:
+            return None  # IPv6 disabled on this host: nothing to wait for
+        except OSError as e:
+            return (f"the sandbox's IPv6 address waits 1-2 s for duplicate address detection: {path}: "
+                    f"{e.strerror} (a read-only /proc/sys)")
+    return None
 
 
 class Slirp:
@@ -89,12 +95,15 @@ class Slirp:
     killed), slirp4netns exits by itself.
     """
 
-    def __init__(self, binary: str, pid: int, allow_host_loopback: bool, api_socket: str | None):
+    def __init__(self, binary: str, pid: int, allow_host_loopback: bool, api_socket: str | None,
+                 own_sandbox: bool = True):
         self.api_socket = api_socket
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
         exit_r, self._exit_w = os.pipe2(os.O_CLOEXEC)
-        argv = [binary, "--configure", f"--mtu={MTU}", "--enable-ipv6", "--enable-sandbox", "--enable-seccomp",
-                f"--ready-fd={ready_w}", f"--exit-fd={exit_r}"]
+        # --enable-sandbox: slirp4netns pivots into an empty root of its own mount namespace, which it cannot
+        # make inside another user namespace (a sandbox, a container); its seccomp filter it always gets.
+        argv = [binary, "--configure", f"--mtu={MTU}", "--enable-ipv6", *(["--enable-sandbox"] if own_sandbox else []),
+                "--enable-seccomp", f"--ready-fd={ready_w}", f"--exit-fd={exit_r}"]
         if not allow_host_loopback:
             argv.append("--disable-host-loopback")
         if api_socket:

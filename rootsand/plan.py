@@ -44,6 +44,9 @@ class HostFacts(Record):
         "resolv_conf": "",  # the host's /etc/resolv.conf
         "inotify_instances": None, "inotify_watches": None,  # the per-user limits of the host
         "page_size": 4096, "last_cap": 40,
+        "nested": None,  # why only one id can be mapped: inside a user namespace, no_new_privs set
+        "nested_ids": None,  # then, [uid, gid] to map ourselves to where 0 cannot be (no CAP_SETFCAP)
+        "proc_sys_writable": True,  # False in containers (and sandboxes) that mount /proc/sys read-only
     }
     __slots__ = tuple(FIELDS)
     NESTED = {"subuids": idmap.SubidRange, "subgids": idmap.SubidRange}
@@ -71,6 +74,7 @@ class Network(Record):
         "publish": list,  # PortForward
         "resolv_conf": None,  # slirp: the sandbox's /etc/resolv.conf
         "address": None, "gateway": None, "dns": None, "interface": None,  # slirp's, inside
+        "slirp_sandbox": True,  # slirp4netns in a mount namespace of its own (not possible when nested)
     }
     __slots__ = tuple(FIELDS)
     NESTED = {"publish": PortForward}
@@ -123,10 +127,11 @@ def plan(spec, facts: HostFacts) -> Plan:
     """The Plan for `spec` on a host with these facts. Pure; RootsandError when it cannot be made."""
     keep_id = spec.user.mode == "keep-id"
     ids = idmap.plan(facts.uid, facts.gid, facts.subuids, facts.subgids, facts.newuidmap, facts.newgidmap,
-                     keep_id=keep_id, single=spec.idmap == "single")
+                     keep_id=keep_id, single=spec.idmap == "single", nested=facts.nested,
+                     inside_ids=tuple(facts.nested_ids) if facts.nested_ids else None)
     root_mapped = idmap.mapped(ids.uid_lines, 0) and idmap.mapped(ids.gid_lines, 0)
-    if spec.user.mode == "root":
-        run_ids = (0, 0) if root_mapped else (facts.uid, facts.gid)
+    if spec.user.mode == "root":  # root where it is mapped, else the one id there is
+        run_ids = (0, 0) if root_mapped else (ids.uid_lines[0][0], ids.gid_lines[0][0])
     elif keep_id:
         run_ids = (facts.uid, facts.gid)
     else:
@@ -201,7 +206,7 @@ def _network(spec, facts: HostFacts) -> Network:
         return Network(mode=spec.net_mode)
     return Network(mode="slirp", allow_host_loopback=spec.allow_host_loopback, publish=list(spec.publish),
                    resolv_conf=resolv_conf(facts.resolv_conf, spec.dns), address=f"{SANDBOX_ADDRESS}/24",
-                   gateway=GATEWAY, dns=SLIRP_DNS, interface=TAP)
+                   gateway=GATEWAY, dns=SLIRP_DNS, interface=TAP, slirp_sandbox=facts.nested is None)
 
 
 def resolv_conf(host_text: str, dns: list[str]) -> str:

@@ -123,11 +123,14 @@ def default_rules(nested_userns: bool, *, net_mode: str = "none", setuid_bits: b
         "io_uring_register": "io_uring: a large kernel attack surface, and its calls pass by seccomp",
     }
     rules += [Rule(name, EPERM, why=why) for name, why in plain.items()]
-    # ENOSYS, not EPERM: libmount and friends then fall back to mount(2), which has its own checks.
-    for name in ("open_tree", "move_mount", "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr"):
-        rules.append(Rule(name, ENOSYS, why="the new mount API, which mount(2)'s checks do not cover"))
     rules += _personality_rules()
     if not nested_userns:
+        # Without a nested user namespace the command has no capability that a mount call needs: the new
+        # mount API is only kernel surface then (fsconfig: CVE-2022-0185). ENOSYS, not EPERM: libmount and
+        # friends fall back to mount(2). With nested user namespaces (a sandbox inside, rootsand's own
+        # mounts are built with this API) it stays: the nested namespace's capabilities reach as far anyway.
+        for name in ("open_tree", "move_mount", "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr"):
+            rules.append(Rule(name, ENOSYS, why="the new mount API, which mount(2)'s checks do not cover"))
         # s390 swaps clone's first two arguments: the flags come second.
         clone_flags = 1 if os.uname().machine.startswith("s390") else 0
         newuser = ("MASKED_EQ", CLONE_NEWUSER, CLONE_NEWUSER)

@@ -19,7 +19,7 @@ nosub_user=${ROOTSAND_NOSUB_USER:-rootsand-nosub}
 work=${ROOTSAND_TEST_DIR:-/var/tmp/rootsand-tests}
 
 packages=(uidmap slirp4netns fuse-overlayfs iproute2 procps util-linux passwd python3-venv libseccomp2
-          busybox-static make gcc libc6-dev)
+          busybox-static make gcc libc6-dev libcap2-bin vim-tiny less)
 
 if [ "$(id -u)" -ne 0 ]; then
     venv=${ROOTSAND_VENV:-$repo/.venv}

@@ -18,12 +18,34 @@ def status_fields(text: str) -> dict[str, str]:
     return dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
 
 
-def test_default_profile_drops_every_capability_and_sets_nnp_and_seccomp():
+CAP_SETFCAP = 1 << 31
+
+
+def test_default_profile_drops_every_capability_but_setfcap_and_sets_nnp_and_seccomp():
+    """CAP_SETFCAP stays where nested user namespaces are allowed: the kernel wants it to write their maps."""
     fields = status_fields(sandbox("cat", "/proc/self/status", check_rc=0).stdout)
-    for cap in ("CapEff", "CapPrm", "CapBnd", "CapInh", "CapAmb"):
+    for cap in ("CapEff", "CapPrm", "CapBnd"):
+        assert int(fields[cap], 16) == CAP_SETFCAP, (cap, fields[cap])
+    for cap in ("CapInh", "CapAmb"):
         assert int(fields[cap], 16) == 0, (cap, fields[cap])
     assert fields["NoNewPrivs"].strip() == "1"
     assert fields["Seccomp"].strip() == "2"
+
+
+def test_untrusted_profile_drops_every_capability():
+    fields = status_fields(sandbox("cat", "/proc/self/status", opts=["--profile", "untrusted"], check_rc=0).stdout)
+    for cap in ("CapEff", "CapPrm", "CapBnd", "CapInh", "CapAmb"):
+        assert int(fields[cap], 16) == 0, (cap, fields[cap])
+
+
+def test_file_capabilities_set_inside_give_nothing_on_the_host(tmp_path):
+    """What CAP_SETFCAP allows: a file capability that counts only in user namespaces whose root is the user."""
+    shutil.copy("/usr/bin/cat", tmp_path / "capcat")
+    r = sandbox("sh", "-c", "/usr/sbin/setcap cap_net_raw+ep capcat && /usr/sbin/getcap capcat", cwd=tmp_path,
+                check_rc=0)
+    assert r.stdout.split()[-1] == "cap_net_raw=ep"
+    done = subprocess.run([str(tmp_path / "capcat"), "/proc/self/status"], capture_output=True, text=True, timeout=10)
+    assert done.returncode == 0 and int(status_fields(done.stdout)["CapEff"], 16) == 0  # on the host: nothing
 
 
 def test_root_inside_without_capabilities_cannot_do_root_things():

@@ -317,7 +317,7 @@ def test_the_relay_filters_what_the_sandbox_sends_to_the_terminal(tmp_path):
 
 
 def test_vim_works_through_the_filtered_relay(tmp_path):
-    code, _ = pty_session(["run", "--", "vim", "-u", "NONE", "-N", "notes.txt"],
+    code, _ = pty_session(["run", "--", "vi", "-u", "NONE", "-N", "notes.txt"],
                           keys=[b"ihello from vim\x1b", b":wq\r"], cwd=tmp_path)
     assert code == 0
     assert (tmp_path / "notes.txt").read_text() == "hello from vim\n"

@@ -98,7 +98,7 @@ def test_cli_mounts_follow_the_profile_in_order_with_their_origin(where):
                     ("overlay", None, "/z", "--overlay /o:/z")]
     first = the_plan.mounts[0]
     assert (first.type, first.dst, first.flags) == ("ro-bind", "/usr", ["ro", "nosuid", "nodev"])
-    assert first.origin.startswith("profile ") and first.origin.endswith("default.toml, line 41")
+    assert first.origin.startswith("profile ") and first.origin.endswith("default.toml, line 43")
 
 
 @pytest.mark.parametrize("text,expected", [

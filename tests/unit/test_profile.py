@@ -63,7 +63,7 @@ def test_builtin_loads_with_description(host, name):
 def test_default_profile(host):
     p = profile.load("default", host)
     assert p.chdir == host.cwd
-    assert p.net_mode == "none" and p.env_clear and p.capabilities == [] and p.seccomp == "default"
+    assert p.net_mode == "none" and p.env_clear and p.capabilities == ["CAP_SETFCAP"] and p.seccomp == "default"
     assert p.no_new_privs and p.new_session
     assert [(m.type, m.dst) for m in p.mounts][:6] == [
         ("ro-bind", "/usr"), ("symlink", "/bin"), ("symlink", "/sbin"), ("symlink", "/lib"),
