@@ -243,6 +243,7 @@ sys.stdin.read()  # hold them until the test has tried its own
 """
 
 
+@pytest.mark.writable_proc_sys
 def test_the_untrusted_profile_leaves_the_user_inotify_instances(tmp_path):
     with open("/proc/sys/fs/inotify/max_user_instances") as f:
         host_max = int(f.read())
