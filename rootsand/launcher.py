@@ -107,6 +107,7 @@ class Launcher:
         self._status_done = False
         self.status_warning: str | None = None
         self.late_notes: list[str] = []
+        self.late_hint: str | None = None  # the plan's failure_hint, after a command that failed
         self.started = time.monotonic()
 
     def log(self, message: str) -> None:
@@ -159,6 +160,8 @@ class Launcher:
         code = ExitCode.FAILURE
         try:
             code = self._supervise()
+            if code not in (0, ExitCode.FAILURE, ExitCode.TIMEOUT) and self.plan.failure_hint and not self.error:
+                self.late_hint = self.plan.failure_hint
             return code
         finally:
             # Each step on its own: none may skip the next (the terminal above all).
@@ -182,6 +185,8 @@ class Launcher:
                         os.close(self.status_fd)
                     for note in self.late_notes + ([self.status_warning] if self.status_warning else []):
                         warn(note)
+                    if self.late_hint:
+                        print(f"rootsand: hint: {printable(self.late_hint)}", file=sys.stderr, flush=True)
 
     def _close_go(self) -> None:
         if self._go_w is not None:

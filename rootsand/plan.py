@@ -103,6 +103,7 @@ class Plan(Record):
         "cgroup_parent": None,  # where the launcher makes the sandbox's cgroup, when limits.cgroup says so
         "sysctls": dict,  # written through the sandbox's own procfs
         "notes": list,  # said once on stderr before the sandbox starts
+        "failure_hint": None,  # said once after a command that failed
     }
     __slots__ = tuple(FIELDS)
     NESTED = {"ids": idmap.IdPlan, "mounts": MountStep, "network": Network, "seccomp": Rule,
@@ -164,6 +165,10 @@ def plan(spec, facts: HostFacts) -> Plan:
     if network.resolv_conf is not None:
         etc_files["resolv.conf"] = network.resolv_conf
     capabilities = list(CAPABILITIES[:facts.last_cap + 1]) if spec.capabilities == "all" else list(spec.capabilities)
+    failure_hint = spec.failure_hint
+    if len(ids.uid_lines) == 1 and "CAP_CHOWN" in capabilities:  # one id: every chown to another fails
+        failure_hint = (f"only your own id is mapped ({ids.note or 'idmap = single'}), so chown to any other id "
+                        "fails with 'Invalid argument'")
     return Plan(
         name=spec.name or f"sandbox-{facts.pid}", profile=spec.profile, argv=list(spec.command), env=dict(spec.env),
         chdir=spec.chdir, cwd=spec.cwd, hostname=spec.hostname, homes=list(spec.homes), timeout=spec.timeout,
@@ -174,6 +179,7 @@ def plan(spec, facts: HostFacts) -> Plan:
         network=network, capabilities=capabilities, new_session=spec.new_session, nested_userns=spec.nested_userns,
         seccomp=rules, compat_syscalls=spec.compat_syscalls, limits=limits, cgroup_parent=facts.cgroup_dir if limits.cgroup else None,
         sysctls=sandbox_sysctls(spec.nested_userns, limits, spec.memory, facts), notes=notes,
+        failure_hint=failure_hint,
     )
 
 

@@ -55,7 +55,7 @@ class Profile(Record):
 
     FIELDS = {
         "name": "", "path": None, "description": "",
-        "hostname": "rootsand", "chdir": None, "user": User, "namespaces": lambda: list(DEFAULT_NAMESPACES),
+        "hostname": "rootsand", "failure_hint": None, "chdir": None, "user": User, "namespaces": lambda: list(DEFAULT_NAMESPACES),
         "idmap": "auto", "time_offsets": dict,
         "net_mode": "none", "allow_host_loopback": False, "publish": list, "dns": list,
         "env_clear": True, "env_keep": lambda: list(DEFAULT_ENV_KEEP), "env_set": dict,
@@ -384,6 +384,7 @@ def _just(method):
 SCHEMA: dict[str, dict[str, tuple[str, Callable]]] = {
     "sandbox": {
         "hostname": ("hostname", _hostname),
+        "failure_hint": ("failure_hint", _just("string")),
         "chdir": ("chdir", _just("path")),
         "user": ("user", _user),
         "namespaces": ("namespaces", _namespaces),

@@ -50,6 +50,7 @@ class SandboxSpec(Record):
         "command": list,
         "user": lambda: parse_user("root"),
         "hostname": "rootsand",
+        "failure_hint": None,  # said after a command that failed
         "chdir": "/",  # inside
         "cwd": "/",  # the physical directory rootsand was started in
         "homes": tuple,  # the user's home directories ($HOME and passwd), real paths
@@ -157,13 +158,15 @@ def from_profile(profile, options: RunOptions, host_env: dict[str, str], cwd: st
         mounts = rootfs_mounts() + cli_mounts(options, cwd)
     else:
         rootfs = None
-        shared = _shared_socket_dir(cwd, host_env)
-        mounts = [Mount(type="dir", dst=cwd, origin=m.origin) if _of_cwd(m, cwd) and (shared or _exposes_home(
-            m, cwd, homes)) else m for m in profile.mounts]
-        if mounts != list(profile.mounts):
-            why = (f"is shared with other programs' sockets ({shared})" if shared else "holds your home directory")
-            notes.append(f"the current directory {cwd} {why}: it is not made visible, only an empty directory "
-                         "stands there (cd into a project directory, or --bind it)")
+        mounts = []
+        for m in profile.mounts:
+            why = _too_wide(m, cwd, homes, host_env)
+            if why:  # an empty directory stands in its place, so the mounts below it still have one
+                mounts.append(Mount(type="dir", dst=m.dst, origin=m.origin))
+                notes.append(f"{why}: it is not made visible, only an empty directory stands there "
+                             "(cd into a project directory, or --bind what you mean)")
+            else:
+                mounts.append(m)
         mounts += cli_mounts(options, cwd)
     seccomp_file_rules = []
     if profile.seccomp not in ("default", "none"):
@@ -177,6 +180,7 @@ def from_profile(profile, options: RunOptions, host_env: dict[str, str], cwd: st
         command=options.command or ["/bin/sh"],
         user=parse_user(options.user) if options.user else profile.user,
         hostname=validate_hostname(options.hostname) if options.hostname else profile.hostname,
+        failure_hint=profile.failure_hint,
         chdir=options.chdir or ("/" if rootfs else profile.chdir or cwd),
         cwd=cwd,
         homes=tuple(homes),
@@ -207,19 +211,24 @@ def from_profile(profile, options: RunOptions, host_env: dict[str, str], cwd: st
     )
 
 
-def _of_cwd(m, cwd: str) -> bool:
-    """A mount that shows the current directory: a bind of it, or an overlay over it."""
-    sources = [m.src] if m.type in ("bind", "ro-bind", "dev-bind") else list(m.lower) if m.type == "overlay" else []
-    return any(src and os.path.normpath(src) == cwd for src in sources)
-
-
-def _exposes_home(m, cwd: str, homes: tuple[str, ...]) -> bool:
-    """A mount of the current directory that would show a home directory it contains (run from /home),
-    which the profile hides behind a tmpfs. Running from a home itself is asking for it: that stays.
+def _too_wide(m, cwd: str, homes: tuple[str, ...], env: dict[str, str]) -> str | None:
+    """Why a profile's bind or overlay of a host directory would show too much, or None: a home directory
+    (which the profile hides behind a tmpfs) or a directory holding one (run from /home), or a directory of
+    other programs' sockets. The current directory when it is a home itself is asked for: that stays.
     `homes` are real paths ($HOME's and the passwd entry's), as is `cwd`."""
-    if cwd in homes or not _of_cwd(m, cwd):
-        return False
-    return any(home.startswith(cwd.rstrip("/") + "/") for home in homes)
+    sources = [m.src] if m.type in ("bind", "ro-bind", "dev-bind") else list(m.lower) if m.type == "overlay" else []
+    for src in (os.path.normpath(s) for s in sources if s):
+        what = "the current directory" if src == cwd else "the directory"
+        if src in homes:
+            if src == cwd:
+                continue
+            return f"{what} {src} is your home directory"
+        if any(home.startswith(src.rstrip("/") + "/") for home in homes):
+            return f"{what} {src} holds your home directory"
+        shared = _shared_socket_dir(src, env)
+        if shared:
+            return f"{what} {src} is shared with other programs' sockets ({shared})"
+    return None
 
 
 # Where programs keep their sockets (tmux, X11, ssh-agent, D-Bus): connecting to a socket by its path

@@ -126,10 +126,22 @@ def test_mount_argument_errors_name_the_option():
 ])
 def test_home_exposure(cwd, homes, exposed):
     bind = model.Mount(type="bind", src=cwd, dst=cwd)
-    assert spec._exposes_home(bind, cwd, homes) is exposed
+    assert bool(spec._too_wide(bind, cwd, homes, {})) is exposed
     overlay = model.Mount(type="overlay", lower=[cwd], dst=cwd)
-    assert spec._exposes_home(overlay, cwd, homes) is exposed
-    assert spec._exposes_home(model.Mount(type="bind", src="/other", dst=cwd), cwd, homes) is False
+    assert bool(spec._too_wide(overlay, cwd, homes, {})) is exposed
+    assert spec._too_wide(model.Mount(type="bind", src="/other", dst=cwd), cwd, homes, {}) is None
+
+
+@pytest.mark.parametrize("src,cwd,expected", [
+    ("/home/alice", "/home/alice/proj", "the directory /home/alice is your home directory"),  # fakeroot's ${CWD}/..
+    ("/home/alice/src", "/home/alice/src/hello", None),
+    ("/tmp", "/tmp/hello", "the directory /tmp is shared with other programs' sockets (/tmp)"),
+    ("/run/user", "/x", "the directory /run/user is shared with other programs' sockets (/run/user/1000, below it)"),
+    ("/tmp/x", "/tmp/x/hello", None),
+])
+def test_a_profile_mount_of_a_too_wide_directory(src, cwd, expected):
+    m = model.Mount(type="bind", src=src, dst=src)
+    assert spec._too_wide(m, cwd, ("/home/alice",), {"XDG_RUNTIME_DIR": "/run/user/1000"}) == expected
 
 
 def test_run_from_the_parent_of_home_binds_an_empty_directory(where):
