@@ -89,6 +89,15 @@ def profiles_show(name: str = typer.Argument(..., help="A profile name or a TOML
     print(profile.to_toml(profile.load(name, profile.Variables.from_host())), end="")
 
 
+@app.command(context_settings={"allow_interspersed_args": False})
+def unshare(command: Optional[list[str]] = typer.Argument(None, help="The command and its arguments (default: $SHELL).")
+            ) -> None:
+    """Run COMMAND as root of a user namespace with the sandboxes' id map, and nothing else isolated."""
+    from rootsand.unshare import run as run_unshared
+
+    raise typer.Exit(run_unshared(command or []))
+
+
 @app.command()
 def doctor(json_output: bool = typer.Option(False, "--json", help="Print the checks as JSON.")) -> None:
     """Check what this host lets rootsand do, and how to fix what it lacks. Exit 1 if something is missing."""

@@ -153,7 +153,8 @@ def _device(path: str, what: str, status_if_bad: str) -> Check:
         if host.nesting():
             return Check(path, status_if_bad, f"does not exist ({what})",
                          f"the outer sandbox or container must let it through (rootsand: a dev-bind of {path})")
-        return Check(path, status_if_bad, f"does not exist ({what})", "load the kernel module")
+        return Check(path, status_if_bad, f"does not exist ({what})",
+                     "load the kernel module; in a container, let the device through (e.g. --device)")
     return Check(path, status_if_bad, f"not readable and writable by you ({what})", f"as root: chmod 0666 {path}")
 
 

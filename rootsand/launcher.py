@@ -19,7 +19,6 @@ import re
 import select
 import signal
 import stat
-import subprocess
 import sys
 import time
 
@@ -159,7 +158,11 @@ class Launcher:
         self.log(f"forked setup process {pid}")
         code = ExitCode.FAILURE
         try:
-            code = self._supervise()
+            try:
+                code = self._supervise()
+            except RootsandError:
+                self.late_notes.clear()  # the error is what the user needs to see, and it is said last
+                raise
             if code not in (0, ExitCode.FAILURE, ExitCode.TIMEOUT) and self.plan.failure_hint and not self.error:
                 self.late_hint = self.plan.failure_hint
             return code
@@ -289,18 +292,7 @@ class Launcher:
                                     f"{e.strerror}") from None
 
     def _write_maps(self) -> None:
-        plan, pid = self.plan.ids, self.child
-        if plan.uid_helper:
-            for helper, lines in ((plan.uid_helper, plan.uid_lines), (plan.gid_helper, plan.gid_lines)):
-                _run_helper(idmap.helper_args(helper, pid, lines))
-            return
-        try:
-            if plan.deny_setgroups:
-                _write_proc(f"/proc/{pid}/setgroups", "deny")
-            _write_proc(f"/proc/{pid}/uid_map", idmap.map_text(plan.uid_lines))
-            _write_proc(f"/proc/{pid}/gid_map", idmap.map_text(plan.gid_lines))
-        except OSError as e:
-            raise RootsandError(f"cannot write the sandbox's id map: {e.strerror}", hint=host.userns_hint()) from None
+        write_maps(self.plan.ids, self.child)
 
     def _start_slirp(self) -> None:
         binary = host.find_helper("slirp4netns")
@@ -427,20 +419,64 @@ def _open_status_file(path: str, writable: list[str], homes: tuple[str, ...]) ->
     return fd
 
 
-def _run_helper(argv: list[str]) -> None:
-    name = os.path.basename(argv[0])
+def write_maps(ids: idmap.IdPlan, pid: int) -> None:
+    """Write the uid and gid maps of process `pid`'s user namespace: through newuidmap and newgidmap, both
+    at once, or directly (setgroups denied first where an unprivileged writer must)."""
+    if ids.uid_helper:
+        _run_helpers([idmap.helper_args(ids.uid_helper, pid, ids.uid_lines),
+                      idmap.helper_args(ids.gid_helper, pid, ids.gid_lines)])
+        return
     try:
-        done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, errors="replace", timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise RootsandError(f"{name} failed: {e}") from None
-    if done.returncode != 0:
-        output = " ".join(done.stdout.split()) or f"exit status {done.returncode}"
+        if ids.deny_setgroups:
+            _write_proc(f"/proc/{pid}/setgroups", "deny")
+        _write_proc(f"/proc/{pid}/uid_map", idmap.map_text(ids.uid_lines))
+        _write_proc(f"/proc/{pid}/gid_map", idmap.map_text(ids.gid_lines))
+    except OSError as e:
+        raise RootsandError(f"cannot write the sandbox's id map: {e.strerror}", hint=host.userns_hint()) from None
+
+
+def _run_helpers(argvs: list[list[str]], seconds: float = 30) -> None:
+    """Run the helpers side by side (posix_spawn: no subprocess machinery), each one's output collected;
+    the first that fails is the error."""
+    running = []
+    for argv in argvs:
+        read_end, write_end = os.pipe2(os.O_CLOEXEC)
+        try:
+            pid = os.posix_spawn(argv[0], argv, {}, file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, write_end, 1), (os.POSIX_SPAWN_DUP2, write_end, 2)])
+        except OSError as e:
+            os.close(read_end)
+            raise RootsandError(f"{os.path.basename(argv[0])} failed: {e.strerror}") from None
+        finally:
+            os.close(write_end)
+        running.append((argv, pid, read_end, []))
+    deadline = time.monotonic() + seconds
+    open_ends = {read_end: output for _, _, read_end, output in running}
+    while open_ends and (left := deadline - time.monotonic()) > 0:
+        for fd in select.select(list(open_ends), [], [], left)[0]:
+            chunk = os.read(fd, 4096)
+            if chunk:
+                open_ends[fd].append(chunk)
+            else:
+                del open_ends[fd]
+    failure = None
+    for argv, pid, read_end, output in running:
+        os.close(read_end)
+        if read_end in open_ends:  # still talking at the deadline
+            os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        if status != 0 and failure is None:
+            failure = (argv, b"".join(output).decode(errors="replace"), status)
+    if failure:
+        argv, output, status = failure
+        name = os.path.basename(argv[0])
+        detail = " ".join(output.split()) or f"exit status {os.waitstatus_to_exitcode(status)}"
         if not host.is_privileged_helper(argv[0]):
             hint = f"{argv[0]} must be setuid root or have file capabilities: reinstall the 'uidmap' package"
         else:
             hint = "check your ranges in /etc/subuid and /etc/subgid, or use idmap = \"single\""
-        raise RootsandError(f"{name} could not write the sandbox's id map: {output}", hint=hint)
+        raise RootsandError(f"{name} could not write the sandbox's id map: {detail}", hint=hint)
 
 
 def _write_proc(path: str, text: str) -> None:

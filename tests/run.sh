@@ -19,7 +19,8 @@ nosub_user=${ROOTSAND_NOSUB_USER:-rootsand-nosub}
 work=${ROOTSAND_TEST_DIR:-/var/tmp/rootsand-tests}
 
 packages=(uidmap slirp4netns fuse-overlayfs iproute2 procps util-linux passwd python3-venv libseccomp2
-          busybox-static make gcc libc6-dev libcap2-bin vim-tiny less)
+          busybox-static make gcc libc6-dev libcap2-bin vim-tiny less
+          dpkg-dev debhelper fakeroot devscripts cpio)
 
 if [ "$(id -u)" -ne 0 ]; then
     venv=${ROOTSAND_VENV:-$repo/.venv}
@@ -47,8 +48,35 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# 1b. GNU hello's source and build dependencies, the reference package build (tests/integration/test_packages.py).
+#     A deb-src entry for it is added only for the download and removed again.
+hello="$work-hello"
+if ! ls "$hello"/hello_*.dsc >/dev/null 2>&1; then
+    say "fetching the source of GNU hello"
+    src=/etc/apt/sources.list.d/rootsand-tests-src.sources
+    codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
+    mirror=$(grep -hE '^[[:space:]]*(URIs:|deb[[:space:]])' /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null \
+             | grep -oE 'https?://[^ ]+' | grep -E '/(debian|ubuntu)/?$' | head -n 1 || true)
+    # The same keyring as the binary entry for that mirror (apt refuses two different Signed-By values).
+    signed=$(grep -h '^Signed-By:' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n 1 || true)
+    trap 'rm -f "$src"' EXIT
+    printf 'Types: deb-src\nURIs: %s\nSuites: %s\nComponents: main\n%s\n' "${mirror:-http://deb.debian.org/debian}" \
+        "$codename" "$signed" >"$src"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >/dev/null
+    rm -rf "$hello" && mkdir -p "$hello"
+    (cd "$hello" && apt-get source -q hello >/dev/null 2>&1)
+    apt-get build-dep -y -q hello >/dev/null
+    rm -f "$src"
+    trap - EXIT
+    apt-get update -q >/dev/null || true
+fi
+chmod -R a+rX "$hello"
+export ROOTSAND_HELLO_SRC=$hello
+
 # 2. The host: unprivileged users need /dev/fuse (fuse-overlayfs) and /dev/net/tun (slirp4netns).
-[ -e /dev/net/tun ] || { mkdir -p /dev/net; mknod -m 0666 /dev/net/tun c 10 200; }
+[ -e /dev/net/tun ] || { mkdir -p /dev/net; mknod -m 0666 /dev/net/tun c 10 200; } 2>/dev/null || true
+[ -e /dev/fuse ] || mknod -m 0666 /dev/fuse c 10 229 2>/dev/null || true
 chmod 0666 /dev/fuse /dev/net/tun 2>/dev/null || say "warning: cannot open up /dev/fuse or /dev/net/tun"
 
 # 3. The test users: one with two subordinate ranges (several lines per user must work), one with none.
@@ -79,7 +107,7 @@ status=0
 # 5. The tests as the unprivileged user: what rootsand's users will do.
 say "running the tests as $test_user"
 runuser -u "$test_user" -- env -i HOME="/home/$test_user" USER="$test_user" LOGNAME="$test_user" \
-    PATH="$work/venv/bin:/usr/local/bin:/usr/bin:/bin" LANG=C.UTF-8 CI="${CI:-}" \
+    PATH="$work/venv/bin:/usr/local/bin:/usr/bin:/bin" LANG=C.UTF-8 CI="${CI:-}" ROOTSAND_HELLO_SRC="$hello" \
     ROOTSAND_TEST_USER="$test_user" ROOTSAND_NOSUB_USER="$nosub_user" ROOTSAND_VENV="$work/venv" \
     bash -c 'cd "$1" && shift && exec pytest -m "not root" -p no:cacheprovider "$@"' \
     _ "$work/src" "$@" || status=1

@@ -377,6 +377,7 @@ def test_helper_without_setuid_is_a_125_with_a_hint(tmp_path):
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.writable_proc_sys
 def test_disabled_user_namespaces_give_125_and_a_hint():
     # max_user_namespaces = 0 inside a user namespace of the test's own: rootsand there cannot create one.
     script = 'echo 0 > /proc/sys/user/max_user_namespaces && exec "$@"'

@@ -75,6 +75,7 @@ def test_slirp_dns_answers_on_port_53():
     assert r.stdout.split() == ["10.0.2.3", "0x4242", "1"]  # a DNS response to our query
 
 
+@pytest.mark.writable_proc_sys
 def test_slirp_ipv6_address_without_delay():
     r = sandbox("sh", "-c", "ip -o -6 addr show tap0 scope global; cat /proc/sys/net/ipv6/conf/tap0/accept_dad",
                 opts=["--net", "slirp"], check_rc=0)

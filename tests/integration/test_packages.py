@@ -1,0 +1,192 @@
+"""Package builds with real ownership (the fakeroot profile), against Debian's fakeroot, and
+`rootsand unshare` for the files they leave behind. Real dpkg, tar, cpio, busybox and the kernel."""
+
+import glob
+import os
+import shutil
+import stat
+import subprocess
+import tarfile
+
+import pytest
+
+from conftest import run, sandbox
+
+HELLO = os.environ.get("ROOTSAND_HELLO_SRC", "")
+
+
+def subid_start() -> int:
+    import pwd
+
+    name = pwd.getpwuid(os.getuid()).pw_name
+    with open("/etc/subuid") as f:
+        for line in f:
+            user, start, _ = line.strip().split(":")
+            if user in (name, str(os.getuid())):
+                return int(start)
+    raise AssertionError("no subordinate range for the test user")
+
+
+def hello_tree(where) -> str:
+    """A fresh copy of the unpacked source of GNU hello (tests/run.sh fetches it with apt-get source)."""
+    sources = [d for d in glob.glob(os.path.join(HELLO, "hello-*")) if os.path.isdir(d)]
+    if not sources:
+        pytest.skip("no source of GNU hello: tests/run.sh fetches it (ROOTSAND_HELLO_SRC)")
+    where.mkdir()
+    target = where / os.path.basename(sources[0])
+    shutil.copytree(sources[0], target, symlinks=True)
+    return str(target)
+
+
+def listing(deb: str) -> list[tuple]:
+    """dpkg-deb -c without the dates: mode, owner, size, name."""
+    out = subprocess.run(["dpkg-deb", "-c", deb], capture_output=True, text=True, check=True).stdout
+    return [(f[0], f[1], f[2], " ".join(f[5:])) for f in (line.split() for line in out.splitlines())]
+
+
+def control(deb: str) -> str:
+    return subprocess.run(["dpkg-deb", "-I", deb, "control"], capture_output=True, text=True, check=True).stdout
+
+
+def test_dpkg_buildpackage_in_the_fakeroot_profile_equals_fakeroots(tmp_path):
+    ours = hello_tree(tmp_path / "ours")
+    theirs = hello_tree(tmp_path / "theirs")
+    r = sandbox("dpkg-buildpackage", "-us", "-uc", "-b", opts=["--profile", "fakeroot"], cwd=ours, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    done = subprocess.run(["dpkg-buildpackage", "-us", "-uc", "-b", "-rfakeroot"], cwd=theirs, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    debs = sorted(os.path.basename(p) for p in glob.glob(str(tmp_path / "ours" / "*.deb")))
+    assert debs and debs == sorted(os.path.basename(p) for p in glob.glob(str(tmp_path / "theirs" / "*.deb")))
+    for name in debs:
+        a, b = str(tmp_path / "ours" / name), str(tmp_path / "theirs" / name)
+        assert listing(a) == listing(b), name
+        assert control(a) == control(b), name
+    main = next(name for name in debs if "dbgsym" not in name)
+    assert ("-rwxr-xr-x", "root/root", "./usr/bin/hello") in {(e[0], e[1], e[3]) for e in listing(str(tmp_path / "ours" / main))}
+    # Only the source tree and its parent got the build's files; the .deb files belong to the user.
+    assert os.stat(tmp_path / "ours" / debs[0]).st_uid == os.getuid()
+
+
+def test_debuild_in_the_fakeroot_profile(tmp_path):
+    if not shutil.which("debuild"):
+        pytest.skip("devscripts is not installed: tests/run.sh installs it")
+    tree = hello_tree(tmp_path / "build")
+    r = sandbox("debuild", "-us", "-uc", "-b", opts=["--profile", "fakeroot"], cwd=tree, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    deb = glob.glob(str(tmp_path / "build" / "hello_*.deb"))
+    assert len(deb) == 1 and ("-rwxr-xr-x", "root/root") in {e[:2] for e in listing(deb[0])}
+
+
+STAGE = """
+set -e
+mkdir -p pkg/DEBIAN pkg/usr/bin pkg/var/www pkg/usr/share/x
+printf 'Package: staged\\nVersion: 1\\nArchitecture: all\\nMaintainer: t <t@example.org>\\nDescription: t\\n' > pkg/DEBIAN/control
+echo data > pkg/usr/bin/tool; chown root:root pkg/usr/bin/tool; chmod 4755 pkg/usr/bin/tool
+echo web > pkg/var/www/index; chown 33:33 pkg/var/www pkg/var/www/index
+echo grp > pkg/usr/bin/gtool; chmod 2755 pkg/usr/bin/gtool
+ln pkg/usr/bin/gtool pkg/usr/bin/gtool-link
+mkfifo pkg/usr/share/x/fifo
+ln -s ../bin/tool pkg/usr/share/x/link; chown -h 1234:1234 pkg/usr/share/x/link
+cp /bin/true pkg/usr/bin/ping; /usr/sbin/setcap cap_net_raw+ep pkg/usr/bin/ping
+cd pkg && tar --xattrs --xattrs-include='*' --numeric-owner -cf ../staged.tar usr var && cd ..
+cd pkg && find usr var | cpio -o -H newc --quiet > ../staged.cpio && cd ..
+dpkg-deb --build pkg staged.deb >/dev/null
+"""
+
+
+def cpio_entries(path: str) -> dict[str, tuple[int, int, int]]:
+    """name -> (mode, uid, gid) from a newc archive."""
+    out = {}
+    with open(path, "rb") as f:
+        data = f.read()
+    pos = 0
+    while data[pos:pos + 6] == b"070701":
+        fields = [int(data[pos + 6 + 8 * i:pos + 14 + 8 * i], 16) for i in range(13)]
+        mode, uid, gid, size, namesize = fields[1], fields[2], fields[3], fields[6], fields[11]
+        name = data[pos + 110:pos + 110 + namesize - 1].decode()
+        pos = (pos + 110 + namesize + 3) & ~3
+        pos = (pos + size + 3) & ~3
+        if name == "TRAILER!!!":
+            break
+        out[name] = (mode, uid, gid)
+    return out
+
+
+def test_a_hand_staged_package_records_every_owner_mode_link_and_capability(tmp_path):
+    sandbox("sh", "-c", STAGE, opts=["--profile", "fakeroot"], cwd=tmp_path, check_rc=0)
+    with tarfile.open(tmp_path / "staged.tar") as tar:
+        members = {m.name: m for m in tar.getmembers()}
+    tool, index, gtool = members["usr/bin/tool"], members["var/www/index"], members["usr/bin/gtool"]
+    assert (tool.uid, tool.gid, tool.mode) == (0, 0, 0o4755)
+    assert (index.uid, index.gid) == (33, 33) and (members["var/www"].uid, members["var/www"].gid) == (33, 33)
+    assert gtool.mode == 0o2755 or members["usr/bin/gtool-link"].mode == 0o2755
+    first, second = members["usr/bin/gtool"], members["usr/bin/gtool-link"]  # one is the other's hard link
+    assert (second.islnk() and second.linkname == "usr/bin/gtool") or (first.islnk() and first.linkname == second.name)
+    assert members["usr/share/x/fifo"].isfifo()
+    link = members["usr/share/x/link"]
+    assert link.issym() and link.linkname == "../bin/tool" and (link.uid, link.gid) == (1234, 1234)
+    assert "SCHILY.xattr.security.capability" in members["usr/bin/ping"].pax_headers
+    entries = cpio_entries(str(tmp_path / "staged.cpio"))
+    assert entries["usr/bin/tool"] == (stat.S_IFREG | 0o4755, 0, 0)
+    assert entries["var/www/index"][1:] == (33, 33)
+    assert stat.S_ISFIFO(entries["usr/share/x/fifo"][0]) and entries["usr/share/x/link"][1:] == (1234, 1234)
+    deb = {entry[3]: entry[:2] for entry in listing(str(tmp_path / "staged.deb"))}
+    assert deb["./usr/bin/tool"] == ("-rwsr-xr-x", "root/root")
+    assert deb["./usr/bin/gtool"] == ("-rwxr-sr-x", "root/root")
+    assert deb["./var/www/index"][1] in ("33/33", "www-data/www-data")
+
+
+def test_a_static_busybox_records_owners_too(tmp_path):
+    """What fakeroot's LD_PRELOAD cannot do: a statically linked chown and tar."""
+    ldd = subprocess.run(["ldd", "/bin/busybox"], capture_output=True, text=True)
+    assert "not a dynamic executable" in ldd.stdout + ldd.stderr  # busybox-static: no libc to intercept
+    script = "echo x > f && busybox chown 33:33 f && busybox chmod 4711 f && busybox tar -cf f.tar f && busybox stat -c '%u:%g %a' f"
+    r = sandbox("sh", "-c", script, opts=["--profile", "fakeroot", "-e", "PATH=/bin:/usr/bin"], cwd=tmp_path,
+                check_rc=0)
+    assert r.stdout == "33:33 4711\n"
+    host = os.stat(tmp_path / "f")
+    assert (host.st_uid, host.st_gid) == (subid_start() + 32, subid_start() + 32)  # inside 1 is START
+    with tarfile.open(tmp_path / "f.tar") as tar:
+        member = tar.getmember("f")
+    assert (member.uid, member.gid, member.mode) == (33, 33, 0o4711)
+
+
+def test_ownership_lives_in_the_file_system_across_runs(tmp_path):
+    sandbox("sh", "-c", "echo x > f && chown 4242:77 f", opts=["--profile", "fakeroot"], cwd=tmp_path, check_rc=0)
+    r = sandbox("stat", "-c", "%u:%g", "f", opts=["--profile", "fakeroot"], cwd=tmp_path, check_rc=0)
+    assert r.stdout == "4242:77\n"
+
+
+def test_mknod_says_what_a_user_namespace_cannot_do(tmp_path):
+    r = sandbox("mknod", "dev", "c", "1", "3", opts=["--profile", "fakeroot"], cwd=tmp_path, check_rc=1)
+    lines = r.stderr.splitlines()
+    assert lines[0] == "mknod: dev: Operation not permitted"
+    assert lines[-1].startswith("rootsand: hint: in a user namespace mknod cannot make device nodes "
+                                "(Operation not permitted)")
+    assert not os.path.exists(tmp_path / "dev")
+
+
+def test_unshare_removes_what_a_plain_rm_cannot(tmp_path):
+    tree = tmp_path / "build"
+    sandbox("sh", "-c", "mkdir -p build/a/locked && echo x > build/a/f && chown -R 33:33 build && "
+            "chmod 000 build/a/locked && chown 100:100 build/a/locked", opts=["--profile", "fakeroot"], cwd=tmp_path,
+            check_rc=0)
+    assert os.stat(tree / "a" / "f").st_uid == subid_start() + 32
+    plain = subprocess.run(["rm", "-rf", str(tree)], capture_output=True, text=True)
+    assert plain.returncode == 1 and "Permission denied" in plain.stderr
+    r = run(["unshare", "--", "ls", "-ln", str(tree / "a")], cwd=tmp_path, check_rc=0)
+    assert {line.split()[2] for line in r.stdout.splitlines()[1:]} == {"100", "33"}  # the ids as sandboxes see them
+    run(["unshare", "--", "rm", "-rf", str(tree)], cwd=tmp_path, check_rc=0)
+    assert not tree.exists()
+
+
+def test_unshare_is_root_of_the_sandboxes_map_and_keeps_the_host_view(tmp_path):
+    r = run(["unshare", "--", "sh", "-c", "id -u; head -n 1 /proc/self/uid_map; pwd; echo $MARKER"], cwd=tmp_path,
+            env=dict(os.environ, MARKER="kept"), check_rc=0)
+    lines = r.stdout.splitlines()
+    assert lines[0] == "0" and lines[1].split() == ["0", str(os.getuid()), "1"]
+    assert lines[2] == str(tmp_path) and lines[3] == "kept"  # the current directory and environment as they were
+    assert run(["unshare", "--", "sh", "-c", "exit 7"], cwd=tmp_path).returncode == 7
+    missing = run(["unshare", "--", "no-such-command-x"], cwd=tmp_path, check_rc=127)
+    assert missing.stderr == "rootsand: error: no-such-command-x: No such file or directory\n"
