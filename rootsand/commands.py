@@ -89,13 +89,137 @@ def profiles_show(name: str = typer.Argument(..., help="A profile name or a TOML
     print(profile.to_toml(profile.load(name, profile.Variables.from_host())), end="")
 
 
+@app.command()
+def ps(json_output: bool = typer.Option(False, "--json", help="An array of objects, in machine units."),
+       show_all: bool = typer.Option(False, "--all", "-a", help="Also the sandboxes still starting."),
+       quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the names, one a line.")) -> None:
+    """List your running sandboxes."""
+    from rootsand import ops
+
+    rows = ops.ps_rows(show_all)
+    if quiet:
+        print("\n".join(row["name"] for row in rows))
+    elif json_output:
+        ops.print_json(rows)
+    else:
+        print(ops.ps_table(rows))
+
+
+@app.command(name="exec", context_settings={"allow_interspersed_args": False})
+def exec_command(
+    name: str = typer.Argument(..., help="The sandbox's name (rootsand ps)."),
+    command: Optional[list[str]] = typer.Argument(None, help="The command and its arguments (default: /bin/sh)."),
+    env: list[str] = typer.Option([], "-e", "--env", help="KEY=VALUE added to the sandbox's environment; repeatable."),
+    user: Optional[str] = typer.Option(None, "--user", help="root or UID[:GID] (default: as the sandbox's command)."),
+    chdir: Optional[str] = typer.Option(None, "--chdir", help="Working directory inside (default: the sandbox's)."),
+) -> None:
+    """Run COMMAND inside a running sandbox, as its own command runs."""
+    from rootsand import ops
+
+    raise typer.Exit(ops.exec_in(name, _after_dashes(command), env, user, chdir))
+
+
+@app.command()
+def inspect(name: str = typer.Argument(..., help="The sandbox's name."),
+            json_output: bool = typer.Option(False, "--json", help="Everything, as JSON.")) -> None:
+    """Show a running sandbox: pids, namespaces, id maps, mounts, network, limits and its plan."""
+    from rootsand import ops
+
+    info = ops.inspect(name)
+    if json_output:
+        ops.print_json(info)
+        return
+    print(f"name: {info['name']}   profile: {info['profile']}   command: {' '.join(info['command'] or [])}")
+    print("pids: " + ", ".join(f"{k} {v}" for k, v in info["pids"].items()))
+    print("namespaces: " + ", ".join(f"{k}:[{v}]" for k, v in info["namespaces"].items()))
+    print("uid map: " + "; ".join(" ".join(map(str, line)) for line in info["uid_map"]))
+    print(f"network: {info['network']['mode']}" + "".join(
+        f"\n  {i['name']}: {' '.join(i['addresses'])}" for i in info["network"].get("interfaces", [])))
+    print("mounts:")
+    for m in info.get("mounts", []):
+        print(f"  {m['destination']:<32} {m['type']:<8} {','.join(m['options'])}")
+
+
+@app.command()
+def stop(names: Optional[list[str]] = typer.Argument(None, help="The sandboxes' names."),
+         grace: float = typer.Option(10.0, "--time", "-t", help="Seconds between SIGTERM and SIGKILL."),
+         stop_all: bool = typer.Option(False, "--all", help="Every running sandbox of yours.")) -> None:
+    """Stop sandboxes: SIGTERM to the command, SIGKILL of everything after --time seconds."""
+    from rootsand import ops
+    from rootsand.errors import RootsandError
+
+    targets = [row["name"] for row in ops.ps_rows(True)] if stop_all else list(names or [])
+    if not targets and not stop_all:
+        raise RootsandError("name a sandbox to stop, or --all", hint="'rootsand ps' lists them")
+    for target in targets:
+        ops.stop(target, grace)
+
+
+ns_app = typer.Typer(help="Namespaces: list them, compare two processes or sandboxes, watch them come and go.",
+                     no_args_is_help=True, add_completion=False, rich_markup_mode=None)
+app.add_typer(ns_app, name="ns")
+
+
+@ns_app.command("list")
+def ns_list(json_output: bool = typer.Option(False, "--json", "-J", help="As JSON."),
+            ns_type: Optional[str] = typer.Option(None, "--type", "-t", help="Only this type (net, pid, user, ...)."),
+            pid: Optional[int] = typer.Option(None, "--task", "-p", help="Only the namespaces of this process."),
+            tree: bool = typer.Option(False, "--tree", help="Nested under their owning user namespace.")) -> None:
+    """Every namespace you can see, with its processes, owner and sandbox."""
+    from rootsand import nsview
+
+    rows = nsview.scan(ns_type, pid)
+    if json_output:
+        from rootsand.ops import print_json
+
+        print_json(rows)
+    else:
+        print(nsview.table(rows, tree))
+
+
+@ns_app.command("diff")
+def ns_diff(a: str = typer.Argument(..., help="A pid or a sandbox name."),
+            b: str = typer.Argument(..., help="A pid or a sandbox name.")) -> None:
+    """For each namespace type: shared or different between A and B."""
+    from rootsand import ops
+
+    rows = ops.ns_diff(a, b)
+    for link, verdict, ia, ib in rows:
+        print(f"{link:<18} {verdict:<21} {ia or '-':<20} {ib or '-'}")
+    shared = sum(1 for r in rows if r[1] == "shared")
+    different = sum(1 for r in rows if r[1] == "different")
+    print(f"shared: {shared}  different: {different}")
+
+
+@ns_app.command("monitor")
+def ns_monitor(json_output: bool = typer.Option(False, "--json", help="One JSON object a line.")) -> None:
+    """Print each namespace that appears or disappears, until interrupted."""
+    from rootsand import nsview
+
+    nsview.monitor(json_output)
+
+
+@app.command()
+def completion(shell: str = typer.Argument("bash", help="bash, zsh or fish.")) -> None:
+    """Print the shell completion script: eval "$(rootsand completion bash)" in ~/.bashrc."""
+    from rootsand.completion import script
+
+    print(script(shell))
+
+
 @app.command(context_settings={"allow_interspersed_args": False})
 def unshare(command: Optional[list[str]] = typer.Argument(None, help="The command and its arguments (default: $SHELL).")
             ) -> None:
     """Run COMMAND as root of a user namespace with the sandboxes' id map, and nothing else isolated."""
     from rootsand.unshare import run as run_unshared
 
-    raise typer.Exit(run_unshared(command or []))
+    raise typer.Exit(run_unshared(_after_dashes(command)))
+
+
+def _after_dashes(command: Optional[list[str]]) -> list[str]:
+    """NAME -- COMMAND: once the first argument is taken, click keeps a "--" among the rest."""
+    command = list(command or [])
+    return command[1:] if command[:1] == ["--"] else command
 
 
 @app.command()

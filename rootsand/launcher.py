@@ -125,6 +125,29 @@ class Launcher:
             pass  # nobody reads our stderr any more: the exit status still tells
 
     def run(self) -> int:
+        self.entry_path = state.claim(self.plan.name)  # the name is ours, or this is an error before anything runs
+        try:
+            return self._run()
+        finally:
+            state.forget(self.entry_path)
+
+    def _publish_entry(self) -> None:
+        """The registry entry, once the sandbox is up: what ps, exec, inspect and stop need."""
+        entry = {
+            "name": self.plan.name, "status": "running", "created": time.time(),
+            "launcher": {"pid": os.getpid(), "start": state.start_time(os.getpid())},
+            "setup": {"pid": self.child, "start": state.start_time(self.child)},
+            "pid1": {"pid": self.pid1, "start": state.start_time(self.pid1)},
+            "namespaces": self.namespaces, "profile": self.plan.profile, "command": self.plan.argv,
+            "net": self.plan.network.mode, "publish": [str(f) for f in self.plan.network.publish],
+            "plan": self.plan.to_json(),
+        }
+        try:
+            state.publish(self.entry_path, entry)
+        except OSError as e:
+            self.late_notes.append(f"cannot write the registry entry {self.entry_path}: {e.strerror}")
+
+    def _run(self) -> int:
         if self.json_status:
             self.status_fd = _open_status_file(self.json_status, writable_dirs(self.plan), tuple(self.plan.homes))
         if self.plan.new_session and any(os.isatty(fd) for fd in (0, 1, 2)):
@@ -274,6 +297,7 @@ class Launcher:
                 self.pid1_fd = _pidfd_of_child(self.pid1, self.child)
                 self.log(f"PID 1 is {self.pid1} on the host")
                 self._read_namespaces(later=True)
+                self._publish_entry()
                 self._write_status(None)
         return unshared
 
@@ -359,7 +383,8 @@ class Launcher:
             return
         self._status_done = code is not None
         if code is None:
-            line = {"child-pid": self.pid1, "name": self.plan.name, "namespaces": self.namespaces}
+            line = {"child-pid": self.pid1, "name": self.plan.name, "namespaces": self.namespaces,
+                    "registry": self.entry_path}
         else:
             line = {"exit-code": code}
         data = (json.dumps(line) + "\n").encode()

@@ -83,3 +83,17 @@ def test_the_status_file_inside_names_every_namespace(tmp_path):
     first = r.stdout.splitlines()[0]
     assert all(f'"{ns}":' in first for ns in ("user", "mount", "uts", "ipc", "net", "cgroup", "pid")), first
     assert os.path.exists(tmp_path / "st.json")
+
+
+def test_root_of_another_user_namespace_does_not_take_real_roots_runtime_directory(tmp_path):
+    """Run as uid 0 of a user namespace with the host's /tmp, the private directory is named by the host's
+    uid: /tmp/rootsand-0 would block real root's rootsand."""
+    import subprocess
+
+    before = os.path.exists("/tmp/rootsand-0")
+    done = subprocess.run(["unshare", "--user", "--map-root-user", *rootsand_argv(), "run", "--name", "as-zero",
+                           "--", "true"], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                          env={k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"})
+    assert done.returncode == 0, done.stderr
+    assert os.path.exists("/tmp/rootsand-0") == before
+    assert os.path.isdir(f"/tmp/rootsand-{os.getuid()}")

@@ -221,7 +221,8 @@ def test_publish_with_xdg_runtime_dir(tmp_path):
     xdg.mkdir(mode=0o700)
     env = dict(os.environ, XDG_RUNTIME_DIR=str(xdg))
     sandbox("true", opts=["--net", "slirp", "--publish", f"{free_port()}:80"], env=env, check_rc=0)
-    assert os.listdir(xdg / "rootsand") == []
+    assert os.listdir(xdg / "rootsand") == ["sandboxes"]  # no socket left, and the registry is empty
+    assert os.listdir(xdg / "rootsand" / "sandboxes") == []
 
 
 def test_missing_slirp4netns_is_125_with_a_hint(tmp_path):

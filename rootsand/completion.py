@@ -1,0 +1,61 @@
+"""Shell completion: commands, options, profile names after --profile, sandbox names for exec, inspect,
+stop and ns diff. The scripts ask rootsand only for the dynamic names (`rootsand ps -q`, `rootsand
+profiles`), so `rootsand run` itself pays nothing for completion."""
+
+from rootsand.errors import RootsandError
+
+COMMANDS = "run ps exec inspect stop ns profiles doctor unshare completion"
+RUN_OPTIONS = ("--profile --net --publish --allow-host-loopback --bind --ro-bind --tmpfs --overlay --rootfs --hostname "
+               "--env --chdir --user --timeout --name --json-status --dry-run --verbose --debug --help")
+
+BASH = r"""_rootsand() {
+    local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]} cmd=${COMP_WORDS[1]}
+    COMPREPLY=()
+    if [ "$COMP_CWORD" -eq 1 ]; then
+        COMPREPLY=($(compgen -W "@COMMANDS@ --help --version" -- "$cur")); return
+    fi
+    case "$cmd" in
+        exec|inspect|stop)
+            if [ "$COMP_CWORD" -eq 2 ] || [ "$cmd" = stop ]; then
+                case "$cur" in -*) COMPREPLY=($(compgen -W "--json --time --all --env --user --chdir --help" -- "$cur"));;
+                *) COMPREPLY=($(compgen -W "$(rootsand ps -q 2>/dev/null)" -- "$cur"));; esac
+            fi;;
+        ns)
+            if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "list diff monitor" -- "$cur"))
+            elif [ "${COMP_WORDS[2]}" = diff ]; then COMPREPLY=($(compgen -W "$(rootsand ps -q 2>/dev/null)" -- "$cur"))
+            fi;;
+        run)
+            case "$prev" in
+                -p|--profile) COMPREPLY=($(compgen -W "$(rootsand profiles 2>/dev/null | cut -d' ' -f1)" -- "$cur"));;
+                --net) COMPREPLY=($(compgen -W "none slirp host" -- "$cur"));;
+                --user) COMPREPLY=($(compgen -W "root keep-id" -- "$cur"));;
+                --bind|--ro-bind|--overlay|--rootfs|--chdir|--json-status|--tmpfs) COMPREPLY=($(compgen -f -- "$cur"));;
+                *) case "$cur" in -*) COMPREPLY=($(compgen -W "@RUN_OPTIONS@" -- "$cur"));;
+                   *) COMPREPLY=($(compgen -c -- "$cur"));; esac;;
+            esac;;
+        profiles) COMPREPLY=($(compgen -W "show" -- "$cur"));;
+        completion) COMPREPLY=($(compgen -W "bash zsh fish" -- "$cur"));;
+    esac
+}
+complete -F _rootsand rootsand
+"""
+
+FISH = """complete -c rootsand -f
+complete -c rootsand -n '__fish_use_subcommand' -a '@COMMANDS@'
+complete -c rootsand -n '__fish_seen_subcommand_from exec inspect stop' -a '(rootsand ps -q 2>/dev/null)'
+complete -c rootsand -n '__fish_seen_subcommand_from ns' -a 'list diff monitor'
+complete -c rootsand -n '__fish_seen_subcommand_from run' -l profile -s p -xa '(rootsand profiles 2>/dev/null | string split -f1 " ")'
+complete -c rootsand -n '__fish_seen_subcommand_from run' -l net -xa 'none slirp host'
+complete -c rootsand -n '__fish_seen_subcommand_from run' -l user -xa 'root keep-id'
+"""
+
+
+def script(shell: str) -> str:
+    bash = BASH.replace("@COMMANDS@", COMMANDS).replace("@RUN_OPTIONS@", RUN_OPTIONS)
+    if shell == "bash":
+        return bash
+    if shell == "zsh":  # zsh runs bash's completion functions through bashcompinit
+        return "autoload -U +X bashcompinit && bashcompinit\n" + bash
+    if shell == "fish":
+        return FISH.replace("@COMMANDS@", COMMANDS)
+    raise RootsandError(f"no completion for {shell!r}", hint="bash, zsh or fish")

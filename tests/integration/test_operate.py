@@ -1,0 +1,254 @@
+"""Operating sandboxes: the registry, ps, exec, inspect, stop, the namespace views and completion."""
+
+import json
+import os
+import select
+import signal
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from conftest import rootsand_argv, run, sandbox
+
+
+class Running:
+    """A named sandbox running COMMAND in the background, up once it has printed its first line."""
+
+    def __init__(self, tmp_path, *command, opts=()):
+        self.name = f"t-{uuid.uuid4().hex[:10]}"
+        self.proc = subprocess.Popen(rootsand_argv() + ["run", "--name", self.name, *opts, "--", *command],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, cwd=tmp_path)
+        ready, _, _ = select.select([self.proc.stdout], [], [], 30)
+        assert ready and self.proc.stdout.readline().strip() == "ready", self.proc.stderr.read()
+        # The registry entry is written before the command runs: it is there once the command speaks.
+
+    def entry(self) -> dict:
+        deadline = time.monotonic() + 10
+        while True:  # published when PID 1 reports, which is before the command runs, in practice always
+            rows = [r for r in json.loads(run(["ps", "--json"], check_rc=0).stdout) if r["name"] == self.name]
+            if rows or time.monotonic() > deadline:
+                break
+        assert len(rows) == 1, rows
+        return rows[0]
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def box(tmp_path):
+    running = Running(tmp_path, "sh", "-c", "echo ready; exec sleep 120")
+    yield running
+    running.close()
+
+
+def test_a_named_sandbox_is_in_ps_and_its_name_is_taken(tmp_path, box):
+    row = box.entry()
+    assert row["profile"] == "default" and row["command"] == ["sh", "-c", "echo ready; exec sleep 120"]
+    assert row["status"] == "running" and row["net"] == "none" and row["age_seconds"] >= 0
+    with open(f"/proc/{row['pid']}/stat") as f:  # PID 1 on the host
+        assert f.read().split()[0] == str(row["pid"])
+    table = run(["ps"], check_rc=0).stdout.splitlines()
+    assert table[0].split() == ["NAME", "PID", "PROFILE", "NET", "AGE", "STATUS", "COMMAND"]
+    assert any(line.split()[0] == box.name for line in table[1:])
+    again = sandbox("true", opts=["--name", box.name], cwd=tmp_path, check_rc=125)
+    assert again.stderr.startswith(f"rootsand: error: a sandbox named {box.name} is already running")
+
+
+def test_exec_joins_the_sandbox_as_its_command_runs(tmp_path, box):
+    (tmp_path / "mine.txt").write_text("in the directory\n")
+    script = ("hostname; cat mine.txt; ls /proc | grep -c '^[0-9]'; echo x > written.txt; "
+              "grep -E '^(Seccomp|NoNewPrivs|CapEff|Uid):' /proc/self/status")
+    inside = run(["exec", box.name, "--", "sh", "-c", script], cwd="/", check_rc=0).stdout.splitlines()
+    assert inside[0] == "rootsand" and inside[1] == "in the directory"
+    assert int(inside[2]) <= 6  # the sandbox's own PID namespace: a handful of pids
+    assert (tmp_path / "written.txt").read_text() == "x\n"
+    exec_status = dict(line.split(":\t", 1) for line in inside[3:])
+    sandboxed = sandbox("grep", "-E", "^(Seccomp|NoNewPrivs|CapEff|Uid):", "/proc/self/status", cwd=tmp_path,
+                        check_rc=0).stdout.splitlines()
+    assert exec_status == dict(line.split(":\t", 1) for line in sandboxed)  # the same as the sandbox's command
+
+
+def test_exec_with_a_terminal_runs_an_interactive_shell(tmp_path, box):
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(rootsand_argv() + ["exec", box.name, "--", "sh"], stdin=slave, stdout=slave,
+                            stderr=slave, start_new_session=True, env=dict(os.environ, TERM="xterm", PS1="$ "))
+    os.close(slave)
+    os.write(master, b"tty; echo $((6*7)); exit 3\n")
+    received = b""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and select.select([master], [], [], 1)[0]:
+        try:
+            data = os.read(master, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        received += data
+    os.close(master)
+    assert proc.wait(timeout=20) == 3
+    assert b"/dev/pts/" in received and b"42" in received
+
+
+def test_inspect_reports_what_the_sandbox_sees(tmp_path, box):
+    info = json.loads(run(["inspect", box.name, "--json"], check_rc=0).stdout)
+    links = run(["exec", box.name, "--", "sh", "-c",
+                 "for n in user mnt uts ipc net cgroup pid; do readlink /proc/self/ns/$n; done"],
+                check_rc=0).stdout.split()
+    names = {"user": "user", "mnt": "mount", "uts": "uts", "ipc": "ipc", "net": "net", "cgroup": "cgroup",
+             "pid": "pid"}
+    for link in links:
+        kind, inode = link.split(":")
+        assert info["namespaces"][names[kind]] == int(inode.strip("[]")), link
+    usr = [m for m in info["mounts"] if m["destination"] == "/usr"]
+    assert usr and "ro" in usr[0]["options"]
+    assert info["uid_map"][0] == [0, os.getuid(), 1]
+    assert [i for i in info["network"]["interfaces"] if i["name"] == "lo"][0]["addresses"][0] == "127.0.0.1/8"
+    assert info["plan"]["name"] == box.name and info["plan"]["argv"] == ["sh", "-c", "echo ready; exec sleep 120"]
+
+
+def test_inspect_shows_the_slirp_address(tmp_path):
+    running = Running(tmp_path, "sh", "-c", "echo ready; exec sleep 120", opts=["--net", "slirp"])
+    try:
+        info = json.loads(run(["inspect", running.name, "--json"], check_rc=0).stdout)
+    finally:
+        running.close()
+    tap = [i for i in info["network"]["interfaces"] if i["name"] == "tap0"]
+    assert tap and "10.0.2.100/24" in tap[0]["addresses"]
+
+
+def test_stop_ends_a_command_that_traps_sigterm(tmp_path):
+    running = Running(tmp_path, "sh", "-c", "trap 'echo got TERM; exit 7' TERM; echo ready; sleep 120 & wait")
+    try:
+        run(["stop", running.name], check_rc=0)
+        assert running.proc.wait(timeout=20) == 7
+        assert "got TERM" in running.proc.stdout.read()
+    finally:
+        running.close()
+    assert running.name not in run(["ps", "-q"], check_rc=0).stdout.split()
+
+
+def test_stop_kills_a_command_that_ignores_sigterm_after_the_grace_period(tmp_path):
+    running = Running(tmp_path, "sh", "-c", "trap '' TERM; echo ready; while :; do sleep 1; done")
+    try:
+        start = time.monotonic()
+        run(["stop", "--time", "1", running.name], check_rc=0)
+        assert time.monotonic() - start >= 1
+        assert running.proc.wait(timeout=20) == 128 + signal.SIGKILL
+    finally:
+        running.close()
+    assert running.name not in run(["ps", "-q"], check_rc=0).stdout.split()
+
+
+def test_stop_of_no_such_sandbox_is_125():
+    r = run(["stop", "no-such-sandbox-x"], check_rc=125)
+    assert r.stderr.startswith("rootsand: error: no sandbox named no-such-sandbox-x is running")
+
+
+def test_an_entry_whose_launcher_was_killed_disappears(tmp_path):
+    running = Running(tmp_path, "sh", "-c", "echo ready; exec sleep 120")
+    running.proc.kill()
+    running.proc.wait(timeout=20)
+    assert running.name not in run(["ps", "-q"], check_rc=0).stdout.split()
+
+
+def test_a_stale_entry_whose_pid_is_now_another_process_is_never_signalled(tmp_path):
+    """An entry made by hand: its pids belong to an unrelated process of the user, with another start time."""
+    victim = subprocess.Popen(["sleep", "120"])
+    try:
+        registry = os.path.join(os.environ.get("XDG_RUNTIME_DIR") and os.path.join(os.environ["XDG_RUNTIME_DIR"],
+                                "rootsand") or f"/tmp/rootsand-{os.getuid()}", "sandboxes")
+        os.makedirs(registry, mode=0o700, exist_ok=True)
+        fake = {"name": "stale-x", "status": "running", "created": time.time(),
+                "launcher": {"pid": victim.pid, "start": 1}, "setup": {"pid": victim.pid, "start": 1},
+                "pid1": {"pid": victim.pid, "start": 1}, "namespaces": {}}
+        with open(os.path.join(registry, "stale-x.json"), "w") as f:
+            json.dump(fake, f)
+        assert "stale-x" not in run(["ps", "-q"], check_rc=0).stdout.split()
+        run(["stop", "stale-x"], check_rc=125)
+        assert victim.poll() is None  # never signalled
+        assert not os.path.exists(os.path.join(registry, "stale-x.json"))
+    finally:
+        victim.kill()
+        victim.wait()
+
+
+def test_ns_diff_between_the_test_and_a_sandbox(box):
+    r = run(["ns", "diff", str(os.getpid()), box.name], check_rc=0)
+    verdicts = {line.split()[0]: line.split()[1] for line in r.stdout.splitlines()[:-1]}
+    for kind in ("user", "pid", "mnt", "uts", "ipc", "net", "cgroup"):
+        assert verdicts[kind] == "different", (kind, r.stdout)
+    assert verdicts["time"] == "shared"
+    assert r.stdout.splitlines()[-1] == "shared: 2  different: 8"
+
+
+def test_ns_list_names_the_sandbox_of_a_network_namespace(box):
+    rows = json.loads(run(["ns", "list", "-t", "net", "--json"], check_rc=0).stdout)
+    mine = [row for row in rows if row["sandbox"] == box.name]
+    assert len(mine) == 1 and mine[0]["type"] == "net" and mine[0]["nprocs"] >= 1
+    table = run(["ns", "list", "-t", "net"], check_rc=0).stdout.splitlines()
+    assert any(box.name in line.split() for line in table[1:])
+
+
+def test_ns_list_finds_a_namespace_held_only_by_an_fd():
+    # The holder: a process that opens a new user namespace's file and passes it on, then exits.
+    holder_code = (
+        "import os, ctypes, sys\nlibc = ctypes.CDLL(None)\nunshared_r, unshared_w = os.pipe()\n"
+        "go_r, go_w = os.pipe()\npid = os.fork()\nif pid == 0:\n    libc.unshare(0x10000000)\n"
+        "    os.write(unshared_w, b'u')\n    os.read(go_r, 1)\n    os._exit(0)\nos.read(unshared_r, 1)\n"
+        "fd = os.open(f'/proc/{pid}/ns/user', os.O_RDONLY)\nos.write(go_w, b'g')\nos.waitpid(pid, 0)\n"
+        "print(os.fstat(fd).st_ino, flush=True)\nsys.stdin.read()\n")
+    holder = subprocess.Popen(["python3", "-c", holder_code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        inode = int(holder.stdout.readline())
+        rows = json.loads(run(["ns", "list", "-t", "user", "--json"], check_rc=0).stdout)
+        found = [row for row in rows if row["ns"] == inode]
+        assert len(found) == 1 and found[0]["nprocs"] == 0 and found[0]["held_by"] == ["fd"]
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=10)
+
+
+def test_ns_monitor_sees_a_short_sandbox_come_and_go(tmp_path):
+    monitor = subprocess.Popen(rootsand_argv() + ["ns", "monitor", "--json"], stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1)  # its first full scan: nothing signals its end, and what it sees then is not reported
+        sandbox("sleep", "0.2", cwd=tmp_path, check_rc=0)
+        events = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any(e["event"] == "gone" and e["type"] == "net" for e in events):
+            if select.select([monitor.stdout], [], [], 1)[0]:
+                events.append(json.loads(monitor.stdout.readline()))
+    finally:
+        monitor.terminate()
+        monitor.wait(timeout=10)
+    new = {e["ns"] for e in events if e["event"] == "new" and e["type"] == "net"}
+    gone = {e["ns"] for e in events if e["event"] == "gone" and e["type"] == "net"}
+    assert new & gone, events
+
+
+def test_the_status_file_names_the_registry_entry(tmp_path):
+    status = tmp_path / "st.json"
+    sandbox("true", opts=["--name", "status-x", "--json-status", str(status)], cwd=tmp_path, check_rc=0)
+    first = json.loads(status.read_text().splitlines()[0])
+    assert first["name"] == "status-x" and first["registry"].endswith("/sandboxes/status-x.json")
+    assert not os.path.exists(first["registry"])  # removed at exit
+
+
+def test_bash_completion_completes_commands_and_sandbox_names(box):
+    script = run(["completion", "bash"], check_rc=0).stdout
+    path = os.path.join(os.path.dirname(rootsand_argv()[0]))
+    probe = (f'export PATH="{path}:$PATH"\n{script}\n'
+             'COMP_WORDS=(rootsand st); COMP_CWORD=1; _rootsand; echo "${COMPREPLY[*]}"\n'
+             'COMP_WORDS=(rootsand exec ""); COMP_CWORD=2; _rootsand; echo "${COMPREPLY[*]}"\n')
+    done = subprocess.run(["bash", "--norc", "--noprofile", "-c", probe], capture_output=True, text=True, timeout=60)
+    lines = done.stdout.splitlines()
+    assert lines[0] == "stop", done.stderr
+    assert box.name in lines[1].split()
