@@ -14,9 +14,8 @@ import os
 import select
 import signal
 import sys
-import traceback
 
-from rootsand import channel, host, init, libc, mounts, network, seccomp, security, terminal
+from rootsand import channel, host, init, libc, mounts, network, seccomp, security
 from rootsand.errors import ExitCode, RootsandError, printable
 
 
@@ -32,7 +31,12 @@ def _run_forked(body, report_fd: int, debug: bool) -> None:
         detail = f"{e.filename}: {e.strerror}" if e.filename else e.strerror or str(e)
         channel.send_error(report_fd, RootsandError(f"sandbox setup failed: {detail}"))
     except BaseException as e:  # noqa: BLE001 - a forked child must never unwind into the launcher
-        detail = traceback.format_exc() if debug else f"{type(e).__name__}: {e}"
+        if debug:
+            import traceback
+
+            detail = traceback.format_exc()
+        else:
+            detail = f"{type(e).__name__}: {e}"
         channel.send_error(report_fd, RootsandError(f"internal error in sandbox setup: {detail}"))
     finally:
         try:
@@ -122,6 +126,8 @@ def _pid1(runtime, plan, alive_fd: int, report_fd: int, seccomp_filter) -> int:
     libc.prctl(libc.PR_SET_DUMPABLE, 0)  # the command runs as the same uid: it must not ptrace PID 1
     pty_slave = None
     if runtime.console_fd is not None:
+        from rootsand import terminal  # only with a terminal: it brings threads and sockets
+
         master, pty_slave = host_pty or terminal.open_pty(plan.run_uid, plan.run_gid)
         terminal.send_master(runtime.console_fd, master)
 
@@ -189,7 +195,9 @@ def _exec_command(plan, report_fd: int, seccomp_filter, pty_slave: int | None) -
     if plan.new_session:
         os.setsid()
         if pty_slave is not None:
-            terminal.attach_to_slave(pty_slave)
+            from rootsand.terminal import attach_to_slave
+
+            attach_to_slave(pty_slave)
     security.apply_rlimits(plan.limits.rlimits)
     if plan.chdir:
         try:

@@ -18,7 +18,6 @@ and every mount is built on file descriptors, never on paths a second sandbox co
 import errno
 import os
 import stat
-import subprocess
 
 from rootsand import host, hostpaths, libc
 from rootsand.errors import RootsandError
@@ -525,6 +524,8 @@ class FileSystem:
         uid, gid = self.run_ids
         options = (f"lowerdir={':'.join(lower_paths)},upperdir={upper},workdir={work},"
                    f"squash_to_uid={uid},squash_to_gid={gid},allow_other")
+        import subprocess
+
         try:
             done = subprocess.run([binary, "-o", options, mount_point], stdin=subprocess.DEVNULL, env={},
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=30)

@@ -7,13 +7,11 @@ API socket, which is removed as soon as they are.
 """
 
 import fcntl
-import json
 import os
 import select
 import signal
-import socket
+import _socket  # the C module: the socket wrapper costs a millisecond on every run
 import struct
-import subprocess
 import time
 
 from rootsand.errors import RootsandError
@@ -33,25 +31,30 @@ MTU = 65520
 
 def loopback_up() -> None:
     """Bring `lo` up in the current network namespace, so 127.0.0.1 and ::1 work."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
         flags = _if_flags(s, "lo")
         fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+    finally:
+        s.close()
 
 
-def _if_flags(s: socket.socket, name: str) -> int:
+def _if_flags(s, name: str) -> int:
     req = struct.pack("16sH14x", name.encode(), 0)
     return struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req))[1]
 
 
 def check_tap() -> None:
     """After slirp4netns has configured tap0: make sure it is up with its address (two ioctls, no netlink)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            up = _if_flags(s, TAP) & IFF_UP
-            raw = fcntl.ioctl(s.fileno(), SIOCGIFADDR, struct.pack("16s16x", TAP.encode()))
-        except OSError as e:
-            raise RootsandError(f"slirp4netns did not configure {TAP}: {e.strerror}") from None
-    address = socket.inet_ntoa(raw[20:24])
+    s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
+        up = _if_flags(s, TAP) & IFF_UP
+        raw = fcntl.ioctl(s.fileno(), SIOCGIFADDR, struct.pack("16s16x", TAP.encode()))
+    except OSError as e:
+        raise RootsandError(f"slirp4netns did not configure {TAP}: {e.strerror}") from None
+    finally:
+        s.close()
+    address = _socket.inet_ntoa(raw[20:24])
     if not up or address != SANDBOX_ADDRESS:
         raise RootsandError(f"slirp4netns left {TAP} {'up' if up else 'down'} with address {address}")
 
@@ -65,7 +68,7 @@ def describe_interfaces() -> list[str]:
         names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
         for addr in ipr.get_addr():
             lines.append(f"{names.get(addr['index'])}: {addr.get_attr('IFA_ADDRESS')}/{addr['prefixlen']}")
-        for route in ipr.get_routes(family=socket.AF_INET):
+        for route in ipr.get_routes(family=_socket.AF_INET):
             gateway = route.get_attr("RTA_GATEWAY")
             if gateway:
                 lines.append(f"default via {gateway} dev {names.get(route.get_attr('RTA_OIF'))}")
@@ -109,6 +112,8 @@ class Slirp:
         if api_socket:
             argv.append(f"--api-socket={api_socket}")
         argv += [str(pid), TAP]
+        import subprocess
+
         try:
             self.process = subprocess.Popen(argv, pass_fds=(ready_w, exit_r), stdin=subprocess.DEVNULL,
                                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -155,7 +160,11 @@ class Slirp:
                                     hint=f"is port {fwd.host_port}/{fwd.proto} on {fwd.host_addr} already in use?")
 
     def _api(self, request: dict) -> dict:
+        import json
+
         """One request per connection, as slirp4netns's API wants: send, shut down writing, read the reply."""
+        import socket
+
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(5)
             try:
@@ -182,6 +191,8 @@ class Slirp:
         if self._exit_w is not None:
             os.close(self._exit_w)  # slirp4netns exits when this end closes
             self._exit_w = None
+        import subprocess  # already imported by __init__: free here
+
         try:
             self.process.wait(timeout=2)
         except subprocess.TimeoutExpired:

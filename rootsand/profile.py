@@ -4,10 +4,13 @@ Pure Python: the only contact with the host is reading profile files and checkin
 Every problem in a profile becomes one RootsandError; nothing else may escape load(), whatever the file holds.
 """
 
+from __future__ import annotations
+
 import os
 import pwd
 import re
-from typing import Any, Callable, NoReturn
+if False:  # for the type checkers only: importing typing costs start-up time on every run
+    from typing import Any, Callable, NoReturn
 
 from rootsand import lookup, tomlfile
 from rootsand.errors import RootsandError

@@ -12,10 +12,13 @@ the filter while the host's files are still visible; `install(prepared)` loads i
 execve. Everything else here is pure Python.
 """
 
+from __future__ import annotations
+
 import errno as errno_module
 import os
 import re
-from typing import Any, NoReturn
+if False:  # for the type checkers only: importing typing costs start-up time on every run
+    from typing import Any, NoReturn
 
 from rootsand import tomlfile
 from rootsand.errors import RootsandError
@@ -367,24 +370,32 @@ def _args(file: _RuleFile, index: int, value: Any) -> tuple[tuple[int, str, int,
 # ---------------------------------------------------------------------------------------------- libseccomp
 
 # pyseccomp finds its libraries with ctypes.util.find_library, which runs `ldconfig -p` (and maybe gcc)
-# in a subprocess: ~10 ms and two processes inside the sandbox. The sonames are stable: try them first.
+# in a subprocess: ~10 ms and two processes inside the sandbox; importing ctypes.util alone costs ~4 ms
+# (subprocess, shutil, tempfile). The sonames are stable: pyseccomp is imported with a stand-in ctypes.util
+# that knows them, and the real module only when they are not there.
 _SONAMES = {"c": "libc.so.6", "seccomp": "libseccomp.so.2"}
 
 
 def _import_pyseccomp():
     import ctypes
-    import ctypes.util
     import sys
+    import types
 
     if "pyseccomp" not in sys.modules:
-        find_library = ctypes.util.find_library
-        ctypes.util.find_library = lambda name: _SONAMES.get(name) or find_library(name)
+        real = sys.modules.get("ctypes.util")
+        stand_in = types.ModuleType("ctypes.util")
+        stand_in.find_library = lambda name: _SONAMES.get(name)
+        sys.modules["ctypes.util"] = stand_in
+        ctypes.util = stand_in
         try:
             import pyseccomp  # noqa: F401
         except OSError:  # a soname that is not there on this system: let ctypes search
             sys.modules.pop("pyseccomp", None)
         finally:
-            ctypes.util.find_library = find_library
+            if real is not None:
+                sys.modules["ctypes.util"] = ctypes.util = real
+            else:
+                del sys.modules["ctypes.util"], ctypes.util
     try:
         import pyseccomp
     except (ImportError, RuntimeError, OSError) as e:  # RuntimeError: pyseccomp found no libseccomp
