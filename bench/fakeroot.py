@@ -42,14 +42,17 @@ WIDE = 1.25   # p90 / p10 above this: the table says the numbers are noisy
 INSTALL = {"fakeroot": "apt-get install fakeroot", "dpkg-buildpackage": "apt-get install dpkg-dev"}
 
 
-def commands(rootsand):
-    """part -> [(name, argv, tools it needs besides rootsand)]; both commands of a part do the same work."""
+def commands(rootsand, source_name="hello-2.10"):
+    """part -> [(name, argv, tools it needs besides rootsand)]; both commands of a part do the same work.
+    rootsand's build runs from the directory holding the source tree (only its current directory is
+    writable, and dpkg-buildpackage writes ../*.deb), in the tree through --chdir."""
     box = [rootsand, "run", "--profile", "fakeroot", "--"]
     build = ["dpkg-buildpackage", "-us", "-uc", "-b"]
+    in_tree = [rootsand, "run", "--profile", "fakeroot", "--chdir", source_name, "--"]
     return {
         "archive": [("rootsand run --profile fakeroot", box + ["sh", "-c", ARCHIVE], ["tar"]),
                     ("fakeroot", ["fakeroot", "sh", "-c", ARCHIVE], ["fakeroot", "tar"])],
-        "build": [("rootsand run --profile fakeroot", box + build, ["dpkg-buildpackage"]),
+        "build": [("rootsand run --profile fakeroot", in_tree + build, ["dpkg-buildpackage"]),
                   ("dpkg-buildpackage -rfakeroot", build + ["-rfakeroot"], ["dpkg-buildpackage", "fakeroot"])],
     }
 
@@ -152,7 +155,7 @@ def inner(args):
             def fresh_copy(k, i):   # work/build-ROUND-COMMAND/hello-VERSION; dpkg-buildpackage writes ../*.deb
                 copy = os.path.join(work, f"build-{i + 1}-{k + 1}", os.path.basename(source))
                 shutil.copytree(source, copy, symlinks=True)
-                return copy
+                return os.path.dirname(copy) if k == 0 else copy  # rootsand: the parent, and --chdir
             measure(part, results, args.build_rounds, warmups, fresh_copy)
         entry["seconds"] = round(time.perf_counter() - t0, 1)
 
@@ -202,7 +205,7 @@ def table(data):
                          f"{r['ratio_to_fakeroot']:#.3g}" if base else "n/a"))
             if r["runs"] > 1 and r["p90_ms"] > WIDE * r["p10_ms"]:
                 notes.append(f"{title}, {r['name']}: wide spread (p90 is {r['p90_ms'] / r['p10_ms']:.2f} x p10): "
-                             "the machine was busy, take these numbers as noisy")
+                             "take these numbers as noisy")
         if e["part"] == "archive":
             owners = {r["name"]: r.get("archive_owners") for r in res if "archive_owners" in r}
             if owners:

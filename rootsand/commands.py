@@ -129,15 +129,17 @@ def inspect(name: str = typer.Argument(..., help="The sandbox's name."),
     if json_output:
         ops.print_json(info)
         return
-    print(f"name: {info['name']}   profile: {info['profile']}   command: {' '.join(info['command'] or [])}")
-    print("pids: " + ", ".join(f"{k} {v}" for k, v in info["pids"].items()))
-    print("namespaces: " + ", ".join(f"{k}:[{v}]" for k, v in info["namespaces"].items()))
-    print("uid map: " + "; ".join(" ".join(map(str, line)) for line in info["uid_map"]))
-    print(f"network: {info['network']['mode']}" + "".join(
-        f"\n  {i['name']}: {' '.join(i['addresses'])}" for i in info["network"].get("interfaces", [])))
-    print("mounts:")
-    for m in info.get("mounts", []):
-        print(f"  {m['destination']:<32} {m['type']:<8} {','.join(m['options'])}")
+    from rootsand.errors import printable
+
+    lines = [f"name: {info['name']}   profile: {info['profile']}   command: {' '.join(info['command'] or [])}",
+             "pids: " + ", ".join(f"{k} {v}" for k, v in info["pids"].items()),
+             "namespaces: " + ", ".join(f"{k}:[{v}]" for k, v in info["namespaces"].items()),
+             "uid map: " + "; ".join(" ".join(map(str, line)) for line in info["uid_map"]),
+             f"network: {info['network']['mode']}"]
+    lines += [f"  {i['name']}: {' '.join(i['addresses'])}" for i in info["network"].get("interfaces", [])]
+    lines.append("mounts:")
+    lines += [f"  {m['destination']:<32} {m['type']:<8} {','.join(m['options'])}" for m in info.get("mounts", [])]
+    print("\n".join(printable(line) for line in lines))  # mount points and names are the sandbox's to choose
 
 
 @app.command()

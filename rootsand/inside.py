@@ -219,6 +219,9 @@ def _exec_command(plan, report_fd: int, seccomp_filter, pty_slave: int | None) -
             _switch_ids(uid, gid)
         except OSError as e:
             raise RootsandError(f"cannot run as {uid}:{gid} inside the sandbox: {e.strerror}") from None
+    # Keyrings are not namespaced: the caller's session keyring (Kerberos tickets, tokens) is not the
+    # command's. seccomp refuses keyctl anyway; this is the wall behind it.
+    libc.join_new_session_keyring()
     security.set_capabilities(keep, ambient=uid != 0)
     security.no_new_privs()
     argv = plan.argv

@@ -140,6 +140,7 @@ class Launcher:
             "pid1": {"pid": self.pid1, "start": state.start_time(self.pid1)},
             "namespaces": self.namespaces, "profile": self.plan.profile, "command": self.plan.argv,
             "net": self.plan.network.mode, "publish": [str(f) for f in self.plan.network.publish],
+            "cgroup": self.runtime.cgroup_dir,
             "plan": self.plan.to_json(),
         }
         try:

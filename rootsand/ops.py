@@ -146,9 +146,10 @@ def inspect(name: str) -> dict:
             info[f"{kind}_map"] = [[int(n) for n in line.split()] for line in f]
     inside = processes_in(entry)
     info["processes"] = inside
-    if inside:
-        info["mounts"] = _mounts(inside[0]["pid"])
-        info["limits"] = _limits(inside[0]["pid"])
+    own_view = [p for p in inside if p["mount_ns"] == entry.get("namespaces", {}).get("mount")]
+    if own_view:  # not a process of a nested mount namespace, which a sandbox could fill with anything
+        info["mounts"] = _mounts(own_view[0]["pid"])
+        info["limits"] = _limits(own_view[0]["pid"])
     if entry.get("net") != "host":
         info["network"]["interfaces"] = _interfaces(entry)
     info["plan"] = entry.get("plan")
@@ -165,11 +166,12 @@ def processes_in(entry: dict) -> list[dict]:
         try:
             if os.stat(f"/proc/{name}/ns/pid").st_ino != pid_ns:
                 continue
+            mount_ns = os.stat(f"/proc/{name}/ns/mnt").st_ino
             with open(f"/proc/{name}/cmdline", "rb") as f:
                 argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
         except OSError:
             continue
-        found.append({"pid": int(name), "command": argv})
+        found.append({"pid": int(name), "command": argv, "mount_ns": mount_ns})
     return sorted(found, key=lambda p: p["pid"])
 
 
@@ -259,22 +261,29 @@ def exec_in(name: str, command: list[str], env: list[str], user: str | None, chd
     pid = os.fork()
     if pid == 0:
         os.close(report_r)
-        _exec_child(plan, fds, seccomp_filter, report_w, relay)
+        _exec_child(plan, fds, seccomp_filter, report_w, relay, entry.get("cgroup"))
     for fd in fds.values():
         os.close(fd)
     os.close(report_w)
     return _supervise(pid, report_r, relay)
 
 
-def _exec_child(plan, fds, seccomp_filter, report_w: int, relay) -> None:
+def _exec_child(plan, fds, seccomp_filter, report_w: int, relay, cgroup: str | None) -> None:
     """E1: joins the namespaces, then forks the command so it is inside the PID namespace."""
     from rootsand import channel, inside, libc, terminal
 
     code = 125
     try:
         libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
+        # Not dumpable before it is in the sandbox's namespaces: until the command's execve (which resets
+        # it) no sandbox process may ptrace it, read its environment (the caller's) or its memory, in the
+        # moments before its capabilities, no_new_privs and seccomp are in place. PID 1 does the same.
+        libc.prctl(libc.PR_SET_DUMPABLE, 0)
         if relay is not None:
             relay.console.close()
+        if cgroup:  # the sandbox's limits hold for what exec runs too
+            with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
+                f.write("0")
         join(fds)
         pty_slave = None
         if relay is not None:

@@ -126,14 +126,16 @@ class Plan(Record):
 
 def plan(spec, facts: HostFacts) -> Plan:
     """The Plan for `spec` on a host with these facts. Pure; RootsandError when it cannot be made."""
-    keep_id = spec.user.mode == "keep-id"
+    # keep-id maps: the user is itself inside, every other id (root too) a subordinate one (idmap = "keep-id"
+    # with user root: what root makes, setuid programs included, never belongs to the user on the host).
+    keep_id = spec.user.mode == "keep-id" or spec.idmap == "keep-id"
     ids = idmap.plan(facts.uid, facts.gid, facts.subuids, facts.subgids, facts.newuidmap, facts.newgidmap,
                      keep_id=keep_id, single=spec.idmap == "single", nested=facts.nested,
                      inside_ids=tuple(facts.nested_ids) if facts.nested_ids else None)
     root_mapped = idmap.mapped(ids.uid_lines, 0) and idmap.mapped(ids.gid_lines, 0)
     if spec.user.mode == "root":  # root where it is mapped, else the one id there is
         run_ids = (0, 0) if root_mapped else (ids.uid_lines[0][0], ids.gid_lines[0][0])
-    elif keep_id:
+    elif spec.user.mode == "keep-id":
         run_ids = (facts.uid, facts.gid)
     else:
         run_ids = (spec.user.uid, spec.user.gid)

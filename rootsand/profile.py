@@ -391,7 +391,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable]]] = {
         "chdir": ("chdir", _just("path")),
         "user": ("user", _user),
         "namespaces": ("namespaces", _namespaces),
-        "idmap": ("idmap", _choice("auto", "single")),
+        "idmap": ("idmap", _choice("auto", "single", "keep-id")),
         "time_offsets": ("time_offsets", _time_offsets),
     },
     "network": {

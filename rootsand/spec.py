@@ -181,7 +181,8 @@ def from_profile(profile, options: RunOptions, host_env: dict[str, str], cwd: st
         user=parse_user(options.user) if options.user else profile.user,
         hostname=validate_hostname(options.hostname) if options.hostname else profile.hostname,
         failure_hint=profile.failure_hint,
-        chdir=options.chdir or ("/" if rootfs else profile.chdir or cwd),
+        chdir=os.path.normpath(os.path.join("/" if options.rootfs else cwd, options.chdir)) if options.chdir else (
+            "/" if rootfs else profile.chdir or cwd),
         cwd=cwd,
         homes=tuple(homes),
         env=build_env(host_env, profile.env_clear, tuple(profile.env_keep), assignments),

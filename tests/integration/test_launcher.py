@@ -48,17 +48,28 @@ def test_explicit_uid_gid():
     assert r.stdout.split() == ["1234", "5678"]
 
 
+def _ownership_profile(tmp_path):
+    profile = tmp_path.parent / f"{tmp_path.name}-chown.toml"
+    profile.write_text('extends = "default"\n[security]\ncapabilities = ["CAP_CHOWN", "CAP_FOWNER"]\n')
+    return profile
+
+
 def test_unmapped_user_is_refused_before_running():
     r = sandbox("true", opts=["--user", "4000000000"], check_rc=125)
     assert r.stderr.startswith("rootsand: error: user 4000000000:4000000000 is not mapped")
 
 
 def test_files_chowned_inside_land_on_subordinate_ids(tmp_path):
-    sandbox("sh", "-c", "touch a b && chown 1:1 a && chown 0:0 b", opts=["--profile", "fakeroot"], cwd=tmp_path,
-            check_rc=0)
+    # The default map: 0 is you, 1 the first subordinate id.
+    sandbox("sh", "-c", "touch a b && chown 1:1 a && chown 0:0 b", opts=["--profile", str(_ownership_profile(tmp_path))],
+            cwd=tmp_path, check_rc=0)
     first = subranges("/etc/subuid")[0].start
     assert os.stat(tmp_path / "a").st_uid == first
     assert os.stat(tmp_path / "b").st_uid == UID
+    # fakeroot's: you are yourself, 0 is the first subordinate id.
+    sandbox("sh", "-c", f"touch c d && chown 0:0 c && chown {UID}:{UID} d", opts=["--profile", "fakeroot"],
+            cwd=tmp_path, check_rc=0)
+    assert os.stat(tmp_path / "c").st_uid == first and os.stat(tmp_path / "d").st_uid == UID
     # What `rootsand unshare -- rm` will do later: here, from inside a sandbox as root.
     sandbox("rm", "-f", str(tmp_path / "a"), cwd=tmp_path, check_rc=0)
 

@@ -252,3 +252,49 @@ def test_bash_completion_completes_commands_and_sandbox_names(box):
     lines = done.stdout.splitlines()
     assert lines[0] == "stop", done.stderr
     assert box.name in lines[1].split()
+
+
+WATCHER = """
+import os, sys, time
+seen, me = set(), os.getpid()
+print("ready", flush=True)
+end = time.monotonic() + float(sys.argv[1])
+while time.monotonic() < end:
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == me:
+            continue
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if b"ROOTSAND_TEST_SECRET" in f.read():
+                    seen.add(pid)
+        except OSError:
+            pass
+print("seen" if seen else "never", flush=True)
+"""
+
+
+def test_a_sandbox_cannot_read_the_environment_of_what_exec_runs(tmp_path):
+    """Until its execve the exec'd process carries the caller's environment: it is not dumpable until then,
+    so no process of the sandbox can read it (nor ptrace it before its seccomp filter is in place)."""
+    (tmp_path / "watch.py").write_text(WATCHER)
+    watcher = Running(tmp_path, "python3", "watch.py", "6")
+    try:
+        for _ in range(15):
+            run(["exec", watcher.name, "--", "true"], env=dict(os.environ, ROOTSAND_TEST_SECRET="s3cr3t"),
+                check_rc=0)
+        assert watcher.proc.stdout.readline().strip() == "never"
+        assert watcher.proc.wait(timeout=30) == 0
+    finally:
+        watcher.close()
+
+
+def test_inspect_escapes_what_the_sandbox_may_name(tmp_path):
+    odd = tmp_path / "dir\x1b]0;title\x07end"
+    odd.mkdir()
+    running = Running(odd, "sh", "-c", "echo ready; exec sleep 120")
+    try:
+        text = run(["inspect", running.name], check_rc=0).stdout
+    finally:
+        running.close()
+    assert "\x1b" not in text and "\x07" not in text
+    assert "dir\\x1b]0;title\\x07end" in text

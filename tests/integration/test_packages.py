@@ -51,7 +51,10 @@ def control(deb: str) -> str:
 def test_dpkg_buildpackage_in_the_fakeroot_profile_equals_fakeroots(tmp_path):
     ours = hello_tree(tmp_path / "ours")
     theirs = hello_tree(tmp_path / "theirs")
-    r = sandbox("dpkg-buildpackage", "-us", "-uc", "-b", opts=["--profile", "fakeroot"], cwd=ours, timeout=600)
+    # From the directory holding the tree (dpkg-buildpackage writes ../*.deb, and only the current directory
+    # is writable), into the tree with --chdir.
+    r = sandbox("dpkg-buildpackage", "-us", "-uc", "-b", opts=["--profile", "fakeroot", "--chdir",
+                os.path.basename(ours)], cwd=os.path.dirname(ours), timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     done = subprocess.run(["dpkg-buildpackage", "-us", "-uc", "-b", "-rfakeroot"], cwd=theirs, capture_output=True,
                           text=True, timeout=600)
@@ -64,15 +67,16 @@ def test_dpkg_buildpackage_in_the_fakeroot_profile_equals_fakeroots(tmp_path):
         assert control(a) == control(b), name
     main = next(name for name in debs if "dbgsym" not in name)
     assert ("-rwxr-xr-x", "root/root", "./usr/bin/hello") in {(e[0], e[1], e[3]) for e in listing(str(tmp_path / "ours" / main))}
-    # Only the source tree and its parent got the build's files; the .deb files belong to the user.
-    assert os.stat(tmp_path / "ours" / debs[0]).st_uid == os.getuid()
+    # What root made belongs to a subordinate id on the host (root inside is one), never to the user.
+    assert os.stat(tmp_path / "ours" / debs[0]).st_uid == subid_start()
 
 
 def test_debuild_in_the_fakeroot_profile(tmp_path):
     if not shutil.which("debuild"):
         pytest.skip("devscripts is not installed: tests/run.sh installs it")
     tree = hello_tree(tmp_path / "build")
-    r = sandbox("debuild", "-us", "-uc", "-b", opts=["--profile", "fakeroot"], cwd=tree, timeout=600)
+    r = sandbox("debuild", "-us", "-uc", "-b", opts=["--profile", "fakeroot", "--chdir", os.path.basename(tree)],
+                cwd=os.path.dirname(tree), timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     deb = glob.glob(str(tmp_path / "build" / "hello_*.deb"))
     assert len(deb) == 1 and ("-rwxr-xr-x", "root/root") in {e[:2] for e in listing(deb[0])}
@@ -146,7 +150,9 @@ def test_a_static_busybox_records_owners_too(tmp_path):
                 check_rc=0)
     assert r.stdout == "33:33 4711\n"
     host = os.stat(tmp_path / "f")
-    assert (host.st_uid, host.st_gid) == (subid_start() + 32, subid_start() + 32)  # inside 1 is START
+    # fakeroot maps the user to itself and every other id, root too, to the range: inside N is START + N
+    # (for N below the user's own uid), so nothing the build makes can be the user's.
+    assert (host.st_uid, host.st_gid) == (subid_start() + 33, subid_start() + 33)
     with tarfile.open(tmp_path / "f.tar") as tar:
         member = tar.getmember("f")
     assert (member.uid, member.gid, member.mode) == (33, 33, 0o4711)
@@ -169,16 +175,31 @@ def test_mknod_says_what_a_user_namespace_cannot_do(tmp_path):
 
 def test_unshare_removes_what_a_plain_rm_cannot(tmp_path):
     tree = tmp_path / "build"
-    sandbox("sh", "-c", "mkdir -p build/a/locked && echo x > build/a/f && chown -R 33:33 build && "
-            "chmod 000 build/a/locked && chown 100:100 build/a/locked", opts=["--profile", "fakeroot"], cwd=tmp_path,
-            check_rc=0)
-    assert os.stat(tree / "a" / "f").st_uid == subid_start() + 32
+    run(["unshare", "--", "sh", "-c", "mkdir -p build/a/locked && echo x > build/a/f && chown -R 33:33 build && "
+         "chmod 000 build/a/locked && chown 100:100 build/a/locked"], cwd=tmp_path, check_rc=0)
+    assert os.stat(tree / "a" / "f").st_uid == subid_start() + 32  # unshare's map: inside 1 is START
     plain = subprocess.run(["rm", "-rf", str(tree)], capture_output=True, text=True)
     assert plain.returncode == 1 and "Permission denied" in plain.stderr
     r = run(["unshare", "--", "ls", "-ln", str(tree / "a")], cwd=tmp_path, check_rc=0)
     assert {line.split()[2] for line in r.stdout.splitlines()[1:]} == {"100", "33"}  # the ids as sandboxes see them
     run(["unshare", "--", "rm", "-rf", str(tree)], cwd=tmp_path, check_rc=0)
     assert not tree.exists()
+
+
+def test_unshare_removes_what_a_fakeroot_build_left(tmp_path):
+    sandbox("sh", "-c", "mkdir -p out/deep && echo x > out/deep/f && chown -R 33:33 out && chmod 000 out/deep",
+            opts=["--profile", "fakeroot"], cwd=tmp_path, check_rc=0)
+    assert subprocess.run(["rm", "-rf", str(tmp_path / "out")], capture_output=True).returncode == 1
+    run(["unshare", "--", "rm", "-rf", str(tmp_path / "out")], cwd=tmp_path, check_rc=0)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_setuid_program_of_a_build_never_runs_as_the_user(tmp_path):
+    """Root inside the fakeroot profile is a subordinate id: a setuid file it makes is not the user's."""
+    sandbox("sh", "-c", "cp /bin/true sutool && chmod 4755 sutool", opts=["--profile", "fakeroot"], cwd=tmp_path,
+            check_rc=0)
+    st = os.stat(tmp_path / "sutool")
+    assert st.st_mode & stat.S_ISUID and st.st_uid == subid_start() and st.st_uid != os.getuid()
 
 
 def test_unshare_is_root_of_the_sandboxes_map_and_keeps_the_host_view(tmp_path):
