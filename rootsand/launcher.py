@@ -61,6 +61,38 @@ def run(the_plan, json_status: str | None = None, verbose: bool = False, debug: 
     finally:
         if runtime.cgroup_dir:  # also when the launcher failed before its own cleanup could run
             security.remove_cgroup(runtime.cgroup_dir)
+        if the_plan.setuid_bits:
+            _clear_own_setuid_files(writable_dirs(the_plan))
+
+
+def _clear_own_setuid_files(tops: list[str]) -> None:
+    """Where setuid bits are allowed (fakeroot), a sandbox could leave a setuid or setgid program that is
+    the user's own on the host, for any local user to run as them: once the sandbox is gone, clear those
+    bits on the user's files in what it could write (files of subordinate ids keep theirs)."""
+    import stat as stat_module
+
+    cleared = []
+    for top in tops:
+        for directory, dirs, files in os.walk(top):  # never into a link
+            for name in files:
+                path = os.path.join(directory, name)
+                try:
+                    fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+                except OSError:
+                    continue
+                try:
+                    st = os.fstat(fd)
+                    if (stat_module.S_ISREG(st.st_mode) and st.st_uid == os.getuid()
+                            and st.st_mode & (stat_module.S_ISUID | stat_module.S_ISGID)):
+                        os.chmod(f"/proc/self/fd/{fd}", stat_module.S_IMODE(st.st_mode) & ~0o6000)
+                        cleared.append(path)
+                except OSError:
+                    pass
+                finally:
+                    os.close(fd)
+    if cleared:
+        warn(f"cleared the setuid/setgid bits of {len(cleared)} file(s) of yours the sandbox left (another "
+             f"user could have run them as you): {', '.join(cleared[:5])}" + (" ..." if len(cleared) > 5 else ""))
 
 
 def writable_dirs(the_plan) -> list[str]:

@@ -97,6 +97,7 @@ class Plan(Record):
         "network": Network,
         "capabilities": list,  # names the command keeps
         "no_new_privs": True, "new_session": True, "nested_userns": False,
+        "setuid_bits": False,  # chmod u+s/g+s allowed inside; what is the user's is cleared at exit
         "seccomp": None,  # list of Rule, or None for no filter
         "compat_syscalls": True,  # False: calls through a 32-bit ABI kill the thread
         "limits": security.Limits,
@@ -179,6 +180,7 @@ def plan(spec, facts: HostFacts) -> Plan:
         namespaces=list(spec.namespaces), time_offsets=dict(spec.time_offsets),
         rootfs=spec.rootfs, mounts=[mount_step(m, spec.memory) for m in spec.mounts], etc_files=etc_files,
         network=network, capabilities=capabilities, new_session=spec.new_session, nested_userns=spec.nested_userns,
+        setuid_bits=spec.setuid_bits,
         seccomp=rules, compat_syscalls=spec.compat_syscalls, limits=limits, cgroup_parent=facts.cgroup_dir if limits.cgroup else None,
         sysctls=sandbox_sysctls(spec.nested_userns, limits, spec.memory, facts), notes=notes,
         failure_hint=failure_hint,

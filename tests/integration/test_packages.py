@@ -211,3 +211,15 @@ def test_unshare_is_root_of_the_sandboxes_map_and_keeps_the_host_view(tmp_path):
     assert run(["unshare", "--", "sh", "-c", "exit 7"], cwd=tmp_path).returncode == 7
     missing = run(["unshare", "--", "no-such-command-x"], cwd=tmp_path, check_rc=127)
     assert missing.stderr == "rootsand: error: no-such-command-x: No such file or directory\n"
+
+
+def test_a_setuid_file_of_the_users_own_is_cleared_when_the_build_ends(tmp_path):
+    """The user is mapped to itself in fakeroot (the source files are theirs): root inside can make a file
+    of the user's setuid. Once the sandbox is gone rootsand clears that, and says so."""
+    r = sandbox("sh", "-c", f"cp /bin/true mine && chown {os.getuid()}:{os.getgid()} mine && chmod 6755 mine && "
+                "cp /bin/true theirs && chmod 4755 theirs", opts=["--profile", "fakeroot"], cwd=tmp_path, check_rc=0)
+    mine, theirs = os.stat(tmp_path / "mine"), os.stat(tmp_path / "theirs")
+    assert mine.st_uid == os.getuid() and stat.S_IMODE(mine.st_mode) == 0o755
+    assert theirs.st_uid == subid_start() and stat.S_IMODE(theirs.st_mode) == 0o4755  # a subordinate id's
+    assert (f"rootsand: warning: cleared the setuid/setgid bits of 1 file(s) of yours the sandbox left (another "
+            f"user could have run them as you): {tmp_path}/mine") in r.stderr
