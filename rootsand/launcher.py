@@ -62,18 +62,62 @@ def run(the_plan, json_status: str | None = None, verbose: bool = False, debug: 
         if runtime.cgroup_dir:  # also when the launcher failed before its own cleanup could run
             security.remove_cgroup(runtime.cgroup_dir)
         if the_plan.setuid_bits:
-            _clear_own_setuid_files(writable_dirs(the_plan))
+            _clear_own_setuid_files(the_plan)
 
 
-def _clear_own_setuid_files(tops: list[str]) -> None:
+def _clear_own_setuid_files(the_plan) -> None:
     """Where setuid bits are allowed (fakeroot), a sandbox could leave a setuid or setgid program that is
     the user's own on the host, for any local user to run as them: once the sandbox is gone, clear those
-    bits on the user's files in what it could write (files of subordinate ids keep theirs)."""
+    bits on the user's files in what it could write (files of subordinate ids keep theirs). The walk runs
+    in a user namespace with the sandbox's map, with its capabilities there, so no directory the sandbox
+    locked (mode 0711, owned by a subordinate id) hides a file from it."""
+    from rootsand import libc
+
+    ready_r, ready_w = os.pipe()  # child -> launcher: it has its user namespace
+    go_r, go_w = os.pipe()  # launcher -> child: the maps are written
+    out_r, out_w = os.pipe()  # child -> launcher: the files it cleared, a line each
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            for fd in (ready_r, go_w, out_r):
+                os.close(fd)
+            libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
+            libc.unshare(libc.CLONE_NEWUSER)
+            os.write(ready_w, b"u")
+            if os.read(go_r, 1) == b"g":
+                with os.fdopen(out_w, "w") as out:
+                    for path in _own_setuid_files(writable_dirs(the_plan), os.getuid()):
+                        out.write(path + "\n")
+                code = 0
+        finally:
+            os._exit(code)
+    for fd in (ready_w, go_r, out_w):
+        os.close(fd)
+    try:
+        if os.read(ready_r, 1) == b"u":
+            write_maps(the_plan.ids, pid)
+            os.write(go_w, b"g")
+    except RootsandError:
+        pass  # no map, no walk: the child ends when go_w closes
+    finally:
+        os.close(ready_r)
+        os.close(go_w)
+    with os.fdopen(out_r) as out:
+        cleared = out.read().splitlines()
+    os.waitpid(pid, 0)
+    if cleared:
+        warn(f"cleared the setuid/setgid bits of {len(cleared)} file(s) of yours the sandbox left (another "
+             f"user could have run them as you): {', '.join(cleared[:5])}" + (" ..." if len(cleared) > 5 else ""))
+
+
+def _own_setuid_files(tops: list[str], own_uid: int) -> list[str]:
+    """Clear S_ISUID/S_ISGID on the regular files of `own_uid` below `tops`, never following a link."""
     import stat as stat_module
 
     cleared = []
     for top in tops:
-        for directory, dirs, files in os.walk(top):  # never into a link
+        for directory, _dirs, files in os.walk(top):  # os.walk follows no link into a directory
             for name in files:
                 path = os.path.join(directory, name)
                 try:
@@ -82,7 +126,7 @@ def _clear_own_setuid_files(tops: list[str]) -> None:
                     continue
                 try:
                     st = os.fstat(fd)
-                    if (stat_module.S_ISREG(st.st_mode) and st.st_uid == os.getuid()
+                    if (stat_module.S_ISREG(st.st_mode) and st.st_uid == own_uid
                             and st.st_mode & (stat_module.S_ISUID | stat_module.S_ISGID)):
                         os.chmod(f"/proc/self/fd/{fd}", stat_module.S_IMODE(st.st_mode) & ~0o6000)
                         cleared.append(path)
@@ -90,9 +134,7 @@ def _clear_own_setuid_files(tops: list[str]) -> None:
                     pass
                 finally:
                     os.close(fd)
-    if cleared:
-        warn(f"cleared the setuid/setgid bits of {len(cleared)} file(s) of yours the sandbox left (another "
-             f"user could have run them as you): {', '.join(cleared[:5])}" + (" ..." if len(cleared) > 5 else ""))
+    return cleared
 
 
 def writable_dirs(the_plan) -> list[str]:

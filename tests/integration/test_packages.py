@@ -223,3 +223,15 @@ def test_a_setuid_file_of_the_users_own_is_cleared_when_the_build_ends(tmp_path)
     assert theirs.st_uid == subid_start() and stat.S_IMODE(theirs.st_mode) == 0o4755  # a subordinate id's
     assert (f"rootsand: warning: cleared the setuid/setgid bits of 1 file(s) of yours the sandbox left (another "
             f"user could have run them as you): {tmp_path}/mine") in r.stderr
+
+
+def test_a_setuid_file_of_the_users_own_hidden_in_a_locked_directory_is_cleared_too(tmp_path):
+    """The build locks a directory (0711, a subordinate id's) that the user cannot list: the clearing walk
+    runs with the sandbox's map and capabilities, so it still finds what is inside."""
+    script = (f"mkdir hid && cp /bin/true hid/helper && chown {os.getuid()}:{os.getgid()} hid/helper && "
+              "chmod 6755 hid/helper && chmod 0711 hid")
+    r = sandbox("sh", "-c", script, opts=["--profile", "fakeroot"], cwd=tmp_path, check_rc=0)
+    assert not os.access(tmp_path / "hid", os.R_OK)  # the user cannot list it
+    assert stat.S_IMODE(os.stat(tmp_path / "hid" / "helper").st_mode) == 0o755
+    assert f"{tmp_path}/hid/helper" in r.stderr
+    run(["unshare", "--", "rm", "-rf", str(tmp_path / "hid")], check_rc=0)
