@@ -87,11 +87,7 @@ def _nesting() -> Check:
 
 
 def _proc_sys() -> Check:
-    try:
-        read_only = bool(os.statvfs("/proc/sys").f_flag & os.ST_RDONLY)
-    except OSError:
-        read_only = False
-    if not read_only:
+    if not host.mounted_with("/proc/sys", os.ST_RDONLY):
         return Check("/proc/sys", OK, "writable: the sandboxes' own settings go through their procfs")
     return Check("/proc/sys", DEGRADED, "read-only (a container or sandbox): the untrusted profile's "
                  "user.max_user_namespaces = 0 and the sysctl limits cannot be set, so seccomp alone blocks nested "
@@ -127,7 +123,7 @@ def _helpers() -> list[Check]:
         if not path:
             out.append(Check(helper, DEGRADED, "not found: sandboxes map only your own id",
                              "install the 'uidmap' package"))
-        elif host.nesting() or _nosuid(path):
+        elif host.nesting() or host.mounted_with(path, os.ST_NOSUID):
             why = host.nesting() or f"{path} is on a nosuid mount"
             out.append(Check(helper, DEGRADED, f"not usable here ({why}): sandboxes map only your own id",
                              "run rootsand outside this sandbox or container"))
@@ -137,13 +133,6 @@ def _helpers() -> list[Check]:
         else:
             out.append(Check(helper, OK, path))
     return out
-
-
-def _nosuid(path: str) -> bool:
-    try:
-        return bool(os.statvfs(path).f_flag & os.ST_NOSUID)
-    except OSError:
-        return False
 
 
 def _device(path: str, what: str, status_if_bad: str) -> Check:

@@ -33,7 +33,7 @@ def facts(net_mode: str):
         inotify_watches=int(inotify[1]) if inotify[1] and inotify[1].isdigit() else None,
         page_size=os.sysconf("SC_PAGE_SIZE"), last_cap=security.last_cap(), nested=nesting(),
         nested_ids=_ids_without_setfcap(),
-        proc_sys_writable=os.access("/proc/sys/kernel", os.W_OK) or not _read_only("/proc/sys"))
+        proc_sys_writable=os.access("/proc/sys/kernel", os.W_OK) or not mounted_with("/proc/sys", os.ST_RDONLY))
 
 
 def nesting() -> str | None:
@@ -69,9 +69,10 @@ def _ids_without_setfcap() -> list[int] | None:
     return ids
 
 
-def _read_only(path: str) -> bool:
+def mounted_with(path: str, flag: int) -> bool:
+    """True when the file system of `path` is mounted with `flag` (os.ST_RDONLY, os.ST_NOSUID, ...)."""
     try:
-        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+        return bool(os.statvfs(path).f_flag & flag)
     except OSError:
         return False
 
