@@ -223,15 +223,22 @@ def test_ns_monitor_sees_a_short_sandbox_come_and_go(tmp_path):
         sandbox("sleep", "0.2", cwd=tmp_path, check_rc=0)
         events = []
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not any(e["event"] == "gone" and e["type"] == "net" for e in events):
+
+        def net(kind):
+            return {e["ns"] for e in events if e["event"] == kind and e["type"] == "net"}
+
+        # Other sandboxes (an earlier test's) may come and go meanwhile: wait for one seen both ways. Raw
+        # reads: a buffered readline would keep lines where select cannot see them.
+        pending = b""
+        while time.monotonic() < deadline and not net("new") & net("gone"):
             if select.select([monitor.stdout], [], [], 1)[0]:
-                events.append(json.loads(monitor.stdout.readline()))
+                pending += os.read(monitor.stdout.fileno(), 65536)
+                *lines, pending = pending.split(b"\n")
+                events += [json.loads(line) for line in lines if line]
     finally:
         monitor.terminate()
         monitor.wait(timeout=10)
-    new = {e["ns"] for e in events if e["event"] == "new" and e["type"] == "net"}
-    gone = {e["ns"] for e in events if e["event"] == "gone" and e["type"] == "net"}
-    assert new & gone, events
+    assert net("new") & net("gone"), events
 
 
 def test_the_status_file_names_the_registry_entry(tmp_path):

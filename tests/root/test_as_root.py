@@ -68,3 +68,24 @@ def test_run_by_root_no_link_is_trusted_for_its_owner(tmp_path):
         f"rootsand: error: --ro-bind ./dist:/dep: {project}/dist is a symbolic link (to {secret}) inside {project}, "
         "which the sandbox can write: it is not followed")
     assert "root's key" not in r.stdout
+
+
+def test_unshare_without_ranges_maps_one_id_and_says_so():
+    uid = pwd.getpwnam(NOSUB_USER).pw_uid
+    r = as_user(NOSUB_USER, "unshare", "--", "sh", "-c", "id -u; cat /proc/self/uid_map")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["0", "0", str(uid), "1"]
+    assert r.stderr.splitlines() == [
+        "rootsand: warning: no range for you in /etc/subuid: the sandbox maps only your own id (add one with "
+        "'usermod --add-subuids 100000-165535 --add-subgids 100000-165535 USER'): files of other ids cannot be "
+        "changed"]
+
+
+def test_fakeroot_without_ranges_runs_and_a_failed_chown_gets_a_hint():
+    r = as_user(NOSUB_USER, "run", "--profile", "fakeroot", "--chdir", "/tmp", "--", "sh", "-c",
+                "touch /tmp/f && chown 33:33 /tmp/f")
+    lines = r.stderr.splitlines()
+    assert r.returncode == 1, r.stderr
+    assert "chown: changing ownership of '/tmp/f': Invalid argument" in lines
+    assert lines[-1].startswith("rootsand: hint: only your own id is mapped (no range for you in /etc/subuid")
+    assert lines[-1].endswith("so chown to any other id fails with 'Invalid argument'")

@@ -50,3 +50,26 @@ def test_stale_entries_are_those_of_dead_launchers(tmp_path):
     state.remove_stale(str(tmp_path), "slirp")
     assert sorted(os.listdir(tmp_path)) == sorted(["other-999999999", "rootsand-999999999", "slirp-x.sock",
                                                    f"slirp-{os.getpid()}.sock"])
+
+
+def test_doctor_reports_apparmors_restriction_with_the_fix(monkeypatch):
+    from rootsand import doctor, host
+
+    monkeypatch.setattr(host, "read_sysctl", lambda path: "1" if path.endswith("apparmor_restrict_unprivileged_userns")
+                        else None)
+    check = doctor._apparmor()
+    assert check.status == doctor.MISSING and "apparmor_restrict_unprivileged_userns = 1" in check.detail
+    assert check.fix.startswith("as root: sysctl -w kernel.apparmor_restrict_unprivileged_userns=0")
+    monkeypatch.setattr(host, "read_sysctl", lambda path: None)
+    assert doctor._apparmor().status == doctor.OK
+
+
+def test_doctor_reports_a_read_only_proc_sys_and_nesting(monkeypatch):
+    from rootsand import doctor, host
+
+    monkeypatch.setattr(host, "mounted_with", lambda path, flag: path == "/proc/sys")
+    assert doctor._proc_sys().status == doctor.DEGRADED
+    monkeypatch.setattr(host, "nesting", lambda: "running inside another user namespace (a sandbox or container)")
+    monkeypatch.setattr(host, "facts", lambda net: type("F", (), {"nested_ids": [1001, 1001]})())
+    nesting = doctor._nesting()
+    assert nesting.status == doctor.DEGRADED and "as 1001:1001 inside" in nesting.detail
