@@ -387,6 +387,8 @@ class Launcher:
             try:
                 self.namespaces[ns] = os.stat(f"/proc/{self.child}/ns/{name}").st_ino
             except OSError as e:
+                if later and e.errno == errno.ENOENT and not _alive(self.pid1_fd):
+                    continue  # PID 1 is gone already (its setup failed): its error is what the user needs
                 raise RootsandError(f"cannot read the sandbox's {ns} namespace: /proc/{self.child}/ns/{name}: "
                                     f"{e.strerror}") from None
 
@@ -471,6 +473,11 @@ class Launcher:
             os.close(fd)
             # Said at the end: the terminal may be raw now.
             self.status_warning = f"--json-status: cannot write {self.json_status}: {e.strerror or e}"
+
+
+def _alive(pidfd: int | None) -> bool:
+    """True while the process of `pidfd` has not exited (a pidfd turns readable when it does)."""
+    return pidfd is not None and not select.select([pidfd], [], [], 0)[0]
 
 
 def _pidfd_of_child(pid: int, parent: int) -> int | None:
