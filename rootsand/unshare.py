@@ -33,20 +33,22 @@ def run(command: list[str]) -> int:
     for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP):
         signal.signal(sig, signal.SIG_IGN)
     try:
-        if os.read(ready_r, 1) != b"U":
-            os.waitpid(pid, 0)
-            raise RootsandError("cannot create a user namespace: unshare failed", hint=host.userns_hint())
-        from rootsand.launcher import write_maps
+        unshared = os.read(ready_r, 1) == b"U"
+        if unshared:
+            from rootsand.launcher import write_maps
 
-        write_maps(ids, pid)
-        os.write(go_w, b"G")
+            write_maps(ids, pid)
+            os.write(go_w, b"G")
     except BaseException:
-        os.kill(pid, signal.SIGKILL)
+        os.kill(pid, signal.SIGKILL)  # our own unreaped child: its pid cannot be anyone else's
         os.waitpid(pid, 0)
         raise
     finally:
         os.close(ready_r)
         os.close(go_w)
+    if not unshared:
+        os.waitpid(pid, 0)
+        raise RootsandError("cannot create a user namespace: unshare failed", hint=host.userns_hint())
     _, status = os.waitpid(pid, 0)
     failure = os.read(report_r, 4096)
     os.close(report_r)
