@@ -29,7 +29,11 @@ def _run_forked(body, report_fd: int, debug: bool) -> None:
         code = e.code
     except OSError as e:  # every failed call names its path (libc's wrappers put it in strerror)
         detail = f"{e.filename}: {e.strerror}" if e.filename else e.strerror or str(e)
-        channel.send_error(report_fd, RootsandError(f"sandbox setup failed: {detail}"))
+        hint = None
+        if e.errno == errno.EPERM and host.nesting():
+            hint = ("rootsand runs inside another container or sandbox, whose seccomp filter or capabilities "
+                    "refuse this call (rootless podman: --security-opt seccomp=unconfined)")
+        channel.send_error(report_fd, RootsandError(f"sandbox setup failed: {detail}", hint))
     except BaseException as e:  # noqa: BLE001 - a forked child must never unwind into the launcher
         if debug:
             import traceback
