@@ -115,6 +115,13 @@ def pytest_collection_modifyitems(config, items):
 
 
 PROC_SYS_READ_ONLY = "needs a writable /proc/sys (this machine's is read-only: a container?)"
+OUTER_SECCOMP = "needs no seccomp filter around the tests (this machine has one: a container?)"
+MACHINE_REASONS = (PROC_SYS_READ_ONLY, OUTER_SECCOMP)  # the machine's, not a test's fault: no failure under CI
+
+
+def under_seccomp() -> bool:
+    with open("/proc/self/status") as f:
+        return any(line.split() == ["Seccomp:", "2"] for line in f)
 
 
 def proc_sys_read_only() -> bool:
@@ -131,6 +138,8 @@ def pytest_runtest_setup(item):
         pytest.skip("needs real root: tests/run.sh runs these as root")
     if item.get_closest_marker("writable_proc_sys") and proc_sys_read_only():
         pytest.skip(PROC_SYS_READ_ONLY)
+    if item.get_closest_marker("no_outer_seccomp") and under_seccomp():
+        pytest.skip(OUTER_SECCOMP)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -140,6 +149,6 @@ def pytest_runtest_makereport(item, call):
     marked = item.get_closest_marker("integration") or item.get_closest_marker("root")
     reason = report.longrepr[2] if report.skipped and isinstance(report.longrepr, tuple) else str(report.longrepr)
     # A read-only /proc/sys is this machine's, not a test's fault; anything else skipped under CI fails.
-    if report.skipped and marked and os.environ.get("CI") == "true" and PROC_SYS_READ_ONLY not in reason:
+    if report.skipped and marked and os.environ.get("CI") == "true" and not any(r in reason for r in MACHINE_REASONS):
         report.outcome = "failed"
         report.longrepr = f"skipped under CI=true, which counts as a failure: {reason}"
