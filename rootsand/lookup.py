@@ -16,7 +16,7 @@ def _user_dir() -> str:
     return os.path.join(base, "rootsand", "profiles")
 
 
-def _builtin_dir() -> str:
+def builtin_dir() -> str:
     """Where the wheel puts profiles/: beside this file. importlib.resources finds them elsewhere (an
     editable install maps the package to the repository's profiles/), but costs ~15 ms to import."""
     beside = os.path.join(os.path.dirname(os.path.abspath(__file__)), "profiles")
@@ -37,7 +37,7 @@ def _names_in(directory: str) -> list[str]:
 
 
 def _known_names() -> list[str]:
-    return sorted(set(_names_in(_user_dir())) | set(_names_in(_builtin_dir())))
+    return sorted(set(_names_in(_user_dir())) | set(_names_in(builtin_dir())))
 
 
 def resolve(value: str, base_dir: str, skip: str | None = None, sibling_files: bool = True) -> str:
@@ -58,7 +58,7 @@ def resolve(value: str, base_dir: str, skip: str | None = None, sibling_files: b
     if not NAME_RE.fullmatch(name):
         raise RootsandError(f"invalid profile name {value!r}: letters, digits, '_', '.' and '-'",
                             "or give a path to a TOML file (a value with a '/')")
-    found = [path for path in (os.path.join(d, name + ".toml") for d in (_user_dir(), _builtin_dir()))
+    found = [path for path in (os.path.join(d, name + ".toml") for d in (_user_dir(), builtin_dir()))
              if os.path.isfile(path)]
     others = [path for path in found if not (skip and os.path.realpath(path) == os.path.realpath(skip))]
     if others or found:
@@ -79,7 +79,7 @@ def resolve_path(name_or_path: str) -> str:
 
 def list_profiles() -> list[tuple[str, str, str]]:
     """(name, description, origin) for every profile; a user profile shadows a built-in of the same name."""
-    found = {name: os.path.join(_builtin_dir(), name + ".toml") for name in _names_in(_builtin_dir())}
+    found = {name: os.path.join(builtin_dir(), name + ".toml") for name in _names_in(builtin_dir())}
     user = {name: os.path.join(_user_dir(), name + ".toml") for name in _names_in(_user_dir())}
     found.update(user)
     out = []

@@ -79,10 +79,13 @@ class _File:
         self.path = path
         self.dir = os.path.dirname(path)
         self.data = data
-        self.locator = tomlfile.Locator(text)
+        self.text = text
+        self._locator = None  # made when a line is asked for: most runs never need one
 
     def line_of(self, parts: tuple) -> int | None:
-        return self.locator.line_of(parts)
+        if self._locator is None:
+            self._locator = tomlfile.Locator(self.text)
+        return self._locator.line_of(parts)
 
     def origin(self, parts: tuple) -> str:
         line = self.line_of(parts)
@@ -94,8 +97,18 @@ class _File:
 
 
 def _read(path: str) -> _File:
-    text, data = tomlfile.read(path, "profile")
+    text, data = tomlfile.read(path, "profile", known=_builtin_parse(path))
     return _File(path, text, data)
+
+
+def _builtin_parse(path: str) -> tuple | None:
+    """The shipped parse of a built-in profile, or None. tomlfile.read uses it only if the file's bytes
+    still have its fingerprint, so an edited installed profile is parsed afresh."""
+    if os.path.dirname(path) != lookup.builtin_dir():
+        return None
+    from rootsand.profiles import parsed
+
+    return parsed.PARSED.get(os.path.basename(path))
 
 
 # ---------------------------------------------------------------------------------------------- variables

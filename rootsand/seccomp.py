@@ -372,8 +372,26 @@ def _args(file: _RuleFile, index: int, value: Any) -> tuple[tuple[int, str, int,
 # pyseccomp finds its libraries with ctypes.util.find_library, which runs `ldconfig -p` (and maybe gcc)
 # in a subprocess: ~10 ms and two processes inside the sandbox; importing ctypes.util alone costs ~4 ms
 # (subprocess, shutil, tempfile). The sonames are stable: pyseccomp is imported with a stand-in ctypes.util
-# that knows them, and the real module only when they are not there.
+# that knows them, and the real module only when they are not there. Its annotations import typing
+# (~2.5 ms, nothing else on the run path needs it): they get a stand-in too, unless typing is loaded.
 _SONAMES = {"c": "libc.so.6", "seccomp": "libseccomp.so.2"}
+
+
+class _AnyType:
+    """Stands for every name pyseccomp takes from typing: subscripted in annotations, never checked."""
+
+    def __getitem__(self, _item):
+        return self
+
+
+def _typing_stand_in():
+    import types
+
+    module = types.ModuleType("typing")
+    module.Any = module.Collection = module.Iterable = module.Union = _AnyType()
+    module.cast = lambda _type, value: value
+    module.overload = lambda function: function
+    return module
 
 
 def _import_pyseccomp():
@@ -387,11 +405,16 @@ def _import_pyseccomp():
         stand_in.find_library = lambda name: _SONAMES.get(name)
         sys.modules["ctypes.util"] = stand_in
         ctypes.util = stand_in
+        own_typing = "typing" not in sys.modules
+        if own_typing:
+            sys.modules["typing"] = _typing_stand_in()
         try:
             import pyseccomp  # noqa: F401
-        except OSError:  # a soname that is not there on this system: let ctypes search
+        except (OSError, ImportError):  # a missing soname, or a pyseccomp wanting more of typing
             sys.modules.pop("pyseccomp", None)
         finally:
+            if own_typing:
+                del sys.modules["typing"]
             if real is not None:
                 sys.modules["ctypes.util"] = ctypes.util = real
             else:

@@ -47,7 +47,7 @@ def portable(the_plan: Plan, where) -> dict:
     data = the_plan.to_json()
     data["seccomp"] = sorted({f"{r['syscall']}:{r['errno']}" for r in data["seccomp"]}) if data["seccomp"] else None
     text = json.dumps(data, indent=1, sort_keys=True)
-    return json.loads(text.replace(str(where), "{tmp}").replace(os.path.dirname(profile.lookup._builtin_dir()),
+    return json.loads(text.replace(str(where), "{tmp}").replace(os.path.dirname(profile.lookup.builtin_dir()),
                                                                "{package}"))
 
 
