@@ -3,9 +3,10 @@
 
 Run as root:   python3 bench/run.py [--quick] [--json FILE] [--user NAME] [--rootsand PATH]
 
-It runs startup.py (start-up against bwrap, unshare and rootless podman, interleaved) and memory.py
-(RSS/PSS of what each tool keeps resident), prints their tables, and writes both results into one JSON
-file. --quick takes 3 timed rounds instead of 15: enough to show the scripts work, not for numbers.
+It runs startup.py (start-up against bwrap, unshare and rootless podman, interleaved), memory.py
+(RSS/PSS of what each tool keeps resident) and throughput.py (100 sandboxes 8 at a time against podman),
+prints their tables, and writes all results into one JSON file. --quick takes 3 timed rounds instead of
+15 and batches of 16: enough to show the scripts work, not for numbers.
 The longer benchmarks (fakeroot.py, network.py, build_overhead.sh) are run on their own. Stdlib only.
 """
 import argparse
@@ -32,7 +33,10 @@ def main():
     common = ["--user", args.user, "--rootsand", args.rootsand]
     runs = "3" if args.quick else "15"
     memory_json = os.path.join(RESULTS, "memory.json")
-    for script, extra in (("startup.py", ["--runs", runs]), ("memory.py", ["--json", memory_json])):
+    count = "16" if args.quick else "100"
+    scripts = (("startup.py", ["--runs", runs]), ("memory.py", ["--json", memory_json]),
+               ("throughput.py", ["--count", count]))
+    for script, extra in scripts:
         print(f"## {script}\n", flush=True)
         subprocess.run([sys.executable, os.path.join(HERE, script), *extra, *common], check=True)
         print(flush=True)
@@ -40,7 +44,9 @@ def main():
         startup = json.load(f)
     with open(memory_json) as f:
         memory = json.load(f)
-    save(args.json, {"quick": args.quick, "startup": startup, "memory": memory})
+    with open(os.path.join(RESULTS, "throughput.json")) as f:
+        throughput = json.load(f)
+    save(args.json, {"quick": args.quick, "startup": startup, "memory": memory, "throughput": throughput})
 
 
 if __name__ == "__main__":
