@@ -102,8 +102,8 @@ def _read(path: str) -> _File:
 
 
 def _builtin_parse(path: str) -> tuple | None:
-    """The shipped parse of a built-in profile, or None. tomlfile.read uses it only if the file's bytes
-    still have its fingerprint, so an edited installed profile is parsed afresh."""
+    """The shipped parse of a built-in profile, or None. tomlfile.read uses it only if the file's text is
+    still exactly the one parsed, so an edited installed profile is parsed afresh."""
     if os.path.dirname(path) != lookup.builtin_dir():
         return None
     from rootsand.profiles import parsed

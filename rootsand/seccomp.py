@@ -410,7 +410,7 @@ def _import_pyseccomp():
             sys.modules["typing"] = _typing_stand_in()
         try:
             import pyseccomp  # noqa: F401
-        except (OSError, ImportError):  # a missing soname, or a pyseccomp wanting more of typing
+        except (OSError, ImportError, AttributeError):  # a missing soname; a pyseccomp wanting more of typing
             sys.modules.pop("pyseccomp", None)
         finally:
             if own_typing:

@@ -13,7 +13,7 @@ MAX_FILE_SIZE = 1 << 20  # these files are a few hundred bytes; this keeps `-p /
 
 def read(path: str, what: str, known: tuple | None = None) -> tuple[str, dict]:
     """The text and the parsed table of the TOML file at `path`; `what` ("profile") starts every error.
-    `known` is (fingerprint, the table as JSON) of an earlier parse: used when the fingerprint is the same."""
+    `known` is (text, the table as JSON) of an earlier parse: used when the file's text is exactly that."""
     import os
     import stat
 
@@ -38,7 +38,7 @@ def read(path: str, what: str, known: tuple | None = None) -> tuple[str, dict]:
     except UnicodeDecodeError as e:
         line = raw[:e.start].count(b"\n") + 1
         raise RootsandError(f"{what} {path}, line {line}: not UTF-8 text (a binary file?)") from None
-    if known is not None and known[0] == fingerprint(raw):
+    if known is not None and known[0] == text:
         import json  # fresh objects each time: a caller may change the table it gets
 
         return text, json.loads(known[1])
@@ -50,13 +50,6 @@ def read(path: str, what: str, known: tuple | None = None) -> tuple[str, dict]:
         raise RootsandError(f"{what} {path}: invalid TOML: {e}") from None
     except RecursionError:
         raise RootsandError(f"{what} {path}: invalid TOML: nested too deeply") from None
-
-def fingerprint(raw: bytes) -> list:
-    """What tells one file's bytes from another's well enough to reuse a parse of our own files."""
-    import zlib
-
-    return [len(raw), zlib.crc32(raw)]
-
 
 def parsed_module(directory: str) -> str:
     """The source of a module holding the parsed tables of the *.toml files in `directory`, so that a
@@ -70,10 +63,11 @@ def parsed_module(directory: str) -> str:
              "", "PARSED = {"]
     for name in sorted(os.listdir(directory)):
         if name.endswith(".toml"):
-            with open(os.path.join(directory, name), "rb") as f:
-                raw = f.read()
-            table = json.dumps(tomllib.loads(raw.decode()), sort_keys=True, allow_nan=False)
-            lines.append(f"    {name!r}: ({fingerprint(raw)!r}, {table!r}),")
+            with open(os.path.join(directory, name), encoding="utf-8") as f:
+                text = f.read()
+            # Keys in the file's order, as tomllib gives them: the order rlimits are set and shown in.
+            table = json.dumps(tomllib.loads(text), allow_nan=False)
+            lines.append(f"    {name!r}: ({text!r}, {table!r}),")
     return "\n".join(lines + ["}", ""])
 
 
