@@ -106,8 +106,10 @@ def _builtin_parse(path: str) -> tuple | None:
     still exactly the one parsed, so an edited installed profile is parsed afresh."""
     if os.path.dirname(path) != lookup.builtin_dir():
         return None
-    from rootsand.profiles import parsed
-
+    try:
+        from rootsand.profiles import parsed
+    except ImportError:  # a package built without it: parse the files
+        return None
     return parsed.PARSED.get(os.path.basename(path))
 
 

@@ -51,6 +51,7 @@ def read(path: str, what: str, known: tuple | None = None) -> tuple[str, dict]:
     except RecursionError:
         raise RootsandError(f"{what} {path}: invalid TOML: nested too deeply") from None
 
+
 def parsed_module(directory: str) -> str:
     """The source of a module holding the parsed tables of the *.toml files in `directory`, so that a
     run with a built-in profile need not import tomllib (tests/unit/test_builtin_profiles.py keeps it
@@ -63,8 +64,8 @@ def parsed_module(directory: str) -> str:
              "", "PARSED = {"]
     for name in sorted(os.listdir(directory)):
         if name.endswith(".toml"):
-            with open(os.path.join(directory, name), encoding="utf-8") as f:
-                text = f.read()
+            with open(os.path.join(directory, name), "rb") as f:
+                text = f.read().decode("utf-8")  # as read() decodes it: no newline translation
             # Keys in the file's order, as tomllib gives them: the order rlimits are set and shown in.
             table = json.dumps(tomllib.loads(text), allow_nan=False)
             lines.append(f"    {name!r}: ({text!r}, {table!r}),")
