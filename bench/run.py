@@ -5,20 +5,46 @@ Run as root:   python3 bench/run.py [--quick] [--json FILE] [--user NAME] [--roo
 
 It runs startup.py (start-up against bwrap, unshare and rootless podman, interleaved), memory.py
 (RSS/PSS of what each tool keeps resident) and throughput.py (100 sandboxes 8 at a time against podman),
-prints their tables, and writes all results into one JSON file. --quick takes 3 timed rounds instead of
+takes the stages of `rootsand run -v -- true` (median of each), prints their tables, and writes all results into one JSON file. --quick takes 3 timed rounds instead of
 15 and batches of 16: enough to show the scripts work, not for numbers.
 The longer benchmarks (fakeroot.py, network.py, build_overhead.sh) are run on their own. Stdlib only.
 """
 import argparse
 import json
 import os
+import pwd
+import re
+import statistics
 import subprocess
 import sys
 
-from common import DEFAULT_ROOTSAND, save
+from common import DEFAULT_ROOTSAND, PATH, save
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
+
+
+STAGE_RE = re.compile(r"rootsand:\s+([0-9.]+)s (forked setup process|namespaces created|id maps written|"
+                      r"PID 1 is|sandbox ended)")
+
+
+def stages(user, rootsand, runs):
+    """Median of each stage of `rootsand run -v -- true` (seconds since the launcher's fork), as the user."""
+    pw = pwd.getpwnam(user)
+    seen = {}
+    for _ in range(runs):
+        done = subprocess.run(["runuser", "-u", user, "--", "env", "-i", f"PATH={PATH}", f"HOME={pw.pw_dir}",
+                               rootsand, "run", "-v", "--", "true"], cwd="/tmp", capture_output=True, text=True,
+                              check=True)
+        for at, stage in STAGE_RE.findall(done.stderr):
+            seen.setdefault(stage, []).append(float(at) * 1e3)
+    names = {"PID 1 is": "PID 1 forked", "sandbox ended": "sandbox ended (mounts, the command, tear-down)"}
+    rows, previous = [], 0.0
+    for stage, times in seen.items():
+        at = statistics.median(times)
+        rows.append({"stage": names.get(stage, stage), "at_ms": round(at, 2), "took_ms": round(at - previous, 2)})
+        previous = at
+    return rows
 
 
 def main():
@@ -46,7 +72,14 @@ def main():
         memory = json.load(f)
     with open(os.path.join(RESULTS, "throughput.json")) as f:
         throughput = json.load(f)
-    save(args.json, {"quick": args.quick, "startup": startup, "memory": memory, "throughput": throughput})
+    print("## stages of `rootsand run -v -- true` (medians; ms since the launcher's fork)\n")
+    per_stage = stages(args.user, args.rootsand, int(runs))
+    print("| stage | at ms | took ms |\n|---|---|---|")
+    for row in per_stage:
+        print(f"| {row['stage']} | {row['at_ms']} | {row['took_ms']} |")
+    print()
+    save(args.json, {"quick": args.quick, "startup": startup, "memory": memory, "throughput": throughput,
+                     "stages": per_stage})
 
 
 if __name__ == "__main__":
