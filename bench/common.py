@@ -1,6 +1,7 @@
 """What the benchmark scripts share: timing one run, naming a failure, tool versions, and running the
 measuring half of a script as the unprivileged user (runuser's own cost left out). Stdlib only."""
 
+import argparse
 import json
 import os
 import pwd
@@ -13,6 +14,20 @@ import time
 
 DEFAULT_ROOTSAND = "/var/tmp/rootsand-tests/venv/bin/rootsand"
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def add_user_options(parser):
+    """--user and --rootsand, which every benchmark takes."""
+    parser.add_argument("--user", default="rootsand-test", help="unprivileged user to run as (default rootsand-test)")
+    parser.add_argument("--rootsand", default=DEFAULT_ROOTSAND,
+                        help=f"rootsand executable (default {DEFAULT_ROOTSAND})")
+
+
+def add_inner_options(parser):
+    """The hidden options run_as_user passes to the half of a script that runs as the user."""
+    parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--rootfs", help=argparse.SUPPRESS)
+    parser.add_argument("--podman-skip", help=argparse.SUPPRESS)
 
 
 def run_once(argv, timeout, keep_stdout=False):

@@ -29,7 +29,7 @@ import sys
 import tarfile
 import time
 
-from common import DEFAULT_ROOTSAND, chown_tree, run_as_user, save, timed_rounds, version
+from common import add_user_options, chown_tree, run_as_user, save, timed_rounds, version
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results", "fakeroot.json")
@@ -238,8 +238,7 @@ def main():
     p.add_argument("--build-rounds", type=int, help="timed rounds of the build (default 3, 1 with --quick)")
     p.add_argument("--hello", default=DEFAULT_HELLO, help=f"GNU hello's unpacked source (default {DEFAULT_HELLO})")
     p.add_argument("--json", default=RESULTS, help=f"where to write the results (default {os.path.relpath(RESULTS)})")
-    p.add_argument("--user", default="rootsand-test", help="unprivileged user to run as (default rootsand-test)")
-    p.add_argument("--rootsand", default=DEFAULT_ROOTSAND, help=f"rootsand executable (default {DEFAULT_ROOTSAND})")
+    add_user_options(p)
     p.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--rootfs", dest="work", help=argparse.SUPPRESS)   # make_work's directory, from run_as_user
     args = p.parse_args()

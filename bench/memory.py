@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 
-from common import DEFAULT_ROOTSAND, PATH, save
+from common import PATH, add_user_options, save
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results", "memory.json")
@@ -118,8 +118,7 @@ def table(results):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description="RSS/PSS of the processes a sandbox tool keeps while its command runs.")
-    p.add_argument("--user", default="rootsand-test", help="unprivileged user to run as (default rootsand-test)")
-    p.add_argument("--rootsand", default=DEFAULT_ROOTSAND, help=f"rootsand executable (default {DEFAULT_ROOTSAND})")
+    add_user_options(p)
     p.add_argument("--json", default=RESULTS, help=f"where to write the results (default {RESULTS})")
     args = p.parse_args(argv)
     if os.geteuid() != 0:

@@ -23,8 +23,8 @@ import subprocess
 import sys
 import time
 
-from common import (DEFAULT_ROOTSAND, PATH, chown_tree, failure, run_as_user, run_once, save, summary, timed_rounds,
-                    version)
+from common import (PATH, add_inner_options, add_user_options, chown_tree, failure, run_as_user, run_once, save,
+                    summary, timed_rounds, version)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results", "network.json")
@@ -331,11 +331,8 @@ def main():
     p.add_argument("--time", type=int, default=5, help="seconds per iperf3 run (default 5)")
     p.add_argument("--startup-runs", type=int, default=20, help="timed start-up runs per command (default 20)")
     p.add_argument("--no-reverse", action="store_true", help="skip the server -> client (iperf3 -R) direction")
-    p.add_argument("--user", default="rootsand-test", help="unprivileged user to run as (default rootsand-test)")
-    p.add_argument("--rootsand", default=DEFAULT_ROOTSAND, help=f"rootsand executable (default {DEFAULT_ROOTSAND})")
-    p.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--rootfs", help=argparse.SUPPRESS)
-    p.add_argument("--podman-skip", help=argparse.SUPPRESS)
+    add_user_options(p)
+    add_inner_options(p)
     args = p.parse_args()
     if args.runs < 1 or args.time < 1 or args.startup_runs < 1:
         p.error("--runs, --time and --startup-runs must be at least 1")

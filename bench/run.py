@@ -18,7 +18,7 @@ import statistics
 import subprocess
 import sys
 
-from common import DEFAULT_ROOTSAND, PATH, save
+from common import PATH, add_user_options, save
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
@@ -51,8 +51,7 @@ def main():
     p = argparse.ArgumentParser(description="rootsand's start-up and memory against bwrap, unshare and podman.")
     p.add_argument("--quick", action="store_true", help="3 timed rounds instead of 15 (a smoke run)")
     p.add_argument("--json", default=os.path.join(RESULTS, "run.json"), help="where to write all results")
-    p.add_argument("--user", default="rootsand-test", help="unprivileged user to run as (default rootsand-test)")
-    p.add_argument("--rootsand", default=DEFAULT_ROOTSAND, help=f"rootsand executable (default {DEFAULT_ROOTSAND})")
+    add_user_options(p)
     args = p.parse_args()
     if os.geteuid() != 0:
         sys.exit("run.py: run as root (the benchmarks drop to --user themselves)")

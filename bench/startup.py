@@ -17,7 +17,8 @@ import pwd
 import shutil
 import sys
 
-from common import DEFAULT_ROOTSAND, chown_tree, failure, run_as_user, run_once, save, timed_rounds, version
+from common import (add_inner_options, add_user_options, chown_tree, failure, run_as_user, run_once, save,
+                    timed_rounds, version)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results", "startup.json")
@@ -126,11 +127,8 @@ def outer(args):
 def main():
     p = argparse.ArgumentParser(description="Startup time of rootsand run vs bwrap, unshare, rootless podman.")
     p.add_argument("--runs", type=int, default=30, help="timed runs per command (default 30)")
-    p.add_argument("--user", default="rootsand-test", help="unprivileged user to run as (default rootsand-test)")
-    p.add_argument("--rootsand", default=DEFAULT_ROOTSAND, help=f"rootsand executable (default {DEFAULT_ROOTSAND})")
-    p.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--rootfs", help=argparse.SUPPRESS)
-    p.add_argument("--podman-skip", help=argparse.SUPPRESS)
+    add_user_options(p)
+    add_inner_options(p)
     args = p.parse_args()
     if args.runs < 1:
         p.error("--runs must be at least 1")

@@ -17,7 +17,7 @@ import statistics
 import sys
 import time
 
-from common import DEFAULT_ROOTSAND, failure, run_as_user, run_once, save
+from common import add_inner_options, add_user_options, failure, run_as_user, run_once, save
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results", "throughput.json")
@@ -91,11 +91,8 @@ def main():
     p = argparse.ArgumentParser(description="Sandboxes per second, N at a time: rootsand against rootless podman.")
     p.add_argument("--count", type=int, default=100, help="sandboxes per batch (default 100)")
     p.add_argument("--parallel", type=int, default=8, help="at a time (default 8)")
-    p.add_argument("--user", default="rootsand-test", help="unprivileged user to run as (default rootsand-test)")
-    p.add_argument("--rootsand", default=DEFAULT_ROOTSAND, help=f"rootsand executable (default {DEFAULT_ROOTSAND})")
-    p.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--rootfs", help=argparse.SUPPRESS)
-    p.add_argument("--podman-skip", help=argparse.SUPPRESS)
+    add_user_options(p)
+    add_inner_options(p)
     args = p.parse_args()
     if args.inner:
         return inner(args)
