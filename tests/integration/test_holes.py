@@ -9,6 +9,7 @@ import os
 import pty
 import select
 import subprocess
+import sys
 import termios
 import threading
 import time
@@ -520,3 +521,19 @@ def test_a_slow_terminal_gets_all_the_output_and_the_resets(tmp_path):
     assert received.count(b"x") == 60000 and b"END" in received
     tail = received[received.index(b"END"):]
     assert b"\x1b[?1049l" in tail and b"\x1b[?25h" in tail
+
+
+@pytest.mark.parametrize("module", ["termios", "fnmatch", "weakref"])
+def test_python_m_from_a_directory_a_sandbox_wrote_imports_none_of_its_modules(tmp_path, module):
+    """`python -m rootsand` puts the current directory first on sys.path. A module a sandbox planted there
+    (one rootsand imports lazily: termios and fnmatch on the host, weakref in the setup process before
+    its seccomp filter) must not be imported by the next run."""
+    marker = tmp_path.parent / f"{tmp_path.name}-{module}-ran"
+    plant = f"open({str(marker)!r}, 'w').close()"
+    sandbox("sh", "-c", f'printf "%s\\n" "$1" > {module}.py', "_", plant, cwd=tmp_path, check_rc=0)
+    assert (tmp_path / f"{module}.py").exists()
+    done = subprocess.run([sys.executable, "-m", "rootsand", "run", "--", "sh", "-c", "grep Seccomp: /proc/self/status"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    assert "Seccomp:\t2" in done.stdout
+    assert not marker.exists(), f"the planted {module}.py ran"
