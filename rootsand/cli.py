@@ -18,7 +18,7 @@ RUN_VALUES = {"-p": "profile", "--profile": "profile", "--net": "net", "--hostna
               "--chdir": "chdir", "--user": "user", "--timeout": "timeout", "--name": "name",
               "--rootfs": "rootfs", "--json-status": "json_status"}
 RUN_LISTS = {"-e": "env", "--env": "env", "--publish": "publish", "--bind": "binds", "--ro-bind": "ro_binds", "--tmpfs": "tmpfs",
-             "--overlay": "overlays"}
+             "--overlay": "overlays", "--allow-host": "allow_hosts", "--unprotect": "unprotect"}
 
 
 def parse_run_fast(args: list[str]):

@@ -30,7 +30,9 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 def run(
     command: Optional[list[str]] = typer.Argument(None, help="The command and its arguments (default: /bin/sh)."),
     profile: str = typer.Option("default", "-p", "--profile", help="A built-in profile name or a TOML file."),
-    net: Optional[str] = typer.Option(None, "--net", help="Network: none, slirp or host (overrides the profile)."),
+    net: Optional[str] = typer.Option(None, "--net", help="Network: none, slirp, proxy or host (overrides the profile)."),
+    allow_host: list[str] = typer.Option([], "--allow-host", help="HOST[:PORT], *.DOMAIN or an IP the proxy lets "
+                                         "through; repeatable; implies --net proxy."),
     publish: list[str] = typer.Option([], "--publish", help="[HOST_IP:]HOST_PORT:SANDBOX_PORT[/tcp|/udp]; slirp only."),
     allow_host_loopback: bool = typer.Option(False, "--allow-host-loopback",
                                              help="slirp: let the sandbox reach the host's 127.0.0.1 as 10.0.2.2."),
@@ -38,6 +40,8 @@ def run(
     ro_bind: list[str] = typer.Option([], "--ro-bind", help="SRC[:DST] bound read-only; repeatable."),
     tmpfs: list[str] = typer.Option([], "--tmpfs", help="DST: an empty tmpfs; repeatable."),
     overlay: list[str] = typer.Option([], "--overlay", help="SRC[:DST]: a writable view of SRC, changes thrown away."),
+    unprotect: list[str] = typer.Option([], "--unprotect", help="PATH: lift one of the profile's protected paths "
+                                        "(security.protect); repeatable."),
     hostname: Optional[str] = typer.Option(None, "--hostname", help="Host name inside (default: rootsand)."),
     chdir: Optional[str] = typer.Option(None, "--chdir", help="Working directory inside (default: the current one)."),
     env: list[str] = typer.Option([], "-e", "--env", help="KEY=VALUE set in the command's environment; repeatable."),
@@ -55,7 +59,8 @@ def run(
 
     options = spec.RunOptions(command=command or [], profile=profile, hostname=hostname, chdir=chdir, env=env,
                               user=user, timeout=timeout, name=name, json_status=json_status, net=net,
-                              publish=publish, allow_host_loopback=allow_host_loopback,
+                              publish=publish, allow_host_loopback=allow_host_loopback, allow_hosts=allow_host,
+                              unprotect=unprotect,
                               binds=bind, ro_binds=ro_bind, tmpfs=tmpfs, overlays=overlay, rootfs=rootfs,
                               verbose=verbose, debug=debug, dry_run=dry_run)
     from rootsand.runner import run_sandbox

@@ -5,7 +5,7 @@ profiles`), so `rootsand run` itself pays nothing for completion."""
 from rootsand.errors import RootsandError
 
 COMMANDS = "run ps exec inspect stop ns profiles doctor unshare completion"
-RUN_OPTIONS = ("--profile --net --publish --allow-host-loopback --bind --ro-bind --tmpfs --overlay --rootfs --hostname "
+RUN_OPTIONS = ("--profile --net --allow-host --unprotect --publish --allow-host-loopback --bind --ro-bind --tmpfs --overlay --rootfs --hostname "
                "--env --chdir --user --timeout --name --json-status --dry-run --verbose --debug --help")
 
 BASH = r"""_rootsand() {

@@ -60,6 +60,8 @@ def _child(runtime, plan, launcher_pid: int, go_fd: int, report_fd: int) -> int:
         return ExitCode.FAILURE
     if runtime.console_launcher_fd is not None:
         os.close(runtime.console_launcher_fd)
+    if runtime.proxy_launcher_fd is not None:
+        os.close(runtime.proxy_launcher_fd)
     if plan.new_session:
         # Out of the terminal's foreground group: a ^C reaches the launcher only, which passes it on once.
         os.setpgid(0, 0)
@@ -90,6 +92,12 @@ def _child(runtime, plan, launcher_pid: int, go_fd: int, report_fd: int) -> int:
     if os.read(go_fd, 1) != b"G":  # the launcher could not write the maps; it reports why
         return ExitCode.FAILURE
     os.close(go_fd)
+    if plan.network.mode == "proxy":
+        # The proxy's endpoint, made here in the sandbox's network namespace and served from the host's side.
+        network.loopback_up()
+        network.send_listener(runtime.proxy_fd, network.listen_on_loopback(plan.network.proxy_port))
+        runtime.proxy_fd = None
+        channel.send(report_fd, stage="proxy")
 
     alive_r, alive_w = os.pipe()  # PID 1 polls this to see whether we (its parent) are still alive
     pid1 = os.fork()

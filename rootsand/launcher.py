@@ -42,6 +42,8 @@ class Runtime:
         self.cgroup_dir: str | None = None  # the sandbox's own cgroup, when the plan has cgroup limits
         self.console_fd: int | None = None  # a relayed terminal: PID 1 sends the pty master over this
         self.console_launcher_fd: int | None = None  # the launcher's end, closed at once by the sandbox's processes
+        self.proxy_fd: int | None = None  # proxy mode: the setup process sends the endpoint's socket over this
+        self.proxy_launcher_fd: int | None = None  # ... and the launcher receives it on this end
 
 
 def run(the_plan, json_status: str | None = None, verbose: bool = False, debug: bool = False) -> int:
@@ -175,6 +177,7 @@ class Launcher:
         self.interrupted: int | None = None  # a terminating signal that came before PID 1 existed
         self.error: RootsandError | None = None
         self.slirp: network.Slirp | None = None
+        self.proxy_pid: int | None = None
         self.relay = None
         self.status_fd: int | None = None
         self._status_done = False
@@ -230,6 +233,11 @@ class Launcher:
 
             self.relay = Relay()
             self.runtime.console_fd, self.runtime.console_launcher_fd = self.relay.console_fd, self.relay.console.fileno()
+        if self.plan.network.mode == "proxy":
+            import _socket
+
+            self.runtime.proxy_fd, self.runtime.proxy_launcher_fd = (
+                s.detach() for s in _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM))
         go_r, go_w = os.pipe()
         report_r, report_w = os.pipe2(os.O_CLOEXEC)
         # Block the forwarded signals across fork: the children inherit the mask and unblock when ready.
@@ -244,6 +252,9 @@ class Launcher:
             from rootsand import inside
             inside.child_main(self.runtime, launcher_pid, go_r, report_w)
         self.child = pid
+        if self.runtime.proxy_fd is not None:
+            os.close(self.runtime.proxy_fd)
+            self.runtime.proxy_fd = None
         if self.relay:
             self.relay.start()
         os.close(go_r)
@@ -277,6 +288,7 @@ class Launcher:
                     self._kill_and_reap()
             finally:
                 try:
+                    self._stop_proxy()
                     if self.slirp:
                         self.slirp.stop()
                 finally:
@@ -363,6 +375,8 @@ class Launcher:
                 self.error = channel.error_from(m)
             elif "note" in m:
                 self.late_notes.append(m["note"])  # said at the end: the terminal may be raw now
+            elif m.get("stage") == "proxy":
+                self._start_proxy()
             elif m.get("stage") == "unshared":
                 self.log("namespaces created")
                 self._read_namespaces(later=False)
@@ -409,6 +423,35 @@ class Launcher:
         self.slirp.publish(net.publish)
         self.slirp.forget_api_socket()
         self.log("slirp4netns ready" + (f", published {', '.join(map(str, net.publish))}" if net.publish else ""))
+
+    def _start_proxy(self) -> None:
+        """The endpoint exists inside: serve it from here, in a process that dies with us."""
+        listen_fd = network.receive_listener(self.runtime.proxy_launcher_fd)
+        os.close(self.runtime.proxy_launcher_fd)
+        self.runtime.proxy_launcher_fd = None
+        from rootsand import proxy
+
+        net = self.plan.network
+        try:
+            self.proxy_pid = proxy.start(listen_fd, {"allow": net.allow, "deny": net.deny,
+                                                     "header_timeout": net.header_timeout,
+                                                     "verbose": self.runtime.verbose}, self.status_fd)
+        finally:
+            os.close(listen_fd)
+        self.log(f"proxy process {self.proxy_pid} serves 127.0.0.1:{net.proxy_port} inside; allowed: "
+                 f"{', '.join(net.allow) or 'nothing'}")
+
+    def _stop_proxy(self) -> None:
+        if self.runtime.proxy_launcher_fd is not None:
+            os.close(self.runtime.proxy_launcher_fd)
+            self.runtime.proxy_launcher_fd = None
+        if self.proxy_pid is not None:
+            try:
+                os.kill(self.proxy_pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.waitpid(self.proxy_pid, 0)
+            self.proxy_pid = None
 
     def _on_signal(self, signum: int, _frame) -> None:
         if signum == signal.SIGWINCH and self.relay:

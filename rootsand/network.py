@@ -39,6 +39,45 @@ def loopback_up() -> None:
         s.close()
 
 
+def listen_on_loopback(port: int) -> int:
+    """A TCP socket listening on 127.0.0.1:port of the current network namespace: its fd."""
+    s = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+    try:
+        s.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
+        s.listen(1024)
+    except OSError as e:
+        s.close()
+        raise RootsandError(f"cannot listen on the sandbox's 127.0.0.1:{port} for the proxy: {e.strerror}") from None
+    return s.detach()
+
+
+def send_listener(channel_fd: int, fd: int) -> None:
+    """Pass `fd` over the Unix socket `channel_fd` (SCM_RIGHTS); both are closed."""
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, channel_fd)
+    try:
+        s.sendmsg([b"P"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("i", fd))])
+    finally:
+        s.close()
+        os.close(fd)
+
+
+def receive_listener(channel_fd: int) -> int:
+    """The fd send_listener() passed; RootsandError when none came."""
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, channel_fd)
+    try:
+        s.settimeout(5)
+        _, ancillary, _, _ = s.recvmsg(1, _socket.CMSG_SPACE(4))
+    except OSError as e:
+        raise RootsandError(f"the proxy's endpoint did not arrive from the sandbox: {e.strerror or e}") from None
+    finally:
+        s.detach()
+    for level, kind, data in ancillary:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS and len(data) >= 4:
+            return struct.unpack("i", data[:4])[0]
+    raise RootsandError("the proxy's endpoint did not arrive from the sandbox")
+
+
 def _if_flags(s, name: str) -> int:
     req = struct.pack("16sH14x", name.encode(), 0)
     return struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req))[1]

@@ -23,7 +23,8 @@ PROC_MASKED_FILES = ("keys", "key-users", "kcore", "timer_list", "timer_stats", 
 PROC_MASKED_DIRS = ("acpi", "scsi")
 SHM_MAX = 64 << 20  # the largest SysV segment where no memory cgroup counts them
 PTS_MAX = 64  # ptys one sandbox may open
-INOTIFY_SHARE = 8  # a sandbox with limits gets 1/8 of the user's inotify instances and watches
+INOTIFY_SHARE = 8
+PROXY_PORT = 3128  # the proxy mode's endpoint on the sandbox's own 127.0.0.1 (squid's port, which tools guess)  # a sandbox with limits gets 1/8 of the user's inotify instances and watches
 # The flags each mount type ends up with. "ro" on dev is set once its mount points are made.
 MOUNT_FLAGS = {
     "bind": ("nosuid", "nodev"), "ro-bind": ("ro", "nosuid", "nodev"), "dev-bind": ("nosuid",),
@@ -75,6 +76,9 @@ class Network(Record):
         "resolv_conf": None,  # slirp: the sandbox's /etc/resolv.conf
         "address": None, "gateway": None, "dns": None, "interface": None,  # slirp's, inside
         "slirp_sandbox": True,  # slirp4netns in a mount namespace of its own (not possible when nested)
+        # proxy: the hosts the proxy lets through (allowlist.py), its endpoint on the sandbox's 127.0.0.1,
+        # and how long a client may take to send its request head
+        "allow": list, "deny": list, "proxy_port": None, "header_timeout": None,
     }
     __slots__ = tuple(FIELDS)
     NESTED = {"publish": PortForward}
@@ -160,6 +164,9 @@ def plan(spec, facts: HostFacts) -> Plan:
     if limits.not_enforced:
         notes.append("; ".join(limits.not_enforced))
     network = _network(spec, facts)
+    env = dict(spec.env)
+    if network.mode == "proxy":
+        env.update(proxy_env(network.proxy_port))
     if network.mode == "slirp" and not network.allow_host_loopback and any(
             f.proto == "udp" and f.host_addr.startswith(("127.", "::1")) for f in network.publish):
         notes.append("slirp4netns drops a sandbox's UDP replies to the host's loopback unless --allow-host-loopback "
@@ -173,7 +180,7 @@ def plan(spec, facts: HostFacts) -> Plan:
         failure_hint = (f"only your own id is mapped ({ids.note or 'idmap = single'}), so chown to any other id "
                         "fails with 'Invalid argument'")
     return Plan(
-        name=spec.name or f"sandbox-{facts.pid}", profile=spec.profile, argv=list(spec.command), env=dict(spec.env),
+        name=spec.name or f"sandbox-{facts.pid}", profile=spec.profile, argv=list(spec.command), env=env,
         chdir=spec.chdir, cwd=spec.cwd, hostname=spec.hostname, homes=list(spec.homes), timeout=spec.timeout,
         memory=spec.memory,
         user=spec.user.mode, run_uid=run_ids[0], run_gid=run_ids[1], ids=ids,
@@ -212,11 +219,23 @@ def mount_step(m, memory: int | None) -> MountStep:
 
 
 def _network(spec, facts: HostFacts) -> Network:
+    if spec.net_mode == "proxy":
+        return Network(mode="proxy", allow=list(spec.allow_hosts), deny=list(spec.deny_hosts), proxy_port=PROXY_PORT,
+                       header_timeout=spec.header_timeout)
     if spec.net_mode != "slirp":
         return Network(mode=spec.net_mode)
     return Network(mode="slirp", allow_host_loopback=spec.allow_host_loopback, publish=list(spec.publish),
                    resolv_conf=resolv_conf(facts.resolv_conf, spec.dns), address=f"{SANDBOX_ADDRESS}/24",
                    gateway=GATEWAY, dns=SLIRP_DNS, interface=TAP, slirp_sandbox=facts.nested is None)
+
+
+def proxy_env(port: int) -> dict[str, str]:
+    """What pip, curl, git, npm, apt and urllib read to use a proxy; both spellings, as tools differ. The
+    sandbox's own loopback is not proxied, so a test suite reaches the server it started itself."""
+    url = f"http://127.0.0.1:{port}"
+    values = {"HTTP_PROXY": url, "HTTPS_PROXY": url, "ALL_PROXY": f"socks5h://127.0.0.1:{port}",
+              "NO_PROXY": "localhost,127.0.0.1,::1"}
+    return {**values, **{k.lower(): v for k, v in values.items()}}
 
 
 def resolv_conf(host_text: str, dns: list[str]) -> str:
@@ -285,6 +304,9 @@ def describe(p: Plan) -> list[str]:
     lines.append(f"  network: {net.mode}" + (f", {net.address} via {net.gateway}, dns {net.dns}"
                                               + "".join(f", publish {f}" for f in net.publish)
                                               if net.mode == "slirp" else ""))
+    if net.mode == "proxy":
+        lines.append(f"  proxy: 127.0.0.1:{net.proxy_port} inside; allow {', '.join(net.allow) or 'nothing'}"
+                     + (f"; deny {', '.join(net.deny)}" if net.deny else ""))
     lines.append(f"  capabilities: {', '.join(p.capabilities) or 'none'}; no_new_privs; "
                  f"seccomp: {len(p.seccomp)} rules" if p.seccomp is not None else
                  f"  capabilities: {', '.join(p.capabilities) or 'none'}; no_new_privs; seccomp: off")

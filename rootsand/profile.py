@@ -61,6 +61,7 @@ class Profile(Record):
         "hostname": "rootsand", "failure_hint": None, "chdir": None, "user": User, "namespaces": lambda: list(DEFAULT_NAMESPACES),
         "idmap": "auto", "time_offsets": dict,
         "net_mode": "none", "allow_host_loopback": False, "publish": list, "dns": list,
+        "allow_hosts": list, "deny_hosts": list, "header_timeout": 10.0,
         "env_clear": True, "env_keep": lambda: list(DEFAULT_ENV_KEEP), "env_set": dict,
         "mounts": list,
         "capabilities": list, "no_new_privs": True, "seccomp": "default", "new_session": True,
@@ -293,6 +294,18 @@ def _dns(c: _Checker, key, value):
     return out
 
 
+def _hosts(what: str):
+    def check(c: _Checker, key, value):
+        from rootsand import allowlist
+
+        return [c.parsed(key, allowlist.parse_entry, text, what).text for text in c.strings(key, value)]
+    return check
+
+
+def _header_timeout(c: _Checker, key, value):
+    return _duration(c, key, value, "header_timeout")
+
+
 def _env_keep(c: _Checker, key, value):
     out = c.strings(key, value)
     for item in out:
@@ -350,13 +363,17 @@ def _seccomp(c: _Checker, key, value):
 
 
 def _timeout(c: _Checker, key, value):
+    return _duration(c, key, value, "timeout")
+
+
+def _duration(c: _Checker, key, value, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         c.fail(key, f"expected seconds or a duration like \"10m\", got {type_name(value)}")
     if isinstance(value, int) and value > 10**9:  # float() of a huge int overflows
         c.fail(key, f"{value} is too large")
     if isinstance(value, str):
         value = c.string(key, value)
-    return c.parsed(key, parse_duration, value, "timeout")
+    return c.parsed(key, parse_duration, value, what)
 
 
 def _memory(c: _Checker, key, value):
@@ -414,6 +431,9 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable]]] = {
         "allow_host_loopback": ("allow_host_loopback", _just("boolean")),
         "publish": ("publish", _publish),
         "dns": ("dns", _dns),
+        "allow": ("allow_hosts", _hosts("allow entry")),
+        "deny": ("deny_hosts", _hosts("deny entry")),
+        "header_timeout": ("header_timeout", _header_timeout),
     },
     "env": {
         "clear": ("env_clear", _just("boolean")),

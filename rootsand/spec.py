@@ -19,7 +19,7 @@ __all__ = ["RunOptions", "SandboxSpec", "build_env", "from_profile", "parse_dura
 class RunOptions:
     """What the command line of `rootsand run` says; None (or empty) where it leaves the profile's choice."""
 
-    LISTS = ("command", "env", "publish", "binds", "ro_binds", "tmpfs", "overlays")
+    LISTS = ("command", "env", "publish", "binds", "ro_binds", "tmpfs", "overlays", "allow_hosts", "unprotect")
     VALUES = ("profile", "hostname", "chdir", "user", "timeout", "name", "json_status", "net", "rootfs")
     FLAGS = ("allow_host_loopback", "verbose", "debug", "dry_run")
 
@@ -64,6 +64,7 @@ class SandboxSpec(Record):
         "net_mode": "none",
         "allow_host_loopback": False,
         "publish": list,  # PortForward
+        "allow_hosts": list, "deny_hosts": list, "header_timeout": 10.0,  # proxy mode (allowlist.py)
         "dns": list,
         "capabilities": list,  # names, or "all"
         "seccomp": "default",  # default | none | a rule file's path
@@ -144,9 +145,16 @@ def from_profile(profile, options: RunOptions, host_env: dict[str, str], cwd: st
     if assignments.get("MAKEFLAGS") == "auto":
         assignments["MAKEFLAGS"] = f"-j{cpu_count}"
     assignments.update(parse_env_assignment(e) for e in options.env)
-    net_mode = options.net or profile.net_mode
+    net_mode = options.net or ("proxy" if options.allow_hosts else profile.net_mode)
     if net_mode not in NET_MODES:
-        raise RootsandError(f"invalid --net {net_mode!r}: expected none, slirp or host")
+        raise RootsandError(f"invalid --net {net_mode!r}: expected none, slirp, proxy or host")
+    if options.allow_hosts and net_mode != "proxy":
+        raise RootsandError(f"--allow-host needs --net proxy (the network mode is {net_mode})")
+    from rootsand import allowlist
+
+    allow_hosts = list(profile.allow_hosts)
+    for text in options.allow_hosts:
+        allow_hosts.append(allowlist.parse_entry(text, "--allow-host").text)
     publish = list(profile.publish) + [parse_publish(p) for p in options.publish]
     if publish and net_mode != "slirp":
         raise RootsandError(f"--publish needs --net slirp (the network mode is {net_mode})")
@@ -195,6 +203,9 @@ def from_profile(profile, options: RunOptions, host_env: dict[str, str], cwd: st
         net_mode=net_mode,
         allow_host_loopback=options.allow_host_loopback or profile.allow_host_loopback,
         publish=publish,
+        allow_hosts=allow_hosts,
+        deny_hosts=list(profile.deny_hosts),
+        header_timeout=profile.header_timeout,
         dns=list(profile.dns),
         capabilities=profile.capabilities,
         seccomp=profile.seccomp,

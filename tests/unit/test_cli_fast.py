@@ -19,7 +19,7 @@ def test_fast_tables_name_every_typer_option():
                 typer_opts[opt] = p.name
     fast = {**cli.RUN_FLAGS, **cli.RUN_VALUES, **cli.RUN_LISTS}
     assert set(fast) == set(typer_opts)
-    rename = {"bind": "binds", "ro_bind": "ro_binds", "overlay": "overlays"}
+    rename = {"bind": "binds", "ro_bind": "ro_binds", "overlay": "overlays", "allow_host": "allow_hosts"}
     for opt, attr in fast.items():
         assert rename.get(typer_opts[opt], typer_opts[opt]) == attr, opt
 

@@ -468,7 +468,7 @@ INVALID = [
      "unknown key"),
     ('[sandbox]\nnamespaces = ["user", "mount", "pid", "time"]\ntime_offsets = { boottime = 1.5 }\n', 3,
      "sandbox.time_offsets.boottime", "expected an integer, got float"),
-    ('[network]\nmode = "bridge"\n', 2, "network.mode", "expected one of none, slirp, host"),
+    ('[network]\nmode = "bridge"\n', 2, "network.mode", "expected one of none, slirp, proxy, host"),
     ("[network]\nallow_host_loopback = 1\n", 2, "network.allow_host_loopback", "expected true or false"),
     ('[network]\nmode = "slirp"\npublish = ["80"]\n', 3, "network.publish", "invalid port '80'"),
     ('[network]\nmode = "slirp"\npublish = ["0:80"]\n', 3, "network.publish", "ports 1-65535"),
