@@ -169,9 +169,12 @@ def _build(runtime, plan) -> None:
             for line in network.describe_interfaces():
                 print(f"rootsand: network: {line}", file=sys.stderr, flush=True)
     fs = mounts.FileSystem(runtime.steps, runtime.rootfs, (plan.run_uid, plan.run_gid), plan.etc_files,
-                           sysctls=plan.sysctls)
+                           sysctls=plan.sysctls, protected=plan.protected)
     fs.build()
     if runtime.verbose:
+        for inside, made in fs.protected_paths:
+            print(f"rootsand: protected: {printable(inside)} (read-only" + (", made for the run, removed at exit)"
+                                                                              if made else ")"), file=sys.stderr, flush=True)
         for note in fs.notes:
             print(f"rootsand: {printable(note)}", file=sys.stderr, flush=True)
         for failure in fs.sysctl_failures:

@@ -146,6 +146,39 @@ def writable_dirs(the_plan) -> list[str]:
     return of_mounts(the_plan.mounts, the_plan.cwd)
 
 
+def protected_nodes(the_plan, steps: list) -> dict:
+    """What security.protect will cover on the host, looked at before the sandbox exists: for each path,
+    the first component that is missing (PID 1 makes it: a mount point to remove at exit), a file, or the
+    path itself. Written to the registry before anything is made, so a killed launcher's are known."""
+    covered, made = [], []
+    for item in the_plan.protected:
+        top = steps[item.mount].src
+        parts = [p for p in item.path.split("/") if p]
+        try:
+            if not stat.S_ISDIR(os.lstat(top).st_mode):
+                continue
+        except OSError:
+            continue
+        path = top
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            path = os.path.join(path, part)
+            try:
+                mode = os.lstat(path).st_mode
+            except FileNotFoundError:
+                covered.append(path)
+                made.append([path, not last or item.directory])
+                break
+            except OSError:
+                break
+            if stat.S_ISLNK(mode):
+                break  # PID 1 refuses it
+            if last or not stat.S_ISDIR(mode):
+                covered.append(path)
+                break
+    return {"covered": covered, "made": made}
+
+
 def _check_host_paths(the_plan) -> tuple[list, str | None]:
     """Every host path the sandbox is built from, resolved once, refusing links a sandbox could have
     planted (hostpaths.py); the sandbox then opens the resolved paths without following any link."""
@@ -178,6 +211,8 @@ class Launcher:
         self.error: RootsandError | None = None
         self.slirp: network.Slirp | None = None
         self.proxy_pid: int | None = None
+        self.protect_lock: int | None = None
+        self.protect: dict | None = None  # {"covered": host paths, "made": [[path, is_dir]]}: security.protect
         self.relay = None
         self.status_fd: int | None = None
         self._status_done = False
@@ -202,11 +237,32 @@ class Launcher:
             pass  # nobody reads our stderr any more: the exit status still tells
 
     def run(self) -> int:
-        self.entry_path = state.claim(self.plan.name)  # the name is ours, or this is an error before anything runs
+        if self.plan.protected:
+            # Held until the protected paths are mounted: no sweep may remove a mount point we are about to use.
+            self.protect_lock = state.protect_lock(exclusive=False)
+            self.protect = protected_nodes(self.plan, self.runtime.steps)
+        try:
+            # the name is ours, or this is an error before anything runs
+            self.entry_path = state.claim(self.plan.name, {"protect": self.protect} if self.protect else None)
+        except BaseException:
+            self._release_protect_lock()
+            raise
         try:
             return self._run()
         finally:
-            state.forget(self.entry_path)
+            self._release_protect_lock()
+            # Once the sandbox is gone: the mount points made for it go, unless another sandbox uses them. When
+            # the lock is busy our entry stays: stale once we exit, it tells the next command what to remove.
+            made = self.protect["made"] if self.protect else []
+            if not made:
+                state.forget(self.entry_path)
+            else:
+                state.sweep_leftovers(self.entry_path, made)
+
+    def _release_protect_lock(self) -> None:
+        if self.protect_lock is not None:
+            os.close(self.protect_lock)
+            self.protect_lock = None
 
     def _publish_entry(self) -> None:
         """The registry entry, once the sandbox is up: what ps, exec, inspect and stop need."""
@@ -218,6 +274,7 @@ class Launcher:
             "namespaces": self.namespaces, "profile": self.plan.profile, "command": self.plan.argv,
             "net": self.plan.network.mode, "publish": [str(f) for f in self.plan.network.publish],
             "cgroup": self.runtime.cgroup_dir,
+            **({"protect": self.protect} if self.protect else {}),
             "plan": self.plan.to_json(),
         }
         try:
@@ -342,6 +399,8 @@ class Launcher:
             ready, writable, _ = select.select(reads, writes, [], self._wait(deadline))
             if self._reports.fd in ready:
                 self._handle(self._reports.read(0))
+                if self._reports.fd is None:
+                    self._release_protect_lock()  # the command runs: its protected paths are in place
             if self.relay:
                 self.relay.pump(ready, writable)
             if pidfd in ready:

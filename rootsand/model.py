@@ -176,6 +176,20 @@ def parse_user(text: str) -> User:
     return User(mode="ids", uid=uid, gid=gid)
 
 
+def parse_protect_entry(text: str) -> str:
+    """A protected path as written in security.protect or --unprotect: relative to a writable bind, `~/`
+    first for one that only counts where the bind is a home directory, `/` last for a directory (what is
+    made when it is absent). Returned normalised."""
+    home = text.startswith("~/")
+    body = text[2:] if home else text
+    is_dir = body.endswith("/")
+    parts = [p for p in body.split("/") if p not in ("", ".")]
+    if not parts or body.startswith("/") or ".." in parts or "\0" in text:
+        raise RootsandError(f"invalid protected path {text!r}: expected a path relative to the writable "
+                            "directory (.git/hooks/, .envrc, ~/.bashrc)")
+    return ("~/" if home else "") + "/".join(parts) + ("/" if is_dir else "")
+
+
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 

@@ -117,8 +117,11 @@ class FileSystem:
     """Builds the sandbox's root from a plan's mount steps (plan.MountStep), then pivots into it."""
 
     def __init__(self, mounts: list, rootfs: str | None, run_ids: tuple[int, int],
-                 generated: dict[str, str] | None = None, sysctls: dict[str, str] | None = None):
+                 generated: dict[str, str] | None = None, sysctls: dict[str, str] | None = None,
+                 protected: list | None = None):
         self.mounts = mounts
+        self.protected = protected or []  # plan.Protected: made read-only after every mount
+        self.protected_paths: list[tuple[str, bool]] = []  # (inside, made): what protect() did, for --verbose
         self.rootfs = rootfs
         self.host_backed: list[str] = []  # paths inside where writes reach the user's files
         self.read_only_at_end: list[tuple[int, int]] = []  # (fd, attrs): once later mounts have their mount points
@@ -159,6 +162,7 @@ class FileSystem:
                 raise RootsandError(f"{_origin(m, index)}: {e.strerror or e}") from None
             except RootsandError as e:
                 raise RootsandError(f"{_origin(m, index)}: {e.message}", e.hint) from None
+        self._protect()
         self._generated_files()
         for fd, attrs in self.read_only_at_end:
             libc.mount_setattr_fd(fd, attrs, recursive=False)
@@ -538,6 +542,71 @@ class FileSystem:
         mounted = libc.open_tree(libc.AT_FDCWD, mount_point, 0)  # the mount itself, to move it into place
         libc.mount_setattr_fd(mounted, attrs_of(m.flags), recursive=False)
         self._attach(mounted, os.dup(target), m.dst)
+
+    def _protect(self) -> None:
+        """security.protect: each path read-only inside its writable bind, and each directory on the way
+        there a mount point of its own, which cannot be renamed or removed (`mv .git x; mkdir .git` would
+        otherwise leave the protection behind). The walk follows no link: a protected path that is a link
+        is an error, as the sandbox could change where it leads."""
+        pinned: set[str] = set()
+        for item in self.protected:
+            if any(s.missing for s in self.sources.get(item.mount, [])):
+                continue  # an optional bind that is not there
+            top, top_path = self._walk(self.mounts[item.mount].dst)
+            if not stat.S_ISDIR(os.fstat(top).st_mode):
+                os.close(top)
+                continue  # a file bind: nothing lies below it
+            try:
+                self._protect_one(top, top_path, item, pinned)
+            except OSError as e:
+                raise RootsandError(f"security.protect {item.entry}: {item.dst}: {e.strerror or e}") from None
+
+    def _protect_one(self, fd: int, path: str, item, pinned: set[str]) -> None:
+        parts = _split(item.path)
+        try:
+            for i, part in enumerate(parts):
+                last = i == len(parts) - 1
+                inside = os.path.join(path, part)
+                try:
+                    child = _open_at(fd, part)
+                except FileNotFoundError:
+                    if not last or item.directory:
+                        os.mkdir(part, 0o555, dir_fd=fd)
+                    else:
+                        os.close(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                         0o444, dir_fd=fd))
+                    self._pin(_open_at(fd, part), inside, read_only=True)
+                    self.protected_paths.append((inside, True))
+                    return
+                mode = os.fstat(child).st_mode
+                if stat.S_ISLNK(mode):
+                    os.close(child)
+                    raise RootsandError(f"the protected path {inside} is a symbolic link, which the sandbox "
+                                        "could point elsewhere", hint=f"replace the link, or --unprotect {item.entry}")
+                if last or not stat.S_ISDIR(mode):  # a file where a directory would be (a worktree's .git)
+                    self._pin(child, inside, read_only=True)
+                    self.protected_paths.append((inside, False))
+                    return
+                if inside not in pinned:
+                    self._pin(child, inside, read_only=False)
+                    pinned.add(inside)
+                    child = _open_at(fd, part)  # the root of the mount just made
+                os.close(fd)
+                fd, path = child, inside
+        finally:
+            os.close(fd)
+
+    def _pin(self, fd: int, what: str, read_only: bool) -> None:
+        """Bind `fd` onto itself: a mount point, read-only or not (always nosuid, nodev); uses up fd."""
+        tree = libc.open_tree(fd, "", libc.OPEN_TREE_CLONE | libc.AT_EMPTY_PATH, what)
+        try:
+            attrs = libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV | (libc.MOUNT_ATTR_RDONLY if read_only else 0)
+            libc.mount_setattr_fd(tree, attrs, recursive=False, what=what)
+        except OSError:
+            os.close(tree)
+            os.close(fd)
+            raise
+        self._attach(tree, fd, what)
 
     def _generated_files(self) -> None:
         """Put rootsand's own /etc files over the host's, without touching them; skip where /etc has no place."""

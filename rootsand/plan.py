@@ -12,6 +12,7 @@ pty) is its own business.
 
 from rootsand import idmap, security
 from rootsand.errors import RootsandError
+from rootsand.hostpaths import is_below
 from rootsand.model import CAPABILITIES, NAMESPACE_LINKS, PortForward, Record
 from rootsand.seccomp import Rule
 
@@ -68,6 +69,21 @@ class MountStep(Record):
     __slots__ = tuple(FIELDS)
 
 
+class Protected(Record):
+    """A path kept read-only inside a writable bind of the user's directory (security.protect). Whether it
+    exists is the runtime's business: an existing one is bound read-only onto itself, an absent one is
+    made (empty, a directory when `directory`) and bound so, and removed at exit."""
+
+    FIELDS = {
+        "mount": 0,  # index of the bind in Plan.mounts
+        "path": "",  # relative to the bind's root
+        "dst": "",  # where it is inside
+        "directory": False,  # made as a directory when absent
+        "entry": "",  # as the profile wrote it, for --unprotect
+    }
+    __slots__ = tuple(FIELDS)
+
+
 class Network(Record):
     FIELDS = {
         "mode": "none",  # none | slirp | host
@@ -97,6 +113,7 @@ class Plan(Record):
         "namespaces": list, "time_offsets": dict,
         "rootfs": None,  # a host directory as the root, else an empty read-only tmpfs
         "mounts": list,  # MountStep, in order
+        "protected": list,  # Protected: applied after the mounts, on top of them
         "etc_files": dict,  # /etc/NAME -> content, bound read-only over the host's
         "network": Network,
         "capabilities": list,  # names the command keeps
@@ -111,7 +128,7 @@ class Plan(Record):
         "failure_hint": None,  # said once after a command that failed
     }
     __slots__ = tuple(FIELDS)
-    NESTED = {"ids": idmap.IdPlan, "mounts": MountStep, "network": Network, "seccomp": Rule,
+    NESTED = {"ids": idmap.IdPlan, "mounts": MountStep, "protected": Protected, "network": Network, "seccomp": Rule,
               "limits": security.Limits}
 
     @property
@@ -185,13 +202,32 @@ def plan(spec, facts: HostFacts) -> Plan:
         memory=spec.memory,
         user=spec.user.mode, run_uid=run_ids[0], run_gid=run_ids[1], ids=ids,
         namespaces=list(spec.namespaces), time_offsets=dict(spec.time_offsets),
-        rootfs=spec.rootfs, mounts=[mount_step(m, spec.memory) for m in spec.mounts], etc_files=etc_files,
+        rootfs=spec.rootfs, mounts=[mount_step(m, spec.memory) for m in spec.mounts],
+        protected=protected_paths(spec.mounts, spec.protect, spec.cwd, spec.homes), etc_files=etc_files,
         network=network, capabilities=capabilities, new_session=spec.new_session, nested_userns=spec.nested_userns,
         setuid_bits=spec.setuid_bits,
         seccomp=rules, compat_syscalls=spec.compat_syscalls, limits=limits, cgroup_parent=facts.cgroup_dir if limits.cgroup else None,
         sysctls=sandbox_sysctls(spec.nested_userns, limits, spec.memory, facts), notes=notes,
         failure_hint=failure_hint,
     )
+
+
+def protected_paths(mounts: list, protect: list[str], cwd: str, homes) -> list[Protected]:
+    """Where each protected path lies: inside every read-write bind of the user's own directories (the
+    current directory, a --bind, a home) that no later mount covers. A `~/` entry counts in a home only."""
+    found = []
+    for index, m in enumerate(mounts):
+        if m.type != "bind" or not m.src or not (m.src == cwd or m.src in homes or m.origin.startswith("--bind")):
+            continue
+        if any(is_below(m.dst, later.dst) for later in mounts[index + 1:] if later.type != "symlink"):
+            continue  # a later mount hides it (untrusted's overlay of the current directory)
+        for entry in protect:
+            if entry.startswith("~/") and m.src not in homes:
+                continue
+            path = entry.removeprefix("~/").rstrip("/")
+            found.append(Protected(mount=index, path=path, dst=f"{m.dst.rstrip('/')}/{path}",
+                                   directory=entry.endswith("/"), entry=entry))
+    return found
 
 
 def mount_step(m, memory: int | None) -> MountStep:
@@ -301,6 +337,8 @@ def describe(p: Plan) -> list[str]:
         lines.append(f"  {step.type:<8} {step.dst:<28} {what}{'  ' + flags if flags else ''}"
                      f"{'  (optional)' if step.optional else ''}  [{step.origin}]")
     net = p.network
+    lines += [f"  protect  {item.dst}{'/' if item.directory else ''}  read-only [security.protect {item.entry}]"
+              for item in p.protected]
     lines.append(f"  network: {net.mode}" + (f", {net.address} via {net.gateway}, dns {net.dns}"
                                               + "".join(f", publish {f}" for f in net.publish)
                                               if net.mode == "slirp" else ""))

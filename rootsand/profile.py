@@ -66,6 +66,7 @@ class Profile(Record):
         "mounts": list,
         "capabilities": list, "no_new_privs": True, "seccomp": "default", "new_session": True,
         "nested_userns": False, "setuid_bits": False, "socket_families": list, "compat_syscalls": True,
+        "protect": list,
         "timeout": None, "memory": None, "pids": None, "cpu": None, "rlimits": dict,
     }
     __slots__ = tuple(FIELDS)
@@ -306,6 +307,12 @@ def _header_timeout(c: _Checker, key, value):
     return _duration(c, key, value, "header_timeout")
 
 
+def _protect(c: _Checker, key, value):
+    from rootsand.model import parse_protect_entry
+
+    return [c.parsed(key, parse_protect_entry, text) for text in c.strings(key, value, expand=False)]
+
+
 def _env_keep(c: _Checker, key, value):
     out = c.strings(key, value)
     for item in out:
@@ -449,6 +456,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable]]] = {
         "setuid_bits": ("setuid_bits", _just("boolean")),
         "compat_syscalls": ("compat_syscalls", _just("boolean")),
         "socket_families": ("socket_families", _socket_families),
+        "protect": ("protect", _protect),
     },
     "limits": {
         "timeout": ("timeout", _timeout),

@@ -74,6 +74,7 @@ class SandboxSpec(Record):
         "setuid_bits": False,
         "socket_families": tuple,
         "compat_syscalls": True,  # 32-bit system calls allowed (through the same rules)
+        "protect": list,  # paths made read-only inside the writable binds of the user's directories
         "memory": None,
         "pids": None,
         "cpu": None,
@@ -215,12 +216,32 @@ def from_profile(profile, options: RunOptions, host_env: dict[str, str], cwd: st
         setuid_bits=profile.setuid_bits,
         socket_families=tuple(profile.socket_families),
         compat_syscalls=profile.compat_syscalls,
+        protect=protected_paths(profile.protect, options.unprotect),
         memory=profile.memory,
         pids=profile.pids,
         cpu=profile.cpu,
         rlimits=dict(profile.rlimits),
         notes=tuple(notes),
     )
+
+
+def protected_paths(protect: list[str], unprotect: list[str]) -> list[str]:
+    """The profile's protected paths without those --unprotect lifts (written with or without the `~/`
+    and the final `/`); lifting one that is not there is an error, as it is likely a typo."""
+    from rootsand.model import parse_protect_entry
+
+    def key(entry: str) -> str:
+        return entry.removeprefix("~/").rstrip("/")
+
+    kept = list(protect)
+    for text in unprotect:
+        wanted = key(parse_protect_entry(text))
+        matches = [entry for entry in kept if key(entry) == wanted]
+        if not matches:
+            raise RootsandError(f"--unprotect {text}: not a protected path of this profile",
+                                hint="protected: " + (", ".join(protect) or "none"))
+        kept = [entry for entry in kept if entry not in matches]
+    return kept
 
 
 def _too_wide(m, cwd: str, homes: tuple[str, ...], env: dict[str, str]) -> str | None:

@@ -1,10 +1,17 @@
 """rootsand's own state on the host: the private runtime directory and what killed launchers left in it.
 
-The registry of running sandboxes will live here too.
+The registry of running sandboxes lives here too, and the ledger of the mount points that protected
+paths needed (security.protect): empty files and directories made in the user's directories for the run.
+They are removed once no live sandbox covers them: by the launcher at exit, or, when it was killed, by the
+next command that reads the registry. A lock keeps a sweep from removing one that a sandbox still being
+set up is about to cover (its entry names what it covers before it starts).
 """
 
+import fcntl
+import json
 import os
 import stat
+import time
 
 
 def runtime_dir() -> str:
@@ -71,8 +78,6 @@ def remove_stale(directory: str, prefix: str) -> None:
 # signalled or joined unless the process there is still the one recorded, so a reused pid is safe. An
 # entry whose launcher is gone (SIGKILL) is removed by the next command that reads the registry.
 
-import json
-import time
 
 
 def _host_uid(uid: int) -> int:
@@ -114,14 +119,14 @@ def alive(pid: int | None, started: int | None) -> bool:
     return bool(pid) and started is not None and start_time(pid) == started
 
 
-def claim(name: str) -> str:
+def claim(name: str, extra: dict | None = None) -> str:
     """Take `name` for this launcher: the entry's path. A name in use by a live sandbox is an error; one
     left by a killed launcher is taken over."""
     from rootsand.errors import RootsandError
 
     path = os.path.join(registry_dir(), f"{name}.json")
     me = {"name": name, "launcher": {"pid": os.getpid(), "start": start_time(os.getpid())}, "status": "starting",
-          "created": time.time()}
+          "created": time.time(), **(extra or {})}
     for _ in range(3):
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
@@ -154,8 +159,7 @@ def forget(path: str) -> None:
         pass
 
 
-def read_entry(path: str) -> dict | None:
-    """The entry at `path` if its launcher is alive; a stale one is removed, a broken one ignored."""
+def _load(path: str) -> dict | None:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
@@ -165,9 +169,25 @@ def read_entry(path: str) -> dict | None:
             entry = json.load(f)
     except (OSError, ValueError):
         return None
-    launcher = entry.get("launcher", {}) if isinstance(entry, dict) else {}
-    if not alive(launcher.get("pid"), launcher.get("start")):
-        forget(path)  # its launcher was killed before it could clean up
+    return entry if isinstance(entry, dict) else None
+
+
+def _is_live(entry: dict) -> bool:
+    launcher = entry.get("launcher", {})
+    return isinstance(launcher, dict) and alive(launcher.get("pid"), launcher.get("start"))
+
+
+def read_entry(path: str) -> dict | None:
+    """The entry at `path` if its launcher is alive; a stale one is removed, a broken one ignored."""
+    entry = _load(path)
+    if entry is None:
+        return None
+    if not _is_live(entry):
+        # Its launcher was killed before it could clean up: the mount points it made go to the ledger.
+        if _made(entry):
+            sweep_leftovers()  # retires it, under the lock
+        else:
+            forget(path)
         return None
     return entry
 
@@ -198,3 +218,112 @@ def find(name: str) -> dict:
     if entry is None:
         raise RootsandError(f"no sandbox named {name} is running", hint="'rootsand ps' lists them")
     return entry
+
+
+# ---------------------------------------------------------------------------------- protected paths' leftovers
+
+LEDGER = "leftover-mount-points.ledger"  # not .json: it is no sandbox entry
+
+
+def _made(entry: dict) -> list:
+    protect = entry.get("protect")
+    return protect.get("made", []) if isinstance(protect, dict) else []
+
+
+def protect_lock(exclusive: bool, wait: float = 2.0) -> int | None:
+    """An fd holding the leftover lock (shared: setting up a sandbox that protects paths; exclusive: a
+    sweep), or None when an exclusive one could not be had within `wait` seconds (a sandbox is being set up;
+    the next sweep does the work). Closing the fd releases it, also when the process is killed."""
+    fd = os.open(os.path.join(registry_dir(), "protect.lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
+    if not exclusive:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # sweeps hold it for a few milliseconds
+        return fd
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                return None
+            time.sleep(0.01)  # flock has no timeout; setups hold the lock briefly
+
+
+def sweep_leftovers(own_entry: str | None = None, made: list | None = None) -> bool:
+    """Remove the mount points in `made` (the ending launcher's, [path, is_dir] pairs, its entry then
+    forgotten), in the ledger and in the entries of killed launchers, unless a live sandbox still covers
+    them (those stay in the ledger). False when the lock was busy: then nothing changed, and an ending
+    launcher leaves its entry, which turns stale when it exits, for the next command to sweep."""
+    directory = registry_dir()
+    lock = protect_lock(exclusive=True)
+    if lock is None:
+        return False
+    ledger_path = os.path.join(directory, LEDGER)
+    try:
+        if own_entry:
+            forget(own_entry)
+        todo = [tuple(item) for item in (_load_ledger(ledger_path) + list(made or []))]
+        covered = set()
+        for name in os.listdir(directory):
+            if not name.endswith(".json"):
+                continue
+            entry = _load(os.path.join(directory, name))
+            if entry is None:
+                continue
+            if _is_live(entry):
+                protect = entry.get("protect")
+                covered |= set(protect.get("covered", [])) if isinstance(protect, dict) else set()
+            else:
+                todo += [tuple(item) for item in _made(entry)]
+                forget(os.path.join(directory, name))
+        keep = []
+        for path, is_dir in dict.fromkeys((str(p), bool(d)) for p, d in todo):
+            if path in covered:
+                keep.append([path, is_dir])
+            else:
+                remove_mount_point(path, is_dir)
+        _write_ledger(ledger_path, keep)
+    finally:
+        os.close(lock)
+    return True
+
+
+def remove_mount_point(path: str, is_dir: bool) -> bool:
+    """Remove an empty directory or an empty regular file made as a mount point; anything else (it was
+    filled, replaced, or never made) stays. No link is followed on the way."""
+    from rootsand import hostpaths
+
+    parent, name = os.path.split(path)
+    try:
+        parent_fd = hostpaths.open_nofollow(parent, os.O_PATH | os.O_DIRECTORY)
+    except OSError:
+        return False
+    try:
+        st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+        if is_dir and stat.S_ISDIR(st.st_mode):
+            os.rmdir(name, dir_fd=parent_fd)  # fails when not empty
+        elif not is_dir and stat.S_ISREG(st.st_mode) and st.st_size == 0:
+            os.unlink(name, dir_fd=parent_fd)
+        else:
+            return False
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(parent_fd)
+
+
+def _load_ledger(path: str) -> list:
+    data = _load(path) or {}
+    items = data.get("made", [])
+    return [item for item in items if isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)]
+
+
+def _write_ledger(path: str, items: list) -> None:
+    if items:
+        publish(path, {"made": items})
+    else:
+        forget(path)
+

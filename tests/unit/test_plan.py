@@ -14,7 +14,7 @@ from rootsand.errors import RootsandError
 from rootsand.idmap import SubidRange
 from rootsand.plan import HostFacts, Plan
 
-BUILTINS = ["build", "default", "fakeroot", "net", "untrusted"]
+BUILTINS = ["agent", "build", "default", "fakeroot", "net", "untrusted"]
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
 FACTS = HostFacts(uid=1000, gid=1000, user_name="alice", pid=4242,
                   subuids=[SubidRange(100000, 65536)], subgids=[SubidRange(100000, 65536)],
@@ -98,7 +98,7 @@ def test_cli_mounts_follow_the_profile_in_order_with_their_origin(where):
                     ("overlay", None, "/z", "--overlay /o:/z")]
     first = the_plan.mounts[0]
     assert (first.type, first.dst, first.flags) == ("ro-bind", "/usr", ["ro", "nosuid", "nodev"])
-    assert first.origin.startswith("profile ") and first.origin.endswith("default.toml, line 43")
+    assert first.origin.startswith("profile ") and first.origin.endswith("default.toml, line 61")
 
 
 @pytest.mark.parametrize("text,expected", [

@@ -11,7 +11,7 @@ from rootsand import profile
 from rootsand.errors import RootsandError
 from rootsand.profile import Mount, Variables
 
-BUILTINS = ["build", "default", "fakeroot", "net", "untrusted"]
+BUILTINS = ["agent", "build", "default", "fakeroot", "net", "untrusted"]
 
 
 @pytest.fixture
