@@ -103,10 +103,10 @@ def test_fakeroot_and_net_profiles(host):
     assert profile.load("net", host).net_mode == "slirp"
 
 
-def test_untrusted_refuses_32_bit_system_calls_and_only_it(host):
+def test_untrusted_and_agent_refuse_32_bit_system_calls_and_only_they(host):
     by_name = {name: profile.load(name, host) for name in BUILTINS}
     assert {name: p.compat_syscalls for name, p in by_name.items()} == {**dict.fromkeys(BUILTINS, True),
-                                                                       "untrusted": False}
+                                                                       "untrusted": False, "agent": False}
 
 
 def test_fakeroot_allows_setuid_bits_and_only_it(host):
