@@ -163,6 +163,8 @@ def protected_nodes(the_plan, steps: list) -> dict:
         for i, part in enumerate(parts):
             last = i == len(parts) - 1
             path = os.path.join(path, part)
+            if path in covered:
+                break  # read-only already, with all below it
             try:
                 mode = os.lstat(path).st_mode
             except FileNotFoundError:

@@ -567,6 +567,8 @@ class FileSystem:
             for i, part in enumerate(parts):
                 last = i == len(parts) - 1
                 inside = os.path.join(path, part)
+                if any(inside == done for done, _ in self.protected_paths):
+                    return  # read-only already, with all below it (a .git made for .git/hooks/ holds .git/config)
                 try:
                     child = _open_at(fd, part)
                 except FileNotFoundError:

@@ -1,0 +1,139 @@
+"""The proxy mode's rules as pure functions, and the proxy's order of work: judge, then look up."""
+
+import asyncio
+
+import pytest
+
+from rootsand import allowlist, proxy
+from rootsand.allowlist import decide, parse_entries, parse_entry, vet
+from rootsand.errors import RootsandError
+
+ALLOW = parse_entries(["pypi.org", "*.github.com", "files.example:8443", "10.1.2.3:443", "[fd00::1]:443",
+                       "host.rootsand.internal:8080"])
+
+
+@pytest.mark.parametrize("host, port, allowed", [
+    ("pypi.org", 443, True), ("pypi.org", 80, True), ("PyPI.org.", 443, True), ("pypi.org", 8080, False),
+    ("www.pypi.org", 443, False), ("evilpypi.org", 443, False),
+    ("api.github.com", 443, True), ("a.b.github.com", 80, True), ("github.com", 443, False),
+    ("xgithub.com", 443, False), ("github.com.evil.net", 443, False),
+    ("files.example", 8443, True), ("files.example", 443, False),
+    ("10.1.2.3", 443, True), ("10.1.2.3", 80, False), ("10.1.2.4", 443, False),
+    ("fd00::1", 443, True), ("[fd00::1]", 443, True), ("fd00:0::1", 443, True),
+    ("host.rootsand.internal", 8080, True), ("host.rootsand.internal", 80, False),
+    ("127.0.0.1", 8080, False), ("localhost", 8080, False),
+    ("", 80, False), ("bad host", 80, False), ("pypi.org", 0, False), ("a" * 300, 80, False),
+])
+def test_matching(host, port, allowed):
+    assert decide(host, port, ALLOW, []).allowed is allowed
+
+
+def test_a_name_is_never_matched_by_an_address_entry_nor_the_other_way():
+    assert not decide("3.2.1.10.in-addr.arpa", 443, ALLOW, []).allowed
+    assert not decide("1.2.3.4", 443, parse_entries(["*.example.com"]), []).allowed
+    assert not decide("2130706433", 80, parse_entries(["pypi.org"]), []).allowed  # 127.0.0.1 as a number
+
+
+def test_deny_wins_on_every_port():
+    deny = parse_entries(["evil.github.com"], "deny entry")
+    assert not decide("evil.github.com", 443, ALLOW, deny).allowed
+    assert decide("evil.github.com", 443, ALLOW, deny).reason == "evil.github.com:443 is in the deny list (evil.github.com)"
+    assert decide("good.github.com", 443, ALLOW, deny).allowed
+
+
+def test_refusal_reason_names_host_and_port():
+    assert decide("example.com", 80, ALLOW, []).reason == "example.com:80 is not in the allow list"
+    assert decide("::1", 80, ALLOW, []).reason == "[::1]:80 is not in the allow list"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("*", "a wildcard is allowed only as the first label"),
+    ("*.com", "would match a whole top-level domain"),
+    ("a.*.com", "a wildcard is allowed only as the first label"),
+    ("pypi.org:0", "the port must be a number from 1 to 65535"),
+    ("pypi.org:http", "the port must be a number"),
+    ("*.10.0.0.1", "an IP address takes no wildcard"),
+    ("host.rootsand.internal", "needs a port"),
+    ("bad_name!", "is not a host name"),
+    ("", "expected HOST"),
+])
+def test_invalid_entries(text, message):
+    with pytest.raises(RootsandError) as e:
+        parse_entry(text, "--allow-host")
+    assert message in e.value.message and e.value.message.startswith("invalid --allow-host")
+
+
+def test_international_names_compare_as_idna():
+    entry = parse_entries(["bücher.example"])
+    assert entry[0].host == "xn--bcher-kva.example"
+    assert decide("BÜCHER.example", 443, entry, []).allowed
+
+
+@pytest.mark.parametrize("addresses, kept", [
+    (["151.101.0.223"], ["151.101.0.223"]),
+    (["127.0.0.1"], []), (["10.0.0.5"], []), (["192.168.1.1"], []), (["169.254.169.254"], []),
+    (["100.64.0.1"], []), (["::1"], []), (["fe80::1%2"], []), (["fd12::1"], []), (["0.0.0.0"], []),
+    (["::ffff:127.0.0.1"], []), (["64:ff9b::a00:1"], []), (["224.0.0.1"], []),
+    (["127.0.0.1", "151.101.0.223"], ["151.101.0.223"]),
+    (["10.1.2.3"], ["10.1.2.3"]),  # named by an address entry for that port
+])
+def test_after_the_lookup_only_public_or_listed_addresses(addresses, kept):
+    decision = decide("pypi.org", 443, ALLOW, [])
+    got, why = vet("pypi.org", 443, decision, addresses, ALLOW)
+    assert got == kept
+    if not kept:
+        assert why == f"pypi.org:443 resolves to {addresses[0]}, a local or private address (allow that address itself to reach it)"
+
+
+def test_host_internal_and_address_entries_need_no_lookup():
+    assert vet("host.rootsand.internal", 8080, decide("host.rootsand.internal", 8080, ALLOW, []), [], ALLOW)[0] == [
+        "127.0.0.1", "::1"]
+    assert vet("10.1.2.3", 443, decide("10.1.2.3", 443, ALLOW, []), [], ALLOW)[0] == ["10.1.2.3"]
+
+
+def run_upstream(host, port, answers):
+    """proxy._open_upstream with a resolver that records its calls and answers from `answers`."""
+    calls = []
+
+    async def resolver(name, port):
+        calls.append((name, port))
+        return answers
+
+    config = proxy.Config(["pypi.org", "*.github.com"], [], 1.0, resolver=resolver)
+    config.say = lambda text: calls.append(("said", text))
+    config.status_fd = None
+    upstream, failure = asyncio.run(proxy._open_upstream(host, port, config))
+    return upstream, failure, calls
+
+
+def test_a_name_not_listed_is_refused_before_any_lookup():
+    upstream, failure, calls = run_upstream("evil.example", 443, ["151.101.0.223"])
+    assert upstream is None and failure == ("evil.example:443 is not in the allow list", "blocked")
+    assert calls == [("said", "blocked evil.example:443")]
+
+
+def test_a_listed_name_resolving_to_loopback_is_refused_after_the_lookup():
+    upstream, failure, calls = run_upstream("api.github.com", 443, ["127.0.0.1"])
+    assert upstream is None and failure[1] == "blocked" and "resolves to 127.0.0.1" in failure[0]
+    assert calls == [("api.github.com", 443), ("said", "blocked api.github.com:443")]
+
+
+def test_blocked_targets_are_reported_once():
+    said = []
+    config = proxy.Config([], [], 1.0)
+    config.say = said.append
+    for _ in range(3):
+        config.blocked("a.example:80")
+    config.blocked("b.example:80")
+    assert said == ["blocked a.example:80", "blocked b.example:80"]
+
+
+def test_the_origin_form_head_drops_hop_by_hop_headers():
+    import h11
+    from urllib.parse import urlsplit
+
+    request = h11.Request(method="GET", target="http://pypi.org:8080/simple/?q=1", headers=[
+        ("Host", "pypi.org:8080"), ("Proxy-Connection", "keep-alive"), ("Proxy-Authorization", "Basic eA=="),
+        ("Connection", "keep-alive, X-Secret"), ("X-Secret", "1"), ("Accept", "*/*")])
+    head = proxy._origin_form_head(request, urlsplit("http://pypi.org:8080/simple/?q=1"))
+    assert head == (b"GET /simple/?q=1 HTTP/1.1\r\nHost: pypi.org:8080\r\naccept: */*\r\nConnection: close\r\n\r\n")
