@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """One entry point for the benchmarks that compare rootsand's cost with other tools.
 
-Run as root:   python3 bench/run.py [--quick] [--json FILE] [--user NAME] [--rootsand PATH]
+Run as root:   python3 bench/run.py [--quick] [--proxy] [--json FILE] [--user NAME] [--rootsand PATH]
 
 It runs startup.py (start-up against bwrap, unshare and rootless podman, interleaved), memory.py
 (RSS/PSS of what each tool keeps resident) and throughput.py (100 sandboxes 8 at a time against podman),
 takes the stages of `rootsand run -v -- true` (median of each), prints their tables, and writes all results into one JSON file. --quick takes 3 timed rounds instead of
 15 and batches of 16: enough to show the scripts work, not for numbers.
-The longer benchmarks (fakeroot.py, network.py, build_overhead.sh) are run on their own. Stdlib only.
+--proxy adds proxy.py (--net proxy against slirp; --quick passed on). The longer benchmarks (fakeroot.py,
+network.py, build_overhead.sh) are run on their own. Stdlib only.
 """
 import argparse
 import json
@@ -51,6 +52,7 @@ def main():
     p = argparse.ArgumentParser(description="rootsand's start-up and memory against bwrap, unshare and podman.")
     p.add_argument("--quick", action="store_true", help="3 timed rounds instead of 15 (a smoke run)")
     p.add_argument("--json", default=os.path.join(RESULTS, "run.json"), help="where to write all results")
+    p.add_argument("--proxy", action="store_true", help="also run proxy.py (--net proxy against slirp)")
     add_user_options(p)
     args = p.parse_args()
     if os.geteuid() != 0:
@@ -59,8 +61,11 @@ def main():
     runs = "3" if args.quick else "15"
     memory_json = os.path.join(RESULTS, "memory.json")
     count = "16" if args.quick else "100"
+    proxy_json = os.path.join(RESULTS, "proxy.json")
     scripts = (("startup.py", ["--runs", runs]), ("memory.py", ["--json", memory_json]),
                ("throughput.py", ["--count", count]))
+    if args.proxy:
+        scripts += (("proxy.py", ["--json", proxy_json] + (["--quick"] if args.quick else [])),)
     for script, extra in scripts:
         print(f"## {script}\n", flush=True)
         subprocess.run([sys.executable, os.path.join(HERE, script), *extra, *common], check=True)
@@ -77,8 +82,12 @@ def main():
     for row in per_stage:
         print(f"| {row['stage']} | {row['at_ms']} | {row['took_ms']} |")
     print()
-    save(args.json, {"quick": args.quick, "startup": startup, "memory": memory, "throughput": throughput,
-                     "stages": per_stage})
+    results = {"quick": args.quick, "startup": startup, "memory": memory, "throughput": throughput,
+               "stages": per_stage}
+    if args.proxy:
+        with open(proxy_json) as f:
+            results["proxy"] = json.load(f)
+    save(args.json, results)
 
 
 if __name__ == "__main__":

@@ -338,6 +338,7 @@ class Launcher:
             # Each step on its own: none may skip the next (the terminal above all).
             try:
                 try:
+                    self._stop_proxy()  # first: its last "blocked" lines come before the exit code
                     self._write_status(code)  # once, whatever ended the run
                 finally:
                     # No handler may run in the middle of cleaning up.

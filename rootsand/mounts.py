@@ -489,7 +489,17 @@ class FileSystem:
                     raise
                 # Before Linux 6.8 there is no "lowerdir+": one string. The lower dirs are all
                 # /proc/self/fd/N, so nothing in it needs escaping, and 200 of them fit in its 4096 bytes.
-                tree = _kernel_overlay(lowers, upper, work, attrs_of(m.flags), one_string=True)
+                try:
+                    tree = _kernel_overlay(lowers, upper, work, attrs_of(m.flags), one_string=True)
+                except OSError as e:
+                    held = next((lower.path for lower in lowers if _mounts_below(lower.path)), None)
+                    if e.errno == errno.EINVAL and held and host.nesting():
+                        raise RootsandError(
+                            f"overlay on {m.dst}: {held} holds mounts of the sandbox this one runs in (its "
+                            "protected paths), and the kernel does not overlay such a directory from a nested "
+                            "user namespace", hint="run it from a subdirectory, or start the outer sandbox with "
+                                                   "--unprotect for those paths") from None
+                    raise
             self._attach(tree, os.dup(target), m.dst)
         finally:
             os.close(target)
@@ -572,11 +582,16 @@ class FileSystem:
                 try:
                     child = _open_at(fd, part)
                 except FileNotFoundError:
-                    if not last or item.directory:
-                        os.mkdir(part, 0o555, dir_fd=fd)
-                    else:
-                        os.close(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                                         0o444, dir_fd=fd))
+                    try:
+                        if not last or item.directory:
+                            os.mkdir(part, 0o755, dir_fd=fd)
+                        else:
+                            os.close(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                             0o644, dir_fd=fd))
+                    except OSError as e:
+                        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                            return  # PID 1 may do all the command may: where it cannot create, the command cannot
+                        raise
                     self._pin(_open_at(fd, part), inside, read_only=True)
                     self.protected_paths.append((inside, True))
                     return
@@ -675,6 +690,20 @@ def _kernel_overlay(lowers: list[Source], upper: str, work: str, attrs: int, one
         return libc.fsmount(fd, attrs)
     finally:
         os.close(fd)
+
+
+def _mounts_below(path: str) -> bool:
+    """Whether a mount point lies strictly below `path` in this mount namespace."""
+    prefix = path.rstrip("/") + "/"
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                point = line.split()[4].encode().decode("unicode_escape")  # \040 and friends
+                if point.startswith(prefix):
+                    return True
+    except OSError:
+        pass
+    return False
 
 
 def _origin(m, index: int) -> str:

@@ -97,8 +97,9 @@ def start(listen_fd: int, config_args: dict, status_fd: int | None) -> int:
                     os.close(fd)
                 except OSError:
                     pass
-        null = os.open("/dev/null", os.O_RDONLY)
+        null = os.open("/dev/null", os.O_RDWR)
         os.dup2(null, 0)
+        os.dup2(null, 1)  # a reader of rootsand's output waits for its end of file, not for ours
         os.close(null)
         import resource
 

@@ -151,11 +151,11 @@ def from_profile(profile, options: RunOptions, host_env: dict[str, str], cwd: st
         raise RootsandError(f"invalid --net {net_mode!r}: expected none, slirp, proxy or host")
     if options.allow_hosts and net_mode != "proxy":
         raise RootsandError(f"--allow-host needs --net proxy (the network mode is {net_mode})")
-    from rootsand import allowlist
-
     allow_hosts = list(profile.allow_hosts)
-    for text in options.allow_hosts:
-        allow_hosts.append(allowlist.parse_entry(text, "--allow-host").text)
+    if options.allow_hosts:
+        from rootsand import allowlist  # ipaddress: only where there are entries to check
+
+        allow_hosts += [allowlist.parse_entry(text, "--allow-host").text for text in options.allow_hosts]
     publish = list(profile.publish) + [parse_publish(p) for p in options.publish]
     if publish and net_mode != "slirp":
         raise RootsandError(f"--publish needs --net slirp (the network mode is {net_mode})")

@@ -234,8 +234,7 @@ def protect_lock(exclusive: bool, wait: float = 2.0) -> int | None:
     """An fd holding the leftover lock (shared: setting up a sandbox that protects paths; exclusive: a
     sweep), or None when an exclusive one could not be had within `wait` seconds (a sandbox is being set up;
     the next sweep does the work). Closing the fd releases it, also when the process is killed."""
-    fd = os.open(os.path.join(registry_dir(), "protect.lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 0o600)
+    fd = os.open(registry_dir(), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # flock works on directories too
     if not exclusive:
         fcntl.flock(fd, fcntl.LOCK_SH)  # sweeps hold it for a few milliseconds
         return fd
@@ -279,9 +278,10 @@ def sweep_leftovers(own_entry: str | None = None, made: list | None = None) -> b
                 todo += [tuple(item) for item in _made(entry)]
                 forget(os.path.join(directory, name))
         keep = []
-        for path, is_dir in dict.fromkeys((str(p), bool(d)) for p, d in todo):
-            if path in covered:
-                keep.append([path, is_dir])
+        # Deepest first: a second sandbox may have made its own inside a directory the first one made.
+        for path, is_dir in sorted(dict.fromkeys((str(p), bool(d)) for p, d in todo), key=lambda i: -len(i[0])):
+            if any(c == path or c.startswith(path.rstrip("/") + "/") for c in covered):
+                keep.append([path, is_dir])  # a live sandbox covers it, or something below it
             else:
                 remove_mount_point(path, is_dir)
         _write_ledger(ledger_path, keep)

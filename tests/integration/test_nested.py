@@ -43,8 +43,9 @@ def test_untrusted_inside_a_sandbox_with_a_read_only_proc_sys(tmp_path):
             "try:\n    while len(children) < 1000:\n        pid = os.fork()\n        if pid == 0:\n"
             "            signal.pause()\n        children.append(pid)\nexcept OSError as e:\n"
             "    print(len(children) < 300, e.strerror)\nfor pid in children:\n    os.kill(pid, signal.SIGKILL)\n")
-    (tmp_path / "bomb.py").write_text(bomb)
-    script = (f"{inner()} run -v --profile untrusted -- sh -c "
+    (tmp_path / "work").mkdir()  # below the outer sandbox's protected paths: see the next test
+    (tmp_path / "work" / "bomb.py").write_text(bomb)
+    script = (f"cd work && {inner()} run -v --profile untrusted -- sh -c "
               "'unshare -U true 2>&1; echo unshare=$?; python3 bomb.py; cat /proc/sys/user/max_user_namespaces'")
     r = outer("sh", "-c", script, cwd=tmp_path, check_rc=0)
     lines = r.stdout.splitlines()
@@ -72,10 +73,28 @@ def test_slirp_inside_a_sandbox_that_lets_dev_net_tun_through(tmp_path):
 
 
 def test_a_read_only_proc_sys_is_no_error_for_the_profiles(tmp_path):
-    for profile in ("default", "untrusted", "build", "fakeroot"):
-        r = outer("sh", "-c", f"{inner()} run --profile {profile} -- true; echo status=$?", cwd=tmp_path, check_rc=0)
+    (tmp_path / "work").mkdir()
+    for profile in ("default", "untrusted", "build", "fakeroot", "agent"):
+        r = outer("sh", "-c", f"cd work && {inner()} run --profile {profile} -- true; echo status=$?", cwd=tmp_path,
+                  check_rc=0)
         assert r.stdout == "status=0\n", (profile, r.stderr)
         assert "rootsand: error" not in r.stderr
+
+
+def test_an_overlay_of_the_outer_sandboxs_protected_directory_is_one_clear_error(tmp_path):
+    """The kernel refuses to overlay a directory holding mounts locked by an outer user namespace (the
+    outer sandbox's protected paths, which the inner one must not be able to peel off)."""
+    r = outer("sh", "-c", f"{inner()} run --profile untrusted -- true; echo status=$?", cwd=tmp_path, check_rc=0)
+    assert r.stdout == "status=125\n"
+    errors = [line for line in r.stderr.splitlines() if line.startswith("rootsand: error:")]
+    assert len(errors) == 1 and errors[0].startswith("rootsand: error: profile ")
+    assert errors[0].endswith(f"untrusted.toml, line 27: overlay on {tmp_path}: {tmp_path} holds mounts of the "
+                              "sandbox this one runs in (its protected paths), and the kernel does not overlay such a "
+                              "directory from a nested user namespace"), errors
+    r = outer("sh", "-c", f"{inner()} run --profile untrusted -- true; echo status=$?", cwd=tmp_path,
+              opts=[arg for path in (".git/hooks", ".git/config", ".gitmodules", ".envrc", ".vscode", ".idea")
+                    for arg in ("--unprotect", path)], check_rc=0)
+    assert r.stdout == "status=0\n", r.stderr
 
 
 def test_the_status_file_inside_names_every_namespace(tmp_path):

