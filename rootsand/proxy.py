@@ -22,6 +22,9 @@ import sys
 HEADER_LIMIT = 64 * 1024  # request heads above this are refused (431)
 CONNECT_TIMEOUT = 15.0
 CHUNK = 256 * 1024
+# The proxy runs outside the sandbox's limits: what a sandbox can make it hold is capped here.
+MAX_CONNECTIONS = 1024  # at once; more are closed as they arrive
+MAX_REPORTED = 1000  # distinct refused targets said on stderr and in --json-status
 HOP_BY_HOP = {b"connection", b"proxy-connection", b"keep-alive", b"proxy-authorization", b"proxy-authenticate",
               b"te", b"trailer", b"upgrade"}
 SOCKS_OK, SOCKS_FAILURE, SOCKS_NOT_ALLOWED, SOCKS_HOST_UNREACHABLE, SOCKS_REFUSED = 0, 1, 2, 4, 5
@@ -42,6 +45,7 @@ class Config:
         self.status_fd = status_fd
         self.resolver = resolver  # async (host, port) -> [address]; the loop's getaddrinfo when None
         self.reported: set[str] = set()
+        self.connections = 0
         self.newline = "\r\n" if os.isatty(2) else "\n"  # the terminal may be in raw mode for the relay
 
     def say(self, text: str) -> None:
@@ -53,9 +57,12 @@ class Config:
             pass
 
     def blocked(self, what: str) -> None:
-        if what in self.reported:
+        if what in self.reported or len(self.reported) > MAX_REPORTED:
             return
         self.reported.add(what)
+        if len(self.reported) > MAX_REPORTED:
+            self.say(f"blocked more than {MAX_REPORTED} hosts: not naming the others")
+            return
         self.say(f"blocked {what}")
         if self.status_fd is not None:
             try:
@@ -137,6 +144,10 @@ async def handle(reader, writer, config: Config) -> None:
     """One client connection: SOCKS5 when its first byte is 5, HTTP otherwise."""
     import asyncio
 
+    if config.connections >= MAX_CONNECTIONS:
+        writer.close()
+        return
+    config.connections += 1
     try:
         try:
             first = await asyncio.wait_for(reader.readexactly(1), config.header_timeout)
@@ -149,6 +160,7 @@ async def handle(reader, writer, config: Config) -> None:
     except (ConnectionError, OSError, asyncio.IncompleteReadError):
         pass
     finally:
+        config.connections -= 1
         writer.close()
 
 

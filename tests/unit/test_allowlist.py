@@ -137,3 +137,13 @@ def test_the_origin_form_head_drops_hop_by_hop_headers():
         ("Connection", "keep-alive, X-Secret"), ("X-Secret", "1"), ("Accept", "*/*")])
     head = proxy._origin_form_head(request, urlsplit("http://pypi.org:8080/simple/?q=1"))
     assert head == (b"GET /simple/?q=1 HTTP/1.1\r\nHost: pypi.org:8080\r\naccept: */*\r\nConnection: close\r\n\r\n")
+
+
+def test_refused_targets_said_are_capped():
+    said = []
+    config = proxy.Config([], [], 1.0)
+    config.say = said.append
+    for i in range(proxy.MAX_REPORTED + 50):
+        config.blocked(f"h{i}.example:80")
+    assert len(said) == proxy.MAX_REPORTED + 1
+    assert said[-1] == f"blocked more than {proxy.MAX_REPORTED} hosts: not naming the others"
