@@ -232,3 +232,37 @@ def test_the_agent_profile_refuses_every_host_until_allowed(server, tmp_path):
 def test_bad_allow_entries_are_one_error_line(args, message, tmp_path):
     r = sandbox("true", opts=args, cwd=tmp_path)
     assert (r.returncode, r.stdout, r.stderr.splitlines()) == (125, "", [message])
+
+
+def test_a_half_closed_tunnel_still_carries_the_answer(tmp_path):
+    """The client shuts its side after sending; the server answers only once it has read everything."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+
+    def serve_one():
+        conn, _ = listener.accept()
+        with conn:
+            data = b""
+            while chunk := conn.recv(65536):
+                data += chunk
+            conn.sendall(f"got {len(data)} bytes\n".encode())
+
+    thread = threading.Thread(target=serve_one, daemon=True)
+    thread.start()
+    code = ("import socket\n"
+            "s = socket.create_connection(('127.0.0.1', 3128))\n"
+            f"s.sendall(b'CONNECT host.rootsand.internal:{port} HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n')\n"
+            "head = b''\n"
+            "while not head.endswith(b'\\r\\n\\r\\n'):\n"
+            "    head += s.recv(1)\n"
+            "print(head.split(b'\\r\\n')[0].decode())\n"
+            "s.sendall(b'y' * 300000)\n"
+            "s.shutdown(socket.SHUT_WR)\n"
+            "print(s.makefile().read(), end='')\n")
+    try:
+        r = sandbox("python3", "-c", code, opts=allow(port), cwd=tmp_path, timeout=60)
+    finally:
+        listener.close()
+    assert (r.returncode, r.stdout) == (0, "HTTP/1.1 200 Connection established\ngot 300000 bytes\n"), r.stderr
