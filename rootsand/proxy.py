@@ -130,8 +130,16 @@ def serve(listen_fd: int, config: Config) -> None:
     listener = socket.socket(fileno=listen_fd)
     listener.setblocking(False)
 
+    tasks = set()  # asyncio keeps only weak references to tasks: a pending one must be held here, or a
+    # connection whose client half-closed could be collected while it waits for the answer
+
+    def connected(reader, writer) -> None:
+        task = asyncio.get_running_loop().create_task(handle(reader, writer, config))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
     async def main() -> None:
-        server = await asyncio.start_server(lambda r, w: handle(r, w, config), sock=listener, limit=HEADER_LIMIT)
+        server = await asyncio.start_server(connected, sock=listener, limit=HEADER_LIMIT)
         async with server:
             await server.serve_forever()
 

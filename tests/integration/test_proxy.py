@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import zipfile
 
 import pytest
@@ -42,6 +43,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/hello":
             body = b"hello from the host\n"
+        elif self.path == "/slow":
+            time.sleep(0.5)  # an answer that takes a while: the client waits, half-closed
+            body = b"hello"
         elif self.path.startswith("/big"):
             body = b"x" * int(self.path.partition("=")[2] or BIG)
         elif self.path.rstrip("/") == "/simple/tinypkg":
@@ -266,3 +270,27 @@ def test_a_half_closed_tunnel_still_carries_the_answer(tmp_path):
     finally:
         listener.close()
     assert (r.returncode, r.stdout) == (0, "HTTP/1.1 200 Connection established\ngot 300000 bytes\n"), r.stderr
+
+
+def test_half_closed_requests_keep_their_answers_while_other_traffic_runs(server, tmp_path):
+    """A connection whose client has shut its side must stay alive until the answer is relayed, also
+    while other connections make the proxy's garbage collector run (asyncio holds tasks weakly)."""
+    code = ("import socket, threading, urllib.request\n"
+            "stop = False\n"
+            "def busy():\n"
+            "    while not stop:\n"
+            f"        urllib.request.urlopen('http://host.rootsand.internal:{server}/hello', timeout=10).read()\n"
+            "threading.Thread(target=busy, daemon=True).start()\n"
+            "for i in range(3):\n"
+            "    s = socket.create_connection(('127.0.0.1', 3128))\n"
+            f"    s.sendall(b'GET http://host.rootsand.internal:{server}/slow HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n')\n"
+            "    s.shutdown(socket.SHUT_WR)\n"
+            "    s.settimeout(20)\n"
+            "    got = b''\n"
+            "    while chunk := s.recv(65536):\n"
+            "        got += chunk\n"
+            "    print(got.endswith(b'hello'))\n"
+            "stop = True\n")
+    r = sandbox("python3", "-c", code, opts=allow(server), cwd=tmp_path, timeout=90)
+    assert (r.returncode, r.stdout) == (0, "True\nTrue\nTrue\n"), r.stderr
+    assert "Task was destroyed" not in r.stderr
