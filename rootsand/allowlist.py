@@ -102,7 +102,7 @@ def parse_entry(text: str, what: str = "allow entry") -> Entry:
     host, port_text = split_host_port(raw)
     port = None
     if port_text is not None:
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        if not port_text.isdigit() or len(port_text) > 5 or not 0 < int(port_text) < 65536:
             raise RootsandError(f"invalid {what} {text!r}: the port must be a number from 1 to 65535")
         port = int(port_text)
     wildcard = host.startswith("*.")

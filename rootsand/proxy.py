@@ -167,6 +167,9 @@ async def handle(reader, writer, config: Config) -> None:
             await _http(first, reader, writer, config)
     except (ConnectionError, OSError, asyncio.IncompleteReadError):
         pass
+    except Exception as e:  # noqa: BLE001 - one odd request ends its own connection, never the proxy
+        if config.verbose:
+            config.say(f"proxy: dropped a connection: {type(e).__name__}: {e}")
     finally:
         config.connections -= 1
         writer.close()
@@ -229,9 +232,9 @@ async def _pipe(reader, writer) -> None:
 async def _relay(client_reader, client_writer, upstream) -> None:
     import asyncio
 
-    up_reader, up_writer = upstream
+    _, up_writer = upstream
     try:
-        await asyncio.gather(_pipe(client_reader, up_writer), _pipe(up_reader, client_writer))
+        await asyncio.gather(_pipe(client_reader, up_writer), _pipe(upstream[0], client_writer))
     finally:
         up_writer.close()
 
@@ -274,7 +277,7 @@ async def _http(first: bytes, reader, writer, config: Config) -> None:
         from rootsand.allowlist import split_host_port
 
         host, port_text = split_host_port(target)
-        if not port_text or not port_text.isdigit():
+        if not port_text or not port_text.isdigit() or len(port_text) > 5:
             writer.write(_response(400, "Bad Request", "rootsand proxy: CONNECT needs HOST:PORT\n"))
             return
         upstream, failure = await _open_upstream(host, int(port_text), config)
@@ -294,6 +297,8 @@ async def _http(first: bytes, reader, writer, config: Config) -> None:
         return
     try:
         port = url.port or 80
+        if len(url.netloc.rpartition(":")[2]) > 5 and url.port:
+            raise ValueError("port")  # 000...080: a number, but no port anyone writes
     except ValueError:
         writer.write(_response(400, "Bad Request", "rootsand proxy: invalid port\n"))
         return
@@ -301,7 +306,11 @@ async def _http(first: bytes, reader, writer, config: Config) -> None:
     if upstream is None:
         await _refuse_http(writer, failure)
         return
-    upstream[1].write(_origin_form_head(request, url))
+    try:
+        upstream[1].write(_origin_form_head(request, url))
+    except BaseException:
+        upstream[1].close()
+        raise
     await _relay(reader, writer, upstream)  # the body follows the head as it came; one request per connection
 
 
@@ -313,9 +322,12 @@ def _origin_form_head(request, url) -> bytes:
     for name, value in request.headers:
         if name == b"connection":
             named |= {token.strip().lower() for token in value.split(b",")}
+    from rootsand.allowlist import normalise_host, target
+
     path = (url.path or "/") + (f"?{url.query}" if url.query else "")
-    authority = url.netloc.rpartition("@")[2]
-    lines = [f"{request.method.decode()} {path} HTTP/1.1".encode(), b"Host: " + authority.encode("idna")]
+    host = normalise_host(url.hostname) or url.hostname  # allowed, so a valid name or address
+    authority = target(host, url.port) if url.port and url.port != 80 else (f"[{host}]" if ":" in host else host)
+    lines = [f"{request.method.decode()} {path} HTTP/1.1".encode(), b"Host: " + authority.encode("ascii")]
     for name, value in request.headers:
         if name in HOP_BY_HOP or name in named or name == b"host":
             continue

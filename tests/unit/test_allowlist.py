@@ -147,3 +147,26 @@ def test_refused_targets_said_are_capped():
         config.blocked(f"h{i}.example:80")
     assert len(said) == proxy.MAX_REPORTED + 1
     assert said[-1] == f"blocked more than {proxy.MAX_REPORTED} hosts: not naming the others"
+
+
+def test_a_port_with_many_leading_zeros_is_refused_and_the_proxy_survives_odd_requests():
+    with pytest.raises(RootsandError):
+        parse_entry("pypi.org:" + "0" * 70 + "443")
+
+    async def scenario():
+        config = proxy.Config(["host.rootsand.internal:9"], [], 1.0)
+        config.say = lambda text: None
+        server = await asyncio.start_server(lambda r, w: proxy.handle(r, w, config), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        answers = []
+        for head in (b"GET http://host.rootsand.internal:" + b"0" * 70 + b"9/ HTTP/1.1\r\nHost: x\r\n\r\n",
+                     b"CONNECT host.rootsand.internal:" + b"0" * 70 + b"9 HTTP/1.1\r\n\r\n",
+                     b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"\x00\xff garbage\r\n\r\n"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(head)
+            answers.append((await reader.read()).split(b"\r\n")[0])
+            writer.close()
+        server.close()
+        return answers
+
+    assert asyncio.run(scenario()) == [b"HTTP/1.1 400 Bad Request"] * 4
