@@ -243,6 +243,10 @@ class Launcher:
             # Held until the protected paths are mounted: no sweep may remove a mount point we are about to use.
             self.protect_lock = state.protect_lock(exclusive=False)
             self.protect = protected_nodes(self.plan, self.runtime.steps)
+            git_tops = sorted({self.runtime.steps[item.mount].src for item in self.plan.protected
+                               if item.path.split("/")[0] == ".git"})
+            if git_tops:  # checked at exit (gitaudit.py): changes from now on are the sandbox's
+                self.protect["audit"] = {"tops": git_tops, "since": time.time()}
         try:
             # the name is ours, or this is an error before anything runs
             self.entry_path = state.claim(self.plan.name, {"protect": self.protect} if self.protect else None)
@@ -253,13 +257,20 @@ class Launcher:
             return self._run()
         finally:
             self._release_protect_lock()
+            if self.protect and self.protect.get("audit"):
+                # What the sandbox did to git repositories, before any mount point is removed (those are ours).
+                from rootsand import gitaudit
+
+                audit = self.protect["audit"]
+                skip = set(self.protect["covered"]) | state.covered_by_others(self.entry_path)
+                for line in gitaudit.audit(audit["tops"], audit["since"], skip):
+                    warn(line)
             # Once the sandbox is gone: the mount points made for it go, unless another sandbox uses them. When
             # the lock is busy our entry stays: stale once we exit, it tells the next command what to remove.
-            made = self.protect["made"] if self.protect else []
-            if not made:
+            if not self.protect:
                 state.forget(self.entry_path)
             else:
-                state.sweep_leftovers(self.entry_path, made)
+                state.sweep_leftovers(self.entry_path, self.protect["made"])
 
     def _release_protect_lock(self) -> None:
         if self.protect_lock is not None:

@@ -6,6 +6,7 @@ become one readable `rootsand: error:` line.
 
 import ctypes
 import os
+import sys
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -228,3 +229,22 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
         data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
         data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
     _check(_libc.capset(ctypes.byref(header), data), "capset")
+
+
+STATX_BTIME = 0x800
+AT_SYMLINK_NOFOLLOW = 0x100
+
+
+def birth_time(dir_fd: int, name: str) -> float | None:
+    """When dir_fd/name (not followed if a link) was created, from statx(2); None where the file system
+    does not record it."""
+    buffer = ctypes.create_string_buffer(256)
+    if _libc.statx(ctypes.c_int(dir_fd), name.encode(), ctypes.c_int(AT_SYMLINK_NOFOLLOW),
+                   ctypes.c_uint(STATX_BTIME), buffer) != 0:
+        raise oserror("statx", name)
+    mask = int.from_bytes(buffer.raw[0:4], sys.byteorder)
+    if not mask & STATX_BTIME:
+        return None
+    seconds = int.from_bytes(buffer.raw[80:88], sys.byteorder, signed=True)
+    nanoseconds = int.from_bytes(buffer.raw[88:92], sys.byteorder)
+    return seconds + nanoseconds / 1e9

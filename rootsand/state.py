@@ -184,7 +184,7 @@ def read_entry(path: str) -> dict | None:
         return None
     if not _is_live(entry):
         # Its launcher was killed before it could clean up: the mount points it made go to the ledger.
-        if _made(entry):
+        if _made(entry) or _audit(entry):
             sweep_leftovers()  # retires it, under the lock
         else:
             forget(path)
@@ -225,9 +225,29 @@ def find(name: str) -> dict:
 LEDGER = "leftover-mount-points.ledger"  # not .json: it is no sandbox entry
 
 
+def covered_by_others(own_entry: str) -> set[str]:
+    """The protected paths that the live sandboxes but the one at `own_entry` cover."""
+    covered = set()
+    directory = registry_dir()
+    for name in os.listdir(directory):
+        path = os.path.join(directory, name)
+        if name.endswith(".json") and path != own_entry:
+            entry = _load(path)
+            protect = entry.get("protect") if entry and _is_live(entry) else None
+            if isinstance(protect, dict):
+                covered |= set(protect.get("covered", []))
+    return covered
+
+
 def _made(entry: dict) -> list:
     protect = entry.get("protect")
     return protect.get("made", []) if isinstance(protect, dict) else []
+
+
+def _audit(entry: dict) -> dict | None:
+    protect = entry.get("protect")
+    audit = protect.get("audit") if isinstance(protect, dict) else None
+    return audit if isinstance(audit, dict) and isinstance(audit.get("tops"), list) else None
 
 
 def protect_lock(exclusive: bool, wait: float = 2.0) -> int | None:
@@ -265,6 +285,7 @@ def sweep_leftovers(own_entry: str | None = None, made: list | None = None) -> b
             forget(own_entry)
         todo = [tuple(item) for item in (_load_ledger(ledger_path) + list(made or []))]
         covered = set()
+        stale = []
         for name in os.listdir(directory):
             if not name.endswith(".json"):
                 continue
@@ -276,7 +297,16 @@ def sweep_leftovers(own_entry: str | None = None, made: list | None = None) -> b
                 covered |= set(protect.get("covered", [])) if isinstance(protect, dict) else set()
             else:
                 todo += [tuple(item) for item in _made(entry)]
+                stale.append(entry)
                 forget(os.path.join(directory, name))
+        for entry in stale:  # killed before its own check: what its sandbox did to git is checked now
+            audit = _audit(entry)
+            if audit:
+                from rootsand import gitaudit
+                from rootsand.errors import warn
+
+                for line in gitaudit.audit(audit.get("tops", []), audit.get("since", 0), covered | {p for p, _ in todo}):
+                    warn(line)
         keep = []
         # Deepest first: a second sandbox may have made its own inside a directory the first one made.
         for path, is_dir in sorted(dict.fromkeys((str(p), bool(d)) for p, d in todo), key=lambda i: -len(i[0])):

@@ -171,3 +171,68 @@ def test_from_home_the_shell_files_are_protected():
         assert listing(HOME) == sorted(before + ["ok.txt"])
     finally:
         os.unlink(os.path.join(HOME, "ok.txt"))
+
+
+def said(done) -> list[str]:
+    """rootsand's warnings about what the sandbox did to git (command_stderr leaves warnings out)."""
+    return [line for line in done.stderr.splitlines() if "made or changed by the sandbox" in line]
+
+
+def fsmonitor_config(marker) -> str:
+    return f"[core]\n\tfsmonitor = \"touch {marker}; false\"\n"
+
+
+def test_a_repository_planted_in_a_subdirectory_is_moved_out_of_gits_way(repo, tmp_path):
+    marker = tmp_path / "PWNED"
+    (repo / "src").mkdir()
+    script = f"cp -r .git src/.git && printf '%s' '{fsmonitor_config(marker)}' >> src/.git/config"
+    r = sandbox("sh", "-c", script, cwd=repo, env=env_in(repo))
+    assert (r.returncode, said(r)) == (0, [
+        f"rootsand: warning: {repo}/src/.git was made or changed by the sandbox: renamed to .git.rootsand-quarantine, "
+        "so git does not run what it names (rename it back if you trust it)"])
+    assert git(repo / "src", "rev-parse", "--git-dir").strip() == f"{repo}/.git"  # the user's own repository
+    git(repo / "src", "status", "--porcelain")
+    assert not marker.exists()
+    assert sorted(os.listdir(repo / "src")) == [".git.rootsand-quarantine"]
+
+
+def test_commondir_and_a_rewritten_gitlink_are_moved_aside(repo, tmp_path):
+    (repo / "lib").mkdir()
+    (repo / "lib" / ".git").write_text("gitdir: ../.git/modules/lib\n")
+    r = sandbox("sh", "-c", "mkdir .evil && echo ../.evil > .git/commondir && echo 'gitdir: ../.evil' > lib/.git",
+                cwd=repo, env=env_in(repo))
+    assert r.returncode == 0
+    assert sorted(said(r)) == [
+        f"rootsand: warning: {repo}/.git/commondir was made or changed by the sandbox: renamed to "
+        "commondir.rootsand-quarantine, so git does not run what it names (rename it back if you trust it)",
+        f"rootsand: warning: {repo}/lib/.git was made or changed by the sandbox: renamed to .git.rootsand-quarantine, "
+        "so git does not run what it names (rename it back if you trust it)"]
+    assert not (repo / ".git" / "commondir").exists() and not (repo / "lib" / ".git").exists()
+    assert git(repo, "rev-parse", "--git-common-dir").strip() == ".git"
+
+
+def test_ordinary_git_work_inside_is_left_alone(repo):
+    script = ("echo change >> main.c && git add main.c && git -c user.name=t -c user.email=t@example.com "
+              "commit -qm two && git branch feature && git log --format=%s | head -1")
+    r = sandbox("sh", "-c", script, cwd=repo, env=env_in(repo))
+    assert (r.returncode, r.stdout, command_stderr(r), said(r)) == (0, "two\n", [], [])
+    assert git(repo, "log", "--format=%s").split() == ["two", "one"]
+    assert not any(name.endswith(".rootsand-quarantine") for _, dirs, files in os.walk(repo) for name in dirs + files)
+
+
+def test_a_killed_launchers_sandbox_is_checked_by_the_next_command(repo):
+    (repo / "src").mkdir()
+    proc = subprocess.Popen(rootsand_argv() + ["run", "--", "sh", "-c", "cp -r .git src/.git && echo ready && exec sleep 600"],
+                            cwd=repo, env=env_in(repo), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        proc.kill()
+        proc.wait()
+        r = run(["ps"], check_rc=0, env=env_in(repo))
+        assert f"rootsand: warning: {repo}/src/.git was made or changed by the sandbox" in r.stderr
+        assert sorted(os.listdir(repo / "src")) == [".git.rootsand-quarantine"]
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
