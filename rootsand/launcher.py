@@ -246,7 +246,10 @@ class Launcher:
             git_tops = sorted({self.runtime.steps[item.mount].src for item in self.plan.protected
                                if item.path.split("/")[0] == ".git"})
             if git_tops:  # checked at exit (gitaudit.py): changes from now on are the sandbox's
-                self.protect["audit"] = {"tops": git_tops, "since": time.time()}
+                from rootsand.gitaudit import known_git_dirs
+
+                known = known_git_dirs(git_tops)
+                self.protect["audit"] = {"tops": git_tops, "since": time.time(), "known": known}
         try:
             # the name is ours, or this is an error before anything runs
             self.entry_path = state.claim(self.plan.name, {"protect": self.protect} if self.protect else None)
@@ -263,7 +266,7 @@ class Launcher:
 
                 audit = self.protect["audit"]
                 skip = set(self.protect["covered"]) | state.covered_by_others(self.entry_path)
-                for line in gitaudit.audit(audit["tops"], audit["since"], skip):
+                for line in gitaudit.audit(audit["tops"], audit["since"], skip, audit["known"]):
                     warn(line)
             # Once the sandbox is gone: the mount points made for it go, unless another sandbox uses them. When
             # the lock is busy our entry stays: stale once we exit, it tells the next command what to remove.

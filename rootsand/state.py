@@ -305,7 +305,8 @@ def sweep_leftovers(own_entry: str | None = None, made: list | None = None) -> b
                 from rootsand import gitaudit
                 from rootsand.errors import warn
 
-                for line in gitaudit.audit(audit.get("tops", []), audit.get("since", 0), covered | {p for p, _ in todo}):
+                for line in gitaudit.audit(audit.get("tops", []), audit.get("since", 0), covered | {p for p, _ in todo},
+                                           audit.get("known", [])):
                     warn(line)
         keep = []
         # Deepest first: a second sandbox may have made its own inside a directory the first one made.

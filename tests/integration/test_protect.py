@@ -2,6 +2,7 @@
 write, and that nothing of the protection is left on the host afterwards."""
 
 import os
+import re
 import signal
 import subprocess
 
@@ -174,8 +175,15 @@ def test_from_home_the_shell_files_are_protected():
 
 
 def said(done) -> list[str]:
-    """rootsand's warnings about what the sandbox did to git (command_stderr leaves warnings out)."""
-    return [line for line in done.stderr.splitlines() if "made or changed by the sandbox" in line]
+    """rootsand's warnings about what the sandbox did to git (command_stderr leaves warnings out), the
+    time in the names it moves things aside to as STAMP."""
+    return [re.sub(r"rootsand-quarantine-\d{8}-\d{6}", "rootsand-quarantine-STAMP", line)
+            for line in done.stderr.splitlines() if "made or changed by the sandbox" in line]
+
+
+def names_in(directory) -> list[str]:
+    return sorted(re.sub(r"rootsand-quarantine-\d{8}-\d{6}", "rootsand-quarantine-STAMP", name)
+                  for name in os.listdir(directory))
 
 
 def fsmonitor_config(marker) -> str:
@@ -188,12 +196,12 @@ def test_a_repository_planted_in_a_subdirectory_is_moved_out_of_gits_way(repo, t
     script = f"cp -r .git src/.git && printf '%s' '{fsmonitor_config(marker)}' >> src/.git/config"
     r = sandbox("sh", "-c", script, cwd=repo, env=env_in(repo))
     assert (r.returncode, said(r)) == (0, [
-        f"rootsand: warning: {repo}/src/.git was made or changed by the sandbox: renamed to .git.rootsand-quarantine, "
+        f"rootsand: warning: {repo}/src/.git was made or changed by the sandbox: renamed to .git.rootsand-quarantine-STAMP, "
         "so git does not run what it names (rename it back if you trust it)"])
     assert git(repo / "src", "rev-parse", "--git-dir").strip() == f"{repo}/.git"  # the user's own repository
     git(repo / "src", "status", "--porcelain")
     assert not marker.exists()
-    assert sorted(os.listdir(repo / "src")) == [".git.rootsand-quarantine"]
+    assert names_in(repo / "src") == [".git.rootsand-quarantine-STAMP"]
 
 
 def test_commondir_and_a_rewritten_gitlink_are_moved_aside(repo, tmp_path):
@@ -204,8 +212,8 @@ def test_commondir_and_a_rewritten_gitlink_are_moved_aside(repo, tmp_path):
     assert r.returncode == 0
     assert sorted(said(r)) == [
         f"rootsand: warning: {repo}/.git/commondir was made or changed by the sandbox: renamed to "
-        "commondir.rootsand-quarantine, so git does not run what it names (rename it back if you trust it)",
-        f"rootsand: warning: {repo}/lib/.git was made or changed by the sandbox: renamed to .git.rootsand-quarantine, "
+        "commondir.rootsand-quarantine-STAMP, so git does not run what it names (rename it back if you trust it)",
+        f"rootsand: warning: {repo}/lib/.git was made or changed by the sandbox: renamed to .git.rootsand-quarantine-STAMP, "
         "so git does not run what it names (rename it back if you trust it)"]
     assert not (repo / ".git" / "commondir").exists() and not (repo / "lib" / ".git").exists()
     assert git(repo, "rev-parse", "--git-common-dir").strip() == ".git"
@@ -217,7 +225,7 @@ def test_ordinary_git_work_inside_is_left_alone(repo):
     r = sandbox("sh", "-c", script, cwd=repo, env=env_in(repo))
     assert (r.returncode, r.stdout, command_stderr(r), said(r)) == (0, "two\n", [], [])
     assert git(repo, "log", "--format=%s").split() == ["two", "one"]
-    assert not any(name.endswith(".rootsand-quarantine") for _, dirs, files in os.walk(repo) for name in dirs + files)
+    assert not any("rootsand-quarantine" in name for _, dirs, files in os.walk(repo) for name in dirs + files)
 
 
 def test_a_killed_launchers_sandbox_is_checked_by_the_next_command(repo):
@@ -231,7 +239,7 @@ def test_a_killed_launchers_sandbox_is_checked_by_the_next_command(repo):
         proc.wait()
         r = run(["ps"], check_rc=0, env=env_in(repo))
         assert f"rootsand: warning: {repo}/src/.git was made or changed by the sandbox" in r.stderr
-        assert sorted(os.listdir(repo / "src")) == [".git.rootsand-quarantine"]
+        assert names_in(repo / "src") == [".git.rootsand-quarantine-STAMP"]
     finally:
         proc.kill()
         proc.wait()

@@ -17,6 +17,8 @@ def test_only_what_was_made_after_the_start_is_moved_aside(tmp_path):
     make(tmp_path / ".git" / "hooks" / "pre-commit.sample")
     make(tmp_path / "old" / ".git" / "config")
     make(tmp_path / ".git" / "modules" / "lib" / "config")
+    make(tmp_path / ".git" / "HEAD", "ref: refs/heads/main\n")
+    known = gitaudit.known_git_dirs([str(tmp_path)])
     since = time.time() + 0.05
     time.sleep(0.1)  # file times are the kernel's coarse clock: clearly after `since`
     make(tmp_path / "src" / ".git" / "config")  # a planted repository
@@ -25,14 +27,62 @@ def test_only_what_was_made_after_the_start_is_moved_aside(tmp_path):
     make(tmp_path / ".git" / "modules" / "lib" / "config", "[core]\n\tfsmonitor = x\n")
     make(tmp_path / "deep" / "a" / "b" / "c" / ".git", "gitdir: /elsewhere\n")
     make(tmp_path / ".git" / "objects" / "ab" / "cdef")  # ordinary git work: not looked at
-    warnings = gitaudit.audit([str(tmp_path)], since)
+    warnings = gitaudit.audit([str(tmp_path)], since, known=known)
     moved = sorted(w.split(" was made")[0].removeprefix(str(tmp_path)) for w in warnings)
-    assert moved == ["/.git/commondir", "/.git/hooks/post-checkout", "/.git/modules/lib/config",
-                     "/deep/a/b/c/.git", "/src/.git"]
-    assert os.path.exists(tmp_path / "src" / ".git.rootsand-quarantine" / "config")
-    assert os.path.exists(tmp_path / ".git" / "commondir.rootsand-quarantine")
+    # hooks as a whole: its directory changed (a hook added), as when one is renamed into place
+    assert moved == ["/.git/commondir", "/.git/hooks", "/.git/modules/lib/config", "/deep/a/b/c/.git", "/src/.git"]
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(since))
+    assert os.path.exists(tmp_path / "src" / f".git.rootsand-quarantine-{stamp}" / "config")
+    assert os.path.exists(tmp_path / ".git" / f"commondir.rootsand-quarantine-{stamp}")
     assert os.path.exists(tmp_path / "old" / ".git" / "config") and os.path.exists(tmp_path / ".git" / "config")
-    assert gitaudit.audit([str(tmp_path)], since) == []  # what is moved aside stays aside
+    assert gitaudit.audit([str(tmp_path)], since, known=known) == []  # what is moved aside stays aside
+
+
+def test_an_old_directory_renamed_into_place_and_links_count_as_made(tmp_path):
+    make(tmp_path / "docs" / "HEAD", "ref: refs/heads/main\n")
+    make(tmp_path / "docs" / "config", "[core]\n\tfsmonitor = evil\n")  # written in an earlier run
+    make(tmp_path / "hookdir" / "pre-commit", "evil\n")
+    make(tmp_path / ".git" / "modules" / "vendor" / "lib" / "config")
+    os.makedirs(tmp_path / ".git" / "modules" / "vendor" / "lib" / "hooks")
+    known = gitaudit.known_git_dirs([str(tmp_path)])
+    since = time.time() + 0.05
+    time.sleep(0.1)
+    os.makedirs(tmp_path / "src")
+    os.rename(tmp_path / "docs", tmp_path / "src" / ".git")
+    os.rename(tmp_path / ".git" / "modules" / "vendor" / "lib" / "hooks", tmp_path / "oldhooks")
+    os.symlink("../../../../hookdir", tmp_path / ".git" / "modules" / "vendor" / "lib" / "hooks")
+    warnings = gitaudit.audit([str(tmp_path)], since, known=known)
+    moved = sorted(w.split(" was made")[0].removeprefix(str(tmp_path)) for w in warnings)
+    assert moved == ["/.git/modules/vendor/lib/hooks", "/src/.git"]
+
+
+def test_what_cannot_be_checked_or_moved_is_said(tmp_path):
+    make(tmp_path / "locked" / "deep" / ".git" / "config")
+    since = time.time() - 1
+    os.chmod(tmp_path / "locked", 0o311)
+    try:
+        if os.geteuid() == 0:  # root reads it anyway: no warning to expect
+            return
+        warnings = gitaudit.audit([str(tmp_path)], since)
+        assert any(f"could not check {tmp_path}/locked" in w for w in warnings)
+    finally:
+        os.chmod(tmp_path / "locked", 0o755)
+
+
+def test_a_name_too_long_for_the_suffix_is_said_not_raised(tmp_path):
+    long = "h" * 250
+    make(tmp_path / ".git" / "HEAD")
+    make(tmp_path / ".git" / "hooks" / long, "old\n")
+    known = gitaudit.known_git_dirs([str(tmp_path)])
+    since = time.time() + 0.05
+    time.sleep(0.1)
+    with open(tmp_path / ".git" / "hooks" / long, "w") as f:  # changed in place: the directory is not
+        f.write("evil\n")
+    make(tmp_path / "src" / ".git" / "config")
+    warnings = gitaudit.audit([str(tmp_path)], since, known=known)
+    assert any(w.startswith(f"{tmp_path}/.git/hooks/{long} was made or changed by the sandbox and could not be moved")
+               for w in warnings)
+    assert any(w.startswith(f"{tmp_path}/src/.git was made or changed by the sandbox: renamed") for w in warnings)
 
 
 def test_skipped_paths_and_links_are_left_alone(tmp_path):
