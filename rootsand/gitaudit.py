@@ -72,6 +72,8 @@ class Audit:
             for top in tops:
                 try:
                     fd = _open_dir(top)
+                except (FileNotFoundError, NotADirectoryError):
+                    continue  # a bind that did not happen (its error was said)
                 except OSError as e:
                     self.say(f"could not check {top} for planted git repositories: {e.strerror}")
                     continue

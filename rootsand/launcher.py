@@ -146,6 +146,13 @@ def writable_dirs(the_plan) -> list[str]:
     return of_mounts(the_plan.mounts, the_plan.cwd)
 
 
+def _is_dir(path: str) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
 def protected_nodes(the_plan, steps: list) -> dict:
     """What security.protect will cover on the host, looked at before the sandbox exists: for each path,
     the first component that is missing (PID 1 makes it: a mount point to remove at exit), a file, or the
@@ -244,7 +251,7 @@ class Launcher:
             self.protect_lock = state.protect_lock(exclusive=False)
             self.protect = protected_nodes(self.plan, self.runtime.steps)
             git_tops = sorted({self.runtime.steps[item.mount].src for item in self.plan.protected
-                               if item.path.split("/")[0] == ".git"})
+                               if item.path.split("/")[0] == ".git" and _is_dir(self.runtime.steps[item.mount].src)})
             if git_tops:  # checked at exit (gitaudit.py): changes from now on are the sandbox's
                 from rootsand.gitaudit import known_git_dirs
 
