@@ -20,7 +20,7 @@ work=${ROOTSAND_TEST_DIR:-/var/tmp/rootsand-tests}
 
 packages=(uidmap slirp4netns fuse-overlayfs iproute2 procps util-linux passwd python3-venv libseccomp2
           busybox-static make gcc libc6-dev libcap2-bin vim-tiny less
-          dpkg-dev debhelper fakeroot devscripts cpio curl git)
+          dpkg-dev debhelper fakeroot devscripts cpio curl git bubblewrap)
 
 if [ "$(id -u)" -ne 0 ]; then
     venv=${ROOTSAND_VENV:-$repo/.venv}
@@ -119,5 +119,14 @@ rc=0
     || rc=$?
 # With a -k or path filter from the caller, no root test may match (pytest's 5); without one that is a failure.
 if [ $rc -ne 0 ] && ! { [ $rc -eq 5 ] && [ $# -gt 0 ]; }; then status=1; fi
+
+# 7. The benchmarks, once and small: they must keep working (no timing is judged here). Tools this
+# machine lacks (bwrap, podman) are skipped with a line saying so.
+if [ $# -eq 0 ]; then
+    say "smoke-running the benchmarks (bench/run.py --quick)"
+    /usr/bin/python3 "$work/src/bench/run.py" --quick --user "$test_user" --rootsand "$work/venv/bin/rootsand" \
+        --json "$work/bench-quick.json" > "$work/bench-quick.log" 2>&1 \
+        || { status=1; say "bench/run.py --quick failed:"; tail -20 "$work/bench-quick.log"; }
+fi
 
 exit $status
