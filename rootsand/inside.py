@@ -1,8 +1,9 @@
 """The sandbox's side of setup.
 
-    C   forked by the launcher: unshares the namespaces, waits for its id maps, forks PID 1, waits for it.
-    P1  PID 1: becomes root inside, builds the sandbox (mounts, hostname, loopback), forks the command
-        process and then reaps (init.py).
+    C   forked by the launcher: unshares the namespaces, waits for its id maps, forks PID 1, and exits once
+        the launcher holds the namespaces (PID 1 is then the launcher's child: it is a child subreaper).
+    P1  PID 1: becomes root inside, builds the sandbox (mounts, hostname, loopback), waits until C is gone
+        and ties itself to the launcher, forks the command process and then reaps (init.py).
     W   the command process: switches user, directory and environment, closes stray fds, execs.
 
 Each function here runs in a forked child and ends with os._exit: nothing ever returns into the
@@ -91,7 +92,6 @@ def _child(runtime, plan, launcher_pid: int, go_fd: int, report_fd: int) -> int:
                       if plan.seccomp is not None else None)
     if os.read(go_fd, 1) != b"G":  # the launcher could not write the maps; it reports why
         return ExitCode.FAILURE
-    os.close(go_fd)
     if plan.network.mode == "proxy":
         # The proxy's endpoint, made here in the sandbox's network namespace and served from the host's side.
         network.loopback_up()
@@ -99,21 +99,33 @@ def _child(runtime, plan, launcher_pid: int, go_fd: int, report_fd: int) -> int:
         runtime.proxy_fd = None
         channel.send(report_fd, stage="proxy")
 
-    alive_r, alive_w = os.pipe()  # PID 1 polls this to see whether we (its parent) are still alive
+    # PID 1 is tied to us (PDEATHSIG) while it builds the sandbox, then to the launcher: it says "B" when
+    # built and drops its PDEATHSIG, we exit, and it waits for that on our pidfd before arming it again
+    # (the launcher is a child subreaper, so it is then the launcher's child). "R" says we exited as
+    # planned, not killed.
+    me = os.pidfd_open(os.getpid())
+    built_r, built_w = os.pipe2(os.O_CLOEXEC)
+    released_r, released_w = os.pipe2(os.O_CLOEXEC)
     pid1 = os.fork()
     if pid1 == 0:
-        os.close(alive_w)
-        _run_forked(lambda: _pid1(runtime, plan, alive_r, report_fd, seccomp_filter), report_fd, runtime.debug)
-    os.close(alive_r)
+        os.close(released_w)
+        os.close(built_r)
+        os.close(go_fd)
+        ties = (me, built_w, released_r, runtime.alive_fd)
+        _run_forked(lambda: _pid1(runtime, plan, ties, report_fd, seccomp_filter), report_fd, runtime.debug)
+    for fd in (released_r, built_w, me, runtime.alive_fd):
+        os.close(fd)
     if runtime.console_fd is not None:
         os.close(runtime.console_fd)  # PID 1 has it
     channel.send(report_fd, pid1=pid1)
     os.close(report_fd)
-    _, status = os.waitpid(pid1, 0)
-    return init.exit_status(status)
+    os.read(go_fd, 1)  # end of file: the launcher holds the namespaces (or is gone)
+    if os.read(built_r, 1) == b"B":  # else PID 1 failed, and said why
+        os.write(released_w, b"R")
+    return ExitCode.OK
 
 
-def _pid1(runtime, plan, alive_fd: int, report_fd: int, seccomp_filter) -> int:
+def _pid1(runtime, plan, ties: tuple[int, int, int, int], report_fd: int, seccomp_filter) -> int:
     if plan.root_mapped:
         _switch_ids(0, 0)
     if plan.user == "keep-id":
@@ -125,11 +137,8 @@ def _pid1(runtime, plan, alive_fd: int, report_fd: int, seccomp_filter) -> int:
         libc.capset(everything, everything, 0)  # a non-zero fsuid drops the file capabilities: take them back
     # A change of ids clears PDEATHSIG, so arm it only now; then make sure C did not die before that.
     libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
-    poller = select.poll()
-    poller.register(alive_fd, select.POLLIN)
-    if poller.poll(0):
+    if select.select([ties[0]], [], [], 0)[0]:
         return ExitCode.FAILURE
-    os.close(alive_fd)
 
     host_pty = None
     if runtime.console_fd is not None and not any(m.type == "dev" and m.dst == "/dev" for m in runtime.steps):
@@ -142,6 +151,8 @@ def _pid1(runtime, plan, alive_fd: int, report_fd: int, seccomp_filter) -> int:
 
         master, pty_slave = host_pty or terminal.open_pty(plan.run_uid, plan.run_gid)
         terminal.send_master(runtime.console_fd, master)
+    if not _tie_to_launcher(*ties):
+        return ExitCode.FAILURE
 
     command_pid = os.fork()
     if command_pid == 0:
@@ -155,6 +166,23 @@ def _pid1(runtime, plan, alive_fd: int, report_fd: int, seccomp_filter) -> int:
     security.drop_bounding_set(1 << security.CAP_KILL)
     libc.capset(1 << security.CAP_KILL, 1 << security.CAP_KILL, 0)
     return init.reap_until(command_pid)
+
+
+def _tie_to_launcher(setup_pidfd: int, built_fd: int, released_fd: int, alive_fd: int) -> bool:
+    """From C to the launcher: let C go, and once it has exited (as planned: its "R") we are the
+    launcher's child; arm PDEATHSIG again and make sure the launcher did not die before. False: stop."""
+    libc.prctl(libc.PR_SET_PDEATHSIG, 0)  # C's planned exit must not kill us
+    os.write(built_fd, b"B")
+    os.close(built_fd)
+    select.select([setup_pidfd], [], [])  # readable once C has exited, and so after we were reparented
+    planned = os.read(released_fd, 1) == b"R"
+    libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
+    poller = select.poll()
+    poller.register(alive_fd, select.POLLIN)
+    launcher_gone = bool(poller.poll(0))
+    for fd in (setup_pidfd, released_fd, alive_fd):
+        os.close(fd)
+    return planned and not launcher_gone
 
 
 def _build(runtime, plan) -> None:

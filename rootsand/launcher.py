@@ -1,15 +1,18 @@
 """The host side of a sandbox: carry out a Plan. Fork, write the id maps, forward signals, enforce the
 timeout, report.
 
-    launcher L (host, your uid)
+    launcher L (host, your uid; a child subreaper)
       fork -> C: unshare(USER|...); reports "unshared"; waits for "G"
       L: newuidmap/newgidmap C (or writes a single-id map); "G"
-      C: fork -> P1 (PID 1 inside); reports P1's pid; waits for P1
-      L: forwards signals to P1, waits for C, exits with the command's status
+      C: fork -> P1 (PID 1 inside); reports P1's pid
+      L: opens and holds the namespaces (for exec), then lets C go; C exits once P1 has built the sandbox
+      P1: now L's child, ties itself to L; forks the command
+      L: forwards signals to P1, waits for P1, exits with the command's status
 
-The report pipe (channel.py) tells L about failures inside; PDEATHSIG ties C to L and P1 to C, and
-everything in the PID namespace dies with P1, so a killed launcher leaves nothing behind. The host side
-effects (a cgroup, slirp4netns, sockets) happen here, in the execution, never in planning.
+The report pipe (channel.py) tells L about failures inside; PDEATHSIG ties C to L, P1 to C while it
+builds and to L after, and everything in the PID namespace dies with P1, so a killed launcher leaves
+nothing behind. While the command runs only L and P1 are resident. The host side effects (a cgroup,
+slirp4netns, sockets) happen here, in the execution, never in planning.
 """
 
 import errno
@@ -22,7 +25,7 @@ import stat
 import sys
 import time
 
-from rootsand import channel, host, idmap, init, network, security, state
+from rootsand import channel, host, idmap, init, libc, network, security, state
 from rootsand.errors import ExitCode, RootsandError, printable, warn
 from rootsand.model import NAMESPACE_LINKS
 
@@ -44,6 +47,7 @@ class Runtime:
         self.console_launcher_fd: int | None = None  # the launcher's end, closed at once by the sandbox's processes
         self.proxy_fd: int | None = None  # proxy mode: the setup process sends the endpoint's socket over this
         self.proxy_launcher_fd: int | None = None  # ... and the launcher receives it on this end
+        self.alive_fd: int | None = None  # PID 1 sees end of file here once the launcher is gone
 
 
 def run(the_plan, json_status: str | None = None, verbose: bool = False, debug: bool = False) -> int:
@@ -220,6 +224,7 @@ class Launcher:
         self.error: RootsandError | None = None
         self.slirp: network.Slirp | None = None
         self.proxy_pid: int | None = None
+        self.ns_fds: dict[str, int] = {}  # the sandbox's namespaces, held for rootsand exec
         self.protect_lock: int | None = None
         self.protect: dict | None = None  # {"covered": host paths, "made": [[path, is_dir]]}: security.protect
         self.relay = None
@@ -246,24 +251,23 @@ class Launcher:
             pass  # nobody reads our stderr any more: the exit status still tells
 
     def run(self) -> int:
-        if self.plan.protected:
-            # Held until the protected paths are mounted: no sweep may remove a mount point we are about to use.
-            self.protect_lock = state.protect_lock(exclusive=False)
-            self.protect = protected_nodes(self.plan, self.runtime.steps)
-            git_tops = sorted({self.runtime.steps[item.mount].src for item in self.plan.protected
-                               if item.path.split("/")[0] == ".git" and _is_dir(self.runtime.steps[item.mount].src)})
-            if git_tops:  # checked at exit (gitaudit.py): changes from now on are the sandbox's
-                from rootsand.gitaudit import known_git_dirs
+        # The name is ours, or this is an error before anything runs (a stale entry of the same name is
+        # swept here, so before we take the lock below: a sweep needs it exclusive).
+        self.entry_path = state.claim(self.plan.name)
+        try:
+            if self.plan.protected:
+                # Held until the protected paths are mounted: no sweep may remove a mount point we are about
+                # to use; our entry names them (and what we make) before anything is made.
+                self.protect_lock = state.protect_lock(exclusive=False)
+                self.protect = protected_nodes(self.plan, self.runtime.steps)
+                git_tops = sorted({self.runtime.steps[item.mount].src for item in self.plan.protected
+                                   if item.path.split("/")[0] == ".git" and _is_dir(self.runtime.steps[item.mount].src)})
+                if git_tops:  # checked at exit (gitaudit.py): changes from now on are the sandbox's
+                    from rootsand.gitaudit import known_git_dirs
 
-                known = known_git_dirs(git_tops)
-                self.protect["audit"] = {"tops": git_tops, "since": time.time(), "known": known}
-        try:
-            # the name is ours, or this is an error before anything runs
-            self.entry_path = state.claim(self.plan.name, {"protect": self.protect} if self.protect else None)
-        except BaseException:
-            self._release_protect_lock()
-            raise
-        try:
+                    known = known_git_dirs(git_tops)
+                    self.protect["audit"] = {"tops": git_tops, "since": time.time(), "known": known}
+                state.publish(self.entry_path, {**state.read_raw(self.entry_path), "protect": self.protect})
             return self._run()
         finally:
             self._release_protect_lock()
@@ -292,7 +296,7 @@ class Launcher:
         entry = {
             "name": self.plan.name, "status": "running", "created": time.time(),
             "launcher": {"pid": os.getpid(), "start": state.start_time(os.getpid())},
-            "setup": {"pid": self.child, "start": state.start_time(self.child)},
+            "ns_fds": self.ns_fds,  # /proc/LAUNCHER/fd/N: the namespaces, which exec joins
             "pid1": {"pid": self.pid1, "start": state.start_time(self.pid1)},
             "namespaces": self.namespaces, "profile": self.plan.profile, "command": self.plan.argv,
             "net": self.plan.network.mode, "publish": [str(f) for f in self.plan.network.publish],
@@ -320,6 +324,10 @@ class Launcher:
                 s.detach() for s in _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM))
         go_r, go_w = os.pipe()
         report_r, report_w = os.pipe2(os.O_CLOEXEC)
+        # The setup process exits once PID 1 exists and we hold the namespaces: PID 1 is then ours (a child
+        # subreaper gets its orphans), one Python process fewer resident while the command runs.
+        libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
+        self.runtime.alive_fd, alive_w = os.pipe2(os.O_CLOEXEC)
         # Block the forwarded signals across fork: the children inherit the mask and unblock when ready.
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, init.FORWARDED)
         launcher_pid = os.getpid()
@@ -327,11 +335,14 @@ class Launcher:
         if pid == 0:
             os.close(go_w)
             os.close(report_r)
+            os.close(alive_w)
             if self.status_fd is not None:
                 os.close(self.status_fd)
             from rootsand import inside
             inside.child_main(self.runtime, launcher_pid, go_r, report_w)
         self.child = pid
+        self._alive_w = alive_w  # held until we exit
+        os.close(self.runtime.alive_fd)
         if self.runtime.proxy_fd is not None:
             os.close(self.runtime.proxy_fd)
             self.runtime.proxy_fd = None
@@ -405,17 +416,20 @@ class Launcher:
                 os.write(self._go_w, b"G")
             except BrokenPipeError:
                 pass  # the child failed while we wrote its maps: _finish reports why
-            self._close_go()
-            # 2. Until the command runs (or setup fails), then until the sandbox ends.
+            # 2. Until the command runs (or setup fails), then until the sandbox ends. The setup process
+            # waits on the same pipe once PID 1 exists; its end of file (at "pid1") lets it exit.
             return self._finish(pidfd, deadline)
         finally:
             os.close(pidfd)
 
     def _finish(self, pidfd: int, deadline: float | None) -> int:
+        """Until the sandbox ends: with the setup process (`pidfd`) if it never made PID 1, else with PID 1,
+        which is our child once the setup process has exited."""
         while True:
             if self.interrupted:
                 return 128 + self.interrupted
-            reads = [pidfd] if self._reports.fd is None else [pidfd, self._reports.fd]
+            watched = pidfd if self.child is not None else self.pid1_fd
+            reads = [watched] if self._reports.fd is None else [watched, self._reports.fd]
             writes = []
             if self.relay:
                 reads += self.relay.read_fds()
@@ -427,16 +441,21 @@ class Launcher:
                     self._release_protect_lock()  # the command runs: its protected paths are in place
             if self.relay:
                 self.relay.pump(ready, writable)
-            if pidfd in ready:
-                break
+            if watched in ready:
+                if watched != pidfd:
+                    _, status = os.waitpid(self.pid1, 0)  # ours since the setup process exited
+                    self._forget_pid1()
+                    break
+                _, status = os.waitpid(self.child, 0)
+                self.child = None
+                if self.pid1_fd is None:
+                    break  # no PID 1: the setup process's status is the sandbox's
+                continue
             if self._timed_out(deadline):
                 self.log("timeout: killing the sandbox")
                 self._kill_and_reap()
                 self.say([f"rootsand: error: the command ran out of time ({self.plan.timeout:g}s): sandbox killed"])
                 return ExitCode.TIMEOUT
-        _, status = os.waitpid(self.child, 0)
-        self.child = None
-        self._forget_pid1()  # C reaped it: its pid may be anyone's now
         if self.relay:
             self.relay.drain()
         # Every report was written before C exited, but P1 and the command may close their ends a bit later.
@@ -469,6 +488,8 @@ class Launcher:
                 self.pid1_fd = _pidfd_of_child(self.pid1, self.child)
                 self.log(f"PID 1 is {self.pid1} on the host")
                 self._read_namespaces(later=True)
+                self._hold_namespaces()
+                self._close_go()  # the setup process may exit now: PID 1 becomes our child
                 self._publish_entry()
                 self._write_status(None)
         return unshared
@@ -488,6 +509,21 @@ class Launcher:
                     continue  # PID 1 is gone already (its setup failed): its error is what the user needs
                 raise RootsandError(f"cannot read the sandbox's {ns} namespace: /proc/{self.child}/ns/{name}: "
                                     f"{e.strerror}") from None
+
+    def _hold_namespaces(self) -> None:
+        """Open the sandbox's namespaces from the setup process before it exits and keep them: `rootsand
+        exec` joins them through /proc/LAUNCHER/fd/N (PID 1 is not dumpable, and no other process of ours
+        stays in them)."""
+        for ns in self.namespaces:
+            link = NAMESPACE_LINKS[ns] + ("_for_children" if ns in ("pid", "time") else "")
+            try:
+                fd = os.open(f"/proc/{self.child}/ns/{link}", os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                continue  # the setup failed meanwhile: its error is what the user needs
+            if os.fstat(fd).st_ino != self.namespaces[ns]:
+                os.close(fd)
+                continue
+            self.ns_fds[ns] = fd
 
     def _write_maps(self) -> None:
         write_maps(self.plan.ids, self.child)
@@ -553,7 +589,7 @@ class Launcher:
             os.close(fd)
 
     def _kill_and_reap(self) -> None:
-        """SIGKILL PID 1 (which takes the whole PID namespace with it) and the setup child; reap them."""
+        """SIGKILL PID 1 (which takes the whole PID namespace with it) and the setup process; reap them."""
         if self.pid1_fd is not None:
             try:
                 signal.pidfd_send_signal(self.pid1_fd, signal.SIGKILL)
@@ -566,6 +602,11 @@ class Launcher:
                 pass
             os.waitpid(self.child, 0)
             self.child = None
+        if self.pid1_fd is not None:  # not reaped yet: ours now that the setup process is gone
+            try:
+                os.waitpid(self.pid1, 0)
+            except ChildProcessError:
+                pass
         self._forget_pid1()
 
     def _wait(self, deadline: float | None) -> float:

@@ -1,5 +1,5 @@
 """Operating running sandboxes: ps, stop, inspect, exec. They read the registry (state.py) and reach a
-sandbox through its setup process, which made its namespaces and stays readable (PID 1 is not dumpable);
+sandbox through the namespaces its launcher holds (PID 1 is not dumpable);
 every pid is checked against its recorded start time before it is signalled or joined."""
 
 import errno
@@ -80,7 +80,7 @@ def stop(name: str, grace: float = 10.0) -> None:
         signal.pidfd_send_signal(launcher, signal.SIGTERM)
         if _wait_gone(launcher, grace):
             return
-        pid1 = _pidfd(entry.get("pid1", {})) or _pidfd(entry.get("setup", {}))
+        pid1 = _pidfd(entry.get("pid1", {}))
         if pid1 is not None:  # PID 1's death takes everything in its PID namespace with it
             try:
                 signal.pidfd_send_signal(pid1, signal.SIGKILL)
@@ -98,25 +98,27 @@ def stop(name: str, grace: float = 10.0) -> None:
 # ---------------------------------------------------------------------------------------------- joining
 
 def _ns_fds(entry: dict) -> dict[str, int]:
-    """Open the sandbox's namespaces through its setup process (pid and time: those of its children),
-    checking that each is the one recorded."""
-    setup = entry.get("setup", {})
-    fd = _pidfd(setup)
-    if fd is None:
+    """Open the sandbox's namespaces through the launcher, which holds them (/proc/LAUNCHER/fd/N; PID 1 is
+    not dumpable), checking that each is the one recorded."""
+    launcher = entry.get("launcher", {})
+    held = entry.get("ns_fds") or {}
+    fd = _pidfd(launcher)
+    if fd is None or not held:
+        if fd is not None:
+            os.close(fd)
         raise RootsandError(f"sandbox {entry['name']} is not running any more")
     os.close(fd)
-    from rootsand.model import NAMESPACE_LINKS
-
     fds = {}
     try:
         for ns in NS_ORDER:
             if ns not in entry.get("namespaces", {}):
                 continue
-            link = NAMESPACE_LINKS[ns] + ("_for_children" if ns in ("pid", "time") else "")
-            fds[ns] = os.open(f"/proc/{setup['pid']}/ns/{link}", os.O_RDONLY | os.O_CLOEXEC)
+            if ns not in held:
+                raise RootsandError(f"sandbox {entry['name']}: its launcher does not hold its {ns} namespace")
+            fds[ns] = os.open(f"/proc/{launcher['pid']}/fd/{int(held[ns])}", os.O_RDONLY | os.O_CLOEXEC)
             if os.fstat(fds[ns]).st_ino != entry["namespaces"][ns]:
                 raise RootsandError(f"sandbox {entry['name']}: its {ns} namespace is not the one recorded")
-        if state.start_time(setup["pid"]) != setup.get("start"):
+        if state.start_time(launcher["pid"]) != launcher.get("start"):
             raise RootsandError(f"sandbox {entry['name']} is not running any more")
     except BaseException:
         for fd in fds.values():
@@ -137,13 +139,12 @@ def join(fds: dict[str, int]) -> None:
 
 def inspect(name: str) -> dict:
     entry = state.find(name)
-    setup = entry["setup"]["pid"]
-    info = {"name": name, "pids": {k: entry[k]["pid"] for k in ("launcher", "setup", "pid1")},
+    info = {"name": name, "pids": {k: entry[k]["pid"] for k in ("launcher", "pid1")},
             "namespaces": entry.get("namespaces", {}), "profile": entry.get("profile"),
             "command": entry.get("command"), "network": {"mode": entry.get("net"), "publish": entry.get("publish")}}
+    ids = (entry.get("plan") or {}).get("ids") or {}
     for kind in ("uid", "gid"):
-        with open(f"/proc/{setup}/{kind}_map") as f:
-            info[f"{kind}_map"] = [[int(n) for n in line.split()] for line in f]
+        info[f"{kind}_map"] = [list(line) for line in ids.get(f"{kind}_lines", [])]  # as written at the start
     inside = processes_in(entry)
     info["processes"] = inside
     own_view = [p for p in inside if p["mount_ns"] == entry.get("namespaces", {}).get("mount")]

@@ -119,14 +119,14 @@ def alive(pid: int | None, started: int | None) -> bool:
     return bool(pid) and started is not None and start_time(pid) == started
 
 
-def claim(name: str, extra: dict | None = None) -> str:
+def claim(name: str) -> str:
     """Take `name` for this launcher: the entry's path. A name in use by a live sandbox is an error; one
     left by a killed launcher is taken over."""
     from rootsand.errors import RootsandError
 
     path = os.path.join(registry_dir(), f"{name}.json")
     me = {"name": name, "launcher": {"pid": os.getpid(), "start": start_time(os.getpid())}, "status": "starting",
-          "created": time.time(), **(extra or {})}
+          "created": time.time()}
     for _ in range(3):
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
@@ -170,6 +170,11 @@ def _load(path: str) -> dict | None:
     except (OSError, ValueError):
         return None
     return entry if isinstance(entry, dict) else None
+
+
+def read_raw(path: str) -> dict:
+    """The entry at `path` as it is, live or not ({} when it cannot be read)."""
+    return _load(path) or {}
 
 
 def _is_live(entry: dict) -> bool:

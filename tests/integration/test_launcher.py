@@ -415,3 +415,39 @@ def test_time_namespace_with_offsets(tmp_path):
     assert monotonic - int(time.monotonic()) in range(3600 - 5, 3600 + 5)
     r = sandbox("readlink", "/proc/self/ns/time", opts=["--profile", str(profile)], cwd=tmp_path, check_rc=0)
     assert r.stdout.strip() != os.readlink("/proc/self/ns/time")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for name in os.listdir("/proc"):
+        try:
+            if name.isdigit():
+                with open(f"/proc/{name}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(name))
+        except (OSError, ValueError):
+            pass
+    return found
+
+
+def test_while_the_command_runs_only_the_launcher_and_pid_1_are_resident(tmp_path):
+    """The setup process exits once PID 1 exists: PID 1 is the launcher's child (a child subreaper), and
+    exec still joins the sandbox (through the namespaces the launcher holds)."""
+    proc = subprocess.Popen(rootsand_argv() + ["run", "--name", "resident", "--", "sh", "-c", "echo ready; exec sleep 600"],
+                            cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        children = _children(proc.pid)  # the launcher
+        assert len(children) == 1, children  # PID 1; no setup process any more
+        pid1 = children[0]
+        assert [os.readlink(f"/proc/{p}/exe") for p in _children(pid1)] == ["/usr/bin/sleep"]
+        r = run(["exec", "resident", "sh", "-c", "echo joined; ls /proc | grep -c '^[0-9]'"], check_rc=0)
+        assert r.stdout.split() == ["joined", "5"]  # the sandbox's view: PID 1, sleep, exec's sh, ls and grep
+        run(["stop", "resident"], check_rc=0)
+        assert proc.wait(timeout=30) == 143
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()

@@ -244,3 +244,16 @@ def test_a_killed_launchers_sandbox_is_checked_by_the_next_command(repo):
         proc.kill()
         proc.wait()
         proc.stdout.close()
+
+
+def test_a_killed_launchers_name_is_free_again_and_its_leftovers_go(tmp_path):
+    proc, pid1 = start(tmp_path, "--name", "reused")
+    try:
+        proc.kill()
+        proc.wait()
+        assert still_running([pid1], 10) == []
+        r = sandbox("true", opts=["--name", "reused"], cwd=tmp_path, env=env_in(tmp_path))
+        assert (r.returncode, command_stderr(r)) == (0, [])
+        assert listing(tmp_path) == []
+    finally:
+        stop(proc, signal.SIGKILL)
