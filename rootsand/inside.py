@@ -151,7 +151,7 @@ def _pid1(runtime, plan, ties: tuple[int, int, int, int], report_fd: int, seccom
 
         master, pty_slave = host_pty or terminal.open_pty(plan.run_uid, plan.run_gid)
         terminal.send_master(runtime.console_fd, master)
-    if not _tie_to_launcher(*ties):
+    if not _tie_to_launcher(*ties, report_fd):
         return ExitCode.FAILURE
 
     command_pid = os.fork()
@@ -168,21 +168,25 @@ def _pid1(runtime, plan, ties: tuple[int, int, int, int], report_fd: int, seccom
     return init.reap_until(command_pid)
 
 
-def _tie_to_launcher(setup_pidfd: int, built_fd: int, released_fd: int, alive_fd: int) -> bool:
-    """From C to the launcher: let C go, and once it has exited (as planned: its "R") we are the
-    launcher's child; arm PDEATHSIG again and make sure the launcher did not die before. False: stop."""
+def _tie_to_launcher(setup_pidfd: int, built_fd: int, released_fd: int, alive_fd: int, report_fd: int) -> bool:
+    """From C to the launcher: let C go; once it has exited (as planned: its "R") arm PDEATHSIG again and
+    wait for the launcher's "G", which it sends only after seeing that we are its child. A launcher that
+    dies before that sends nothing (end of file), and one that dies after takes us with it: we cannot
+    tell from here (our parent is outside our PID namespace), and a launcher dying while C exits would
+    leave us to init. False: stop."""
     libc.prctl(libc.PR_SET_PDEATHSIG, 0)  # C's planned exit must not kill us
     os.write(built_fd, b"B")
     os.close(built_fd)
     select.select([setup_pidfd], [], [])  # readable once C has exited, and so after we were reparented
     planned = os.read(released_fd, 1) == b"R"
     libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
-    poller = select.poll()
-    poller.register(alive_fd, select.POLLIN)
-    launcher_gone = bool(poller.poll(0))
+    go = False
+    if planned:
+        channel.send(report_fd, stage="tied")
+        go = os.read(alive_fd, 1) == b"G"
     for fd in (setup_pidfd, released_fd, alive_fd):
         os.close(fd)
-    return planned and not launcher_gone
+    return go
 
 
 def _build(runtime, plan) -> None:

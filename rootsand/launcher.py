@@ -479,6 +479,8 @@ class Launcher:
                 self.late_notes.append(m["note"])  # said at the end: the terminal may be raw now
             elif m.get("stage") == "proxy":
                 self._start_proxy()
+            elif m.get("stage") == "tied":
+                self._let_pid1_go()
             elif m.get("stage") == "unshared":
                 self.log("namespaces created")
                 self._read_namespaces(later=False)
@@ -509,6 +511,18 @@ class Launcher:
                     continue  # PID 1 is gone already (its setup failed): its error is what the user needs
                 raise RootsandError(f"cannot read the sandbox's {ns} namespace: /proc/{self.child}/ns/{name}: "
                                     f"{e.strerror}") from None
+
+    def _let_pid1_go(self) -> None:
+        """PID 1 armed PDEATHSIG after the setup process exited: if it is our child, our death now takes it
+        with it, and it may start the command."""
+        if self.pid1_fd is not None and _parent_of(self.pid1) == os.getpid():
+            try:
+                os.write(self._alive_w, b"G")
+                return
+            except OSError:
+                pass
+        self._kill_and_reap()  # not ours (cannot happen while we live): it must not run the command
+        raise RootsandError("PID 1 of the sandbox is not the launcher's child: the sandbox was stopped")
 
     def _hold_namespaces(self) -> None:
         """Open the sandbox's namespaces from the setup process before it exits and keep them: `rootsand
@@ -647,18 +661,21 @@ def _alive(pidfd: int | None) -> bool:
     return pidfd is not None and not select.select([pidfd], [], [], 0)[0]
 
 
+def _parent_of(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _pidfd_of_child(pid: int, parent: int) -> int | None:
     """A pidfd for `pid` if it is still `parent`'s child (so not a stranger that reused a reaped pid)."""
     try:
         fd = os.pidfd_open(pid)
     except ProcessLookupError:
         return None
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        ppid = None
-    if ppid != parent:
+    if _parent_of(pid) != parent:
         os.close(fd)
         return None
     return fd
