@@ -515,7 +515,7 @@ class Launcher:
     def _let_pid1_go(self) -> None:
         """PID 1 armed PDEATHSIG after the setup process exited: if it is our child, our death now takes it
         with it, and it may start the command."""
-        if self.pid1_fd is not None and _parent_of(self.pid1) == os.getpid():
+        if self.pid1_fd is not None and state.parent_of(self.pid1) == os.getpid():
             try:
                 os.write(self._alive_w, b"G")
                 return
@@ -661,21 +661,13 @@ def _alive(pidfd: int | None) -> bool:
     return pidfd is not None and not select.select([pidfd], [], [], 0)[0]
 
 
-def _parent_of(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def _pidfd_of_child(pid: int, parent: int) -> int | None:
     """A pidfd for `pid` if it is still `parent`'s child (so not a stranger that reused a reaped pid)."""
     try:
         fd = os.pidfd_open(pid)
     except ProcessLookupError:
         return None
-    if _parent_of(pid) != parent:
+    if state.parent_of(pid) != parent:
         os.close(fd)
         return None
     return fd

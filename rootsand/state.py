@@ -105,13 +105,23 @@ def registry_dir() -> str:
     return path
 
 
-def start_time(pid: int) -> int | None:
-    """The start time of process `pid` in clock ticks since boot, or None when there is no such process."""
+def _stat_field(pid: int, index: int) -> int | None:
+    """Field `index` (counted after the command name) of /proc/PID/stat, or None when there is no such process."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[19])
+            return int(f.read().rsplit(")", 1)[1].split()[index])
     except (OSError, ValueError, IndexError):
         return None
+
+
+def start_time(pid: int) -> int | None:
+    """The start time of process `pid` in clock ticks since boot, or None when there is no such process."""
+    return _stat_field(pid, 19)
+
+
+def parent_of(pid: int) -> int | None:
+    """The parent pid of process `pid`, or None when there is no such process."""
+    return _stat_field(pid, 1)
 
 
 def alive(pid: int | None, started: int | None) -> bool:
