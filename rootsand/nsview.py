@@ -8,6 +8,7 @@ import json
 import os
 import pwd
 import re
+import sys
 import time
 
 NS_GET_USERNS = 0xB701
@@ -204,6 +205,9 @@ def monitor(as_json: bool, interval: float = 0.05, ticks: int | None = None) -> 
                             cmd = ""
                         _event("new", kind, inode, pid, cmd, names.get(inode), as_json)
                 held[(kind, inode)].add(pid)
+        if first:
+            # What the first scan saw is not reported: say when watching begins, for users and scripts
+            print(f"rootsand: watching {len(held)} namespaces; new and gone ones follow", file=sys.stderr, flush=True)
         first = False
         time.sleep(interval)
 

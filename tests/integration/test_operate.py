@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -217,9 +218,12 @@ def test_ns_list_finds_a_namespace_held_only_by_an_fd():
 
 
 def test_ns_monitor_sees_a_short_sandbox_come_and_go(tmp_path):
-    monitor = subprocess.Popen(rootsand_argv() + ["ns", "monitor", "--json"], stdout=subprocess.PIPE, text=True)
+    monitor = subprocess.Popen(rootsand_argv() + ["ns", "monitor", "--json"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(1)  # its first full scan: nothing signals its end, and what it sees then is not reported
+        # What its first full scan sees is not reported: it says when that scan is done
+        ready = monitor.stderr.readline()
+        assert re.fullmatch(r"rootsand: watching \d+ namespaces; new and gone ones follow\n", ready), ready
         sandbox("sleep", "0.2", cwd=tmp_path, check_rc=0)
         events = []
         deadline = time.monotonic() + 10
