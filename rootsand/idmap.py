@@ -118,6 +118,14 @@ def mapped(lines: list[MapLine], inside_id: int) -> bool:
     return any(inside <= inside_id < inside + count for inside, _, count in lines)
 
 
+def inside_of(lines: list[MapLine], outside_id: int) -> int:
+    """The id inside that `outside_id` is; 0 when it is not mapped (then setup runs as whoever it is)."""
+    for inside, outside, count in lines:
+        if outside <= outside_id < outside + count:
+            return inside + outside_id - outside
+    return 0
+
+
 class IdPlan(Record):
     """How the launcher writes the sandbox's maps: through the setuid helpers, or directly."""
 

@@ -128,11 +128,11 @@ def _child(runtime, plan, launcher_pid: int, go_fd: int, report_fd: int) -> int:
 def _pid1(runtime, plan, ties: tuple[int, int, int, int], report_fd: int, seccomp_filter) -> int:
     if plan.root_mapped:
         _switch_ids(0, 0)
-    if plan.user == "keep-id":
-        # Inside 0 is a subordinate id here: what setup creates in the user's directories (mount points,
-        # overlay work dirs) must belong to the user, who keeps the id that maps to them.
-        libc.setfsuid(plan.run_uid)
-        libc.setfsgid(plan.run_gid)
+    if (plan.setup_uid, plan.setup_gid) != (0, 0):
+        # Inside 0 is a subordinate id here (keep-id maps): what setup creates in the user's directories
+        # (mount points, protected paths' placeholders, overlay work dirs) must belong to the user.
+        libc.setfsuid(plan.setup_uid)
+        libc.setfsgid(plan.setup_gid)
         everything = (1 << (security.last_cap() + 1)) - 1
         libc.capset(everything, everything, 0)  # a non-zero fsuid drops the file capabilities: take them back
     # A change of ids clears PDEATHSIG, so arm it only now; then make sure C did not die before that.

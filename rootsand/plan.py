@@ -109,6 +109,9 @@ class Plan(Record):
         "timeout": None, "memory": None,  # the profile's memory limit, however limits enforce it
         "user": "root",  # root | keep-id | ids
         "run_uid": 0, "run_gid": 0,  # the command's ids inside
+        # the ids inside that are the user's on the host: setup makes its mount points and work directories
+        # among the user's files as them (with keep-id maps root inside is a subordinate id)
+        "setup_uid": 0, "setup_gid": 0,
         "ids": idmap.IdPlan,  # the maps and how they are written
         "namespaces": list, "time_offsets": dict,
         "rootfs": None,  # a host directory as the root, else an empty read-only tmpfs
@@ -201,6 +204,7 @@ def plan(spec, facts: HostFacts) -> Plan:
         chdir=spec.chdir, cwd=spec.cwd, hostname=spec.hostname, homes=list(spec.homes), timeout=spec.timeout,
         memory=spec.memory,
         user=spec.user.mode, run_uid=run_ids[0], run_gid=run_ids[1], ids=ids,
+        setup_uid=idmap.inside_of(ids.uid_lines, facts.uid), setup_gid=idmap.inside_of(ids.gid_lines, facts.gid),
         namespaces=list(spec.namespaces), time_offsets=dict(spec.time_offsets),
         rootfs=spec.rootfs, mounts=[mount_step(m, spec.memory) for m in spec.mounts],
         protected=protected_paths(spec.mounts, spec.protect, spec.cwd, spec.homes), etc_files=etc_files,

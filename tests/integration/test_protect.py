@@ -120,6 +120,13 @@ def start(directory, *extra):
     return proc, pid1
 
 
+def proc_name() -> str:
+    """The name of the one sandbox running."""
+    names = run(["ps", "-q"], check_rc=0).stdout.split()
+    assert len(names) == 1, names
+    return names[0]
+
+
 def stop(proc, sig=signal.SIGTERM):
     proc.send_signal(sig)
     proc.wait(timeout=30)
@@ -139,6 +146,25 @@ def test_what_a_killed_launcher_made_is_removed_by_the_next_command(tmp_path):
         assert listing(tmp_path) == []
     finally:
         stop(proc, signal.SIGKILL)
+
+
+def test_under_fakeroot_what_protection_makes_is_the_users(tmp_path):
+    # Root inside is a subordinate id there: placeholders made as root would belong to an id whose files
+    # the user cannot remove, and a leftover .git of that id would get a second run's .git/config inside.
+    proc, pid1 = start(tmp_path, "--profile", "fakeroot")
+    try:
+        made = {name: os.lstat(tmp_path / name).st_uid for name in (".git", ".envrc", ".vscode")}
+        assert made == dict.fromkeys(made, os.getuid())
+        r = run(["exec", "--user", "root", proc_name(), "sh", "-c", "touch built; stat -c %u built .git"],
+                check_rc=0)
+        assert r.stdout.split() == ["0", str(os.getuid())]  # the command is root inside; .git is the user's
+        proc.kill()
+        proc.wait()
+        assert still_running([pid1], 10) == []
+        subprocess.run(["rm", "-rf", str(tmp_path / ".git")], check=True)  # the user clears up alone
+    finally:
+        stop(proc, signal.SIGKILL)
+    assert listing(tmp_path) == [".envrc", ".gitmodules", ".idea", ".vscode", "built"]
 
 
 def test_two_sandboxes_sharing_a_directory_keep_each_others_protection(tmp_path):
