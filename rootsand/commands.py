@@ -103,7 +103,8 @@ def ps(json_output: bool = typer.Option(False, "--json", help="An array of objec
 
     rows = ops.ps_rows(show_all)
     if quiet:
-        print("\n".join(row["name"] for row in rows))
+        for row in rows:  # none: no output at all, as `podman ps -q`
+            print(row["name"])
     elif json_output:
         ops.print_json(rows)
     else:

@@ -16,6 +16,13 @@ def exit_status(wait_status: int) -> int:
     return 128 - code if code < 0 else code
 
 
+def signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
 def reap_until(command_pid: int) -> int:
     """Forward signals to the command and reap children until the command exits; return its status.
 

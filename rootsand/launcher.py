@@ -222,6 +222,7 @@ class Launcher:
         self.pid1_fd: int | None = None  # a pidfd of PID 1: signals never reach a process that reused its pid
         self.interrupted: int | None = None  # a terminating signal that came before PID 1 existed
         self.error: RootsandError | None = None
+        self.command_released = False  # PID 1 was let start the command
         self.slirp: network.Slirp | None = None
         self.proxy_pid: int | None = None
         self.ns_fds: dict[str, int] = {}  # the sandbox's namespaces, held for rootsand exec
@@ -362,6 +363,9 @@ class Launcher:
                 code = self._supervise()
             except RootsandError:
                 self.late_notes.clear()  # the error is what the user needs to see, and it is said last
+                killed = self._killed_while_building(self._setup_process_status(), None)
+                if killed:  # what failed here failed because of that (a namespace gone, maps not written)
+                    raise killed from None
                 raise
             if code not in (0, ExitCode.FAILURE, ExitCode.TIMEOUT) and self.plan.failure_hint and not self.error:
                 self.late_hint = self.plan.failure_hint
@@ -425,6 +429,7 @@ class Launcher:
     def _finish(self, pidfd: int, deadline: float | None) -> int:
         """Until the sandbox ends: with the setup process (`pidfd`) if it never made PID 1, else with PID 1,
         which is our child once the setup process has exited."""
+        killed = None  # the setup process's wait status, when a signal ended it before the command ran
         while True:
             if self.interrupted:
                 return 128 + self.interrupted
@@ -448,6 +453,8 @@ class Launcher:
                     break
                 _, status = os.waitpid(self.child, 0)
                 self.child = None
+                if self.pid1_fd is None or os.WIFSIGNALED(status) and not self.command_released:
+                    killed = status  # a killed setup process takes PID 1 with it (PDEATHSIG): the cause
                 if self.pid1_fd is None:
                     break  # no PID 1: the setup process's status is the sandbox's
                 continue
@@ -463,11 +470,40 @@ class Launcher:
         while self._reports.fd is not None and time.monotonic() < end:
             self._handle(self._reports.read(max(0.0, end - time.monotonic())))
         code = init.exit_status(status)
+        if self.error is None:
+            self.error = self._killed_while_building(killed, status)
         if self.error:
             self.say(self.error.lines())
             code = self.error.code
         self.log(f"sandbox ended with status {code}")
         return code
+
+    def _killed_while_building(self, setup_status: int | None, pid1_status: int | None) -> RootsandError | None:
+        """The error for a sandbox killed from outside before its command started (an OOM kill, a kill -9),
+        from the wait status of the setup process (whose death takes PID 1 with it) or of PID 1: else the
+        user sees a 137 or 125 of a command that never ran."""
+        if self.command_released:
+            return None
+        if setup_status is not None and os.WIFSIGNALED(setup_status):
+            which, signal_number = "setup process", os.WTERMSIG(setup_status)
+        elif pid1_status is not None and os.WIFSIGNALED(pid1_status):
+            which, signal_number = "PID 1", os.WTERMSIG(pid1_status)
+        else:
+            return None
+        return RootsandError(f"the sandbox's {which} was killed by {init.signal_name(signal_number)} "
+                             "before the command started")
+
+    def _setup_process_status(self) -> int | None:
+        """The setup process's wait status if it has ended, left for the reaping that follows."""
+        if self.child is None:
+            return None
+        try:
+            info = os.waitid(os.P_PID, self.child, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return None
+        if info is None:
+            return None
+        return info.si_status if info.si_code in (os.CLD_KILLED, os.CLD_DUMPED) else info.si_status << 8
 
     def _handle(self, messages: list[dict]) -> bool:
         """Act on reports from inside; True once the child reports it has unshared."""
@@ -518,6 +554,7 @@ class Launcher:
         if self.pid1_fd is not None and state.parent_of(self.pid1) == os.getpid():
             try:
                 os.write(self._alive_w, b"G")
+                self.command_released = True
                 return
             except OSError:
                 pass

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -263,6 +264,34 @@ def test_sigkill_of_the_launcher_leaves_nothing(tmp_path):
     assert wait_until_gone(lambda: [p for p in os.listdir("/proc") if p.isdigit() and _pidns(p) == pidns]) == []
 
 
+@pytest.mark.parametrize("stage, victim, who", [("forked setup process", "setup", "setup process"),
+                                                 ("PID 1 is", "setup", "setup process"),
+                                                 ("PID 1 is", "pid1", "PID 1")])
+def test_a_sandbox_killed_while_being_built_is_an_error_not_the_commands_status(stage, victim, who):
+    # An OOM kill or a kill -9 during setup: the command never ran, so its 137 would be a lie. The launcher
+    # is stopped meanwhile: the command cannot start without its word, so the kill lands before it does.
+    marker = f"marker-{uuid.uuid4().hex}"
+    proc = subprocess.Popen(rootsand_argv() + ["run", "-v", "--", "sh", "-c", "echo ran", marker],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pids = {}
+    for line in proc.stderr:
+        for name, pattern in (("setup", r"forked setup process (\d+)"), ("pid1", r"PID 1 is (\d+)")):
+            found = re.search(pattern, line)
+            if found:
+                pids[name] = int(found.group(1))
+        if stage in line:
+            os.kill(proc.pid, signal.SIGSTOP)
+            os.kill(pids[victim], signal.SIGKILL)
+            os.kill(proc.pid, signal.SIGCONT)
+            break
+    out, err = proc.communicate(timeout=30)
+    errors = [line for line in err.splitlines() if line.startswith("rootsand: error:")]
+    assert (proc.returncode, out, errors) == (
+        125, "", [f"rootsand: error: the sandbox's {who} was killed by SIGKILL before the command started"]), err
+    assert _wait_gone(marker) == []
+    assert run(["ps", "-q"], check_rc=0).stdout == ""
+
+
 def _pidns(pid: str):
     try:
         return os.stat(f"/proc/{pid}/ns/pid").st_ino
@@ -441,7 +470,11 @@ def test_while_the_command_runs_only_the_launcher_and_pid_1_are_resident(tmp_pat
         children = _children(proc.pid)  # the launcher
         assert len(children) == 1, children  # PID 1; no setup process any more
         pid1 = children[0]
-        assert [os.readlink(f"/proc/{p}/exe") for p in _children(pid1)] == ["/usr/bin/sleep"]
+        # The shell said "ready" just before its exec: nothing signals the exec itself, so look until it is done
+        deadline = time.monotonic() + 10
+        while (exes := [os.readlink(f"/proc/{p}/exe") for p in _children(pid1)]) != ["/usr/bin/sleep"]:
+            assert time.monotonic() < deadline, exes
+            time.sleep(0.01)
         r = run(["exec", "resident", "sh", "-c", "echo joined; ls /proc | grep -c '^[0-9]'"], check_rc=0)
         assert r.stdout.split() == ["joined", "5"]  # the sandbox's view: PID 1, sleep, exec's sh, ls and grep
         run(["stop", "resident"], check_rc=0)
