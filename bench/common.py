@@ -66,7 +66,7 @@ def summary(values):
 
 def timed_rounds(results, rounds, warmups, timeout):
     """Run every result's argv once per round, interleaved so drift in machine load hits all alike; the
-    first `warmups` rounds are not counted. Fills in runs, median_ms, p90_ms, min_ms and max_ms, or
+    first `warmups` rounds are not counted. Fills in runs, median_ms, p10_ms, p90_ms, min_ms and max_ms, or
     `skipped` for one that fails."""
     times = {id(r): [] for r in results}
     for i in range(warmups + rounds):
@@ -83,8 +83,9 @@ def timed_rounds(results, rounds, warmups, timeout):
         if r["skipped"]:
             continue
         t = sorted(times[id(r)])
-        p90 = statistics.quantiles(t, n=10, method="inclusive")[8] if len(t) > 1 else t[0]
-        r.update(runs=len(t), median_ms=round(statistics.median(t), 3), p90_ms=round(p90, 3),
+        deciles = statistics.quantiles(t, n=10, method="inclusive") if len(t) > 1 else [t[0]] * 9
+        r.update(runs=len(t), median_ms=round(statistics.median(t), 3), p10_ms=round(deciles[0], 3),
+                 p90_ms=round(deciles[8], 3),
                  min_ms=round(t[0], 3), max_ms=round(t[-1], 3))
 
 

@@ -5,7 +5,7 @@ Run as root:   python3 bench/run.py [--quick] [--proxy] [--json FILE] [--user NA
 
 It runs startup.py (start-up against bwrap, unshare and rootless podman, interleaved), memory.py
 (RSS/PSS of what each tool keeps resident) and throughput.py (100 sandboxes 8 at a time against podman),
-takes the stages of `rootsand run -v -- true` (median of each), prints their tables, and writes all results into one JSON file. --quick takes 3 timed rounds instead of
+takes the stages of `rootsand run -v [--net slirp] -- true` (median of each), prints their tables, and writes all results into one JSON file. --quick takes 3 timed rounds instead of
 15 and batches of 16: enough to show the scripts work, not for numbers.
 --proxy adds proxy.py (--net proxy against slirp; --quick passed on). The longer benchmarks (fakeroot.py,
 network.py, build_overhead.sh) are run on their own. Stdlib only.
@@ -25,27 +25,67 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
 
 
-STAGE_RE = re.compile(r"rootsand:\s+([0-9.]+)s (forked setup process|namespaces created|id maps written|"
-                      r"PID 1 is|sandbox ended)")
+STAGE_RE = re.compile(r"^rootsand:\s+([0-9.]+)s (.*)$", re.M)
+# -v's lines, without what changes from run to run (pids, the profile's name, the exit status)
+STAGE_NAMES = [("command line read", "interpreter's rest, imports, command line"), ("profile", "profile read"),
+               ("host facts", "host facts read"), ("plan made", "plan made"),
+               ("forked setup process", "launcher prepared, setup process forked"), ("namespaces created", "unshare"),
+               ("id maps written", "id maps (newuidmap, newgidmap)"), ("slirp4netns ready", "slirp4netns started"),
+               ("PID 1 is", "PID 1 forked"), ("sandbox built", "mounts (PID 1 builds the file system)"),
+               ("the command runs", "exec: the command's execve"), ("sandbox ended", "the command (true) and its exit"),
+               ("cleaned up", "tear-down")]
+EXECVE = "exec: the command's execve"
 
 
-def stages(user, rootsand, runs):
-    """Median of each stage of `rootsand run -v -- true` (seconds since the launcher's fork), as the user."""
+def _stage_name(message):
+    for prefix, name in STAGE_NAMES:
+        if message.startswith(prefix):
+            return name
+    return None
+
+
+def stages(user, rootsand, runs, extra=()):
+    """Median of each stage of `rootsand run -v [EXTRA] -- true`, as the user: ms since rootsand's first line
+    of Python (what -v times from), and the wall time around it (the interpreter's start before that line,
+    its exit after the last)."""
+    import time
+
     pw = pwd.getpwnam(user)
-    seen = {}
-    for _ in range(runs):
-        done = subprocess.run(["runuser", "-u", user, "--", "env", "-i", f"PATH={PATH}", f"HOME={pw.pw_dir}",
-                               rootsand, "run", "-v", "--", "true"], cwd="/tmp", capture_output=True, text=True,
-                              check=True)
-        for at, stage in STAGE_RE.findall(done.stderr):
-            seen.setdefault(stage, []).append(float(at) * 1e3)
-    names = {"PID 1 is": "PID 1 forked", "sandbox ended": "sandbox ended (mounts, the command, tear-down)"}
+    seen, walls = {}, []
+    argv = ["runuser", "-u", user, "--", "env", "-i", f"PATH={PATH}", f"HOME={pw.pw_dir}", rootsand, "run", "-v",
+            *extra, "--", "true"]
+    for _ in range(runs + 1):  # the first is a warm-up
+        start = time.monotonic()
+        done = subprocess.run(argv, cwd="/tmp", capture_output=True, text=True, check=True)
+        wall = (time.monotonic() - start) * 1e3
+        if _ == 0:
+            continue
+        last = 0.0
+        for at, message in STAGE_RE.findall(done.stderr):
+            name = _stage_name(message)
+            if name:
+                seen.setdefault(name, []).append(float(at) * 1e3)
+                last = float(at) * 1e3
+        walls.append(wall - last)
     rows, previous = [], 0.0
-    for stage, times in seen.items():
+    for name, times in seen.items():
         at = statistics.median(times)
-        rows.append({"stage": names.get(stage, stage), "at_ms": round(at, 2), "took_ms": round(at - previous, 2)})
+        rows.append({"stage": name, "at_ms": round(at, 2), "took_ms": round(at - previous, 2)})
         previous = at
+    rows.append({"stage": "runuser, the interpreter's start and exit (wall time outside -v's first and last line)",
+                 "at_ms": None, "took_ms": round(statistics.median(walls), 2)})
     return rows
+
+
+def stage_table(per_stage, bwrap_ms):
+    lines = ["| stage | at ms | took ms |", "|---|---|---|"]
+    for row in per_stage:
+        lines.append(f"| {row['stage']} | {'-' if row['at_ms'] is None else row['at_ms']} | {row['took_ms']} |")
+    own = next((r["at_ms"] for r in per_stage if r["stage"] == EXECVE), None)
+    if own is not None and bwrap_ms:
+        lines.append(f"\nrootsand's own setup, from its first line of Python to the command's execve: {own:.1f} ms, "
+                     f"{own / bwrap_ms:.2f} x bwrap's whole run ({bwrap_ms:.1f} ms)")
+    return "\n".join(lines)
 
 
 def main():
@@ -76,12 +116,13 @@ def main():
         memory = json.load(f)
     with open(os.path.join(RESULTS, "throughput.json")) as f:
         throughput = json.load(f)
-    print("## stages of `rootsand run -v -- true` (medians; ms since the launcher's fork)\n")
-    per_stage = stages(args.user, args.rootsand, int(runs))
-    print("| stage | at ms | took ms |\n|---|---|---|")
-    for row in per_stage:
-        print(f"| {row['stage']} | {row['at_ms']} | {row['took_ms']} |")
-    print()
+    bwrap_ms = next((r["median_ms"] for r in startup["results"] if r["name"] == "bwrap" and not r["skipped"]), None)
+    per_stage = {}
+    for label, extra in (("default", ()), ("slirp", ("--net", "slirp"))):
+        print(f"## stages of `rootsand run -v {' '.join(extra) + ' ' if extra else ''}-- true` "
+              "(medians; ms since rootsand's first line of Python)\n")
+        per_stage[label] = stages(args.user, args.rootsand, int(runs), extra)
+        print(stage_table(per_stage[label], bwrap_ms) + "\n", flush=True)
     results = {"quick": args.quick, "startup": startup, "memory": memory, "throughput": throughput,
                "stages": per_stage}
     if args.proxy:

@@ -38,6 +38,10 @@ def commands(rootsand, rootfs):
         ("unshare -r --fork --pid --mount-proc", ["unshare", "-r", "--fork", "--pid", "--mount-proc", "true"]),
         ("podman run --rootfs (runc)", ["podman", "run", "--rm", "--network", "none", "--runtime", "runc",
                                         "--rootfs", rootfs or "<no rootfs>", "/bin/true"]),
+        ("rootsand run --net slirp -- true", [rootsand, "run", "--net", "slirp", "--", "true"]),
+        ("podman run --network slirp4netns --rootfs (runc)",
+         ["podman", "run", "--rm", "--network", "slirp4netns", "--runtime", "runc", "--rootfs", rootfs or "<no rootfs>",
+          "/bin/true"]),
     ]
 
 
@@ -98,23 +102,27 @@ def make_rootfs(workdir, user):
 
 
 def table(data):
-    """The results as a text table; fills in ratio_to_bwrap."""
+    """The results as a markdown table; fills in ratio_to_bwrap and ratio_to_podman (the podman run with the
+    same kind of network)."""
     res = data["results"]
-    base = next((r["median_ms"] for r in res if r["name"] == "bwrap" and not r["skipped"]), None)
-    rows, notes = [("command", "median ms", "p90 ms", "x bwrap")], []
+    timed = {r["name"]: r["median_ms"] for r in res if not r["skipped"]}
+    base = timed.get("bwrap")
+    rows, notes = [("command", "median ms", "p10 ms", "p90 ms", "x bwrap", "x podman")], []
     for r in res:
         if r["skipped"]:
             first = f" (first attempt took {r['first_attempt_ms']:.0f} ms)" if "first_attempt_ms" in r else ""
-            rows.append((r["name"], "skipped", "-", "-"))
+            rows.append((r["name"], "skipped", "-", "-", "-", "-"))
             notes.append(f"{r['name']}: skipped: {r['skipped']}{first}")
             continue
+        podman = timed.get("podman run --network slirp4netns --rootfs (runc)" if "slirp" in r["name"]
+                           else "podman run --rootfs (runc)")
         r["ratio_to_bwrap"] = round(r["median_ms"] / base, 2) if base else None
-        rows.append((r["name"], f"{r['median_ms']:.1f}", f"{r['p90_ms']:.1f}",
-                     f"{r['ratio_to_bwrap']:.2f}" if base else "n/a"))
-    w = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = [f"{a:<{w[0]}}  {b:>{w[1]}}  {c:>{w[2]}}  {d:>{w[3]}}" for a, b, c, d in rows]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines + notes)
+        r["ratio_to_podman"] = round(r["median_ms"] / podman, 2) if podman else None
+        rows.append((r["name"], f"{r['median_ms']:.1f}", f"{r['p10_ms']:.1f}", f"{r['p90_ms']:.1f}",
+                     f"{r['ratio_to_bwrap']:.2f}" if base else "n/a", f"{r['ratio_to_podman']:.2f}" if podman else "n/a"))
+    lines = ["| " + " | ".join(row) + " |" for row in rows]
+    lines.insert(1, "|---" * len(rows[0]) + "|")
+    return "\n".join(lines + [""] + notes)
 
 
 def outer(args):

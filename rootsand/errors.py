@@ -35,6 +35,16 @@ def printable(text: str) -> str:
                    else f"\\u{ord(ch):04x}" for ch in text)
 
 
+def stage(message: str) -> None:
+    """A `run -v` line: `message` with the seconds since rootsand's first line of Python."""
+    import sys
+    import time
+
+    from rootsand import STARTED
+
+    print(f"rootsand: {time.monotonic() - STARTED:8.4f}s {printable(message)}", file=sys.stderr, flush=True)
+
+
 def warn(message: str) -> None:
     import sys
 

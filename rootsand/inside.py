@@ -197,7 +197,7 @@ def _build(runtime, plan) -> None:
         network.loopback_up()
     if plan.network.mode == "slirp":
         network.check_tap()
-        if runtime.verbose:
+        if runtime.debug:  # not with -v alone: importing pyroute2 takes ~100 ms, and -v times the stages
             for line in network.describe_interfaces():
                 print(f"rootsand: network: {line}", file=sys.stderr, flush=True)
     fs = mounts.FileSystem(runtime.steps, runtime.rootfs, (plan.run_uid, plan.run_gid), plan.etc_files,

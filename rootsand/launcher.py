@@ -26,7 +26,7 @@ import sys
 import time
 
 from rootsand import channel, host, idmap, init, libc, network, security, state
-from rootsand.errors import ExitCode, RootsandError, printable, warn
+from rootsand.errors import ExitCode, RootsandError, printable, stage, warn
 from rootsand.model import NAMESPACE_LINKS
 
 # A signal that arrives before PID 1 exists ends the launcher; later ones are passed on to the command.
@@ -238,8 +238,7 @@ class Launcher:
 
     def log(self, message: str) -> None:
         if self.runtime.verbose:
-            print(f"rootsand: {time.monotonic() - self.started:8.4f}s {printable(message)}", file=sys.stderr,
-                  flush=True)
+            stage(message)
 
     def say(self, lines: list[str]) -> None:
         """Lines for the user: on a terminal that is no longer raw."""
@@ -444,6 +443,8 @@ class Launcher:
                 self._handle(self._reports.read(0))
                 if self._reports.fd is None:
                     self._release_protect_lock()  # the command runs: its protected paths are in place
+                    if self.command_released and self.error is None:
+                        self.log("the command runs (its execve closed the report pipe)")
             if self.relay:
                 self.relay.pump(ready, writable)
             if watched in ready:
@@ -516,6 +517,7 @@ class Launcher:
             elif m.get("stage") == "proxy":
                 self._start_proxy()
             elif m.get("stage") == "tied":
+                self.log("sandbox built; PID 1 tied to the launcher")
                 self._let_pid1_go()
             elif m.get("stage") == "unshared":
                 self.log("namespaces created")

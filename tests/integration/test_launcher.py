@@ -484,3 +484,17 @@ def test_while_the_command_runs_only_the_launcher_and_pid_1_are_resident(tmp_pat
         proc.wait()
         proc.stdout.close()
         proc.stderr.close()
+
+
+def test_verbose_times_every_stage_from_rootsands_first_line(tmp_path):
+    """-v's stages, in order, each with seconds since rootsand's first line of Python (bench/run.py reads
+    them): a stage that goes missing or runs out of order shows here."""
+    r = run(["run", "-v", "--", "true"], cwd=tmp_path, check_rc=0)
+    timed = re.findall(r"^rootsand: +([0-9]+\.[0-9]{4})s (.*)$", r.stderr, re.M)
+    stages = [re.sub(r"\d+", "N", message) for _, message in timed]
+    assert stages == ["command line read", "profile default read", "host facts read", "plan made",
+                      "forked setup process N", "namespaces created", "id maps written", "PID N is N on the host",
+                      "sandbox built; PID N tied to the launcher", "the command runs (its execve closed the report pipe)",
+                      "sandbox ended with status N", "cleaned up: rootsand exits"], r.stderr
+    times = [float(at) for at, _ in timed]
+    assert times == sorted(times) and times[0] > 0
