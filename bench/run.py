@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """One entry point for the benchmarks that compare rootsand's cost with other tools.
 
-Run as root:   python3 bench/run.py [--quick] [--proxy] [--json FILE] [--user NAME] [--rootsand PATH]
+Run as root:   python3 bench/run.py [--quick] [--proxy | --all] [--json FILE] [--user NAME] [--rootsand PATH]
 
 It runs startup.py (start-up against bwrap, unshare and rootless podman, interleaved), memory.py
 (RSS/PSS of what each tool keeps resident) and throughput.py (100 sandboxes 8 at a time against podman),
 takes the stages of `rootsand run -v [--net slirp] -- true` (median of each), prints their tables, and writes all results into one JSON file. --quick takes 3 timed rounds instead of
 15 and batches of 16: enough to show the scripts work, not for numbers.
---proxy adds proxy.py (--net proxy against slirp; --quick passed on). The longer benchmarks (fakeroot.py,
-network.py, build_overhead.sh) are run on their own. Stdlib only.
+--proxy adds proxy.py (--net proxy against slirp; --quick passed on). --all adds it and the longer
+benchmarks of the other issues: fakeroot.py, network.py and build_overhead.sh (each also runs on its own). Stdlib only.
 """
 import argparse
 import json
@@ -93,6 +93,8 @@ def main():
     p.add_argument("--quick", action="store_true", help="3 timed rounds instead of 15 (a smoke run)")
     p.add_argument("--json", default=os.path.join(RESULTS, "run.json"), help="where to write all results")
     p.add_argument("--proxy", action="store_true", help="also run proxy.py (--net proxy against slirp)")
+    p.add_argument("--all", action="store_true", help="also proxy.py, fakeroot.py, network.py and build_overhead.sh "
+                   "(the other issues' benchmarks; minutes)")
     add_user_options(p)
     args = p.parse_args()
     if os.geteuid() != 0:
@@ -104,12 +106,21 @@ def main():
     proxy_json = os.path.join(RESULTS, "proxy.json")
     scripts = (("startup.py", ["--runs", runs]), ("memory.py", ["--json", memory_json]),
                ("throughput.py", ["--count", count]))
-    if args.proxy:
+    if args.proxy or args.all:
         scripts += (("proxy.py", ["--json", proxy_json] + (["--quick"] if args.quick else [])),)
+    if args.all:
+        scripts += (("fakeroot.py", ["--quick"] if args.quick else []),
+                    ("network.py", ["--runs", "1", "--time", "2", "--startup-runs", "3"] if args.quick else []))
     for script, extra in scripts:
         print(f"## {script}\n", flush=True)
         subprocess.run([sys.executable, os.path.join(HERE, script), *extra, *common], check=True)
         print(flush=True)
+    if args.all:
+        print("## build_overhead.sh\n", flush=True)
+        build = subprocess.run(["bash", os.path.join(HERE, "build_overhead.sh"), "2" if args.quick else "5"],
+                               check=True, stdout=subprocess.PIPE, text=True,
+                               env={**os.environ, "ROOTSAND_TEST_USER": args.user, "ROOTSAND": args.rootsand})
+        print(build.stdout, flush=True)
     with open(os.path.join(RESULTS, "startup.json")) as f:
         startup = json.load(f)
     with open(memory_json) as f:
@@ -125,9 +136,14 @@ def main():
         print(stage_table(per_stage[label], bwrap_ms) + "\n", flush=True)
     results = {"quick": args.quick, "startup": startup, "memory": memory, "throughput": throughput,
                "stages": per_stage}
-    if args.proxy:
+    if args.proxy or args.all:
         with open(proxy_json) as f:
             results["proxy"] = json.load(f)
+    if args.all:
+        for name in ("fakeroot", "network"):
+            with open(os.path.join(RESULTS, f"{name}.json")) as f:
+                results[name] = json.load(f)
+        results["build_overhead"] = build.stdout
     save(args.json, results)
 
 

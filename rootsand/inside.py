@@ -272,6 +272,7 @@ def _exec_command(plan, report_fd: int, seccomp_filter, pty_slave: int | None) -
     security.set_capabilities(keep, ambient=uid != 0)
     security.no_new_privs()
     argv = plan.argv
+    channel.send(report_fd, stage="exec")  # the command starts now: a kill from here on is the command's
     if seccomp_filter is not None:
         seccomp.install(seccomp_filter)  # last: from here on the filter judges every call
     try:

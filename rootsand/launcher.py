@@ -222,7 +222,7 @@ class Launcher:
         self.pid1_fd: int | None = None  # a pidfd of PID 1: signals never reach a process that reused its pid
         self.interrupted: int | None = None  # a terminating signal that came before PID 1 existed
         self.error: RootsandError | None = None
-        self.command_released = False  # PID 1 was let start the command
+        self.command_started = False  # its process said it is about to execve
         self.slirp: network.Slirp | None = None
         self.proxy_pid: int | None = None
         self.ns_fds: dict[str, int] = {}  # the sandbox's namespaces, held for rootsand exec
@@ -338,6 +338,10 @@ class Launcher:
             os.close(alive_w)
             if self.status_fd is not None:
                 os.close(self.status_fd)
+            if self.protect_lock is not None:
+                # Ours alone: a copy in PID 1 (which never execs) would hold the lock for the whole run, and
+                # every sweep of a killed launcher's leftovers would wait for it in vain.
+                os.close(self.protect_lock)
             from rootsand import inside
             inside.child_main(self.runtime, launcher_pid, go_r, report_w)
         self.child = pid
@@ -443,7 +447,7 @@ class Launcher:
                 self._handle(self._reports.read(0))
                 if self._reports.fd is None:
                     self._release_protect_lock()  # the command runs: its protected paths are in place
-                    if self.command_released and self.error is None:
+                    if self.command_started and self.error is None:
                         self.log("the command runs (its execve closed the report pipe)")
             if self.relay:
                 self.relay.pump(ready, writable)
@@ -454,7 +458,7 @@ class Launcher:
                     break
                 _, status = os.waitpid(self.child, 0)
                 self.child = None
-                if self.pid1_fd is None or os.WIFSIGNALED(status) and not self.command_released:
+                if self.pid1_fd is None or os.WIFSIGNALED(status) and not self.command_started:
                     killed = status  # a killed setup process takes PID 1 with it (PDEATHSIG): the cause
                 if self.pid1_fd is None:
                     break  # no PID 1: the setup process's status is the sandbox's
@@ -483,7 +487,7 @@ class Launcher:
         """The error for a sandbox killed from outside before its command started (an OOM kill, a kill -9),
         from the wait status of the setup process (whose death takes PID 1 with it) or of PID 1: else the
         user sees a 137 or 125 of a command that never ran."""
-        if self.command_released:
+        if self.command_started:
             return None
         if setup_status is not None and os.WIFSIGNALED(setup_status):
             which, signal_number = "setup process", os.WTERMSIG(setup_status)
@@ -516,6 +520,8 @@ class Launcher:
                 self.late_notes.append(m["note"])  # said at the end: the terminal may be raw now
             elif m.get("stage") == "proxy":
                 self._start_proxy()
+            elif m.get("stage") == "exec":
+                self.command_started = True
             elif m.get("stage") == "tied":
                 self.log("sandbox built; PID 1 tied to the launcher")
                 self._let_pid1_go()
@@ -556,7 +562,6 @@ class Launcher:
         if self.pid1_fd is not None and state.parent_of(self.pid1) == os.getpid():
             try:
                 os.write(self._alive_w, b"G")
-                self.command_released = True
                 return
             except OSError:
                 pass

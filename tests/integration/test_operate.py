@@ -242,7 +242,7 @@ def test_ns_monitor_sees_a_short_sandbox_come_and_go(tmp_path):
     finally:
         monitor.terminate()
         monitor.wait(timeout=10)
-    assert net("new") & net("gone"), events
+    assert net("new") & net("gone"), (events, monitor.stderr.read())
 
 
 def test_the_status_file_names_the_registry_entry(tmp_path):

@@ -148,6 +148,28 @@ def test_what_a_killed_launcher_made_is_removed_by_the_next_command(tmp_path):
         stop(proc, signal.SIGKILL)
 
 
+def test_a_killed_launchers_leftovers_go_while_another_sandbox_runs(tmp_path):
+    # A running sandbox holds the leftover lock only while it sets up: were it held for the whole run
+    # (PID 1 inheriting the launcher's fd), every sweep would wait for it and give up.
+    running_dir, killed_dir = tmp_path / "running", tmp_path / "killed"
+    running_dir.mkdir()
+    killed_dir.mkdir()
+    running, _ = start(running_dir)
+    killed, killed_pid1 = start(killed_dir)
+    try:
+        killed.kill()
+        killed.wait()
+        assert still_running([killed_pid1], 10) == []
+        assert ".envrc" in listing(killed_dir)
+        run(["ps"], check_rc=0)
+        assert listing(killed_dir) == []
+        assert ".envrc" in listing(running_dir)  # the live one's stay
+    finally:
+        stop(killed, signal.SIGKILL)
+        stop(running)
+    assert listing(running_dir) == []
+
+
 def test_under_fakeroot_what_protection_makes_is_the_users(tmp_path):
     # Root inside is a subordinate id there: placeholders made as root would belong to an id whose files
     # the user cannot remove, and a leftover .git of that id would get a second run's .git/config inside.
