@@ -68,10 +68,10 @@ def run(the_plan, json_status: str | None = None, verbose: bool = False, debug: 
         if runtime.cgroup_dir:  # also when the launcher failed before its own cleanup could run
             security.remove_cgroup(runtime.cgroup_dir)
         if the_plan.setuid_bits:
-            _clear_own_setuid_files(the_plan)
+            clear_own_setuid_files(the_plan)
 
 
-def _clear_own_setuid_files(the_plan) -> None:
+def clear_own_setuid_files(the_plan) -> None:
     """Where setuid bits are allowed (fakeroot), a sandbox could leave a setuid or setgid program that is
     the user's own on the host, for any local user to run as them: once the sandbox is gone, clear those
     bits on the user's files in what it could write (files of subordinate ids keep theirs). The walk runs
@@ -93,7 +93,7 @@ def _clear_own_setuid_files(the_plan) -> None:
             os.write(ready_w, b"u")
             if os.read(go_r, 1) == b"g":
                 with os.fdopen(out_w, "w") as out:
-                    for path in _own_setuid_files(writable_dirs(the_plan), os.getuid()):
+                    for path in _own_setuid_files(writable_dirs(the_plan), os.getuid(), os.getgid()):
                         out.write(path + "\n")
                 code = 0
         finally:
@@ -117,29 +117,53 @@ def _clear_own_setuid_files(the_plan) -> None:
              f"user could have run them as you): {', '.join(cleared[:5])}" + (" ..." if len(cleared) > 5 else ""))
 
 
-def _own_setuid_files(tops: list[str], own_uid: int) -> list[str]:
-    """Clear S_ISUID/S_ISGID on the regular files of `own_uid` below `tops`, never following a link."""
+def _own_setuid_files(tops: list[str], own_uid: int, own_gid: int) -> list[str]:
+    """Clear S_ISUID/S_ISGID on the regular files of `own_uid`, and S_ISGID on those of group `own_gid`
+    whoever owns them, below `tops`. The walk goes from directory fd to directory fd and follows no link: a
+    directory swapped for a link mid-walk (by a sandbox still running in the same tree) leads nowhere.
+    Depth first, holding only the fds of the directories on the current path."""
     import stat as stat_module
+
+    def listing(fd: int) -> list[str]:
+        try:
+            with os.scandir(fd) as entries:
+                return [entry.name for entry in entries]
+        except OSError:
+            return []
 
     cleared = []
     for top in tops:
-        for directory, _dirs, files in os.walk(top):  # os.walk follows no link into a directory
-            for name in files:
-                path = os.path.join(directory, name)
-                try:
-                    fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
-                except OSError:
+        try:
+            fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue
+        stack = [(fd, top, iter(listing(fd)))]
+        while stack:
+            fd, path, names = stack[-1]
+            name = next(names, None)
+            if name is None:
+                os.close(fd)
+                stack.pop()
+                continue
+            try:
+                child = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            except OSError:
+                continue
+            try:
+                st = os.fstat(child)
+                if stat_module.S_ISDIR(st.st_mode):
+                    sub = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=child)
+                    stack.append((sub, os.path.join(path, name), iter(listing(sub))))
                     continue
-                try:
-                    st = os.fstat(fd)
-                    if (stat_module.S_ISREG(st.st_mode) and st.st_uid == own_uid
-                            and st.st_mode & (stat_module.S_ISUID | stat_module.S_ISGID)):
-                        os.chmod(f"/proc/self/fd/{fd}", stat_module.S_IMODE(st.st_mode) & ~0o6000)
-                        cleared.append(path)
-                except OSError:
-                    pass
-                finally:
-                    os.close(fd)
+                clear = ((st.st_mode & (stat_module.S_ISUID | stat_module.S_ISGID) if st.st_uid == own_uid else 0)
+                         | (st.st_mode & stat_module.S_ISGID if st.st_gid == own_gid else 0))
+                if stat_module.S_ISREG(st.st_mode) and clear:
+                    os.chmod(f"/proc/self/fd/{child}", stat_module.S_IMODE(st.st_mode) & ~clear)
+                    cleared.append(os.path.join(path, name))
+            except OSError:
+                pass
+            finally:
+                os.close(child)
     return cleared
 
 

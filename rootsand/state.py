@@ -198,13 +198,31 @@ def read_entry(path: str) -> dict | None:
     if entry is None:
         return None
     if not _is_live(entry):
-        # Its launcher was killed before it could clean up: the mount points it made go to the ledger.
+        # Its launcher was killed before it could clean up: the setuid bits it would have cleared go now,
+        # the mount points it made go to the ledger.
+        _clear_setuid_bits(entry)
         if _made(entry) or _audit(entry):
             sweep_leftovers()  # retires it, under the lock
         else:
             forget(path)
         return None
     return entry
+
+
+def _clear_setuid_bits(entry: dict) -> None:
+    """What a launcher clears at exit where setuid bits are allowed (the user's own setuid and setgid
+    programs in what the sandbox could write), for one that was killed first."""
+    plan = entry.get("plan")
+    if not isinstance(plan, dict) or plan.get("setuid_bits") is not True:
+        return
+    from rootsand.errors import RootsandError, warn
+    from rootsand.launcher import clear_own_setuid_files
+    from rootsand.plan import Plan
+
+    try:
+        clear_own_setuid_files(Plan.from_json(plan))
+    except (RootsandError, OSError, ValueError, KeyError, TypeError) as e:
+        warn(f"cannot check what the killed sandbox {entry.get('name')} left for setuid bits: {e}")
 
 
 def entries() -> list[dict]:

@@ -10,7 +10,7 @@ import tarfile
 
 import pytest
 
-from conftest import run, sandbox
+from conftest import rootsand_argv, run, sandbox
 
 HELLO = os.environ.get("ROOTSAND_HELLO_SRC", "")
 
@@ -223,6 +223,37 @@ def test_a_setuid_file_of_the_users_own_is_cleared_when_the_build_ends(tmp_path)
     assert theirs.st_uid == subid_start() and stat.S_IMODE(theirs.st_mode) == 0o4755  # a subordinate id's
     assert (f"rootsand: warning: cleared the setuid/setgid bits of 1 file(s) of yours the sandbox left (another "
             f"user could have run them as you): {tmp_path}/mine") in r.stderr
+
+
+def test_a_setgid_file_of_the_users_group_is_cleared_whoever_owns_it(tmp_path):
+    """A subordinate id's file with the user's group and S_ISGID runs with the user's group for anyone: its
+    setgid bit goes (its setuid bit, a subordinate id's, stays)."""
+    r = sandbox("sh", "-c", f"cp /bin/true grp && chgrp {os.getgid()} grp && chmod 6755 grp", opts=["--profile", "fakeroot"],
+                cwd=tmp_path, check_rc=0)
+    st = os.stat(tmp_path / "grp")
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (subid_start(), os.getgid(), 0o4755)
+    assert f"of yours the sandbox left (another user could have run them as you): {tmp_path}/grp" in r.stderr
+
+
+def test_a_killed_launchers_setuid_file_of_the_users_is_cleared_by_the_next_command(tmp_path):
+    """The launcher clears them at exit: one SIGKILLed before that leaves them to the next command."""
+    proc = subprocess.Popen(rootsand_argv() + ["run", "--profile", "fakeroot", "--", "sh", "-c",
+                                               f"cp /bin/true mine && chown {os.getuid()} mine && chmod 4755 mine && "
+                                               "echo ready && exec sleep 600"],
+                            cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True)
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        proc.kill()
+        proc.wait()
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    assert stat.S_IMODE(os.stat(tmp_path / "mine").st_mode) == 0o4755  # nobody was there to clear it ...
+    r = run(["ps"], check_rc=0)  # ... until the next command reads the registry
+    assert stat.S_IMODE(os.stat(tmp_path / "mine").st_mode) == 0o755
+    assert f"{tmp_path}/mine" in r.stderr
 
 
 def test_a_setuid_file_of_the_users_own_hidden_in_a_locked_directory_is_cleared_too(tmp_path):

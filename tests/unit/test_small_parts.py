@@ -73,3 +73,25 @@ def test_doctor_reports_a_read_only_proc_sys_and_nesting(monkeypatch):
     monkeypatch.setattr(host, "facts", lambda net: type("F", (), {"nested_ids": [1001, 1001]})())
     nesting = doctor._nesting()
     assert nesting.status == doctor.DEGRADED and "as 1001:1001 inside" in nesting.detail
+
+
+def test_the_setuid_clearing_walk_follows_no_link_and_clears_the_users_group_too(tmp_path):
+    import stat
+
+    from rootsand.launcher import _own_setuid_files
+
+    top, outside = tmp_path / "top", tmp_path / "outside"
+    (top / "sub").mkdir(parents=True)
+    outside.mkdir()
+    modes = {top / "mine": 0o4755, top / "sub" / "group": 0o2755, top / "plain": 0o755, outside / "far": 0o4755}
+    for path, mode in modes.items():
+        path.write_text("")
+        os.chmod(path, mode)
+    os.symlink(outside, top / "link")
+    os.symlink(outside / "far", top / "file-link")
+    cleared = _own_setuid_files([str(top)], os.getuid(), os.getgid())
+    assert sorted(cleared) == [str(top / "mine"), str(top / "sub" / "group")]
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in modes} == {"mine": 0o755, "group": 0o755, "plain": 0o755,
+                                                                       "far": 0o4755}
+    # the files of another user and group keep their bits
+    assert _own_setuid_files([str(outside)], os.getuid() + 1, os.getgid() + 1) == []
