@@ -7,7 +7,7 @@ one), otherwise a look at the files and bits that decide it. The test harness pr
 import os
 from dataclasses import asdict, dataclass
 
-from rootsand import host, idmap, libc, security
+from rootsand import host, idmap, libc, maps, security
 
 OK, DEGRADED, MISSING = "ok", "degraded", "missing"
 
@@ -63,7 +63,7 @@ def _userns() -> Check:
     error = _probe(lambda: libc.unshare(libc.CLONE_NEWUSER))
     if error is None:
         return Check("user namespaces", OK, "an unprivileged user namespace can be created")
-    return Check("user namespaces", MISSING, f"unshare(CLONE_NEWUSER) failed: {error}", host.userns_hint())
+    return Check("user namespaces", MISSING, f"unshare(CLONE_NEWUSER) failed: {error}", maps.userns_hint())
 
 
 def _apparmor() -> Check:
@@ -127,7 +127,7 @@ def _helpers() -> list[Check]:
             why = host.nesting() or f"{path} is on a nosuid mount"
             out.append(Check(helper, DEGRADED, f"not usable here ({why}): sandboxes map only your own id",
                              "run rootsand outside this sandbox or container"))
-        elif not host.is_privileged_helper(path):
+        elif not maps.is_privileged_helper(path):
             out.append(Check(helper, MISSING, f"{path} is neither setuid root nor has file capabilities",
                              "reinstall the 'uidmap' package (or as root: chmod u+s " + path + ")"))
         else:

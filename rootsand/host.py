@@ -2,7 +2,8 @@
 
 import os
 import pwd
-import stat
+
+from rootsand.maps import read_sysctl
 
 HELPER_DIRS = ("/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin")
 
@@ -94,38 +95,3 @@ def find_helper(name: str) -> str | None:
         if os.path.isfile(path) and os.access(path, os.X_OK):  # shutil.which's test, without its imports
             return path
     return None
-
-
-def is_privileged_helper(path: str) -> bool:
-    """True when a newuidmap/newgidmap binary can do its job: setuid root, or file capabilities."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return False
-    if st.st_mode & stat.S_ISUID and st.st_uid == 0:
-        return True
-    try:
-        return bool(os.getxattr(path, "security.capability"))
-    except OSError:
-        return False
-
-
-def read_sysctl(path: str) -> str | None:
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except OSError:
-        return None
-
-
-def userns_hint() -> str:
-    """Why creating a user namespace may have failed, and how to fix it."""
-    if read_sysctl("/proc/sys/user/max_user_namespaces") == "0":
-        return "user namespaces are disabled: run 'sysctl -w user.max_user_namespaces=28633' as root"
-    if read_sysctl("/proc/sys/kernel/unprivileged_userns_clone") == "0":
-        return "unprivileged user namespaces are disabled: run 'sysctl -w kernel.unprivileged_userns_clone=1' as root"
-    if read_sysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == "1":
-        return ("AppArmor restricts unprivileged user namespaces: run "
-                "'sysctl -w kernel.apparmor_restrict_unprivileged_userns=0' as root, "
-                "or give rootsand's python an AppArmor profile with 'userns,'")
-    return "rootsand may be running in a container or under a seccomp filter that forbids unshare(2)"

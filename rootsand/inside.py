@@ -16,7 +16,7 @@ import select
 import signal
 import sys
 
-from rootsand import channel, host, init, libc, mounts, network, seccomp, security
+from rootsand import channel, host, init, libc, maps, mounts, network, seccomp, security
 from rootsand.errors import ExitCode, RootsandError, printable
 
 
@@ -76,7 +76,7 @@ def _child(runtime, plan, launcher_pid: int, go_fd: int, report_fd: int) -> int:
         libc.unshare(flags)
     except OSError as e:
         raise RootsandError(f"cannot create the sandbox's namespaces: unshare: {os.strerror(e.errno)}",
-                            hint=host.userns_hint()) from None
+                            hint=maps.userns_hint()) from None
     if plan.network.mode == "slirp":
         problem = network.disable_ipv6_dad()  # before slirp4netns creates tap0
         if problem:

@@ -25,7 +25,7 @@ import stat
 import sys
 import time
 
-from rootsand import channel, host, idmap, init, libc, network, security, state
+from rootsand import channel, host, init, libc, maps, network, security, state
 from rootsand.errors import ExitCode, RootsandError, printable, stage, warn
 from rootsand.model import NAMESPACE_LINKS
 
@@ -68,103 +68,9 @@ def run(the_plan, json_status: str | None = None, verbose: bool = False, debug: 
         if runtime.cgroup_dir:  # also when the launcher failed before its own cleanup could run
             security.remove_cgroup(runtime.cgroup_dir)
         if the_plan.setuid_bits:
-            clear_own_setuid_files(the_plan)
+            from rootsand import setuidbits
 
-
-def clear_own_setuid_files(the_plan) -> None:
-    """Where setuid bits are allowed (fakeroot), a sandbox could leave a setuid or setgid program that is
-    the user's own on the host, for any local user to run as them: once the sandbox is gone, clear those
-    bits on the user's files in what it could write (files of subordinate ids keep theirs). The walk runs
-    in a user namespace with the sandbox's map, with its capabilities there, so no directory the sandbox
-    locked (mode 0711, owned by a subordinate id) hides a file from it."""
-    from rootsand import libc
-
-    ready_r, ready_w = os.pipe()  # child -> launcher: it has its user namespace
-    go_r, go_w = os.pipe()  # launcher -> child: the maps are written
-    out_r, out_w = os.pipe()  # child -> launcher: the files it cleared, a line each
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            for fd in (ready_r, go_w, out_r):
-                os.close(fd)
-            libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
-            libc.unshare(libc.CLONE_NEWUSER)
-            os.write(ready_w, b"u")
-            if os.read(go_r, 1) == b"g":
-                with os.fdopen(out_w, "w") as out:
-                    for path in _own_setuid_files(writable_dirs(the_plan), os.getuid(), os.getgid()):
-                        out.write(path + "\n")
-                code = 0
-        finally:
-            os._exit(code)
-    for fd in (ready_w, go_r, out_w):
-        os.close(fd)
-    try:
-        if os.read(ready_r, 1) == b"u":
-            write_maps(the_plan.ids, pid)
-            os.write(go_w, b"g")
-    except RootsandError:
-        pass  # no map, no walk: the child ends when go_w closes
-    finally:
-        os.close(ready_r)
-        os.close(go_w)
-    with os.fdopen(out_r) as out:
-        cleared = out.read().splitlines()
-    os.waitpid(pid, 0)
-    if cleared:
-        warn(f"cleared the setuid/setgid bits of {len(cleared)} file(s) of yours the sandbox left (another "
-             f"user could have run them as you): {', '.join(cleared[:5])}" + (" ..." if len(cleared) > 5 else ""))
-
-
-def _own_setuid_files(tops: list[str], own_uid: int, own_gid: int) -> list[str]:
-    """Clear S_ISUID/S_ISGID on the regular files of `own_uid`, and S_ISGID on those of group `own_gid`
-    whoever owns them, below `tops`. The walk goes from directory fd to directory fd and follows no link: a
-    directory swapped for a link mid-walk (by a sandbox still running in the same tree) leads nowhere.
-    Depth first, holding only the fds of the directories on the current path."""
-    import stat as stat_module
-
-    def listing(fd: int) -> list[str]:
-        try:
-            with os.scandir(fd) as entries:
-                return [entry.name for entry in entries]
-        except OSError:
-            return []
-
-    cleared = []
-    for top in tops:
-        try:
-            fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError:
-            continue
-        stack = [(fd, top, iter(listing(fd)))]
-        while stack:
-            fd, path, names = stack[-1]
-            name = next(names, None)
-            if name is None:
-                os.close(fd)
-                stack.pop()
-                continue
-            try:
-                child = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-            except OSError:
-                continue
-            try:
-                st = os.fstat(child)
-                if stat_module.S_ISDIR(st.st_mode):
-                    sub = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=child)
-                    stack.append((sub, os.path.join(path, name), iter(listing(sub))))
-                    continue
-                clear = ((st.st_mode & (stat_module.S_ISUID | stat_module.S_ISGID) if st.st_uid == own_uid else 0)
-                         | (st.st_mode & stat_module.S_ISGID if st.st_gid == own_gid else 0))
-                if stat_module.S_ISREG(st.st_mode) and clear:
-                    os.chmod(f"/proc/self/fd/{child}", stat_module.S_IMODE(st.st_mode) & ~clear)
-                    cleared.append(os.path.join(path, name))
-            except OSError:
-                pass
-            finally:
-                os.close(child)
-    return cleared
+            setuidbits.clear(writable_dirs(the_plan), the_plan.ids)
 
 
 def writable_dirs(the_plan) -> list[str]:
@@ -184,8 +90,9 @@ def _is_dir(path: str) -> bool:
 def protected_nodes(the_plan, steps: list) -> dict:
     """What security.protect will cover on the host, looked at before the sandbox exists: for each path,
     the first component that is missing (PID 1 makes it: a mount point to remove at exit), a file, or the
-    path itself. Written to the registry before anything is made, so a killed launcher's are known."""
-    covered, made = [], []
+    path itself. Written to the registry before anything is made, so a killed launcher's are known. For the
+    paths that exist: their identity (state.identity), checked at exit (state.check_pinned)."""
+    covered, made, pinned = [], [], []
     for item in the_plan.protected:
         top = steps[item.mount].src
         parts = [p for p in item.path.split("/") if p]
@@ -212,8 +119,12 @@ def protected_nodes(the_plan, steps: list) -> dict:
                 break  # PID 1 refuses it
             if last or not stat.S_ISDIR(mode):
                 covered.append(path)
+                try:
+                    pinned.append([path, *state.identity(path)])
+                except OSError:
+                    pass  # gone since: PID 1 makes it, or finds what replaced it
                 break
-    return {"covered": covered, "made": made}
+    return {"covered": covered, "made": made, "pinned": pinned}
 
 
 def _check_host_paths(the_plan) -> tuple[list, str | None]:
@@ -303,6 +214,9 @@ class Launcher:
                 skip = set(self.protect["covered"]) | state.covered_by_others(self.entry_path)
                 for line in gitaudit.audit(audit["tops"], audit["since"], skip, audit["known"]):
                     warn(line)
+            if self.protect:  # a protected path whose mount another namespace lifted: moved aside, or said
+                for line in state.check_pinned(self.protect["pinned"], state.covered_by_others(self.entry_path)):
+                    warn(line)
             # Once the sandbox is gone: the mount points made for it go, unless another sandbox uses them. When
             # the lock is busy our entry stays: stale once we exit, it tells the next command what to remove.
             if not self.protect:
@@ -326,6 +240,9 @@ class Launcher:
             "net": self.plan.network.mode, "publish": [str(f) for f in self.plan.network.publish],
             "cgroup": self.runtime.cgroup_dir,
             **({"protect": self.protect} if self.protect else {}),
+            # what the exit clears, for the next command to do when we are killed first (state.read_entry)
+            **({"setuid": {"tops": writable_dirs(self.plan), "ids": self.plan.ids.to_json()}}
+               if self.plan.setuid_bits else {}),
             "plan": self.plan.to_json(),
         }
         try:
@@ -608,7 +525,7 @@ class Launcher:
             self.ns_fds[ns] = fd
 
     def _write_maps(self) -> None:
-        write_maps(self.plan.ids, self.child)
+        maps.write_maps(self.plan.ids, self.child)
 
     def _start_slirp(self) -> None:
         binary = host.find_helper("slirp4netns")
@@ -770,73 +687,3 @@ def _open_status_file(path: str, writable: list[str], homes: tuple[str, ...]) ->
     return fd
 
 
-def write_maps(ids: idmap.IdPlan, pid: int) -> None:
-    """Write the uid and gid maps of process `pid`'s user namespace: through newuidmap and newgidmap, both
-    at once, or directly (setgroups denied first where an unprivileged writer must)."""
-    if ids.uid_helper:
-        _run_helpers([idmap.helper_args(ids.uid_helper, pid, ids.uid_lines),
-                      idmap.helper_args(ids.gid_helper, pid, ids.gid_lines)])
-        return
-    try:
-        if ids.deny_setgroups:
-            _write_proc(f"/proc/{pid}/setgroups", "deny")
-        _write_proc(f"/proc/{pid}/uid_map", idmap.map_text(ids.uid_lines))
-        _write_proc(f"/proc/{pid}/gid_map", idmap.map_text(ids.gid_lines))
-    except OSError as e:
-        raise RootsandError(f"cannot write the sandbox's id map: {e.strerror}", hint=host.userns_hint()) from None
-
-
-def _run_helpers(argvs: list[list[str]], seconds: float = 30) -> None:
-    """Run the helpers side by side (posix_spawn: no subprocess machinery), each one's output collected;
-    the first that fails is the error."""
-    running = []
-    for argv in argvs:
-        read_end, write_end = os.pipe2(os.O_CLOEXEC)
-        try:
-            pid = os.posix_spawn(argv[0], argv, {}, file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-                (os.POSIX_SPAWN_DUP2, write_end, 1), (os.POSIX_SPAWN_DUP2, write_end, 2)])
-        except OSError as e:
-            os.close(read_end)
-            raise RootsandError(f"{os.path.basename(argv[0])} failed: {e.strerror}") from None
-        finally:
-            os.close(write_end)
-        running.append((argv, pid, read_end, []))
-    deadline = time.monotonic() + seconds
-    open_ends = {read_end: output for _, _, read_end, output in running}
-    while open_ends and (left := deadline - time.monotonic()) > 0:
-        for fd in select.select(list(open_ends), [], [], left)[0]:
-            chunk = os.read(fd, 4096)
-            if chunk:
-                open_ends[fd].append(chunk)
-            else:
-                del open_ends[fd]
-    failure = None
-    for argv, pid, read_end, output in running:
-        os.close(read_end)
-        if read_end in open_ends:  # still talking at the deadline
-            os.kill(pid, signal.SIGKILL)
-        _, status = os.waitpid(pid, 0)
-        if status != 0 and failure is None:
-            failure = (argv, b"".join(output).decode(errors="replace"), status)
-    if failure:
-        argv, output, status = failure
-        name = os.path.basename(argv[0])
-        detail = " ".join(output.split()) or f"exit status {os.waitstatus_to_exitcode(status)}"
-        if not host.is_privileged_helper(argv[0]):
-            hint = f"{argv[0]} must be setuid root or have file capabilities: reinstall the 'uidmap' package"
-        else:
-            hint = "check your ranges in /etc/subuid and /etc/subgid, or use idmap = \"single\""
-        raise RootsandError(f"{name} could not write the sandbox's id map: {detail}", hint=hint)
-
-
-def _write_proc(path: str, text: str) -> None:
-    """Write a /proc file in one write; an error names the file and what was written."""
-    try:
-        fd = os.open(path, os.O_WRONLY)
-        try:
-            os.write(fd, text.encode())
-        finally:
-            os.close(fd)
-    except OSError as e:
-        raise OSError(e.errno, f"{path} ({text.strip()!r}): {os.strerror(e.errno)}") from None

@@ -201,7 +201,7 @@ def read_entry(path: str) -> dict | None:
         # Its launcher was killed before it could clean up: the setuid bits it would have cleared go now,
         # the mount points it made go to the ledger.
         _clear_setuid_bits(entry)
-        if _made(entry) or _audit(entry):
+        if _made(entry) or _audit(entry) or _pinned(entry):
             sweep_leftovers()  # retires it, under the lock
         else:
             forget(path)
@@ -212,15 +212,14 @@ def read_entry(path: str) -> dict | None:
 def _clear_setuid_bits(entry: dict) -> None:
     """What a launcher clears at exit where setuid bits are allowed (the user's own setuid and setgid
     programs in what the sandbox could write), for one that was killed first."""
-    plan = entry.get("plan")
-    if not isinstance(plan, dict) or plan.get("setuid_bits") is not True:
+    record = entry.get("setuid")
+    if not isinstance(record, dict) or not isinstance(record.get("tops"), list):
         return
+    from rootsand import idmap, setuidbits
     from rootsand.errors import RootsandError, warn
-    from rootsand.launcher import clear_own_setuid_files
-    from rootsand.plan import Plan
 
     try:
-        clear_own_setuid_files(Plan.from_json(plan))
+        setuidbits.clear([str(top) for top in record["tops"]], idmap.IdPlan.from_json(record["ids"]))
     except (RootsandError, OSError, ValueError, KeyError, TypeError) as e:
         warn(f"cannot check what the killed sandbox {entry.get('name')} left for setuid bits: {e}")
 
@@ -277,6 +276,12 @@ def _made(entry: dict) -> list:
     return protect.get("made", []) if isinstance(protect, dict) else []
 
 
+def _pinned(entry: dict) -> list:
+    protect = entry.get("protect")
+    pinned = protect.get("pinned", []) if isinstance(protect, dict) else []
+    return pinned if isinstance(pinned, list) else []
+
+
 def _audit(entry: dict) -> dict | None:
     protect = entry.get("protect")
     audit = protect.get("audit") if isinstance(protect, dict) else None
@@ -308,6 +313,8 @@ def sweep_leftovers(own_entry: str | None = None, made: list | None = None) -> b
     forgotten), in the ledger and in the entries of killed launchers, unless a live sandbox still covers
     them (those stay in the ledger). False when the lock was busy: then nothing changed, and an ending
     launcher leaves its entry, which turns stale when it exits, for the next command to sweep."""
+    from rootsand.errors import warn
+
     directory = registry_dir()
     lock = protect_lock(exclusive=True)
     if lock is None:
@@ -332,11 +339,12 @@ def sweep_leftovers(own_entry: str | None = None, made: list | None = None) -> b
                 todo += [tuple(item) for item in _made(entry)]
                 stale.append(entry)
                 forget(os.path.join(directory, name))
-        for entry in stale:  # killed before its own check: what its sandbox did to git is checked now
+        for entry in stale:  # killed before its own checks: what its sandbox did is checked now
+            for line in check_pinned(_pinned(entry), covered):
+                warn(line)
             audit = _audit(entry)
             if audit:
                 from rootsand import gitaudit
-                from rootsand.errors import warn
 
                 for line in gitaudit.audit(audit.get("tops", []), audit.get("since", 0), covered | {p for p, _ in todo},
                                            audit.get("known", [])):
@@ -346,12 +354,85 @@ def sweep_leftovers(own_entry: str | None = None, made: list | None = None) -> b
         for path, is_dir in sorted(dict.fromkeys((str(p), bool(d)) for p, d in todo), key=lambda i: -len(i[0])):
             if any(c == path or c.startswith(path.rstrip("/") + "/") for c in covered):
                 keep.append([path, is_dir])  # a live sandbox covers it, or something below it
-            else:
-                remove_mount_point(path, is_dir)
+            elif not remove_mount_point(path, is_dir) and os.path.lexists(path):
+                # Made empty and read-only, yet filled: its protection was lifted from outside (see check_pinned)
+                warn(quarantine(path, "was made empty and read-only for the run, and something was written there "
+                                      "(its protection was lifted from outside the sandbox)"))
         _write_ledger(ledger_path, keep)
     finally:
         os.close(lock)
     return True
+
+
+def identity(path: str) -> list:
+    """[dev, ino, birth time or None, ctime_ns] of `path`, not followed if a link: inode numbers are
+    reused at once, birth times tell a new file from the old one."""
+    from rootsand import libc
+
+    st = os.lstat(path)
+    try:
+        born = libc.birth_time(libc.AT_FDCWD, path)
+    except OSError:
+        born = None
+    return [st.st_dev, st.st_ino, born, st.st_ctime_ns]
+
+
+def check_pinned(pinned: list, skip=frozenset()) -> list[str]:
+    """Warnings for protected paths that are not what was pinned at the start: another mount namespace
+    (the host, a second sandbox sharing the directory) can unlink a mount point, which detaches the mounts
+    on it everywhere, and the sandbox could then make the path anew. Such a path is moved aside."""
+    from rootsand.errors import printable
+
+    warnings = []
+    for item in pinned:
+        if not (isinstance(item, list) and len(item) == 5 and isinstance(item[0], str)) or item[0] in skip:
+            continue
+        path, *then = item
+        try:
+            now = identity(path)
+        except FileNotFoundError:
+            warnings.append(printable(f"{path}, protected for the run, was removed meanwhile from outside the "
+                                      "sandbox (which lifts its protection): look at what is there now"))
+            continue
+        except OSError:
+            continue
+        if now[:3] != then[:3]:
+            warnings.append(quarantine(path, "was replaced during the run, from outside the sandbox, which lifted "
+                                             "its protection"))
+        elif now[2] is None and now[3] != then[3]:
+            # No birth times here: a new file on a reused inode looks like an edit of the user's on the host
+            warnings.append(printable(f"{path} changed during the run, from outside the sandbox: if that was not "
+                                      "you, look at it before you use it"))
+    return warnings
+
+
+def quarantine(path: str, why: str) -> str:
+    """Rename `path` aside (NAME.rootsand-quarantine-STAMP) so no tool of the user runs it; the warning."""
+    from rootsand import hostpaths
+    from rootsand.errors import printable
+    from rootsand.gitaudit import QUARANTINE
+
+    parent, name = os.path.split(path)
+    aside = f"{name}{QUARANTINE}-{time.strftime('%Y%m%d-%H%M%S')}"
+    try:
+        parent_fd = hostpaths.open_nofollow(parent, os.O_PATH | os.O_DIRECTORY)
+    except OSError as e:
+        return printable(f"{path} {why}, and could not be moved aside ({e.strerror}): look at it before you use it")
+    try:
+        if len(aside.encode()) > 255:
+            raise OSError(36, "its name is too long to add a suffix")
+        os.stat(aside, dir_fd=parent_fd, follow_symlinks=False)
+        return printable(f"{path} {why}, and could not be moved aside ({aside} exists): look at it before you use it")
+    except FileNotFoundError:
+        try:
+            os.rename(name, aside, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
+        except OSError as e:
+            return printable(f"{path} {why}, and could not be moved aside ({e.strerror}): look at it before you use it")
+        return printable(f"{path} {why}: renamed to {aside} (rename it back if you trust it)")
+    except OSError as e:
+        return printable(f"{path} {why}, and could not be moved aside ({e.strerror}): look at it before you use it")
+    finally:
+        os.close(parent_fd)
 
 
 def remove_mount_point(path: str, is_dir: bool) -> bool:

