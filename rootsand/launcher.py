@@ -206,6 +206,9 @@ class Launcher:
             return self._run()
         finally:
             self._release_protect_lock()
+            if self.protect:  # first: a protected path whose mount another namespace lifted, moved aside
+                for line in state.check_pinned(self.protect["pinned"], state.covered_by_others(self.entry_path)):
+                    warn(line)
             if self.protect and self.protect.get("audit"):
                 # What the sandbox did to git repositories, before any mount point is removed (those are ours).
                 from rootsand import gitaudit
@@ -213,9 +216,6 @@ class Launcher:
                 audit = self.protect["audit"]
                 skip = set(self.protect["covered"]) | state.covered_by_others(self.entry_path)
                 for line in gitaudit.audit(audit["tops"], audit["since"], skip, audit["known"]):
-                    warn(line)
-            if self.protect:  # a protected path whose mount another namespace lifted: moved aside, or said
-                for line in state.check_pinned(self.protect["pinned"], state.covered_by_others(self.entry_path)):
                     warn(line)
             # Once the sandbox is gone: the mount points made for it go, unless another sandbox uses them. When
             # the lock is busy our entry stays: stale once we exit, it tells the next command what to remove.
