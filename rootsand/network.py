@@ -234,8 +234,11 @@ class Slirp:
         # (Its exit itself takes ~20 ms here, SIGKILL or not: the kernel's tear-down of its tap device.)
         try:
             pidfd = os.pidfd_open(self.process.pid)
-        except OSError:  # reaped already
+        except ProcessLookupError:  # reaped already
             pidfd = None
+        except OSError:  # no fd to wait on (EMFILE): no waiting without a limit either
+            pidfd = None
+            self.process.send_signal(signal.SIGKILL)
         if pidfd is not None:
             try:
                 if not select.select([pidfd], [], [], 2)[0]:
