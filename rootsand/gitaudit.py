@@ -273,22 +273,14 @@ class Audit:
         where = os.path.join(path, name)
         if where in self.skip:
             return
-        aside = f"{name}{QUARANTINE}-{self.stamp}"
         try:
-            if len(aside.encode()) > 255:
-                raise OSError(36, "its name is too long to add a suffix")
-            os.stat(aside, dir_fd=dir_fd, follow_symlinks=False)
-            problem = f"{aside} exists already"
-        except FileNotFoundError:
-            try:
-                os.rename(name, aside, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-                self.moved += 1
-                if self.moved <= MAX_WARNINGS:
-                    self.say(f"{where} was made or changed by the sandbox: renamed to {aside}, so git does not run "
-                             "what it names (rename it back if you trust it)")
-                return
-            except OSError as e:
-                problem = e.strerror or str(e)
+            aside = aside_name(dir_fd, name, self.stamp)
+            os.rename(name, aside, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            self.moved += 1
+            if self.moved <= MAX_WARNINGS:
+                self.say(f"{where} was made or changed by the sandbox: renamed to {aside}, so git does not run "
+                         "what it names (rename it back if you trust it)")
+            return
         except OSError as e:
             problem = e.strerror or str(e)
         self.say(f"{where} was made or changed by the sandbox and could not be moved aside ({problem}): do not run "
@@ -298,6 +290,22 @@ class Audit:
         from rootsand.errors import printable
 
         self.warnings.append(printable(line))
+
+
+def aside_name(dir_fd: int, name: str, stamp: str) -> str:
+    """A free name to move `name` aside to: NAME.rootsand-quarantine-STAMP, or, when a sandbox has taken
+    that one in advance (the stamp is predictable), the same with random letters added."""
+    import secrets
+
+    for suffix in ("", *(f"-{secrets.token_hex(4)}" for _ in range(3))):
+        aside = f"{name}{QUARANTINE}-{stamp}{suffix}"
+        if len(aside.encode()) > 255:
+            raise OSError(36, "its name is too long to add a suffix")
+        try:
+            os.stat(aside, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return aside
+    raise OSError(17, f"{name}{QUARANTINE}-{stamp} and others exist")
 
 
 def audit(tops: list[str], since: float, skip=frozenset(), known=frozenset()) -> list[str]:

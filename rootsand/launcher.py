@@ -67,10 +67,6 @@ def run(the_plan, json_status: str | None = None, verbose: bool = False, debug: 
     finally:
         if runtime.cgroup_dir:  # also when the launcher failed before its own cleanup could run
             security.remove_cgroup(runtime.cgroup_dir)
-        if the_plan.setuid_bits:
-            from rootsand import setuidbits
-
-            setuidbits.clear(writable_dirs(the_plan), the_plan.ids)
 
 
 def writable_dirs(the_plan) -> list[str]:
@@ -206,8 +202,13 @@ class Launcher:
             return self._run()
         finally:
             self._release_protect_lock()
-            if self.protect:  # first: a protected path whose mount another namespace lifted, moved aside
-                for line in state.check_pinned(self.protect["pinned"], state.covered_by_others(self.entry_path)):
+            if self.plan.setuid_bits:
+                # Before our entry goes: killed during the walk, the next command redoes it from the entry
+                from rootsand import setuidbits
+
+                setuidbits.clear(writable_dirs(self.plan), self.plan.ids)
+            if self.protect:  # a protected path whose mount another namespace lifted, moved aside
+                for line in state.check_pinned(self.protect["pinned"]):
                     warn(line)
             if self.protect and self.protect.get("audit"):
                 # What the sandbox did to git repositories, before any mount point is removed (those are ours).

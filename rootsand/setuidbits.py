@@ -19,7 +19,7 @@ def clear(tops: list[str], ids) -> None:
 
     ready_r, ready_w = os.pipe()  # child -> launcher: it has its user namespace
     go_r, go_w = os.pipe()  # launcher -> child: the maps are written
-    out_r, out_w = os.pipe()  # child -> launcher: the files it cleared, a line each
+    out_r, out_w = os.pipe()  # child -> launcher: "+PATH" cleared, "!WHAT" not checked, a line each
     pid = os.fork()
     if pid == 0:
         code = 1
@@ -27,53 +27,70 @@ def clear(tops: list[str], ids) -> None:
             for fd in (ready_r, go_w, out_r):
                 os.close(fd)
             libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
+            import resource
+
+            # A directory fd per level of the walk: a deep tree must not run out of them
+            _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
             libc.unshare(libc.CLONE_NEWUSER)
             os.write(ready_w, b"u")
             if os.read(go_r, 1) == b"g":
                 with os.fdopen(out_w, "w") as out:
-                    for path in own_files(tops, os.getuid(), os.getgid()):
-                        out.write(path + "\n")
+                    cleared, unchecked = own_files(tops, os.getuid(), os.getgid())
+                    out.writelines([f"+{path}\n" for path in cleared] + [f"!{what}\n" for what in unchecked])
                 code = 0
         finally:
             os._exit(code)
     for fd in (ready_w, go_r, out_w):
         os.close(fd)
+    problem = None
     try:
         if os.read(ready_r, 1) == b"u":
             write_maps(ids, pid)
             os.write(go_w, b"g")
-    except RootsandError:
-        pass  # no map, no walk: the child ends when go_w closes
+        else:
+            problem = "no user namespace for the walk"
+    except RootsandError as e:
+        problem = e.message  # no map, no walk: the child ends when go_w closes
     finally:
         os.close(ready_r)
         os.close(go_w)
     with os.fdopen(out_r) as out:
-        cleared = out.read().splitlines()
+        lines = out.read().splitlines()
     os.waitpid(pid, 0)
+    cleared = [line[1:] for line in lines if line.startswith("+")]
+    unchecked = [line[1:] for line in lines if line.startswith("!")]
     if cleared:
         warn(f"cleared the setuid/setgid bits of {len(cleared)} file(s) of yours the sandbox left (another "
              f"user could have run them as you): {', '.join(cleared[:5])}" + (" ..." if len(cleared) > 5 else ""))
+    if problem or unchecked:
+        where = problem or f"{', '.join(unchecked[:3])}" + (" ..." if len(unchecked) > 3 else "")
+        warn(f"could not check all the sandbox could write for setuid/setgid files of yours ({where}): run "
+             f"'find {' '.join(tops)} -perm /6000 -user {os.getuid()}' and look before another user can")
 
 
-def own_files(tops: list[str], own_uid: int, own_gid: int) -> list[str]:
+def own_files(tops: list[str], own_uid: int, own_gid: int) -> tuple[list[str], list[str]]:
     """Clear S_ISUID/S_ISGID on the regular files of `own_uid`, and S_ISGID on those of group `own_gid`
-    whoever owns them, below `tops`. The walk goes from directory fd to directory fd and follows no link: a
+    whoever owns them, below `tops`: the paths cleared, and the directories that could not be checked
+    (with why). The walk goes from directory fd to directory fd and follows no link: a
     directory swapped for a link mid-walk (by a sandbox still running in the same tree) leads nowhere.
     Depth first, holding only the fds of the directories on the current path."""
-    def listing(fd: int) -> list[str]:
+
+    def listing(fd: int, path: str) -> list[str]:
         try:
             with os.scandir(fd) as entries:
                 return [entry.name for entry in entries]
-        except OSError:
+        except OSError as e:
+            unchecked.append(f"{path}: {e.strerror}")
             return []
 
-    cleared = []
+    cleared, unchecked = [], []
     for top in tops:
         try:
             fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError:
-            continue
-        stack = [(fd, top, iter(listing(fd)))]
+            continue  # not there (an optional bind): nothing to check
+        stack = [(fd, top, iter(listing(fd, top)))]
         while stack:
             fd, path, names = stack[-1]
             name = next(names, None)
@@ -83,21 +100,29 @@ def own_files(tops: list[str], own_uid: int, own_gid: int) -> list[str]:
                 continue
             try:
                 child = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-            except OSError:
+            except FileNotFoundError:
+                continue  # gone since the listing
+            except OSError as e:
+                unchecked.append(f"{os.path.join(path, name)}: {e.strerror}")
                 continue
             try:
                 st = os.fstat(child)
                 if stat.S_ISDIR(st.st_mode):
-                    sub = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=child)
-                    stack.append((sub, os.path.join(path, name), iter(listing(sub))))
+                    where = os.path.join(path, name)
+                    try:
+                        sub = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=child)
+                    except OSError as e:
+                        unchecked.append(f"{where}: {e.strerror}")
+                        continue
+                    stack.append((sub, where, iter(listing(sub, where))))
                     continue
                 clear = ((st.st_mode & (stat.S_ISUID | stat.S_ISGID) if st.st_uid == own_uid else 0)
                          | (st.st_mode & stat.S_ISGID if st.st_gid == own_gid else 0))
                 if stat.S_ISREG(st.st_mode) and clear:
                     os.chmod(f"/proc/self/fd/{child}", stat.S_IMODE(st.st_mode) & ~clear)
                     cleared.append(os.path.join(path, name))
-            except OSError:
-                pass
+            except OSError as e:
+                unchecked.append(f"{os.path.join(path, name)}: {e.strerror}")
             finally:
                 os.close(child)
-    return cleared
+    return cleared, unchecked

@@ -200,10 +200,10 @@ def read_entry(path: str) -> dict | None:
     if not _is_live(entry):
         # Its launcher was killed before it could clean up: the setuid bits it would have cleared go now,
         # the mount points it made go to the ledger.
-        _clear_setuid_bits(entry)
         if _made(entry) or _audit(entry) or _pinned(entry):
-            sweep_leftovers()  # retires it, under the lock
+            sweep_leftovers()  # clears, checks and retires it, under the lock
         else:
+            _clear_setuid_bits(entry)
             forget(path)
         return None
     return entry
@@ -336,11 +336,12 @@ def sweep_leftovers(own_entry: str | None = None, made: list | None = None) -> b
                 protect = entry.get("protect")
                 covered |= set(protect.get("covered", [])) if isinstance(protect, dict) else set()
             else:
+                _clear_setuid_bits(entry)  # before the entry that says what to clear goes
                 todo += [tuple(item) for item in _made(entry)]
                 stale.append(entry)
                 forget(os.path.join(directory, name))
         for entry in stale:  # killed before its own checks: what its sandbox did is checked now
-            for line in check_pinned(_pinned(entry), covered):
+            for line in check_pinned(_pinned(entry)):
                 warn(line)
             audit = _audit(entry)
             if audit:
@@ -377,15 +378,16 @@ def identity(path: str) -> list:
     return [st.st_dev, st.st_ino, born, st.st_ctime_ns]
 
 
-def check_pinned(pinned: list, skip=frozenset()) -> list[str]:
+def check_pinned(pinned: list) -> list[str]:
     """Warnings for protected paths that are not what was pinned at the start: another mount namespace
     (the host, a second sandbox sharing the directory) can unlink a mount point, which detaches the mounts
-    on it everywhere, and the sandbox could then make the path anew. Such a path is moved aside."""
+    on it everywhere, and the sandbox could then make the path anew. Such a path is moved aside, also when
+    another sandbox still protects it: that one pinned what it found, the planted file."""
     from rootsand.errors import printable
 
     warnings = []
     for item in pinned:
-        if not (isinstance(item, list) and len(item) == 5 and isinstance(item[0], str)) or item[0] in skip:
+        if not (isinstance(item, list) and len(item) == 5 and isinstance(item[0], str)):
             continue
         path, *then = item
         try:
@@ -403,27 +405,19 @@ def check_pinned(pinned: list, skip=frozenset()) -> list[str]:
 
 
 def quarantine(path: str, why: str) -> str:
-    """Rename `path` aside (NAME.rootsand-quarantine-STAMP) so no tool of the user runs it; the warning."""
+    """Rename `path` aside (gitaudit.aside_name) so no tool of the user runs it; the warning."""
     from rootsand import hostpaths
     from rootsand.errors import printable
-    from rootsand.gitaudit import QUARANTINE
+    from rootsand.gitaudit import aside_name
 
     parent, name = os.path.split(path)
-    aside = f"{name}{QUARANTINE}-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
         parent_fd = hostpaths.open_nofollow(parent, os.O_PATH | os.O_DIRECTORY)
     except OSError as e:
         return printable(f"{path} {why}, and could not be moved aside ({e.strerror}): look at it before you use it")
     try:
-        if len(aside.encode()) > 255:
-            raise OSError(36, "its name is too long to add a suffix")
-        os.stat(aside, dir_fd=parent_fd, follow_symlinks=False)
-        return printable(f"{path} {why}, and could not be moved aside ({aside} exists): look at it before you use it")
-    except FileNotFoundError:
-        try:
-            os.rename(name, aside, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
-        except OSError as e:
-            return printable(f"{path} {why}, and could not be moved aside ({e.strerror}): look at it before you use it")
+        aside = aside_name(parent_fd, name, time.strftime("%Y%m%d-%H%M%S"))
+        os.rename(name, aside, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
         return printable(f"{path} {why}: renamed to {aside} (rename it back if you trust it)")
     except OSError as e:
         return printable(f"{path} {why}, and could not be moved aside ({e.strerror}): look at it before you use it")

@@ -256,6 +256,41 @@ def test_a_killed_launchers_setuid_file_of_the_users_is_cleared_by_the_next_comm
     assert f"{tmp_path}/mine" in r.stderr
 
 
+def test_a_killed_launchers_setuid_file_is_cleared_by_another_runs_sweep(tmp_path):
+    """Any sweep that retires a killed launcher's entry (here the exit of a run elsewhere) clears first."""
+    (tmp_path / "build").mkdir()
+    (tmp_path / "other").mkdir()
+    proc = subprocess.Popen(rootsand_argv() + ["run", "--profile", "fakeroot", "--", "sh", "-c",
+                                               f"cp /bin/true mine && chown {os.getuid()} mine && chmod 4755 mine && "
+                                               "echo ready && exec sleep 600"],
+                            cwd=tmp_path / "build", stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        proc.kill()
+        proc.wait()
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    r = sandbox("true", cwd=tmp_path / "other", check_rc=0)
+    assert stat.S_IMODE(os.stat(tmp_path / "build" / "mine").st_mode) == 0o755
+    assert f"{tmp_path}/build/mine" in r.stderr
+
+
+def test_a_setuid_file_deep_below_many_directories_is_cleared_too(tmp_path):
+    """The walk holds a directory fd per level: 1100 levels are past the usual soft limit of 1024 fds."""
+    script = (f"for i in $(seq 1100); do mkdir d && cd d || exit 1; done; cp /bin/true deep && chown {os.getuid()} deep"
+              " && chmod 4755 deep && pwd")
+    try:
+        r = sandbox("sh", "-c", script, opts=["--profile", "fakeroot"], cwd=tmp_path, check_rc=0)
+        deep = os.path.join(r.stdout.strip(), "deep")
+        assert stat.S_IMODE(os.stat(deep).st_mode) == 0o755
+        assert "could not check" not in r.stderr
+    finally:  # the directories are a subordinate id's, and too deep for pytest's own clean-up (shutil.rmtree)
+        run(["unshare", "--", "rm", "-rf", str(tmp_path / "d")], check_rc=0)
+
+
 def test_a_setuid_file_of_the_users_own_hidden_in_a_locked_directory_is_cleared_too(tmp_path):
     """The build locks a directory (0711, a subordinate id's) that the user cannot list: the clearing walk
     runs with the sandbox's map and capabilities, so it still finds what is inside."""

