@@ -235,23 +235,26 @@ def test_a_setgid_file_of_the_users_group_is_cleared_whoever_owns_it(tmp_path):
     assert f"of yours the sandbox left (another user could have run them as you): {tmp_path}/grp" in r.stderr
 
 
-def test_a_killed_launchers_setuid_file_of_the_users_is_cleared_by_the_next_command(tmp_path):
-    """The launcher clears them at exit: one SIGKILLed before that leaves them to the next command."""
+def _kill_a_build_that_left_a_setuid_file(directory) -> None:
+    """A fakeroot run that makes `mine` setuid and the user's, its launcher SIGKILLed before its exit."""
     proc = subprocess.Popen(rootsand_argv() + ["run", "--profile", "fakeroot", "--", "sh", "-c",
                                                f"cp /bin/true mine && chown {os.getuid()} mine && chmod 4755 mine && "
                                                "echo ready && exec sleep 600"],
-                            cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            cwd=directory, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             text=True)
     try:
         assert proc.stdout.readline() == "ready\n"
-        proc.kill()
-        proc.wait()
     finally:
         proc.kill()
         proc.wait()
         proc.stdout.close()
-    assert stat.S_IMODE(os.stat(tmp_path / "mine").st_mode) == 0o4755  # nobody was there to clear it ...
-    r = run(["ps"], check_rc=0)  # ... until the next command reads the registry
+    assert stat.S_IMODE(os.stat(directory / "mine").st_mode) == 0o4755  # nobody was there to clear it
+
+
+def test_a_killed_launchers_setuid_file_of_the_users_is_cleared_by_the_next_command(tmp_path):
+    """The launcher clears them at exit: one SIGKILLed before that leaves them to the next command."""
+    _kill_a_build_that_left_a_setuid_file(tmp_path)
+    r = run(["ps"], check_rc=0)  # the next command reads the registry
     assert stat.S_IMODE(os.stat(tmp_path / "mine").st_mode) == 0o755
     assert f"{tmp_path}/mine" in r.stderr
 
@@ -260,19 +263,7 @@ def test_a_killed_launchers_setuid_file_is_cleared_by_another_runs_sweep(tmp_pat
     """Any sweep that retires a killed launcher's entry (here the exit of a run elsewhere) clears first."""
     (tmp_path / "build").mkdir()
     (tmp_path / "other").mkdir()
-    proc = subprocess.Popen(rootsand_argv() + ["run", "--profile", "fakeroot", "--", "sh", "-c",
-                                               f"cp /bin/true mine && chown {os.getuid()} mine && chmod 4755 mine && "
-                                               "echo ready && exec sleep 600"],
-                            cwd=tmp_path / "build", stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
-    try:
-        assert proc.stdout.readline() == "ready\n"
-        proc.kill()
-        proc.wait()
-    finally:
-        proc.kill()
-        proc.wait()
-        proc.stdout.close()
+    _kill_a_build_that_left_a_setuid_file(tmp_path / "build")
     r = sandbox("true", cwd=tmp_path / "other", check_rc=0)
     assert stat.S_IMODE(os.stat(tmp_path / "build" / "mine").st_mode) == 0o755
     assert f"{tmp_path}/build/mine" in r.stderr
