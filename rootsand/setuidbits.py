@@ -10,10 +10,11 @@ from rootsand.errors import RootsandError, warn
 
 def clear(tops: list[str], ids) -> None:
     """A sandbox could leave a setuid or setgid program that is the user's own on the host, for any local
-    user to run as them: clear those bits on the user's files in what it could write (files of subordinate
-    ids keep theirs, but lose a setgid bit of the user's group). The walk runs
-    in a user namespace with the sandbox's map, with its capabilities there, so no directory the sandbox
-    locked (mode 0711, owned by a subordinate id) hides a file from it. `ids`: the sandbox's IdPlan."""
+    user to run as them: clear those bits on the user's files below `tops`, what it could write (files of
+    subordinate ids keep theirs, but lose a setgid bit of the user's group). The walk runs in a user
+    namespace with the sandbox's map (`ids`, its IdPlan), with its capabilities there, so no directory the
+    sandbox locked (mode 0711, owned by a subordinate id) hides a file from it. What it could not check
+    is said."""
     from rootsand import libc
     from rootsand.maps import write_maps
 
@@ -57,7 +58,9 @@ def clear(tops: list[str], ids) -> None:
         os.close(go_w)
     with os.fdopen(out_r) as out:
         lines = out.read().splitlines()
-    os.waitpid(pid, 0)
+    _, status = os.waitpid(pid, 0)
+    if status != 0 and problem is None:
+        problem = "the walk failed"
     cleared = [line[1:] for line in lines if line.startswith("+")]
     unchecked = [line[1:] for line in lines if line.startswith("!")]
     if cleared:
