@@ -146,6 +146,9 @@ class Launcher:
     def __init__(self, runtime: Runtime, json_status: str | None):
         self.runtime = runtime
         self.plan = runtime.plan
+        # Where setuid bits are allowed: the directories to clear them in at exit, resolved now, before the
+        # sandbox could plant a link that would point the walk at other files of the user's
+        self.setuid_tops = writable_dirs(self.plan) if self.plan.setuid_bits else []
         self.json_status = json_status
         self.namespaces: dict[str, int] = {}  # read from C once it has unshared (PID 1 is not dumpable)
         self.child: int | None = None  # C, as the host sees it
@@ -206,7 +209,7 @@ class Launcher:
                 # Before our entry goes: killed during the walk, the next command redoes it from the entry
                 from rootsand import setuidbits
 
-                setuidbits.clear(writable_dirs(self.plan), self.plan.ids)
+                setuidbits.clear(self.setuid_tops, self.plan.ids)
             if self.protect:  # a protected path whose mount another namespace lifted, moved aside
                 for line in state.check_pinned(self.protect["pinned"]):
                     warn(line)
@@ -242,7 +245,7 @@ class Launcher:
             "cgroup": self.runtime.cgroup_dir,
             **({"protect": self.protect} if self.protect else {}),
             # what the exit clears, for the next command to do when we are killed first (state.read_entry)
-            **({"setuid": {"tops": writable_dirs(self.plan), "ids": self.plan.ids.to_json()}}
+            **({"setuid": {"tops": self.setuid_tops, "ids": self.plan.ids.to_json()}}
                if self.plan.setuid_bits else {}),
             "plan": self.plan.to_json(),
         }

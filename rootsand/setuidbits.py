@@ -5,6 +5,7 @@ import os
 import signal
 import stat
 
+from rootsand import hostpaths
 from rootsand.errors import RootsandError, warn
 
 
@@ -20,7 +21,7 @@ def clear(tops: list[str], ids) -> None:
 
     ready_r, ready_w = os.pipe()  # child -> launcher: it has its user namespace
     go_r, go_w = os.pipe()  # launcher -> child: the maps are written
-    out_r, out_w = os.pipe()  # child -> launcher: "+PATH" cleared, "!WHAT" not checked, a line each
+    out_r, out_w = os.pipe()  # child -> launcher: "+PATH" cleared, "!WHAT" not checked, each ended by NUL
     pid = os.fork()
     if pid == 0:
         code = 1
@@ -36,9 +37,10 @@ def clear(tops: list[str], ids) -> None:
             libc.unshare(libc.CLONE_NEWUSER)
             os.write(ready_w, b"u")
             if os.read(go_r, 1) == b"g":
-                with os.fdopen(out_w, "w") as out:
+                with os.fdopen(out_w, "w", errors="surrogateescape") as out:
                     cleared, unchecked = own_files(tops, os.getuid(), os.getgid())
-                    out.writelines([f"+{path}\n" for path in cleared] + [f"!{what}\n" for what in unchecked])
+                    # NUL-ended: a file name may hold a newline, never a NUL
+                    out.writelines([f"+{path}\0" for path in cleared] + [f"!{what}\0" for what in unchecked])
                 code = 0
         finally:
             os._exit(code)
@@ -56,8 +58,8 @@ def clear(tops: list[str], ids) -> None:
     finally:
         os.close(ready_r)
         os.close(go_w)
-    with os.fdopen(out_r) as out:
-        lines = out.read().splitlines()
+    with os.fdopen(out_r, errors="surrogateescape") as out:
+        lines = out.read().split("\0")
     _, status = os.waitpid(pid, 0)
     if status != 0 and problem is None:
         problem = "the walk failed"
@@ -89,10 +91,13 @@ def own_files(tops: list[str], own_uid: int, own_gid: int) -> tuple[list[str], l
 
     cleared, unchecked = [], []
     for top in tops:
-        try:
-            fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError:
+        try:  # no link in any component: the sandbox may have replaced a directory on the way with one
+            fd = hostpaths.open_nofollow(top, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:
             continue  # not there (an optional bind): nothing to check
+        except OSError as e:
+            unchecked.append(f"{top}: {e.strerror}")
+            continue
         stack = [(fd, top, iter(listing(fd, top)))]
         while stack:
             fd, path, names = stack[-1]

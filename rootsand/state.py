@@ -395,8 +395,11 @@ def check_pinned(pinned: list) -> list[str]:
         except OSError:
             continue  # removed meanwhile (a `git clean` on the host): nothing was planted there
         if now[:3] != then[:3]:
+            # Also what git (config, remote add, push -u) or an editor on the host does: the same rename over it,
+            # which lifts the mount too, after which the sandbox could have written it. Moved, and said so.
             warnings.append(quarantine(path, "was replaced during the run, from outside the sandbox, which lifted "
-                                             "its protection"))
+                                             "its protection (git or an editor on the host replace files so too: "
+                                             "if that was you, look and rename it back)"))
         elif now[2] is None and now[3] != then[3]:
             # No birth times here: a new file on a reused inode looks like an edit of the user's on the host
             warnings.append(printable(f"{path} changed during the run, from outside the sandbox: if that was not "

@@ -269,6 +269,30 @@ def test_a_killed_launchers_setuid_file_is_cleared_by_another_runs_sweep(tmp_pat
     assert f"{tmp_path}/build/mine" in r.stderr
 
 
+def test_a_setuid_file_with_a_newline_in_its_name_is_cleared_and_named(tmp_path):
+    name = "two\nlines"
+    r = sandbox("sh", "-c", f"cp /bin/true '{name}' && chown {os.getuid()} '{name}' && chmod 4755 '{name}'",
+                opts=["--profile", "fakeroot"], cwd=tmp_path, check_rc=0)
+    assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o755
+    assert f"{tmp_path}/two\\x0alines" in r.stderr and "could not check" not in r.stderr
+
+
+def test_the_clearing_walk_is_not_pointed_elsewhere_by_a_link_the_sandbox_planted(tmp_path):
+    """A bound directory swapped for a link during the run: the walk keeps to the directories of the start,
+    and the user's own setgid program elsewhere keeps its bit."""
+    project, outside = tmp_path / "project", tmp_path / "outside"
+    (project / "out").mkdir(parents=True)
+    outside.mkdir()
+    legit = outside / "legit"
+    shutil.copy("/bin/true", legit)
+    os.chmod(legit, 0o2755)
+    r = sandbox("sh", "-c", "mv out out2 && ln -s ../outside out",
+                opts=["--profile", "fakeroot", "--bind", f"{project}/out:/out"], cwd=project, check_rc=0)
+    assert stat.S_IMODE(os.stat(legit).st_mode) == 0o2755
+    assert "cleared the setuid" not in r.stderr
+    assert f"could not check all the sandbox could write for setuid/setgid files of yours ({project}/out: " in r.stderr
+
+
 def test_a_setuid_file_deep_below_many_directories_is_cleared_too(tmp_path):
     """The walk holds a directory fd per level: 1100 levels are past the usual soft limit of 1024 fds."""
     script = (f"for i in $(seq 1100); do mkdir d && cd d || exit 1; done; cp /bin/true deep && chown {os.getuid()} deep"
