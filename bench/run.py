@@ -54,12 +54,12 @@ def stages(user, rootsand, runs, extra=()):
     seen, walls = {}, []
     argv = ["runuser", "-u", user, "--", "env", "-i", f"PATH={PATH}", f"HOME={pw.pw_dir}", rootsand, "run", "-v",
             *extra, "--", "true"]
-    for _ in range(runs + 1):  # the first is a warm-up
+    for round_number in range(runs + 1):
         start = time.monotonic()
         done = subprocess.run(argv, cwd="/tmp", capture_output=True, text=True, check=True)
         wall = (time.monotonic() - start) * 1e3
-        if _ == 0:
-            continue
+        if round_number == 0:
+            continue  # a warm-up
         last = 0.0
         for at, message in STAGE_RE.findall(done.stderr):
             name = _stage_name(message)
