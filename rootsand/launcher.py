@@ -377,7 +377,7 @@ class Launcher:
     def _finish(self, pidfd: int, deadline: float | None) -> int:
         """Until the sandbox ends: with the setup process (`pidfd`) if it never made PID 1, else with PID 1,
         which is our child once the setup process has exited."""
-        killed = None  # the setup process's wait status, when a signal ended it before the command ran
+        setup_status = None  # the setup process's wait status once reaped: its death takes PID 1 with it
         while True:
             if self.interrupted:
                 return 128 + self.interrupted
@@ -402,9 +402,7 @@ class Launcher:
                     self._forget_pid1()
                     break
                 _, status = os.waitpid(self.child, 0)
-                self.child = None
-                if self.pid1_fd is None or os.WIFSIGNALED(status) and not self.command_started:
-                    killed = status  # a killed setup process takes PID 1 with it (PDEATHSIG): the cause
+                setup_status, self.child = status, None
                 if self.pid1_fd is None:
                     break  # no PID 1: the setup process's status is the sandbox's
                 continue
@@ -421,7 +419,7 @@ class Launcher:
             self._handle(self._reports.read(max(0.0, end - time.monotonic())))
         code = init.exit_status(status)
         if self.error is None:
-            self.error = self._killed_while_building(killed, status)
+            self.error = self._killed_while_building(setup_status, status)
         if self.error:
             self.say(self.error.lines())
             code = self.error.code
@@ -489,10 +487,10 @@ class Launcher:
         """The sandbox's namespace inodes, from C: it made them and stays readable (PID 1 turns non-dumpable).
         C itself stays in the host's PID and time namespaces; the sandbox's are those of its children, which
         exist once PID 1 does (later=True)."""
-        for ns, link in NAMESPACE_LINKS.items():
+        for ns in NAMESPACE_LINKS:
             if (ns == "time" and ns not in self.plan.namespaces) or later != (ns in ("pid", "time")):
                 continue  # seven namespaces, eight with time
-            name = f"{link}_for_children" if later else link
+            name = _setup_ns_link(ns)
             try:
                 self.namespaces[ns] = os.stat(f"/proc/{self.child}/ns/{name}").st_ino
             except OSError as e:
@@ -518,9 +516,8 @@ class Launcher:
         exec` joins them through /proc/LAUNCHER/fd/N (PID 1 is not dumpable, and no other process of ours
         stays in them)."""
         for ns in self.namespaces:
-            link = NAMESPACE_LINKS[ns] + ("_for_children" if ns in ("pid", "time") else "")
             try:
-                fd = os.open(f"/proc/{self.child}/ns/{link}", os.O_RDONLY | os.O_CLOEXEC)
+                fd = os.open(f"/proc/{self.child}/ns/{_setup_ns_link(ns)}", os.O_RDONLY | os.O_CLOEXEC)
             except OSError:
                 continue  # the setup failed meanwhile: its error is what the user needs
             if os.fstat(fd).st_ino != self.namespaces[ns]:
@@ -643,6 +640,12 @@ class Launcher:
             os.close(fd)
             # Said at the end: the terminal may be raw now.
             self.status_warning = f"--json-status: cannot write {self.json_status}: {e.strerror or e}"
+
+
+def _setup_ns_link(ns: str) -> str:
+    """The setup process's /proc/PID/ns link to the sandbox's namespace `ns`: it stays in the host's PID and
+    time namespaces itself, and the sandbox's are those of its children."""
+    return NAMESPACE_LINKS[ns] + ("_for_children" if ns in ("pid", "time") else "")
 
 
 def _alive(pidfd: int | None) -> bool:

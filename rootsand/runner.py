@@ -44,6 +44,6 @@ def run_sandbox(options) -> int:
     from rootsand import launcher
 
     code = launcher.run(the_plan, options.json_status, verbose, options.debug)
-    if verbose:
+    if timed:
         stage("cleaned up: rootsand exits")
     return code
