@@ -147,8 +147,10 @@ class Launcher:
         self.runtime = runtime
         self.plan = runtime.plan
         # Where setuid bits are allowed: the directories to clear them in at exit, resolved now, before the
-        # sandbox could plant a link that would point the walk at other files of the user's
-        self.setuid_tops = writable_dirs(self.plan) if self.plan.setuid_bits else []
+        # sandbox could plant a link that would point the walk at other files of the user's (a --rootfs
+        # tree is mounted writable too)
+        self.setuid_tops = (writable_dirs(self.plan) + ([runtime.rootfs] if runtime.rootfs else [])
+                            if self.plan.setuid_bits else [])
         self.json_status = json_status
         self.namespaces: dict[str, int] = {}  # read from C once it has unshared (PID 1 is not dumpable)
         self.child: int | None = None  # C, as the host sees it

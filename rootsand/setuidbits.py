@@ -76,31 +76,56 @@ def clear(tops: list[str], ids) -> None:
 
 def own_files(tops: list[str], own_uid: int, own_gid: int) -> tuple[list[str], list[str]]:
     """Clear S_ISUID/S_ISGID on the regular files of `own_uid`, and S_ISGID on those of group `own_gid`
-    whoever owns them, below `tops`: the paths cleared, and the directories that could not be checked
-    (with why). The walk goes from directory fd to directory fd and follows no link: a
-    directory swapped for a link mid-walk (by a sandbox still running in the same tree) leads nowhere.
-    Depth first, holding only the fds of the directories on the current path."""
+    whoever owns them, at or below `tops` (a top may be a bound file): the paths cleared, and what could
+    not be checked (with why). The walk goes from directory fd to directory fd and follows no link, and
+    stays on each top's file system (a host mount below it, /proc in a chroot, is not the sandbox's to
+    write). Depth first, holding the fds and names of the directories on the current path only: a path is
+    made only to be reported, so a deep tree costs memory in its depth, not in its depth squared."""
 
-    def listing(fd: int, path: str) -> list[str]:
+    def listing(fd: int, name: str | None) -> list[str]:
+        """The names in directory `fd`, which is `name` in the current directory (None: the top)."""
         try:
             with os.scandir(fd) as entries:
                 return [entry.name for entry in entries]
         except OSError as e:
-            unchecked.append(f"{path}: {e.strerror}")
+            unchecked.append(f"{where(name)}: {e.strerror}")
             return []
 
+    def where(name: str | None = None) -> str:
+        return os.path.join(top, *[level[1] for level in stack[1:]], *([name] if name else []))
+
+    def check(fd: int, st: os.stat_result, name: str | None) -> None:
+        clear = ((st.st_mode & (stat.S_ISUID | stat.S_ISGID) if st.st_uid == own_uid else 0)
+                 | (st.st_mode & stat.S_ISGID if st.st_gid == own_gid else 0))
+        if stat.S_ISREG(st.st_mode) and clear:
+            os.chmod(f"/proc/self/fd/{fd}", stat.S_IMODE(st.st_mode) & ~clear)
+            cleared.append(where(name))
+
     cleared, unchecked = [], []
-    for top in tops:
+    for top in dict.fromkeys(tops):
+        stack = []
         try:  # no link in any component: the sandbox may have replaced a directory on the way with one
-            fd = hostpaths.open_nofollow(top, os.O_RDONLY | os.O_DIRECTORY)
+            ref = hostpaths.open_nofollow(top, os.O_PATH)
         except FileNotFoundError:
             continue  # not there (an optional bind): nothing to check
         except OSError as e:
             unchecked.append(f"{top}: {e.strerror}")
             continue
-        stack = [(fd, top, iter(listing(fd, top)))]
+        try:
+            st = os.fstat(ref)
+            if not stat.S_ISDIR(st.st_mode):
+                check(ref, st, None)
+                continue
+            device = st.st_dev
+            fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=ref)
+        except OSError as e:
+            unchecked.append(f"{top}: {e.strerror}")
+            continue
+        finally:
+            os.close(ref)
+        stack.append((fd, "", iter(listing(fd, None))))
         while stack:
-            fd, path, names = stack[-1]
+            fd, _, names = stack[-1]
             name = next(names, None)
             if name is None:
                 os.close(fd)
@@ -111,26 +136,17 @@ def own_files(tops: list[str], own_uid: int, own_gid: int) -> tuple[list[str], l
             except FileNotFoundError:
                 continue  # gone since the listing
             except OSError as e:
-                unchecked.append(f"{os.path.join(path, name)}: {e.strerror}")
+                unchecked.append(f"{where(name)}: {e.strerror}")
                 continue
             try:
                 st = os.fstat(child)
-                if stat.S_ISDIR(st.st_mode):
-                    where = os.path.join(path, name)
-                    try:
-                        sub = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=child)
-                    except OSError as e:
-                        unchecked.append(f"{where}: {e.strerror}")
-                        continue
-                    stack.append((sub, where, iter(listing(sub, where))))
-                    continue
-                clear = ((st.st_mode & (stat.S_ISUID | stat.S_ISGID) if st.st_uid == own_uid else 0)
-                         | (st.st_mode & stat.S_ISGID if st.st_gid == own_gid else 0))
-                if stat.S_ISREG(st.st_mode) and clear:
-                    os.chmod(f"/proc/self/fd/{child}", stat.S_IMODE(st.st_mode) & ~clear)
-                    cleared.append(os.path.join(path, name))
+                if not stat.S_ISDIR(st.st_mode):
+                    check(child, st, name)
+                elif st.st_dev == device:
+                    sub = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=child)
+                    stack.append((sub, name, iter(listing(sub, name))))
             except OSError as e:
-                unchecked.append(f"{os.path.join(path, name)}: {e.strerror}")
+                unchecked.append(f"{where(name)}: {e.strerror}")
             finally:
                 os.close(child)
     return cleared, unchecked

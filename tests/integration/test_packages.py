@@ -293,6 +293,22 @@ def test_the_clearing_walk_is_not_pointed_elsewhere_by_a_link_the_sandbox_plante
     assert f"could not check all the sandbox could write for setuid/setgid files of yours ({project}/out: " in r.stderr
 
 
+def test_setuid_files_of_the_users_in_a_rootfs_tree_and_in_a_bound_file_are_cleared(tmp_path):
+    """A --rootfs tree is writable (a chroot build), and so is a file bound read-write on its own."""
+    root, tool = tmp_path / "rootfs", tmp_path / "tool"
+    (root / "bin").mkdir(parents=True)
+    shutil.copy(shutil.which("busybox") or "/bin/busybox", root / "bin" / "busybox")
+    os.symlink("busybox", root / "bin" / "sh")
+    shutil.copy("/bin/true", tool)
+    script = (f"busybox cp /bin/busybox /made && busybox chown {os.getuid()} /made && busybox chmod 4755 /made "
+              f"/bin/busybox /opt/tool")
+    r = sandbox("/bin/sh", "-c", script, opts=["--profile", "fakeroot", "--rootfs", str(root), "-e", "PATH=/bin",
+                                                "--bind", f"{tool}:/opt/tool"], cwd=tmp_path, check_rc=0)
+    modes = {p.name: stat.S_IMODE(os.stat(p).st_mode) for p in (root / "made", root / "bin" / "busybox", tool)}
+    assert modes == {"made": 0o755, "busybox": 0o755, "tool": 0o755}, r.stderr
+    assert "could not check" not in r.stderr
+
+
 def test_a_setuid_file_deep_below_many_directories_is_cleared_too(tmp_path):
     """The walk holds a directory fd per level: 1100 levels are past the usual soft limit of 1024 fds."""
     script = (f"for i in $(seq 1100); do mkdir d && cd d || exit 1; done; cp /bin/true deep && chown {os.getuid()} deep"
