@@ -70,10 +70,11 @@ def run(the_plan, json_status: str | None = None, verbose: bool = False, debug: 
 
 
 def writable_dirs(the_plan) -> list[str]:
-    """The host directories this sandbox can write, where a sandbox like it may have planted links."""
+    """The host directories this sandbox can write, where a sandbox like it may have planted links: those of
+    its mounts, and a --rootfs tree, which is mounted writable."""
     from rootsand.spec import writable_dirs as of_mounts
 
-    return of_mounts(the_plan.mounts, the_plan.cwd)
+    return of_mounts(the_plan.mounts, the_plan.cwd) + ([os.path.realpath(the_plan.rootfs)] if the_plan.rootfs else [])
 
 
 def _is_dir(path: str) -> bool:
@@ -147,10 +148,8 @@ class Launcher:
         self.runtime = runtime
         self.plan = runtime.plan
         # Where setuid bits are allowed: the directories to clear them in at exit, resolved now, before the
-        # sandbox could plant a link that would point the walk at other files of the user's (a --rootfs
-        # tree is mounted writable too)
-        self.setuid_tops = (writable_dirs(self.plan) + ([runtime.rootfs] if runtime.rootfs else [])
-                            if self.plan.setuid_bits else [])
+        # sandbox could plant a link that would point the walk at other files of the user's
+        self.setuid_tops = writable_dirs(self.plan) if self.plan.setuid_bits else []
         self.json_status = json_status
         self.namespaces: dict[str, int] = {}  # read from C once it has unshared (PID 1 is not dumpable)
         self.child: int | None = None  # C, as the host sees it
