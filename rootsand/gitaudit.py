@@ -79,14 +79,19 @@ class Audit:
                     continue
                 self.walk(fd, top)
         finally:
-            for ref, mode in reversed(self.restore):
-                try:
-                    os.chmod(f"/proc/self/fd/{ref}", mode)
-                finally:
-                    os.close(ref)
+            self.put_modes_back()
         if self.moved > MAX_WARNINGS:
             self.warnings.append(f"... and {self.moved - MAX_WARNINGS} more moved aside the same way")
         return self.warnings
+
+    def put_modes_back(self) -> None:
+        """The modes of the directories opened up for the walk, as they were."""
+        for ref, mode in reversed(self.restore):
+            try:
+                os.chmod(f"/proc/self/fd/{ref}", mode)
+            finally:
+                os.close(ref)
+        self.restore.clear()
 
     def walk(self, fd: int, path: str) -> None:
         """Every directory below `path` (fd), depth first; only `.git` entries are stat()ed (the others'
@@ -317,6 +322,26 @@ def audit(tops: list[str], since: float, skip=frozenset(), known=frozenset()) ->
     except Exception as e:  # noqa: BLE001 - a check that fails must say so, never cost the sandbox's status
         return [f"the check for planted git repositories failed ({type(e).__name__}: {e}): do not run git in "
                 f"{', '.join(tops)} before you have looked"]
+
+
+def check_git_dir(path: str, since: float) -> list[str]:
+    """A git directory that was there at the start (`path`, its parent opened without following links):
+    move aside what in it would make git run something (config, hooks, commondir, a rebase state, the
+    submodules') made or changed after `since`; the warnings."""
+    audit = Audit(since)
+    parent, name = os.path.split(path)
+    try:
+        fd = _open_dir(parent)
+    except OSError as e:
+        return [f"could not check {path}: {e.strerror}: do not run git there before you have looked"]
+    try:
+        audit.git_dir(fd, parent, name)
+    except Exception as e:  # noqa: BLE001 - a check that fails must say so
+        audit.say(f"the check of {path} failed ({type(e).__name__}: {e}): do not run git there before you have looked")
+    finally:
+        audit.put_modes_back()
+        os.close(fd)
+    return audit.warnings
 
 
 def known_git_dirs(tops: list[str]) -> list[list[int]]:

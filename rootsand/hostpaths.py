@@ -88,8 +88,6 @@ def current_directory(env: dict[str, str], homes: tuple[str, ...]) -> tuple[str,
                             hint=f"cd {physical} yourself if you mean it, or run from a project directory")
     if via_link:
         notes.append(f"the current directory in the sandbox is {physical} (where {logical} leads)")
-    if physical in homes:
-        notes.append(f"running from your home directory: all of {physical} is bound into the sandbox")
     return physical, notes
 
 

@@ -143,7 +143,8 @@ def _pid1(runtime, plan, ties: tuple[int, int, int, int], report_fd: int, seccom
     host_pty = None
     if runtime.console_fd is not None and not any(m.type == "dev" and m.dst == "/dev" for m in runtime.steps):
         host_pty = os.openpty()  # no devpts of its own inside: the host's, taken while it is reachable
-    _build(runtime, plan)
+    for warning in _build(runtime, plan):
+        channel.send(report_fd, note=warning)
     libc.prctl(libc.PR_SET_DUMPABLE, 0)  # the command runs as the same uid: it must not ptrace PID 1
     pty_slave = None
     if runtime.console_fd is not None:
@@ -189,8 +190,9 @@ def _tie_to_launcher(setup_pidfd: int, built_fd: int, released_fd: int, alive_fd
     return go
 
 
-def _build(runtime, plan) -> None:
-    """The sandbox's own view of the system: its file system and /proc, hostname, loopback."""
+def _build(runtime, plan) -> list[str]:
+    """The sandbox's own view of the system: its file system and /proc, hostname, loopback. What the user
+    must be told (warnings)."""
     if "uts" in plan.namespaces:
         libc.sethostname(plan.hostname)
     if "net" in plan.namespaces:
@@ -201,7 +203,7 @@ def _build(runtime, plan) -> None:
             for line in network.describe_interfaces():
                 print(f"rootsand: network: {line}", file=sys.stderr, flush=True)
     fs = mounts.FileSystem(runtime.steps, runtime.rootfs, (plan.run_uid, plan.run_gid), plan.etc_files,
-                           sysctls=plan.sysctls, protected=plan.protected)
+                           sysctls=plan.sysctls, protected=plan.protected, home_guards=plan.home_guards)
     fs.build()
     if runtime.verbose:
         for inside, made in fs.protected_paths:
@@ -212,6 +214,7 @@ def _build(runtime, plan) -> None:
         for failure in fs.sysctl_failures:
             print(f"rootsand: not set, the seccomp rules and rlimits stand alone: {printable(failure)}", file=sys.stderr,
                   flush=True)
+    return fs.warnings
 
 
 def _stdio_to_null() -> None:

@@ -89,7 +89,7 @@ def protected_nodes(the_plan, steps: list) -> dict:
     the first component that is missing (PID 1 makes it: a mount point to remove at exit), a file, or the
     path itself. Written to the registry before anything is made, so a killed launcher's are known. For the
     paths that exist: their identity (state.identity), checked at exit (state.check_pinned)."""
-    covered, made, pinned = [], [], []
+    covered, made, pinned, absent = [], [], [], []
     for item in the_plan.protected:
         top = steps[item.mount].src
         parts = [p for p in item.path.split("/") if p]
@@ -107,8 +107,11 @@ def protected_nodes(the_plan, steps: list) -> dict:
             try:
                 mode = os.lstat(path).st_mode
             except FileNotFoundError:
-                covered.append(path)
-                made.append([path, not last or item.directory])
+                if item.placeholder:
+                    covered.append(path)
+                    made.append([path, not last or item.directory])
+                elif path not in absent:  # left absent: whatever is there after the run was made during it
+                    absent.append(path)   # (state.check_absent)
                 break
             except OSError:
                 break
@@ -121,7 +124,7 @@ def protected_nodes(the_plan, steps: list) -> dict:
                 except OSError:
                     pass  # gone since: PID 1 makes it, or finds what replaced it
                 break
-    return {"covered": covered, "made": made, "pinned": pinned}
+    return {"covered": covered, "made": made, "pinned": pinned, "absent": absent, "since": time.time()}
 
 
 def _check_host_paths(the_plan) -> tuple[list, str | None]:
@@ -211,15 +214,20 @@ class Launcher:
                 from rootsand import setuidbits
 
                 setuidbits.clear(self.setuid_tops, self.plan.ids)
-            if self.protect:  # a protected path whose mount another namespace lifted, moved aside
-                for line in state.check_pinned(self.protect["pinned"]):
+            if self.protect:
+                # A protected path changed or replaced from another namespace while pinned, and one left absent
+                # that the run made: moved aside
+                for line in state.check_pinned(self.protect["pinned"], self.protect["since"]) + state.check_absent(
+                        self.protect["absent"]):
                     warn(line)
             if self.protect and self.protect.get("audit"):
                 # What the sandbox did to git repositories, before any mount point is removed (those are ours).
+                # Everything this sandbox could write is checked, whoever else protects it: a second sandbox's
+                # mount points only while they are still empty (filled, they are what was planted).
                 from rootsand import gitaudit
 
                 audit = self.protect["audit"]
-                skip = set(self.protect["covered"]) | state.covered_by_others(self.entry_path)
+                skip = set(self.protect["covered"]) | state.empty_mount_points_of_others(self.entry_path)
                 for line in gitaudit.audit(audit["tops"], audit["since"], skip, audit["known"]):
                     warn(line)
             # Once the sandbox is gone: the mount points made for it go, unless another sandbox uses them. When
@@ -670,7 +678,7 @@ def _pidfd_of_child(pid: int, parent: int) -> int | None:
 _FD_PATHS = re.compile(r"/dev/(stdout|stderr|fd/\d+)|/proc/self/fd/\d+")
 
 
-def _open_status_file(path: str, writable: list[str], homes: tuple[str, ...]) -> int:
+def _open_status_file(path: str, writable: list[str], homes: tuple[str, ...]) -> int | None:
     """Opened before anything runs, non-blocking, and never through a link a sandbox could have planted: a
     sandbox that can write the directory must not turn the next run's status file into a link to one of
     the user's files, nor into a FIFO that stalls the launcher."""
@@ -686,10 +694,16 @@ def _open_status_file(path: str, writable: list[str], homes: tuple[str, ...]) ->
             fd = open_nofollow(resolved, os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK, 0o644)
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 os.close(fd)
-                raise RootsandError(f"--json-status: {path} is not a regular file",
-                                    hint="name a new file, or /dev/stdout, /dev/stderr or /dev/fd/N")
+                # A FIFO, socket or device where a file was expected (a sandbox can plant one in a directory
+                # it writes): not written, said once, and the run goes on
+                warn(f"--json-status: {path} is not a regular file: no status is written (name a new file, or "
+                     "/dev/stdout, /dev/stderr or /dev/fd/N)")
+                return None
             os.ftruncate(fd, 0)
     except OSError as e:
+        if e.errno == errno.ENXIO:  # a FIFO without a reader
+            warn(f"--json-status: {path} is a FIFO nobody reads: no status is written")
+            return None
         why = "a symbolic link is in the way" if e.errno == errno.ELOOP else os.strerror(e.errno)
         raise RootsandError(f"--json-status: cannot write {path}: {why}") from None
     return fd

@@ -58,8 +58,12 @@ def resolve(value: str, base_dir: str, skip: str | None = None, sibling_files: b
     if not NAME_RE.fullmatch(name):
         raise RootsandError(f"invalid profile name {value!r}: letters, digits, '_', '.' and '-'",
                             "or give a path to a TOML file (a value with a '/')")
-    found = [path for path in (os.path.join(d, name + ".toml") for d in (_user_dir(), builtin_dir()))
-             if os.path.isfile(path)]
+    builtins = builtin_dir()
+    # A built-in's `extends` means a built-in: a user's default.toml may be chosen by name, but must not
+    # change what agent, untrusted, build or fakeroot inherit.
+    places = (builtins,) if skip and os.path.dirname(os.path.realpath(skip)) == os.path.realpath(builtins) else (
+        _user_dir(), builtins)
+    found = [path for path in (os.path.join(d, name + ".toml") for d in places) if os.path.isfile(path)]
     others = [path for path in found if not (skip and os.path.realpath(path) == os.path.realpath(skip))]
     if others or found:
         return (others or found)[0]  # only the extending file itself: the caller reports the cycle

@@ -190,6 +190,16 @@ def parse_protect_entry(text: str) -> str:
     return ("~/" if home else "") + "/".join(parts) + ("/" if is_dir else "")
 
 
+def parse_home_path(text: str) -> str:
+    """A path in the home directory as written in security.home_writable or --unprotect: `~/` and a
+    relative path (`~/.cache/pip`). Returned normalised, without the final `/`."""
+    parts = [p for p in text[2:].split("/") if p not in ("", ".")] if text.startswith("~/") else []
+    if not parts or ".." in parts or "\0" in text:
+        raise RootsandError(f"invalid home path {text!r}: expected ~/ and a path in your home directory "
+                            "(~/.cache/pip)")
+    return "~/" + "/".join(parts)
+
+
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 

@@ -118,8 +118,9 @@ class FileSystem:
 
     def __init__(self, mounts: list, rootfs: str | None, run_ids: tuple[int, int],
                  generated: dict[str, str] | None = None, sysctls: dict[str, str] | None = None,
-                 protected: list | None = None):
+                 protected: list | None = None, home_guards: list | None = None):
         self.mounts = mounts
+        self.home_guards = home_guards or []  # homerule.HomeGuard: applied after every mount, before protect
         self.protected = protected or []  # plan.Protected: made read-only after every mount
         self.protected_paths: list[tuple[str, bool]] = []  # (inside, made): what protect() did, for --verbose
         self.rootfs = rootfs
@@ -132,6 +133,7 @@ class FileSystem:
         self.sysctls = sysctls or {}
         self.sysctl_failures: list[str] = []
         self.notes: list[str] = []  # what could not be done as planned, for --verbose
+        self.warnings: list[str] = []  # ... and what the user must be told in any case
         self.sources: dict[int, list[Source]] = {}
         self.trees: dict[int, list[int]] = {}  # detached clones, taken before the staging area exists
         self.rootfs_tree: int | None = None
@@ -162,6 +164,7 @@ class FileSystem:
                 raise RootsandError(f"{_origin(m, index)}: {e.strerror or e}") from None
             except RootsandError as e:
                 raise RootsandError(f"{_origin(m, index)}: {e.message}", e.hint) from None
+            self._guard_homes(index)  # before later mounts: they stay as they are (the build's caches)
         self._protect()
         self._generated_files()
         for fd, attrs in self.read_only_at_end:
@@ -493,13 +496,15 @@ class FileSystem:
                     tree = _kernel_overlay(lowers, upper, work, attrs_of(m.flags), one_string=True)
                 except OSError as e:
                     held = next((lower.path for lower in lowers if _mounts_below(lower.path)), None)
-                    if e.errno == errno.EINVAL and held and host.nesting():
-                        raise RootsandError(
-                            f"overlay on {m.dst}: {held} holds mounts of the sandbox this one runs in (its "
-                            "protected paths), and the kernel does not overlay such a directory from a nested "
-                            "user namespace", hint="run it from a subdirectory, or start the outer sandbox with "
-                                                   "--unprotect for those paths") from None
-                    raise
+                    if not (e.errno == errno.EINVAL and held and host.nesting()):
+                        raise
+                    # The outer sandbox's mounts there (its protected paths) are locked for us, and the kernel
+                    # overlays no directory holding locked mounts: its top layer read-only instead, which
+                    # keeps the promise that nothing reaches the host (writes fail instead of vanishing).
+                    self.warnings.append(f"overlay on {m.dst}: {held} holds mounts of the sandbox this one runs in "
+                                         "(its protected paths), which the kernel does not overlay from a nested "
+                                         f"user namespace: {m.dst} is read-only instead")
+                    tree = lowers[0].clone(READ_ONLY & ~libc.MOUNT_ATTR_NOEXEC)
             self._attach(tree, os.dup(target), m.dst)
         finally:
             os.close(target)
@@ -553,6 +558,81 @@ class FileSystem:
         libc.mount_setattr_fd(mounted, attrs_of(m.flags), recursive=False)
         self._attach(mounted, os.dup(target), m.dst)
 
+    def _guard_homes(self, index: int) -> None:
+        """The home rule (homerule.py): each home shown by a writable bind gets its own top level read-only,
+        with every mount below it (a dot-entry may be a mount of its own on the host); its entries that are
+        no dot-entries, and the profile's writable exceptions, are bound writable over it: nothing can be
+        made, removed or renamed at the top, and every dot-entry stays read-only with all below it."""
+        for guard in self.home_guards:
+            if guard.mount != index:
+                continue
+            try:
+                home, path = self._walk(guard.dst)
+            except FileNotFoundError:
+                continue
+            pins = []
+            try:
+                if not stat.S_ISDIR(os.fstat(home).st_mode):
+                    continue
+                if os.path.normpath(guard.dst) != os.path.normpath(self.mounts[guard.mount].dst):
+                    # below the bind's root (--bind /home): a mount point of its own, to be made read-only
+                    self._pin(os.dup(home), path, read_only=False)
+                    os.close(home)
+                    home, path = self._walk(guard.dst)
+                listing = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=home)
+                try:
+                    names = sorted(os.listdir(listing))
+                finally:
+                    os.close(listing)
+                # Cloned before the home turns read-only (a clone keeps its source's flags), attached after
+                # (a recursive read-only would reach them too)
+                for parts in [[name] for name in names if not name.startswith(".")] + [
+                        _split(rel) for rel in guard.writable if rel.startswith(".")]:
+                    pin = self._writable_clone(home, parts, os.path.join(path, *parts))
+                    if pin:
+                        pins.append(pin)
+                libc.mount_setattr_fd(home, libc.MOUNT_ATTR_RDONLY | libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV,
+                                      recursive=True, what=path)
+                while pins:
+                    self._attach(*pins.pop(0))
+            except OSError as e:
+                raise RootsandError(f"{guard.origin or guard.dst}: the home directory {guard.dst}: "
+                                    f"{e.strerror or e}") from None
+            finally:
+                os.close(home)
+                for tree, target, _ in pins:
+                    os.close(tree)
+                    os.close(target)
+
+    def _writable_clone(self, home: int, parts: list[str], what: str) -> tuple[int, int, str] | None:
+        """(a writable clone, its target, what) for the directory or file at `parts` below `home`, or None
+        when it is absent or neither; no link is followed (a link stays part of the read-only top level)."""
+        fd = os.dup(home)
+        try:
+            for part in parts:
+                child = _open_at(fd, part)
+                os.close(fd)
+                fd = child
+        except OSError:
+            os.close(fd)
+            return None
+        mode = os.fstat(fd).st_mode
+        if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+            os.close(fd)
+            return None
+        try:
+            tree = libc.open_tree(fd, "", libc.OPEN_TREE_CLONE | libc.AT_RECURSIVE | libc.AT_EMPTY_PATH, what)
+        except OSError:
+            os.close(fd)
+            raise
+        try:
+            libc.mount_setattr_fd(tree, libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV, what=what)
+        except OSError:
+            os.close(tree)
+            os.close(fd)
+            raise
+        return tree, fd, what
+
     def _protect(self) -> None:
         """security.protect: each path read-only inside its writable bind, and each directory on the way
         there a mount point of its own, which cannot be renamed or removed (`mv .git x; mkdir .git` would
@@ -582,6 +662,8 @@ class FileSystem:
                 try:
                     child = _open_at(fd, part)
                 except FileNotFoundError:
+                    if not item.placeholder:
+                        return  # left absent: what the run makes there is moved aside after it (launcher)
                     try:
                         if not last or item.directory:
                             os.mkdir(part, 0o755, dir_fd=fd)

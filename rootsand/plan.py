@@ -12,6 +12,7 @@ pty) is its own business.
 
 from rootsand import idmap, security
 from rootsand.errors import RootsandError
+from rootsand.homerule import HomeGuard, plan_home
 from rootsand.hostpaths import is_below
 from rootsand.model import CAPABILITIES, NAMESPACE_LINKS, PortForward, Record
 from rootsand.seccomp import Rule
@@ -80,6 +81,9 @@ class Protected(Record):
         "dst": "",  # where it is inside
         "directory": False,  # made as a directory when absent
         "entry": "",  # as the profile wrote it, for --unprotect
+        # absent: made empty and read-only for the run (else left absent, and what the run makes there is
+        # moved aside after it: security.placeholders)
+        "placeholder": False,
     }
     __slots__ = tuple(FIELDS)
 
@@ -116,7 +120,8 @@ class Plan(Record):
         "namespaces": list, "time_offsets": dict,
         "rootfs": None,  # a host directory as the root, else an empty read-only tmpfs
         "mounts": list,  # MountStep, in order
-        "protected": list,  # Protected: applied after the mounts, on top of them
+        "home_guards": list,  # homerule.HomeGuard: homes shown by writable binds, their top read-only
+        "protected": list,  # Protected: applied after the mounts and the home guards, on top of them
         "etc_files": dict,  # /etc/NAME -> content, bound read-only over the host's
         "network": Network,
         "capabilities": list,  # names the command keeps
@@ -131,8 +136,8 @@ class Plan(Record):
         "failure_hint": None,  # said once after a command that failed
     }
     __slots__ = tuple(FIELDS)
-    NESTED = {"ids": idmap.IdPlan, "mounts": MountStep, "protected": Protected, "network": Network, "seccomp": Rule,
-              "limits": security.Limits}
+    NESTED = {"ids": idmap.IdPlan, "mounts": MountStep, "home_guards": HomeGuard, "protected": Protected,
+              "network": Network, "seccomp": Rule, "limits": security.Limits}
 
     @property
     def root_mapped(self) -> bool:
@@ -172,6 +177,8 @@ def plan(spec, facts: HostFacts) -> Plan:
     limits = security.plan_limits(spec.memory, spec.pids, spec.cpu, spec.rlimits, set(facts.cgroup_controllers))
     uncounted = spec.memory is not None and "memory.max" not in limits.cgroup
     notes = ([ids.note] if ids.note else []) + list(spec.notes)
+    mounts, home_guards, rule_protected, home_notes = plan_home(spec, spec.mounts)
+    notes += home_notes
     if spec.seccomp == "none":
         rules = None
         notes.append('the seccomp filter is off (security.seccomp = "none"): for debugging only')
@@ -206,8 +213,9 @@ def plan(spec, facts: HostFacts) -> Plan:
         user=spec.user.mode, run_uid=run_ids[0], run_gid=run_ids[1], ids=ids,
         setup_uid=idmap.inside_of(ids.uid_lines, facts.uid), setup_gid=idmap.inside_of(ids.gid_lines, facts.gid),
         namespaces=list(spec.namespaces), time_offsets=dict(spec.time_offsets),
-        rootfs=spec.rootfs, mounts=[mount_step(m, spec.memory) for m in spec.mounts],
-        protected=protected_paths(spec.mounts, spec.protect, spec.cwd, spec.homes), etc_files=etc_files,
+        rootfs=spec.rootfs, mounts=[mount_step(m, spec.memory) for m in mounts], home_guards=home_guards,
+        protected=protected_paths(mounts, spec.protect, spec.cwd, spec.homes, spec.placeholders)
+        + [Protected(**item) for item in rule_protected], etc_files=etc_files,
         network=network, capabilities=capabilities, new_session=spec.new_session, nested_userns=spec.nested_userns,
         setuid_bits=spec.setuid_bits,
         seccomp=rules, compat_syscalls=spec.compat_syscalls, limits=limits, cgroup_parent=facts.cgroup_dir if limits.cgroup else None,
@@ -216,7 +224,7 @@ def plan(spec, facts: HostFacts) -> Plan:
     )
 
 
-def protected_paths(mounts: list, protect: list[str], cwd: str, homes) -> list[Protected]:
+def protected_paths(mounts: list, protect: list[str], cwd: str, homes, placeholders: bool = False) -> list[Protected]:
     """Where each protected path lies: inside every read-write bind of the user's own directories (the
     current directory, a --bind, a home) that no later mount covers. A `~/` entry counts in a home only."""
     found = []
@@ -230,7 +238,7 @@ def protected_paths(mounts: list, protect: list[str], cwd: str, homes) -> list[P
                 continue
             path = entry.removeprefix("~/").rstrip("/")
             found.append(Protected(mount=index, path=path, dst=f"{m.dst.rstrip('/')}/{path}",
-                                   directory=entry.endswith("/"), entry=entry))
+                                   directory=entry.endswith("/"), entry=entry, placeholder=placeholders))
     return found
 
 
@@ -341,8 +349,11 @@ def describe(p: Plan) -> list[str]:
         lines.append(f"  {step.type:<8} {step.dst:<28} {what}{'  ' + flags if flags else ''}"
                      f"{'  (optional)' if step.optional else ''}  [{step.origin}]")
     net = p.network
-    lines += [f"  protect  {item.dst}{'/' if item.directory else ''}  read-only [security.protect {item.entry}]"
-              for item in p.protected]
+    lines += [f"  home     {g.dst}  top level and dot-entries read-only, other entries writable"
+              + (f", writable: {', '.join(g.writable)}" if g.writable else "") + f"  [{g.origin}]" for g in p.home_guards]
+    lines += [f"  protect  {item.dst}{'/' if item.directory else ''}  read-only"
+              f"{', made when absent' if item.placeholder else ', checked after the run when absent'}"
+              f" [security.protect {item.entry}]" for item in p.protected]
     lines.append(f"  network: {net.mode}" + (f", {net.address} via {net.gateway}, dns {net.dns}"
                                               + "".join(f", publish {f}" for f in net.publish)
                                               if net.mode == "slirp" else ""))

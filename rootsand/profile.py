@@ -66,7 +66,7 @@ class Profile(Record):
         "mounts": list,
         "capabilities": list, "no_new_privs": True, "seccomp": "default", "new_session": True,
         "nested_userns": False, "setuid_bits": False, "socket_families": list, "compat_syscalls": True,
-        "protect": list,
+        "protect": list, "placeholders": False, "home_writable": list,
         "timeout": None, "memory": None, "pids": None, "cpu": None, "rlimits": dict,
     }
     __slots__ = tuple(FIELDS)
@@ -313,6 +313,12 @@ def _protect(c: _Checker, key, value):
     return [c.parsed(key, parse_protect_entry, text) for text in c.strings(key, value, expand=False)]
 
 
+def _home_writable(c: _Checker, key, value):
+    from rootsand.model import parse_home_path
+
+    return [c.parsed(key, parse_home_path, text) for text in c.strings(key, value, expand=False)]
+
+
 def _env_keep(c: _Checker, key, value):
     out = c.strings(key, value)
     for item in out:
@@ -457,6 +463,8 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable]]] = {
         "compat_syscalls": ("compat_syscalls", _just("boolean")),
         "socket_families": ("socket_families", _socket_families),
         "protect": ("protect", _protect),
+        "placeholders": ("placeholders", _just("boolean")),
+        "home_writable": ("home_writable", _home_writable),
     },
     "limits": {
         "timeout": ("timeout", _timeout),

