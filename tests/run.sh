@@ -80,8 +80,13 @@ export ROOTSAND_HELLO_SRC=$hello
 chmod 0666 /dev/fuse /dev/net/tun 2>/dev/null || say "warning: cannot open up /dev/fuse or /dev/net/tun"
 
 # 3. The test users: one with two subordinate ranges (several lines per user must work), one with none.
+# Their homes are made anew on every run: a test must never pass only because an earlier run left
+# something there (the home rule's tests write into the test user's home).
 for u in "$test_user" "$nosub_user"; do
     id -u "$u" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$u"
+    home=$(getent passwd "$u" | cut -d: -f6)
+    case "$home" in /home/?*) ;; *) say "unexpected home $home for $u"; exit 1 ;; esac
+    rm -rf "$home" && cp -a /etc/skel "$home" && chown -R "$u:" "$home" && chmod 0755 "$home"
 done
 for f in /etc/subuid /etc/subgid; do
     touch "$f"
