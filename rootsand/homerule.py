@@ -43,7 +43,7 @@ class HomeGuard(Record):
 def read_only_reason(src: str, spec) -> tuple[str, bool] | None:
     """Why a writable bind of `src` must be read-only, and whether an exception may lift that; or None."""
     for own in spec.own_dirs:
-        if is_below(src, own):
+        if _is_own(src, own):
             return f"is rootsand's own configuration or state ({own})", False
     if any(is_below(src, w) for w in _exceptions(spec)):
         return None
@@ -66,7 +66,7 @@ def plan_home(spec, mounts: list) -> tuple[list, list[HomeGuard], list[dict], li
         if m.type in ("bind", "dev-bind") and m.src:
             src = os.path.normpath(m.src)
             # also where a link on the way leads (a home reached through /home -> /data/home, root's link)
-            why = read_only_reason(src, spec) or read_only_reason(os.path.realpath(src), spec)
+            why = read_only_reason(src, spec) or read_only_reason(spec.real_sources.get(src, src), spec)
             if why:
                 m = m.replace(type="ro-bind")
                 what = "the current directory" if src == spec.cwd else f"{m.origin or m.dst}:"
@@ -74,7 +74,8 @@ def plan_home(spec, mounts: list) -> tuple[list, list[HomeGuard], list[dict], li
                              + (f" (--unprotect ~/{os.path.relpath(m.src, _home_of(m.src, spec))} makes it "
                                 "writable)" if why[1] and _home_of(m.src, spec) else ""))
         elif m.type == "overlay" and m.upper not in ("tmpfs", None):
-            why = read_only_reason(os.path.normpath(m.upper), spec) or read_only_reason(os.path.realpath(m.upper), spec)
+            upper = os.path.normpath(m.upper)
+            why = read_only_reason(upper, spec) or read_only_reason(spec.real_sources.get(upper, upper), spec)
             if why:
                 raise RootsandError(f"{m.origin or m.dst}: the overlay's upper directory {m.upper} {why[0]}: a sandbox "
                                     "must not write there", hint="choose an upper directory elsewhere, or upper = \"tmpfs\"")
@@ -109,8 +110,14 @@ def plan_home(spec, mounts: list) -> tuple[list, list[HomeGuard], list[dict], li
             rel = os.path.relpath(d, src)
             protected.append({"mount": index, "path": rel, "dst": os.path.join(m.dst, rel), "directory": True,
                               "entry": f"{d} ({'rootsand' if own else 'on your PATH'})",
-                              "placeholder": own or spec.placeholders})
+                              "placeholder": own or spec.placeholders, "own": own})
     return out, guards, protected, notes
+
+
+def _is_own(path: str, own: str) -> bool:
+    """`path` is in the rootsand directory `own`; /tmp/rootsand-UID stands for its fallbacks too
+    (/tmp/rootsand-UID-NAME, state.runtime_dir)."""
+    return is_below(path, own) or (own.startswith("/tmp/rootsand-") and path.startswith(own + "-"))
 
 
 def _exceptions(spec) -> list[str]:

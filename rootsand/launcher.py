@@ -120,7 +120,8 @@ def protected_nodes(the_plan, steps: list) -> dict:
             if last or not stat.S_ISDIR(mode):
                 covered.append(path)
                 try:
-                    pinned.append([path, *state.identity(path)])
+                    if not item.own:  # rootsand writes its own during the run: not a change from outside
+                        pinned.append([path, *state.identity(path)])
                 except OSError:
                     pass  # gone since: PID 1 makes it, or finds what replaced it
                 break

@@ -84,6 +84,9 @@ class Protected(Record):
         # absent: made empty and read-only for the run (else left absent, and what the run makes there is
         # moved aside after it: security.placeholders)
         "placeholder": False,
+        # rootsand's own configuration or state: read-only inside, but rootsand itself writes it during the
+        # run (its registry, its key), so no change of it is held against the sandbox
+        "own": False,
     }
     __slots__ = tuple(FIELDS)
 

@@ -79,6 +79,7 @@ class SandboxSpec(Record):
         "home_writable": list,  # "~/PATH": writable exceptions to the home rule (homerule.py)
         "host_path": tuple,  # the directories of the user's PATH on the host: what the user's shells run
         "own_dirs": tuple,  # rootsand's own configuration and state: never writable from a sandbox
+        "real_sources": dict,  # bind sources and overlay uppers -> where their links lead (the home rule)
         "xdg_dirs": tuple,  # $XDG_CONFIG_HOME, $XDG_DATA_HOME, $XDG_STATE_HOME where set: read-only in a home
         "memory": None,
         "pids": None,
@@ -227,6 +228,9 @@ def from_profile(profile, options: RunOptions, host_env: dict[str, str], cwd: st
         home_writable=list(dict.fromkeys(list(profile.home_writable) + home_writable)),
         host_path=tuple(os.path.normpath(d) for d in host_env.get("PATH", "").split(":") if d.startswith("/")),
         own_dirs=own_dirs(host_env, homes),
+        real_sources={path: os.path.realpath(path) for m in mounts
+                      for path in ([m.src] if m.type in ("bind", "dev-bind") and m.src else [])
+                      + ([m.upper] if m.type == "overlay" and m.upper != "tmpfs" else [])},
         xdg_dirs=tuple(os.path.normpath(host_env[name]) for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME")
                        if host_env.get(name, "").startswith("/")),
         memory=profile.memory,

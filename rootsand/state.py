@@ -15,40 +15,170 @@ import time
 
 
 def runtime_dir() -> str:
-    """A private directory for rootsand's sockets and state: $XDG_RUNTIME_DIR/rootsand, else /tmp/rootsand-UID.
+    """A private directory for rootsand's sockets and state: $XDG_RUNTIME_DIR/rootsand, else /tmp/rootsand-UID,
+    else a name in /tmp that no other user can know in advance (_shared_or_fallback).
 
-    Either must be ours, mode 0700 and not a link: $XDG_RUNTIME_DIR comes from the environment, and /tmp is
-    shared with everyone, so a directory another user made (or a link to one) would hand them our sockets.
+    Each must be ours, mode 0700 and not a link: $XDG_RUNTIME_DIR comes from the environment, and /tmp is
+    shared with everyone, so a directory another user made (or a link to one) would hand them our sockets,
+    and its entries (pids to signal, plans to act on) would be theirs. Such a directory is only looked at.
     """
     from rootsand.errors import RootsandError
 
     uid = os.getuid()
     base = os.environ.get("XDG_RUNTIME_DIR")
-    if base:
-        try:
-            st = os.lstat(base)
-        except OSError as e:
-            raise RootsandError(f"XDG_RUNTIME_DIR={base}: {e.strerror}",
-                                hint="unset it, or point it at your own 0700 directory") from None
-        if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid or st.st_mode & 0o022:
-            raise RootsandError(f"XDG_RUNTIME_DIR={base} is not a directory of yours that only you can write",
-                                hint="unset it, or point it at your own 0700 directory")
-        path = os.path.join(base, "rootsand")
-    else:
-        # Named by the host's uid for us: inside a user namespace (rootsand unshare, another tool's), uid 0
-        # must not take /tmp/rootsand-0, which is real root's.
-        path = f"/tmp/rootsand-{_host_uid(uid)}"
+    if not base:
+        return _shared_or_fallback(uid)
+    try:
+        st = os.lstat(base)
+    except OSError as e:
+        raise RootsandError(f"XDG_RUNTIME_DIR={base}: {e.strerror}",
+                            hint="unset it, or point it at your own 0700 directory") from None
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid or st.st_mode & 0o022:
+        raise RootsandError(f"XDG_RUNTIME_DIR={base} is not a directory of yours that only you can write",
+                            hint="unset it, or point it at your own 0700 directory")
+    path = os.path.join(base, "rootsand")
     try:
         os.mkdir(path, 0o700)
     except FileExistsError:
         pass
     except OSError as e:
         raise RootsandError(f"cannot create {path}: {e.strerror}") from None
-    st = os.lstat(path)
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid or st.st_mode & 0o077:
+    if _not_private(path, uid):
         raise RootsandError(f"{path} is not a private directory of yours (owner, mode 0700, not a link)",
                             hint="remove it, or set XDG_RUNTIME_DIR to a directory only you can write")
     return path
+
+
+def _shared_or_fallback(uid: int) -> str:
+    """/tmp/rootsand-UID; when that is no private directory of ours (anyone can take the name in /tmp, and
+    no one but root can remove theirs), /tmp/rootsand-UID-NAME, NAME a hash of a key of ours (made once,
+    readable by us only) and of the boot: no other user can know it before it exists, and every command of
+    ours finds the same one. Not in the home: sockets are made here, and their paths must be short."""
+    from rootsand.errors import RootsandError, warn
+
+    # Named by the host's uid for us: inside a user namespace (rootsand unshare, another tool's), uid 0
+    # must not take /tmp/rootsand-0, which is real root's.
+    shared = f"/tmp/rootsand-{_host_uid(uid)}"
+    key_path = _runtime_key_path(uid)
+    key = _runtime_key(key_path, uid)
+    fallback = _fallback_name(shared, key) if key else None
+    if fallback and _not_private(fallback, uid) is None:
+        # Once made, it stays the one until the next boot: were /tmp/rootsand-UID used again when its taker
+        # gives it back, the sandboxes started meanwhile would vanish from ps, stop and the sweeps.
+        why = _not_private(shared, uid) if os.path.lexists(shared) else None
+    else:
+        why = None
+        try:
+            os.mkdir(shared, 0o700)
+        except FileExistsError:
+            pass  # ours from before, or another user's: looked at, not used
+        except OSError as e:
+            why = f"cannot be created ({e.strerror})"
+        why = why or _not_private(shared, uid)
+        if why is None:
+            return shared
+        hint = "set XDG_RUNTIME_DIR to a directory only you can write"
+        if key is None:
+            try:
+                _make_runtime_key(key_path)
+            except OSError as e:
+                raise RootsandError(f"{shared} {why}, and {key_path} cannot be made: {e.strerror}",
+                                    hint=hint) from None
+            key = _runtime_key(key_path, uid)
+            if key is None:
+                raise RootsandError(f"{shared} {why}, and {key_path} is not a key of yours that only you can read",
+                                    hint=f"remove {key_path} (a new one is made), or {hint}")
+        fallback = _fallback_name(shared, key)
+        try:
+            os.mkdir(fallback, 0o700)
+        except OSError:
+            pass  # looked at below
+        problem = _not_private(fallback, uid)
+        if problem:
+            raise RootsandError(f"{shared} {why}, and {fallback} {problem}",
+                                hint=f"remove {key_path} (a new name is made), or {hint}")
+    if why and why not in _warned:
+        _warned.add(why)  # once per process: every access to the registry asks for the directory
+        warn(f"{shared} {why}: using {fallback}")
+    return fallback
+
+
+_warned: set[str] = set()
+
+
+def _not_private(path: str, uid: int) -> str | None:
+    """Why `path` is not a private directory of ours (ours, mode 0700, not a link), or None when it is.
+    Only lstat: nothing in it is read."""
+    try:
+        st = os.lstat(path)
+    except OSError as e:
+        return f"cannot be looked at ({e.strerror})"
+    if stat.S_ISLNK(st.st_mode):
+        return "is a symbolic link"
+    if not stat.S_ISDIR(st.st_mode):
+        return "is not a directory"
+    if st.st_uid != uid:
+        return f"belongs to uid {st.st_uid}"
+    if st.st_mode & 0o077:
+        return f"is open to others (mode {stat.S_IMODE(st.st_mode):04o})"
+    return None
+
+
+def _fallback_name(shared: str, key: str) -> str:
+    import hashlib
+
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()  # a new name each boot: other users may have seen this one in /tmp
+    except OSError:
+        boot = ""
+    return f"{shared}-{hashlib.sha256(f'{key} {boot}'.encode()).hexdigest()[:16]}"
+
+
+def _runtime_key_path(uid: int) -> str:
+    """$XDG_STATE_HOME/rootsand/runtime-key (~/.local/state/rootsand/...), where sandboxes cannot write
+    (spec.own_dirs)."""
+    state_home = os.environ.get("XDG_STATE_HOME", "")
+    if not state_home.startswith("/"):  # a relative one is to be ignored (the XDG spec), as spec.own_dirs does
+        import pwd
+
+        try:  # inside a user namespace our uid may be 0: the passwd entry is the host uid's
+            home = os.environ.get("HOME") or pwd.getpwuid(_host_uid(uid)).pw_dir
+        except KeyError:
+            home = "/nonexistent"
+        state_home = os.path.join(home, ".local", "state")
+    return os.path.join(state_home, "rootsand", "runtime-key")
+
+
+def _runtime_key(path: str, uid: int) -> str | None:
+    """The key at `path` when it is a file of ours that no one else can read (only we can make one), else
+    None: there is none (nor a fallback for it), or it is not to be trusted."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        key = os.read(fd, 64).strip().decode(errors="replace") if stat.S_ISREG(st.st_mode) else ""
+    finally:
+        os.close(fd)
+    return key if st.st_uid == uid and not st.st_mode & 0o077 and len(key) == 32 else None
+
+
+def _make_runtime_key(path: str) -> None:
+    import secrets
+
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(16))
+        os.link(tmp, path)  # whole or not at all
+    except FileExistsError:
+        pass  # made meanwhile by another command of ours: that one stays
+    finally:
+        os.unlink(tmp)
 
 
 def stale_entries(directory: str, prefix: str) -> list[str]:

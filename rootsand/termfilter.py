@@ -4,10 +4,10 @@ Why: the user's terminal is outside the sandbox. Escape sequences written by a h
 unchanged, and some of them act outside the sandbox: set the clipboard, retitle the window, resize it, or
 make the terminal answer a query by typing the answer as keyboard input (into the sandbox, which leaks
 what the terminal knows, or, when the answer arrives after the command exits, into the user's shell).
-Others leave the terminal in a bad state when the command dies (alternate screen, mouse reporting, a
-hidden cursor). The filter is a state machine for the ECMA-48 / xterm grammar, so it splits the stream
-the way the terminal does; it passes text and harmless sequences, drops the rest, and finish() undoes the
-modes the command left on.
+Others leave the terminal changed after the command ends (alternate screen, mouse reporting, a hidden
+cursor, cleared tab stops). The filter is a state machine for the ECMA-48 / xterm grammar, so it splits
+the stream the way the terminal does; it passes text and harmless sequences, drops the rest, replaces the
+two resets, and finish() puts back every kind of state the command touched.
 
 Dropped (each one counts in OutputFilter.dropped):
   - every OSC (clipboard 52, colour sets and queries 4/10-19/104/110-119, cwd 7, notifications 777/9,
@@ -21,41 +21,54 @@ Dropped (each one counts in OutputFilter.dropped):
     support (a query) gets no answer. SOS, PM and APC (kitty graphics, with its own queries) are dropped.
   - CSI queries and window operations: final c (DA1/DA2/DA3), n (DSR, cursor position), t (window ops,
     title reports), x (DECREQTPARM), y (DECTST, DECRQCRA, which reads back screen contents), i (media copy:
-    printer controller mode); with a prefix, all but "?" h l s r J K W and ">" m (XTVERSION >q, kitty
-    keyboard ?u >u =u <u, XTQMODKEYS ?m, XTSMGRAPHICS ?S ...); with intermediates, all but SP q (cursor
-    style), SP @, SP A, !p (soft reset), "q, $r, $v, $z, ${, '}, '~ (DECRQM $p, DECRQTSR $u, DECRQPSR $w,
-    DECSCL "p, DECSR +p, DECRQDE "v, locator 'w 'z '{ '|, XTREPORTSGR #|, status line $} $~, resizes $| *|).
-    Malformed CSIs and ones longer than CSI_LIMIT are dropped whole.
+    printer controller mode), q (DECLL: keyboard LEDs); with a prefix, all but "?" h l s r J K and ">" m
+    (XTVERSION >q, kitty keyboard ?u >u =u <u, XTQMODKEYS ?m, XTSMGRAPHICS ?S ...); with intermediates,
+    all but SP q (cursor style), SP @, SP A, !p (soft reset, replaced), "q, $r, $v, $z, ${, '}, '~ (DECRQM
+    $p, DECRQTSR $u, DECRQPSR $w, DECSCL "p, DECSR +p, DECRQDE "v, locator 'w 'z '{ '|, XTREPORTSGR #|,
+    status line $} $~, resizes $| *|). Malformed CSIs and ones longer than CSI_LIMIT are dropped whole.
+  - tab stops: TBC (CSI g), CTC (CSI W), DECST8C (CSI ? 5 W), HTS (ESC H, U+0088). At exit the filter
+    could only set the default stops again, not the user's own (`tabs -4`); and no ordinary program
+    changes them (tabs(1), and reset(1), which sets the default ones).
   - from the mode lists of SM/RM and DECSET/DECRST: mode 2 (KAM locks the keyboard; DECANM reset switches
     to VT52 parsing, which this filter does not follow). Modes with ":" or numbers over 65535 (which a
     terminal could wrap around) drop the whole sequence.
-  - ESC sequences other than ESC 7 8 = > D E H M c, ESC ( F, ESC ) F and ESC # 3/4/5/6/8: ESC Z (DECID,
+  - ESC sequences other than ESC 7 8 = > D E M c, ESC ( F, ESC ) F and ESC # 3/4/5/6/8: ESC Z (DECID,
     a query like DA), ESC % (leaving UTF-8 would make raw 8-bit bytes into controls the filter passes),
-    ESC SP F/G (C1 transmission), locking shifts ESC n o | } ~, single shifts, G2/G3 designations.
+    ESC SP F/G (C1 transmission), locking shifts ESC n o | } ~, single shifts, G2/G3 designations, SPA
+    and EPA (ESC V W, U+0096 U+0097: a protected area, which erasing then skips).
   - ENQ (0x05, the answerback), a stray ST, and incomplete sequences cut by CAN, SUB, ESC or a non-ASCII
     byte (CAN and SUB themselves pass, as in text; control characters inside a sequence pass before it,
     since the terminal executes them where they stand).
 
+Replaced: RIS (ESC c) and DECSTR (CSI ! p) reset what the filter cannot put back (xterm resets the
+user's colour palette with either, tmux with RIS; RIS resets the tab stops and xterm's menu settings), and
+terminals differ in what they reset (tmux stays on the alternate screen through RIS). RIS becomes the
+resets finish() would send and a cleared screen, DECSTR the ones of those a soft reset covers.
+
 Kept: text, C0 controls (BS, HT, LF, CR, BEL, SO, SI ...), SGR colours of every kind, cursor movement,
-erasing, scroll regions and scrolling (S, T), DECSET/DECRST and SM/RM modes, ESC 7/8/M/D/E/H/c/=/>,
+erasing, scroll regions and scrolling (S, T), DECSET/DECRST and SM/RM modes, ESC 7/8/M/D/E/=/>,
 charset designations for G0/G1, modifyOtherKeys (CSI > Pp ; Pv m), cursor style.
 
-Reset by finish(), for what the command turned on and did not turn off again: DEC private modes 1 (cursor
-keys), 5 (reverse video), 6 (origin), 9/1000-1003/1005/1006/1015/1016 (mouse), 1004 (focus events), 2004
-(bracketed paste), 66 (keypad), 69 (left/right margins), 2026 (synchronized output), 2031/2048 (theme and
-resize reports), 9001 (win32 input) off; the alternate screen 47/1047/1049 left; the scroll region reset
-(inside ESC 7 / ESC 8 so the cursor stays; any region but the default counts, as the filter does not
-know the screen's height); SM/RM 4 (insert) and 20 (newline) off, 12 (no local echo) on;
-7 (autowrap), 8 (autorepeat), 25 (cursor shown) back on; SGR reset if the last SGR was not a reset; G0 and
-the shift state back ("ESC ( B" SI) after ESC ( F (F not B) or SO; the numeric keypad after ESC =; the
-default cursor style; modifyOtherKeys and its siblings. Modes restored by XTRESTORE (CSI ? Pm r) count
-as turned on. RIS (ESC c) resets everything, so it forgets all of it.
+Reset by finish(), for every kind of state the command touched (set or reset: a terminal may not see the
+state as the filter does, and DECRC restores attributes and character sets), whatever it did later; RIS
+does not make the filter forget: DEC private modes 1 (cursor keys), 5 (reverse video), 9/1000-1003/1005/
+1006/1015/1016 (mouse), 1004 (focus events), 2004 (bracketed paste), 66 (keypad), 69 (left/right margins),
+2026 (synchronized output), 2031/2048 (theme and resize reports), 9001 (win32 input), 12 (cursor blinking)
+off; SM/RM 4 (insert) and 20 (newline) off, 12 (no local echo) on; 7 (autowrap), 8 (autorepeat), 25
+(cursor shown) on; the scroll region (inside ESC 7 / ESC 8 so the cursor stays); SGR; DECSCA; G0, G1 and
+the shift state ("ESC ) B ESC ( B SI"; G2 and G3 cannot be changed); the numeric keypad after ESC = or
+ESC >; the default cursor style; modifyOtherKeys and its siblings. Two resets move the cursor, so they go
+out only when the state may be on: origin mode 6 (its reset homes the cursor) once it was set, and
+CSI ? 1049 l (which restores the cursor saved on entry even on the main screen) while on the alternate
+screen entered with it; once touched otherwise, the alternate screen is left with CSI ? 1047 l, which
+changes nothing on the main screen. Modes restored by XTRESTORE (CSI ? Pm r) count as turned on.
 
 The 7-bit introducers and the UTF-8 encoded C1 ones (C2 90 DCS, C2 98 SOS, C2 9B CSI, C2 9D OSC, C2 9E PM,
-C2 9F APC, C2 9A DECID, C2 9C ST) are both recognised: some terminals act on U+009B. Kept sequences always
-go out in the 7-bit form. A lone 8-bit byte is a UTF-8 continuation byte (the 9B of "ě", C4 9B), not a
-control: it passes. A C2 not followed by a continuation byte goes out as U+FFFD, so dropping what follows
-it cannot glue it to a later 9B. This assumes a UTF-8 terminal whose decoder rejects overlong encodings.
+C2 9F APC, C2 9A DECID, C2 9C ST; C2 88 HTS, C2 96 SPA, C2 97 EPA) are both recognised: some terminals act
+on U+009B. Kept sequences always go out in the 7-bit form. A lone 8-bit byte is a UTF-8 continuation byte
+(the 9B of "ě", C4 9B), not a control: it passes. A C2 not followed by a continuation byte goes out as
+U+FFFD, so dropping what follows it cannot glue it to a later 9B. This assumes a UTF-8 terminal whose
+decoder rejects overlong encodings.
 """
 
 import re
@@ -66,14 +79,15 @@ CSI_LIMIT = 4096  # the longest CSI body (parameters and intermediates) kept
 # A chunk with none of these (and no sequence pending) passes as it is.
 _SPECIAL = re.compile(rb"[\x05\x0e\x0f\x1b\xc2]")
 # What passes in ground state without a closer look: text without special bytes, and CSIs without prefix
-# or intermediates whose final is kept and sets no mode finish() resets (every final but c h i l n r t x y ]),
-# SGR included. _dispatch_csi would pass all of them unchanged.
+# or intermediates whose final is kept and changes no state but SGR (every final but c g h i l n q r t u W x
+# y ]). _dispatch_csi would pass all of them unchanged.
 # No possessive quantifiers: Python 3.11.2 (Debian 12's) mismatches them. match() takes the first greedy
 # success, so nothing backtracks here anyway.
 _PLAIN_RUN = re.compile(rb"(?:[^\x05\x0e\x0f\x1b\xc2]+|\x1b\[[0-9:;]{0,%d}"
-                        rb"[\x40-\x5c\x5e-\x62\x64-\x67\x6a\x6b\x6d\x6f-\x71\x73\x75-\x77\x7a-\x7e])*" % CSI_LIMIT)
-# The parameters of the last SGR in such a run, which decide whether finish() resets SGR.
-_LAST_SGR = re.compile(rb".*\x1b\[([0-9:;]*)m", re.DOTALL)
+                        rb"[\x40-\x56\x58-\x5c\x5e-\x62\x64-\x66\x6a\x6b\x6d\x6f\x70\x73\x76\x77\x7a-\x7e])*"
+                        % CSI_LIMIT)
+# An SGR in such a run.
+_SGR_IN_RUN = re.compile(rb"\x1b\[[0-9:;]*m")
 # A complete and valid CSI: one private prefix at most, then parameters, then intermediates, then the final.
 _WHOLE_CSI = re.compile(rb"\x1b\[([<=>?]?)([0-9:;]*)([ -/]*)([@-~])")
 # The bytes that end or interrupt a string (OSC, DCS, SOS, PM, APC).
@@ -83,24 +97,55 @@ _GROUND, _GROUND_C2, _ESC, _CSI, _CSI_IGNORE, _STRING, _STRING_ESC, _STRING_C2 =
 
 _REPLACEMENT = "\ufffd".encode()
 # The second byte of a UTF-8 C1 control acted on, as the byte that follows ESC in its 7-bit form.
-_C1_AS_ESCAPE = {0x90: ord("P"), 0x98: ord("X"), 0x9A: ord("Z"), 0x9B: ord("["), 0x9C: ord("\\"),
-                 0x9D: ord("]"), 0x9E: ord("^"), 0x9F: ord("_")}
-_ESCAPE_KEPT = frozenset(b"78=>DEHMc")
+_C1_AS_ESCAPE = {0x88: ord("H"), 0x90: ord("P"), 0x96: ord("V"), 0x97: ord("W"), 0x98: ord("X"), 0x9A: ord("Z"),
+                 0x9B: ord("["), 0x9C: ord("\\"), 0x9D: ord("]"), 0x9E: ord("^"), 0x9F: ord("_")}
+_ESCAPE_KEPT = frozenset(b"78=>DEM")  # and c (RIS), replaced
 _LINE_SIZE_KEPT = frozenset(b"34568")  # ESC # F: double height/width lines, DECALN
-_CSI_DROPPED_FINALS = frozenset(b"cntxyi]")  # "]": the Linux console's own (switch VT, blanking, ...)
-_CSI_KEPT_WITH_PREFIX = frozenset([(b"?", final) for final in b"hlsrJKW"] + [(b">", ord("m"))])
+# "]": the Linux console's own (switch VT, blanking, ...); g, W: tab stops (TBC, CTC); q: keyboard LEDs (DECLL)
+_CSI_DROPPED_FINALS = frozenset(b"cntxyi]gWq")
+_CSI_KEPT_WITH_PREFIX = frozenset([(b"?", final) for final in b"hlsrJK"] + [(b">", ord("m"))])
 _CSI_KEPT_WITH_INTERMEDIATE = frozenset([b" q", b" @", b" A", b"!p", b'"q', b"$r", b"$v", b"$z", b"${",
                                          b"'}", b"'~"])
 _MODES_NEVER_PASSED = frozenset([2])
 # Modes that finish() resets, with the value a terminal starts with (True: set).
-_DEC_MODE_DEFAULTS = {1: False, 5: False, 6: False, 7: True, 8: True, 9: False, 25: True, 47: False, 66: False,
-                      69: False, 1000: False, 1001: False, 1002: False, 1003: False, 1004: False, 1005: False,
-                      1006: False, 1015: False, 1016: False, 1047: False, 1049: False, 2004: False, 2026: False,
-                      2031: False, 2048: False, 9001: False}
+_DEC_MODE_DEFAULTS = {1: False, 5: False, 6: False, 7: True, 8: True, 9: False, 12: False, 25: True, 47: False,
+                      66: False, 69: False, 1000: False, 1001: False, 1002: False, 1003: False, 1004: False,
+                      1005: False, 1006: False, 1015: False, 1016: False, 1047: False, 1049: False, 2004: False,
+                      2026: False, 2031: False, 2048: False, 9001: False}
 _ALT_SCREEN_MODES = (47, 1047, 1049)
 _ANSI_MODE_DEFAULTS = {4: False, 12: True, 20: False}
-# DEC modes that pass without a reset at exit: harmless (cursor blinking, the saved cursor).
-_DEC_MODES_HARMLESS = frozenset([12, 1048])
+# DEC modes that pass without a reset at exit: 1048 saves and restores the cursor (DECSC, DECRC).
+_DEC_MODES_HARMLESS = frozenset([1048])
+
+
+def _mode_reset(mode: int, private: bool = True) -> bytes:
+    default = (_DEC_MODE_DEFAULTS if private else _ANSI_MODE_DEFAULTS)[mode]
+    return b"\x1b[%s%d%s" % (b"?" if private else b"", mode, b"h" if default else b"l")
+
+
+# The resets finish() sends for each kind of state the sandbox touched, to the value a terminal starts with.
+_LEAVE_ALT_SCREEN = b"\x1b[?1047l"  # neither moves the cursor nor does anything on the main screen
+_LEAVE_ALT_SCREEN_1049 = b"\x1b[?1049l"  # restores the cursor saved on entry: only if entered so
+_SCROLL_REGION = b"\x1b7\x1b[r\x1b8"  # CSI r homes the cursor too: ESC 7 / ESC 8 keep it where it is
+_SGR = b"\x1b[0m"
+_PROTECTION = b'\x1b[0"q'  # DECSCA
+_G1 = b"\x1b)B"
+_G0_AND_SHIFT = b"\x1b(B\x0f"  # G2 and G3 need none: the sandbox cannot designate or invoke them
+_KEYPAD = b"\x1b>"
+_CURSOR_STYLE = b"\x1b[0 q"
+# In the order finish() sends them. The alternate screen is left first: CSI ?1049 l restores the cursor with
+# its attributes, character sets and origin mode (DECRC). Origin mode (6) is reset before the scroll region,
+# whose ESC 8 would restore it. Cursor blinking (12) last: xterm's CSI 0 SP q (default style) turns it on.
+_RESET_ORDER = ([_LEAVE_ALT_SCREEN]
+                + [_mode_reset(mode) for mode, on in sorted(_DEC_MODE_DEFAULTS.items())
+                   if not on and mode not in _ALT_SCREEN_MODES and mode != 12]
+                + [_SCROLL_REGION] + [_mode_reset(mode, private=False) for mode in sorted(_ANSI_MODE_DEFAULTS)]
+                + [_mode_reset(mode) for mode, on in sorted(_DEC_MODE_DEFAULTS.items()) if on]
+                + [_SGR, _PROTECTION, _G1, _G0_AND_SHIFT, _KEYPAD, _CURSOR_STYLE, _mode_reset(12)])
+# What a soft reset (DECSTR) resets, so what replaces it.
+_SOFT_RESETS = frozenset([_mode_reset(mode) for mode in (1, 6, 7, 12, 25, 66, 69)]
+                         + [_mode_reset(4, private=False), _SCROLL_REGION, _SGR, _PROTECTION, _G1, _G0_AND_SHIFT,
+                            _KEYPAD, _CURSOR_STYLE])
 _CONTROL_CHARACTERS = dict.fromkeys([*range(0x20), *range(0x7F, 0xA0)])
 
 
@@ -114,18 +159,12 @@ class OutputFilter:
         self._seq = bytearray()  # the sequence being read: ESC intermediates, CSI body or title OSC text
         self._string_is_osc = False
         self._keep_string = False  # an OSC that may turn out to be a title to pass
-        self._reset_tracking()
-
-    def _reset_tracking(self) -> None:
-        self._dec_modes: dict[int, bool | None] = {}  # mode -> value not its default (None: unknown)
-        self._ansi_modes: dict[int, bool | None] = {}
-        self._sgr_changed = False
-        self._scroll_region_set = False
-        self._g0_changed = False
-        self._shifted_out = False
-        self._keypad_application = False
-        self._cursor_style_changed = False
-        self._modify_keys: set[int] = set()  # XTMODKEYS resources set
+        # What the sandbox touched (set, reset, or may have changed: DECRC restores attributes), as the
+        # resets that put it back. Never forgotten: the filter cannot follow every terminal's idea of the
+        # state, so finish() resets every kind of state touched, not only what looks changed.
+        self._touched: set[bytes] = set()
+        self._modify_keys: set[int] = set()  # XTMODKEYS resources touched
+        self._in_1049 = False  # on the alternate screen entered with CSI ?1049 h (or maybe, after XTRESTORE)
 
     def feed(self, data: bytes) -> bytes:
         """The part of data safe to pass on; an incomplete sequence at the end waits for the next chunk."""
@@ -144,7 +183,7 @@ class OutputFilter:
         return b"".join(out)
 
     def finish(self) -> bytes:
-        """At exit: drop an incomplete sequence, and return the resets for the modes still left on."""
+        """At exit: drop an incomplete sequence, and return the resets for every kind of state touched."""
         out = []
         if self._state == _GROUND_C2:
             out.append(_REPLACEMENT)
@@ -153,29 +192,24 @@ class OutputFilter:
         self._state = _GROUND
         self._seq.clear()
         out += self._resets()
-        self._reset_tracking()
+        self._touched.clear()
+        self._modify_keys.clear()
+        self._in_1049 = False
         return b"".join(out)
 
-    def _resets(self) -> list[bytes]:
-        dec = self._dec_modes
-        resets = [b"\x1b[?%dl" % mode for mode in sorted(dec)
-                  if not _DEC_MODE_DEFAULTS[mode] and mode not in _ALT_SCREEN_MODES]
-        resets += [b"\x1b[?%dl" % mode for mode in _ALT_SCREEN_MODES if mode in dec]
-        if self._scroll_region_set:
-            resets.append(b"\x1b7\x1b[r\x1b8")
-        resets += [b"\x1b[%d%s" % (mode, b"h" if _ANSI_MODE_DEFAULTS[mode] else b"l")
-                   for mode in sorted(self._ansi_modes)]
-        resets += [b"\x1b[?%dh" % mode for mode in sorted(dec) if _DEC_MODE_DEFAULTS[mode]]
-        if self._sgr_changed:
-            resets.append(b"\x1b[0m")
-        if self._g0_changed or self._shifted_out:
-            resets.append(b"\x1b(B\x0f")
-        if self._keypad_application:
-            resets.append(b"\x1b>")
-        if self._cursor_style_changed:
-            resets.append(b"\x1b[0 q")
-        resets += [b"\x1b[>%dm" % resource for resource in sorted(self._modify_keys)]
-        return resets
+    def _resets(self, soft: bool = False) -> list[bytes]:
+        """The resets for every kind of state touched (soft: only those DECSTR covers)."""
+        touched = self._touched & _SOFT_RESETS if soft else self._touched
+        resets = [reset for reset in _RESET_ORDER if reset in touched]
+        if self._in_1049 and not soft:
+            resets[0] = _LEAVE_ALT_SCREEN_1049  # in place of _LEAVE_ALT_SCREEN (touched by entering)
+        return resets + [b"\x1b[>%dm" % resource for resource in sorted(self._modify_keys)]
+
+    def _full_reset(self) -> bytes:
+        """What replaces RIS (see the module's docstring): the exit resets, then a cleared screen."""
+        resets = self._resets()
+        self._in_1049 = False
+        return b"".join(resets) + b"\x1b[H\x1b[2J"
 
     # Ground state and the bytes that leave it.
 
@@ -183,9 +217,8 @@ class OutputFilter:
         stop = _PLAIN_RUN.match(data, pos).end()
         if stop > pos:
             out.append(data[pos:stop])
-            last_sgr = _LAST_SGR.match(data, pos, stop)
-            if last_sgr is not None:
-                self._note_sgr(last_sgr[1])
+            if _SGR not in self._touched and _SGR_IN_RUN.search(data, pos, stop):
+                self._touched.add(_SGR)
             return stop
         byte = data[pos]
         if byte == 0x1B:
@@ -225,10 +258,8 @@ class OutputFilter:
         if byte == 0x05:
             self.dropped += 1  # ENQ: the terminal would type its answerback message
             return
-        if byte == 0x0E:
-            self._shifted_out = True
-        elif byte == 0x0F:
-            self._shifted_out = False
+        if byte in (0x0E, 0x0F):  # SO, SI
+            self._touched.add(_G0_AND_SHIFT)
         out.append(bytes((byte,)))
 
     # ESC and CSI sequences, a byte at a time.
@@ -301,24 +332,28 @@ class OutputFilter:
         intermediates = bytes(seq)
         seq.clear()
         self._state = _GROUND
-        if self._escape_kept(intermediates, byte):
-            out.append(b"\x1b" + intermediates + bytes((byte,)))
-        else:
+        sequence = self._escape(intermediates, byte)
+        if sequence is None:
             self.dropped += 1
+        else:
+            out.append(sequence)
 
-    def _escape_kept(self, intermediates: bytes, final: int) -> bool:
+    def _escape(self, intermediates: bytes, final: int) -> bytes | None:
+        """What to pass for an ESC sequence (None: drop it), noting what it changes."""
         if not intermediates:
-            if final == 0x3D:
-                self._keypad_application = True
-            elif final == 0x3E:
-                self._keypad_application = False
-            elif final == 0x63:
-                self._reset_tracking()  # RIS: the terminal resets itself
-            return final in _ESCAPE_KEPT
-        if intermediates == b"(":
-            self._g0_changed = final != 0x42
-            return True
-        return intermediates == b")" or (intermediates == b"#" and final in _LINE_SIZE_KEPT)
+            if final == 0x63:
+                return self._full_reset()
+            if final not in _ESCAPE_KEPT:
+                return None
+            if final in b"=>":
+                self._touched.add(_KEYPAD)
+            elif final == 0x38:
+                self._note_cursor_restored()
+        elif intermediates in (b"(", b")"):
+            self._touched.add(_G0_AND_SHIFT if intermediates == b"(" else _G1)
+        elif intermediates != b"#" or final not in _LINE_SIZE_KEPT:
+            return None
+        return b"\x1b" + intermediates + bytes((final,))
 
     def _csi_byte(self, byte: int, out: list[bytes]) -> None:
         seq = self._seq
@@ -340,7 +375,7 @@ class OutputFilter:
 
     def _dispatch_csi(self, prefix: bytes, params: bytes, intermediates: bytes, final: int,
                       out: list[bytes]) -> None:
-        """Pass or drop one complete CSI, noting the modes it changes."""
+        """Pass, replace or drop one complete CSI, noting the state it changes."""
         if intermediates:
             kept = not prefix and intermediates + bytes((final,)) in _CSI_KEPT_WITH_INTERMEDIATE
         elif prefix:
@@ -355,14 +390,22 @@ class OutputFilter:
                 if prefix:
                     sequence = self._note_modify_keys(params, sequence)
                 else:
-                    self._note_sgr(params)
+                    self._touched.add(_SGR)
             elif final == 0x72:
                 if prefix:
                     sequence = self._note_restored_modes(params, sequence)
                 else:
-                    self._scroll_region_set = not _defaults_only(params)
-        elif sequence is not None and intermediates == b" " and final == 0x71:
-            self._cursor_style_changed = not _defaults_only(params)
+                    self._touched.add(_SCROLL_REGION)
+            elif final == 0x75:
+                self._note_cursor_restored()  # SCORC
+        elif sequence is not None:
+            if intermediates == b" " and final == 0x71:
+                self._touched.add(_CURSOR_STYLE)  # DECSCUSR
+            elif intermediates == b'"':
+                self._touched.add(_PROTECTION)  # DECSCA
+            elif intermediates == b"!":
+                # DECSTR: xterm's resets the colour palette too, which the filter could not put back
+                sequence = b"".join(self._resets(soft=True))
         if sequence is None:
             self.dropped += 1
         else:
@@ -370,8 +413,9 @@ class OutputFilter:
 
     # What the kept sequences change, for finish().
 
-    def _note_sgr(self, params: bytes) -> None:
-        self._sgr_changed = not _defaults_only(params)
+    def _note_cursor_restored(self) -> None:
+        """DECRC and its kin restore the attributes and character sets saved with the cursor."""
+        self._touched.update((_SGR, _G0_AND_SHIFT))
 
     def _note_modes(self, prefix: bytes, params: bytes, turned_on: bool, sequence: bytes) -> bytes | None:
         """SM/RM or DECSET/DECRST: the sequence to pass, without the modes never passed."""
@@ -384,27 +428,27 @@ class OutputFilter:
         kept = [number for number in numbers if number in allowed and number not in _MODES_NEVER_PASSED]
         if not kept:
             return None
-        if prefix:
-            for mode in kept:
+        for mode in kept:
+            if prefix:
                 self._note_dec_mode(mode, turned_on)
-        else:
-            for mode in kept:
-                if mode in _ANSI_MODE_DEFAULTS:
-                    _note_mode(self._ansi_modes, _ANSI_MODE_DEFAULTS[mode], mode, turned_on)
+            else:
+                self._touched.add(_mode_reset(mode, private=False))
         if len(kept) == len(numbers):
             return sequence
         self.dropped += 1  # the modes taken out of the list
         return b"\x1b[" + prefix + b";".join(b"%d" % number for number in kept) + (b"h" if turned_on else b"l")
 
     def _note_dec_mode(self, mode: int, turned_on: bool) -> None:
-        if mode in _ALT_SCREEN_MODES and not turned_on:
-            for alt_mode in _ALT_SCREEN_MODES:  # leaving any of them leaves the alternate screen
-                self._dec_modes.pop(alt_mode, None)
-        elif mode in _DEC_MODE_DEFAULTS:
-            _note_mode(self._dec_modes, _DEC_MODE_DEFAULTS[mode], mode, turned_on)
+        if mode in (1048, 1049) and not turned_on:
+            self._note_cursor_restored()
+        if mode in _ALT_SCREEN_MODES:
+            self._touched.add(_LEAVE_ALT_SCREEN)
+            self._in_1049 = turned_on and (self._in_1049 or mode == 1049)  # leaving with any of them leaves
+        elif mode in _DEC_MODE_DEFAULTS and (turned_on or mode != 6):
+            self._touched.add(_mode_reset(mode))  # origin mode only once set: its reset homes the cursor
 
     def _note_restored_modes(self, params: bytes, sequence: bytes) -> bytes | None:
-        """XTRESTORE may turn on any of the modes it names: finish() resets them all."""
+        """XTRESTORE may turn on any of the modes it names: they count as turned on."""
         numbers = _numbers(params)
         if numbers is None:
             return None
@@ -412,24 +456,20 @@ class OutputFilter:
         if not kept:
             return None
         for mode in kept:
-            self._dec_modes[mode] = None
+            self._note_dec_mode(mode, turned_on=True)
         if len(kept) == len(numbers):
             return sequence
         self.dropped += 1
         return b"\x1b[?" + b";".join(b"%d" % mode for mode in kept) + b"r"
 
     def _note_modify_keys(self, params: bytes, sequence: bytes) -> bytes | None:
-        """CSI > Pp ; Pv m sets resource Pp (modifyOtherKeys is 4); without Pv it resets it, without Pp all."""
-        parts = params.split(b";")
+        """CSI > Pp ; Pv m sets resource Pp (modifyOtherKeys is 4), without Pv resets it; without Pp it resets
+        all of them (none to note)."""
         numbers = _numbers(params)
         if numbers is None:
             return None
-        if params == b"":
-            self._modify_keys.clear()
-        elif len(parts) > 1 and parts[1] != b"":
+        if params:
             self._modify_keys.add(numbers[0])
-        else:
-            self._modify_keys.discard(numbers[0])
         return sequence
 
     # Strings: OSC, DCS, SOS, PM, APC.
@@ -497,15 +537,3 @@ def _numbers(params: bytes) -> list[int] | None:
             return None
         numbers.append(int(part or b"0"))
     return numbers
-
-
-def _defaults_only(params: bytes) -> bool:
-    """Whether all parameters mean "default" (SGR reset, the full scroll region, the default cursor style)."""
-    return not params.strip(b"0;")
-
-
-def _note_mode(table: dict[int, bool | None], default: bool, mode: int, turned_on: bool) -> None:
-    if turned_on == default:
-        table.pop(mode, None)
-    else:
-        table[mode] = turned_on

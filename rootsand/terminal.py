@@ -12,7 +12,8 @@ a socket (as podman's console socket does). Only where the sandbox has no /dev o
 take one from the host's devpts.
 
 What the sandbox writes passes through termfilter.OutputFilter: no clipboard writes, window operations
-or queries whose answers would be typed back into the sandbox, and at exit the modes it left on are reset.
+or queries whose answers would be typed back into the sandbox, and at exit every kind of terminal state it
+touched (modes, alternate screen, scroll region, character sets, attributes, ...) is reset.
 Neither direction may stall the launcher past its --timeout: writes into the pty are non-blocking, and the
 user's side (a stopped terminal, a pipe to a slow reader) is written by a thread of its own, with a
 bounded queue that holds the command back.
@@ -159,7 +160,7 @@ class Relay:
     def drain(self, patience: float = 5.0) -> None:
         """The command's last output, after it ended, for as long as the user's side keeps taking it (a slow
         terminal is waited for; one that takes nothing for `patience` seconds is not); then the resets for
-        the terminal modes the sandbox left on, which go out in any case."""
+        the terminal state the sandbox touched, which go out in any case."""
         if self._drained or not self._writer:
             return
         self._drained = True

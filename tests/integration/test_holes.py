@@ -741,3 +741,137 @@ def test_a_directory_looks_as_it_was_while_the_sandbox_runs(tmp_path):
         assert proc.returncode == 0, err
     r = sandbox("sh", "-c", "ls -A; test -d .git || echo no-git", cwd=tmp_path, check_rc=0)
     assert r.stdout == "README\nno-git\n"
+
+
+# -- issue 18, finding 6: another user takes /tmp/rootsand-UID -------------------------------------------------
+
+def test_a_runtime_directory_another_user_took_in_tmp_is_left_alone(tmp_path):
+    """Another user's `mkdir -m 0700 /tmp/rootsand-UID` stopped every command of a user without
+    $XDG_RUNTIME_DIR, and its hint "remove it" cannot be followed in the sticky /tmp. The other user here is
+    uid 1 of `rootsand unshare` (a subordinate id), whose directory is bound over the name in a mount namespace
+    of the test's own: other runs keep the real one (tests/root has it with a real second user). The entry
+    planted there names a process of the user as a running sandbox: it is never read, so never listed nor
+    signalled."""
+    import json
+    import re
+    import shutil
+
+    uid = os.getuid()
+    os.makedirs(f"/tmp/rootsand-{uid}", mode=0o700, exist_ok=True)  # the mount point, as any run makes it
+    foreign, work = tmp_path / "foreign", tmp_path / "work"
+    (foreign / "sandboxes").mkdir(parents=True)
+    work.mkdir()
+    victim = subprocess.Popen(["sleep", "120"])
+    with open(f"/proc/{victim.pid}/stat") as f:
+        started = int(f.read().rsplit(")", 1)[1].split()[19])
+    me = {"pid": victim.pid, "start": started}
+    (foreign / "sandboxes" / "planted.json").write_text(json.dumps(
+        {"name": "planted", "status": "running", "created": time.time(), "launcher": me, "setup": me, "pid1": me,
+         "namespaces": {}}))
+    rs = " ".join(rootsand_argv())
+    script = (f"chmod -R go-rwx {foreign} && chown -R 1:1 {foreign} && mount --bind {foreign} /tmp/rootsand-{uid} && "
+              f"export XDG_STATE_HOME={tmp_path}/state && ({rs} run --name taken -- sleep 60 &) && "
+              f"for i in $(seq 100); do {rs} ps -q | grep -qx taken && break; sleep 0.1; done; {rs} ps -q; "
+              f"{rs} exec taken -- echo inside; {rs} stop planted; {rs} stop taken && echo stopped")
+    try:
+        r = run(["unshare", "--", "unshare", "--mount", "--", "sh", "-c", script], cwd=work, timeout=120,
+                env={k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"})
+    finally:
+        run(["unshare", "--", "rm", "-rf", str(foreign)], check_rc=0)
+        alive = victim.poll() is None
+        victim.kill()
+        victim.wait()
+    used = set(re.findall(rf"rootsand: warning: /tmp/rootsand-{uid} belongs to uid 1: using "
+                          rf"(/tmp/rootsand-{uid}-[0-9a-f]{{16}})\n", r.stderr))
+    modes = [os.lstat(path).st_mode & 0o7777 for path in used]
+    for path in used:
+        shutil.rmtree(path, ignore_errors=True)
+    assert r.stdout.splitlines() == ["taken", "inside", "stopped"], r.stderr
+    assert modes == [0o700] and alive, r.stderr
+    assert "rootsand: error: no sandbox named planted is running" in r.stderr.splitlines()
+
+
+# -- issue 18, finding 4: the terminal after exit
+
+
+def test_the_terminal_leaves_the_alternate_screen_after_ris_and_keeps_its_tab_stops(tmp_path):
+    """The sandbox turns the alternate screen on, then sends RIS (which tmux applies without leaving the
+    alternate screen) and clears every tab stop: after the command's output, rootsand's exit resets leave
+    the alternate screen, and neither RIS nor the tab clear reaches the terminal."""
+    import re
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(rootsand_argv() + ["run", "--", "sh", "-c", r"printf '\033[?1049h\033c\033[3gEND'"],
+                            stdin=slave, stdout=slave, stderr=slave, start_new_session=True, cwd=tmp_path,
+                            env=dict(os.environ, TERM="xterm"))
+    os.close(slave)
+    received = b""
+    try:
+        while select.select([master], [], [], 30)[0]:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            received += data
+    finally:
+        os.close(master)
+        proc.wait(timeout=30)
+    assert proc.returncode == 0
+    assert b"\x1b[?1049h" in received and b"END" in received
+    assert b"\x1bc" not in received and b"\x1b[3g" not in received
+    alternate = re.findall(rb"\x1b\[\?(?:47|1047|1049)[hl]", received[received.index(b"END"):])
+    assert alternate and alternate[-1] in (b"\x1b[?1047l", b"\x1b[?1049l"), received
+
+
+ATTACKS_ON_TMUX = {
+    "issue": b"\x1b[?1049h\x1bc\x1b[3g",
+    "everything": (b"\x1b[?1049h\x1b[?1000;1006h\x1b[4h\x1b[?1h\x1b=\x1b[?6h\x1b[?7l\x1b[?25l\x1b[5;10r\x1b(0"
+                   b"\x1b)0\x0e\x1b[1;31m\x1b[5 q\x1b[?12h\x1bc\x1b[3g\x1bH\x1b[?1049h\x1b[?1002h\x1b[4h\x1b[?1h"
+                   b"\x1b=\x1b[?6h\x1b[?7l\x1b[?25l\x1b[3;8r\x1b(0\x1b[7m\x1b[2 q\x1b7\x1b(B\x1b[?1049l\x1b8"
+                   b"lqqk\r\n"),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS_ON_TMUX))
+def test_tmux_is_as_before_after_a_sandbox_changed_its_modes(tmp_path, attack):
+    """rootsand in a tmux pane: what tmux says of the pane's modes after the run is what it said before, a tab
+    still goes to column 8, and neither attributes nor the line-drawing character set are left on."""
+    import shlex
+    import shutil
+    import tempfile
+
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed")
+    (tmp_path / "attack").write_bytes(ATTACKS_ON_TMUX[attack])
+    directory = tempfile.mkdtemp(prefix="rs-tmux-", dir="/tmp")  # a socket path must be short
+    tmux = ["tmux", "-S", os.path.join(directory, "socket"), "-f", "/dev/null"]
+    script = (f"until [ -e go ]; do sleep 0.05; done; {shlex.join(rootsand_argv())} run -- cat attack; "
+              "printf 'a\\tb|qx\\n'; echo DONE; sleep 60")
+    modes = ("#{alternate_on} #{cursor_flag} #{insert_flag} #{keypad_cursor_flag} #{keypad_flag} #{mouse_any_flag} "
+             "#{mouse_button_flag} #{mouse_standard_flag} #{mouse_sgr_flag} #{mouse_utf8_flag} #{mouse_all_flag} "
+             "#{origin_flag} #{wrap_flag} #{scroll_region_upper} #{scroll_region_lower}")
+
+    env = {name: value for name, value in os.environ.items() if name != "TMUX"}  # even when run inside tmux
+
+    def tmux_says(*args) -> str:
+        return subprocess.run(tmux + list(args), capture_output=True, text=True, check=True, timeout=10,
+                              env=env).stdout
+
+    tmux_says("new-session", "-d", "-x", "100", "-y", "30", "-c", str(tmp_path), "sh", "-c", script)
+    try:
+        before = tmux_says("display", "-p", modes)
+        (tmp_path / "go").touch()
+        deadline = time.monotonic() + 60
+        while "DONE" not in (screen := tmux_says("capture-pane", "-p")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        after = tmux_says("display", "-p", modes)
+        styled = tmux_says("capture-pane", "-p", "-e")  # with the attributes, SO for the line-drawing set
+    finally:
+        subprocess.run(tmux + ["kill-server"], capture_output=True, timeout=10, env=env)
+        shutil.rmtree(directory, ignore_errors=True)
+    assert "DONE" in screen, screen
+    assert after == before, (before, after)
+    assert [line for line in screen.splitlines() if line[:1] == "a" and line[8:] == "b|qx"], screen
+    assert [line for line in styled.splitlines() if line.endswith(" b|qx")], styled

@@ -89,3 +89,65 @@ def test_fakeroot_without_ranges_runs_and_a_failed_chown_gets_a_hint():
     assert "chown: changing ownership of '/tmp/f': Invalid argument" in lines
     assert lines[-1].startswith("rootsand: hint: only your own id is mapped (no range for you in /etc/subuid")
     assert lines[-1].endswith("so chown to any other id fails with 'Invalid argument'")
+
+
+def test_another_users_directory_in_tmp_does_not_stop_rootsand():
+    """Issue 18, finding 6, as the attacker did it: another local user's `mkdir -m 0700 /tmp/rootsand-UID`
+    stopped every command of a user without $XDG_RUNTIME_DIR, and only root could remove it. The victim is a
+    user made for the test (with subordinate ranges): the test user's /tmp/rootsand-UID serves other runs."""
+    import glob
+    import shutil
+    import time
+    import uuid
+
+    user = f"rs-victim-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", user], check=True)
+    entry = pwd.getpwnam(user)
+    shared = f"/tmp/rootsand-{entry.pw_uid}"
+    env = {"PATH": "/usr/bin:/bin", "HOME": entry.pw_dir, "USER": user, "LANG": "C.UTF-8",
+           **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}}  # the code under test, in dev runs
+
+    def victim(*args, wait=True):
+        argv = ["/usr/sbin/runuser", "-u", user, "--", *rootsand_argv(), *args]
+        if not wait:
+            return subprocess.Popen(argv, env=env, cwd="/", stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+        return subprocess.run(argv, env=env, cwd="/", capture_output=True, text=True, timeout=60,
+                              stdin=subprocess.DEVNULL)
+
+    launcher = None
+    try:
+        for path in ("/etc/subuid", "/etc/subgid"):
+            with open(path, "a") as f:
+                f.write(f"{user}:700000:65536\n")
+        subprocess.run(["/usr/sbin/runuser", "-u", NOSUB_USER, "--", "mkdir", "-m", "0700", shared], check=True)
+        taker = pwd.getpwnam(NOSUB_USER).pw_uid
+        launcher = victim("run", "--name", "mine", "--", "sleep", "60", wait=False)
+        deadline = time.monotonic() + 30
+        while "mine" not in victim("ps", "-q").stdout.split() and time.monotonic() < deadline and launcher.poll() is None:
+            time.sleep(0.1)
+        r = victim("exec", "mine", "--", "id", "-u")
+        assert r.returncode == 0 and r.stdout == "0\n", r.stderr
+        fallback, = glob.glob(f"{shared}-*")
+        assert r.stderr == f"rootsand: warning: {shared} belongs to uid {taker}: using {fallback}\n"
+        st = os.lstat(fallback)
+        assert st.st_uid == entry.pw_uid and st.st_mode & 0o7777 == 0o700 and os.listdir(shared) == []
+        # The taker gives the name back: the running sandbox stays in reach, the name in /tmp stays free.
+        subprocess.run(["/usr/sbin/runuser", "-u", NOSUB_USER, "--", "rmdir", shared], check=True)
+        r = victim("ps", "-q")
+        assert r.stdout.split() == ["mine"] and r.stderr == "" and not os.path.lexists(shared), r.stderr
+        assert victim("stop", "mine").returncode == 0
+        launcher.wait(timeout=30)
+        assert launcher.returncode == 143, launcher.stderr.read()
+    finally:
+        if launcher and launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+        for path in [shared, *glob.glob(f"{shared}-*")]:
+            shutil.rmtree(path, ignore_errors=True)
+        subprocess.run(["userdel", "--remove", user], stderr=subprocess.DEVNULL)
+        for path in ("/etc/subuid", "/etc/subgid"):
+            with open(path) as f:
+                lines = [line for line in f if not line.startswith(f"{user}:")]
+            with open(path, "w") as f:
+                f.writelines(lines)

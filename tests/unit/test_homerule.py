@@ -50,7 +50,7 @@ def test_rootsands_own_configuration_elsewhere_is_protected_with_a_placeholder()
     _, guards, protected, _ = plan_home(s, s.mounts)
     assert guards == []
     assert protected == [{"mount": 0, "path": "cfg/rootsand", "dst": "/work/cfg/rootsand", "directory": True,
-                          "entry": "/work/cfg/rootsand (rootsand)", "placeholder": True}]
+                          "entry": "/work/cfg/rootsand (rootsand)", "placeholder": True, "own": True}]
 
 
 def test_a_bind_of_home_gets_a_guard_and_its_path_directories_are_protected():
@@ -99,3 +99,10 @@ def test_xdg_homes_set_to_plain_directories_in_home_are_read_only():
     _, _, protected, _ = plan_home(s, s.mounts)
     assert [p["path"] for p in protected] == ["bin", "conf"]
     assert read_only_reason("/home/alice/conf/autostart", s) == ("is inside /home/alice/conf, on your PATH or an XDG home: programs on your host run what is there", True)
+
+
+def test_rootsands_runtime_fallback_in_tmp_counts_as_its_own():
+    import os
+    s = spec([])
+    assert read_only_reason(f"/tmp/rootsand-{os.getuid()}-0123456789abcdef/sandboxes", s)[1] is False
+    assert read_only_reason(f"/tmp/rootsand-{os.getuid()}0", s) is None  # another uid's

@@ -140,11 +140,11 @@ KEPT = [
     b"\x1b[m", b"\x1b[0m", b"\x1b[1;31m", b"\x1b[38;5;208m", b"\x1b[48;2;10;20;30m", b"\x1b[38:2::10:20:30m",
     b"\x1b[4:3m", b"\x1b[8m", b"\x1b[H", b"\x1b[10;20H", b"\x1b[3A", b"\x1b[B", b"\x1b[C", b"\x1b[2D", b"\x1b[5G",
     b"\x1b[12d", b"\x1b[2J", b"\x1b[K", b"\x1b[1K", b"\x1b[2K", b"\x1b[5X", b"\x1b[3@", b"\x1b[2P", b"\x1b[L",
-    b"\x1b[M", b"\x1b[2S", b"\x1b[3T", b"\x1b[1;24r", b"\x1b[r", b"\x1b[s", b"\x1b[u", b"\x1b[3g", b"\x1b[?5W",
-    b"\x1b[?2J", b"\x1b[?1K", b"\x1b[2 q", b"\x1b[ q", b"\x1b[!p", b"\x1b[1\"q", b"\x1b[>4;2m", b"\x1b[>4m",
+    b"\x1b[M", b"\x1b[2S", b"\x1b[3T", b"\x1b[1;24r", b"\x1b[r", b"\x1b[s", b"\x1b[u", b"\x1b[I", b"\x1b[Z",
+    b"\x1b[?2J", b"\x1b[?1K", b"\x1b[2 q", b"\x1b[ q", b"\x1b[1\"q", b"\x1b[>4;2m", b"\x1b[>4m",
     b"\x1b[?1049h", b"\x1b[?1049l", b"\x1b[?25l", b"\x1b[?25h", b"\x1b[?1000;1006h", b"\x1b[?12h", b"\x1b[?1048h",
     b"\x1b[4h", b"\x1b[4l", b"\x1b[?1000s", b"\x1b[?1000r", b"\x1b[1;1;5;5$z", b"\x1b[3 @",
-    b"\x1b7", b"\x1b8", b"\x1bM", b"\x1bD", b"\x1bE", b"\x1bH", b"\x1b=", b"\x1b>", b"\x1bc", b"\x1b(0", b"\x1b(B",
+    b"\x1b7", b"\x1b8", b"\x1bM", b"\x1bD", b"\x1bE", b"\x1b=", b"\x1b>", b"\x1b(0", b"\x1b(B",
     b"\x1b)0", b"\x1b(A", b"\x1b#8", b"\x1b#6", b"\x0e", b"\x0f", b"\x07", b"\x08", b"\t", b"\r\n", b"\x00",
 ]
 
@@ -156,7 +156,7 @@ def test_kept(sequence):
 
 
 def test_utf8_c1_csi_that_is_harmless_goes_out_in_7_bit_form():
-    assert run(b"\xc2\x9b1;31mred\xc2\x9b0m") == (b"\x1b[1;31mred\x1b[0m", 0, b"")
+    assert run(b"\xc2\x9b1;31mred\xc2\x9b0m") == (b"\x1b[1;31mred\x1b[0m", 0, b"\x1b[0m")
 
 
 VIM_START = (b"\x1b[?1049h\x1b[22;0;0t\x1b[>4;2m\x1b[?1h\x1b=\x1b[H\x1b[2J\x1b]11;?\x07\x1b[?2004h\x1b[?u\x1b[c"
@@ -172,29 +172,31 @@ def test_vim_keeps_its_screen_and_loses_its_queries():
     output_filter = OutputFilter()
     assert output_filter.feed(VIM_START) == VIM_START_KEPT
     assert output_filter.dropped == 6
-    assert output_filter.finish() == b"\x1b[?1l\x1b[?2004l\x1b[?1049l\x1b>\x1b[>4m"
+    assert output_filter.finish() == b"\x1b[?1049l\x1b[?1l\x1b[?2004l\x1b[?25h\x1b[0m\x1b>\x1b[>4m"
 
 
-def test_vim_that_exits_cleanly_needs_no_resets():
+def test_vim_that_exits_cleanly_gets_only_resets_that_change_nothing():
     output_filter = OutputFilter()
     output_filter.feed(VIM_START)
     assert output_filter.feed(VIM_EXIT) == b"\x1b[?2004l\x1b[>4;m\x1b[?1l\x1b>\x1b[?1049l"
-    assert output_filter.finish() == b""
+    # the same modes again, and the alternate screen left in a way that cannot move the cursor
+    assert output_filter.finish() == b"\x1b[?1047l\x1b[?1l\x1b[?2004l\x1b[?25h\x1b[0m\x1b(B\x0f\x1b>\x1b[>4m"
 
 
 def test_less_and_htop_screens():
     less = (b"\x1b[?1049h\x1b[?1h\x1b=\rline 1\r\nline 2\r\n\x1b[7m(END)\x1b[27m\x1b[K"
             b"\r\x1b[K\x1b[?1l\x1b>\x1b[?1049l")
-    assert run(less) == (less, 0, b"\x1b[0m")  # 27m ends reverse video only: the last SGR was no reset
+    assert run(less) == (less, 0, b"\x1b[?1047l\x1b[?1l\x1b[0m\x1b(B\x0f\x1b>")
     htop = (b"\x1b[?1049h\x1b[22;0;0t\x1b[1;24r\x1b(B\x1b[m\x1b[4l\x1b[?7h\x1b[?1h\x1b=\x1b[?1000h\x1b[?1006h"
             b"\x1b[39;49m\x1b[?25l\x1b[H\x1b[2J  CPU[\x1b[32m|||\x1b[38;5;208m5.0%\x1b[48;2;10;20;30m]")
     assert run(htop) == (htop.replace(b"\x1b[22;0;0t", b""), 1,
-                         b"\x1b[?1l\x1b[?1000l\x1b[?1006l\x1b[?1049l\x1b7\x1b[r\x1b8\x1b[?25h\x1b[0m\x1b>")
+                         b"\x1b[?1049l\x1b[?1l\x1b[?1000l\x1b[?1006l\x1b7\x1b[r\x1b8\x1b[4l\x1b[?7h\x1b[?25h\x1b[0m"
+                         b"\x1b(B\x0f\x1b>")
 
 
 def test_shell_colours_and_a_progress_bar():
     shell = b"\x1b[01;34mdir\x1b[0m  file\r\n\x1b]0;user@host: ~\x07$ "
-    assert run(shell) == (b"\x1b[01;34mdir\x1b[0m  file\r\n$ ", 1, b"")
+    assert run(shell) == (b"\x1b[01;34mdir\x1b[0m  file\r\n$ ", 1, b"\x1b[0m")
     progress = b"\r[##  ]  40%\x1b[K\r[### ]  75%\x1b[K\r[####] 100%\x1b[K\n"
     assert run(progress) == (progress, 0, b"")
 
@@ -248,7 +250,8 @@ def test_mixed_sample_exactly():
                       b"\x1b[32mgreen\x1b(0lqk\x1b(B\x0e\x0f\r\x1b[31m\x18n\x1b[2J\x1b[10;20H\x1b7\x1b8\x1b[?25l"
                       b"\xef\xbf\xbd\x9b\x1b[38:2::1:2:3m\x1b[?25h\x1b[>4;2m\x1b[5 q\x1b[2;23rend")
     assert dropped == 18  # the ESC [ 1 left at the end is counted by finish()
-    assert resets == (b"\x1b[?1000l\x1b[?1006l\x1b[?1049l\x1b7\x1b[r\x1b8\x1b[0m\x1b>\x1b[0 q\x1b[>4m")
+    assert resets == (b"\x1b[?1049l\x1b[?1000l\x1b[?1006l\x1b7\x1b[r\x1b8\x1b[?25h\x1b[0m\x1b(B\x0f\x1b>\x1b[0 q"
+                      b"\x1b[>4m")
     titled, _, _ = run(MIXED, allow_titles=True)
     assert b"\x1b]0;title\x1b\\\x1b]2;other\x1b\\" in titled and b"\x1b]0;c1 title\x1b\\" in titled
 
@@ -256,7 +259,7 @@ def test_mixed_sample_exactly():
 # finish().
 
 RESETS = [
-    (b"\x1b[?1049h", b"\x1b[?1049l"), (b"\x1b[?47h", b"\x1b[?47l"), (b"\x1b[?1047h", b"\x1b[?1047l"),
+    (b"\x1b[?1049h", b"\x1b[?1049l"), (b"\x1b[?47h", b"\x1b[?1047l"), (b"\x1b[?1047h", b"\x1b[?1047l"),
     (b"\x1b[?9h", b"\x1b[?9l"), (b"\x1b[?1000h", b"\x1b[?1000l"), (b"\x1b[?1001h", b"\x1b[?1001l"),
     (b"\x1b[?1002;1006h", b"\x1b[?1002l\x1b[?1006l"), (b"\x1b[?1003h", b"\x1b[?1003l"),
     (b"\x1b[?1005h", b"\x1b[?1005l"), (b"\x1b[?1015h", b"\x1b[?1015l"), (b"\x1b[?1016h", b"\x1b[?1016l"),
@@ -264,9 +267,12 @@ RESETS = [
     (b"\x1b[?1h", b"\x1b[?1l"), (b"\x1b[?5h", b"\x1b[?5l"), (b"\x1b[?66h", b"\x1b[?66l"),
     (b"\x1b[?2026h", b"\x1b[?2026l"), (b"\x1b[?7l", b"\x1b[?7h"), (b"\x1b=", b"\x1b>"), (b"\x1b[8m", b"\x1b[0m"),
     (b"\x1b[1;31m", b"\x1b[0m"), (b"\xc2\x9b7m", b"\x1b[0m"), (b"\x1b(0", b"\x1b(B\x0f"),
-    (b"\x1b)0\x0e", b"\x1b(B\x0f"), (b"\x1b[4h", b"\x1b[4l"), (b"\x1b[20h", b"\x1b[20l"), (b"\x1b[12l", b"\x1b[12h"),
-    (b"\x1b[5;20r", b"\x1b7\x1b[r\x1b8"), (b"\x1b[5 q", b"\x1b[0 q"), (b"\x1b[>4;2m", b"\x1b[>4m"),
-    (b"\x1b[?1000s\x1b[?1000r", b"\x1b[?1000l"), (b"\x1b[?1049l\x1b[?1049r", b"\x1b[?1049l"),
+    (b"\x1b)0\x0e", b"\x1b)B\x1b(B\x0f"), (b"\x1b[4h", b"\x1b[4l"), (b"\x1b[20h", b"\x1b[20l"),
+    (b"\x1b[12l", b"\x1b[12h"), (b"\x1b[5;20r", b"\x1b7\x1b[r\x1b8"), (b"\x1b[5 q", b"\x1b[0 q"),
+    (b"\x1b[>4;2m", b"\x1b[>4m"),
+    (b"\x1b[?1000s\x1b[?1000r", b"\x1b[?1000l"), (b"\x1b[?1049l\x1b[?1049r", b"\x1b[?1049l\x1b[0m\x1b(B\x0f"),
+    (b"\x1b[?6h", b"\x1b[?6l"), (b"\x1b[?6s\x1b[?6r", b"\x1b[?6l"), (b"\x1b[?12h", b"\x1b[?12l"),
+    (b'\x1b[1"q', b'\x1b[0"q'), (b"\x1b[?69h", b"\x1b[?69l"),
 ]
 
 
@@ -282,27 +288,34 @@ def test_finish_resets_in_order():
     output_filter = OutputFilter()
     output_filter.feed(b"\x1b[?25l\x1b[?2004;1049;1000h\x1b[?7l\x1b[3;9r\x1b[4h\x1b[1m\x1b(0\x1b=\x1b[3 q\x1b[>4;2m"
                        b"\x1b[>1;1m")
-    assert output_filter.finish() == (b"\x1b[?1000l\x1b[?2004l\x1b[?1049l\x1b7\x1b[r\x1b8\x1b[4l\x1b[?7h\x1b[?25h"
+    assert output_filter.finish() == (b"\x1b[?1049l\x1b[?1000l\x1b[?2004l\x1b7\x1b[r\x1b8\x1b[4l\x1b[?7h\x1b[?25h"
                                       b"\x1b[0m\x1b(B\x0f\x1b>\x1b[0 q\x1b[>1m\x1b[>4m")
 
 
-TURNED_OFF_AGAIN = [
-    b"\x1b[?1049h\x1b[?1049l", b"\x1b[?1049h\x1b[?47l", b"\x1b[?25l\x1b[?25h", b"\x1b=\x1b>", b"\x1b[31m\x1b[0m",
-    b"\x1b[31m\x1b[m", b"\x1b[31m\x1b[0;0m", b"\x1b(0\x1b(B", b"\x0e\x0f", b"\x1b)0\x1b(B", b"\x1b[>4;2m\x1b[>4m",
-    b"\x1b[>4;2m\x1b[>m", b"\x1b[5;20r\x1b[r", b"\x1b[5 q\x1b[ q", b"\x1b[4h\x1b[4l", b"\x1b[12l\x1b[12h",
-    b"\x1b[?1000;1006h\x1b[?1006;1000l", b"\x1b[?7l\x1b[?7h",
-    b"\x1b[?1049;1000;2004h\x1b[?25l\x1b=\x1b[1m\x1b(0\x1b[3;4r\x1bc",  # RIS resets everything
+TURNED_OFF_AGAIN = [  # touched counts, not the last value: the same resets as when left on
+    (b"\x1b[?1049h\x1b[?47l", b"\x1b[?1047l"), (b"\x1b[?25l\x1b[?25h", b"\x1b[?25h"), (b"\x1b=\x1b>", b"\x1b>"),
+    (b"\x1b[31m\x1b[0m", b"\x1b[0m"), (b"\x1b[31m\x1b[m", b"\x1b[0m"), (b"\x1b[31m\x1b[0;0m", b"\x1b[0m"),
+    (b"\x1b(0\x1b(B", b"\x1b(B\x0f"), (b"\x0e\x0f", b"\x1b(B\x0f"), (b"\x1b)0\x1b(B", b"\x1b)B\x1b(B\x0f"),
+    (b"\x1b[>4;2m\x1b[>4m", b"\x1b[>4m"), (b"\x1b[>4;2m\x1b[>m", b"\x1b[>4m"),
+    (b"\x1b[5;20r\x1b[r", b"\x1b7\x1b[r\x1b8"),
+    (b"\x1b[5 q\x1b[ q", b"\x1b[0 q"), (b"\x1b[4h\x1b[4l", b"\x1b[4l"), (b"\x1b[12l\x1b[12h", b"\x1b[12h"),
+    (b"\x1b[?1000;1006h\x1b[?1006;1000l", b"\x1b[?1000l\x1b[?1006l"), (b"\x1b[?7l\x1b[?7h", b"\x1b[?7h"),
+    # leaving with 1049 restores the attributes and character sets saved on entry
+    (b"\x1b[?1049h\x1b[?1049l", b"\x1b[?1047l\x1b[0m\x1b(B\x0f"),
+    # RIS is replaced by these resets, and does not make the filter forget
+    (b"\x1b[?1049;1000;2004h\x1b[?25l\x1b=\x1b[1m\x1b(0\x1b[3;4r\x1bc",
+     b"\x1b[?1047l\x1b[?1000l\x1b[?2004l\x1b7\x1b[r\x1b8\x1b[?25h\x1b[0m\x1b(B\x0f\x1b>"),
 ]
 
 
-@pytest.mark.parametrize("data", TURNED_OFF_AGAIN)
-def test_finish_is_empty_when_modes_were_turned_off_again(data):
-    assert run(data)[2] == b""
+@pytest.mark.parametrize("data, resets", TURNED_OFF_AGAIN)
+def test_finish_resets_what_was_turned_off_again_too(data, resets):
+    assert run(data)[2] == resets
 
 
-@pytest.mark.parametrize("data", [b"", b"text\r\n", b"\x1b[H\x1b[2J\x1b[10;5H", b"\x1b[?1049l\x1b[?25h",
-                                  b"\x1b[?12h\x1b[?1048h\x1b[?3h"])
-def test_finish_is_empty_when_nothing_was_turned_on(data):
+@pytest.mark.parametrize("data", [b"", b"text\r\n", b"\x1b[H\x1b[2J\x1b[10;5H", b"\x1b[?1048h\x1b[?3h", b"\x1b[?6l",
+                                  b"\x1b[>m", b"\x1b[!p", b"\x1b7\x1b[s"])
+def test_finish_is_empty_when_nothing_was_touched(data):
     assert run(data)[2] == b""
 
 
@@ -398,5 +411,91 @@ def test_modes_it_cannot_reset_and_console_sequences_are_dropped(sequence):
 
 def test_a_mode_list_keeps_only_the_modes_it_can_reset():
     assert run(b"\x1b[?3;1049;67h") == (b"\x1b[?1049h", 1, b"\x1b[?1049l")
-    assert run(b"\x1b[?12h\x1b[?1048h") == (b"\x1b[?12h\x1b[?1048h", 0, b"")
+    assert run(b"\x1b[?12h\x1b[?1048h") == (b"\x1b[?12h\x1b[?1048h", 0, b"\x1b[?12l")
     assert run(b"\x1b[?3;25r") == (b"\x1b[?25r", 1, b"\x1b[?25h")
+
+
+# Issue 18, finding 4: whatever the sandbox sent, the terminal is as it was before once it exits.
+
+ALT_SCREEN = re.compile(rb"\x1b\[\?(?:47|1047|1049)[hl]")
+
+
+def test_the_alternate_screen_is_left_at_exit_after_ris():
+    """tmux keeps the alternate screen through RIS: the filter must not count on RIS, nor forget."""
+    output_filter = OutputFilter()
+    output = output_filter.feed(b"\x1b[?1049h\x1bc")
+    resets = output_filter.finish()
+    assert b"\x1bc" not in output
+    assert ALT_SCREEN.findall(output + resets)[-1] in (b"\x1b[?1047l", b"\x1b[?1049l")
+    assert ALT_SCREEN.findall(resets) == [b"\x1b[?1047l"]  # the exit resets leave it too, without moving the cursor
+
+
+def test_ris_is_replaced_by_the_resets_and_a_cleared_screen():
+    assert run(b"\x1b[?1000h\x1b[1mx\x1bcy") == (b"\x1b[?1000h\x1b[1mx\x1b[?1000l\x1b[0m\x1b[H\x1b[2Jy", 0,
+                                                 b"\x1b[?1000l\x1b[0m")
+    assert run(b"\x1b[?1049h\x1bc") == (b"\x1b[?1049h\x1b[?1049l\x1b[H\x1b[2J", 0, b"\x1b[?1047l")
+    assert run(b"\xc2\x9a\xc2\x9bc\x1bc") == (b"\x1b[H\x1b[2J", 2, b"")
+
+
+def test_decstr_is_replaced_by_the_resets_a_soft_reset_covers():
+    """xterm's DECSTR resets the colour palette too, which the filter could not put back."""
+    assert run(b"\x1b[1m\x1b[?25l\x1b[?1000h\x1b[!p") == (b"\x1b[1m\x1b[?25l\x1b[?1000h\x1b[?25h\x1b[0m", 0,
+                                                          b"\x1b[?1000l\x1b[?25h\x1b[0m")
+    assert run(b"a\x1b[!pb") == (b"ab", 0, b"")
+
+
+@pytest.mark.parametrize("sequence", [b"\x1b[3g", b"\x1b[g", b"\x1b[0g", b"\x1b[5g", b"\x1bH", b"\xc2\x88",
+                                      b"\x1b[?5W", b"\x1b[W", b"\x1b[2W", b"\x1b[5W"])
+def test_tab_stops_cannot_be_changed(sequence):
+    """The user's own tab stops stay: no ordinary program sets them, and the filter could only restore the
+    default ones."""
+    assert run(b"a" + sequence + b"\tb") == (b"a\tb", 1, b"")
+
+
+@pytest.mark.parametrize("data", [b"\x1b[5;10r\x1bc", b"\x1b[5;10r\x1b[r", b"\x1b[5;10r\x1b[!p"])
+def test_a_scroll_region_once_set_is_reset_at_exit(data):
+    output, _, resets = run(data)
+    assert b"\x1bc" not in output and b"\x1b[!p" not in output
+    assert resets == b"\x1b7\x1b[r\x1b8"
+
+
+@pytest.mark.parametrize("data, reset", [
+    (b"\x1b(0\x1b7\x1b(B\x1b8", b"\x1b[0m\x1b(B\x0f"),  # DECRC brings the line-drawing set back
+    (b"\x1b)0\x0e\x1b7\x0f\x1b8", b"\x1b[0m\x1b)B\x1b(B\x0f"),  # ... and the shift state
+    (b"\x1b(0\x1bc", b"\x1b(B\x0f"),
+    (b"\x1b(0\x1b(B", b"\x1b(B\x0f"),
+    (b"\x1b[1m\x1b7\x1b[0m\x1b8", b"\x1b[0m\x1b(B\x0f"),  # ... and the attributes
+    (b"\x1b[1m\x1b[s\x1b[0m\x1b[u", b"\x1b[0m\x1b(B\x0f"),
+])
+def test_charsets_and_attributes_once_changed_are_reset_at_exit(data, reset):
+    assert run(data)[2] == reset
+
+
+def test_what_was_touched_is_reset_even_if_turned_off_again():
+    assert run(b"\x1b[?1000h\x1b[?1000l\x1b[?25l\x1b[?25h\x1b=\x1b>\x1b[4h\x1b[4l\x1b[5 q\x1b[ q")[2] == (
+        b"\x1b[?1000l\x1b[4l\x1b[?25h\x1b>\x1b[0 q")
+
+
+def test_resets_with_side_effects_only_when_the_state_may_be_on():
+    """CSI ?1049 l restores the cursor saved on entry even on the main screen (xterm, tmux), and CSI ?6 l
+    homes it: after a program that left the alternate screen itself, the exit resets must not move the
+    cursor back over what it wrote since."""
+    output_filter = OutputFilter()
+    output_filter.feed(VIM_START + VIM_EXIT + b"line 1\r\nline 2\r\n")
+    resets = output_filter.finish()
+    assert b"\x1b[?1049l" not in resets and b"\x1b[?6l" not in resets
+    assert ALT_SCREEN.findall(resets) == [b"\x1b[?1047l"]
+    assert run(b"\x1b[?6l")[2] == b""
+    assert run(b"\x1b[?6h\x1b[?6l")[2] == b"\x1b[?6l"
+
+
+def test_the_cursor_style_and_blinking_are_reset_at_exit():
+    assert run(b"\x1b[?12h\x1b[5 q")[2] == b"\x1b[0 q\x1b[?12l"
+
+
+def test_the_protection_attribute_is_reset_at_exit():
+    assert run(b'\x1b[1"q')[2] == b'\x1b[0"q'
+
+
+def test_keyboard_leds_cannot_be_set():
+    assert run(b"a\x1b[1qb\x1b[qc") == (b"abc", 2, b"")
