@@ -41,6 +41,8 @@ class Audit:
         self.budget = MAX_ENTRIES
         self.warnings: list[str] = []
         self.moved = 0
+        self.unsaid = 0  # "could not check" lines left out past the first ones
+        self.tops: list[str] = []
         self.stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(since))
         self.restore: list[tuple[int, int]] = []  # (O_PATH fd, mode) of directories opened up for the walk
 
@@ -68,6 +70,7 @@ class Audit:
     # -- the walk -----------------------------------------------------------------------------------
 
     def run(self, tops: list[str]) -> list[str]:
+        self.tops = list(tops)
         try:
             for top in tops:
                 try:
@@ -82,6 +85,8 @@ class Audit:
             self.put_modes_back()
         if self.moved > MAX_WARNINGS:
             self.warnings.append(f"... and {self.moved - MAX_WARNINGS} more moved aside the same way")
+        if self.unsaid:
+            self.warnings.append(f"... and {self.unsaid} more directories that could not be checked")
         return self.warnings
 
     def put_modes_back(self) -> None:
@@ -104,11 +109,13 @@ class Audit:
                     entries = self.list(fd, path)
                     if entries is None:
                         continue
-                    if {"HEAD", "objects", "refs"} <= set(entries) and path not in self.skip:
-                        self.bare(fd, path)  # git takes this directory itself for a repository
+                    if "HEAD" in entries and ({"objects", "refs"} <= set(entries) or "commondir" in entries) \
+                            and path not in self.skip:
+                        self.bare(fd, path)  # git takes this directory itself for a repository (its objects
+                        # and refs may be in the directory its commondir names)
                     for name in sorted(entries):
                         where = os.path.join(path, name)
-                        if where in self.skip or QUARANTINE in name:
+                        if where in self.skip:  # (what this check moved aside is in it)
                             continue
                         if name == ".git":
                             try:
@@ -166,8 +173,8 @@ class Audit:
                      "before you have looked")
             return None
         if self.budget <= 0:
-            self.say(f"stopped checking for planted git repositories after {MAX_ENTRIES} entries, at {path}: do "
-                     "not run git there before you have looked")
+            self.say(f"stopped checking for planted git repositories after {MAX_ENTRIES} entries (at {path}): not all "
+                     f"of {', '.join(self.tops)} was checked: do not run git anywhere in it before you have looked")
             return None
         return entries
 
@@ -176,7 +183,7 @@ class Audit:
         into place, or filled) changed in the run, or when its config did."""
         parent, name = os.path.split(path)
         changed = False
-        for entry in ("HEAD", "config"):
+        for entry in ("HEAD", "config", "commondir"):
             try:
                 changed |= self.changed(fd, entry, os.stat(entry, dir_fd=fd, follow_symlinks=False))
             except OSError:
@@ -281,6 +288,7 @@ class Audit:
         try:
             aside = aside_name(dir_fd, name, self.stamp)
             os.rename(name, aside, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            self.skip.add(os.path.join(path, aside))
             self.moved += 1
             if self.moved <= MAX_WARNINGS:
                 self.say(f"{where} was made or changed by the sandbox: renamed to {aside}, so git does not run "
@@ -294,6 +302,9 @@ class Audit:
     def say(self, line: str) -> None:
         from rootsand.errors import printable
 
+        if len(self.warnings) >= 2 * MAX_WARNINGS and "could not check" in line:
+            self.unsaid += 1  # (a walk over much of the host finds many; the first ones say what to do)
+            return
         self.warnings.append(printable(line))
 
 

@@ -2,13 +2,13 @@
 
 Programs on the host take instructions from far more places in a home directory than any list can name:
 shell start-up files and what they source (`~/.bash_aliases`), `~/.config/*` of every tool (rootsand's own
-profiles among them), `.pth` files in `~/.local/lib/python3.*/site-packages`, systemd's and direnv's
-directories, the directories on PATH. So the rule is by place, not by name:
+profiles among them), `.pth` files in `~/.local/lib/python3.*/site-packages` or in a virtual environment
+anywhere in the home, local::lib's `~/perl5`, systemd's and direnv's directories, the directories on PATH.
+So the rule is by place, not by name:
 
-- a writable bind that shows the top of a home directory (run from $HOME, `--bind ~`) gets that top level
-  read-only: nothing can be created, removed or renamed there, and every dot-entry (`~/.config`,
-  `~/.local`, `~/.bashrc`, ...) is read-only with all below it; the other entries (`~/src`, `~/Documents`,
-  `~/notes.txt`) stay writable, each a mount point of its own;
+- a writable bind that shows a home directory itself (run from $HOME, `--bind ~`) shows it read-only, with
+  every mount below it: a directory in it is writable only when it is the current directory or bound
+  itself (`cd ~/src/proj`), or named as an exception;
 - a writable bind whose source lies inside a dot-entry of a home (`cd ~/.config/nvim`) is read-only;
 - the directories of the user's PATH inside a home (and $XDG_CONFIG_HOME, $XDG_DATA_HOME, $XDG_STATE_HOME
   where set there) are read-only wherever a writable bind shows them;
@@ -27,8 +27,8 @@ from rootsand.model import Record
 
 
 class HomeGuard(Record):
-    """A home directory shown by a writable bind: its top level read-only, its non-dot entries and the
-    `writable` exceptions (relative to the home) bound writable over it."""
+    """A home directory shown by a writable bind: read-only, the `writable` exceptions (relative to the
+    home) bound writable over it."""
 
     FIELDS = {
         "mount": 0,  # index of the bind in Plan.mounts
@@ -87,24 +87,26 @@ def plan_home(spec, mounts: list) -> tuple[list, list[HomeGuard], list[dict], li
         if any(is_below(m.dst, later.dst) for later in out[index + 1:] if later.type != "symlink"):
             continue  # a later mount hides it
         src = os.path.normpath(m.src)
+        guarded = []
         for home in spec.homes:
             if is_below(home, src):
+                guarded.append(home)
                 dst = os.path.normpath(os.path.join(m.dst, os.path.relpath(home, src)))
                 writable = [w[2:] for w in spec.home_writable
                             if not any(is_below(os.path.join(home, w[2:]), own) for own in spec.own_dirs)]
                 guards.append(HomeGuard(mount=index, home=home, dst=dst, writable=writable, origin=m.origin))
                 what = "running from your home directory" if src == spec.cwd and src == home else \
-                    f"{m.origin or m.dst}: your home directory {home} is writable"
-                notes.append(f"{what}: its top level and every dot-entry in it (~/.config, ~/.local, ~/.bashrc, ...) "
-                             "are read-only, so nothing there can be made or changed for your host to run later; "
-                             "the directories and files in it stay writable"
-                             + (f" (and {', '.join('~/' + w for w in writable)})" if writable else ""))
+                    f"{m.origin or m.dst}: your home directory {home} is shown"
+                notes.append(f"{what}: it is read-only in the sandbox, so nothing there can be made or changed "
+                             "for your host to run later; run from a project directory in it, or --unprotect "
+                             "~/DIR to make one writable"
+                             + (f" (writable: {', '.join('~/' + w for w in writable)})" if writable else ""))
         for d, own in [(d, False) for d in _path_dirs(spec)] + [(d, True) for d in spec.own_dirs]:
             if d == src or not is_below(d, src):
                 continue
             excepted = any(is_below(d, w) for w in _exceptions(spec))
-            if _in_dot_entry(d, spec) and not excepted:
-                continue  # inside a dot-entry: read-only already, by the guard or the bind's own rule
+            if (_in_dot_entry(d, spec) or any(is_below(d, home) for home in guarded)) and not excepted:
+                continue  # read-only already, by the guard or the bind's own rule
             if excepted and not own:
                 continue  # made writable by the user
             rel = os.path.relpath(d, src)

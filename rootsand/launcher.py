@@ -77,6 +77,17 @@ def writable_dirs(the_plan) -> list[str]:
     return of_mounts(the_plan.mounts, the_plan.cwd) + ([os.path.realpath(the_plan.rootfs)] if the_plan.rootfs else [])
 
 
+def _unguarded(tops: list[str], the_plan) -> list[str]:
+    """`tops` with each home the home rule keeps read-only replaced by its writable exceptions: the rest of
+    it the sandbox could not write, so what changed there is none of its doing."""
+    guarded = {guard.home: guard.writable for guard in the_plan.home_guards}
+    out = []
+    for top in tops:
+        out += [os.path.join(top, rel) for rel in guarded[top] if _is_dir(os.path.join(top, rel))] \
+            if top in guarded else [top]
+    return list(dict.fromkeys(out))
+
+
 def _is_dir(path: str) -> bool:
     try:
         return stat.S_ISDIR(os.lstat(path).st_mode)
@@ -153,7 +164,7 @@ class Launcher:
         self.plan = runtime.plan
         # Where setuid bits are allowed: the directories to clear them in at exit, resolved now, before the
         # sandbox could plant a link that would point the walk at other files of the user's
-        self.setuid_tops = writable_dirs(self.plan) if self.plan.setuid_bits else []
+        self.setuid_tops = _unguarded(writable_dirs(self.plan), self.plan) if self.plan.setuid_bits else []
         self.json_status = json_status
         self.namespaces: dict[str, int] = {}  # read from C once it has unshared (PID 1 is not dumpable)
         self.child: int | None = None  # C, as the host sees it
@@ -199,8 +210,9 @@ class Launcher:
                 # to use; our entry names them (and what we make) before anything is made.
                 self.protect_lock = state.protect_lock(exclusive=False)
                 self.protect = protected_nodes(self.plan, self.runtime.steps)
-                git_tops = sorted({self.runtime.steps[item.mount].src for item in self.plan.protected
-                                   if item.path.split("/")[0] == ".git" and _is_dir(self.runtime.steps[item.mount].src)})
+                git_tops = _unguarded(sorted({self.runtime.steps[item.mount].src for item in self.plan.protected
+                                              if item.path.split("/")[0] == ".git"
+                                              and _is_dir(self.runtime.steps[item.mount].src)}), self.plan)
                 if git_tops:  # checked at exit (gitaudit.py): changes from now on are the sandbox's
                     from rootsand.gitaudit import known_git_dirs
 
@@ -215,11 +227,12 @@ class Launcher:
                 from rootsand import setuidbits
 
                 setuidbits.clear(self.setuid_tops, self.plan.ids)
+            others = state.empty_mount_points_of_others(self.entry_path) if self.protect else set()
             if self.protect:
                 # A protected path changed or replaced from another namespace while pinned, and one left absent
                 # that the run made: moved aside
                 for line in state.check_pinned(self.protect["pinned"], self.protect["since"]) + state.check_absent(
-                        self.protect["absent"]):
+                        self.protect["absent"], others):
                     warn(line)
             if self.protect and self.protect.get("audit"):
                 # What the sandbox did to git repositories, before any mount point is removed (those are ours).
@@ -228,7 +241,7 @@ class Launcher:
                 from rootsand import gitaudit
 
                 audit = self.protect["audit"]
-                skip = set(self.protect["covered"]) | state.empty_mount_points_of_others(self.entry_path)
+                skip = set(self.protect["covered"]) | others
                 for line in gitaudit.audit(audit["tops"], audit["since"], skip, audit["known"]):
                     warn(line)
             # Once the sandbox is gone: the mount points made for it go, unless another sandbox uses them. When

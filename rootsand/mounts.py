@@ -559,10 +559,9 @@ class FileSystem:
         self._attach(mounted, os.dup(target), m.dst)
 
     def _guard_homes(self, index: int) -> None:
-        """The home rule (homerule.py): each home shown by a writable bind gets its own top level read-only,
-        with every mount below it (a dot-entry may be a mount of its own on the host); its entries that are
-        no dot-entries, and the profile's writable exceptions, are bound writable over it: nothing can be
-        made, removed or renamed at the top, and every dot-entry stays read-only with all below it."""
+        """The home rule (homerule.py): each home shown by a writable bind is read-only, with every mount
+        below it (a dot-entry may be a mount of its own on the host); the profile's writable exceptions are
+        bound writable over it."""
         for guard in self.home_guards:
             if guard.mount != index:
                 continue
@@ -579,15 +578,9 @@ class FileSystem:
                     self._pin(os.dup(home), path, read_only=False)
                     os.close(home)
                     home, path = self._walk(guard.dst)
-                listing = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=home)
-                try:
-                    names = sorted(os.listdir(listing))
-                finally:
-                    os.close(listing)
                 # Cloned before the home turns read-only (a clone keeps its source's flags), attached after
-                # (a recursive read-only would reach them too)
-                for parts in [[name] for name in names if not name.startswith(".")] + [
-                        _split(rel) for rel in guard.writable if rel.startswith(".")]:
+                # (a recursive read-only would reach them too); shallow ones first, deeper ones over them
+                for parts in sorted((_split(rel) for rel in guard.writable), key=len):
                     pin = self._writable_clone(home, parts, os.path.join(path, *parts))
                     if pin:
                         pins.append(pin)

@@ -10,6 +10,8 @@ The runtime (launcher.py, inside.py, mounts.py) only carries a Plan out; how (fi
 pty) is its own business.
 """
 
+import os
+
 from rootsand import idmap, security
 from rootsand.errors import RootsandError
 from rootsand.homerule import HomeGuard, plan_home
@@ -217,7 +219,8 @@ def plan(spec, facts: HostFacts) -> Plan:
         setup_uid=idmap.inside_of(ids.uid_lines, facts.uid), setup_gid=idmap.inside_of(ids.gid_lines, facts.gid),
         namespaces=list(spec.namespaces), time_offsets=dict(spec.time_offsets),
         rootfs=spec.rootfs, mounts=[mount_step(m, spec.memory) for m in mounts], home_guards=home_guards,
-        protected=protected_paths(mounts, spec.protect, spec.cwd, spec.homes, spec.placeholders)
+        protected=protected_paths(mounts, spec.protect, spec.cwd, spec.homes, spec.placeholders,
+                                  [os.path.join(h, w[2:]) for h in spec.homes for w in spec.home_writable])
         + [Protected(**item) for item in rule_protected], etc_files=etc_files,
         network=network, capabilities=capabilities, new_session=spec.new_session, nested_userns=spec.nested_userns,
         setuid_bits=spec.setuid_bits,
@@ -227,12 +230,14 @@ def plan(spec, facts: HostFacts) -> Plan:
     )
 
 
-def protected_paths(mounts: list, protect: list[str], cwd: str, homes, placeholders: bool = False) -> list[Protected]:
-    """Where each protected path lies: inside every read-write bind of the user's own directories (the
-    current directory, a --bind, a home) that no later mount covers. A `~/` entry counts in a home only."""
+def protected_paths(mounts: list, protect: list[str], cwd: str, homes, placeholders: bool = False,
+                    caches=()) -> list[Protected]:
+    """Where each protected path lies: inside every read-write bind (the current directory, a --bind, a
+    home, a profile's bind) that no later mount covers, but the home rule's writable exceptions (caches,
+    which a build may poison as documented). A `~/` entry counts in a home only."""
     found = []
     for index, m in enumerate(mounts):
-        if m.type != "bind" or not m.src or not (m.src == cwd or m.src in homes or m.origin.startswith("--bind")):
+        if m.type not in ("bind", "dev-bind") or not m.src or any(is_below(os.path.normpath(m.src), c) for c in caches):
             continue
         if any(is_below(m.dst, later.dst) for later in mounts[index + 1:] if later.type != "symlink"):
             continue  # a later mount hides it (untrusted's overlay of the current directory)
@@ -352,7 +357,7 @@ def describe(p: Plan) -> list[str]:
         lines.append(f"  {step.type:<8} {step.dst:<28} {what}{'  ' + flags if flags else ''}"
                      f"{'  (optional)' if step.optional else ''}  [{step.origin}]")
     net = p.network
-    lines += [f"  home     {g.dst}  top level and dot-entries read-only, other entries writable"
+    lines += [f"  home     {g.dst}  read-only (the home rule)"
               + (f", writable: {', '.join(g.writable)}" if g.writable else "") + f"  [{g.origin}]" for g in p.home_guards]
     lines += [f"  protect  {item.dst}{'/' if item.directory else ''}  read-only"
               f"{', made when absent' if item.placeholder else ', checked after the run when absent'}"

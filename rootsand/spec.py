@@ -7,6 +7,7 @@ realpath of the seccomp rule file and reading it.
 
 import fnmatch
 import os
+import sys
 
 from rootsand.errors import RootsandError
 from rootsand.model import (DEFAULT_ENV_KEEP, FALLBACK_PATH, NET_MODES, Mount, Record, parse_duration,
@@ -170,6 +171,7 @@ def from_profile(profile, options: RunOptions, host_env: dict[str, str], cwd: st
     notes = []
     if options.rootfs:
         rootfs = os.path.normpath(os.path.join(cwd, options.rootfs))
+        _check_rootfs(rootfs, homes, own_dirs(host_env, homes))
         mounts = rootfs_mounts() + cli_mounts(options, cwd)
     else:
         rootfs = None
@@ -266,9 +268,26 @@ def protected_paths(protect: list[str], unprotect: list[str]) -> tuple[list[str]
     return kept, home_writable
 
 
+def _check_rootfs(rootfs: str, homes: tuple[str, ...], own: tuple[str, ...]) -> None:
+    """A --rootfs tree is mounted writable as it is: one that holds a home or rootsand's own files (`/`,
+    `~`) would hand the sandbox all the home rule keeps from it."""
+    real = os.path.realpath(rootfs)
+    for path in (rootfs, real):
+        held = next((d for d in homes + own if d.startswith(path.rstrip("/") + "/") or d == path), None)
+        if held:
+            raise RootsandError(f"--rootfs {rootfs}: it holds {held}, which a sandbox must not write",
+                                hint="use a tree of its own (debootstrap, an unpacked image)")
+        home = next((h for h in homes if path.startswith(h + "/") and path[len(h) + 1:].startswith(".")), None)
+        if home:
+            raise RootsandError(f"--rootfs {rootfs}: it is inside {home}/{path[len(home) + 1:].split('/')[0]}, "
+                                "where programs on your host find what to run",
+                                hint="use a tree outside your home's dot-directories")
+
+
 def own_dirs(env: dict[str, str], homes: tuple[str, ...]) -> tuple[str, ...]:
-    """rootsand's own configuration (profiles, rule files) and state (the registry): a sandbox that could
-    write them would choose the next sandbox's profile, or what `exec` and the sweeps act on."""
+    """rootsand's own configuration (profiles, rule files), state (the registry) and code (the package and the
+    virtual environment it runs from, where they are the user's): a sandbox that could write them would choose
+    the next sandbox's profile, what `exec` and the sweeps act on, or what runs as rootsand itself."""
     def xdg(name: str, default: str) -> list[str]:
         value = env.get(name, "")
         return [os.path.normpath(value)] if value.startswith("/") else [os.path.join(h, default) for h in homes]
@@ -277,6 +296,13 @@ def own_dirs(env: dict[str, str], homes: tuple[str, ...]) -> tuple[str, ...]:
     if env.get("XDG_RUNTIME_DIR", "").startswith("/"):
         dirs.append(os.path.join(os.path.normpath(env["XDG_RUNTIME_DIR"]), "rootsand"))
     dirs.append(f"/tmp/rootsand-{os.getuid()}")
+    package = os.path.dirname(os.path.abspath(__file__))
+    for code in (package, os.path.join(os.path.dirname(package), "profiles"), sys.prefix):
+        try:
+            if os.stat(code).st_uid == os.getuid() and os.getuid() != 0:
+                dirs.append(os.path.realpath(code))  # (root's own are out of a sandbox's reach anyway)
+        except OSError:
+            pass
     return tuple(dict.fromkeys(dirs))
 
 

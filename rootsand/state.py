@@ -486,14 +486,14 @@ def sweep_leftovers(own_entry: str | None = None, made: list | None = None) -> b
             since = protect.get("since") if isinstance(protect.get("since"), (int, float)) else 0
             absent = [p for p in protect.get("absent", []) if isinstance(p, str)] if isinstance(
                 protect.get("absent"), list) else []
-            for line in check_pinned(_pinned(entry), since) + check_absent(absent):
+            others = {p for p in covered | {str(p) for p, _ in todo} if _is_empty(p)}
+            for line in check_pinned(_pinned(entry), since) + check_absent(absent, others):
                 warn(line)
             audit = _audit(entry)
             if audit:
                 from rootsand import gitaudit
 
-                skip = {p for p in covered | {str(p) for p, _ in todo} if _is_empty(p)}
-                for line in gitaudit.audit(audit.get("tops", []), audit.get("since", 0), skip, audit.get("known", [])):
+                for line in gitaudit.audit(audit.get("tops", []), audit.get("since", 0), others, audit.get("known", [])):
                     warn(line)
         keep = []
         # Deepest first: a second sandbox may have made its own inside a directory the first one made.
@@ -531,10 +531,16 @@ def check_pinned(pinned: list, since: float = 0) -> list[str]:
     it found, the planted file. `since`: when the run started (a directory's entries changed since then
     were changed from outside: inside they are read-only)."""
     warnings = []
+    try:
+        own = runtime_dir()
+    except Exception:  # noqa: BLE001 - no runtime directory: nothing of ours to keep out of the check
+        own = None
     for item in pinned:
         if not (isinstance(item, list) and len(item) == 5 and isinstance(item[0], str)):
             continue
         path, *then = item
+        if own and (path == own or own.startswith(path.rstrip("/") + "/") or path.startswith(own + "/")):
+            continue  # rootsand's own state, which it writes itself (a record made before it was told apart)
         try:
             now = identity(path)
         except OSError:
@@ -587,12 +593,13 @@ def _changed_below(path: str, since: float, budget: int = 10_000) -> bool:
     return False
 
 
-def check_absent(absent: list[str]) -> list[str]:
+def check_absent(absent: list[str], skip=frozenset()) -> list[str]:
     """Protected paths that were absent at the start and left so (no placeholder: security.placeholders =
-    false): whatever is there now was made during the run, by the sandbox or from outside. Moved aside."""
+    false): whatever is there now was made during the run, by the sandbox or from outside. Moved aside,
+    but for `skip`: another live sandbox's placeholders, still empty."""
     warnings = []
     for path in absent:
-        if os.path.lexists(path):
+        if os.path.lexists(path) and path not in skip:
             warnings.append(quarantine(path, "was made during the run (a protected path that was not there before: "
                                              "if you made it yourself meanwhile, rename it back)"))
     return warnings

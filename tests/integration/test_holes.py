@@ -77,9 +77,9 @@ def test_a_users_own_symlinked_project_directory_still_works(tmp_path):
 def test_running_from_home_itself_says_what_stays_read_only():
     r = sandbox("true", cwd=HOME, env=env_in(HOME), check_rc=0)
     assert r.stderr.splitlines() == [
-        "rootsand: warning: running from your home directory: its top level and every dot-entry in it (~/.config, "
-        "~/.local, ~/.bashrc, ...) are read-only, so nothing there can be made or changed for your host to run later; "
-        "the directories and files in it stay writable"]
+        "rootsand: warning: running from your home directory: it is read-only in the sandbox, so nothing there can be "
+        "made or changed for your host to run later; run from a project directory in it, or --unprotect ~/DIR to "
+        "make one writable"]
 
 
 def test_a_planted_link_as_a_bind_source_is_not_followed(tmp_path, secret):
@@ -588,11 +588,11 @@ def test_from_home_nothing_a_host_program_runs_later_can_be_planted(in_home, tmp
             ".config/environment.d", f"proj-{tmp_path.name}")
     script = "; ".join(f"printf '{content}' > {path}".replace("\n", "\\n") for path, content in PLANTS.items())
     r = sandbox("sh", "-c", script + f"; echo built > proj-{tmp_path.name}/out; echo done", cwd=HOME,
-                env=env_in(HOME))
+                env=env_in(HOME), opts=["--unprotect", f"~/proj-{tmp_path.name}"])
     assert (r.returncode, r.stdout) == (0, "done\n"), r.stderr
     assert command_stderr(r) == [f"sh: 1: cannot create {path}: Read-only file system" for path in PLANTS]
     assert [p for p in PLANTS if os.path.lexists(os.path.join(HOME, p))] == []
-    assert open(os.path.join(HOME, f"proj-{tmp_path.name}", "out")).read() == "built\n"  # the projects in it: writable
+    assert open(os.path.join(HOME, f"proj-{tmp_path.name}", "out")).read() == "built\n"  # what --unprotect named
     # the next plain run, from anywhere, uses the built-in default
     assert sandbox("hostname", cwd=tmp_path, check_rc=0).stdout == "rootsand\n"
 
@@ -602,11 +602,11 @@ def test_a_bind_of_home_follows_the_same_rule(in_home, tmp_path):
     r = sandbox("sh", "-c", f"echo x > {HOME}/.bash_aliases; echo y > {HOME}/proj-{tmp_path.name}/f; echo z > {HOME}/new",
                 opts=["--bind", HOME], cwd=tmp_path)
     assert command_stderr(r) == [f"sh: 1: cannot create {HOME}/.bash_aliases: Read-only file system",
+                                 f"sh: 1: cannot create {HOME}/proj-{tmp_path.name}/f: Read-only file system",
                                  f"sh: 1: cannot create {HOME}/new: Read-only file system"]
     assert not os.path.lexists(os.path.join(HOME, ".bash_aliases")) and not os.path.lexists(os.path.join(HOME, "new"))
-    assert open(os.path.join(HOME, f"proj-{tmp_path.name}", "f")).read() == "y\n"
-    assert (f"rootsand: warning: --bind {HOME}: your home directory {HOME} is writable: its top level and every "
-            "dot-entry in it") in r.stderr
+    assert (f"rootsand: warning: --bind {HOME}: your home directory {HOME} is shown: it is read-only in the sandbox"
+            ) in r.stderr
 
 
 def test_a_directory_inside_a_dot_directory_is_read_only_unless_unprotected(in_home, tmp_path):
@@ -727,6 +727,124 @@ def test_what_a_killed_launchers_sandbox_made_at_a_protected_name_is_caught(tmp_
     r = run(["ps"], check_rc=0)
     assert f"rootsand: warning: {tmp_path}/.envrc was made during the run" in r.stderr
     assert [STAMP.sub("STAMP", n) for n in sorted(os.listdir(tmp_path))] == [".envrc.STAMP"]
+
+
+def test_another_sandboxs_placeholders_are_not_taken_for_what_this_one_made(tmp_path):
+    # default leaves .envrc absent and checks it after the run; agent, started meanwhile in the same
+    # directory, makes it as an empty read-only placeholder: that is no plant of the first one's.
+    first = paused(tmp_path)
+    second = paused(tmp_path, "--profile", "agent")
+    try:
+        assert ".envrc" in os.listdir(tmp_path)
+        out, err = first.communicate("end\n", timeout=30)
+        assert first.returncode == 0 and "renamed" not in err, err
+        assert sorted(os.listdir(tmp_path)) == [".envrc", ".git", ".gitmodules", ".idea", ".vscode"]
+    finally:
+        out, err2 = second.communicate("end\n", timeout=30)
+    assert second.returncode == 0 and "renamed" not in err2, err2
+    assert os.listdir(tmp_path) == []
+
+
+# -- issue 18: the fourth attack's findings ---------------------------------------------------------------
+
+def test_from_home_a_virtual_environment_in_it_cannot_be_planted_in(in_home, tmp_path):
+    """Attack finding 1: code runs from plain directories of the home too (a virtual environment's .pth,
+    local::lib's ~/perl5): run from $HOME, the whole home is read-only but for what is asked."""
+    venv = f"venv-{tmp_path.name}"
+    in_home(f"{venv}/lib/python3.11/site-packages", f"perl5-{tmp_path.name}/lib/perl5")
+    r = sandbox("sh", "-c", f"echo 'import os' > {venv}/lib/python3.11/site-packages/zz.pth; "
+                f"echo 1 > perl5-{tmp_path.name}/lib/perl5/local.pm", cwd=HOME, env=env_in(HOME))
+    assert command_stderr(r) == [f"sh: 1: cannot create {venv}/lib/python3.11/site-packages/zz.pth: Read-only file system",
+                                 f"sh: 1: cannot create perl5-{tmp_path.name}/lib/perl5/local.pm: Read-only file system"]
+    r = sandbox("sh", "-c", f"echo ok > {venv}/ok", opts=["--unprotect", f"~/{venv}"], cwd=HOME, env=env_in(HOME))
+    assert (r.returncode, command_stderr(r)) == (0, [])
+    assert open(os.path.join(HOME, venv, "ok")).read() == "ok\n"
+
+
+def test_rootsands_own_code_of_the_users_is_read_only(tmp_path):
+    """Attack finding 2: rootsand run from a copy the user owns (an editable install, a venv of theirs)."""
+    import rootsand
+
+    lib = tmp_path / "lib"
+    shutil.copytree(os.path.dirname(rootsand.__file__), lib / "rootsand", symlinks=True,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    if not (lib / "rootsand" / "profiles").exists():  # an editable install keeps them beside the package
+        shutil.copytree(os.path.join(os.path.dirname(os.path.dirname(rootsand.__file__)), "profiles"),
+                        lib / "rootsand" / "profiles")
+    done = subprocess.run([sys.executable, "-P", "-m", "rootsand", "run", "--", "sh", "-c",
+                           "echo 'import os' >> lib/rootsand/__init__.py; echo x > lib/rootsand/profiles/default.toml"],
+                          cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(lib)), capture_output=True, text=True,
+                          timeout=60, stdin=subprocess.DEVNULL)
+    assert command_stderr(done) == ["sh: 1: cannot create lib/rootsand/__init__.py: Read-only file system",
+                                    "sh: 1: cannot create lib/rootsand/profiles/default.toml: Read-only file system"]
+    assert "import os" not in (lib / "rootsand" / "__init__.py").read_text()
+
+
+def test_a_repository_made_of_head_and_commondir_is_moved_aside(tmp_path):
+    """Attack finding 3: git takes a directory holding HEAD and a commondir file for a repository."""
+    git_repo(tmp_path)
+    marker = tmp_path.parent / f"{tmp_path.name}-PWNED"
+    plant = ("mkdir -p build/cache src && cp -r .git/objects .git/refs build/cache/ && "
+             f"printf '[core]\\n\\tpager = touch {marker}; cat\\n' > build/cache/config && "
+             "echo 'ref: refs/heads/master' > src/HEAD && echo ../build/cache > src/commondir && echo planted")
+    r = sandbox("sh", "-c", plant, cwd=tmp_path, env=env_in(tmp_path))
+    assert r.stdout == "planted\n", r.stderr
+    assert any(line.startswith(f"rootsand: warning: {tmp_path}/src/HEAD was made or changed by the sandbox")
+               for line in r.stderr.splitlines()), r.stderr
+    subprocess.run(["git", "-C", str(tmp_path / "src"), "-c", "core.pager=cat", "log", "-p"], capture_output=True,
+                   env=dict(os.environ, GIT_PAGER="", PAGER=""))
+    subprocess.run(["git", "-C", str(tmp_path / "src"), "log"], capture_output=True)
+    assert not marker.exists()
+
+
+def test_a_profiles_own_writable_bind_is_protected_and_checked(tmp_path):
+    """Attack finding 5: every writable bind gets the protected paths and the git check, not only the
+    current directory and --bind."""
+    lib = git_repo(tmp_path / "lib")
+    (tmp_path / "proj").mkdir()
+    profile = tmp_path / "p.toml"
+    profile.write_text(f'extends = "default"\n[[mount]]\ntype = "bind"\nsrc = "{lib}"\ndst = "/lib-src"\n')
+    r = sandbox("sh", "-c", "echo evil > /lib-src/.git/hooks/pre-commit; mkdir /lib-src/sub && cd /lib-src/sub && "
+                "git init -q . && echo inited", opts=["--profile", str(profile)], cwd=tmp_path / "proj")
+    assert "sh: 1: cannot create /lib-src/.git/hooks/pre-commit: Read-only file system" in r.stderr.splitlines()
+    assert r.stdout == "inited\n"
+    assert not (lib / "sub" / ".git").exists()
+    assert [STAMP.sub("STAMP", n) for n in os.listdir(lib / "sub")] == [".git.STAMP"]
+
+
+def test_a_commit_in_a_dot_directory_of_home_during_a_run_from_home_is_left_alone(in_home, tmp_path):
+    """Attack finding 6: the sandbox could not write the home's dot-directories, so what changed there
+    during the run is none of its doing."""
+    dotfiles = f".dotfiles-{tmp_path.name}"
+    in_home(dotfiles)
+    repo = git_repo(os.path.join(HOME, dotfiles))
+    proc = paused(HOME)
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run(git + ["commit", "--allow-empty", "-qm", "x"], check=True)
+    out, err = proc.communicate("end\n", timeout=60)
+    assert proc.returncode == 0 and "renamed" not in err, err
+    assert os.path.isdir(os.path.join(repo, ".git"))
+
+
+def test_a_rootfs_holding_the_home_is_refused(tmp_path):
+    """Attack finding 7: --rootfs mounts the tree writable as it is."""
+    for tree, held in (("/", os.path.dirname(HOME)), (HOME, HOME)):
+        r = sandbox("true", opts=["--rootfs", tree], cwd=tmp_path)
+        assert r.returncode == 125 and r.stderr.splitlines()[0].startswith(f"rootsand: error: --rootfs {tree}: it holds "), r.stderr
+
+
+def test_a_bind_holding_the_registry_leaves_it_alone(tmp_path):
+    """Attack finding 8: the registry, inside a writable bind, was pinned read-only and then renamed aside
+    as changed from outside, when it was rootsand itself writing it."""
+    other = paused(tmp_path / ".." if False else tmp_path)
+    try:
+        name = [n for n in run(["ps", "-q"], check_rc=0).stdout.split()]
+        r = sandbox("true", opts=["--bind", "/tmp"], cwd=tmp_path)
+        assert r.returncode == 0 and "renamed" not in r.stderr, r.stderr
+        assert set(name) <= set(run(["ps", "-q"], check_rc=0).stdout.split())
+    finally:
+        other.communicate("end\n", timeout=30)
+    assert not [n for n in os.listdir("/tmp") if n.startswith(f"rootsand-{os.getuid()}") and "quarantine" in n]
 
 
 def test_a_directory_looks_as_it_was_while_the_sandbox_runs(tmp_path):

@@ -104,3 +104,33 @@ def test_a_quarantine_name_taken_in_advance_gets_random_letters(tmp_path):
     finally:
         os.close(fd)
     assert re.fullmatch(r"\.envrc\.rootsand-quarantine-20261201-120000-[0-9a-f]{8}", name), name
+
+
+def test_a_spent_budget_names_every_directory_left_unchecked(tmp_path, monkeypatch):
+    """Fourth attack, finding 4: the walk takes the last name first, so a sandbox filled zzz/ to spend the
+    budget and planted aaa/.git: the warning must name the whole directory, not where the walk stopped."""
+    monkeypatch.setattr(gitaudit, "MAX_ENTRIES", 50)
+    since = time.time() - 1
+    for i in range(60):
+        make(tmp_path / "zzz" / f"f{i}")
+    make(tmp_path / "aaa" / ".git" / "config", "[core]\n\tfsmonitor = x\n")
+    warnings = gitaudit.audit([str(tmp_path)], since)
+    assert warnings == [f"stopped checking for planted git repositories after 50 entries (at {tmp_path}/zzz): not all "
+                        f"of {tmp_path} was checked: do not run git anywhere in it before you have looked"]
+
+
+def test_head_and_commondir_make_a_repository(tmp_path):
+    """Fourth attack, finding 3: git takes a directory holding HEAD and a commondir file for a repository."""
+    since = time.time() - 1
+    make(tmp_path / "src" / "HEAD", "ref: refs/heads/main\n")
+    make(tmp_path / "src" / "commondir", "../build/cache\n")
+    warnings = gitaudit.audit([str(tmp_path)], since)
+    assert [w.split(" was made")[0] for w in warnings] == [f"{tmp_path}/src/HEAD"]
+    assert not os.path.exists(tmp_path / "src" / "HEAD")
+
+
+def test_a_repository_planted_under_a_quarantine_name_is_checked_too(tmp_path):
+    since = time.time() - 1
+    make(tmp_path / "x.rootsand-quarantine-1" / "sub" / ".git" / "config")
+    warnings = gitaudit.audit([str(tmp_path)], since)
+    assert [w.split(" was made")[0] for w in warnings] == [f"{tmp_path}/x.rootsand-quarantine-1/sub/.git"]

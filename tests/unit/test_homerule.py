@@ -53,17 +53,21 @@ def test_rootsands_own_configuration_elsewhere_is_protected_with_a_placeholder()
                           "entry": "/work/cfg/rootsand (rootsand)", "placeholder": True, "own": True}]
 
 
-def test_a_bind_of_home_gets_a_guard_and_its_path_directories_are_protected():
+def test_a_bind_of_home_gets_a_guard():
     s = spec([bind(HOME, origin="profile p, line 3")], cwd=HOME, home_writable=["~/.cache/pip"])
     mounts, guards, protected, notes = plan_home(s, s.mounts)
     assert mounts[0].type == "bind"
     assert [(g.mount, g.home, g.dst, g.writable) for g in guards] == [(0, HOME, HOME, [".cache/pip"])]
-    # ~/bin is on PATH: protected (made read-only over the guard's writable entries); ~/.local/bin is
-    # inside a dot-entry, read-only already
-    assert [(p["path"], p["placeholder"]) for p in protected] == [("bin", False)]
-    assert notes == ["running from your home directory: its top level and every dot-entry in it (~/.config, "
-                     "~/.local, ~/.bashrc, ...) are read-only, so nothing there can be made or changed for your host "
-                     "to run later; the directories and files in it stay writable (and ~/.cache/pip)"]
+    assert protected == []  # ~/bin on PATH is read-only with the rest of the home
+    assert notes == ["running from your home directory: it is read-only in the sandbox, so nothing there can be "
+                     "made or changed for your host to run later; run from a project directory in it, or "
+                     "--unprotect ~/DIR to make one writable (writable: ~/.cache/pip)"]
+
+
+def test_path_directories_in_a_bound_directory_are_protected():
+    s = spec([bind("/home/alice/go", origin="cwd")], cwd="/home/alice/go", path=("/home/alice/go/bin",))
+    _, guards, protected, _ = plan_home(s, s.mounts)
+    assert guards == [] and [(p["path"], p["placeholder"], p["own"]) for p in protected] == [("bin", False, False)]
 
 
 def test_a_bind_above_home_guards_the_home_inside_it():
@@ -95,10 +99,11 @@ def test_path_directories_inside_home_are_read_only_binds():
 
 
 def test_xdg_homes_set_to_plain_directories_in_home_are_read_only():
-    s = spec([bind(HOME)], cwd=HOME).replace(xdg_dirs=("/home/alice/conf", "/var/xdg"))
+    s = spec([bind("/home/alice/work")], cwd="/home/alice/work").replace(xdg_dirs=("/home/alice/work/conf", "/var/xdg"))
     _, _, protected, _ = plan_home(s, s.mounts)
-    assert [p["path"] for p in protected] == ["bin", "conf"]
-    assert read_only_reason("/home/alice/conf/autostart", s) == ("is inside /home/alice/conf, on your PATH or an XDG home: programs on your host run what is there", True)
+    assert [p["path"] for p in protected] == ["conf"]
+    assert read_only_reason("/home/alice/work/conf/autostart", s) == (
+        "is inside /home/alice/work/conf, on your PATH or an XDG home: programs on your host run what is there", True)
 
 
 def test_rootsands_runtime_fallback_in_tmp_counts_as_its_own():
