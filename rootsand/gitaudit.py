@@ -129,6 +129,8 @@ class Audit:
                         elif entries[name]:
                             try:
                                 stack.append((self.open_own(name, fd), where))
+                            except FileNotFoundError:
+                                continue  # moved aside by this check meanwhile (a bare repository's hooks)
                             except OSError as e:
                                 self.say(f"could not check {where} for planted git repositories: {e.strerror}: "
                                          "do not run git below it before you have looked")
@@ -180,7 +182,8 @@ class Audit:
 
     def bare(self, fd: int, path: str) -> None:
         """A directory git uses as a repository by itself: HEAD moved aside when it or the directory (renamed
-        into place, or filled) changed in the run, or when its config did."""
+        into place, or filled) changed in the run, or when its config or commondir did; else what in it
+        makes git run something is checked as in a .git directory (a bare repository's hooks run on push)."""
         parent, name = os.path.split(path)
         changed = False
         for entry in ("HEAD", "config", "commondir"):
@@ -194,6 +197,10 @@ class Audit:
             pass
         if changed:
             self.move(fd, path, "HEAD")
+        else:
+            names = self.list(fd, path)
+            if names is not None:
+                self.contents(fd, path, names, 0)
 
     def git_dir(self, parent_fd: int, parent: str, name: str, depth: int = 0) -> None:
         """A git directory that was there at the start: what in it would make git run something."""
@@ -205,16 +212,20 @@ class Audit:
             return
         try:
             names = self.list(fd, path)
-            if names is None:
-                return
-            kept = self.move_changed(fd, path, set(names) & set(GIT_FILES + GIT_STATE + ("hooks",)))
-            if "hooks" in kept and stat.S_ISDIR(kept["hooks"].st_mode):
-                self.hooks(fd, path)
-            for sub in ("modules", "worktrees"):
-                if sub in names and depth < 16:
-                    self.git_dirs_below(fd, path, sub, depth)
+            if names is not None:
+                self.contents(fd, path, names, depth)
         finally:
             os.close(fd)
+
+    def contents(self, fd: int, path: str, names, depth: int) -> None:
+        """In a git directory (fd): config, commondir, a rebase state and hooks made or changed in the run
+        moved aside; submodules' and worktrees' git directories the same way."""
+        kept = self.move_changed(fd, path, set(names) & set(GIT_FILES + GIT_STATE + ("hooks",)))
+        if "hooks" in kept and stat.S_ISDIR(kept["hooks"].st_mode):
+            self.hooks(fd, path)
+        for sub in ("modules", "worktrees"):
+            if sub in names and depth < 16:
+                self.git_dirs_below(fd, path, sub, depth)
 
     def hooks(self, git_fd: int, git_path: str) -> None:
         path = os.path.join(git_path, "hooks")

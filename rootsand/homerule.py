@@ -55,6 +55,9 @@ def read_only_reason(src: str, spec) -> tuple[str, bool] | None:
     for d in _path_dirs(spec):
         if is_below(src, d):
             return f"is {'' if src == d else 'inside '}{d}, on your PATH or an XDG home: programs on your host run what is there", True
+    for target, link in spec.dot_links.items():
+        if is_below(src, target):
+            return f"is {'' if src == target else 'inside '}{target}, where {link} leads", True
     return None
 
 
@@ -101,7 +104,7 @@ def plan_home(spec, mounts: list) -> tuple[list, list[HomeGuard], list[dict], li
                              "for your host to run later; run from a project directory in it, or --unprotect "
                              "~/DIR to make one writable"
                              + (f" (writable: {', '.join('~/' + w for w in writable)})" if writable else ""))
-        for d, own in [(d, False) for d in _path_dirs(spec)] + [(d, True) for d in spec.own_dirs]:
+        for d, own in [(d, False) for d in _path_dirs(spec) + list(spec.dot_links)] + [(d, True) for d in spec.own_dirs]:
             if d == src or not is_below(d, src):
                 continue
             excepted = any(is_below(d, w) for w in _exceptions(spec))
@@ -111,7 +114,7 @@ def plan_home(spec, mounts: list) -> tuple[list, list[HomeGuard], list[dict], li
                 continue  # made writable by the user
             rel = os.path.relpath(d, src)
             protected.append({"mount": index, "path": rel, "dst": os.path.join(m.dst, rel), "directory": True,
-                              "entry": f"{d} ({'rootsand' if own else 'on your PATH'})",
+                              "entry": f"{d} ({'rootsand' if own else spec.dot_links.get(d, 'on your PATH')})",
                               "placeholder": own or spec.placeholders, "own": own})
     return out, guards, protected, notes
 

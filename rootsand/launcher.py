@@ -77,6 +77,22 @@ def writable_dirs(the_plan) -> list[str]:
     return of_mounts(the_plan.mounts, the_plan.cwd) + ([os.path.realpath(the_plan.rootfs)] if the_plan.rootfs else [])
 
 
+def _since(tops) -> float:
+    """The start of the run for the checks after it. The kernel's file times lag its clock by up to a tick
+    (20 ms covers HZ=100), and some file systems keep whole seconds (ext4 with small inodes, vfat, some NFS
+    servers): where a top's own times have no fraction, the start is the whole second (a change made earlier
+    in that second counts as the run's)."""
+    now = time.time()
+    for top in tops:
+        try:
+            st = os.lstat(top)
+        except OSError:
+            continue
+        if st.st_ctime_ns % 1_000_000_000 == 0 and st.st_mtime_ns % 1_000_000_000 == 0:
+            return float(int(now))
+    return now - 0.02
+
+
 def _unguarded(tops: list[str], the_plan) -> list[str]:
     """`tops` with each home the home rule keeps read-only replaced by its writable exceptions: the rest of
     it the sandbox could not write, so what changed there is none of its doing."""
@@ -136,7 +152,8 @@ def protected_nodes(the_plan, steps: list) -> dict:
                 except OSError:
                     pass  # gone since: PID 1 makes it, or finds what replaced it
                 break
-    return {"covered": covered, "made": made, "pinned": pinned, "absent": absent, "since": time.time()}
+    return {"covered": covered, "made": made, "pinned": pinned, "absent": absent,
+            "since": _since({steps[item.mount].src for item in the_plan.protected})}
 
 
 def _check_host_paths(the_plan) -> tuple[list, str | None]:
@@ -217,7 +234,7 @@ class Launcher:
                     from rootsand.gitaudit import known_git_dirs
 
                     known = known_git_dirs(git_tops)
-                    self.protect["audit"] = {"tops": git_tops, "since": time.time(), "known": known}
+                    self.protect["audit"] = {"tops": git_tops, "since": _since(git_tops), "known": known}
                 state.publish(self.entry_path, {**state.read_raw(self.entry_path), "protect": self.protect})
             return self._run()
         finally:

@@ -7,6 +7,7 @@ realpath of the seccomp rule file and reading it.
 
 import fnmatch
 import os
+import stat
 import sys
 
 from rootsand.errors import RootsandError
@@ -81,7 +82,8 @@ class SandboxSpec(Record):
         "host_path": tuple,  # the directories of the user's PATH on the host: what the user's shells run
         "own_dirs": tuple,  # rootsand's own configuration and state: never writable from a sandbox
         "real_sources": dict,  # bind sources and overlay uppers -> where their links lead (the home rule)
-        "xdg_dirs": tuple,  # $XDG_CONFIG_HOME, $XDG_DATA_HOME, $XDG_STATE_HOME where set: read-only in a home
+        "xdg_dirs": tuple,
+        "dot_links": dict,  # where the links among a home's dot-entries lead -> the link (homerule.py)  # $XDG_CONFIG_HOME, $XDG_DATA_HOME, $XDG_STATE_HOME where set: read-only in a home
         "memory": None,
         "pids": None,
         "cpu": None,
@@ -185,7 +187,9 @@ def from_profile(profile, options: RunOptions, host_env: dict[str, str], cwd: st
             else:
                 mounts.append(m)
         mounts += cli_mounts(options, cwd)
-    protect, home_writable = protected_paths(profile.protect, options.unprotect)
+    writable = [cwd] + [os.path.normpath(m.src) for m in mounts if m.type in ("bind", "dev-bind") and m.src]
+    hooks = [entry for entry in _hook_dirs(writable, homes, host_env) if entry not in profile.protect]
+    protect, home_writable = protected_paths(list(profile.protect) + hooks, options.unprotect)
     seccomp_file_rules = []
     if profile.seccomp not in ("default", "none"):
         _check_rule_file_is_out_of_reach(profile.seccomp, mounts, cwd)
@@ -233,8 +237,10 @@ def from_profile(profile, options: RunOptions, host_env: dict[str, str], cwd: st
         real_sources={path: os.path.realpath(path) for m in mounts
                       for path in ([m.src] if m.type in ("bind", "dev-bind") and m.src else [])
                       + ([m.upper] if m.type == "overlay" and m.upper != "tmpfs" else [])},
-        xdg_dirs=tuple(os.path.normpath(host_env[name]) for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME")
-                       if host_env.get(name, "").startswith("/")),
+        xdg_dirs=tuple(dict.fromkeys(path for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME")
+                                     if host_env.get(name, "").startswith("/")
+                                     for path in (os.path.normpath(host_env[name]), os.path.realpath(host_env[name])))),
+        dot_links=_dot_links(homes),
         memory=profile.memory,
         pids=profile.pids,
         cpu=profile.cpu,
@@ -268,6 +274,78 @@ def protected_paths(protect: list[str], unprotect: list[str]) -> tuple[list[str]
     return kept, home_writable
 
 
+def _hook_dirs(writable: list[str], homes: tuple[str, ...], env: dict[str, str]) -> list[str]:
+    """Protected-path entries for the hook directories git would use in the writable directories: core.hooksPath
+    of a repository there, or of the user's global configuration, when it leads into one of them (husky's
+    `.husky/_`); git runs those hooks as it runs .git/hooks. Includes are not followed."""
+    home = homes[0] if homes else "/nonexistent"
+    config_home = env["XDG_CONFIG_HOME"] if env.get("XDG_CONFIG_HOME", "").startswith("/") else os.path.join(home, ".config")
+    global_value = next((v for v in (_hooks_path(os.path.join(home, ".gitconfig")),
+                                     _hooks_path(os.path.join(config_home, "git", "config"))) if v), None)
+    entries = []
+    for top in writable:
+        value = _hooks_path(os.path.join(top, ".git", "config")) or global_value
+        if not value:
+            continue
+        path = os.path.normpath(os.path.join(top, os.path.expanduser(value) if value.startswith("~/") else value))
+        if path != top and path.startswith(top.rstrip("/") + "/"):
+            entries.append(os.path.relpath(path, top) + "/")
+    return list(dict.fromkeys(entries))
+
+
+def _hooks_path(config: str) -> str | None:
+    """core.hooksPath in a git configuration file, or None (a file that is missing, a link, or too large)."""
+    try:
+        fd = os.open(config, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        text = os.read(fd, 1 << 20).decode(errors="replace")
+    finally:
+        os.close(fd)
+    section, value = None, None
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            section = line[1:line.find("]")].strip().lower() if "]" in line else None
+        elif section == "core" and "=" in line:
+            key, raw = line.split("=", 1)
+            if key.strip().lower() == "hookspath":
+                raw = raw.strip()
+                value = raw[1:raw.rfind('"')] if raw.startswith('"') else raw.split("#")[0].split(";")[0].strip()
+    return value or None
+
+
+def _dot_links(homes: tuple[str, ...], budget: int = 2000) -> dict:
+    """Where the symbolic links among a home's dot-entries lead, to what links there (a dotfiles manager's
+    `~/.bashrc -> dotfiles/bashrc`): the home rule keeps those places read-only too. Three levels deep, and
+    `budget` entries at most, breadth first (the top-level ones are what shells and tools read first)."""
+    found = {}
+    queue = [(home, name, 1) for home in homes for name in _names(home) if name.startswith(".")]
+    while queue and budget > 0:
+        parent, name, depth = queue.pop(0)
+        budget -= 1
+        path = os.path.join(parent, name)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            found.setdefault(os.path.realpath(path), path)
+        elif stat.S_ISDIR(st.st_mode) and depth < 3:
+            queue += [(path, child, depth + 1) for child in _names(path)]
+    return found
+
+
+def _names(directory: str) -> list[str]:
+    try:
+        return sorted(os.listdir(directory))
+    except OSError:
+        return []
+
+
 def _check_rootfs(rootfs: str, homes: tuple[str, ...], own: tuple[str, ...]) -> None:
     """A --rootfs tree is mounted writable as it is: one that holds a home or rootsand's own files (`/`,
     `~`) would hand the sandbox all the home rule keeps from it."""
@@ -295,7 +373,9 @@ def own_dirs(env: dict[str, str], homes: tuple[str, ...]) -> tuple[str, ...]:
     dirs = [os.path.join(d, "rootsand") for d in xdg("XDG_CONFIG_HOME", ".config") + xdg("XDG_STATE_HOME", ".local/state")]
     if env.get("XDG_RUNTIME_DIR", "").startswith("/"):
         dirs.append(os.path.join(os.path.normpath(env["XDG_RUNTIME_DIR"]), "rootsand"))
-    dirs.append(f"/tmp/rootsand-{os.getuid()}")
+    from rootsand.state import runtime_dirs_in_use
+
+    dirs += runtime_dirs_in_use()
     package = os.path.dirname(os.path.abspath(__file__))
     for code in (package, os.path.join(os.path.dirname(package), "profiles"), sys.prefix):
         try:
@@ -303,7 +383,8 @@ def own_dirs(env: dict[str, str], homes: tuple[str, ...]) -> tuple[str, ...]:
                 dirs.append(os.path.realpath(code))  # (root's own are out of a sandbox's reach anyway)
         except OSError:
             pass
-    return tuple(dict.fromkeys(dirs))
+    # and where links lead (a stow-managed ~/.config/rootsand -> ../dotfiles/rootsand)
+    return tuple(dict.fromkeys(dirs + [os.path.realpath(d) for d in dirs]))
 
 
 def _too_wide(m, cwd: str, homes: tuple[str, ...], env: dict[str, str]) -> str | None:

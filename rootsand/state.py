@@ -106,6 +106,16 @@ def _shared_or_fallback(uid: int) -> str:
 _warned: set[str] = set()
 
 
+def runtime_dirs_in_use() -> list[str]:
+    """Where runtime_dir() keeps or may keep rootsand's state without XDG_RUNTIME_DIR (/tmp/rootsand-UID, its
+    fallback when a key exists) and the key's directory; nothing is made (spec.own_dirs: never writable)."""
+    uid = os.getuid()
+    shared = f"/tmp/rootsand-{_host_uid(uid)}"
+    key_path = _runtime_key_path(uid)
+    key = _runtime_key(key_path, uid)
+    return [shared, *([_fallback_name(shared, key)] if key else []), os.path.dirname(key_path)]
+
+
 def _not_private(path: str, uid: int) -> str | None:
     """Why `path` is not a private directory of ours (ours, mode 0700, not a link), or None when it is.
     Only lstat: nothing in it is read."""

@@ -847,6 +847,67 @@ def test_a_bind_holding_the_registry_leaves_it_alone(tmp_path):
     assert not [n for n in os.listdir("/tmp") if n.startswith(f"rootsand-{os.getuid()}") and "quarantine" in n]
 
 
+# -- issue 18: the fifth attack's findings (a second round on the fixes) ---------------------------------
+
+@pytest.mark.parametrize("existing", [True, False])
+def test_hooks_where_core_hookspath_points_inside_the_project_are_protected(tmp_path, existing):
+    """Fifth attack, finding 1: husky's core.hooksPath = .husky/_ runs hooks from the working tree."""
+    repo = git_repo(tmp_path / "proj")
+    subprocess.run(["git", "-C", str(repo), "config", "core.hooksPath", ".husky/_"], check=True)
+    marker = tmp_path / "PWNED"
+    if existing:
+        (repo / ".husky" / "_").mkdir(parents=True)
+        (repo / ".husky" / "_" / "pre-commit").write_text("#!/bin/sh\nexit 0\n")
+        os.chmod(repo / ".husky" / "_" / "pre-commit", 0o755)
+    plant = (f"mkdir -p .husky/_; printf '#!/bin/sh\\ntouch {marker}\\n' > .husky/_/pre-commit; "
+             "chmod +x .husky/_/pre-commit; echo done")
+    r = sandbox("sh", "-c", plant, cwd=repo, env=env_in(repo))
+    assert r.stdout == "done\n", r.stderr
+    if existing:
+        assert "sh: 1: cannot create .husky/_/pre-commit: Read-only file system" in r.stderr.splitlines()
+    else:
+        assert f"rootsand: warning: {repo}/.husky was made during the run" in r.stderr  # (its first missing part)
+    subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com", "commit",
+                    "--allow-empty", "-qm", "x"], capture_output=True)
+    assert not marker.exists()
+
+
+def test_a_hook_planted_in_a_bare_repository_that_was_there_is_moved_aside(tmp_path):
+    """Fifth attack, finding 2: a bare repository's hooks run when the user pushes into it."""
+    subprocess.run(["git", "init", "-q", "--bare", str(tmp_path / "origin.git")], check=True)
+    marker = tmp_path.parent / f"{tmp_path.name}-PWNED"
+    r = sandbox("sh", "-c", f"printf '#!/bin/sh\\ntouch {marker}\\n' > origin.git/hooks/pre-receive; "
+                "chmod +x origin.git/hooks/pre-receive", cwd=tmp_path, env=env_in(tmp_path), check_rc=0)
+    assert any(line.startswith(f"rootsand: warning: {tmp_path}/origin.git/hooks was made or changed by the sandbox")
+               for line in r.stderr.splitlines()), r.stderr
+    clone = tmp_path.parent / f"{tmp_path.name}-clone"
+    git = ["-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run(["git", "clone", "-q", str(tmp_path / "origin.git"), str(clone)], capture_output=True)
+    subprocess.run(["git", "-C", str(clone), *git, "commit", "--allow-empty", "-qm", "x"], check=True)
+    subprocess.run(["git", "-C", str(clone), "push", "-q", "origin", "HEAD"], capture_output=True)
+    assert not marker.exists()
+
+
+def test_a_symlinked_dotfile_is_read_only_where_it_leads(in_home, tmp_path):
+    """Fifth attack, finding 3: a dotfiles manager links ~/.bashrc to ~/dotfiles/bashrc; running from
+    ~/dotfiles must not make what the host's shells read writable."""
+    dotfiles = f"dotfiles-{tmp_path.name}"
+    in_home(dotfiles)
+    target = os.path.join(HOME, dotfiles, "rc")
+    with open(target, "w") as f:
+        f.write("# mine\n")
+    link = os.path.join(HOME, f".rc-{tmp_path.name}")
+    os.symlink(f"{dotfiles}/rc", link)
+    try:
+        where = os.path.join(HOME, dotfiles)
+        r = sandbox("sh", "-c", "echo evil >> rc; echo ok > other", cwd=where, env=env_in(where))
+        assert command_stderr(r) == ["sh: 1: cannot create rc: Read-only file system"]
+        assert open(target).read() == "# mine\n"
+        assert open(os.path.join(where, "other")).read() == "ok\n"  # the rest of the directory is writable
+    finally:
+        os.unlink(link)
+
+
 def test_a_directory_looks_as_it_was_while_the_sandbox_runs(tmp_path):
     """Finding 7: in default, build and fakeroot, nothing is made for the run: no empty .git, .envrc, ..."""
     (tmp_path / "README").write_text("hi\n")

@@ -134,3 +134,15 @@ def test_a_repository_planted_under_a_quarantine_name_is_checked_too(tmp_path):
     make(tmp_path / "x.rootsand-quarantine-1" / "sub" / ".git" / "config")
     warnings = gitaudit.audit([str(tmp_path)], since)
     assert [w.split(" was made")[0] for w in warnings] == [f"{tmp_path}/x.rootsand-quarantine-1/sub/.git"]
+
+
+def test_a_hook_added_to_a_bare_repository_that_was_there_is_moved_aside(tmp_path):
+    """Fifth attack, finding 2: a bare repository's hooks run on push into it."""
+    for name in ("HEAD", "config", "objects/x", "refs/heads/x", "hooks/pre-receive.sample"):
+        make(tmp_path / "origin.git" / name)
+    since = time.time() + 0.05
+    time.sleep(0.1)
+    make(tmp_path / "origin.git" / "hooks" / "pre-receive", "#!/bin/sh\ntouch /tmp/pwned\n")
+    warnings = gitaudit.audit([str(tmp_path)], since)
+    assert [w.split(" was made")[0] for w in warnings] == [f"{tmp_path}/origin.git/hooks"]
+    assert os.path.exists(tmp_path / "origin.git" / "HEAD")  # the repository itself stays

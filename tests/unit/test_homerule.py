@@ -111,3 +111,41 @@ def test_rootsands_runtime_fallback_in_tmp_counts_as_its_own():
     s = spec([])
     assert read_only_reason(f"/tmp/rootsand-{os.getuid()}-0123456789abcdef/sandboxes", s)[1] is False
     assert read_only_reason(f"/tmp/rootsand-{os.getuid()}0", s) is None  # another uid's
+
+
+def test_the_runtime_directorys_fallback_is_among_rootsands_own(tmp_path, monkeypatch):
+    """Fifth attack, finding 4: with /tmp/rootsand-UID taken, the registry lives in /tmp/rootsand-UID-NAME."""
+    import os
+
+    from rootsand import state
+
+    key = tmp_path / "rootsand" / "runtime-key"
+    key.parent.mkdir()
+    key.write_text("0123456789abcdef0123456789abcdef")
+    key.chmod(0o600)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    fallback = state._fallback_name(f"/tmp/rootsand-{state._host_uid(os.getuid())}", "0123456789abcdef0123456789abcdef")
+    s = spec([bind("/tmp")], cwd="/tmp/x")
+    assert fallback in s.own_dirs
+    _, _, protected, _ = plan_home(s, s.mounts)
+    assert {"path": os.path.relpath(fallback, "/tmp"), "own": True, "placeholder": True}.items() <= next(
+        p for p in protected if p["dst"] == fallback).items()
+
+
+def test_the_checks_after_a_run_start_at_the_whole_second_on_coarse_file_systems(tmp_path):
+    """Fifth attack, finding 5: file systems that keep whole seconds."""
+    import os
+    import time
+
+    from rootsand.launcher import _since
+
+    fine, coarse = tmp_path / "fine", tmp_path / "coarse"
+    fine.mkdir()
+    coarse.mkdir()
+    os.utime(coarse, ns=(1_700_000_000_000_000_000, 1_700_000_000_000_000_000))  # mtime whole; ctime below
+    now = time.time()
+    assert now - 0.1 < _since([str(fine)]) < now
+    st = os.lstat(coarse)
+    if st.st_ctime_ns % 1_000_000_000:  # this file system keeps fractions: its ctime says so
+        assert _since([str(coarse)]) != float(int(_since([str(coarse)])))
+    assert _since([str(tmp_path / "missing")]) < time.time()
