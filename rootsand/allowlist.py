@@ -12,7 +12,8 @@ Entries:
     10.1.2.3[:443]        an IP literal: only requests for that address (a name never matches it); it also
                           lets a listed name resolve to it
     [fd00::1]:443         an IPv6 literal, in brackets when a port follows
-    host.rootsand.internal:8080   the host's own loopback, on that port only (a port is required)
+    host.rootsand.internal:8080   the host's own loopback, on that port only (a port is required, also of a
+                                  wildcard that matches it: *.rootsand.internal:8080)
 """
 
 import ipaddress
@@ -123,7 +124,13 @@ def parse_entry(text: str, what: str = "allow entry") -> Entry:
     if name == HOST_INTERNAL and (port is None or wildcard) and what != "deny entry":
         raise RootsandError(f"invalid {what} {text!r}: {HOST_INTERNAL} needs a port ({HOST_INTERNAL}:8080): "
                             "only the ports you name of the host's own services are reachable")
-    return Entry(raw, name, wildcard, None, port)
+    entry = Entry(raw, name, wildcard, None, port)
+    if port is None and what != "deny entry" and entry.host_matches(HOST_INTERNAL, None):
+        # a wildcard without a port would open the host's loopback on 80 and 443, which nobody named
+        raise RootsandError(f"invalid {what} {text!r}: it matches {HOST_INTERNAL}, the host's own loopback, "
+                            f"which needs a port ({HOST_INTERNAL}:8080 or *.{name}:8080): only the ports you name "
+                            "of the host's own services are reachable")
+    return entry
 
 
 def parse_entries(texts, what: str = "allow entry") -> list[Entry]:

@@ -14,6 +14,7 @@ host, allowlist.vet() judges the addresses. A refusal is a 403 (SOCKS: "not allo
 `rootsand: blocked HOST:PORT` line on stderr per target and a {"blocked": ...} line in --json-status.
 """
 
+import functools
 import json
 import os
 import signal
@@ -21,8 +22,11 @@ import sys
 
 HEADER_LIMIT = 64 * 1024  # request heads above this are refused (431)
 CONNECT_TIMEOUT = 15.0
-CHUNK = 256 * 1024
-# The proxy runs outside the sandbox's limits: what a sandbox can make it hold is capped here.
+# The proxy runs outside the sandbox's limits: what a sandbox can make it hold is capped here (class Socket).
+CHUNK = 64 * 1024  # one read; a relay holds at most one unsent read per direction
+SMALL = 4 * 1024  # one read before the relay, or once the proxy holds HELD
+HELD = 8 << 20  # bytes written and not yet sent, all connections together, past which reads are SMALL
+HEADS_HELD = 8 << 20  # bytes read before the relay (request heads), all connections together; past it, dropped
 MAX_CONNECTIONS = 1024  # at once; more are closed as they arrive
 MAX_REPORTED = 1000  # distinct refused targets said on stderr and in --json-status
 HOP_BY_HOP = {b"connection", b"proxy-connection", b"keep-alive", b"proxy-authorization", b"proxy-authenticate",
@@ -46,6 +50,10 @@ class Config:
         self.resolver = resolver  # async (host, port) -> [address]; the loop's getaddrinfo when None
         self.reported: set[str] = set()
         self.connections = 0
+        self.heads = 0  # bytes read before the relay and not yet used, of all sockets (HEADS_HELD)
+        self.held = 0  # bytes written and not yet sent, of all sockets (HELD)
+        self.tasks = set()  # asyncio holds tasks weakly: a pending one must be held here, or a connection
+        # whose client half-closed could be collected while it waits for the answer
         self.newline = "\r\n" if os.isatty(2) else "\n"  # the terminal may be in raw mode for the relay
 
     def say(self, text: str) -> None:
@@ -130,53 +138,248 @@ def serve(listen_fd: int, config: Config) -> None:
     listener = socket.socket(fileno=listen_fd)
     listener.setblocking(False)
 
-    tasks = set()  # asyncio keeps only weak references to tasks: a pending one must be held here, or a
-    # connection whose client half-closed could be collected while it waits for the answer
-
-    def connected(reader, writer) -> None:
-        task = asyncio.get_running_loop().create_task(handle(reader, writer, config))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-
     async def main() -> None:
-        server = await asyncio.start_server(connected, sock=listener, limit=HEADER_LIMIT)
+        server = await listen(config, sock=listener)
         async with server:
             await server.serve_forever()
 
     asyncio.run(main())
 
 
+async def listen(config: Config, **where):
+    """The proxy's asyncio server on `sock=` (or `host=`, `port=`): a task runs handle() for each client."""
+    import asyncio
+
+    return await asyncio.get_running_loop().create_server(lambda: _socket_type()(config, handle), **where)
+
+
+# ------------------------------------------------------------------------------------------ sockets
+
+@functools.cache
+def _socket_type():
+    """Socket as an asyncio.BufferedProtocol, which chooses the size of each read. Made on first use, in the
+    proxy process: the launcher imports this module and must not pay for asyncio."""
+    import asyncio
+
+    return type("Socket", (Socket, asyncio.BufferedProtocol), {"buffer": memoryview(bytearray(CHUNK))})
+
+
+class Socket:
+    """One socket of a connection, the client's or the upstream's. Before _relay() it is read only when a
+    read*() asks, SMALL bytes at a time, and keeps what it read (the request head). In the relay it passes
+    each read to its peer and is read only while the peer's transport has nothing left unsent: a side that
+    does not read stops the other from being read, and the kernel's socket buffers do the buffering. So the
+    proxy holds at most one read per direction, CHUNK bytes, or SMALL once it holds HELD in all."""
+
+    def __init__(self, config: Config, handler=None):
+        self.config, self.handler = config, handler  # handler(self) serves a client's connection
+        self.transport = None
+        self.peer: "Socket | None" = None  # set by _relay()
+        self.data = bytearray()  # read and not yet used (before the relay)
+        self.eof = False  # nothing more will be read
+        self.waiter = None  # a future a read*() waits on for more data
+        self.lost = None  # a future, done when the socket is closed
+        self.held = 0  # bytes written and not yet sent
+
+    # asyncio's calls
+
+    def connection_made(self, transport) -> None:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        self.transport, self.lost = transport, loop.create_future()
+        transport.set_write_buffer_limits(0)  # pause_writing() as soon as something is left unsent
+        if self.handler is None:
+            return
+        if self.config.connections >= MAX_CONNECTIONS:
+            transport.abort()
+            return
+        self.config.connections += 1
+        task = loop.create_task(self.handler(self))
+        self.config.tasks.add(task)
+        task.add_done_callback(self.config.tasks.discard)
+
+    def get_buffer(self, sizehint: int):
+        # one buffer for all sockets: buffer_updated() takes out what came at once
+        return self.buffer if self.peer is not None and self.config.held < HELD else self.buffer[:SMALL]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self.peer is not None:
+            self.peer.write(bytes(self.buffer[:nbytes]))  # a copy: the transport may keep it
+            return
+        self.data += self.buffer[:nbytes]
+        self.config.heads += nbytes
+        if self.config.heads > HEADS_HELD:
+            self.transport.abort()  # too much is being read at once: this connection is dropped
+            return
+        self.transport.pause_reading()  # until a read*() asks for more
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake()
+        if self.peer is not None:
+            self.peer.end()  # the peer may still answer
+            if self.peer.eof:
+                self.transport.close()
+                self.peer.transport.close()
+        return True  # keep the socket open for what the peer still sends
+
+    def connection_lost(self, exc) -> None:
+        self.eof = True
+        self._take(len(self.data))
+        self._hold(-self.held)
+        self._wake()
+        if not self.lost.done():  # cancelled when the loop ends
+            self.lost.set_result(None)
+        if self.peer is not None:
+            self.peer.transport.close()  # after what it still has to send
+
+    def pause_writing(self) -> None:  # our transport keeps bytes it could not send: stop reading their source
+        if self.peer is not None:
+            self.peer.read_when(False)
+
+    def resume_writing(self) -> None:  # all sent
+        self._hold(-self.held)
+        if self.peer is not None:
+            self.peer.read_when(True)
+
+    def write(self, data: bytes) -> None:
+        """Send, counting what the transport keeps unsent in the proxy's total (HELD)."""
+        unsent = self.transport.get_write_buffer_size()
+        self.transport.write(data)
+        self._hold(self.transport.get_write_buffer_size() - unsent)
+
+    def end(self) -> None:
+        """Send the end of file; a connection that is gone already is closed."""
+        try:
+            self.transport.write_eof()
+        except OSError:  # the socket's shutdown() when nothing is left to send
+            self.transport.abort()
+
+    def _hold(self, n: int) -> None:
+        self.held += n
+        self.config.held += n
+
+    # the request head
+
+    async def readexactly(self, n: int) -> bytes:
+        import asyncio
+
+        while len(self.data) < n:
+            if self.eof:
+                raise asyncio.IncompleteReadError(bytes(self.data), n)
+            await self._more()
+        return self._take(n)
+
+    async def readuntil(self, separator: bytes) -> bytes:
+        """Up to and including `separator`, which must come within HEADER_LIMIT bytes."""
+        import asyncio
+
+        while (end := self.data.find(separator, 0, HEADER_LIMIT)) < 0:
+            if len(self.data) >= HEADER_LIMIT:
+                raise asyncio.LimitOverrunError("request head too large", len(self.data))
+            if self.eof:
+                raise asyncio.IncompleteReadError(bytes(self.data), None)
+            await self._more()
+        return self._take(end + len(separator))
+
+    async def _more(self) -> None:
+        import asyncio
+
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.resume_reading()
+        try:
+            await self.waiter
+        finally:
+            self.waiter = None
+
+    async def finish(self, linger: float) -> None:
+        """Close, and wait until closed. Before the relay the answer was ours: end our side, then drop what
+        the client still sends until it ends its own (for at most `linger` seconds), since closing with bytes
+        unread resets the connection, and the client could lose the answer."""
+        import asyncio
+
+        async def drop() -> None:
+            while not self.eof:
+                self._take(len(self.data))
+                await self._more()
+
+        if self.peer is None:
+            self.end()
+            try:
+                await asyncio.wait_for(drop(), linger)
+            except asyncio.TimeoutError:
+                pass
+        self.transport.close()
+        await self.lost
+
+    def _take(self, n: int) -> bytes:
+        data = bytes(self.data[:n])
+        del self.data[:n]
+        self.config.heads -= n
+        return data
+
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def read_when(self, ok: bool) -> None:
+        if self.eof:
+            return  # asyncio stopped reading at the end of file: resuming would report it again
+        if ok:
+            self.transport.resume_reading()
+        else:
+            self.transport.pause_reading()
+
+
+async def _relay(client: Socket, upstream: Socket) -> None:
+    """Copy both ways until both sockets are closed."""
+    import asyncio
+
+    client.peer, upstream.peer = upstream, client
+    for side in (client, upstream):
+        side.peer.write(side._take(len(side.data)))  # read before the relay began
+    for side in (client, upstream):
+        if side.lost.done():
+            side.peer.transport.close()
+        elif side.eof:
+            side.eof_received()
+        side.read_when(not side.peer.transport.get_write_buffer_size())
+    try:
+        await asyncio.gather(client.lost, upstream.lost)
+    finally:
+        upstream.transport.close()
+
+
 # ------------------------------------------------------------------------------------------ connections
 
-async def handle(reader, writer, config: Config) -> None:
+async def handle(client: Socket) -> None:
     """One client connection: SOCKS5 when its first byte is 5, HTTP otherwise."""
     import asyncio
 
-    if config.connections >= MAX_CONNECTIONS:
-        writer.close()
-        return
-    config.connections += 1
+    config = client.config
     try:
         try:
-            first = await asyncio.wait_for(reader.readexactly(1), config.header_timeout)
+            first = await asyncio.wait_for(client.readexactly(1), config.header_timeout)
         except (asyncio.TimeoutError, asyncio.IncompleteReadError):
             return
         if first == b"\x05":
-            await _socks5(reader, writer, config)
+            await _socks5(client, config)
         else:
-            await _http(first, reader, writer, config)
+            await _http(first, client, config)
     except (ConnectionError, OSError, asyncio.IncompleteReadError):
         pass
     except Exception as e:  # noqa: BLE001 - one odd request ends its own connection, never the proxy
         if config.verbose:
             config.say(f"proxy: dropped a connection: {type(e).__name__}: {e}")
     finally:
+        await client.finish(config.header_timeout)
         config.connections -= 1
-        writer.close()
 
 
 async def _open_upstream(host: str, port: int, config: Config):
-    """(reader, writer) to an allowed HOST:PORT, or (None, (why, kind)) where kind is "blocked" or "failed"."""
+    """(Socket, None) for an allowed HOST:PORT, or (None, (why, kind)) where kind is "blocked" or "failed"."""
     import asyncio
 
     from rootsand import allowlist
@@ -203,40 +406,19 @@ async def _open_upstream(host: str, port: int, config: Config):
             config.blocked(what)
             return None, (why, "blocked")
     last = "no address"
+    loop = asyncio.get_running_loop()
     for address in addresses:
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(address, port, limit=CHUNK),
-                                                    CONNECT_TIMEOUT)
+            _, upstream = await asyncio.wait_for(loop.create_connection(lambda: _socket_type()(config), address, port),
+                                                 CONNECT_TIMEOUT)
         except (OSError, asyncio.TimeoutError) as e:
             last = getattr(e, "strerror", None) or "timed out"
             continue
         if config.verbose:
             config.say(f"allowed {what}" + (f" ({address})" if address != name else "")
                        + f" by {decision.entry.text}")
-        return (reader, writer), None
+        return upstream, None
     return None, (f"cannot connect to {what}: {last}", "failed")
-
-
-async def _pipe(reader, writer) -> None:
-    """Copy until end of file, then half-close the other side (the peer may still answer)."""
-    try:
-        while data := await reader.read(CHUNK):
-            writer.write(data)
-            await writer.drain()
-        if writer.can_write_eof():
-            writer.write_eof()
-    except (ConnectionError, OSError):
-        writer.close()
-
-
-async def _relay(client_reader, client_writer, upstream) -> None:
-    import asyncio
-
-    _, up_writer = upstream
-    try:
-        await asyncio.gather(_pipe(client_reader, up_writer), _pipe(upstream[0], client_writer))
-    finally:
-        up_writer.close()
 
 
 # ------------------------------------------------------------------------------------------ HTTP
@@ -247,18 +429,18 @@ def _response(status: int, reason: str, body: str = "", extra: str = "") -> byte
             f"Content-Length: {len(data)}\r\nConnection: close\r\n{extra}\r\n").encode() + data
 
 
-async def _http(first: bytes, reader, writer, config: Config) -> None:
+async def _http(first: bytes, client: Socket, config: Config) -> None:
     import asyncio
 
     import h11
 
     try:
-        head = first + await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), config.header_timeout)
+        head = first + await asyncio.wait_for(client.readuntil(b"\r\n\r\n"), config.header_timeout)
     except asyncio.TimeoutError:
-        writer.write(_response(408, "Request Timeout", "rootsand proxy: the request head did not arrive in time\n"))
+        client.write(_response(408, "Request Timeout", "rootsand proxy: the request head did not arrive in time\n"))
         return
     except asyncio.LimitOverrunError:
-        writer.write(_response(431, "Request Header Fields Too Large", "rootsand proxy: request head too large\n"))
+        client.write(_response(431, "Request Header Fields Too Large", "rootsand proxy: request head too large\n"))
         return
     except asyncio.IncompleteReadError:
         return
@@ -267,10 +449,10 @@ async def _http(first: bytes, reader, writer, config: Config) -> None:
     try:
         request = parser.next_event()
     except h11.RemoteProtocolError as e:
-        writer.write(_response(400, "Bad Request", f"rootsand proxy: {e}\n"))
+        client.write(_response(400, "Bad Request", f"rootsand proxy: {e}\n"))
         return
     if not isinstance(request, h11.Request):
-        writer.write(_response(400, "Bad Request", "rootsand proxy: not an HTTP request\n"))
+        client.write(_response(400, "Bad Request", "rootsand proxy: not an HTTP request\n"))
         return
     target = request.target.decode("ascii", "replace")
     if request.method == b"CONNECT":
@@ -278,14 +460,14 @@ async def _http(first: bytes, reader, writer, config: Config) -> None:
 
         host, port_text = split_host_port(target)
         if not port_text or not port_text.isdigit() or len(port_text) > 5:
-            writer.write(_response(400, "Bad Request", "rootsand proxy: CONNECT needs HOST:PORT\n"))
+            client.write(_response(400, "Bad Request", "rootsand proxy: CONNECT needs HOST:PORT\n"))
             return
         upstream, failure = await _open_upstream(host, int(port_text), config)
         if upstream is None:
-            await _refuse_http(writer, failure)
+            _refuse_http(client, failure)
             return
-        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        await _relay(reader, writer, upstream)
+        client.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        await _relay(client, upstream)
         return
     from urllib.parse import urlsplit
 
@@ -293,25 +475,25 @@ async def _http(first: bytes, reader, writer, config: Config) -> None:
     if url.scheme.lower() != "http" or not url.hostname:
         why = ("use CONNECT for https:// (HTTPS_PROXY)" if url.scheme.lower() == "https" else
                "this is rootsand's proxy: a request must name its host (http://HOST/PATH)")
-        writer.write(_response(400, "Bad Request", f"rootsand proxy: {why}\n"))
+        client.write(_response(400, "Bad Request", f"rootsand proxy: {why}\n"))
         return
     try:
         port = url.port or 80
         if len(url.netloc.rpartition(":")[2]) > 5 and url.port:
             raise ValueError("port")  # 000...080: a number, but no port anyone writes
     except ValueError:
-        writer.write(_response(400, "Bad Request", "rootsand proxy: invalid port\n"))
+        client.write(_response(400, "Bad Request", "rootsand proxy: invalid port\n"))
         return
     upstream, failure = await _open_upstream(url.hostname, port, config)
     if upstream is None:
-        await _refuse_http(writer, failure)
+        _refuse_http(client, failure)
         return
     try:
-        upstream[1].write(_origin_form_head(request, url))
+        upstream.write(_origin_form_head(request, url))
     except BaseException:
-        upstream[1].close()
+        upstream.transport.close()
         raise
-    await _relay(reader, writer, upstream)  # the body follows the head as it came; one request per connection
+    await _relay(client, upstream)  # the body follows the head as it came; one request per connection
 
 
 def _origin_form_head(request, url) -> bytes:
@@ -336,16 +518,12 @@ def _origin_form_head(request, url) -> bytes:
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
-async def _refuse_http(writer, failure) -> None:
+def _refuse_http(client: Socket, failure) -> None:
     why, kind = failure
     if kind == "blocked":
-        writer.write(_response(403, "Forbidden", f"blocked by rootsand: {why}\n"))
+        client.write(_response(403, "Forbidden", f"blocked by rootsand: {why}\n"))
     else:
-        writer.write(_response(502, "Bad Gateway", f"rootsand proxy: {why}\n"))
-    try:
-        await writer.drain()
-    except (ConnectionError, OSError):
-        pass
+        client.write(_response(502, "Bad Gateway", f"rootsand proxy: {why}\n"))
 
 
 # ------------------------------------------------------------------------------------------ SOCKS5
@@ -354,34 +532,34 @@ def socks_reply(code: int) -> bytes:
     return bytes([5, code, 0, 1, 0, 0, 0, 0, 0, 0])
 
 
-async def _socks5(reader, writer, config: Config) -> None:
+async def _socks5(client: Socket, config: Config) -> None:
     """RFC 1928, CONNECT only, no authentication; host names (socks5h) or addresses."""
     import asyncio
     import ipaddress
 
     async def request():
-        count = (await reader.readexactly(1))[0]
-        methods = await reader.readexactly(count)
+        count = (await client.readexactly(1))[0]
+        methods = await client.readexactly(count)
         if 0 not in methods:
-            writer.write(b"\x05\xff")  # no acceptable method
+            client.write(b"\x05\xff")  # no acceptable method
             return None
-        writer.write(b"\x05\x00")
-        version, command, _, kind = await reader.readexactly(4)
+        client.write(b"\x05\x00")
+        version, command, _, kind = await client.readexactly(4)
         if version != 5:
             return None
         if kind == 1:
-            host = str(ipaddress.IPv4Address(await reader.readexactly(4)))
+            host = str(ipaddress.IPv4Address(await client.readexactly(4)))
         elif kind == 4:
-            host = str(ipaddress.IPv6Address(await reader.readexactly(16)))
+            host = str(ipaddress.IPv6Address(await client.readexactly(16)))
         elif kind == 3:
-            length = (await reader.readexactly(1))[0]
-            host = (await reader.readexactly(length)).decode("ascii", "replace")
+            length = (await client.readexactly(1))[0]
+            host = (await client.readexactly(length)).decode("ascii", "replace")
         else:
-            writer.write(socks_reply(SOCKS_ADDRESS_NOT_SUPPORTED))
+            client.write(socks_reply(SOCKS_ADDRESS_NOT_SUPPORTED))
             return None
-        port = int.from_bytes(await reader.readexactly(2), "big")
+        port = int.from_bytes(await client.readexactly(2), "big")
         if command != 1:
-            writer.write(socks_reply(SOCKS_COMMAND_NOT_SUPPORTED))
+            client.write(socks_reply(SOCKS_COMMAND_NOT_SUPPORTED))
             return None
         return host, port
 
@@ -394,10 +572,10 @@ async def _socks5(reader, writer, config: Config) -> None:
     upstream, failure = await _open_upstream(*asked, config)
     if upstream is None:
         kind = failure[1]
-        writer.write(socks_reply(SOCKS_NOT_ALLOWED if kind == "blocked" else SOCKS_REFUSED))
+        client.write(socks_reply(SOCKS_NOT_ALLOWED if kind == "blocked" else SOCKS_REFUSED))
         return
-    writer.write(socks_reply(SOCKS_OK))
-    await _relay(reader, writer, upstream)
+    client.write(socks_reply(SOCKS_OK))
+    await _relay(client, upstream)
 
 
 def main() -> None:  # pragma: no cover - for trying the proxy by hand: python -m rootsand.proxy PORT HOST...

@@ -1054,3 +1054,129 @@ def test_tmux_is_as_before_after_a_sandbox_changed_its_modes(tmp_path, attack):
     assert after == before, (before, after)
     assert [line for line in screen.splitlines() if line[:1] == "a" and line[8:] == "b|qx"], screen
     assert [line for line in styled.splitlines() if line.endswith(" b|qx")], styled
+
+
+# -- issue 18, finding 3 and 5: the proxy's memory, and wildcards that reach the host's loopback ----------
+
+def test_tunnels_that_never_read_cannot_grow_the_proxy(tmp_path):
+    """Finding 3: the proxy runs on the host, outside every limit of the sandbox. 600 CONNECT tunnels whose
+    client never reads, from a server that sends all it can, grew it to hundreds of MB; its memory must
+    stay small."""
+    import os
+    import select
+    import selectors
+    import socket
+    import subprocess
+    import threading
+
+    tunnels, most = 600, 16 << 20  # bytes the server offers each connection at most
+    listener = socket.create_server(("127.0.0.1", 0), backlog=tunnels + 16)
+    listener.setblocking(False)
+    port = listener.getsockname()[1]
+    stop, settled, accepted, dropped = threading.Event(), threading.Event(), [], []
+
+    def flood():
+        """Send each connection all it takes, up to `most`; settled once all are accepted and none has taken
+        a byte for two seconds (the proxy stopped reading them). The client sends nothing after its CONNECT,
+        so a connection that turns readable was ended by the proxy."""
+        data = bytes(256 << 10)
+        sent = {}
+        with selectors.DefaultSelector() as selector:
+            selector.register(listener, selectors.EVENT_READ)
+            while not stop.is_set():
+                events = selector.select(timeout=2.0)
+                if not events and len(accepted) >= tunnels:
+                    settled.set()
+                for key, mask in events:
+                    conn = key.fileobj
+                    if conn is listener:
+                        try:
+                            conn, _ = listener.accept()
+                        except BlockingIOError:
+                            continue
+                        conn.setblocking(False)
+                        accepted.append(conn)
+                        sent[conn] = 0
+                        selector.register(conn, selectors.EVENT_READ | selectors.EVENT_WRITE)
+                        continue
+                    try:
+                        if mask & selectors.EVENT_READ:
+                            raise ConnectionResetError
+                        sent[conn] += conn.send(data)
+                    except BlockingIOError:
+                        continue
+                    except OSError:
+                        dropped.append(conn)
+                        selector.unregister(conn)
+                        continue
+                    if sent[conn] >= most:
+                        selector.modify(conn, selectors.EVENT_READ)
+
+    script = ("import socket, sys\n"
+              f"tunnels = [socket.create_connection(('127.0.0.1', 3128)) for _ in range({tunnels})]\n"
+              "for s in tunnels:\n"
+              f"    s.sendall(b'CONNECT host.rootsand.internal:{port} HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n')\n"
+              "opened = 0\n"
+              "for s in tunnels:\n"
+              "    head = b''\n"
+              "    while not head.endswith(b'\\r\\n\\r\\n') and (byte := s.recv(1)):\n"
+              "        head += byte\n"
+              "    opened += head.startswith(b'HTTP/1.1 200 ')  # what the server sends after it is never read\n"
+              "print(opened, 'tunnels open', flush=True)\n"
+              "sys.stdin.read()  # until the test has measured\n")
+
+    def proxy_status(launcher: int) -> dict:
+        """/proc/PID/status of the launcher's proxy process: the child it forked in its own pid namespace
+        (the sandbox's processes are in another, so their NSpid has one more number)."""
+
+        def status(pid) -> dict:
+            with open(f"/proc/{pid}/status") as f:
+                return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+
+        depth = len(status(launcher)["NSpid"].split())
+        found = []
+        for name in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                child = status(name)
+            except OSError:
+                continue  # gone
+            if child["PPid"] == str(launcher) and len(child["NSpid"].split()) == depth:
+                found.append(child)
+        assert len(found) == 1, f"expected one proxy process, found {found}"
+        return found[0]
+
+    thread = threading.Thread(target=flood, daemon=True)
+    thread.start()
+    with open(tmp_path / "stderr", "w") as stderr:
+        proc = subprocess.Popen(rootsand_argv() + ["run", "--net", "proxy", "--allow-host",
+                                                   f"host.rootsand.internal:{port}", "--", "python3", "-c", script],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=tmp_path)
+    try:
+        assert select.select([proc.stdout], [], [], 120)[0], "the tunnels did not open"
+        opened = proc.stdout.readline()
+        assert settled.wait(120), f"the server was still sending after 120 s ({len(accepted)} connections)"
+        status, ended = proxy_status(proc.pid), len(dropped)
+        proc.stdin.close()
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        stop.set()
+        thread.join(10)
+        for conn in accepted + [listener]:
+            conn.close()
+    assert (opened, ended) == (f"{tunnels} tunnels open\n", 0)
+    said = (tmp_path / "stderr").read_text().splitlines()
+    assert [line for line in said if "proxy" in line or not line.startswith("rootsand: warning:")] == []
+    rss, peak = (int(status[key].split()[0]) >> 10 for key in ("VmRSS", "VmHWM"))
+    assert peak < 64, f"the proxy holds {rss} MiB with {tunnels} tunnels that never read (peak {peak} MiB)"
+
+
+def test_a_wildcard_allow_host_reaching_the_hosts_loopback_needs_a_port(tmp_path):
+    """Finding 5: *.rootsand.internal opened the host's loopback on ports 80 and 443 without naming them."""
+    r = run(["run", "--allow-host", "*.rootsand.internal", "--", "true"], cwd=tmp_path)
+    assert (r.returncode, r.stdout, r.stderr.splitlines()) == (125, "", [
+        "rootsand: error: invalid --allow-host '*.rootsand.internal': it matches host.rootsand.internal, the "
+        "host's own loopback, which needs a port (host.rootsand.internal:8080 or *.rootsand.internal:8080): only "
+        "the ports you name of the host's own services are reachable"])

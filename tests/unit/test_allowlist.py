@@ -63,6 +63,35 @@ def test_invalid_entries(text, message):
     assert message in e.value.message and e.value.message.startswith("invalid --allow-host")
 
 
+@pytest.mark.parametrize("text, message", [
+    ("*.rootsand.internal", "it matches host.rootsand.internal, the host's own loopback, which needs a port"),
+    ("*.Rootsand.Internal.", "it matches host.rootsand.internal, the host's own loopback, which needs a port"),
+    ("*.internal", "would match a whole top-level domain"),
+])
+def test_a_wildcard_that_matches_the_hosts_loopback_needs_a_port(text, message):
+    """Issue 18, finding 5: *.rootsand.internal opened the host's loopback on ports 80 and 443."""
+    with pytest.raises(RootsandError) as e:
+        parse_entry(text, "--allow-host")
+    assert message in e.value.message
+
+
+def test_the_wildcards_error_says_what_to_write():
+    with pytest.raises(RootsandError) as e:
+        parse_entry("*.rootsand.internal", "--allow-host")
+    assert e.value.message == (
+        "invalid --allow-host '*.rootsand.internal': it matches host.rootsand.internal, the host's own loopback, "
+        "which needs a port (host.rootsand.internal:8080 or *.rootsand.internal:8080): only the ports you name of "
+        "the host's own services are reachable")
+
+
+def test_a_wildcard_with_a_port_reaches_only_that_port_of_the_hosts_loopback():
+    allow = parse_entries(["*.rootsand.internal:8080"])
+    assert decide("host.rootsand.internal", 8080, allow, []).allowed
+    assert not decide("host.rootsand.internal", 80, allow, []).allowed
+    assert not decide("host.rootsand.internal", 443, allow, []).allowed
+    assert parse_entries(["*.rootsand.internal"], "deny entry")[0].port is None  # a deny entry denies every port
+
+
 def test_international_names_compare_as_idna():
     entry = parse_entries(["bücher.example"])
     assert entry[0].host == "xn--bcher-kva.example"
@@ -156,7 +185,7 @@ def test_a_port_with_many_leading_zeros_is_refused_and_the_proxy_survives_odd_re
     async def scenario():
         config = proxy.Config(["host.rootsand.internal:9"], [], 1.0)
         config.say = lambda text: None
-        server = await asyncio.start_server(lambda r, w: proxy.handle(r, w, config), "127.0.0.1", 0)
+        server = await proxy.listen(config, host="127.0.0.1", port=0)
         port = server.sockets[0].getsockname()[1]
         answers = []
         for head in (b"GET http://host.rootsand.internal:" + b"0" * 70 + b"9/ HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -170,3 +199,51 @@ def test_a_port_with_many_leading_zeros_is_refused_and_the_proxy_survives_odd_re
         return answers
 
     assert asyncio.run(scenario()) == [b"HTTP/1.1 400 Bad Request"] * 4
+
+
+def test_a_tunnel_carries_everything_both_ways_while_holding_one_read_per_direction():
+    """Issue 18, finding 3: the proxy reads a side only while the other has taken all it was given, so a
+    client that reads slowly makes it hold at most one read per direction, not all the upstream sends."""
+    import socket
+
+    size = 4 << 20
+
+    async def scenario():
+        async def echo(reader, writer):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+            writer.close()
+
+        upstream = await asyncio.start_server(echo, "127.0.0.1", 0)
+        port = upstream.sockets[0].getsockname()[1]
+        config = proxy.Config([f"host.rootsand.internal:{port}"], [], 5.0)
+        server = await proxy.listen(config, host="127.0.0.1", port=0)
+        client = socket.socket()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the kernel buffers little for it
+        client.connect(server.sockets[0].getsockname())
+        reader, writer = await asyncio.open_connection(sock=client)
+        writer.write(f"CONNECT host.rootsand.internal:{port} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        head = await reader.readuntil(b"\r\n\r\n")
+
+        async def send():
+            for _ in range(size >> 20):
+                writer.write(bytes(range(256)) * 4096)
+                await writer.drain()
+            writer.write_eof()
+
+        sender = asyncio.create_task(send())
+        got, most = bytearray(), 0
+        while data := await reader.read(16384):
+            got += data
+            most = max(most, config.held)
+            await asyncio.sleep(0.001)  # a slow reader
+        await sender
+        writer.close()
+        server.close()
+        upstream.close()
+        return head, got == bytes(range(256)) * (size >> 8), most
+
+    head, same, most = asyncio.run(scenario())
+    assert (head, same) == (b"HTTP/1.1 200 Connection established\r\n\r\n", True)
+    assert most <= 2 * proxy.CHUNK
