@@ -979,25 +979,9 @@ def test_the_terminal_leaves_the_alternate_screen_after_ris_and_keeps_its_tab_st
     the alternate screen, and neither RIS nor the tab clear reaches the terminal."""
     import re
 
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(rootsand_argv() + ["run", "--", "sh", "-c", r"printf '\033[?1049h\033c\033[3gEND'"],
-                            stdin=slave, stdout=slave, stderr=slave, start_new_session=True, cwd=tmp_path,
-                            env=dict(os.environ, TERM="xterm"))
-    os.close(slave)
-    received = b""
-    try:
-        while select.select([master], [], [], 30)[0]:
-            try:
-                data = os.read(master, 65536)
-            except OSError:
-                break
-            if not data:
-                break
-            received += data
-    finally:
-        os.close(master)
-        proc.wait(timeout=30)
-    assert proc.returncode == 0
+    status, received = pty_session(["run", "--", "sh", "-c", r"printf '\033[?1049h\033c\033[3gEND'"], seconds=30,
+                                   cwd=tmp_path)
+    assert status == 0
     assert b"\x1b[?1049h" in received and b"END" in received
     assert b"\x1bc" not in received and b"\x1b[3g" not in received
     alternate = re.findall(rb"\x1b\[\?(?:47|1047|1049)[hl]", received[received.index(b"END"):])
