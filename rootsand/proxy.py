@@ -455,7 +455,16 @@ async def _http(first: bytes, client: Socket, config: Config) -> None:
         client.write(_response(400, "Bad Request", "rootsand proxy: not an HTTP request\n"))
         return
     target = request.target.decode("ascii", "replace")
-    if request.method == b"CONNECT":
+    method = request.method
+    if method != b"CONNECT":
+        from urllib.parse import urlsplit
+
+        url = urlsplit(target)
+        origin = _origin_form_head(request, url) if url.scheme.lower() == "http" and url.hostname else b""
+    # What the parse made (h11 keeps each header as objects: a 60 KiB head of tiny headers is ~2 MB) goes
+    # before any wait: a connection held open must hold no more than its few bytes to send.
+    del head, parser, request
+    if method == b"CONNECT":
         from rootsand.allowlist import split_host_port
 
         host, port_text = split_host_port(target)
@@ -469,10 +478,7 @@ async def _http(first: bytes, client: Socket, config: Config) -> None:
         client.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
         await _relay(client, upstream)
         return
-    from urllib.parse import urlsplit
-
-    url = urlsplit(target)
-    if url.scheme.lower() != "http" or not url.hostname:
+    if not origin:
         why = ("use CONNECT for https:// (HTTPS_PROXY)" if url.scheme.lower() == "https" else
                "this is rootsand's proxy: a request must name its host (http://HOST/PATH)")
         client.write(_response(400, "Bad Request", f"rootsand proxy: {why}\n"))
@@ -484,15 +490,23 @@ async def _http(first: bytes, client: Socket, config: Config) -> None:
     except ValueError:
         client.write(_response(400, "Bad Request", "rootsand proxy: invalid port\n"))
         return
-    upstream, failure = await _open_upstream(url.hostname, port, config)
-    if upstream is None:
-        _refuse_http(client, failure)
+    if config.heads + len(origin) > HEADS_HELD:  # heads waiting for their upstream count with those being read
+        client.write(_response(503, "Service Unavailable", "rootsand proxy: too many requests at once\n"))
         return
+    config.heads += len(origin)
     try:
-        upstream.write(_origin_form_head(request, url))
-    except BaseException:
-        upstream.transport.close()
-        raise
+        upstream, failure = await _open_upstream(url.hostname, port, config)
+        if upstream is None:
+            _refuse_http(client, failure)
+            return
+        try:
+            upstream.write(origin)
+        except BaseException:
+            upstream.transport.close()
+            raise
+    finally:
+        config.heads -= len(origin)
+    del origin
     await _relay(client, upstream)  # the body follows the head as it came; one request per connection
 
 

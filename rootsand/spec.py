@@ -284,13 +284,45 @@ def _hook_dirs(writable: list[str], homes: tuple[str, ...], env: dict[str, str])
                                      _hooks_path(os.path.join(config_home, "git", "config"))) if v), None)
     entries = []
     for top in writable:
-        value = _hooks_path(os.path.join(top, ".git", "config")) or global_value
+        worktree, git_dir = _enclosing_repository(top)
+        value = None
+        if git_dir:  # the repository's own, config.worktree last (it wins)
+            for name in ("config", "config.worktree"):
+                value = _hooks_path(os.path.join(git_dir, name)) or value
+        value = value or global_value
         if not value:
             continue
-        path = os.path.normpath(os.path.join(top, os.path.expanduser(value) if value.startswith("~/") else value))
+        # a relative hooksPath is taken from the top of the working tree, wherever in it git runs
+        path = os.path.normpath(os.path.join(worktree or top, os.path.expanduser(value) if value.startswith("~/") else value))
         if path != top and path.startswith(top.rstrip("/") + "/"):
             entries.append(os.path.relpath(path, top) + "/")
     return list(dict.fromkeys(entries))
+
+
+def _enclosing_repository(directory: str) -> tuple[str | None, str | None]:
+    """The working tree and git directory of the repository `directory` is in (a `.git` directory, or a
+    `.git` file naming one), looking upwards as git does; (None, None) outside any."""
+    path = directory
+    while True:
+        git = os.path.join(path, ".git")
+        try:
+            st = os.lstat(git)
+        except OSError:
+            st = None
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            return path, git
+        if st is not None and stat.S_ISREG(st.st_mode) and st.st_size < 4096:
+            try:
+                with open(git) as f:
+                    line = f.read().strip()
+            except OSError:
+                line = ""
+            if line.startswith("gitdir:"):
+                return path, os.path.normpath(os.path.join(path, line[7:].strip()))
+        parent = os.path.dirname(path)
+        if parent == path:
+            return None, None
+        path = parent
 
 
 def _hooks_path(config: str) -> str | None:
@@ -310,7 +342,8 @@ def _hooks_path(config: str) -> str | None:
         line = line.strip()
         if line.startswith("["):
             section = line[1:line.find("]")].strip().lower() if "]" in line else None
-        elif section == "core" and "=" in line:
+            line = line[line.find("]") + 1:].strip() if "]" in line else ""  # `[core] hooksPath = x` is valid
+        if section == "core" and "=" in line:
             key, raw = line.split("=", 1)
             if key.strip().lower() == "hookspath":
                 raw = raw.strip()

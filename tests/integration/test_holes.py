@@ -874,6 +874,25 @@ def test_hooks_where_core_hookspath_points_inside_the_project_are_protected(tmp_
     assert not marker.exists()
 
 
+def test_hooks_path_of_the_enclosing_repository_is_protected_from_a_subdirectory(tmp_path):
+    """Third attack on the change, finding 2: husky in a monorepo's frontend/ sets core.hooksPath =
+    frontend/.husky/_ at the top; a sandbox run from frontend/ must not rewrite those hooks."""
+    repo = git_repo(tmp_path / "mono")
+    hooks = repo / "frontend" / ".husky" / "_"
+    hooks.mkdir(parents=True)
+    (hooks / "pre-commit").write_text("#!/bin/sh\nexit 0\n")
+    os.chmod(hooks / "pre-commit", 0o755)
+    with open(repo / ".git" / "config", "a") as f:
+        f.write("[core] hooksPath = frontend/.husky/_\n")  # a valid git config line, section and key at once
+    marker = tmp_path / "PWNED"
+    front = repo / "frontend"
+    r = sandbox("sh", "-c", f"printf '#!/bin/sh\\ntouch {marker}\\n' > .husky/_/pre-commit", cwd=front, env=env_in(front))
+    assert command_stderr(r) == ["sh: 1: cannot create .husky/_/pre-commit: Read-only file system"]
+    subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com", "commit",
+                    "--allow-empty", "-qm", "x"], capture_output=True)
+    assert not marker.exists()
+
+
 def test_a_hook_planted_in_a_bare_repository_that_was_there_is_moved_aside(tmp_path):
     """Fifth attack, finding 2: a bare repository's hooks run when the user pushes into it."""
     subprocess.run(["git", "init", "-q", "--bare", str(tmp_path / "origin.git")], check=True)
@@ -1056,6 +1075,27 @@ def test_tmux_is_as_before_after_a_sandbox_changed_its_modes(tmp_path, attack):
 
 # -- issue 18, finding 3 and 5: the proxy's memory, and wildcards that reach the host's loopback ----------
 
+def proxy_status(launcher: int) -> dict:
+    """/proc/PID/status of the launcher's proxy process: the child it forked in its own pid namespace
+    (the sandbox's processes are in another, so their NSpid has one more number)."""
+
+    def status(pid) -> dict:
+        with open(f"/proc/{pid}/status") as f:
+            return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+
+    depth = len(status(launcher)["NSpid"].split())
+    found = []
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            child = status(name)
+        except OSError:
+            continue  # gone
+        if child["PPid"] == str(launcher) and len(child["NSpid"].split()) == depth:
+            found.append(child)
+    assert len(found) == 1, f"expected one proxy process, found {found}"
+    return found[0]
+
+
 def test_tunnels_that_never_read_cannot_grow_the_proxy(tmp_path):
     """Finding 3: the proxy runs on the host, outside every limit of the sandbox. 600 CONNECT tunnels whose
     client never reads, from a server that sends all it can, grew it to hundreds of MB; its memory must
@@ -1123,26 +1163,6 @@ def test_tunnels_that_never_read_cannot_grow_the_proxy(tmp_path):
               "print(opened, 'tunnels open', flush=True)\n"
               "sys.stdin.read()  # until the test has measured\n")
 
-    def proxy_status(launcher: int) -> dict:
-        """/proc/PID/status of the launcher's proxy process: the child it forked in its own pid namespace
-        (the sandbox's processes are in another, so their NSpid has one more number)."""
-
-        def status(pid) -> dict:
-            with open(f"/proc/{pid}/status") as f:
-                return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
-
-        depth = len(status(launcher)["NSpid"].split())
-        found = []
-        for name in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                child = status(name)
-            except OSError:
-                continue  # gone
-            if child["PPid"] == str(launcher) and len(child["NSpid"].split()) == depth:
-                found.append(child)
-        assert len(found) == 1, f"expected one proxy process, found {found}"
-        return found[0]
-
     thread = threading.Thread(target=flood, daemon=True)
     thread.start()
     with open(tmp_path / "stderr", "w") as stderr:
@@ -1178,3 +1198,60 @@ def test_a_wildcard_allow_host_reaching_the_hosts_loopback_needs_a_port(tmp_path
         "rootsand: error: invalid --allow-host '*.rootsand.internal': it matches host.rootsand.internal, the "
         "host's own loopback, which needs a port (host.rootsand.internal:8080 or *.rootsand.internal:8080): only "
         "the ports you name of the host's own services are reachable"])
+
+
+def test_tunnels_held_open_do_not_keep_their_parsed_request_heads(tmp_path):
+    """Third attack on the change, finding 1: each parsed head (h11 keeps a 60 KiB head of tiny headers as
+    ~12,000 objects, ~2 MB) stayed alive while its tunnel waited and relayed: 1000 such tunnels to a host
+    that holds connections open took the proxy to ~2 GB."""
+    import select
+    import socket
+    import threading
+
+    tunnels = 300
+    listener = socket.create_server(("127.0.0.1", 0), backlog=tunnels + 16)
+    port = listener.getsockname()[1]
+    held, stop = [], threading.Event()
+
+    def hold():
+        listener.settimeout(0.5)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    script = ("import socket, sys\n"
+              f"head = b'CONNECT host.rootsand.internal:{port} HTTP/1.1\\r\\nHost: x\\r\\n' + b'ab:\\r\\n' * 12000 + b'\\r\\n'\n"
+              "opened = 0\n"
+              "kept = []\n"
+              f"for _ in range({tunnels}):\n"
+              "    s = socket.create_connection(('127.0.0.1', 3128))\n"
+              "    s.sendall(head)\n"
+              "    opened += s.recv(12).startswith(b'HTTP/1.1 200')\n"
+              "    kept.append(s)\n"
+              "print(opened, 'tunnels open', flush=True)\n"
+              "sys.stdin.read()\n")
+    proc = subprocess.Popen(rootsand_argv() + ["run", "--allow-host", f"host.rootsand.internal:{port}", "--",
+                                               "python3", "-c", script],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path)
+    try:
+        assert select.select([proc.stdout], [], [], 180)[0], "the tunnels did not open"
+        opened = proc.stdout.readline()
+        status = proxy_status(proc.pid)
+        out, err = proc.communicate("", timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        stop.set()
+        thread.join(timeout=5)
+        for conn in held:
+            conn.close()
+        listener.close()
+    assert (proc.returncode, opened) == (0, f"{tunnels} tunnels open\n"), err
+    peak = int(status["VmHWM"].split()[0]) >> 10
+    assert peak < 64, f"the proxy held {peak} MiB at its peak with {tunnels} tunnels"
