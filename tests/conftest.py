@@ -88,7 +88,7 @@ def wait_until_gone(find, seconds: float = 3.0) -> list[str]:
 
 def host_gaps() -> list[str]:
     """Host features the integration tests need and this machine lacks (as the current user)."""
-    from rootsand import doctor
+    from rootsand.ops import doctor
 
     gaps = [] if os.geteuid() != 0 else [
         "running as root: the integration tests must run as an unprivileged user (tests/run.sh)"]

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""The seccomp probes: one table of system calls, each aimed at rules of `rootsand.seccomp.default_rules()`,
+"""The seccomp probes: one table of system calls, each aimed at rules of `rootsand.security.seccomp.default_rules()`,
 run by both tests of the filter.
 
 - tests/unit/test_seccomp.py imports it and runs the table in forked children with the filter loaded
-  (rootsand.seccomp.prepare and install), and once without a filter: the kernel's own answers;
+  (rootsand.security.seccomp.prepare and install), and once without a filter: the kernel's own answers;
 - tests/integration/test_seccomp_sandbox.py copies it into the sandbox's writable current directory and runs
   `python3 seccomp_probes.py --json --numbers '{...}'` inside `rootsand run`, with the filter and with
   `seccomp = "none"`.
@@ -30,7 +30,7 @@ import sys
 import termios
 from dataclasses import dataclass
 
-SHM_MAX = 64 << 20  # rootsand.inside.SHM_MAX: the launcher's shm_max for a sandbox with a memory limit
+SHM_MAX = 64 << 20  # rootsand.config.plan.SHM_MAX: the launcher's shm_max for a sandbox with a memory limit
 
 AF_UNIX, AF_TIPC, AF_ALG, AF_VSOCK, AF_KCM = 1, 30, 38, 40, 41
 SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET = 1, 2, 5
@@ -103,7 +103,7 @@ class Call:
 
 @dataclass(frozen=True)
 class Probe(Call):
-    """A call that rules refuse: `targets` are those rules as (syscall, args) of rootsand.seccomp.Rule."""
+    """A call that rules refuse: `targets` are those rules as (syscall, args) of rootsand.security.seccomp.Rule."""
 
     errno: int = 0  # what the rules answer
     targets: tuple = ()
@@ -410,9 +410,9 @@ def run_all(numbers: dict, shm_max: int = SHM_MAX, only=None, extras=tuple(EXTRA
 
 def expected(rules, kernel: dict, shm_max: int = SHM_MAX) -> dict:
     """What each probe and twin answers under a filter of `rules` (objects with syscall, args and errno, like
-    rootsand.seccomp.Rule), given `kernel`, the answers without a filter: the errno of the rule that refuses
+    rootsand.security.seccomp.Rule), given `kernel`, the answers without a filter: the errno of the rule that refuses
     a probe; the kernel's answer for a probe no rule refuses, and for every twin. (When two rules have the
-    same system call and arguments the later one wins, as in rootsand.seccomp.prepare.)"""
+    same system call and arguments the later one wins, as in rootsand.security.seccomp.prepare.)"""
     errnos = {(rule.syscall, tuple(rule.args)): rule.errno for rule in rules}
     probes = table(shm_max)
     out = {}

@@ -284,7 +284,8 @@ def test_overlay_with_a_kept_upper_directory(tmp_path, project):
 
 def test_legacy_overlay_option_string_takes_fd_paths(tmp_path):
     """The fallback for kernels before 6.8 (no "lowerdir+"): lower dirs as /proc/self/fd/N in one string."""
-    from rootsand import doctor, libc
+    from rootsand.linux import libc
+    from rootsand.ops import doctor
 
     for d in ("a", "b"):
         (tmp_path / d).mkdir()

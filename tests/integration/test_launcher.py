@@ -12,8 +12,8 @@ import uuid
 import pytest
 
 from conftest import assert_command_failed, rootsand_argv, run, sandbox, wait_until_gone
-from rootsand import idmap
-from rootsand.host import user_name
+from rootsand.config import idmap
+from rootsand.config.host import user_name
 
 UID, GID = os.getuid(), os.getgid()
 

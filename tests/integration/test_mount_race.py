@@ -9,9 +9,10 @@ import sys
 
 SCRIPT = r"""
 import json, os, sys
-from rootsand import libc, mounts
-from rootsand.model import Mount
-from rootsand.plan import mount_step
+from rootsand.config.model import Mount
+from rootsand.config.plan import mount_step
+from rootsand.linux import libc
+from rootsand.runtime import mounts
 
 source, shared = sys.argv[1], sys.argv[2]
 uid, gid = os.getuid(), os.getgid()

@@ -17,12 +17,12 @@ import pytest
 
 from conftest import assert_command_failed, command_stderr, sandbox
 
-from rootsand import security
+from rootsand.security import limits
 
 
 def memory_cgroup() -> bool:
     """True when the launcher can put the sandbox in a memory cgroup: then memfds are counted, not refused."""
-    delegated = security.delegated_cgroup()
+    delegated = limits.delegated_cgroup()
     return bool(delegated and "memory" in delegated[1])
 
 

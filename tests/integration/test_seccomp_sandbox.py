@@ -21,7 +21,7 @@ import pytest
 
 import seccomp_probes as probes
 from conftest import sandbox
-from rootsand import seccomp, security
+from rootsand.security import limits, seccomp
 
 pyseccomp = pytest.importorskip("pyseccomp")
 
@@ -42,7 +42,7 @@ PROFILES = {
 
 def memory_cgroup() -> bool:
     """True when the launcher can put the sandbox in a memory cgroup: then memfds are counted, not refused."""
-    delegated = security.delegated_cgroup()
+    delegated = limits.delegated_cgroup()
     return bool(delegated and "memory" in delegated[1])
 
 

@@ -22,7 +22,7 @@ def imported(args, cwd) -> set[str]:
 
 def test_run_true_imports_nothing_heavy(tmp_path):
     modules = imported(["run", "--", "true"], tmp_path)
-    assert "rootsand.launcher" in modules and "pyseccomp" in modules  # it ran, and loaded its filter
+    assert "rootsand.runtime.launcher" in modules and "pyseccomp" in modules  # it ran, and loaded its filter
     assert sorted(set(HEAVY) & modules) == []
 
 
@@ -30,6 +30,6 @@ def test_no_seccomp_library_where_no_filter_is_loaded(tmp_path):
     profile = tmp_path.parent / f"{tmp_path.name}-none.toml"
     profile.write_text('extends = "default"\n[security]\nseccomp = "none"\n')
     modules = imported(["run", "-p", str(profile), "--", "true"], tmp_path)
-    assert "rootsand.launcher" in modules
+    assert "rootsand.runtime.launcher" in modules
     assert "pyseccomp" not in modules and "ctypes.util" not in modules
     assert "tomllib" in modules  # a profile of the user's own is parsed as it is written

@@ -4,9 +4,9 @@ import asyncio
 
 import pytest
 
-from rootsand import proxy
-from rootsand.allowlist import decide, parse_entries, parse_entry, vet
 from rootsand.errors import RootsandError
+from rootsand.net import proxy
+from rootsand.net.allowlist import decide, parse_entries, parse_entry, vet
 
 ALLOW = parse_entries(["pypi.org", "*.github.com", "files.example:8443", "10.1.2.3:443", "[fd00::1]:443",
                        "host.rootsand.internal:8080"])

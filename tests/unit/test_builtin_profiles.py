@@ -7,10 +7,10 @@ import json
 import os
 import tomllib
 
-from rootsand import lookup, profile, tomlfile
+from rootsand.config import lookup, profile, tomlfile
 from rootsand.profiles import parsed
 
-REGENERATE = ("python3 -c 'from rootsand import tomlfile; "
+REGENERATE = ("python3 -c 'from rootsand.config import tomlfile; "
               "open(\"profiles/parsed.py\", \"w\").write(tomlfile.parsed_module(\"profiles\"))'")
 
 

@@ -1,9 +1,9 @@
-"""The fast parser of `rootsand run` (cli.py) must agree with the typer command (commands.py) it shortcuts."""
+"""The fast parser of `rootsand run` (cli/main.py) must agree with the typer command (commands.py) it shortcuts."""
 
 import pytest
 import typer.main
 
-from rootsand import cli, commands, runner
+from rootsand.cli import commands, main, runner
 
 
 def _typer_run_params():
@@ -17,7 +17,7 @@ def test_fast_tables_name_every_typer_option():
         for opt in getattr(p, "opts", []):
             if opt.startswith("-"):
                 typer_opts[opt] = p.name
-    fast = {**cli.RUN_FLAGS, **cli.RUN_VALUES, **cli.RUN_LISTS}
+    fast = {**main.RUN_FLAGS, **main.RUN_VALUES, **main.RUN_LISTS}
     assert set(fast) == set(typer_opts)
     rename = {"bind": "binds", "ro_bind": "ro_binds", "overlay": "overlays", "allow_host": "allow_hosts"}
     for opt, attr in fast.items():
@@ -46,17 +46,17 @@ def _typer_parse(args, monkeypatch):
     ["--dry-run", "-v", "sh", "-c", 'echo "$@"', "x", "--debug"],
 ])
 def test_fast_parse_equals_typer(args, monkeypatch):
-    fast = cli.parse_run_fast(args)
+    fast = main.parse_run_fast(args)
     assert fast is not None
     assert fast == _typer_parse(args, monkeypatch)
 
 
 @pytest.mark.parametrize("args", [["--help"], ["-h"], ["--bogus"], ["--timeout"], ["-ve", "A=1"], ["--verbose=1"]])
 def test_unusual_arguments_go_to_typer(args):
-    assert cli.parse_run_fast(args) is None
+    assert main.parse_run_fast(args) is None
 
 
 def test_a_debug_flag_after_the_command_belongs_to_the_command():
-    options = cli.parse_run_fast(["sh", "-c", 'echo "$@"', "x", "--debug"])
+    options = main.parse_run_fast(["sh", "-c", 'echo "$@"', "x", "--debug"])
     assert options.command == ["sh", "-c", 'echo "$@"', "x", "--debug"] and not options.debug
-    assert cli.parse_run_fast(["--debug", "--", "true"]).debug
+    assert main.parse_run_fast(["--debug", "--", "true"]).debug

@@ -4,7 +4,7 @@ import os
 import re
 import time
 
-from rootsand import gitaudit
+from rootsand.guard import gitaudit
 
 
 def make(path, text=""):
@@ -95,7 +95,7 @@ def test_skipped_paths_and_links_are_left_alone(tmp_path):
 
 
 def test_a_quarantine_name_taken_in_advance_gets_random_letters(tmp_path):
-    from rootsand.gitaudit import aside_name
+    from rootsand.guard.gitaudit import aside_name
 
     (tmp_path / ".envrc.rootsand-quarantine-20261201-120000").write_text("decoy")
     fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)

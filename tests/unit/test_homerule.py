@@ -3,10 +3,10 @@ directories of PATH and of rootsand's own become protected paths. Pure: no file 
 
 import pytest
 
+from rootsand.config.homerule import plan_home, read_only_reason
+from rootsand.config.model import Mount
+from rootsand.config.spec import SandboxSpec, own_dirs
 from rootsand.errors import RootsandError
-from rootsand.homerule import plan_home, read_only_reason
-from rootsand.model import Mount
-from rootsand.spec import SandboxSpec, own_dirs
 
 HOME = "/home/alice"
 
@@ -117,14 +117,14 @@ def test_the_runtime_directorys_fallback_is_among_rootsands_own(tmp_path, monkey
     """Fifth attack, finding 4: with /tmp/rootsand-UID taken, the registry lives in /tmp/rootsand-UID-NAME."""
     import os
 
-    from rootsand import state
+    from rootsand.ops import registry
 
     key = tmp_path / "rootsand" / "runtime-key"
     key.parent.mkdir()
     key.write_text("0123456789abcdef0123456789abcdef")
     key.chmod(0o600)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
-    fallback = state._fallback_name(f"/tmp/rootsand-{state._host_uid(os.getuid())}", "0123456789abcdef0123456789abcdef")
+    fallback = registry._fallback_name(f"/tmp/rootsand-{registry._host_uid(os.getuid())}", "0123456789abcdef0123456789abcdef")
     s = spec([bind("/tmp")], cwd="/tmp/x")
     assert fallback in s.own_dirs
     _, _, protected, _ = plan_home(s, s.mounts)
@@ -137,7 +137,7 @@ def test_the_checks_after_a_run_start_at_the_whole_second_on_coarse_file_systems
     import os
     import time
 
-    from rootsand.launcher import _since
+    from rootsand.runtime.launcher import _since
 
     fine, coarse = tmp_path / "fine", tmp_path / "coarse"
     fine.mkdir()

@@ -1,8 +1,8 @@
 import pytest
 
-from rootsand import idmap
+from rootsand.config import idmap
+from rootsand.config.idmap import SubidRange
 from rootsand.errors import RootsandError
-from rootsand.idmap import SubidRange
 
 SUBUID = """\
 # comment line

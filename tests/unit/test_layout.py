@@ -1,4 +1,6 @@
-"""The layout keeps its promises: no import cycles between rootsand's modules (lazy imports included)."""
+"""The layout keeps its promises: subpackages whose names say what they hold, with empty __init__ files (start-up
+pays nothing for them), no import cycles between rootsand's modules (lazy imports included), and the import rules
+between the stages below."""
 
 import ast
 import os
@@ -6,23 +8,80 @@ import os
 import rootsand
 
 PACKAGE = os.path.dirname(rootsand.__file__)
+SUBPACKAGES = {"cli", "config", "runtime", "net", "security", "guard", "ops", "linux"}
+TOP_MODULES = {"__init__", "__main__", "errors"}
+
+# What config/ imports today beyond config/, errors and the built-in profiles' data (rootsand.profiles), each
+# edge with what it is for. Later steps shrink this list (issue 19: config/ imports only config/ and the pure
+# parts of security/); the test fails on any edge not listed here and on any listed edge no longer used.
+CONFIG_EXCEPTIONS = {
+    ("config.homerule", "guard.hostpaths"): "is_below: path arithmetic",
+    ("config.plan", "guard.hostpaths"): "is_below: path arithmetic",
+    ("config.plan", "security.seccomp"): "Rule and default_rules: the rules as data (the module also compiles them)",
+    ("config.plan", "security.limits"): "Limits, plan_limits, describe_limits (the module also makes cgroups, "
+                                        "sets capabilities and imports libc)",
+    ("config.profile", "security.seccomp"): "SOCKET_FAMILIES",
+    ("config.profile", "net.allowlist"): "parse_entry: checks allow_hosts entries",
+    ("config.spec", "security.seccomp"): "load_rule_file: a custom rule file",
+    ("config.spec", "net.allowlist"): "checks --allow-host entries",
+    ("config.spec", "ops.registry"): "runtime_dirs_in_use: rootsand's own directories (own_dirs)",
+    ("config.host", "runtime.maps"): "read_sysctl: the host's facts",
+    ("config.host", "security.limits"): "delegated_cgroup, last_cap: the host's facts",
+}
+
+
+def _modules() -> dict[str, str]:
+    """Every module of the package, by dotted name without the leading "rootsand." ("config.plan"), to its path."""
+    found = {}
+    for directory, dirs, files in os.walk(PACKAGE):
+        dirs[:] = sorted(d for d in dirs if d not in ("__pycache__", "profiles"))
+        relative = os.path.relpath(directory, PACKAGE)
+        prefix = "" if relative == "." else relative.replace(os.sep, ".") + "."
+        for name in files:
+            if name.endswith(".py"):
+                found[prefix + name[:-3]] = os.path.join(directory, name)
+    return found
 
 
 def _imports() -> dict[str, set[str]]:
-    modules = {}
-    for name in os.listdir(PACKAGE):
-        if not name.endswith(".py"):
-            continue
-        with open(os.path.join(PACKAGE, name)) as f:
+    """Each module's imports of rootsand's own modules (a package's __init__ counts as the package's name:
+    "rootsand" for the top one, as `from rootsand import STARTED`)."""
+    modules = _modules()
+
+    def resolve(dotted: str) -> str:  # "rootsand.config.plan" -> "config.plan"; "rootsand" -> "rootsand"
+        return dotted.removeprefix("rootsand.") if dotted != "rootsand" else "rootsand"
+
+    graph = {}
+    for module, path in modules.items():
+        with open(path) as f:
             tree = ast.parse(f.read())
         deps = set()
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module == "rootsand":
-                deps |= {alias.name for alias in node.names}
-            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("rootsand."):
-                deps.add(node.module.split(".")[1])
-        modules[name[:-3]] = deps - {name[:-3]}
-    return modules
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "rootsand":
+                for alias in node.names:  # `from rootsand.config import plan`: the module config.plan
+                    candidate = resolve(f"{node.module}.{alias.name}")
+                    deps.add(candidate if candidate in modules else resolve(node.module))
+            elif isinstance(node, ast.Import):
+                deps |= {resolve(alias.name) for alias in node.names if alias.name.split(".")[0] == "rootsand"}
+        graph[module] = deps - {module}
+    return graph
+
+
+def _stage(module: str) -> str:
+    return module.split(".")[0]
+
+
+def test_the_package_is_cut_into_subpackages():
+    top = {name[:-3] for name in os.listdir(PACKAGE) if name.endswith(".py")}
+    assert top == TOP_MODULES
+    subpackages = {name for name in os.listdir(PACKAGE) if os.path.isfile(os.path.join(PACKAGE, name, "__init__.py"))}
+    assert subpackages - {"profiles"} == SUBPACKAGES
+
+
+def test_the_subpackages_init_files_are_empty():
+    """An __init__ is imported with every module of its package: it must cost nothing."""
+    for name in SUBPACKAGES:
+        assert os.path.getsize(os.path.join(PACKAGE, name, "__init__.py")) == 0, name
 
 
 def test_no_import_cycles():
@@ -42,4 +101,21 @@ def test_no_import_cycles():
 
 
 def test_model_imports_no_other_stage():
-    assert _imports()["model"] <= {"errors"}
+    assert _imports()["config.model"] <= {"errors"}
+
+
+def test_config_imports_only_config_and_the_listed_exceptions():
+    edges = {(module, dep) for module, deps in _imports().items() if _stage(module) == "config"
+             for dep in deps if _stage(dep) not in ("config", "errors", "profiles")}
+    assert sorted(edges - set(CONFIG_EXCEPTIONS)) == []  # a new edge: planning must not reach it
+    assert sorted(set(CONFIG_EXCEPTIONS) - edges) == []  # an edge gone: take it off the list
+
+
+def test_runtime_never_imports_the_command_line():
+    assert sorted((module, dep) for module, deps in _imports().items() if _stage(module) == "runtime"
+                  for dep in deps if _stage(dep) == "cli") == []
+
+
+def test_only_the_entry_point_imports_the_command_line():
+    assert sorted(module for module, deps in _imports().items() if _stage(module) != "cli"
+                  and any(_stage(dep) == "cli" for dep in deps)) == ["__main__"]

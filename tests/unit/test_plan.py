@@ -9,10 +9,11 @@ import subprocess
 
 import pytest
 
-from rootsand import model, mounts, plan, profile, spec
+from rootsand.config import model, plan, profile, spec
+from rootsand.config.idmap import SubidRange
+from rootsand.config.plan import HostFacts, Plan
 from rootsand.errors import RootsandError
-from rootsand.idmap import SubidRange
-from rootsand.plan import HostFacts, Plan
+from rootsand.runtime import mounts
 
 BUILTINS = ["agent", "build", "default", "fakeroot", "net", "untrusted"]
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden")

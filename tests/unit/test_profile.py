@@ -7,9 +7,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rootsand import profile
+from rootsand.config import profile
+from rootsand.config.profile import Mount, Variables
 from rootsand.errors import RootsandError
-from rootsand.profile import Mount, Variables
 
 BUILTINS = ["agent", "build", "default", "fakeroot", "net", "untrusted"]
 

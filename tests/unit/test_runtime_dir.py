@@ -7,19 +7,19 @@ import uuid
 
 import pytest
 
-from rootsand import state
 from rootsand.errors import RootsandError
+from rootsand.ops import registry
 
 
 @pytest.fixture
 def shared(tmp_path, monkeypatch):
-    """A /tmp/rootsand-N of a uid that no test shares (state._host_uid names it), removed afterwards."""
+    """A /tmp/rootsand-N of a uid that no test shares (registry._host_uid names it), removed afterwards."""
     fake = 3_000_000_000 + uuid.uuid4().int % 1_000_000_000
     path = f"/tmp/rootsand-{fake}"
-    monkeypatch.setattr(state, "_host_uid", lambda uid: fake)
+    monkeypatch.setattr(registry, "_host_uid", lambda uid: fake)
     monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    monkeypatch.setattr(state, "_warned", set(), raising=False)  # once per process: each test anew
+    monkeypatch.setattr(registry, "_warned", set(), raising=False)  # once per process: each test anew
     yield path
     base = os.path.basename(path)
     for name in os.listdir("/tmp"):
@@ -32,7 +32,7 @@ def shared(tmp_path, monkeypatch):
 
 
 def test_a_free_name_is_taken_and_no_key_is_made(shared, tmp_path, capsys):
-    assert state.runtime_dir() == shared
+    assert registry.runtime_dir() == shared
     assert os.stat(shared).st_mode & 0o777 == 0o700
     assert not os.path.exists(tmp_path / "state") and capsys.readouterr().err == ""
 
@@ -48,8 +48,8 @@ def test_a_name_that_is_no_private_directory_falls_back_with_one_warning(shared,
     else:
         os.mkdir(shared)
         os.chmod(shared, 0o777)
-    first = state.runtime_dir()
-    assert state.runtime_dir() == first and state.registry_dir() == first + "/sandboxes"
+    first = registry.runtime_dir()
+    assert registry.runtime_dir() == first and registry.registry_dir() == first + "/sandboxes"
     assert first.startswith(shared + "-") and len(first) == len(shared) + 17
     st = os.lstat(first)
     assert os.path.isdir(first) and not os.path.islink(first)
@@ -65,28 +65,28 @@ def test_a_name_that_is_no_private_directory_falls_back_with_one_warning(shared,
 def test_the_fallback_stays_when_the_name_is_given_back(shared, tmp_path, capsys):
     """Else the sandboxes started meanwhile would vanish from ps, stop and the sweeps."""
     os.symlink(tmp_path, shared)
-    fallback = state.runtime_dir()
+    fallback = registry.runtime_dir()
     os.unlink(shared)
     capsys.readouterr()
-    assert state.runtime_dir() == fallback
+    assert registry.runtime_dir() == fallback
     assert not os.path.lexists(shared) and capsys.readouterr().err == ""
 
 
 def test_the_fallback_name_is_no_one_elses_to_know(shared, tmp_path, monkeypatch):
     """A name made from a key of ours and the boot: another key (user) gives another name."""
     os.symlink(tmp_path, shared)
-    first = state.runtime_dir()
+    first = registry.runtime_dir()
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "other"))
-    assert state.runtime_dir() not in (first, shared)
+    assert registry.runtime_dir() not in (first, shared)
 
 
 def test_a_key_others_can_read_is_refused(shared, tmp_path):
     os.symlink(tmp_path, shared)
-    state.runtime_dir()
+    registry.runtime_dir()
     key = tmp_path / "state" / "rootsand" / "runtime-key"
     key.chmod(0o644)
     with pytest.raises(RootsandError) as e:
-        state.runtime_dir()
+        registry.runtime_dir()
     assert str(e.value) == f"{shared} is a symbolic link, and {key} is not a key of yours that only you can read"
     assert e.value.hint == f"remove {key} (a new one is made), or set XDG_RUNTIME_DIR to a directory only you can write"
 
@@ -94,15 +94,15 @@ def test_a_key_others_can_read_is_refused(shared, tmp_path):
 def test_a_fallback_that_is_not_ours_is_never_used(shared, tmp_path):
     """The fallback's name taken too (a link here): an error that says both, and how to get a new name."""
     os.symlink(tmp_path, shared)
-    fallback = state.runtime_dir()
+    fallback = registry.runtime_dir()
     os.rmdir(fallback)
     os.symlink(tmp_path, fallback)
     with pytest.raises(RootsandError) as e:
-        state.runtime_dir()
+        registry.runtime_dir()
     key = tmp_path / "state" / "rootsand" / "runtime-key"
     assert str(e.value) == f"{shared} is a symbolic link, and {fallback} is a symbolic link"
     assert e.value.hint == (f"remove {key} (a new name is made), "
                             "or set XDG_RUNTIME_DIR to a directory only you can write")
     key.unlink()
-    assert state.runtime_dir() not in (fallback, shared)
+    assert registry.runtime_dir() not in (fallback, shared)
     assert os.listdir(tmp_path) == ["state"]  # nothing made through the links

@@ -23,8 +23,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 import seccomp_probes as probes
-from rootsand import seccomp
 from rootsand.errors import RootsandError
+from rootsand.security import seccomp
 
 pyseccomp = pytest.importorskip("pyseccomp")
 
@@ -186,7 +186,7 @@ def test_personality_values_next_to_the_query():
 
 def test_default_rules_do_not_import_pyseccomp():
     # Start-up time: only prepare() and load_rule_file() may pay for pyseccomp.
-    code = "import sys; from rootsand import seccomp; seccomp.default_rules(False); print('pyseccomp' in sys.modules)"
+    code = "import sys; from rootsand.security import seccomp; seccomp.default_rules(False); print('pyseccomp' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 

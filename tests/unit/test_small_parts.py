@@ -1,8 +1,8 @@
 import os
 import signal
 
-from rootsand import channel, init
 from rootsand.errors import RootsandError
+from rootsand.runtime import channel, init
 
 
 def test_exit_status_of_wait_statuses():
@@ -41,19 +41,20 @@ def test_channel_read_times_out_empty():
 
 
 def test_stale_entries_are_those_of_dead_launchers(tmp_path):
-    from rootsand import state
+    from rootsand.ops import registry
 
     for name in ("slirp-999999999.sock", f"slirp-{os.getpid()}.sock", "slirp-x.sock", "other-999999999",
                  "rootsand-999999999"):
         (tmp_path / name).touch()
-    assert [os.path.basename(p) for p in state.stale_entries(str(tmp_path), "slirp")] == ["slirp-999999999.sock"]
-    state.remove_stale(str(tmp_path), "slirp")
+    assert [os.path.basename(p) for p in registry.stale_entries(str(tmp_path), "slirp")] == ["slirp-999999999.sock"]
+    registry.remove_stale(str(tmp_path), "slirp")
     assert sorted(os.listdir(tmp_path)) == sorted(["other-999999999", "rootsand-999999999", "slirp-x.sock",
                                                    f"slirp-{os.getpid()}.sock"])
 
 
 def test_doctor_reports_apparmors_restriction_with_the_fix(monkeypatch):
-    from rootsand import doctor, host
+    from rootsand.config import host
+    from rootsand.ops import doctor
 
     monkeypatch.setattr(host, "read_sysctl", lambda path: "1" if path.endswith("apparmor_restrict_unprivileged_userns")
                         else None)
@@ -65,7 +66,8 @@ def test_doctor_reports_apparmors_restriction_with_the_fix(monkeypatch):
 
 
 def test_doctor_reports_a_read_only_proc_sys_and_nesting(monkeypatch):
-    from rootsand import doctor, host
+    from rootsand.config import host
+    from rootsand.ops import doctor
 
     monkeypatch.setattr(host, "mounted_with", lambda path, flag: path == "/proc/sys")
     assert doctor._proc_sys().status == doctor.DEGRADED
@@ -78,7 +80,7 @@ def test_doctor_reports_a_read_only_proc_sys_and_nesting(monkeypatch):
 def test_the_setuid_clearing_walk_follows_no_link_and_clears_the_users_group_too(tmp_path):
     import stat
 
-    from rootsand.setuidbits import own_files
+    from rootsand.guard.setuidbits import own_files
 
     top, outside = tmp_path / "top", tmp_path / "outside"
     (top / "sub").mkdir(parents=True)

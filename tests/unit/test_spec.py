@@ -1,6 +1,6 @@
 import pytest
 
-from rootsand import model, spec
+from rootsand.config import model, spec
 from rootsand.errors import RootsandError
 
 

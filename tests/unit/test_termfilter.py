@@ -3,7 +3,7 @@ import re
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from rootsand.termfilter import CSI_LIMIT, STRING_LIMIT, OutputFilter
+from rootsand.runtime.termfilter import CSI_LIMIT, STRING_LIMIT, OutputFilter
 
 
 def run(data: bytes, allow_titles: bool = False) -> tuple[bytes, int, bytes]:

@@ -1,0 +1,245 @@
+"""The typer application: help, usage errors and every command but the fast path of `rootsand run` (cli/main.py)."""
+
+from typing import Optional
+
+import typer
+
+from rootsand import __version__
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Run a command in a rootless sandbox: your own root, namespaces, TOML profiles, no sudo.",
+)
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"rootsand {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    pass
+
+
+@app.command(context_settings={"allow_interspersed_args": False})
+def run(
+    command: Optional[list[str]] = typer.Argument(None, help="The command and its arguments (default: /bin/sh)."),
+    profile: str = typer.Option("default", "-p", "--profile", help="A built-in profile name or a TOML file."),
+    net: Optional[str] = typer.Option(None, "--net", help="Network: none, slirp, proxy or host (overrides the profile)."),
+    allow_host: list[str] = typer.Option([], "--allow-host", help="HOST[:PORT], *.DOMAIN or an IP the proxy lets "
+                                         "through; repeatable; implies --net proxy."),
+    publish: list[str] = typer.Option([], "--publish", help="[HOST_IP:]HOST_PORT:SANDBOX_PORT[/tcp|/udp]; slirp only."),
+    allow_host_loopback: bool = typer.Option(False, "--allow-host-loopback",
+                                             help="slirp: let the sandbox reach the host's 127.0.0.1 as 10.0.2.2."),
+    bind: list[str] = typer.Option([], "--bind", help="SRC[:DST] bound read-write; repeatable."),
+    ro_bind: list[str] = typer.Option([], "--ro-bind", help="SRC[:DST] bound read-only; repeatable."),
+    tmpfs: list[str] = typer.Option([], "--tmpfs", help="DST: an empty tmpfs; repeatable."),
+    overlay: list[str] = typer.Option([], "--overlay", help="SRC[:DST]: a writable view of SRC, changes thrown away."),
+    unprotect: list[str] = typer.Option([], "--unprotect", help="PATH: lift one of the profile's protected paths "
+                                        "(security.protect); repeatable."),
+    hostname: Optional[str] = typer.Option(None, "--hostname", help="Host name inside (default: rootsand)."),
+    chdir: Optional[str] = typer.Option(None, "--chdir", help="Working directory inside (default: the current one)."),
+    env: list[str] = typer.Option([], "-e", "--env", help="KEY=VALUE set in the command's environment; repeatable."),
+    user: Optional[str] = typer.Option(None, "--user", help="root (uid 0, mapped to you), keep-id or UID[:GID]."),
+    timeout: Optional[str] = typer.Option(None, "--timeout", help="Wall-clock limit (90, 30s, 10m, 2h); exit 124."),
+    name: Optional[str] = typer.Option(None, "--name", help="A name for the sandbox (generated when absent)."),
+    rootfs: Optional[str] = typer.Option(None, "--rootfs", help="DIR: the root file system instead of the host's."),
+    json_status: Optional[str] = typer.Option(None, "--json-status", help="Write JSON lines about the sandbox here."),
+    verbose: bool = typer.Option(False, "-v", "--verbose", help="Print the setup stages and their timing."),
+    debug: bool = typer.Option(False, "--debug", help="As --verbose, and a traceback on internal errors."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan as JSON and run nothing (-v: also a listing)."),
+) -> None:
+    """Run COMMAND in a new sandbox and exit with its status."""
+    from rootsand.config import spec
+
+    options = spec.RunOptions(command=command or [], profile=profile, hostname=hostname, chdir=chdir, env=env,
+                              user=user, timeout=timeout, name=name, json_status=json_status, net=net,
+                              publish=publish, allow_host_loopback=allow_host_loopback, allow_hosts=allow_host,
+                              unprotect=unprotect,
+                              binds=bind, ro_binds=ro_bind, tmpfs=tmpfs, overlays=overlay, rootfs=rootfs,
+                              verbose=verbose, debug=debug, dry_run=dry_run)
+    from rootsand.cli.runner import run_sandbox
+
+    raise typer.Exit(run_sandbox(options))
+
+
+profiles_app = typer.Typer(help="List the profiles, or show one fully resolved.", no_args_is_help=False,
+                           add_completion=False, rich_markup_mode=None)
+app.add_typer(profiles_app, name="profiles")
+
+
+@profiles_app.callback(invoke_without_command=True)
+def profiles_list(ctx: typer.Context) -> None:
+    """List the built-in and your own profiles with their descriptions."""
+    if ctx.invoked_subcommand:
+        return
+    from rootsand.config import profile
+
+    rows = profile.list_profiles()
+    width = max((len(name) for name, _, _ in rows), default=0)
+    for name, description, origin in rows:
+        print(f"{name:<{width}}  {description}" + ("" if origin == "built-in" else f"  [{origin}]"))
+
+
+@profiles_app.command("show")
+def profiles_show(name: str = typer.Argument(..., help="A profile name or a TOML file.")) -> None:
+    """Print the profile after extends, variables and defaults, as TOML."""
+    from rootsand.config import profile
+
+    print(profile.to_toml(profile.load(name, profile.Variables.from_host())), end="")
+
+
+@app.command()
+def ps(json_output: bool = typer.Option(False, "--json", help="An array of objects, in machine units."),
+       show_all: bool = typer.Option(False, "--all", "-a", help="Also the sandboxes still starting."),
+       quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the names, one a line.")) -> None:
+    """List your running sandboxes."""
+    from rootsand.ops import operate
+
+    rows = operate.ps_rows(show_all)
+    if quiet:
+        for row in rows:  # none: no output at all, as `podman ps -q`
+            print(row["name"])
+    elif json_output:
+        operate.print_json(rows)
+    else:
+        print(operate.ps_table(rows))
+
+
+@app.command(name="exec", context_settings={"allow_interspersed_args": False})
+def exec_command(
+    name: str = typer.Argument(..., help="The sandbox's name (rootsand ps)."),
+    command: Optional[list[str]] = typer.Argument(None, help="The command and its arguments (default: /bin/sh)."),
+    env: list[str] = typer.Option([], "-e", "--env", help="KEY=VALUE added to the sandbox's environment; repeatable."),
+    user: Optional[str] = typer.Option(None, "--user", help="root or UID[:GID] (default: as the sandbox's command)."),
+    chdir: Optional[str] = typer.Option(None, "--chdir", help="Working directory inside (default: the sandbox's)."),
+) -> None:
+    """Run COMMAND inside a running sandbox, as its own command runs."""
+    from rootsand.ops import operate
+
+    raise typer.Exit(operate.exec_in(name, _after_dashes(command), env, user, chdir))
+
+
+@app.command()
+def inspect(name: str = typer.Argument(..., help="The sandbox's name."),
+            json_output: bool = typer.Option(False, "--json", help="Everything, as JSON.")) -> None:
+    """Show a running sandbox: pids, namespaces, id maps, mounts, network, limits and its plan."""
+    from rootsand.ops import operate
+
+    info = operate.inspect(name)
+    if json_output:
+        operate.print_json(info)
+        return
+    from rootsand.errors import printable
+
+    lines = [f"name: {info['name']}   profile: {info['profile']}   command: {' '.join(info['command'] or [])}",
+             "pids: " + ", ".join(f"{k} {v}" for k, v in info["pids"].items()),
+             "namespaces: " + ", ".join(f"{k}:[{v}]" for k, v in info["namespaces"].items()),
+             "uid map: " + "; ".join(" ".join(map(str, line)) for line in info["uid_map"]),
+             f"network: {info['network']['mode']}"]
+    lines += [f"  {i['name']}: {' '.join(i['addresses'])}" for i in info["network"].get("interfaces", [])]
+    lines.append("mounts:")
+    lines += [f"  {m['destination']:<32} {m['type']:<8} {','.join(m['options'])}" for m in info.get("mounts", [])]
+    print("\n".join(printable(line) for line in lines))  # mount points and names are the sandbox's to choose
+
+
+@app.command()
+def stop(names: Optional[list[str]] = typer.Argument(None, help="The sandboxes' names."),
+         grace: float = typer.Option(10.0, "--time", "-t", help="Seconds between SIGTERM and SIGKILL."),
+         stop_all: bool = typer.Option(False, "--all", help="Every running sandbox of yours.")) -> None:
+    """Stop sandboxes: SIGTERM to the command, SIGKILL of everything after --time seconds."""
+    from rootsand.errors import RootsandError
+    from rootsand.ops import operate
+
+    targets = [row["name"] for row in operate.ps_rows(True)] if stop_all else list(names or [])
+    if not targets and not stop_all:
+        raise RootsandError("name a sandbox to stop, or --all", hint="'rootsand ps' lists them")
+    for target in targets:
+        operate.stop(target, grace)
+
+
+ns_app = typer.Typer(help="Namespaces: list them, compare two processes or sandboxes, watch them come and go.",
+                     no_args_is_help=True, add_completion=False, rich_markup_mode=None)
+app.add_typer(ns_app, name="ns")
+
+
+@ns_app.command("list")
+def ns_list(json_output: bool = typer.Option(False, "--json", "-J", help="As JSON."),
+            ns_type: Optional[str] = typer.Option(None, "--type", "-t", help="Only this type (net, pid, user, ...)."),
+            pid: Optional[int] = typer.Option(None, "--task", "-p", help="Only the namespaces of this process."),
+            tree: bool = typer.Option(False, "--tree", help="Nested under their owning user namespace.")) -> None:
+    """Every namespace you can see, with its processes, owner and sandbox."""
+    from rootsand.ops import nsview
+
+    rows = nsview.scan(ns_type, pid)
+    if json_output:
+        from rootsand.ops.operate import print_json
+
+        print_json(rows)
+    else:
+        print(nsview.table(rows, tree))
+
+
+@ns_app.command("diff")
+def ns_diff(a: str = typer.Argument(..., help="A pid or a sandbox name."),
+            b: str = typer.Argument(..., help="A pid or a sandbox name.")) -> None:
+    """For each namespace type: shared or different between A and B."""
+    from rootsand.ops import operate
+
+    rows = operate.ns_diff(a, b)
+    for link, verdict, ia, ib in rows:
+        print(f"{link:<18} {verdict:<21} {ia or '-':<20} {ib or '-'}")
+    shared = sum(1 for r in rows if r[1] == "shared")
+    different = sum(1 for r in rows if r[1] == "different")
+    print(f"shared: {shared}  different: {different}")
+
+
+@ns_app.command("monitor")
+def ns_monitor(json_output: bool = typer.Option(False, "--json", help="One JSON object a line.")) -> None:
+    """Print each namespace that appears or disappears, until interrupted."""
+    from rootsand.ops import nsview
+
+    nsview.monitor(json_output)
+
+
+@app.command()
+def completion(shell: str = typer.Argument("bash", help="bash, zsh or fish.")) -> None:
+    """Print the shell completion script: eval "$(rootsand completion bash)" in ~/.bashrc."""
+    from rootsand.cli.completion import script
+
+    print(script(shell))
+
+
+@app.command(context_settings={"allow_interspersed_args": False})
+def unshare(command: Optional[list[str]] = typer.Argument(None, help="The command and its arguments (default: $SHELL).")
+            ) -> None:
+    """Run COMMAND as root of a user namespace with the sandboxes' id map, and nothing else isolated."""
+    from rootsand.runtime.unshare import run as run_unshared
+
+    raise typer.Exit(run_unshared(_after_dashes(command)))
+
+
+def _after_dashes(command: Optional[list[str]]) -> list[str]:
+    """NAME -- COMMAND: once the first argument is taken, click keeps a "--" among the rest."""
+    command = list(command or [])
+    return command[1:] if command[:1] == ["--"] else command
+
+
+@app.command()
+def doctor(json_output: bool = typer.Option(False, "--json", help="Print the checks as JSON.")) -> None:
+    """Check what this host lets rootsand do, and how to fix what it lacks. Exit 1 if something is missing."""
+    from rootsand.ops import doctor as checks
+
+    results = checks.checks()
+    if json_output:
+        import json
+
+        print(json.dumps(checks.as_json(results), indent=2))
+    else:
+        print(checks.report(results))
+    raise typer.Exit(1 if any(c.status == checks.MISSING for c in results) else 0)

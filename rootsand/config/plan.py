@@ -1,0 +1,377 @@
+"""The plan stage: a SandboxSpec and the facts of this host in, a complete, immutable Plan out.
+
+plan() is pure: no system calls, no files, no processes, no cgroups. Everything the runtime does is decided
+here and written down: the id maps and who runs the command, the namespaces, every mount step in order
+with its final flags and origin, the generated /etc files, the network, capabilities, the seccomp rules
+as data, limits, sysctls, environment, argv, working directory and timeout. A Plan converts to JSON and
+back without loss: `run --dry-run` prints it, the registry of running sandboxes stores it.
+
+The runtime (launcher.py, inside.py, mounts.py) only carries a Plan out; how (file descriptors, pids, a
+pty) is its own business.
+"""
+
+import os
+
+from rootsand.config import idmap
+from rootsand.config.homerule import HomeGuard, plan_home
+from rootsand.config.model import CAPABILITIES, NAMESPACE_LINKS, PortForward, Record
+from rootsand.errors import RootsandError
+from rootsand.guard.hostpaths import is_below
+from rootsand.security import limits
+from rootsand.security.seccomp import Rule
+
+SANDBOX_ADDRESS, GATEWAY, SLIRP_DNS, TAP = "10.0.2.100", "10.0.2.2", "10.0.2.3", "tap0"
+DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
+PROC_READ_ONLY = ("sys", "sysrq-trigger", "irq", "bus")
+# What podman and flatpak hide in /proc: the user's keyrings, kernel memory and timing side channels.
+PROC_MASKED_FILES = ("keys", "key-users", "kcore", "timer_list", "timer_stats", "sched_debug", "latency_stats")
+PROC_MASKED_DIRS = ("acpi", "scsi")
+SHM_MAX = 64 << 20  # the largest SysV segment where no memory cgroup counts them
+PTS_MAX = 64  # ptys one sandbox may open
+INOTIFY_SHARE = 8
+PROXY_PORT = 3128  # the proxy mode's endpoint on the sandbox's own 127.0.0.1 (squid's port, which tools guess)  # a sandbox with limits gets 1/8 of the user's inotify instances and watches
+# The flags each mount type ends up with. "ro" on dev is set once its mount points are made.
+MOUNT_FLAGS = {
+    "bind": ("nosuid", "nodev"), "ro-bind": ("ro", "nosuid", "nodev"), "dev-bind": ("nosuid",),
+    "tmpfs": ("nosuid", "nodev"), "proc": ("nosuid", "nodev", "noexec"), "dev": ("ro", "nosuid", "noexec"),
+    "mqueue": ("nosuid", "nodev", "noexec"), "overlay": ("nosuid", "nodev"),
+    "symlink": (), "dir": (), "file": (),
+}
+
+
+class HostFacts(Record):
+    """What planning needs to know about this host and user, gathered by host.facts()."""
+
+    FIELDS = {
+        "uid": 0, "gid": 0, "user_name": "", "pid": 0,  # pid: the launcher's, for the generated name
+        "subuids": list, "subgids": list,  # SubidRange
+        "newuidmap": None, "newgidmap": None,  # the helpers' paths, when found
+        "cgroup_dir": None, "cgroup_controllers": list,  # a delegated cgroup v2 and what a child of it can use
+        "resolv_conf": "",  # the host's /etc/resolv.conf
+        "inotify_instances": None, "inotify_watches": None,  # the per-user limits of the host
+        "page_size": 4096, "last_cap": 40,
+        "nested": None,  # why only one id can be mapped: inside a user namespace, no_new_privs set
+        "nested_ids": None,  # then, [uid, gid] to map ourselves to where 0 cannot be (no CAP_SETFCAP)
+        "proc_sys_writable": True,  # False in containers (and sandboxes) that mount /proc/sys read-only
+    }
+    __slots__ = tuple(FIELDS)
+    NESTED = {"subuids": idmap.SubidRange, "subgids": idmap.SubidRange}
+
+
+class MountStep(Record):
+    """One mount op as the runtime carries it out: what, where, with which final flags, and who asked."""
+
+    FIELDS = {
+        "type": "", "dst": "", "src": None, "lower": list, "upper": "tmpfs", "optional": False,
+        "flags": list,  # of ro, nosuid, nodev, noexec
+        "options": dict,  # file system options: mode, size (tmpfs, dev's /dev/shm, a tmpfs overlay upper)
+        "mode": None, "content": "",  # dir and file ops
+        "nodes": list,  # dev: the host device nodes bound
+        "read_only": list, "masked": list,  # proc: what is made read-only, what is hidden
+        "origin": "",
+    }
+    __slots__ = tuple(FIELDS)
+
+
+class Protected(Record):
+    """A path kept read-only inside a writable bind of the user's directory (security.protect). Whether it
+    exists is the runtime's business: an existing one is bound read-only onto itself, an absent one is
+    made (empty, a directory when `directory`) and bound so, and removed at exit."""
+
+    FIELDS = {
+        "mount": 0,  # index of the bind in Plan.mounts
+        "path": "",  # relative to the bind's root
+        "dst": "",  # where it is inside
+        "directory": False,  # made as a directory when absent
+        "entry": "",  # as the profile wrote it, for --unprotect
+        # absent: made empty and read-only for the run (else left absent, and what the run makes there is
+        # moved aside after it: security.placeholders)
+        "placeholder": False,
+        # rootsand's own configuration or state: read-only inside, but rootsand itself writes it during the
+        # run (its registry, its key), so no change of it is held against the sandbox
+        "own": False,
+    }
+    __slots__ = tuple(FIELDS)
+
+
+class Network(Record):
+    FIELDS = {
+        "mode": "none",  # none | slirp | host
+        "allow_host_loopback": False,
+        "publish": list,  # PortForward
+        "resolv_conf": None,  # slirp: the sandbox's /etc/resolv.conf
+        "address": None, "gateway": None, "dns": None, "interface": None,  # slirp's, inside
+        "slirp_sandbox": True,  # slirp4netns in a mount namespace of its own (not possible when nested)
+        # proxy: the hosts the proxy lets through (allowlist.py), its endpoint on the sandbox's 127.0.0.1,
+        # and how long a client may take to send its request head
+        "allow": list, "deny": list, "proxy_port": None, "header_timeout": None,
+    }
+    __slots__ = tuple(FIELDS)
+    NESTED = {"publish": PortForward}
+
+
+class Plan(Record):
+    """Everything a sandbox is, decided; the runtime's only input."""
+
+    FIELDS = {
+        "name": "", "profile": "", "argv": list, "env": dict, "chdir": "/", "cwd": "/", "hostname": "",
+        "homes": list,  # the user's home directories, which no link planted by a sandbox may lead into
+        "timeout": None, "memory": None,  # the profile's memory limit, however limits enforce it
+        "user": "root",  # root | keep-id | ids
+        "run_uid": 0, "run_gid": 0,  # the command's ids inside
+        # the ids inside that are the user's on the host: setup makes its mount points and work directories
+        # among the user's files as them (with keep-id maps root inside is a subordinate id)
+        "setup_uid": 0, "setup_gid": 0,
+        "ids": idmap.IdPlan,  # the maps and how they are written
+        "namespaces": list, "time_offsets": dict,
+        "rootfs": None,  # a host directory as the root, else an empty read-only tmpfs
+        "mounts": list,  # MountStep, in order
+        "home_guards": list,  # homerule.HomeGuard: homes shown by writable binds, their top read-only
+        "protected": list,  # Protected: applied after the mounts and the home guards, on top of them
+        "etc_files": dict,  # /etc/NAME -> content, bound read-only over the host's
+        "network": Network,
+        "capabilities": list,  # names the command keeps
+        "no_new_privs": True, "new_session": True, "nested_userns": False,
+        "setuid_bits": False,  # chmod u+s/g+s allowed inside; what is the user's is cleared at exit
+        "seccomp": None,  # list of Rule, or None for no filter
+        "compat_syscalls": True,  # False: calls through a 32-bit ABI kill the thread
+        "limits": limits.Limits,
+        "cgroup_parent": None,  # where the launcher makes the sandbox's cgroup, when limits.cgroup says so
+        "sysctls": dict,  # written through the sandbox's own procfs
+        "notes": list,  # said once on stderr before the sandbox starts
+        "failure_hint": None,  # said once after a command that failed
+    }
+    __slots__ = tuple(FIELDS)
+    NESTED = {"ids": idmap.IdPlan, "mounts": MountStep, "home_guards": HomeGuard, "protected": Protected,
+              "network": Network, "seccomp": Rule, "limits": limits.Limits}
+
+    @property
+    def root_mapped(self) -> bool:
+        return idmap.mapped(self.ids.uid_lines, 0) and idmap.mapped(self.ids.gid_lines, 0)
+
+    @property
+    def capability_mask(self) -> int:
+        mask = 0
+        for name in self.capabilities:
+            mask |= 1 << CAPABILITIES.index(name)
+        return mask
+
+    def namespace_links(self) -> list[str]:
+        return [NAMESPACE_LINKS[ns] for ns in self.namespaces]
+
+
+def plan(spec, facts: HostFacts) -> Plan:
+    """The Plan for `spec` on a host with these facts. Pure; RootsandError when it cannot be made."""
+    # keep-id maps: the user is itself inside, every other id (root too) a subordinate one (idmap = "keep-id"
+    # with user root: what root makes, setuid programs included, never belongs to the user on the host).
+    keep_id = spec.user.mode == "keep-id" or spec.idmap == "keep-id"
+    ids = idmap.plan(facts.uid, facts.gid, facts.subuids, facts.subgids, facts.newuidmap, facts.newgidmap,
+                     keep_id=keep_id, single=spec.idmap == "single", nested=facts.nested,
+                     inside_ids=tuple(facts.nested_ids) if facts.nested_ids else None)
+    root_mapped = idmap.mapped(ids.uid_lines, 0) and idmap.mapped(ids.gid_lines, 0)
+    if spec.user.mode == "root":  # root where it is mapped, else the one id there is
+        run_ids = (0, 0) if root_mapped else (ids.uid_lines[0][0], ids.gid_lines[0][0])
+    elif spec.user.mode == "keep-id":
+        run_ids = (facts.uid, facts.gid)
+    else:
+        run_ids = (spec.user.uid, spec.user.gid)
+    if not idmap.mapped(ids.uid_lines, run_ids[0]) or not idmap.mapped(ids.gid_lines, run_ids[1]):
+        top = max(inside + count for inside, _, count in ids.uid_lines) - 1
+        raise RootsandError(f"user {run_ids[0]}:{run_ids[1]} is not mapped in the sandbox (ids 0-{top} are)",
+                            hint="use --user root, keep-id or an id in that range")
+
+    the_limits = limits.plan_limits(spec.memory, spec.pids, spec.cpu, spec.rlimits, set(facts.cgroup_controllers))
+    uncounted = spec.memory is not None and "memory.max" not in the_limits.cgroup
+    notes = ([ids.note] if ids.note else []) + list(spec.notes)
+    mounts, home_guards, rule_protected, home_notes = plan_home(spec, spec.mounts)
+    notes += home_notes
+    if spec.seccomp == "none":
+        rules = None
+        notes.append('the seccomp filter is off (security.seccomp = "none"): for debugging only')
+    else:
+        from rootsand.security.seccomp import default_rules
+
+        rules = default_rules(spec.nested_userns, net_mode=spec.net_mode, setuid_bits=spec.setuid_bits,
+                              socket_families=tuple(spec.socket_families), limit_memfd=uncounted,
+                              shm_max=min(SHM_MAX, spec.memory) if uncounted else None) + list(spec.seccomp_file_rules)
+    if the_limits.not_enforced:
+        notes.append("; ".join(the_limits.not_enforced))
+    network = _network(spec, facts)
+    env = dict(spec.env)
+    if network.mode == "proxy":
+        env.update(proxy_env(network.proxy_port))
+    if network.mode == "slirp" and not network.allow_host_loopback and any(
+            f.proto == "udp" and f.host_addr.startswith(("127.", "::1")) for f in network.publish):
+        notes.append("slirp4netns drops a sandbox's UDP replies to the host's loopback unless --allow-host-loopback "
+                     "is given (podman#4586): the published UDP port only receives")
+    etc_files = {"hostname": f"{spec.hostname}\n", "hosts": hosts_file(spec.hostname)}
+    if network.resolv_conf is not None:
+        etc_files["resolv.conf"] = network.resolv_conf
+    capabilities = list(CAPABILITIES[:facts.last_cap + 1]) if spec.capabilities == "all" else list(spec.capabilities)
+    failure_hint = spec.failure_hint
+    if len(ids.uid_lines) == 1 and "CAP_CHOWN" in capabilities:  # one id: every chown to another fails
+        failure_hint = (f"only your own id is mapped ({ids.note or 'idmap = single'}), so chown to any other id "
+                        "fails with 'Invalid argument'")
+    return Plan(
+        name=spec.name or f"sandbox-{facts.pid}", profile=spec.profile, argv=list(spec.command), env=env,
+        chdir=spec.chdir, cwd=spec.cwd, hostname=spec.hostname, homes=list(spec.homes), timeout=spec.timeout,
+        memory=spec.memory,
+        user=spec.user.mode, run_uid=run_ids[0], run_gid=run_ids[1], ids=ids,
+        setup_uid=idmap.inside_of(ids.uid_lines, facts.uid), setup_gid=idmap.inside_of(ids.gid_lines, facts.gid),
+        namespaces=list(spec.namespaces), time_offsets=dict(spec.time_offsets),
+        rootfs=spec.rootfs, mounts=[mount_step(m, spec.memory) for m in mounts], home_guards=home_guards,
+        protected=protected_paths(mounts, spec.protect, spec.cwd, spec.homes, spec.placeholders,
+                                  [os.path.join(h, w[2:]) for h in spec.homes for w in spec.home_writable])
+        + [Protected(**item) for item in rule_protected], etc_files=etc_files,
+        network=network, capabilities=capabilities, new_session=spec.new_session, nested_userns=spec.nested_userns,
+        setuid_bits=spec.setuid_bits,
+        seccomp=rules, compat_syscalls=spec.compat_syscalls, limits=the_limits, cgroup_parent=facts.cgroup_dir if the_limits.cgroup else None,
+        sysctls=sandbox_sysctls(spec.nested_userns, the_limits, spec.memory, facts), notes=notes,
+        failure_hint=failure_hint,
+    )
+
+
+def protected_paths(mounts: list, protect: list[str], cwd: str, homes, placeholders: bool = False,
+                    caches=()) -> list[Protected]:
+    """Where each protected path lies: inside every read-write bind (the current directory, a --bind, a
+    home, a profile's bind) that no later mount covers, but the home rule's writable exceptions (caches,
+    which a build may poison as documented). A `~/` entry counts in a home only."""
+    found = []
+    for index, m in enumerate(mounts):
+        if m.type not in ("bind", "dev-bind") or not m.src or any(is_below(os.path.normpath(m.src), c) for c in caches):
+            continue
+        if any(is_below(m.dst, later.dst) for later in mounts[index + 1:] if later.type != "symlink"):
+            continue  # a later mount hides it (untrusted's overlay of the current directory)
+        for entry in protect:
+            if entry.startswith("~/") and m.src not in homes:
+                continue
+            path = entry.removeprefix("~/").rstrip("/")
+            found.append(Protected(mount=index, path=path, dst=f"{m.dst.rstrip('/')}/{path}",
+                                   directory=entry.endswith("/"), entry=entry, placeholder=placeholders))
+    return found
+
+
+def mount_step(m, memory: int | None) -> MountStep:
+    """A profile's or the command line's Mount as the step the runtime carries out, its flags decided."""
+    options = {}
+    if m.type == "tmpfs":
+        if m.mode is not None:
+            options["mode"] = f"{m.mode:o}"  # else the kernel's 1777
+        sizes = [size for size in (m.size, memory) if size]  # a tmpfs the sandbox can fill: capped
+        if sizes:
+            options["size"] = str(min(sizes))
+    elif m.type == "dev":
+        # pts_max: ptys are counted host-wide (kernel.pty.max); no sandbox may take them all
+        options = {"mode": "0755", "size": "1m", "pts_max": str(PTS_MAX), **({"shm_size": str(memory)} if memory else {})}
+    elif m.type == "overlay" and m.upper == "tmpfs" and memory:
+        options["size"] = str(memory)
+    return MountStep(
+        type=m.type, dst=m.dst, src=m.src, lower=list(m.lower), upper=m.upper, optional=m.optional,
+        flags=list(MOUNT_FLAGS[m.type]), options=options, mode=m.mode, content=m.content,
+        nodes=list(DEV_NODES) if m.type == "dev" else [],
+        read_only=list(PROC_READ_ONLY) if m.type == "proc" else [],
+        masked=list(PROC_MASKED_FILES + PROC_MASKED_DIRS) if m.type == "proc" else [],
+        origin=m.origin,
+    )
+
+
+def _network(spec, facts: HostFacts) -> Network:
+    if spec.net_mode == "proxy":
+        return Network(mode="proxy", allow=list(spec.allow_hosts), deny=list(spec.deny_hosts), proxy_port=PROXY_PORT,
+                       header_timeout=spec.header_timeout)
+    if spec.net_mode != "slirp":
+        return Network(mode=spec.net_mode)
+    return Network(mode="slirp", allow_host_loopback=spec.allow_host_loopback, publish=list(spec.publish),
+                   resolv_conf=resolv_conf(facts.resolv_conf, spec.dns), address=f"{SANDBOX_ADDRESS}/24",
+                   gateway=GATEWAY, dns=SLIRP_DNS, interface=TAP, slirp_sandbox=facts.nested is None)
+
+
+def proxy_env(port: int) -> dict[str, str]:
+    """What pip, curl, git, npm, apt and urllib read to use a proxy; both spellings, as tools differ. The
+    sandbox's own loopback is not proxied, so a test suite reaches the server it started itself."""
+    url = f"http://127.0.0.1:{port}"
+    values = {"HTTP_PROXY": url, "HTTPS_PROXY": url, "ALL_PROXY": f"socks5h://127.0.0.1:{port}",
+              "NO_PROXY": "localhost,127.0.0.1,::1"}
+    return {**values, **{k.lower(): v for k, v in values.items()}}
+
+
+def resolv_conf(host_text: str, dns: list[str]) -> str:
+    """The sandbox's resolv.conf: the profile's servers or slirp's 10.0.2.3 first, then the host's
+    servers that the sandbox can reach (not 127.x or ::1, which are the host's own loopback)."""
+    import ipaddress
+
+    servers = list(dns) or [SLIRP_DNS]
+    other = []
+    for line in host_text.splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and fields[0] == "nameserver":
+            try:
+                if not ipaddress.ip_address(fields[1].split("%")[0]).is_loopback and fields[1] not in servers:
+                    servers.append(fields[1])
+            except ValueError:
+                continue
+        elif fields and fields[0] in ("search", "domain", "options"):
+            other.append(line.strip())
+    return "".join(f"nameserver {s}\n" for s in servers[:3]) + "".join(f"{line}\n" for line in other)
+
+
+def hosts_file(hostname: str) -> str:
+    return (f"127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n"
+            "::1\tlocalhost ip6-localhost ip6-loopback\n")
+
+
+def sandbox_sysctls(nested_userns: bool, limits, memory: int | None, facts: HostFacts) -> dict[str, str]:
+    """Settings of the sandbox's own user and IPC namespaces, written through its own procfs.
+
+    - nested_userns = false: no user namespace can be made inside (the kernel's answer, seccomp or not).
+    - a profile with limits: 1/8 of the host user's inotify instances and watches (they are counted per
+      user, host included, and the host's own tools need theirs), and SysV shared memory within the memory limit
+      (RLIMIT_AS does not count it) where no memory cgroup does.
+    """
+    values = {}
+    if not nested_userns:
+        values["user/max_user_namespaces"] = "0"
+    if limits.rlimits or limits.cgroup:
+        for name, host_max in (("instances", facts.inotify_instances), ("watches", facts.inotify_watches)):
+            if host_max:
+                values[f"user/max_inotify_{name}"] = str(max(1, host_max // INOTIFY_SHARE))
+    if memory is not None and "memory.max" not in limits.cgroup:
+        values["kernel/shmmax"] = str(min(SHM_MAX, memory))
+        values["kernel/shmall"] = str(max(1, memory // facts.page_size))
+        values["kernel/shmmni"] = "64"
+    return values
+
+
+def describe(p: Plan) -> list[str]:
+    """The plan as a readable listing, one mount per line with its origin (`run --dry-run --verbose`)."""
+    lines = [f"sandbox {p.name} (profile {p.profile}): {' '.join(p.argv)}",
+             f"  runs as {p.run_uid}:{p.run_gid} ({p.user}) in {p.chdir}, hostname {p.hostname}"
+             + (f", timeout {p.timeout:g}s" if p.timeout else ""),
+             "  uid map: " + ", ".join(f"{a} {b} {c}" for a, b, c in p.ids.uid_lines)
+             + "; gid map: " + ", ".join(f"{a} {b} {c}" for a, b, c in p.ids.gid_lines),
+             f"  namespaces: {', '.join(p.namespaces)}",
+             f"  root: {p.rootfs or 'an empty tmpfs, read-only'}"]
+    for step in p.mounts:
+        what = {"symlink": f"-> {step.src}", "overlay": f"<- {':'.join(step.lower)} (upper {step.upper})"}.get(
+            step.type, f"<- {step.src}" if step.src else "")
+        flags = ",".join(step.flags + [f"{k}={v}" for k, v in step.options.items()])
+        lines.append(f"  {step.type:<8} {step.dst:<28} {what}{'  ' + flags if flags else ''}"
+                     f"{'  (optional)' if step.optional else ''}  [{step.origin}]")
+    net = p.network
+    lines += [f"  home     {g.dst}  read-only (the home rule)"
+              + (f", writable: {', '.join(g.writable)}" if g.writable else "") + f"  [{g.origin}]" for g in p.home_guards]
+    lines += [f"  protect  {item.dst}{'/' if item.directory else ''}  read-only"
+              f"{', made when absent' if item.placeholder else ', checked after the run when absent'}"
+              f" [security.protect {item.entry}]" for item in p.protected]
+    lines.append(f"  network: {net.mode}" + (f", {net.address} via {net.gateway}, dns {net.dns}"
+                                              + "".join(f", publish {f}" for f in net.publish)
+                                              if net.mode == "slirp" else ""))
+    if net.mode == "proxy":
+        lines.append(f"  proxy: 127.0.0.1:{net.proxy_port} inside; allow {', '.join(net.allow) or 'nothing'}"
+                     + (f"; deny {', '.join(net.deny)}" if net.deny else ""))
+    lines.append(f"  capabilities: {', '.join(p.capabilities) or 'none'}; no_new_privs; "
+                 f"seccomp: {len(p.seccomp)} rules" if p.seccomp is not None else
+                 f"  capabilities: {', '.join(p.capabilities) or 'none'}; no_new_privs; seccomp: off")
+    lines += [f"  limit: {line}" for line in limits.describe_limits(p.limits, p.memory)]
+    lines += [f"  sysctl: {k} = {v}" for k, v in p.sysctls.items()]
+    return lines

@@ -1,0 +1,475 @@
+"""What the user asked for: a loaded profile and the command line, merged and validated once.
+
+The profile's values arrive checked (profile.py, with file, line and key); only the command line's are
+parsed here. The result is a SandboxSpec, the input of the plan stage (plan.py). Pure but for the
+realpath of the seccomp rule file and reading it.
+"""
+
+import fnmatch
+import os
+import stat
+import sys
+
+from rootsand.errors import RootsandError
+from rootsand.config.model import (DEFAULT_ENV_KEEP, FALLBACK_PATH, NET_MODES, Mount, Record, parse_duration,
+                            parse_env_assignment, parse_publish, parse_user, validate_hostname, validate_name)
+
+__all__ = ["RunOptions", "SandboxSpec", "build_env", "from_profile", "parse_duration", "parse_env_assignment",
+           "parse_user", "split_mount_arg", "validate_hostname", "validate_name", "FALLBACK_PATH"]
+
+
+class RunOptions:
+    """What the command line of `rootsand run` says; None (or empty) where it leaves the profile's choice."""
+
+    LISTS = ("command", "env", "publish", "binds", "ro_binds", "tmpfs", "overlays", "allow_hosts", "unprotect")
+    VALUES = ("profile", "hostname", "chdir", "user", "timeout", "name", "json_status", "net", "rootfs")
+    FLAGS = ("allow_host_loopback", "verbose", "debug", "dry_run")
+
+    def __init__(self, **values):
+        for name in self.LISTS:
+            setattr(self, name, list(values.pop(name, None) or []))
+        for name in self.VALUES:
+            setattr(self, name, values.pop(name, None))
+        for name in self.FLAGS:
+            setattr(self, name, bool(values.pop(name, False)))
+        if values:
+            raise TypeError(f"unknown run options: {', '.join(values)}")
+        self.profile = self.profile or "default"
+
+    def __eq__(self, other) -> bool:
+        return type(other) is RunOptions and vars(self) == vars(other)
+
+    def __repr__(self) -> str:
+        return f"RunOptions({vars(self)!r})"
+
+
+class SandboxSpec(Record):
+    """The sandbox as asked for: every value checked, nothing yet decided about this host."""
+
+    FIELDS = {
+        "name": None,  # --name, or None: the launcher names it
+        "profile": "default",
+        "command": list,
+        "user": lambda: parse_user("root"),
+        "hostname": "rootsand",
+        "failure_hint": None,  # said after a command that failed
+        "chdir": "/",  # inside
+        "cwd": "/",  # the physical directory rootsand was started in
+        "homes": tuple,  # the user's home directories ($HOME and passwd), real paths
+        "env": dict,
+        "timeout": None,
+        "namespaces": tuple,
+        "idmap": "auto",  # auto | single
+        "time_offsets": dict,
+        "mounts": list,  # Mount ops in order, each with its origin
+        "rootfs": None,
+        "net_mode": "none",
+        "allow_host_loopback": False,
+        "publish": list,  # PortForward
+        "allow_hosts": list, "deny_hosts": list, "header_timeout": 10.0,  # proxy mode (allowlist.py)
+        "dns": list,
+        "capabilities": list,  # names, or "all"
+        "seccomp": "default",  # default | none | a rule file's path
+        "seccomp_file_rules": list,  # the rule file's rules, read and checked here
+        "nested_userns": False,
+        "new_session": True,
+        "setuid_bits": False,
+        "socket_families": tuple,
+        "compat_syscalls": True,  # 32-bit system calls allowed (through the same rules)
+        "protect": list,  # paths made read-only inside the writable binds of the user's directories
+        "placeholders": False,  # an absent protected path is made empty and read-only (else checked after)
+        "home_writable": list,  # "~/PATH": writable exceptions to the home rule (homerule.py)
+        "host_path": tuple,  # the directories of the user's PATH on the host: what the user's shells run
+        "own_dirs": tuple,  # rootsand's own configuration and state: never writable from a sandbox
+        "real_sources": dict,  # bind sources and overlay uppers -> where their links lead (the home rule)
+        "xdg_dirs": tuple,
+        "dot_links": dict,  # where the links among a home's dot-entries lead -> the link (homerule.py)  # $XDG_CONFIG_HOME, $XDG_DATA_HOME, $XDG_STATE_HOME where set: read-only in a home
+        "memory": None,
+        "pids": None,
+        "cpu": None,
+        "rlimits": dict,
+        "notes": tuple,  # said once on stderr before the sandbox starts
+    }
+    __slots__ = tuple(FIELDS)
+
+
+def build_env(host_env: dict[str, str], clear: bool = True, keep: tuple[str, ...] = DEFAULT_ENV_KEEP,
+              assignments: dict[str, str] | None = None) -> dict[str, str]:
+    """The command's environment: empty (or the caller's) plus the kept names (globs allowed), then `set`."""
+    if clear:
+        env = {k: v for k, v in host_env.items() if any(fnmatch.fnmatchcase(k, pat) for pat in keep)}
+    else:
+        env = dict(host_env)
+    env.setdefault("PATH", FALLBACK_PATH)
+    env.update(assignments or {})
+    return env
+
+
+def split_mount_arg(text: str, cwd: str, option: str) -> tuple[str, str]:
+    """`SRC[:DST]` of --bind, --ro-bind and --overlay: SRC relative to the current directory, DST as SRC
+    when absent. A colon belongs to SRC unless what follows the last one is an absolute path."""
+    src, sep, dst = text.rpartition(":")
+    if not sep or not dst.startswith("/") or not src:
+        src, dst = text, ""
+    if not src:
+        raise RootsandError(f"{option} {text}: expected SRC[:DST]")
+    src = os.path.normpath(os.path.join(cwd, src))
+    return src, os.path.normpath(dst) if dst else src
+
+
+def cli_mounts(options: RunOptions, cwd: str) -> list[Mount]:
+    """The mounts the command line adds after the profile's, in the order: binds, ro-binds, tmpfs, overlays."""
+    mounts = []
+    for kind, values, option in (("bind", options.binds, "--bind"), ("ro-bind", options.ro_binds, "--ro-bind")):
+        for text in values:
+            src, dst = split_mount_arg(text, cwd, option)
+            origin = f"{option} {text}"
+            mounts.append(Mount(type=kind, src=src, dst=_checked_dst(dst, origin), origin=origin))
+    for text in options.tmpfs:
+        origin = f"--tmpfs {text}"
+        mounts.append(Mount(type="tmpfs", dst=_checked_dst(os.path.normpath(os.path.join(cwd, text)), origin),
+                            origin=origin))
+    for text in options.overlays:
+        src, dst = split_mount_arg(text, cwd, "--overlay")
+        origin = f"--overlay {text}"
+        mounts.append(Mount(type="overlay", lower=[src], upper="tmpfs", dst=_checked_dst(dst, origin), origin=origin))
+    return mounts
+
+
+def _checked_dst(dst: str, origin: str) -> str:
+    if dst == "/":
+        raise RootsandError(f"{origin}: cannot mount over / (use --rootfs for another root)")
+    return dst
+
+
+def rootfs_mounts() -> list[Mount]:
+    """What every --rootfs tree gets on top of itself: its own /proc, a minimal /dev, a private /tmp."""
+    return [Mount(type="proc", dst="/proc", origin="--rootfs"), Mount(type="dev", dst="/dev", origin="--rootfs"),
+            Mount(type="tmpfs", dst="/tmp", mode=0o1777, origin="--rootfs")]
+
+
+def from_profile(profile, options: RunOptions, host_env: dict[str, str], cwd: str, cpu_count: int,
+                 homes: tuple[str, ...] = ()) -> SandboxSpec:
+    """Merge a loaded profile with the command line: the command line wins, its mounts come last."""
+    assignments = dict(profile.env_set)
+    if assignments.get("MAKEFLAGS") == "auto":
+        assignments["MAKEFLAGS"] = f"-j{cpu_count}"
+    assignments.update(parse_env_assignment(e) for e in options.env)
+    net_mode = options.net or ("proxy" if options.allow_hosts else profile.net_mode)
+    if net_mode not in NET_MODES:
+        raise RootsandError(f"invalid --net {net_mode!r}: expected none, slirp, proxy or host")
+    if options.allow_hosts and net_mode != "proxy":
+        raise RootsandError(f"--allow-host needs --net proxy (the network mode is {net_mode})")
+    allow_hosts = list(profile.allow_hosts)
+    if options.allow_hosts:
+        from rootsand.net import allowlist  # ipaddress: only where there are entries to check
+
+        allow_hosts += [allowlist.parse_entry(text, "--allow-host").text for text in options.allow_hosts]
+    publish = list(profile.publish) + [parse_publish(p) for p in options.publish]
+    if publish and net_mode != "slirp":
+        raise RootsandError(f"--publish needs --net slirp (the network mode is {net_mode})")
+    namespaces = tuple(ns for ns in profile.namespaces if not (ns == "net" and net_mode == "host"))
+    timeout = parse_duration(options.timeout) if options.timeout is not None else profile.timeout
+    notes = []
+    if options.rootfs:
+        rootfs = os.path.normpath(os.path.join(cwd, options.rootfs))
+        _check_rootfs(rootfs, homes, own_dirs(host_env, homes))
+        mounts = rootfs_mounts() + cli_mounts(options, cwd)
+    else:
+        rootfs = None
+        mounts = []
+        for m in profile.mounts:
+            why = _too_wide(m, cwd, homes, host_env)
+            if why:  # an empty directory stands in its place, so the mounts below it still have one
+                mounts.append(Mount(type="dir", dst=m.dst, origin=m.origin))
+                notes.append(f"{why}: it is not made visible, only an empty directory stands there "
+                             "(cd into a project directory, or --bind what you mean)")
+            else:
+                mounts.append(m)
+        mounts += cli_mounts(options, cwd)
+    writable = [cwd] + [os.path.normpath(m.src) for m in mounts if m.type in ("bind", "dev-bind") and m.src]
+    hooks = [entry for entry in _hook_dirs(writable, homes, host_env) if entry not in profile.protect]
+    protect, home_writable = protected_paths(list(profile.protect) + hooks, options.unprotect)
+    seccomp_file_rules = []
+    if profile.seccomp not in ("default", "none"):
+        _check_rule_file_is_out_of_reach(profile.seccomp, mounts, cwd)
+        from rootsand.security.seccomp import load_rule_file
+
+        seccomp_file_rules = load_rule_file(profile.seccomp)
+    return SandboxSpec(
+        name=validate_name(options.name) if options.name else None,
+        profile=options.profile,
+        command=options.command or ["/bin/sh"],
+        user=parse_user(options.user) if options.user else profile.user,
+        hostname=validate_hostname(options.hostname) if options.hostname else profile.hostname,
+        failure_hint=profile.failure_hint,
+        chdir=os.path.normpath(os.path.join("/" if options.rootfs else cwd, options.chdir)) if options.chdir else (
+            "/" if rootfs else profile.chdir or cwd),
+        cwd=cwd,
+        homes=tuple(homes),
+        env=build_env(host_env, profile.env_clear, tuple(profile.env_keep), assignments),
+        timeout=timeout,
+        namespaces=namespaces,
+        idmap=profile.idmap,
+        time_offsets=dict(profile.time_offsets),
+        mounts=mounts,
+        rootfs=rootfs,
+        net_mode=net_mode,
+        allow_host_loopback=options.allow_host_loopback or profile.allow_host_loopback,
+        publish=publish,
+        allow_hosts=allow_hosts,
+        deny_hosts=list(profile.deny_hosts),
+        header_timeout=profile.header_timeout,
+        dns=list(profile.dns),
+        capabilities=profile.capabilities,
+        seccomp=profile.seccomp,
+        seccomp_file_rules=seccomp_file_rules,
+        nested_userns=profile.nested_userns,
+        new_session=profile.new_session,
+        setuid_bits=profile.setuid_bits,
+        socket_families=tuple(profile.socket_families),
+        compat_syscalls=profile.compat_syscalls,
+        protect=protect,
+        placeholders=profile.placeholders,
+        home_writable=list(dict.fromkeys(list(profile.home_writable) + home_writable)),
+        host_path=tuple(os.path.normpath(d) for d in host_env.get("PATH", "").split(":") if d.startswith("/")),
+        own_dirs=own_dirs(host_env, homes),
+        real_sources={path: os.path.realpath(path) for m in mounts
+                      for path in ([m.src] if m.type in ("bind", "dev-bind") and m.src else [])
+                      + ([m.upper] if m.type == "overlay" and m.upper != "tmpfs" else [])},
+        xdg_dirs=tuple(dict.fromkeys(path for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME")
+                                     if host_env.get(name, "").startswith("/")
+                                     for path in (os.path.normpath(host_env[name]), os.path.realpath(host_env[name])))),
+        dot_links=_dot_links(homes),
+        memory=profile.memory,
+        pids=profile.pids,
+        cpu=profile.cpu,
+        rlimits=dict(profile.rlimits),
+        notes=tuple(notes),
+    )
+
+
+def protected_paths(protect: list[str], unprotect: list[str]) -> tuple[list[str], list[str]]:
+    """The profile's protected paths without those --unprotect lifts (written with or without the `~/`
+    and the final `/`), and the home paths --unprotect makes writable (`~/PATH` that is no protected path:
+    an exception to the home rule, homerule.py). Lifting a relative path that is not protected is an
+    error, as it is likely a typo."""
+    from rootsand.config.model import parse_home_path, parse_protect_entry
+
+    def key(entry: str) -> str:
+        return entry.removeprefix("~/").rstrip("/")
+
+    kept, home_writable = list(protect), []
+    for text in unprotect:
+        wanted = key(parse_protect_entry(text))
+        matches = [entry for entry in kept if key(entry) == wanted]
+        if not matches and text.startswith("~/"):
+            home_writable.append(parse_home_path(text.rstrip("/")))
+            continue
+        if not matches:
+            raise RootsandError(f"--unprotect {text}: not a protected path of this profile",
+                                hint="protected: " + (", ".join(protect) or "none")
+                                + "; a path in your home (~/PATH) is made writable")
+        kept = [entry for entry in kept if entry not in matches]
+    return kept, home_writable
+
+
+def _hook_dirs(writable: list[str], homes: tuple[str, ...], env: dict[str, str]) -> list[str]:
+    """Protected-path entries for the hook directories git would use in the writable directories: core.hooksPath
+    of a repository there, or of the user's global configuration, when it leads into one of them (husky's
+    `.husky/_`); git runs those hooks as it runs .git/hooks. Includes are not followed."""
+    home = homes[0] if homes else "/nonexistent"
+    config_home = env["XDG_CONFIG_HOME"] if env.get("XDG_CONFIG_HOME", "").startswith("/") else os.path.join(home, ".config")
+    global_value = next((v for v in (_hooks_path(os.path.join(home, ".gitconfig")),
+                                     _hooks_path(os.path.join(config_home, "git", "config"))) if v), None)
+    entries = []
+    for top in writable:
+        worktree, git_dir = _enclosing_repository(top)
+        value = None
+        if git_dir:  # the repository's own, config.worktree last (it wins)
+            for name in ("config", "config.worktree"):
+                value = _hooks_path(os.path.join(git_dir, name)) or value
+        value = value or global_value
+        if not value:
+            continue
+        # a relative hooksPath is taken from the top of the working tree, wherever in it git runs
+        path = os.path.normpath(os.path.join(worktree or top, os.path.expanduser(value) if value.startswith("~/") else value))
+        if path != top and path.startswith(top.rstrip("/") + "/"):
+            entries.append(os.path.relpath(path, top) + "/")
+    return list(dict.fromkeys(entries))
+
+
+def _enclosing_repository(directory: str) -> tuple[str | None, str | None]:
+    """The working tree and git directory of the repository `directory` is in (a `.git` directory, or a
+    `.git` file naming one), looking upwards as git does; (None, None) outside any."""
+    path = directory
+    while True:
+        git = os.path.join(path, ".git")
+        try:
+            st = os.lstat(git)
+        except OSError:
+            st = None
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            return path, git
+        if st is not None and stat.S_ISREG(st.st_mode) and st.st_size < 4096:
+            try:
+                with open(git) as f:
+                    line = f.read().strip()
+            except OSError:
+                line = ""
+            if line.startswith("gitdir:"):
+                return path, os.path.normpath(os.path.join(path, line[7:].strip()))
+        parent = os.path.dirname(path)
+        if parent == path:
+            return None, None
+        path = parent
+
+
+def _hooks_path(config: str) -> str | None:
+    """core.hooksPath in a git configuration file, or None (a file that is missing, a link, or too large)."""
+    try:
+        fd = os.open(config, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        text = os.read(fd, 1 << 20).decode(errors="replace")
+    finally:
+        os.close(fd)
+    section, value = None, None
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            section = line[1:line.find("]")].strip().lower() if "]" in line else None
+            line = line[line.find("]") + 1:].strip() if "]" in line else ""  # `[core] hooksPath = x` is valid
+        if section == "core" and "=" in line:
+            key, raw = line.split("=", 1)
+            if key.strip().lower() == "hookspath":
+                raw = raw.strip()
+                value = raw[1:raw.rfind('"')] if raw.startswith('"') else raw.split("#")[0].split(";")[0].strip()
+    return value or None
+
+
+def _dot_links(homes: tuple[str, ...], budget: int = 2000) -> dict:
+    """Where the symbolic links among a home's dot-entries lead, to what links there (a dotfiles manager's
+    `~/.bashrc -> dotfiles/bashrc`): the home rule keeps those places read-only too. Three levels deep, and
+    `budget` entries at most, breadth first (the top-level ones are what shells and tools read first)."""
+    found = {}
+    queue = [(home, name, 1) for home in homes for name in _names(home) if name.startswith(".")]
+    while queue and budget > 0:
+        parent, name, depth = queue.pop(0)
+        budget -= 1
+        path = os.path.join(parent, name)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            found.setdefault(os.path.realpath(path), path)
+        elif stat.S_ISDIR(st.st_mode) and depth < 3:
+            queue += [(path, child, depth + 1) for child in _names(path)]
+    return found
+
+
+def _names(directory: str) -> list[str]:
+    try:
+        return sorted(os.listdir(directory))
+    except OSError:
+        return []
+
+
+def _check_rootfs(rootfs: str, homes: tuple[str, ...], own: tuple[str, ...]) -> None:
+    """A --rootfs tree is mounted writable as it is: one that holds a home or rootsand's own files (`/`,
+    `~`) would hand the sandbox all the home rule keeps from it."""
+    real = os.path.realpath(rootfs)
+    for path in (rootfs, real):
+        held = next((d for d in homes + own if d.startswith(path.rstrip("/") + "/") or d == path), None)
+        if held:
+            raise RootsandError(f"--rootfs {rootfs}: it holds {held}, which a sandbox must not write",
+                                hint="use a tree of its own (debootstrap, an unpacked image)")
+        home = next((h for h in homes if path.startswith(h + "/") and path[len(h) + 1:].startswith(".")), None)
+        if home:
+            raise RootsandError(f"--rootfs {rootfs}: it is inside {home}/{path[len(home) + 1:].split('/')[0]}, "
+                                "where programs on your host find what to run",
+                                hint="use a tree outside your home's dot-directories")
+
+
+def own_dirs(env: dict[str, str], homes: tuple[str, ...]) -> tuple[str, ...]:
+    """rootsand's own configuration (profiles, rule files), state (the registry) and code (the package and the
+    virtual environment it runs from, where they are the user's): a sandbox that could write them would choose
+    the next sandbox's profile, what `exec` and the sweeps act on, or what runs as rootsand itself."""
+    def xdg(name: str, default: str) -> list[str]:
+        value = env.get(name, "")
+        return [os.path.normpath(value)] if value.startswith("/") else [os.path.join(h, default) for h in homes]
+
+    dirs = [os.path.join(d, "rootsand") for d in xdg("XDG_CONFIG_HOME", ".config") + xdg("XDG_STATE_HOME", ".local/state")]
+    if env.get("XDG_RUNTIME_DIR", "").startswith("/"):
+        dirs.append(os.path.join(os.path.normpath(env["XDG_RUNTIME_DIR"]), "rootsand"))
+    from rootsand.ops.registry import runtime_dirs_in_use
+
+    dirs += runtime_dirs_in_use()
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # rootsand/, not rootsand/config/
+    for code in (package, os.path.join(os.path.dirname(package), "profiles"), sys.prefix):
+        try:
+            if os.stat(code).st_uid == os.getuid() and os.getuid() != 0:
+                dirs.append(os.path.realpath(code))  # (root's own are out of a sandbox's reach anyway)
+        except OSError:
+            pass
+    # and where links lead (a stow-managed ~/.config/rootsand -> ../dotfiles/rootsand)
+    return tuple(dict.fromkeys(dirs + [os.path.realpath(d) for d in dirs]))
+
+
+def _too_wide(m, cwd: str, homes: tuple[str, ...], env: dict[str, str]) -> str | None:
+    """Why a profile's bind or overlay of a host directory would show too much, or None: a home directory
+    (which the profile hides behind a tmpfs) or a directory holding one (run from /home), or a directory of
+    other programs' sockets. The current directory when it is a home itself is asked for: that stays.
+    `homes` are real paths ($HOME's and the passwd entry's), as is `cwd`."""
+    sources = [m.src] if m.type in ("bind", "ro-bind", "dev-bind") else list(m.lower) if m.type == "overlay" else []
+    for src in (os.path.normpath(s) for s in sources if s):
+        what = "the current directory" if src == cwd else "the directory"
+        if src in homes:
+            if src == cwd:
+                continue
+            return f"{what} {src} is your home directory"
+        if any(home.startswith(src.rstrip("/") + "/") for home in homes):
+            return f"{what} {src} holds your home directory"
+        shared = _shared_socket_dir(src, env)
+        if shared:
+            return f"{what} {src} is shared with other programs' sockets ({shared})"
+    return None
+
+
+# Where programs keep their sockets (tmux, X11, ssh-agent, D-Bus): connecting to a socket by its path
+# ignores network namespaces, so binding one of these would hand the sandbox the user's live sessions.
+SHARED_SOCKET_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run", "/var/run")
+
+
+def _shared_socket_dir(cwd: str, env: dict[str, str]) -> str | None:
+    """The socket directory the current directory is or holds, if any."""
+    runtime = os.path.normpath(env["XDG_RUNTIME_DIR"]) if os.path.isabs(env.get("XDG_RUNTIME_DIR", "")) else None
+    for place in SHARED_SOCKET_DIRS + ((runtime,) if runtime else ()):
+        if cwd == place or place.startswith(cwd.rstrip("/") + "/"):
+            return place if cwd == place else f"{place}, below it"
+    return None
+
+
+def writable_dirs(mounts: list[Mount], cwd: str) -> list[str]:
+    """The host directories a sandbox with these mounts can write (and so one like it may have planted
+    links in): the current directory, read-write binds, persistent overlay upper dirs."""
+    tops = [cwd]
+    for m in mounts:
+        if m.type in ("bind", "dev-bind") and m.src:
+            tops.append(os.path.realpath(m.src))
+        if m.type == "overlay" and m.upper != "tmpfs":
+            tops.append(os.path.realpath(m.upper))
+    return [t for t in tops if t != "/"]
+
+
+def _check_rule_file_is_out_of_reach(path: str, mounts: list[Mount], cwd: str) -> None:
+    """A rule file the sandbox can write could be loosened by the code it is meant to contain."""
+    real = os.path.realpath(path)
+    for top in writable_dirs(mounts, cwd):
+        if real == top or real.startswith(top.rstrip("/") + "/"):
+            raise RootsandError(f"the seccomp rule file {path} is inside {top}, which the sandbox can write",
+                                hint="keep rule files where the sandbox cannot write, e.g. ~/.config/rootsand/")

@@ -1,0 +1,256 @@
+"""The sandbox's network: none (loopback only), slirp (slirp4netns, as rootless podman did) or host.
+
+`none` needs no netlink at all: bringing `lo` up is one ioctl (pyroute2 costs ~150 ms to import). In
+slirp mode the launcher runs slirp4netns against the sandbox's setup process, which configures tap0
+(10.0.2.100/24, gateway 10.0.2.2, DNS 10.0.2.3) and signals readiness; ports are published through its
+API socket, which is removed as soon as they are.
+"""
+
+import fcntl
+import os
+import select
+import signal
+import _socket  # the C module: the socket wrapper costs a millisecond on every run
+import struct
+import time
+
+from rootsand.config.model import PortForward
+from rootsand.errors import RootsandError
+
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+SIOCGIFADDR = 0x8915
+IFF_UP = 0x1
+
+TAP = "tap0"
+SANDBOX_ADDRESS = "10.0.2.100"
+GATEWAY = "10.0.2.2"
+SLIRP_DNS = "10.0.2.3"
+MTU = 65520
+
+
+def loopback_up() -> None:
+    """Bring `lo` up in the current network namespace, so 127.0.0.1 and ::1 work."""
+    s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
+        flags = _if_flags(s, "lo")
+        fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+    finally:
+        s.close()
+
+
+def listen_on_loopback(port: int) -> int:
+    """A TCP socket listening on 127.0.0.1:port of the current network namespace: its fd."""
+    s = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+    try:
+        s.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
+        s.listen(1024)
+    except OSError as e:
+        s.close()
+        raise RootsandError(f"cannot listen on the sandbox's 127.0.0.1:{port} for the proxy: {e.strerror}") from None
+    return s.detach()
+
+
+def send_listener(channel_fd: int, fd: int) -> None:
+    """Pass `fd` over the Unix socket `channel_fd` (SCM_RIGHTS); both are closed."""
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, channel_fd)
+    try:
+        s.sendmsg([b"P"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("i", fd))])
+    finally:
+        s.close()
+        os.close(fd)
+
+
+def receive_listener(channel_fd: int) -> int:
+    """The fd send_listener() passed; RootsandError when none came."""
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, channel_fd)
+    try:
+        s.settimeout(5)
+        _, ancillary, _, _ = s.recvmsg(1, _socket.CMSG_SPACE(4))
+    except OSError as e:
+        raise RootsandError(f"the proxy's endpoint did not arrive from the sandbox: {e.strerror or e}") from None
+    finally:
+        s.detach()
+    for level, kind, data in ancillary:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS and len(data) >= 4:
+            return struct.unpack("i", data[:4])[0]
+    raise RootsandError("the proxy's endpoint did not arrive from the sandbox")
+
+
+def _if_flags(s, name: str) -> int:
+    req = struct.pack("16sH14x", name.encode(), 0)
+    return struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req))[1]
+
+
+def check_tap() -> None:
+    """After slirp4netns has configured tap0: make sure it is up with its address (two ioctls, no netlink)."""
+    s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
+        up = _if_flags(s, TAP) & IFF_UP
+        raw = fcntl.ioctl(s.fileno(), SIOCGIFADDR, struct.pack("16s16x", TAP.encode()))
+    except OSError as e:
+        raise RootsandError(f"slirp4netns did not configure {TAP}: {e.strerror}") from None
+    finally:
+        s.close()
+    address = _socket.inet_ntoa(raw[20:24])
+    if not up or address != SANDBOX_ADDRESS:
+        raise RootsandError(f"slirp4netns left {TAP} {'up' if up else 'down'} with address {address}")
+
+
+def describe_interfaces() -> list[str]:
+    """Addresses and routes as pyroute2 reads them over netlink: for --verbose and later `inspect`."""
+    from pyroute2 import IPRoute
+
+    lines = []
+    with IPRoute() as ipr:
+        names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+        for addr in ipr.get_addr():
+            lines.append(f"{names.get(addr['index'])}: {addr.get_attr('IFA_ADDRESS')}/{addr['prefixlen']}")
+        for route in ipr.get_routes(family=_socket.AF_INET):
+            gateway = route.get_attr("RTA_GATEWAY")
+            if gateway:
+                lines.append(f"default via {gateway} dev {names.get(route.get_attr('RTA_OIF'))}")
+    return lines
+
+
+def disable_ipv6_dad() -> str | None:
+    """In a fresh network namespace: no duplicate address detection, or IPv6 is unusable for 1-2 s.
+    Why that could not be done, or None."""
+    for conf in ("all", "default"):
+        path = f"/proc/sys/net/ipv6/conf/{conf}/accept_dad"
+        try:
+            with open(path, "w") as f:
+                f.write("0")
+        except FileNotFoundError:
+            return None  # IPv6 disabled on this host: nothing to wait for
+        except OSError as e:
+            return (f"the sandbox's IPv6 address waits 1-2 s for duplicate address detection: {path}: "
+                    f"{e.strerror} (a read-only /proc/sys)")
+    return None
+
+
+class Slirp:
+    """A slirp4netns process serving the sandbox's network namespace, from the launcher's side.
+
+    It is tied to the launcher by --exit-fd: when the launcher's end closes (also when the launcher is
+    killed), slirp4netns exits by itself.
+    """
+
+    def __init__(self, binary: str, pid: int, allow_host_loopback: bool, api_socket: str | None,
+                 own_sandbox: bool = True):
+        self.api_socket = api_socket
+        ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+        exit_r, self._exit_w = os.pipe2(os.O_CLOEXEC)
+        # --enable-sandbox: slirp4netns pivots into an empty root of its own mount namespace, which it cannot
+        # make inside another user namespace (a sandbox, a container); its seccomp filter it always gets.
+        argv = [binary, "--configure", f"--mtu={MTU}", "--enable-ipv6", *(["--enable-sandbox"] if own_sandbox else []),
+                "--enable-seccomp", f"--ready-fd={ready_w}", f"--exit-fd={exit_r}"]
+        if not allow_host_loopback:
+            argv.append("--disable-host-loopback")
+        if api_socket:
+            argv.append(f"--api-socket={api_socket}")
+        argv += [str(pid), TAP]
+        import subprocess
+
+        try:
+            self.process = subprocess.Popen(argv, pass_fds=(ready_w, exit_r), stdin=subprocess.DEVNULL,
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        except OSError as e:
+            raise RootsandError(f"cannot start slirp4netns: {e.strerror}") from None
+        finally:
+            os.close(ready_w)
+            os.close(exit_r)
+        try:
+            self._wait_ready(ready_r)
+        except BaseException:
+            self.stop()
+            raise
+        finally:
+            os.close(ready_r)
+
+    def _wait_ready(self, ready_fd: int, timeout: float = 10.0) -> None:
+        """Wait for the ready byte, and notice at once if slirp4netns exits instead."""
+        errors = self.process.stderr.fileno()
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RootsandError(f"slirp4netns did not get ready within {timeout:g}s")
+            ready = select.select([ready_fd, errors], [], [], left)[0]
+            if ready_fd in ready and os.read(ready_fd, 1):
+                return
+            if errors in ready or ready_fd in ready:  # output or end of file: it is failing or has exited
+                if self.process.poll() is not None or ready_fd in ready:
+                    self.process.wait(timeout=2)
+                    detail = " ".join(self.process.stderr.read().decode(errors="replace").split()[-30:])
+                    raise RootsandError(f"slirp4netns failed (exit status {self.process.returncode}): {detail}",
+                                        hint=_tun_hint())
+
+    def publish(self, forwards: list[PortForward]) -> None:
+        for fwd in forwards:
+            request = {"execute": "add_hostfwd",
+                       "arguments": {"proto": fwd.proto, "host_addr": fwd.host_addr, "host_port": fwd.host_port,
+                                     "guest_addr": SANDBOX_ADDRESS, "guest_port": fwd.guest_port}}
+            reply = self._api(request)
+            if "error" in reply:
+                desc = reply["error"].get("desc", reply["error"]) if isinstance(reply["error"], dict) else reply
+                raise RootsandError(f"cannot publish {fwd}: {desc}",
+                                    hint=f"is port {fwd.host_port}/{fwd.proto} on {fwd.host_addr} already in use?")
+
+    def _api(self, request: dict) -> dict:
+        import json
+
+        """One request per connection, as slirp4netns's API wants: send, shut down writing, read the reply."""
+        import socket
+
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(5)
+            try:
+                s.connect(self.api_socket)
+                s.sendall(json.dumps(request).encode())
+                s.shutdown(socket.SHUT_WR)
+                data = b""
+                while chunk := s.recv(65536):
+                    data += chunk
+                return json.loads(data or b"{}")
+            except (OSError, ValueError) as e:
+                raise RootsandError(f"slirp4netns API at {self.api_socket}: {e}") from None
+
+    def forget_api_socket(self) -> None:
+        """The API is only needed during setup: remove its socket so nothing is left if we are killed."""
+        if self.api_socket:
+            try:
+                os.unlink(self.api_socket)
+            except FileNotFoundError:
+                pass
+            self.api_socket = None
+
+    def stop(self) -> None:
+        if self._exit_w is not None:
+            os.close(self._exit_w)  # slirp4netns exits when this end closes (if we die, too)
+            self._exit_w = None
+        # Popen.wait(timeout) polls with sleeps growing to 50 ms: a pidfd says at once when it has exited.
+        # (Its exit itself takes ~20 ms here, SIGKILL or not: the kernel's tear-down of its tap device.)
+        try:
+            pidfd = os.pidfd_open(self.process.pid)
+        except ProcessLookupError:  # reaped already
+            pidfd = None
+        except OSError:  # no fd to wait on (EMFILE): no waiting without a limit either
+            pidfd = None
+            self.process.send_signal(signal.SIGKILL)
+        if pidfd is not None:
+            try:
+                if not select.select([pidfd], [], [], 2)[0]:
+                    self.process.send_signal(signal.SIGKILL)
+            finally:
+                os.close(pidfd)
+        self.process.wait()
+        self.process.stderr.close()
+        self.forget_api_socket()
+
+
+def _tun_hint() -> str | None:
+    if not os.access("/dev/net/tun", os.R_OK | os.W_OK):
+        return "/dev/net/tun is not usable by you: as root, chmod 0666 /dev/net/tun (or load the tun module)"
+    return None

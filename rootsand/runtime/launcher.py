@@ -1,0 +1,751 @@
+"""The host side of a sandbox: carry out a Plan. Fork, write the id maps, forward signals, enforce the
+timeout, report.
+
+    launcher L (host, your uid; a child subreaper)
+      fork -> C: unshare(USER|...); reports "unshared"; waits for "G"
+      L: newuidmap/newgidmap C (or writes a single-id map); "G"
+      C: fork -> P1 (PID 1 inside); reports P1's pid
+      L: opens and holds the namespaces (for exec), then lets C go; C exits once P1 has built the sandbox
+      P1: now L's child, ties itself to L; forks the command
+      L: forwards signals to P1, waits for P1, exits with the command's status
+
+The report pipe (channel.py) tells L about failures inside; PDEATHSIG ties C to L, P1 to C while it
+builds and to L after, and everything in the PID namespace dies with P1, so a killed launcher leaves
+nothing behind. While the command runs only L and P1 are resident. The host side effects (a cgroup,
+slirp4netns, sockets) happen here, in the execution, never in planning.
+"""
+
+import errno
+import json
+import os
+import re
+import select
+import signal
+import stat
+import sys
+import time
+
+from rootsand.config import host
+from rootsand.config.model import NAMESPACE_LINKS
+from rootsand.errors import ExitCode, RootsandError, printable, stage, warn
+from rootsand.linux import libc
+from rootsand.net import network
+from rootsand.ops import registry
+from rootsand.runtime import channel, init, maps
+from rootsand.security import limits
+
+# A signal that arrives before PID 1 exists ends the launcher; later ones are passed on to the command.
+TERMINATING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+
+class Runtime:
+    """What the execution of a plan holds besides the plan: resolved host paths, fds, the cgroup made."""
+
+    def __init__(self, plan, steps: list, rootfs: str | None, verbose: bool = False, debug: bool = False):
+        self.plan = plan
+        self.steps = steps  # the plan's mount steps, host sources resolved and checked (hostpaths.py)
+        self.rootfs = rootfs
+        self.verbose = verbose
+        self.debug = debug
+        self.cgroup_dir: str | None = None  # the sandbox's own cgroup, when the plan has cgroup limits
+        self.console_fd: int | None = None  # a relayed terminal: PID 1 sends the pty master over this
+        self.console_launcher_fd: int | None = None  # the launcher's end, closed at once by the sandbox's processes
+        self.proxy_fd: int | None = None  # proxy mode: the setup process sends the endpoint's socket over this
+        self.proxy_launcher_fd: int | None = None  # ... and the launcher receives it on this end
+        self.alive_fd: int | None = None  # PID 1 sees end of file here once the launcher is gone
+
+
+def run(the_plan, json_status: str | None = None, verbose: bool = False, debug: bool = False) -> int:
+    """Carry out a plan; the command's exit status (or 124, 125, 126, 127)."""
+    for note in the_plan.notes:
+        warn(note)
+    steps, rootfs = _check_host_paths(the_plan)
+    runtime = Runtime(the_plan, steps, rootfs, verbose, debug)
+    if verbose:
+        for line in limits.describe_limits(the_plan.limits, the_plan.memory):
+            print(f"rootsand: limits: {line}", file=sys.stderr, flush=True)
+    if the_plan.cgroup_parent:
+        runtime.cgroup_dir = limits.make_cgroup(the_plan.cgroup_parent, f"rootsand-{os.getpid()}",
+                                                  the_plan.limits.cgroup)
+    try:
+        return Launcher(runtime, json_status).run()
+    finally:
+        if runtime.cgroup_dir:  # also when the launcher failed before its own cleanup could run
+            limits.remove_cgroup(runtime.cgroup_dir)
+
+
+def writable_dirs(the_plan) -> list[str]:
+    """The host directories this sandbox can write, where a sandbox like it may have planted links: those of
+    its mounts, and a --rootfs tree, which is mounted writable."""
+    from rootsand.config.spec import writable_dirs as of_mounts
+
+    return of_mounts(the_plan.mounts, the_plan.cwd) + ([os.path.realpath(the_plan.rootfs)] if the_plan.rootfs else [])
+
+
+def _since(tops) -> float:
+    """The start of the run for the checks after it. The kernel's file times lag its clock by up to a tick
+    (20 ms covers HZ=100), and some file systems keep whole seconds (ext4 with small inodes, vfat, some NFS
+    servers): where a top's own times have no fraction, the start is the whole second (a change made earlier
+    in that second counts as the run's)."""
+    now = time.time()
+    for top in tops:
+        try:
+            st = os.lstat(top)
+        except OSError:
+            continue
+        if st.st_ctime_ns % 1_000_000_000 == 0 and st.st_mtime_ns % 1_000_000_000 == 0:
+            return float(int(now))
+    return now - 0.02
+
+
+def _unguarded(tops: list[str], the_plan) -> list[str]:
+    """`tops` with each home the home rule keeps read-only replaced by its writable exceptions: the rest of
+    it the sandbox could not write, so what changed there is none of its doing."""
+    guarded = {guard.home: guard.writable for guard in the_plan.home_guards}
+    out = []
+    for top in tops:
+        out += [os.path.join(top, rel) for rel in guarded[top] if _is_dir(os.path.join(top, rel))] \
+            if top in guarded else [top]
+    return list(dict.fromkeys(out))
+
+
+def _is_dir(path: str) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def protected_nodes(the_plan, steps: list) -> dict:
+    """What security.protect will cover on the host, looked at before the sandbox exists: for each path,
+    the first component that is missing (PID 1 makes it: a mount point to remove at exit), a file, or the
+    path itself. Written to the registry before anything is made, so a killed launcher's are known. For the
+    paths that exist: their identity (registry.identity), checked at exit (registry.check_pinned)."""
+    covered, made, pinned, absent = [], [], [], []
+    for item in the_plan.protected:
+        top = steps[item.mount].src
+        parts = [p for p in item.path.split("/") if p]
+        try:
+            if not stat.S_ISDIR(os.lstat(top).st_mode):
+                continue
+        except OSError:
+            continue
+        path = top
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            path = os.path.join(path, part)
+            if path in covered:
+                break  # read-only already, with all below it
+            try:
+                mode = os.lstat(path).st_mode
+            except FileNotFoundError:
+                if item.placeholder:
+                    covered.append(path)
+                    made.append([path, not last or item.directory])
+                elif path not in absent:  # left absent: whatever is there after the run was made during it
+                    absent.append(path)   # (registry.check_absent)
+                break
+            except OSError:
+                break
+            if stat.S_ISLNK(mode):
+                break  # PID 1 refuses it
+            if last or not stat.S_ISDIR(mode):
+                covered.append(path)
+                try:
+                    if not item.own:  # rootsand writes its own during the run: not a change from outside
+                        pinned.append([path, *registry.identity(path)])
+                except OSError:
+                    pass  # gone since: PID 1 makes it, or finds what replaced it
+                break
+    return {"covered": covered, "made": made, "pinned": pinned, "absent": absent,
+            "since": _since({steps[item.mount].src for item in the_plan.protected})}
+
+
+def _check_host_paths(the_plan) -> tuple[list, str | None]:
+    """Every host path the sandbox is built from, resolved once, refusing links a sandbox could have
+    planted (hostpaths.py); the sandbox then opens the resolved paths without following any link."""
+    from rootsand.guard.hostpaths import resolve_source
+
+    tops, homes = writable_dirs(the_plan), tuple(the_plan.homes)
+    rootfs = resolve_source(the_plan.rootfs, tops, "--rootfs", homes) if the_plan.rootfs else None
+    steps = []
+    for index, step in enumerate(the_plan.mounts):
+        what = step.origin or f"mount {index + 1} ({step.type} on {step.dst})"
+        if step.type in ("bind", "ro-bind", "dev-bind"):
+            step = step.replace(src=resolve_source(step.src, tops, what, homes))
+        elif step.type == "overlay":
+            upper = step.upper if step.upper == "tmpfs" else resolve_source(step.upper, tops, what + " upper", homes)
+            step = step.replace(lower=[resolve_source(p, tops, what, homes) for p in step.lower], upper=upper)
+        steps.append(step)
+    return steps, rootfs
+
+
+class Launcher:
+    def __init__(self, runtime: Runtime, json_status: str | None):
+        self.runtime = runtime
+        self.plan = runtime.plan
+        # Where setuid bits are allowed: the directories to clear them in at exit, resolved now, before the
+        # sandbox could plant a link that would point the walk at other files of the user's
+        self.setuid_tops = _unguarded(writable_dirs(self.plan), self.plan) if self.plan.setuid_bits else []
+        self.json_status = json_status
+        self.namespaces: dict[str, int] = {}  # read from C once it has unshared (PID 1 is not dumpable)
+        self.child: int | None = None  # C, as the host sees it
+        self.pid1: int | None = None  # the sandbox's PID 1, as the host sees it
+        self.pid1_fd: int | None = None  # a pidfd of PID 1: signals never reach a process that reused its pid
+        self.interrupted: int | None = None  # a terminating signal that came before PID 1 existed
+        self.error: RootsandError | None = None
+        self.command_started = False  # its process said it is about to execve
+        self.slirp: network.Slirp | None = None
+        self.proxy_pid: int | None = None
+        self.ns_fds: dict[str, int] = {}  # the sandbox's namespaces, held for rootsand exec
+        self.protect_lock: int | None = None
+        self.protect: dict | None = None  # {"covered": host paths, "made": [[path, is_dir]]}: security.protect
+        self.relay = None
+        self.status_fd: int | None = None
+        self._status_done = False
+        self.status_warning: str | None = None
+        self.late_notes: list[str] = []
+        self.late_hint: str | None = None  # the plan's failure_hint, after a command that failed
+        self.started = time.monotonic()
+
+    def log(self, message: str) -> None:
+        if self.runtime.verbose:
+            stage(message)
+
+    def say(self, lines: list[str]) -> None:
+        """Lines for the user: on a terminal that is no longer raw."""
+        if self.relay:
+            self.relay.stop()
+        try:
+            for line in lines:
+                print(line, file=sys.stderr, flush=True)
+        except OSError:
+            pass  # nobody reads our stderr any more: the exit status still tells
+
+    def run(self) -> int:
+        # The name is ours, or this is an error before anything runs (a stale entry of the same name is
+        # swept here, so before we take the lock below: a sweep needs it exclusive).
+        self.entry_path = registry.claim(self.plan.name)
+        try:
+            if self.plan.protected:
+                # Held until the protected paths are mounted: no sweep may remove a mount point we are about
+                # to use; our entry names them (and what we make) before anything is made.
+                self.protect_lock = registry.protect_lock(exclusive=False)
+                self.protect = protected_nodes(self.plan, self.runtime.steps)
+                git_tops = _unguarded(sorted({self.runtime.steps[item.mount].src for item in self.plan.protected
+                                              if item.path.split("/")[0] == ".git"
+                                              and _is_dir(self.runtime.steps[item.mount].src)}), self.plan)
+                if git_tops:  # checked at exit (gitaudit.py): changes from now on are the sandbox's
+                    from rootsand.guard.gitaudit import known_git_dirs
+
+                    known = known_git_dirs(git_tops)
+                    # the profile's protected names (.envrc, .vscode, ...), checked at any depth below the tops
+                    names = sorted({item.path.split("/")[0] for item in self.plan.protected
+                                    if not item.entry.startswith(("/", "~/")) and "/" not in item.path})
+                    self.protect["audit"] = {"tops": git_tops, "since": _since(git_tops), "known": known,
+                                             "names": names}
+                registry.publish(self.entry_path, {**registry.read_raw(self.entry_path), "protect": self.protect})
+            return self._run()
+        finally:
+            self._release_protect_lock()
+            if self.plan.setuid_bits:
+                # Before our entry goes: killed during the walk, the next command redoes it from the entry
+                from rootsand.guard import setuidbits
+
+                setuidbits.clear(self.setuid_tops, self.plan.ids)
+            others = registry.empty_mount_points_of_others(self.entry_path) if self.protect else set()
+            if self.protect:
+                # A protected path changed or replaced from another namespace while pinned, and one left absent
+                # that the run made: moved aside
+                for line in registry.check_pinned(self.protect["pinned"], self.protect["since"]) + registry.check_absent(
+                        self.protect["absent"], others):
+                    warn(line)
+            if self.protect and self.protect.get("audit"):
+                # What the sandbox did to git repositories, before any mount point is removed (those are ours).
+                # Everything this sandbox could write is checked, whoever else protects it: a second sandbox's
+                # mount points only while they are still empty (filled, they are what was planted).
+                from rootsand.guard import gitaudit
+
+                audit = self.protect["audit"]
+                skip = set(self.protect["covered"]) | others
+                for line in gitaudit.audit(audit["tops"], audit["since"], skip, audit["known"], audit.get("names", ())):
+                    warn(line)
+            # Once the sandbox is gone: the mount points made for it go, unless another sandbox uses them. When
+            # the lock is busy our entry stays: stale once we exit, it tells the next command what to remove.
+            if not self.protect:
+                registry.forget(self.entry_path)
+            else:
+                registry.sweep_leftovers(self.entry_path, self.protect["made"])
+
+    def _release_protect_lock(self) -> None:
+        if self.protect_lock is not None:
+            os.close(self.protect_lock)
+            self.protect_lock = None
+
+    def _publish_entry(self) -> None:
+        """The registry entry, once the sandbox is up: what ps, exec, inspect and stop need."""
+        entry = {
+            "name": self.plan.name, "status": "running", "created": time.time(),
+            "launcher": {"pid": os.getpid(), "start": registry.start_time(os.getpid())},
+            "ns_fds": self.ns_fds,  # /proc/LAUNCHER/fd/N: the namespaces, which exec joins
+            "pid1": {"pid": self.pid1, "start": registry.start_time(self.pid1)},
+            "namespaces": self.namespaces, "profile": self.plan.profile, "command": self.plan.argv,
+            "net": self.plan.network.mode, "publish": [str(f) for f in self.plan.network.publish],
+            "cgroup": self.runtime.cgroup_dir,
+            **({"protect": self.protect} if self.protect else {}),
+            # what the exit clears, for the next command to do when we are killed first (registry.read_entry)
+            **({"setuid": {"tops": self.setuid_tops, "ids": self.plan.ids.to_json()}}
+               if self.plan.setuid_bits else {}),
+            "plan": self.plan.to_json(),
+        }
+        try:
+            registry.publish(self.entry_path, entry)
+        except OSError as e:
+            self.late_notes.append(f"cannot write the registry entry {self.entry_path}: {e.strerror}")
+
+    def _run(self) -> int:
+        if self.json_status:
+            self.status_fd = _open_status_file(self.json_status, writable_dirs(self.plan), tuple(self.plan.homes))
+        if self.plan.new_session and any(os.isatty(fd) for fd in (0, 1, 2)):
+            from rootsand.runtime.terminal import Relay
+
+            self.relay = Relay()
+            self.runtime.console_fd, self.runtime.console_launcher_fd = self.relay.console_fd, self.relay.console.fileno()
+        if self.plan.network.mode == "proxy":
+            import _socket
+
+            self.runtime.proxy_fd, self.runtime.proxy_launcher_fd = (
+                s.detach() for s in _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM))
+        go_r, go_w = os.pipe()
+        report_r, report_w = os.pipe2(os.O_CLOEXEC)
+        # The setup process exits once PID 1 exists and we hold the namespaces: PID 1 is then ours (a child
+        # subreaper gets its orphans), one Python process fewer resident while the command runs.
+        libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
+        self.runtime.alive_fd, alive_w = os.pipe2(os.O_CLOEXEC)
+        # Block the forwarded signals across fork: the children inherit the mask and unblock when ready.
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, init.FORWARDED)
+        launcher_pid = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            os.close(go_w)
+            os.close(report_r)
+            os.close(alive_w)
+            if self.status_fd is not None:
+                os.close(self.status_fd)
+            if self.protect_lock is not None:
+                # Ours alone: a copy in PID 1 (which never execs) would hold the lock for the whole run, and
+                # every sweep of a killed launcher's leftovers would wait for it in vain.
+                os.close(self.protect_lock)
+            from rootsand.runtime import inside
+            inside.child_main(self.runtime, launcher_pid, go_r, report_w)
+        self.child = pid
+        self._alive_w = alive_w  # held until we exit
+        os.close(self.runtime.alive_fd)
+        if self.runtime.proxy_fd is not None:
+            os.close(self.runtime.proxy_fd)
+            self.runtime.proxy_fd = None
+        if self.relay:
+            self.relay.start()
+        os.close(go_r)
+        os.close(report_w)
+        self._reports = channel.Reader(report_r)
+        self._go_w: int | None = go_w
+        for sig in init.FORWARDED:
+            signal.signal(sig, self._on_signal)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        self.log(f"forked setup process {pid}")
+        code = ExitCode.FAILURE
+        try:
+            try:
+                code = self._supervise()
+            except RootsandError:
+                self.late_notes.clear()  # the error is what the user needs to see, and it is said last
+                killed = self._killed_while_building(self._setup_process_status(), None)
+                if killed:  # what failed here failed because of that (a namespace gone, maps not written)
+                    raise killed from None
+                raise
+            if code not in (0, ExitCode.FAILURE, ExitCode.TIMEOUT) and self.plan.failure_hint and not self.error:
+                self.late_hint = self.plan.failure_hint
+            return code
+        finally:
+            # Each step on its own: none may skip the next (the terminal above all).
+            try:
+                try:
+                    self._stop_proxy()  # first: its last "blocked" lines come before the exit code
+                    self._write_status(code)  # once, whatever ended the run
+                finally:
+                    # No handler may run in the middle of cleaning up.
+                    signal.pthread_sigmask(signal.SIG_BLOCK, init.FORWARDED)
+                    self._close_go()
+                    self._reports.close()
+                    self._kill_and_reap()
+            finally:
+                try:
+                    self._stop_proxy()
+                    if self.slirp:
+                        self.slirp.stop()
+                finally:
+                    if self.relay:
+                        self.relay.stop()
+                    if self.status_fd is not None:
+                        os.close(self.status_fd)
+                    for note in self.late_notes + ([self.status_warning] if self.status_warning else []):
+                        warn(note)
+                    if self.late_hint:
+                        print(f"rootsand: hint: {printable(self.late_hint)}", file=sys.stderr, flush=True)
+
+    def _close_go(self) -> None:
+        if self._go_w is not None:
+            os.close(self._go_w)
+            self._go_w = None
+
+    def _supervise(self) -> int:
+        deadline = self.started + self.plan.timeout if self.plan.timeout else None
+        pidfd = os.pidfd_open(self.child)
+        try:
+            # 1. The child has unshared: write its maps, then let it go on.
+            while not self._handle(self._reports.read(self._wait(deadline))):
+                if self._reports.fd is None or self._timed_out(deadline) or self.interrupted:
+                    return self._finish(pidfd, deadline)
+            self._write_maps()
+            self.log("id maps written")
+            if self.plan.network.mode == "slirp":
+                self._start_slirp()
+            if self.interrupted:
+                return 128 + self.interrupted
+            try:
+                os.write(self._go_w, b"G")
+            except BrokenPipeError:
+                pass  # the child failed while we wrote its maps: _finish reports why
+            # 2. Until the command runs (or setup fails), then until the sandbox ends. The setup process
+            # waits on the same pipe once PID 1 exists; its end of file (at "pid1") lets it exit.
+            return self._finish(pidfd, deadline)
+        finally:
+            os.close(pidfd)
+
+    def _finish(self, pidfd: int, deadline: float | None) -> int:
+        """Until the sandbox ends: with the setup process (`pidfd`) if it never made PID 1, else with PID 1,
+        which is our child once the setup process has exited."""
+        setup_status = None  # the setup process's wait status once reaped: its death takes PID 1 with it
+        while True:
+            if self.interrupted:
+                return 128 + self.interrupted
+            watched = pidfd if self.child is not None else self.pid1_fd
+            reads = [watched] if self._reports.fd is None else [watched, self._reports.fd]
+            writes = []
+            if self.relay:
+                reads += self.relay.read_fds()
+                writes += self.relay.write_fds()
+            ready, writable, _ = select.select(reads, writes, [], self._wait(deadline))
+            if self._reports.fd in ready:
+                self._handle(self._reports.read(0))
+                if self._reports.fd is None:
+                    self._release_protect_lock()  # the command runs: its protected paths are in place
+                    if self.command_started and self.error is None:
+                        self.log("the command runs (its execve closed the report pipe)")
+            if self.relay:
+                self.relay.pump(ready, writable)
+            if watched in ready:
+                if watched != pidfd:
+                    _, status = os.waitpid(self.pid1, 0)  # ours since the setup process exited
+                    self._forget_pid1()
+                    break
+                _, status = os.waitpid(self.child, 0)
+                setup_status, self.child = status, None
+                if self.pid1_fd is None:
+                    break  # no PID 1: the setup process's status is the sandbox's
+                continue
+            if self._timed_out(deadline):
+                self.log("timeout: killing the sandbox")
+                self._kill_and_reap()
+                self.say([f"rootsand: error: the command ran out of time ({self.plan.timeout:g}s): sandbox killed"])
+                return ExitCode.TIMEOUT
+        if self.relay:
+            self.relay.drain()
+        # Every report was written before C exited, but P1 and the command may close their ends a bit later.
+        end = time.monotonic() + 1
+        while self._reports.fd is not None and time.monotonic() < end:
+            self._handle(self._reports.read(max(0.0, end - time.monotonic())))
+        code = init.exit_status(status)
+        if self.error is None:
+            self.error = self._killed_while_building(setup_status, status)
+        if self.error:
+            self.say(self.error.lines())
+            code = self.error.code
+        self.log(f"sandbox ended with status {code}")
+        return code
+
+    def _killed_while_building(self, setup_status: int | None, pid1_status: int | None) -> RootsandError | None:
+        """The error for a sandbox killed from outside before its command started (an OOM kill, a kill -9),
+        from the wait status of the setup process (whose death takes PID 1 with it) or of PID 1: else the
+        user sees a 137 or 125 of a command that never ran."""
+        if self.command_started:
+            return None
+        if setup_status is not None and os.WIFSIGNALED(setup_status):
+            which, signal_number = "setup process", os.WTERMSIG(setup_status)
+        elif pid1_status is not None and os.WIFSIGNALED(pid1_status):
+            which, signal_number = "PID 1", os.WTERMSIG(pid1_status)
+        else:
+            return None
+        return RootsandError(f"the sandbox's {which} was killed by {init.signal_name(signal_number)} "
+                             "before the command started")
+
+    def _setup_process_status(self) -> int | None:
+        """The setup process's wait status if it has ended, left for the reaping that follows."""
+        if self.child is None:
+            return None
+        try:
+            info = os.waitid(os.P_PID, self.child, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return None
+        if info is None:
+            return None
+        return info.si_status if info.si_code in (os.CLD_KILLED, os.CLD_DUMPED) else info.si_status << 8
+
+    def _handle(self, messages: list[dict]) -> bool:
+        """Act on reports from inside; True once the child reports it has unshared."""
+        unshared = False
+        for m in messages:
+            if "error" in m and self.error is None:
+                self.error = channel.error_from(m)
+            elif "note" in m:
+                self.late_notes.append(m["note"])  # said at the end: the terminal may be raw now
+            elif m.get("stage") == "proxy":
+                self._start_proxy()
+            elif m.get("stage") == "exec":
+                self.command_started = True
+            elif m.get("stage") == "tied":
+                self.log("sandbox built; PID 1 tied to the launcher")
+                self._let_pid1_go()
+            elif m.get("stage") == "unshared":
+                self.log("namespaces created")
+                self._read_namespaces(later=False)
+                unshared = True
+            elif "pid1" in m:
+                self.pid1 = m["pid1"]
+                self.pid1_fd = _pidfd_of_child(self.pid1, self.child)
+                self.log(f"PID 1 is {self.pid1} on the host")
+                self._read_namespaces(later=True)
+                self._hold_namespaces()
+                self._close_go()  # the setup process may exit now: PID 1 becomes our child
+                self._publish_entry()
+                self._write_status(None)
+        return unshared
+
+    def _read_namespaces(self, later: bool) -> None:
+        """The sandbox's namespace inodes, from C: it made them and stays readable (PID 1 turns non-dumpable).
+        C itself stays in the host's PID and time namespaces; the sandbox's are those of its children, which
+        exist once PID 1 does (later=True)."""
+        for ns in NAMESPACE_LINKS:
+            if (ns == "time" and ns not in self.plan.namespaces) or later != (ns in ("pid", "time")):
+                continue  # seven namespaces, eight with time
+            name = _setup_ns_link(ns)
+            try:
+                self.namespaces[ns] = os.stat(f"/proc/{self.child}/ns/{name}").st_ino
+            except OSError as e:
+                if later and e.errno == errno.ENOENT and not _alive(self.pid1_fd):
+                    continue  # PID 1 is gone already (its setup failed): its error is what the user needs
+                raise RootsandError(f"cannot read the sandbox's {ns} namespace: /proc/{self.child}/ns/{name}: "
+                                    f"{e.strerror}") from None
+
+    def _let_pid1_go(self) -> None:
+        """PID 1 armed PDEATHSIG after the setup process exited: if it is our child, our death now takes it
+        with it, and it may start the command."""
+        if self.pid1_fd is not None and registry.parent_of(self.pid1) == os.getpid():
+            try:
+                os.write(self._alive_w, b"G")
+                return
+            except OSError:
+                pass
+        self._kill_and_reap()  # not ours (cannot happen while we live): it must not run the command
+        raise RootsandError("PID 1 of the sandbox is not the launcher's child: the sandbox was stopped")
+
+    def _hold_namespaces(self) -> None:
+        """Open the sandbox's namespaces from the setup process before it exits and keep them: `rootsand
+        exec` joins them through /proc/LAUNCHER/fd/N (PID 1 is not dumpable, and no other process of ours
+        stays in them)."""
+        for ns in self.namespaces:
+            try:
+                fd = os.open(f"/proc/{self.child}/ns/{_setup_ns_link(ns)}", os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                continue  # the setup failed meanwhile: its error is what the user needs
+            if os.fstat(fd).st_ino != self.namespaces[ns]:
+                os.close(fd)
+                continue
+            self.ns_fds[ns] = fd
+
+    def _write_maps(self) -> None:
+        maps.write_maps(self.plan.ids, self.child)
+
+    def _start_slirp(self) -> None:
+        binary = host.find_helper("slirp4netns")
+        if not binary:
+            raise RootsandError("--net slirp: slirp4netns not found", hint="install the 'slirp4netns' package")
+        net = self.plan.network
+        api_socket = None
+        if net.publish:
+            directory = registry.runtime_dir()
+            registry.remove_stale(directory, "slirp")
+            api_socket = os.path.join(directory, f"slirp-{os.getpid()}.sock")
+        self.slirp = network.Slirp(binary, self.child, net.allow_host_loopback, api_socket, net.slirp_sandbox)
+        self.slirp.publish(net.publish)
+        self.slirp.forget_api_socket()
+        self.log("slirp4netns ready" + (f", published {', '.join(map(str, net.publish))}" if net.publish else ""))
+
+    def _start_proxy(self) -> None:
+        """The endpoint exists inside: serve it from here, in a process that dies with us."""
+        listen_fd = network.receive_listener(self.runtime.proxy_launcher_fd)
+        os.close(self.runtime.proxy_launcher_fd)
+        self.runtime.proxy_launcher_fd = None
+        from rootsand.net import proxy
+
+        net = self.plan.network
+        try:
+            self.proxy_pid = proxy.start(listen_fd, {"allow": net.allow, "deny": net.deny,
+                                                     "header_timeout": net.header_timeout,
+                                                     "verbose": self.runtime.verbose}, self.status_fd)
+        finally:
+            os.close(listen_fd)
+        self.log(f"proxy process {self.proxy_pid} serves 127.0.0.1:{net.proxy_port} inside; allowed: "
+                 f"{', '.join(net.allow) or 'nothing'}")
+
+    def _stop_proxy(self) -> None:
+        if self.runtime.proxy_launcher_fd is not None:
+            os.close(self.runtime.proxy_launcher_fd)
+            self.runtime.proxy_launcher_fd = None
+        if self.proxy_pid is not None:
+            try:
+                os.kill(self.proxy_pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.waitpid(self.proxy_pid, 0)
+            self.proxy_pid = None
+
+    def _on_signal(self, signum: int, _frame) -> None:
+        if signum == signal.SIGWINCH and self.relay:
+            self.relay.copy_window_size()  # the pty tells the command itself
+        elif self.pid1_fd is not None:
+            try:
+                signal.pidfd_send_signal(self.pid1_fd, signum)
+            except OSError:
+                pass  # PID 1 is gone (or going): nothing left to tell
+        elif self.pid1 is None and signum in TERMINATING:
+            self.interrupted = signum  # setup is not done: the loops see it and end the sandbox
+
+    def _forget_pid1(self) -> None:
+        fd, self.pid1_fd = self.pid1_fd, None  # first, so a signal handler never sees a closed fd
+        if fd is not None:
+            os.close(fd)
+
+    def _kill_and_reap(self) -> None:
+        """SIGKILL PID 1 (which takes the whole PID namespace with it) and the setup process; reap them."""
+        if self.pid1_fd is not None:
+            try:
+                signal.pidfd_send_signal(self.pid1_fd, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if self.child is not None:
+            try:
+                os.kill(self.child, signal.SIGKILL)  # our own unreaped child: its pid cannot be reused
+            except ProcessLookupError:
+                pass
+            os.waitpid(self.child, 0)
+            self.child = None
+        if self.pid1_fd is not None:  # not reaped yet: ours now that the setup process is gone
+            try:
+                os.waitpid(self.pid1, 0)
+            except ChildProcessError:
+                pass
+        self._forget_pid1()
+
+    def _wait(self, deadline: float | None) -> float:
+        """How long a loop may sleep: until the deadline, and briefly, so a recorded signal is seen soon."""
+        left = self._left(deadline)
+        return 0.1 if left is None else min(left, 0.1)
+
+    def _left(self, deadline: float | None) -> float | None:
+        return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+    def _timed_out(self, deadline: float | None) -> bool:
+        return deadline is not None and time.monotonic() >= deadline
+
+    def _write_status(self, code: int | None) -> None:
+        """--json-status: a first line with PID 1 and the namespaces, a last line with the exit code. Never
+        blocks: a reader that does not keep up loses the line, with one warning."""
+        if self.status_fd is None or (code is not None and self._status_done):
+            return
+        self._status_done = code is not None
+        if code is None:
+            line = {"child-pid": self.pid1, "name": self.plan.name, "namespaces": self.namespaces,
+                    "registry": self.entry_path}
+        else:
+            line = {"exit-code": code}
+        data = (json.dumps(line) + "\n").encode()
+        try:
+            if os.write(self.status_fd, data) != len(data):
+                raise BlockingIOError(errno.EAGAIN, "the reader is not keeping up")
+        except OSError as e:
+            fd, self.status_fd = self.status_fd, None
+            os.close(fd)
+            # Said at the end: the terminal may be raw now.
+            self.status_warning = f"--json-status: cannot write {self.json_status}: {e.strerror or e}"
+
+
+def _setup_ns_link(ns: str) -> str:
+    """The setup process's /proc/PID/ns link to the sandbox's namespace `ns`: it stays in the host's PID and
+    time namespaces itself, and the sandbox's are those of its children."""
+    return NAMESPACE_LINKS[ns] + ("_for_children" if ns in ("pid", "time") else "")
+
+
+def _alive(pidfd: int | None) -> bool:
+    """True while the process of `pidfd` has not exited (a pidfd turns readable when it does)."""
+    return pidfd is not None and not select.select([pidfd], [], [], 0)[0]
+
+
+def _pidfd_of_child(pid: int, parent: int) -> int | None:
+    """A pidfd for `pid` if it is still `parent`'s child (so not a stranger that reused a reaped pid)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return None
+    if registry.parent_of(pid) != parent:
+        os.close(fd)
+        return None
+    return fd
+
+
+# Paths that name one of the caller's own descriptors: links no sandbox can plant, followed as asked.
+_FD_PATHS = re.compile(r"/dev/(stdout|stderr|fd/\d+)|/proc/self/fd/\d+")
+
+
+def _open_status_file(path: str, writable: list[str], homes: tuple[str, ...]) -> int | None:
+    """Opened before anything runs, non-blocking, and never through a link a sandbox could have planted: a
+    sandbox that can write the directory must not turn the next run's status file into a link to one of
+    the user's files, nor into a FIFO that stalls the launcher."""
+    from rootsand.guard.hostpaths import open_nofollow, resolve_source
+
+    absolute = os.path.abspath(path)
+    try:
+        if _FD_PATHS.fullmatch(absolute):
+            fd = os.open(absolute, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        else:
+            parent, name = os.path.split(absolute)
+            resolved = os.path.join(resolve_source(parent, writable, "--json-status", homes), name)
+            fd = open_nofollow(resolved, os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK, 0o644)
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                # A FIFO, socket or device where a file was expected (a sandbox can plant one in a directory
+                # it writes): not written, said once, and the run goes on
+                warn(f"--json-status: {path} is not a regular file: no status is written (name a new file, or "
+                     "/dev/stdout, /dev/stderr or /dev/fd/N)")
+                return None
+            os.ftruncate(fd, 0)
+    except OSError as e:
+        if e.errno == errno.ENXIO:  # a FIFO without a reader
+            warn(f"--json-status: {path} is a FIFO nobody reads: no status is written")
+            return None
+        why = "a symbolic link is in the way" if e.errno == errno.ELOOP else os.strerror(e.errno)
+        raise RootsandError(f"--json-status: cannot write {path}: {why}") from None
+    return fd
+
+

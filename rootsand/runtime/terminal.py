@@ -1,0 +1,244 @@
+"""The terminal relay of a new session (like `podman run -it`): the command gets a pty of its own.
+
+With new_session the command calls setsid(), so it has no controlling terminal of the host. It must not
+hold the user's terminal through an inherited fd either: with it, it could read keystrokes or leave
+the terminal in raw mode. So whenever stdin, stdout or stderr is a terminal, the command gets a fresh
+pty in its place, and the launcher relays: the user's keys in (putting the terminal in raw mode for the
+duration, when stdin is one), the command's output out.
+
+The pty comes from the sandbox's own devpts (so `tty` inside says /dev/pts/0, and ssh, gpg and sudo-like
+tools find their terminal): PID 1 opens it once the file system is built and passes the master out over
+a socket (as podman's console socket does). Only where the sandbox has no /dev of its own does PID 1
+take one from the host's devpts.
+
+What the sandbox writes passes through termfilter.OutputFilter: no clipboard writes, window operations
+or queries whose answers would be typed back into the sandbox, and at exit every kind of terminal state it
+touched (modes, alternate screen, scroll region, character sets, attributes, ...) is reset.
+Neither direction may stall the launcher past its --timeout: writes into the pty are non-blocking, and the
+user's side (a stopped terminal, a pipe to a slow reader) is written by a thread of its own, with a
+bounded queue that holds the command back.
+"""
+
+import errno
+import fcntl
+import os
+import queue
+import select
+import socket
+import termios
+import threading
+import time
+import tty
+
+from rootsand.runtime.termfilter import OutputFilter
+
+BUFFER = 1 << 16
+
+
+def console_pair() -> tuple[socket.socket, int]:
+    """The launcher's end of the console socket, and the fd the sandbox's PID 1 sends the pty master over."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    fd = theirs.detach()
+    os.set_inheritable(fd, True)
+    return ours, fd
+
+
+def open_pty(uid: int, gid: int) -> tuple[int, int]:
+    """In PID 1: a pty (from the devpts /dev/ptmx leads to), its slave owned by the command's ids."""
+    master, slave = os.openpty()
+    os.fchown(slave, uid, gid)
+    os.fchmod(slave, 0o620)
+    os.set_inheritable(slave, True)
+    return master, slave
+
+
+def send_master(console_fd: int, master: int) -> None:
+    with socket.socket(fileno=console_fd) as console:
+        socket.send_fds(console, [b"M"], [master])
+    os.close(master)
+
+
+class Relay:
+    def __init__(self):
+        self.console, self.console_fd = console_pair()  # the master arrives over this
+        self.master = -1
+        self.input = os.isatty(0)  # relay the user's keys
+        self.output = 1 if os.isatty(1) else 2  # where the command's terminal output goes
+        self.filter = OutputFilter()
+        self._saved = None
+        self._open = True
+        self._stdin_open = self.input
+        self._to_pty = b""
+        self._to_user: queue.Queue = queue.Queue(maxsize=16)
+        self._writer: threading.Thread | None = None
+        self._written = 0  # bytes the writer thread has written
+        self._drained = False
+
+    def start(self) -> None:
+        """In the launcher, once the sandbox is forked: the sandbox's end goes, the user's terminal goes raw."""
+        os.close(self.console_fd)
+        self.console_fd = -1
+        self._writer = threading.Thread(target=self._write_to_user, name="rootsand-relay", daemon=True)
+        self._writer.start()
+        if self.input:
+            try:
+                self._saved = termios.tcgetattr(0)
+                tty.setraw(0, termios.TCSANOW)
+            except termios.error:
+                self._saved = None
+
+    def receive_master(self) -> None:
+        """The console socket is readable: the pty master from PID 1, or the end (setup failed)."""
+        try:
+            _, fds, _, _ = socket.recv_fds(self.console, 1, 1)
+        except OSError:
+            fds = []
+        self.console.close()
+        self.console = None
+        if not fds:
+            self._open = False
+            return
+        self.master = fds[0]
+        os.set_blocking(self.master, False)
+        self.copy_window_size()
+
+    def copy_window_size(self) -> None:
+        if self.master < 0:
+            return
+        for fd in (0, 1, 2):
+            try:
+                size = fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8)
+                fcntl.ioctl(self.master, termios.TIOCSWINSZ, size)
+                return
+            except OSError:
+                continue
+
+    def _write_to_user(self) -> None:
+        """The writer thread: blocking writes are fine here; a closed output just ends the relaying out."""
+        broken = False
+        while (data := self._to_user.get()) is not None:
+            while data and not broken:
+                try:
+                    written = os.write(self.output, data)
+                    data = data[written:]
+                    self._written += written  # drain() watches this to tell a slow terminal from a stuck one
+                except OSError:
+                    broken = True  # EPIPE, EIO: nobody reads any more; keep draining the queue
+
+    def read_fds(self) -> list[int]:
+        fds = [0] if self._stdin_open and len(self._to_pty) < BUFFER else []
+        if self.console is not None:
+            fds.append(self.console.fileno())
+        return fds + ([self.master] if self._open and self.master >= 0 and not self._to_user.full() else [])
+
+    def write_fds(self) -> list[int]:
+        return [self.master] if self._open and self.master >= 0 and self._to_pty else []
+
+    def pump(self, readable: list[int], writable: list[int]) -> None:
+        """Move what is ready: the user's keys towards the pty, the command's output out to the user."""
+        if self.console is not None and self.console.fileno() in readable:
+            self.receive_master()
+        if 0 in readable and self._stdin_open:
+            data = _read(0)
+            if data is None:
+                self._stdin_open = False
+            else:
+                self._to_pty += data
+        if self.master in writable and self._to_pty:
+            try:
+                written = os.write(self.master, self._to_pty)
+                self._to_pty = self._to_pty[written:]
+            except BlockingIOError:
+                pass
+        if self.master in readable:
+            data = _read(self.master)
+            if data:
+                self._to_user.put_nowait(self.filter.feed(data))  # read_fds offers the master only while there is room
+            elif data is None:
+                self._open = False  # every copy of the slave is closed: the sandbox is gone
+
+    def drain(self, patience: float = 5.0) -> None:
+        """The command's last output, after it ended, for as long as the user's side keeps taking it (a slow
+        terminal is waited for; one that takes nothing for `patience` seconds is not); then the resets for
+        the terminal state the sandbox touched, which go out in any case."""
+        if self._drained or not self._writer:
+            return
+        self._drained = True
+        moving = True
+        while moving and self._open and self.master >= 0 and (data := _read(self.master)):
+            moving = self._put(self.filter.feed(data), patience)
+        resets = self.filter.finish()
+        if moving and self._put(resets, patience) and self._put(None, patience):
+            while self._writer.is_alive():
+                seen = self._written
+                self._writer.join(patience)
+                if self._written == seen:
+                    break
+            if not self._writer.is_alive():
+                return
+        self._write_now(resets)  # the writer is stuck: as much of the resets as the terminal takes now
+
+    def _put(self, item, patience: float) -> bool:
+        """Queue `item` for the writer, waiting while it makes progress; False when it is stuck."""
+        while True:
+            seen = self._written
+            try:
+                self._to_user.put(item, timeout=patience)
+                return True
+            except queue.Full:
+                if self._written == seen:
+                    return False
+
+    def _write_now(self, data: bytes, seconds: float = 1.0) -> None:
+        """Write without the writer thread, never blocking for more than `seconds`."""
+        blocking = os.get_blocking(self.output)
+        deadline = time.monotonic() + seconds
+        try:
+            os.set_blocking(self.output, False)
+            while data and select.select([], [self.output], [], max(0.0, deadline - time.monotonic()))[1]:
+                data = data[os.write(self.output, data):]
+        except OSError:
+            pass
+        finally:
+            try:
+                os.set_blocking(self.output, blocking)
+            except OSError:
+                pass
+
+    def stop(self) -> None:
+        """Give the user's terminal back as it was; safe to call more than once."""
+        if self._writer and self._writer.is_alive():
+            self.drain(0.5)  # a failure or a signal: the user waits for the terminal, briefly
+        if self._saved is not None:
+            termios.tcsetattr(0, termios.TCSADRAIN, self._saved)
+            self._saved = None
+        if self.master >= 0:
+            os.close(self.master)
+            self.master = -1
+        self._open = False
+        if self.console is not None:
+            self.console.close()
+            self.console = None
+
+
+def _read(fd: int) -> bytes | None:
+    """Data; b"" when nothing is there just now; None at the end (the pty's other side is closed)."""
+    try:
+        data = os.read(fd, BUFFER)
+    except BlockingIOError:
+        return b""
+    except OSError as e:
+        if e.errno == errno.EIO:
+            return None
+        raise
+    return data if data else None
+
+
+def attach_to_slave(slave: int) -> None:
+    """In the command's process, after setsid(): the pty becomes its controlling terminal and replaces
+    every one of stdin, stdout and stderr that was a terminal."""
+    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+    for fd in [fd for fd in (0, 1, 2) if os.isatty(fd)]:
+        os.dup2(slave, fd)
+    if slave > 2:
+        os.close(slave)
