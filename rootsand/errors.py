@@ -1,7 +1,7 @@
 """The one error type rootsand reports, and the exit statuses users rely on (CONTRACT.md)."""
 
 class ExitCode:
-    """The exit statuses (plain ints: the enum module costs start-up time on every run)."""
+    """The exit statuses, as plain ints."""
 
     OK = 0
     TIMEOUT = 124

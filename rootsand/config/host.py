@@ -26,7 +26,7 @@ def facts(net_mode: str):
             pass
     inotify = [read_sysctl(f"/proc/sys/fs/inotify/max_user_{n}") for n in ("instances", "watches")]
     return HostFacts(
-        uid=uid, gid=gid, user_name=name, pid=os.getpid(),
+        uid=uid, gid=gid, pid=os.getpid(),
         subuids=idmap.read_subid("/etc/subuid", name, uid), subgids=idmap.read_subid("/etc/subgid", name, uid),
         newuidmap=find_helper("newuidmap"), newgidmap=find_helper("newgidmap"),
         cgroup_dir=cgroup[0] if cgroup else None, cgroup_controllers=sorted(cgroup[1]) if cgroup else [],
@@ -34,8 +34,7 @@ def facts(net_mode: str):
         inotify_instances=int(inotify[0]) if inotify[0] and inotify[0].isdigit() else None,
         inotify_watches=int(inotify[1]) if inotify[1] and inotify[1].isdigit() else None,
         page_size=os.sysconf("SC_PAGE_SIZE"), last_cap=limits.last_cap(), nested=nesting(),
-        nested_ids=_ids_without_setfcap(),
-        proc_sys_writable=os.access("/proc/sys/kernel", os.W_OK) or not mounted_with("/proc/sys", os.ST_RDONLY))
+        nested_ids=_ids_without_setfcap())
 
 
 def nesting() -> str | None:

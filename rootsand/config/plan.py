@@ -14,7 +14,7 @@ import os
 
 from rootsand.config import idmap
 from rootsand.config.homerule import HomeGuard, plan_home
-from rootsand.config.model import CAPABILITIES, NAMESPACE_LINKS, PortForward, Record
+from rootsand.config.model import CAPABILITIES, PortForward, Record
 from rootsand.errors import RootsandError
 from rootsand.guard.hostpaths import is_below
 from rootsand.security import limits
@@ -28,8 +28,8 @@ PROC_MASKED_FILES = ("keys", "key-users", "kcore", "timer_list", "timer_stats", 
 PROC_MASKED_DIRS = ("acpi", "scsi")
 SHM_MAX = 64 << 20  # the largest SysV segment where no memory cgroup counts them
 PTS_MAX = 64  # ptys one sandbox may open
-INOTIFY_SHARE = 8
-PROXY_PORT = 3128  # the proxy mode's endpoint on the sandbox's own 127.0.0.1 (squid's port, which tools guess)  # a sandbox with limits gets 1/8 of the user's inotify instances and watches
+INOTIFY_SHARE = 8  # a sandbox with limits gets 1/8 of the user's inotify instances and watches
+PROXY_PORT = 3128  # the proxy mode's endpoint on the sandbox's own 127.0.0.1 (squid's port, which tools guess)
 # The flags each mount type ends up with. "ro" on dev is set once its mount points are made.
 MOUNT_FLAGS = {
     "bind": ("nosuid", "nodev"), "ro-bind": ("ro", "nosuid", "nodev"), "dev-bind": ("nosuid",),
@@ -43,7 +43,7 @@ class HostFacts(Record):
     """What planning needs to know about this host and user, gathered by host.facts()."""
 
     FIELDS = {
-        "uid": 0, "gid": 0, "user_name": "", "pid": 0,  # pid: the launcher's, for the generated name
+        "uid": 0, "gid": 0, "pid": 0,  # pid: the launcher's, for the generated name
         "subuids": list, "subgids": list,  # SubidRange
         "newuidmap": None, "newgidmap": None,  # the helpers' paths, when found
         "cgroup_dir": None, "cgroup_controllers": list,  # a delegated cgroup v2 and what a child of it can use
@@ -52,7 +52,6 @@ class HostFacts(Record):
         "page_size": 4096, "last_cap": 40,
         "nested": None,  # why only one id can be mapped: inside a user namespace, no_new_privs set
         "nested_ids": None,  # then, [uid, gid] to map ourselves to where 0 cannot be (no CAP_SETFCAP)
-        "proc_sys_writable": True,  # False in containers (and sandboxes) that mount /proc/sys read-only
     }
     __slots__ = tuple(FIELDS)
     NESTED = {"subuids": idmap.SubidRange, "subgids": idmap.SubidRange}
@@ -96,7 +95,7 @@ class Protected(Record):
 
 class Network(Record):
     FIELDS = {
-        "mode": "none",  # none | slirp | host
+        "mode": "none",  # none | slirp | proxy | host
         "allow_host_loopback": False,
         "publish": list,  # PortForward
         "resolv_conf": None,  # slirp: the sandbox's /etc/resolv.conf
@@ -156,8 +155,6 @@ class Plan(Record):
             mask |= 1 << CAPABILITIES.index(name)
         return mask
 
-    def namespace_links(self) -> list[str]:
-        return [NAMESPACE_LINKS[ns] for ns in self.namespaces]
 
 
 def plan(spec, facts: HostFacts) -> Plan:
@@ -185,15 +182,13 @@ def plan(spec, facts: HostFacts) -> Plan:
     notes = ([ids.note] if ids.note else []) + list(spec.notes)
     mounts, home_guards, rule_protected, home_notes = plan_home(spec, spec.mounts)
     notes += home_notes
-    if spec.seccomp == "none":
-        rules = None
-        notes.append('the seccomp filter is off (security.seccomp = "none"): for debugging only')
-    else:
-        from rootsand.security.seccomp import default_rules
+    from rootsand.security.seccomp import rules_for
 
-        rules = default_rules(spec.nested_userns, net_mode=spec.net_mode, setuid_bits=spec.setuid_bits,
-                              socket_families=tuple(spec.socket_families), limit_memfd=uncounted,
-                              shm_max=min(SHM_MAX, spec.memory) if uncounted else None) + list(spec.seccomp_file_rules)
+    rules = rules_for(spec.seccomp, spec.nested_userns, file_rules=spec.seccomp_file_rules, net_mode=spec.net_mode,
+                      setuid_bits=spec.setuid_bits, socket_families=tuple(spec.socket_families),
+                      limit_memfd=uncounted, shm_max=min(SHM_MAX, spec.memory) if uncounted else None)
+    if rules is None:
+        notes.append('the seccomp filter is off (security.seccomp = "none"): for debugging only')
     if the_limits.not_enforced:
         notes.append("; ".join(the_limits.not_enforced))
     network = _network(spec, facts)

@@ -59,7 +59,7 @@ class SandboxSpec(Record):
         "env": dict,
         "timeout": None,
         "namespaces": tuple,
-        "idmap": "auto",  # auto | single
+        "idmap": "auto",  # auto | single | keep-id
         "time_offsets": dict,
         "mounts": list,  # Mount ops in order, each with its origin
         "rootfs": None,

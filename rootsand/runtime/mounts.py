@@ -17,6 +17,7 @@ and every mount is built on file descriptors, never on paths a second sandbox co
 
 import errno
 import os
+import re
 import stat
 
 from rootsand.config import host
@@ -769,13 +770,16 @@ def _kernel_overlay(lowers: list[Source], upper: str, work: str, attrs: int, one
         os.close(fd)
 
 
+_MOUNTINFO_ESCAPE = re.compile(r"\\([0-7]{3})")  # space, tab, newline and backslash in mountinfo's paths
+
+
 def _mounts_below(path: str) -> bool:
     """Whether a mount point lies strictly below `path` in this mount namespace."""
     prefix = path.rstrip("/") + "/"
     try:
         with open("/proc/self/mountinfo") as f:
             for line in f:
-                point = line.split()[4].encode().decode("unicode_escape")  # \040 and friends
+                point = _MOUNTINFO_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), line.split()[4])  # \040 and friends
                 if point.startswith(prefix):
                     return True
     except OSError:

@@ -229,21 +229,20 @@ def _personality_rules() -> list[Rule]:
     return rules
 
 
-def rules_for(seccomp: str, nested_userns: bool, *, net_mode: str = "none", setuid_bits: bool = False,
-              socket_families: tuple[str, ...] = (), limit_memfd: bool = False,
+def rules_for(seccomp: str, nested_userns: bool, *, file_rules=(), net_mode: str = "none",
+              setuid_bits: bool = False, socket_families: tuple[str, ...] = (), limit_memfd: bool = False,
               shm_max: int | None = None) -> list[Rule] | None:
-    """The rules for a profile's `security.seccomp` ("default", "none" or a rule file's path); None: no filter.
+    """The rules for a profile's `security.seccomp` ("default", "none" or a rule file's path, whose rules,
+    read in the spec stage, are `file_rules`); None: no filter. The plan's only way to them.
 
     A rule file adds to the default rules: it can refuse more or change an errno, never allow what they refuse.
-    The keyword arguments are default_rules'.
+    The other keyword arguments are default_rules'.
     """
     if seccomp == "none":
         return None
-    rules = default_rules(nested_userns, net_mode=net_mode, setuid_bits=setuid_bits,
-                          socket_families=tuple(socket_families), limit_memfd=limit_memfd, shm_max=shm_max)
-    if seccomp != "default":
-        rules += load_rule_file(seccomp)
-    return rules
+    return default_rules(nested_userns, net_mode=net_mode, setuid_bits=setuid_bits,
+                         socket_families=tuple(socket_families), limit_memfd=limit_memfd,
+                         shm_max=shm_max) + list(file_rules)
 
 
 # ---------------------------------------------------------------------------------------------- rule files

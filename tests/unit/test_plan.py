@@ -17,7 +17,7 @@ from rootsand.runtime import mounts
 
 BUILTINS = ["agent", "build", "default", "fakeroot", "net", "untrusted"]
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
-FACTS = HostFacts(uid=1000, gid=1000, user_name="alice", pid=4242,
+FACTS = HostFacts(uid=1000, gid=1000, pid=4242,
                   subuids=[SubidRange(100000, 65536)], subgids=[SubidRange(100000, 65536)],
                   newuidmap="/usr/bin/newuidmap", newgidmap="/usr/bin/newgidmap",
                   resolv_conf="nameserver 127.0.0.53\nnameserver 192.0.2.53\nsearch example.org\n",

@@ -196,7 +196,8 @@ def test_rules_for_profile_values(tmp_path):
     assert seccomp.rules_for("default", True) == seccomp.default_rules(True)
     path = tmp_path / "r.toml"
     path.write_text('[[rule]]\nsyscall = "uname"\n')
-    assert seccomp.rules_for(str(path), True) == seccomp.default_rules(True) + [seccomp.Rule("uname", errno.EPERM)]
+    assert seccomp.rules_for(str(path), True, file_rules=seccomp.load_rule_file(str(path))) == (
+        seccomp.default_rules(True) + [seccomp.Rule("uname", errno.EPERM)])
 
 
 # ---------------------------------------------------------------------------------------------- prepare, install
@@ -529,7 +530,7 @@ def test_a_rule_file_changing_a_direct_rule_keeps_it_direct(tmp_path):
     path = tmp_path / "r.toml"
     path.write_text('[[rule]]\nsyscall = "socket"\nerrno = "EACCES"\n'
                     'args = [{ index = 0, op = "MASKED_EQ", mask = 0xFFFFFFFF, value = 40 }]\n')
-    rules = seccomp.rules_for(str(path), True)
+    rules = seccomp.rules_for(str(path), True, file_rules=seccomp.load_rule_file(str(path)))
     if os.uname().machine == "x86_64":
         sections = pfc_sections(seccomp.prepare(rules), tmp_path)
         assert '"socketcall"' not in sections["x86"] and "ERRNO(13)" in sections["x86_64"]
