@@ -20,7 +20,7 @@ work=${ROOTSAND_TEST_DIR:-/var/tmp/rootsand-tests}
 
 packages=(uidmap slirp4netns fuse-overlayfs iproute2 procps util-linux passwd python3-venv libseccomp2
           busybox-static make gcc libc6-dev libcap2-bin vim-tiny less
-          dpkg-dev debhelper fakeroot devscripts cpio curl git bubblewrap)
+          dpkg-dev debhelper fakeroot devscripts cpio curl git bubblewrap tmux)
 
 if [ "$(id -u)" -ne 0 ]; then
     venv=${ROOTSAND_VENV:-$repo/.venv}
@@ -51,7 +51,9 @@ fi
 # 1b. GNU hello's source and build dependencies, the reference package build (tests/integration/test_packages.py).
 #     A deb-src entry for it is added only for the download and removed again.
 hello="$work-hello"
-if ! ls "$hello"/hello_*.dsc >/dev/null 2>&1; then
+# Done only when the marker is there: a fetch that failed half-way (a mirror missing one file) must not
+# count as done at the next run.
+if [ ! -e "$hello/.complete" ]; then
     say "fetching the source of GNU hello"
     src=/etc/apt/sources.list.d/rootsand-tests-src.sources
     codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
@@ -59,14 +61,21 @@ if ! ls "$hello"/hello_*.dsc >/dev/null 2>&1; then
              | grep -oE 'https?://[^ ]+' | grep -E '/(debian|ubuntu)/?$' | head -n 1 || true)
     # The same keyring as the binary entry for that mirror (apt refuses two different Signed-By values).
     signed=$(grep -h '^Signed-By:' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n 1 || true)
-    trap 'rm -f "$src"' EXIT
+    trap 'rm -f "$src"; [ -e "$hello/.complete" ] || rm -rf "$hello"' EXIT
     printf 'Types: deb-src\nURIs: %s\nSuites: %s\nComponents: main\n%s\n' "${mirror:-http://deb.debian.org/debian}" \
         "$codename" "$signed" >"$src"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q >/dev/null
     rm -rf "$hello" && mkdir -p "$hello"
-    (cd "$hello" && apt-get source -q hello >/dev/null 2>&1)
-    apt-get build-dep -y -q hello >/dev/null
+    log=$(mktemp)
+    if ! (cd "$hello" && apt-get source -q hello >"$log" 2>&1) || ! apt-get build-dep -y -q hello >>"$log" 2>&1; then
+        say "fetching GNU hello's source or its build dependencies failed:"
+        tail -15 "$log"
+        rm -f "$log"
+        exit 1
+    fi
+    rm -f "$log"
+    touch "$hello/.complete"
     rm -f "$src"
     trap - EXIT
     apt-get update -q >/dev/null || true

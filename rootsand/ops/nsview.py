@@ -167,34 +167,46 @@ def _as_tree(rows: list[dict]) -> list[dict]:
 
 
 def monitor(as_json: bool, interval: float = 0.05, ticks: int | None = None) -> None:
-    """Print namespaces as they appear and disappear. Each tick lists /proc and reads only the pids it
-    has not seen (a table pid -> start time, namespaces): a full rescan happens once, at the start."""
+    """Print namespaces as they appear and disappear. Each tick lists /proc and reads the pids it has not
+    seen (a table pid -> start time, namespaces, when first seen): a full rescan happens once, at the start.
+    A young process (under YOUNG seconds) is read again each tick: a setup process unshares after its fork,
+    and a command forked by a PID 1 is not dumpable (its links unreadable) until its exec."""
     from rootsand.ops import registry
 
-    table_: dict[str, tuple[int | None, dict[str, int]]] = {}
+    table_: dict[str, tuple[int | None, dict[str, int], float]] = {}
     held: dict[tuple[str, int], set[str]] = {}
     names: dict[int, str] = {}
     first = True
     count = 0
+
+    def drop(pid: str, spaces) -> None:
+        for kind, inode in spaces:
+            holders = held.get((kind, inode), set())
+            holders.discard(pid)
+            if not holders:
+                held.pop((kind, inode), None)
+                _event("gone", kind, inode, pid, "", names.get(inode), as_json)
+
     while ticks is None or count < ticks:
         count += 1
+        clock = time.monotonic()
         now = set(p for p in os.listdir("/proc") if p.isdigit())
         for pid in list(table_):
             if pid not in now or registry.start_time(int(pid)) != table_[pid][0]:
-                for kind, inode in table_.pop(pid)[1].items():
-                    holders = held.get((kind, inode), set())
-                    holders.discard(pid)
-                    if not holders:
-                        held.pop((kind, inode), None)
-                        _event("gone", kind, inode, pid, "", names.get(inode), as_json)
-        new = [p for p in now if p not in table_]
-        if new:
+                drop(pid, table_.pop(pid)[1].items())
+        look = [p for p in now if p not in table_ or clock - table_[p][2] < YOUNG]
+        if any(p not in table_ for p in look):
             names = _sandboxes()
-        for pid in new:
-            started = registry.start_time(int(pid))
+        for pid in look:
+            started, before, seen = table_.get(pid, (registry.start_time(int(pid)), {}, clock))
             spaces = _ns_of(pid)
-            table_[pid] = (started, spaces)
+            if pid in table_ and not spaces:
+                continue  # gone meanwhile, or unreadable now: what was read stands
+            table_[pid] = (started, spaces, seen)
+            drop(pid, [(kind, inode) for kind, inode in before.items() if spaces.get(kind) != inode])
             for kind, inode in spaces.items():
+                if before.get(kind) == inode:
+                    continue
                 if (kind, inode) not in held:
                     held[(kind, inode)] = set()
                     if not first:
@@ -210,6 +222,9 @@ def monitor(as_json: bool, interval: float = 0.05, ticks: int | None = None) -> 
             print(f"rootsand: watching {len(held)} namespaces; new and gone ones follow", file=sys.stderr, flush=True)
         first = False
         time.sleep(interval)
+
+
+YOUNG = 1.0  # seconds during which a new process is read again each tick
 
 
 def _event(what: str, kind: str, inode: int, pid: str, command: str, sandbox: str | None, as_json: bool) -> None:

@@ -1188,7 +1188,8 @@ def test_tunnels_that_never_read_cannot_grow_the_proxy(tmp_path):
     said = (tmp_path / "stderr").read_text().splitlines()
     assert [line for line in said if "proxy" in line or not line.startswith("rootsand: warning:")] == []
     rss, peak = (int(status[key].split()[0]) >> 10 for key in ("VmRSS", "VmHWM"))
-    assert peak < 64, f"the proxy holds {rss} MiB with {tunnels} tunnels that never read (peak {peak} MiB)"
+    # (an idle proxy is ~21 MiB with Debian 12's Python, more with 13's; the old code reached 724-800 MiB)
+    assert peak < 96, f"the proxy holds {rss} MiB with {tunnels} tunnels that never read (peak {peak} MiB)"
 
 
 def test_a_wildcard_allow_host_reaching_the_hosts_loopback_needs_a_port(tmp_path):
@@ -1254,4 +1255,4 @@ def test_tunnels_held_open_do_not_keep_their_parsed_request_heads(tmp_path):
         listener.close()
     assert (proc.returncode, opened) == (0, f"{tunnels} tunnels open\n"), err
     peak = int(status["VmHWM"].split()[0]) >> 10
-    assert peak < 64, f"the proxy held {peak} MiB at its peak with {tunnels} tunnels"
+    assert peak < 96, f"the proxy held {peak} MiB at its peak with {tunnels} tunnels"  # 625 MiB on the old code

@@ -122,10 +122,18 @@ def test_a_refused_host_gets_403_one_stderr_line_and_a_status_line(server, tmp_p
 
 
 def test_socks_refusal_says_not_allowed_by_ruleset(tmp_path):
-    r = sandbox("curl", "-sS", "-x", "socks5h://127.0.0.1:3128", "http://evil.example/", opts=["--net", "proxy"],
-                cwd=tmp_path)
-    assert r.returncode == 97
-    assert "Can't complete SOCKS5 connection to evil.example. (2)" in r.stderr  # 2: not allowed by ruleset
+    # SOCKS5 spoken directly (curl's wording of the reply changed between releases): greeting, then CONNECT
+    # to a name; the reply's second byte is the answer, 2 for "not allowed by ruleset".
+    script = ("import socket\n"
+              "s = socket.create_connection(('127.0.0.1', 3128))\n"
+              "s.sendall(b'\\x05\\x01\\x00')\n"
+              "assert s.recv(2) == b'\\x05\\x00'\n"
+              "name = b'evil.example'\n"
+              "s.sendall(b'\\x05\\x01\\x00\\x03' + bytes([len(name)]) + name + (80).to_bytes(2, 'big'))\n"
+              "print(s.recv(10)[1])\n")
+    r = sandbox("python3", "-c", script, opts=["--net", "proxy"], cwd=tmp_path)
+    assert (r.returncode, r.stdout) == (0, "2\n"), r.stderr
+    assert r.stderr.splitlines() == ["rootsand: blocked evil.example:80"]
     assert "rootsand: blocked evil.example:80" in r.stderr
 
 
