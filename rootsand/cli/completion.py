@@ -2,11 +2,13 @@
 stop and ns diff. The scripts ask rootsand only for the dynamic names (`rootsand ps -q`, `rootsand
 profiles`), so `rootsand run` itself pays nothing for completion."""
 
+from rootsand.cli.options import RUN_FLAGS, RUN_LISTS, RUN_VALUES
+from rootsand.config.model import NET_MODES
 from rootsand.errors import RootsandError
 
 COMMANDS = "run ps exec inspect stop ns profiles doctor unshare completion"
-RUN_OPTIONS = ("--profile --net --allow-host --unprotect --publish --allow-host-loopback --bind --ro-bind --tmpfs --overlay --rootfs --hostname "
-               "--env --chdir --user --timeout --name --json-status --dry-run --verbose --debug --help")
+# From the fast parser's tables, so completion cannot drift from what `run` takes (it had: no --net proxy)
+RUN_OPTIONS = " ".join(sorted(o for o in (*RUN_FLAGS, *RUN_VALUES, *RUN_LISTS) if o.startswith("--")) + ["--help"])
 
 BASH = r"""_rootsand() {
     local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]} cmd=${COMP_WORDS[1]}
@@ -27,7 +29,7 @@ BASH = r"""_rootsand() {
         run)
             case "$prev" in
                 -p|--profile) COMPREPLY=($(compgen -W "$(rootsand profiles 2>/dev/null | cut -d' ' -f1)" -- "$cur"));;
-                --net) COMPREPLY=($(compgen -W "none slirp host" -- "$cur"));;
+                --net) COMPREPLY=($(compgen -W "@NET_MODES@" -- "$cur"));;
                 --user) COMPREPLY=($(compgen -W "root keep-id" -- "$cur"));;
                 --bind|--ro-bind|--overlay|--rootfs|--chdir|--json-status|--tmpfs) COMPREPLY=($(compgen -f -- "$cur"));;
                 *) case "$cur" in -*) COMPREPLY=($(compgen -W "@RUN_OPTIONS@" -- "$cur"));;
@@ -45,17 +47,18 @@ complete -c rootsand -n '__fish_use_subcommand' -a '@COMMANDS@'
 complete -c rootsand -n '__fish_seen_subcommand_from exec inspect stop' -a '(rootsand ps -q 2>/dev/null)'
 complete -c rootsand -n '__fish_seen_subcommand_from ns' -a 'list diff monitor'
 complete -c rootsand -n '__fish_seen_subcommand_from run' -l profile -s p -xa '(rootsand profiles 2>/dev/null | string split -f1 " ")'
-complete -c rootsand -n '__fish_seen_subcommand_from run' -l net -xa 'none slirp host'
+complete -c rootsand -n '__fish_seen_subcommand_from run' -l net -xa '@NET_MODES@'
 complete -c rootsand -n '__fish_seen_subcommand_from run' -l user -xa 'root keep-id'
 """
 
 
 def script(shell: str) -> str:
-    bash = BASH.replace("@COMMANDS@", COMMANDS).replace("@RUN_OPTIONS@", RUN_OPTIONS)
+    bash = BASH.replace("@COMMANDS@", COMMANDS).replace("@RUN_OPTIONS@", RUN_OPTIONS).replace(
+        "@NET_MODES@", " ".join(NET_MODES))
     if shell == "bash":
         return bash
     if shell == "zsh":  # zsh runs bash's completion functions through bashcompinit
         return "autoload -U +X bashcompinit && bashcompinit\n" + bash
     if shell == "fish":
-        return FISH.replace("@COMMANDS@", COMMANDS)
+        return FISH.replace("@COMMANDS@", COMMANDS).replace("@NET_MODES@", " ".join(NET_MODES))
     raise RootsandError(f"no completion for {shell!r}", hint="bash, zsh or fish")
