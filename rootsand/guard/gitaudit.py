@@ -166,8 +166,9 @@ class Audit:
         if changed:
             self.move(fd, path, name, what="direnv and editors do not run what it names")
 
-    def changed_below(self, fd: int, depth: int = 0) -> bool:
-        """Anything below the directory `fd` made or changed in the run (16 levels, 10,000 entries)."""
+    def changed_below(self, fd: int) -> bool:
+        """Anything below the directory `fd` made or changed in the run; more than 16 levels or 10,000 entries
+        count as changed (what is not looked at is not trusted)."""
         stack, seen = [(fd, 0)], 0
         opened = []
         try:
@@ -179,7 +180,9 @@ class Audit:
                         st = entry.stat(follow_symlinks=False)
                         if seen > 10_000 or st.st_ctime >= self.since or self.born(top, entry.name):
                             return True
-                        if entry.is_dir(follow_symlinks=False) and level < 16:
+                        if entry.is_dir(follow_symlinks=False):
+                            if level >= 16:
+                                return True
                             child = _open_dir(entry.name, top)
                             opened.append(child)
                             stack.append((child, level + 1))

@@ -577,33 +577,23 @@ def check_pinned(pinned: list, since: float = 0) -> list[str]:
     return warnings
 
 
-def _changed_below(path: str, since: float, budget: int = 10_000) -> bool:
-    """True when an entry below the directory `path` was changed (or made) at or after `since`, or when
-    there are more than `budget` entries to look at. No link is followed."""
+def _changed_below(path: str, since: float) -> bool:
+    """True when an entry below the directory `path` was made or changed at or after `since` (the git check's
+    walk: no link followed, what cannot be looked at or more than 10,000 entries count as changed)."""
     if not since:
         return False
-    stack, seen = [path], 0
-    while stack:
-        top = stack.pop()
-        try:
-            names = os.listdir(top)
-        except NotADirectoryError:
-            continue
-        except OSError:
-            return True  # what cannot be checked counts as changed
-        for name in names:
-            seen += 1
-            if seen > budget:
-                return True
-            try:
-                st = os.lstat(os.path.join(top, name))
-            except OSError:
-                continue
-            if st.st_ctime >= since:
-                return True
-            if stat.S_ISDIR(st.st_mode):
-                stack.append(os.path.join(top, name))
-    return False
+    from rootsand.guard import gitaudit, hostpaths
+
+    try:
+        fd = hostpaths.open_nofollow(path, os.O_RDONLY | os.O_DIRECTORY)
+    except NotADirectoryError:
+        return False  # a file: its own change time says it
+    except OSError:
+        return True
+    try:
+        return gitaudit.Audit(since).changed_below(fd)
+    finally:
+        os.close(fd)
 
 
 def check_absent(absent: list[str], skip=frozenset()) -> list[str]:
