@@ -1,5 +1,6 @@
 """The typer application: help, usage errors and every command but the fast path of `rootsand run` (cli/main.py)."""
 
+import inspect
 from typing import Optional
 
 import typer
@@ -26,46 +27,31 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
     pass
 
 
-@app.command(context_settings={"allow_interspersed_args": False})
-def run(
-    command: Optional[list[str]] = typer.Argument(None, help="The command and its arguments (default: /bin/sh)."),
-    profile: str = typer.Option("default", "-p", "--profile", help="A built-in profile name or a TOML file."),
-    net: Optional[str] = typer.Option(None, "--net", help="Network: none, slirp, proxy or host (overrides the profile)."),
-    allow_host: list[str] = typer.Option([], "--allow-host", help="HOST[:PORT], *.DOMAIN or an IP the proxy lets "
-                                         "through; repeatable; implies --net proxy."),
-    publish: list[str] = typer.Option([], "--publish", help="[HOST_IP:]HOST_PORT:SANDBOX_PORT[/tcp|/udp]; slirp only."),
-    allow_host_loopback: bool = typer.Option(False, "--allow-host-loopback",
-                                             help="slirp: let the sandbox reach the host's 127.0.0.1 as 10.0.2.2."),
-    bind: list[str] = typer.Option([], "--bind", help="SRC[:DST] bound read-write; repeatable."),
-    ro_bind: list[str] = typer.Option([], "--ro-bind", help="SRC[:DST] bound read-only; repeatable."),
-    tmpfs: list[str] = typer.Option([], "--tmpfs", help="DST: an empty tmpfs; repeatable."),
-    overlay: list[str] = typer.Option([], "--overlay", help="SRC[:DST]: a writable view of SRC, changes thrown away."),
-    unprotect: list[str] = typer.Option([], "--unprotect", help="PATH: lift one of the profile's protected paths "
-                                        "(security.protect); repeatable."),
-    hostname: Optional[str] = typer.Option(None, "--hostname", help="Host name inside (default: rootsand)."),
-    chdir: Optional[str] = typer.Option(None, "--chdir", help="Working directory inside (default: the current one)."),
-    env: list[str] = typer.Option([], "-e", "--env", help="KEY=VALUE set in the command's environment; repeatable."),
-    user: Optional[str] = typer.Option(None, "--user", help="root (uid 0, mapped to you), keep-id or UID[:GID]."),
-    timeout: Optional[str] = typer.Option(None, "--timeout", help="Wall-clock limit (90, 30s, 10m, 2h); exit 124."),
-    name: Optional[str] = typer.Option(None, "--name", help="A name for the sandbox (generated when absent)."),
-    rootfs: Optional[str] = typer.Option(None, "--rootfs", help="DIR: the root file system instead of the host's."),
-    json_status: Optional[str] = typer.Option(None, "--json-status", help="Write JSON lines about the sandbox here."),
-    verbose: bool = typer.Option(False, "-v", "--verbose", help="Print the setup stages and their timing."),
-    debug: bool = typer.Option(False, "--debug", help="As --verbose, and a traceback on internal errors."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan as JSON and run nothing (-v: also a listing)."),
-) -> None:
+def _run(command: Optional[list[str]], **given) -> None:
     """Run COMMAND in a new sandbox and exit with its status."""
-    from rootsand.config import spec
-
-    options = spec.RunOptions(command=command or [], profile=profile, hostname=hostname, chdir=chdir, env=env,
-                              user=user, timeout=timeout, name=name, json_status=json_status, net=net,
-                              publish=publish, allow_host_loopback=allow_host_loopback, allow_hosts=allow_host,
-                              unprotect=unprotect,
-                              binds=bind, ro_binds=ro_bind, tmpfs=tmpfs, overlays=overlay, rootfs=rootfs,
-                              verbose=verbose, debug=debug, dry_run=dry_run)
+    from rootsand.cli.options import RunOptions
     from rootsand.cli.runner import run_sandbox
 
-    raise typer.Exit(run_sandbox(options))
+    raise typer.Exit(run_sandbox(RunOptions(command=command, **given)))
+
+
+def _run_signature() -> inspect.Signature:
+    """typer reads a command's options from its signature: this one is made from the options table."""
+    from rootsand.cli.options import COMMAND_HELP, RUN
+
+    kinds = {"flag": (bool, False), "value": (Optional[str], None), "list": (list[str], [])}
+    params = [inspect.Parameter("command", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Optional[list[str]],
+                                default=typer.Argument(None, help=COMMAND_HELP))]
+    for o in RUN:
+        annotation, default = kinds[o.kind]
+        default = "default" if o.dest == "profile" else default
+        params.append(inspect.Parameter(o.dest, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
+                                        default=typer.Option(default, *o.names, help=o.help)))
+    return inspect.Signature(params)
+
+
+_run.__signature__ = _run_signature()
+app.command("run", context_settings={"allow_interspersed_args": False})(_run)
 
 
 profiles_app = typer.Typer(help="List the profiles, or show one fully resolved.", no_args_is_help=False,

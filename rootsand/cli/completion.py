@@ -2,13 +2,25 @@
 stop and ns diff. The scripts ask rootsand only for the dynamic names (`rootsand ps -q`, `rootsand
 profiles`), so `rootsand run` itself pays nothing for completion."""
 
-from rootsand.cli.options import RUN_FLAGS, RUN_LISTS, RUN_VALUES
+from rootsand.cli.options import RUN
 from rootsand.config.model import NET_MODES
 from rootsand.errors import RootsandError
 
 COMMANDS = "run ps exec inspect stop ns profiles doctor unshare completion"
-# From the fast parser's tables, so completion cannot drift from what `run` takes (it had: no --net proxy)
-RUN_OPTIONS = " ".join(sorted(o for o in (*RUN_FLAGS, *RUN_VALUES, *RUN_LISTS) if o.startswith("--")) + ["--help"])
+# From the options table, so completion cannot drift from what `run` takes (it had: no --net proxy)
+RUN_OPTIONS = " ".join(sorted(name for o in RUN for name in o.names if name.startswith("--")) + ["--help"])
+# What bash offers after an option that takes a value, by the table's `values`
+BASH_VALUES = {"profiles": '$(rootsand profiles 2>/dev/null | cut -d" " -f1)', "net": " ".join(NET_MODES),
+               "user": "root keep-id"}
+
+
+def _bash_value_cases() -> str:
+    cases = []
+    for kind in ("profiles", "net", "user", "files"):
+        names = "|".join(name for o in RUN if o.values == kind for name in o.names)
+        words = '-f' if kind == "files" else f'-W "{BASH_VALUES[kind]}"'
+        cases.append(f"                {names}) COMPREPLY=($(compgen {words} -- \"$cur\"));;")
+    return "\n".join(cases)
 
 BASH = r"""_rootsand() {
     local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]} cmd=${COMP_WORDS[1]}
@@ -28,10 +40,7 @@ BASH = r"""_rootsand() {
             fi;;
         run)
             case "$prev" in
-                -p|--profile) COMPREPLY=($(compgen -W "$(rootsand profiles 2>/dev/null | cut -d' ' -f1)" -- "$cur"));;
-                --net) COMPREPLY=($(compgen -W "@NET_MODES@" -- "$cur"));;
-                --user) COMPREPLY=($(compgen -W "root keep-id" -- "$cur"));;
-                --bind|--ro-bind|--overlay|--rootfs|--chdir|--json-status|--tmpfs) COMPREPLY=($(compgen -f -- "$cur"));;
+@VALUE_CASES@
                 *) case "$cur" in -*) COMPREPLY=($(compgen -W "@RUN_OPTIONS@" -- "$cur"));;
                    *) COMPREPLY=($(compgen -c -- "$cur"));; esac;;
             esac;;
@@ -54,7 +63,7 @@ complete -c rootsand -n '__fish_seen_subcommand_from run' -l user -xa 'root keep
 
 def script(shell: str) -> str:
     bash = BASH.replace("@COMMANDS@", COMMANDS).replace("@RUN_OPTIONS@", RUN_OPTIONS).replace(
-        "@NET_MODES@", " ".join(NET_MODES))
+        "@VALUE_CASES@", _bash_value_cases())
     if shell == "bash":
         return bash
     if shell == "zsh":  # zsh runs bash's completion functions through bashcompinit

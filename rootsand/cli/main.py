@@ -9,12 +9,10 @@ import sys
 
 from rootsand.errors import ExitCode, RootsandError, printable
 
-from rootsand.cli.options import RUN_FLAGS, RUN_LISTS, RUN_VALUES
+from rootsand.cli.options import RUN_FLAGS, RUN_LISTS, RUN_VALUES, RunOptions
 
 def parse_run_fast(args: list[str]):
     """RunOptions for `rootsand run ARGS`, or None when typer should parse them."""
-    from rootsand.config.spec import RunOptions
-
     options = RunOptions()
     i = 0
     while i < len(args):

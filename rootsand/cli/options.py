@@ -1,13 +1,74 @@
-"""The options of `rootsand run` as the fast parser (main.py) and completion (completion.py) know them; typer's
-definitions in commands.py must take the same ones (tests/unit/test_completion.py checks it)."""
+"""The options of `rootsand run`, defined once: the fast parser (main.py), typer's command and help
+(commands.py), completion (completion.py) and RunOptions below are all made from RUN.
 
-# `rootsand run` is parsed in main.py without typer when its options are plain (typer costs ~50 ms to import,
-# a third of a sandbox's start). Anything unusual (help, a typo, a missing value) goes to typer, which
-# then gives the real help or error. tests/unit/test_cli_fast.py checks both parsers agree.
-RUN_FLAGS = {"-v": "verbose", "--verbose": "verbose", "--debug": "debug", "--dry-run": "dry_run",
-             "--allow-host-loopback": "allow_host_loopback"}
-RUN_VALUES = {"-p": "profile", "--profile": "profile", "--net": "net", "--hostname": "hostname",
-              "--chdir": "chdir", "--user": "user", "--timeout": "timeout", "--name": "name",
-              "--rootfs": "rootfs", "--json-status": "json_status"}
-RUN_LISTS = {"-e": "env", "--env": "env", "--publish": "publish", "--bind": "binds", "--ro-bind": "ro_binds", "--tmpfs": "tmpfs",
-             "--overlay": "overlays", "--allow-host": "allow_hosts", "--unprotect": "unprotect"}
+`rootsand run` is parsed in main.py without typer when its options are plain (typer costs ~50 ms to import,
+a third of a sandbox's start). Anything unusual (help, a typo, a missing value) goes to typer, which then
+gives the real help or error. tests/unit/test_cli_fast.py checks both parsers agree.
+"""
+
+from typing import NamedTuple
+
+
+class Option(NamedTuple):
+    names: tuple[str, ...]
+    dest: str  # the RunOptions attribute
+    kind: str  # "flag", "value" (the last one counts) or "list" (repeatable)
+    help: str
+    values: str = ""  # what completion offers after it: "profiles", "net", "user", "files" or nothing
+
+
+RUN = (
+    Option(("-p", "--profile"), "profile", "value", "A built-in profile name or a TOML file.", "profiles"),
+    Option(("--net",), "net", "value", "Network: none, slirp, proxy or host (overrides the profile).", "net"),
+    Option(("--allow-host",), "allow_hosts", "list",
+           "HOST[:PORT], *.DOMAIN or an IP the proxy lets through; repeatable; implies --net proxy."),
+    Option(("--publish",), "publish", "list", "[HOST_IP:]HOST_PORT:SANDBOX_PORT[/tcp|/udp]; slirp only."),
+    Option(("--allow-host-loopback",), "allow_host_loopback", "flag",
+           "slirp: let the sandbox reach the host's 127.0.0.1 as 10.0.2.2."),
+    Option(("--bind",), "binds", "list", "SRC[:DST] bound read-write; repeatable.", "files"),
+    Option(("--ro-bind",), "ro_binds", "list", "SRC[:DST] bound read-only; repeatable.", "files"),
+    Option(("--tmpfs",), "tmpfs", "list", "DST: an empty tmpfs; repeatable.", "files"),
+    Option(("--overlay",), "overlays", "list", "SRC[:DST]: a writable view of SRC, changes thrown away.", "files"),
+    Option(("--unprotect",), "unprotect", "list",
+           "PATH: lift one of the profile's protected paths (security.protect); repeatable.", "files"),
+    Option(("--hostname",), "hostname", "value", "Host name inside (default: rootsand)."),
+    Option(("--chdir",), "chdir", "value", "Working directory inside (default: the current one).", "files"),
+    Option(("-e", "--env"), "env", "list", "KEY=VALUE set in the command's environment; repeatable."),
+    Option(("--user",), "user", "value", "root (uid 0, mapped to you), keep-id or UID[:GID].", "user"),
+    Option(("--timeout",), "timeout", "value", "Wall-clock limit (90, 30s, 10m, 2h); exit 124."),
+    Option(("--name",), "name", "value", "A name for the sandbox (generated when absent)."),
+    Option(("--rootfs",), "rootfs", "value", "DIR: the root file system instead of the host's.", "files"),
+    Option(("--json-status",), "json_status", "value", "Write JSON lines about the sandbox here.", "files"),
+    Option(("-v", "--verbose"), "verbose", "flag", "Print the setup stages and their timing."),
+    Option(("--debug",), "debug", "flag", "As --verbose, and a traceback on internal errors."),
+    Option(("--dry-run",), "dry_run", "flag", "Print the plan as JSON and run nothing (-v: also a listing)."),
+)
+COMMAND_HELP = "The command and its arguments (default: /bin/sh)."
+
+
+def _by_name(kind: str) -> dict[str, str]:
+    return {name: o.dest for o in RUN if o.kind == kind for name in o.names}
+
+
+RUN_FLAGS, RUN_VALUES, RUN_LISTS = _by_name("flag"), _by_name("value"), _by_name("list")
+
+
+class RunOptions:
+    """What the command line of `rootsand run` says; None (or empty) where it leaves the profile's choice.
+    The spec stage (config/spec.py) reads it; a front end other than this CLI may build one too."""
+
+    def __init__(self, **values):
+        self.command = list(values.pop("command", None) or [])
+        for o in RUN:
+            given = values.pop(o.dest, None)
+            setattr(self, o.dest, list(given or []) if o.kind == "list" else bool(given) if o.kind == "flag"
+                    else given)
+        if values:
+            raise TypeError(f"unknown run options: {', '.join(values)}")
+        self.profile = self.profile or "default"
+
+    def __eq__(self, other) -> bool:
+        return type(other) is RunOptions and vars(self) == vars(other)
+
+    def __repr__(self) -> str:
+        return f"RunOptions({vars(self)!r})"

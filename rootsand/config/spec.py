@@ -14,33 +14,8 @@ from rootsand.errors import RootsandError
 from rootsand.config.model import (DEFAULT_ENV_KEEP, FALLBACK_PATH, NET_MODES, Mount, Record, parse_duration,
                             parse_env_assignment, parse_publish, parse_user, validate_hostname, validate_name)
 
-__all__ = ["RunOptions", "SandboxSpec", "build_env", "from_profile", "parse_duration", "parse_env_assignment",
+__all__ = ["SandboxSpec", "build_env", "from_profile", "parse_duration", "parse_env_assignment",
            "parse_user", "split_mount_arg", "validate_hostname", "validate_name", "FALLBACK_PATH"]
-
-
-class RunOptions:
-    """What the command line of `rootsand run` says; None (or empty) where it leaves the profile's choice."""
-
-    LISTS = ("command", "env", "publish", "binds", "ro_binds", "tmpfs", "overlays", "allow_hosts", "unprotect")
-    VALUES = ("profile", "hostname", "chdir", "user", "timeout", "name", "json_status", "net", "rootfs")
-    FLAGS = ("allow_host_loopback", "verbose", "debug", "dry_run")
-
-    def __init__(self, **values):
-        for name in self.LISTS:
-            setattr(self, name, list(values.pop(name, None) or []))
-        for name in self.VALUES:
-            setattr(self, name, values.pop(name, None))
-        for name in self.FLAGS:
-            setattr(self, name, bool(values.pop(name, False)))
-        if values:
-            raise TypeError(f"unknown run options: {', '.join(values)}")
-        self.profile = self.profile or "default"
-
-    def __eq__(self, other) -> bool:
-        return type(other) is RunOptions and vars(self) == vars(other)
-
-    def __repr__(self) -> str:
-        return f"RunOptions({vars(self)!r})"
 
 
 class SandboxSpec(Record):
@@ -117,7 +92,7 @@ def split_mount_arg(text: str, cwd: str, option: str) -> tuple[str, str]:
     return src, os.path.normpath(dst) if dst else src
 
 
-def cli_mounts(options: RunOptions, cwd: str) -> list[Mount]:
+def cli_mounts(options, cwd: str) -> list[Mount]:
     """The mounts the command line adds after the profile's, in the order: binds, ro-binds, tmpfs, overlays."""
     mounts = []
     for kind, values, option in (("bind", options.binds, "--bind"), ("ro-bind", options.ro_binds, "--ro-bind")):
@@ -148,9 +123,10 @@ def rootfs_mounts() -> list[Mount]:
             Mount(type="tmpfs", dst="/tmp", mode=0o1777, origin="--rootfs")]
 
 
-def from_profile(profile, options: RunOptions, host_env: dict[str, str], cwd: str, cpu_count: int,
+def from_profile(profile, options, host_env: dict[str, str], cwd: str, cpu_count: int,
                  homes: tuple[str, ...] = ()) -> SandboxSpec:
-    """Merge a loaded profile with the command line: the command line wins, its mounts come last."""
+    """Merge a loaded profile with the command line (`options`: a cli.options.RunOptions, or any object with
+    its attributes): the command line wins, its mounts come last."""
     assignments = dict(profile.env_set)
     if assignments.get("MAKEFLAGS") == "auto":
         assignments["MAKEFLAGS"] = f"-j{cpu_count}"

@@ -23,3 +23,25 @@ def test_completion_offers_every_network_mode():
     bash = completion.script("bash")
     assert f'--net) COMPREPLY=($(compgen -W "{" ".join(NET_MODES)}"' in bash
     assert "-l net -xa '" + " ".join(NET_MODES) + "'" in completion.script("fish")
+
+
+def test_completion_offers_the_values_the_table_names():
+    """After an option whose value is a profile, a network mode, a user or a file, bash offers those."""
+    from rootsand.cli.options import RUN
+
+    bash = completion.script("bash")
+    for o in RUN:
+        if o.values:
+            line = next(line for line in bash.splitlines()
+                        if o.names[-1] in line.strip().split(")")[0].split("|"))
+            assert {"files": "compgen -f", "net": "none slirp", "user": "root keep-id",
+                    "profiles": "rootsand profiles"}[o.values] in line, o.names
+
+
+def test_the_bash_script_is_valid_bash(tmp_path):
+    import subprocess
+
+    script = tmp_path / "completion.bash"
+    script.write_text(completion.script("bash"))
+    done = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert (done.returncode, done.stderr) == (0, "")

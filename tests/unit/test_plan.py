@@ -13,6 +13,7 @@ from rootsand.config import model, plan, profile, spec
 from rootsand.config.idmap import SubidRange
 from rootsand.config.plan import HostFacts, Plan
 from rootsand.errors import RootsandError
+from rootsand.cli.options import RunOptions
 from rootsand.runtime import mounts
 
 BUILTINS = ["agent", "build", "default", "fakeroot", "net", "untrusted"]
@@ -39,7 +40,7 @@ def make_spec(where, profile_name="default", **options):
                                   env={})
     loaded = profile.load(profile_name, variables)
     env = {"PATH": "/usr/bin:/bin", "HOME": home, "USER": "alice", "TERM": "xterm", "TOKEN": "secret"}
-    return spec.from_profile(loaded, spec.RunOptions(profile=profile_name, **options), env, cwd, 2, (home,))
+    return spec.from_profile(loaded, RunOptions(profile=profile_name, **options), env, cwd, 2, (home,))
 
 
 def portable(the_plan: Plan, where) -> dict:
@@ -116,7 +117,7 @@ def test_mount_argument_errors_name_the_option():
     with pytest.raises(RootsandError, match=r"^--bind : expected SRC\[:DST\]$"):
         spec.split_mount_arg("", "/cwd", "--bind")
     with pytest.raises(RootsandError, match=r"^--bind /etc:/: cannot mount over /"):
-        spec.cli_mounts(spec.RunOptions(binds=["/etc:/"]), "/cwd")
+        spec.cli_mounts(RunOptions(binds=["/etc:/"]), "/cwd")
 
 
 @pytest.mark.parametrize("cwd,homes,exposed", [
@@ -151,7 +152,7 @@ def test_run_from_the_parent_of_home_binds_an_empty_directory(where):
     home = str(where / "home")
     variables = profile.Variables(cwd=str(where), home=home, user="alice", uid=1000, gid=1000,
                                   xdg_runtime_dir=None, env={})
-    asked = spec.from_profile(profile.load("default", variables), spec.RunOptions(), {}, str(where), 2, (home,))
+    asked = spec.from_profile(profile.load("default", variables), RunOptions(), {}, str(where), 2, (home,))
     assert [(m.type, m.dst) for m in asked.mounts if m.dst == str(where)] == [("dir", str(where))]
     assert "holds your home directory" in asked.notes[0]
 
