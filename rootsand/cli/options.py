@@ -6,15 +6,18 @@ a third of a sandbox's start). Anything unusual (help, a typo, a missing value) 
 gives the real help or error. tests/unit/test_cli_fast.py checks both parsers agree.
 """
 
-from typing import NamedTuple
 
+class Option:
+    """One option: a plain class, as `typing` (NamedTuple) would cost the run path ~5 ms of imports."""
 
-class Option(NamedTuple):
-    names: tuple[str, ...]
-    dest: str  # the RunOptions attribute
-    kind: str  # "flag", "value" (the last one counts) or "list" (repeatable)
-    help: str
-    values: str = ""  # what completion offers after it: "profiles", "net", "user", "files" or nothing
+    __slots__ = ("names", "dest", "kind", "help", "values")
+
+    def __init__(self, names: tuple[str, ...], dest: str, kind: str, help: str, values: str = ""):
+        self.names = names
+        self.dest = dest  # the RunOptions attribute
+        self.kind = kind  # "flag", "value" (the last one counts) or "list" (repeatable)
+        self.help = help
+        self.values = values  # what completion offers after it: "profiles", "net", "user", "files" or nothing
 
 
 RUN = (

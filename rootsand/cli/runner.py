@@ -36,6 +36,9 @@ def run_sandbox(options) -> int:
     if options.dry_run:
         import json
 
+        from rootsand.runtime import hostprep
+
+        the_plan = hostprep.resolve(the_plan)  # as the launcher does it before it builds anything
         print(json.dumps(the_plan.to_json(), indent=2))
         if verbose:
             from rootsand.errors import printable

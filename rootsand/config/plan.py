@@ -67,6 +67,9 @@ class MountStep(Record):
         "mode": None, "content": "",  # dir and file ops
         "nodes": list,  # dev: the host device nodes bound
         "read_only": list, "masked": list,  # proc: what is made read-only, what is hidden
+        # decided against the host (runtime/hostprep.py), in the resolved plan only: an overlay's "kernel",
+        # "fuse" or "read-only" (its lower dir, when the overlay cannot be had); proc's "new" or "outer"
+        "kind": "",
         "origin": "",
     }
     __slots__ = tuple(FIELDS)
@@ -91,6 +94,25 @@ class Protected(Record):
         "own": False,
     }
     __slots__ = tuple(FIELDS)
+
+
+class Resolved(Record):
+    """The plan against this host (runtime/hostprep.py): what the setup process and PID 1 carry out as it is,
+    deciding nothing, and what the launcher checks after the run. --dry-run prints it."""
+
+    FIELDS = {
+        "mounts": list,  # MountStep: the plan's, host paths resolved and checked, each kind decided
+        "rootfs": None,  # --rootfs, resolved
+        "writable": list,  # the host directories the sandbox can write, resolved
+        # security.protect on the host: {"covered", "made", "pinned", "absent"} (hostprep.protected_nodes)
+        "protect": None,
+        "audit": None,  # the git check after the run: {"tops", "known", "names"}, or None
+        "setuid_tops": list,  # where setuid bits set inside are cleared at exit
+        "notes": list,  # decisions said with -v (an optional overlay without fuse-overlayfs)
+        "warnings": list,  # decisions always said (the outer /proc, an overlay read-only instead)
+    }
+    __slots__ = tuple(FIELDS)
+    NESTED = {"mounts": MountStep}
 
 
 class Network(Record):
@@ -125,6 +147,7 @@ class Plan(Record):
         "namespaces": list, "time_offsets": dict,
         "rootfs": None,  # a host directory as the root, else an empty read-only tmpfs
         "mounts": list,  # MountStep, in order
+        "writable": list,  # the host directories the sandbox can write, as asked (resolved: Resolved.writable)
         "home_guards": list,  # homerule.HomeGuard: homes shown by writable binds, their top read-only
         "protected": list,  # Protected: applied after the mounts and the home guards, on top of them
         "etc_files": dict,  # /etc/NAME -> content, bound read-only over the host's
@@ -139,10 +162,11 @@ class Plan(Record):
         "sysctls": dict,  # written through the sandbox's own procfs
         "notes": list,  # said once on stderr before the sandbox starts
         "failure_hint": None,  # said once after a command that failed
+        "resolved": None,  # Resolved: filled in by runtime/hostprep.py, before anything runs
     }
     __slots__ = tuple(FIELDS)
     NESTED = {"ids": idmap.IdPlan, "mounts": MountStep, "home_guards": HomeGuard, "protected": Protected,
-              "network": Network, "seccomp": Rule, "limits": limits.Limits}
+              "network": Network, "seccomp": Rule, "limits": limits.Limits, "resolved": Resolved}
 
     @property
     def root_mapped(self) -> bool:
@@ -215,6 +239,7 @@ def plan(spec, facts: HostFacts) -> Plan:
         setup_uid=idmap.inside_of(ids.uid_lines, facts.uid), setup_gid=idmap.inside_of(ids.gid_lines, facts.gid),
         namespaces=list(spec.namespaces), time_offsets=dict(spec.time_offsets),
         rootfs=spec.rootfs, mounts=[mount_step(m, spec.memory) for m in mounts], home_guards=home_guards,
+        writable=writable_sources(mounts, spec.cwd),
         protected=protected_paths(mounts, spec.protect, spec.cwd, spec.homes, spec.placeholders,
                                   [os.path.join(h, w[2:]) for h in spec.homes for w in spec.home_writable])
         + [Protected(**item) for item in rule_protected], etc_files=etc_files,
@@ -224,6 +249,18 @@ def plan(spec, facts: HostFacts) -> Plan:
         sysctls=sandbox_sysctls(spec.nested_userns, the_limits, spec.memory, facts), notes=notes,
         failure_hint=failure_hint,
     )
+
+
+def writable_sources(mounts: list, cwd: str) -> list[str]:
+    """The host directories a sandbox with these mounts can write, as written (and so where one like it may
+    have planted links): the current directory, read-write binds, persistent overlay upper dirs."""
+    tops = [cwd]
+    for m in mounts:
+        if m.type in ("bind", "dev-bind") and m.src:
+            tops.append(os.path.normpath(m.src))
+        if m.type == "overlay" and m.upper != "tmpfs":
+            tops.append(os.path.normpath(m.upper))
+    return [t for t in dict.fromkeys(tops) if t != "/"]
 
 
 def protected_paths(mounts: list, protect: list[str], cwd: str, homes, placeholders: bool = False,
@@ -345,13 +382,14 @@ def describe(p: Plan) -> list[str]:
              "  uid map: " + ", ".join(f"{a} {b} {c}" for a, b, c in p.ids.uid_lines)
              + "; gid map: " + ", ".join(f"{a} {b} {c}" for a, b, c in p.ids.gid_lines),
              f"  namespaces: {', '.join(p.namespaces)}",
-             f"  root: {p.rootfs or 'an empty tmpfs, read-only'}"]
-    for step in p.mounts:
+             f"  root: {(p.resolved.rootfs if p.resolved else p.rootfs) or 'an empty tmpfs, read-only'}"]
+    for step in p.resolved.mounts if p.resolved else p.mounts:  # host paths resolved, kinds decided
         what = {"symlink": f"-> {step.src}", "overlay": f"<- {':'.join(step.lower)} (upper {step.upper})"}.get(
             step.type, f"<- {step.src}" if step.src else "")
         flags = ",".join(step.flags + [f"{k}={v}" for k, v in step.options.items()])
         lines.append(f"  {step.type:<8} {step.dst:<28} {what}{'  ' + flags if flags else ''}"
-                     f"{'  (optional)' if step.optional else ''}  [{step.origin}]")
+                     f"{'  (optional)' if step.optional else ''}{f'  ({step.kind})' if step.kind else ''}"
+                     f"  [{step.origin}]")
     net = p.network
     lines += [f"  home     {g.dst}  read-only (the home rule)"
               + (f", writable: {', '.join(g.writable)}" if g.writable else "") + f"  [{g.origin}]" for g in p.home_guards]
@@ -369,4 +407,6 @@ def describe(p: Plan) -> list[str]:
                  f"  capabilities: {', '.join(p.capabilities) or 'none'}; no_new_privs; seccomp: off")
     lines += [f"  limit: {line}" for line in limits.describe_limits(p.limits, p.memory)]
     lines += [f"  sysctl: {k} = {v}" for k, v in p.sysctls.items()]
+    if p.resolved:
+        lines += [f"  decided: {line}" for line in p.resolved.warnings + p.resolved.notes]
     return lines

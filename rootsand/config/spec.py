@@ -431,15 +431,10 @@ def _shared_socket_dir(cwd: str, env: dict[str, str]) -> str | None:
 
 
 def writable_dirs(mounts: list[Mount], cwd: str) -> list[str]:
-    """The host directories a sandbox with these mounts can write (and so one like it may have planted
-    links in): the current directory, read-write binds, persistent overlay upper dirs."""
-    tops = [cwd]
-    for m in mounts:
-        if m.type in ("bind", "dev-bind") and m.src:
-            tops.append(os.path.realpath(m.src))
-        if m.type == "overlay" and m.upper != "tmpfs":
-            tops.append(os.path.realpath(m.upper))
-    return [t for t in tops if t != "/"]
+    """The host directories a sandbox with these mounts can write, resolved (plan.writable_sources)."""
+    from rootsand.config.plan import writable_sources
+
+    return [t for t in dict.fromkeys(os.path.realpath(t) for t in writable_sources(mounts, cwd)) if t != "/"]
 
 
 def _check_rule_file_is_out_of_reach(path: str, mounts: list[Mount], cwd: str) -> None:

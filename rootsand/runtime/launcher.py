@@ -39,12 +39,10 @@ TERMINATING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
 
 class Runtime:
-    """What the execution of a plan holds besides the plan: resolved host paths, fds, the cgroup made."""
+    """What the execution of a plan holds besides the plan: fds, the cgroup made."""
 
-    def __init__(self, plan, steps: list, rootfs: str | None, verbose: bool = False, debug: bool = False):
-        self.plan = plan
-        self.steps = steps  # the plan's mount steps, host sources resolved and checked (hostpaths.py)
-        self.rootfs = rootfs
+    def __init__(self, plan, verbose: bool = False, debug: bool = False):
+        self.plan = plan  # resolved (hostprep.py) by the launcher before anything is made
         self.verbose = verbose
         self.debug = debug
         self.cgroup_dir: str | None = None  # the sandbox's own cgroup, when the plan has cgroup limits
@@ -54,13 +52,21 @@ class Runtime:
         self.proxy_launcher_fd: int | None = None  # ... and the launcher receives it on this end
         self.alive_fd: int | None = None  # PID 1 sees end of file here once the launcher is gone
 
+    @property
+    def steps(self) -> list:
+        """The mount steps as carried out: host sources resolved and checked, kinds decided."""
+        return self.plan.resolved.mounts
+
+    @property
+    def rootfs(self) -> str | None:
+        return self.plan.resolved.rootfs
+
 
 def run(the_plan, json_status: str | None = None, verbose: bool = False, debug: bool = False) -> int:
     """Carry out a plan; the command's exit status (or 124, 125, 126, 127)."""
     for note in the_plan.notes:
         warn(note)
-    steps, rootfs = _check_host_paths(the_plan)
-    runtime = Runtime(the_plan, steps, rootfs, verbose, debug)
+    runtime = Runtime(the_plan, verbose, debug)
     if verbose:
         for line in limits.describe_limits(the_plan.limits, the_plan.memory):
             print(f"rootsand: limits: {line}", file=sys.stderr, flush=True)
@@ -72,14 +78,6 @@ def run(the_plan, json_status: str | None = None, verbose: bool = False, debug: 
     finally:
         if runtime.cgroup_dir:  # also when the launcher failed before its own cleanup could run
             limits.remove_cgroup(runtime.cgroup_dir)
-
-
-def writable_dirs(the_plan) -> list[str]:
-    """The host directories this sandbox can write, where a sandbox like it may have planted links: those of
-    its mounts, and a --rootfs tree, which is mounted writable."""
-    from rootsand.config.spec import writable_dirs as of_mounts
-
-    return of_mounts(the_plan.mounts, the_plan.cwd) + ([os.path.realpath(the_plan.rootfs)] if the_plan.rootfs else [])
 
 
 def _since(tops) -> float:
@@ -98,95 +96,13 @@ def _since(tops) -> float:
     return now - 0.02
 
 
-def _unguarded(tops: list[str], the_plan) -> list[str]:
-    """`tops` with each home the home rule keeps read-only replaced by its writable exceptions: the rest of
-    it the sandbox could not write, so what changed there is none of its doing."""
-    guarded = {guard.home: guard.writable for guard in the_plan.home_guards}
-    out = []
-    for top in tops:
-        out += [os.path.join(top, rel) for rel in guarded[top] if _is_dir(os.path.join(top, rel))] \
-            if top in guarded else [top]
-    return list(dict.fromkeys(out))
-
-
-def _is_dir(path: str) -> bool:
-    try:
-        return stat.S_ISDIR(os.lstat(path).st_mode)
-    except OSError:
-        return False
-
-
-def protected_nodes(the_plan, steps: list) -> dict:
-    """What security.protect will cover on the host, looked at before the sandbox exists: for each path,
-    the first component that is missing (PID 1 makes it: a mount point to remove at exit), a file, or the
-    path itself. Written to the registry before anything is made, so a killed launcher's are known. For the
-    paths that exist: their identity (registry.identity), checked at exit (registry.check_pinned)."""
-    covered, made, pinned, absent = [], [], [], []
-    for item in the_plan.protected:
-        top = steps[item.mount].src
-        parts = [p for p in item.path.split("/") if p]
-        try:
-            if not stat.S_ISDIR(os.lstat(top).st_mode):
-                continue
-        except OSError:
-            continue
-        path = top
-        for i, part in enumerate(parts):
-            last = i == len(parts) - 1
-            path = os.path.join(path, part)
-            if path in covered:
-                break  # read-only already, with all below it
-            try:
-                mode = os.lstat(path).st_mode
-            except FileNotFoundError:
-                if item.placeholder:
-                    covered.append(path)
-                    made.append([path, not last or item.directory])
-                elif path not in absent:  # left absent: whatever is there after the run was made during it
-                    absent.append(path)   # (registry.check_absent)
-                break
-            except OSError:
-                break
-            if stat.S_ISLNK(mode):
-                break  # PID 1 refuses it
-            if last or not stat.S_ISDIR(mode):
-                covered.append(path)
-                try:
-                    if not item.own:  # rootsand writes its own during the run: not a change from outside
-                        pinned.append([path, *registry.identity(path)])
-                except OSError:
-                    pass  # gone since: PID 1 makes it, or finds what replaced it
-                break
-    return {"covered": covered, "made": made, "pinned": pinned, "absent": absent,
-            "since": _since({steps[item.mount].src for item in the_plan.protected})}
-
-
-def _check_host_paths(the_plan) -> tuple[list, str | None]:
-    """Every host path the sandbox is built from, resolved once, refusing links a sandbox could have
-    planted (hostpaths.py); the sandbox then opens the resolved paths without following any link."""
-    from rootsand.guard.hostpaths import resolve_source
-
-    tops, homes = writable_dirs(the_plan), tuple(the_plan.homes)
-    rootfs = resolve_source(the_plan.rootfs, tops, "--rootfs", homes) if the_plan.rootfs else None
-    steps = []
-    for index, step in enumerate(the_plan.mounts):
-        what = step.origin or f"mount {index + 1} ({step.type} on {step.dst})"
-        if step.type in ("bind", "ro-bind", "dev-bind"):
-            step = step.replace(src=resolve_source(step.src, tops, what, homes))
-        elif step.type == "overlay":
-            upper = step.upper if step.upper == "tmpfs" else resolve_source(step.upper, tops, what + " upper", homes)
-            step = step.replace(lower=[resolve_source(p, tops, what, homes) for p in step.lower], upper=upper)
-        steps.append(step)
-    return steps, rootfs
-
-
 class Launcher:
     def __init__(self, runtime: Runtime, json_status: str | None):
         self.runtime = runtime
         self.plan = runtime.plan
-        # Where setuid bits are allowed: the directories to clear them in at exit, resolved now, before the
-        # sandbox could plant a link that would point the walk at other files of the user's
-        self.setuid_tops = _unguarded(writable_dirs(self.plan), self.plan) if self.plan.setuid_bits else []
+        # Where setuid bits are cleared at exit: resolved before the sandbox could plant a link that would
+        # point the walk at other files of the user's (hostprep.py)
+        self.setuid_tops: list[str] = []
         self.json_status = json_status
         self.namespaces: dict[str, int] = {}  # read from C once it has unshared (PID 1 is not dumpable)
         self.child: int | None = None  # C, as the host sees it
@@ -231,24 +147,27 @@ class Launcher:
                 # Held until the protected paths are mounted: no sweep may remove a mount point we are about
                 # to use; our entry names them (and what we make) before anything is made.
                 self.protect_lock = registry.protect_lock(exclusive=False)
-                self.protect = protected_nodes(self.plan, self.runtime.steps)
-                git_tops = _unguarded(sorted({self.runtime.steps[item.mount].src for item in self.plan.protected
-                                              if item.path.split("/")[0] == ".git"
-                                              and _is_dir(self.runtime.steps[item.mount].src)}), self.plan)
-                if git_tops:  # checked at exit (gitaudit.py): changes from now on are the sandbox's
-                    from rootsand.guard.gitaudit import known_git_dirs
+            # The plan against the host as it is now, under the lock: what the sandbox is built from
+            from rootsand.runtime import hostprep
 
-                    known = known_git_dirs(git_tops)
-                    # the profile's protected names (.envrc, .vscode, ...), checked at any depth below the tops
-                    names = sorted({item.path.split("/")[0] for item in self.plan.protected
-                                    if not item.entry.startswith(("/", "~/")) and "/" not in item.path})
-                    self.protect["audit"] = {"tops": git_tops, "since": _since(git_tops), "known": known,
-                                             "names": names}
+            self.plan = self.runtime.plan = hostprep.resolve(self.plan)
+            resolved = self.plan.resolved
+            self.setuid_tops = resolved.setuid_tops
+            if resolved.protect is not None:
+                tops = {resolved.mounts[item.mount].src for item in self.plan.protected}
+                self.protect = {**resolved.protect, "since": _since(tops)}
+                if resolved.audit:  # checked at exit (gitaudit.py): changes from now on are the sandbox's
+                    self.protect["audit"] = {**resolved.audit, "since": _since(resolved.audit["tops"])}
                 registry.publish(self.entry_path, {**registry.read_raw(self.entry_path), "protect": self.protect})
+            for warning in resolved.warnings:
+                warn(warning)
+            if self.runtime.verbose:
+                for note in resolved.notes:
+                    print(f"rootsand: {printable(note)}", file=sys.stderr, flush=True)
             return self._run()
         finally:
             self._release_protect_lock()
-            if self.plan.setuid_bits:
+            if self.setuid_tops:
                 # Before our entry goes: killed during the walk, the next command redoes it from the entry
                 from rootsand.guard import setuidbits
 
@@ -305,7 +224,7 @@ class Launcher:
 
     def _run(self) -> int:
         if self.json_status:
-            self.status_fd = _open_status_file(self.json_status, writable_dirs(self.plan), tuple(self.plan.homes))
+            self.status_fd = _open_status_file(self.json_status, self.plan.resolved.writable, tuple(self.plan.homes))
         if self.plan.new_session and any(os.isatty(fd) for fd in (0, 1, 2)):
             from rootsand.runtime.terminal import Relay
 

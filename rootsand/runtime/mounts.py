@@ -17,7 +17,6 @@ and every mount is built on file descriptors, never on paths a second sandbox co
 
 import errno
 import os
-import re
 import stat
 
 from rootsand.config import host
@@ -72,12 +71,6 @@ class Source:
     def is_dir(self) -> bool:
         return stat.S_ISDIR(os.stat(self.ref).st_mode)
 
-    def owner_unmapped(self) -> bool:
-        """True when the source belongs to ids outside the sandbox's map (they show as the overflow id)."""
-        st = os.stat(self.ref)
-        overflow = (_overflow_id("uid"), _overflow_id("gid"))
-        return st.st_uid == overflow[0] or st.st_gid == overflow[1]
-
     def clone(self, attrs: int) -> int:
         """A detached copy of the mount tree at this source, with `attrs` set on all of it before it is attached."""
         tree = libc.open_tree(self.fd, "", libc.OPEN_TREE_CLONE | libc.AT_RECURSIVE | libc.AT_EMPTY_PATH, self.path)
@@ -87,10 +80,6 @@ class Source:
             os.close(tree)
             raise
         return tree
-
-
-def _overflow_id(kind: str) -> int:
-    return int(host.read_sysctl(f"/proc/sys/kernel/overflow{kind}") or 65534)
 
 
 def new_fs(fstype: str, options: dict[str, str | bool], attrs: int) -> int:
@@ -212,7 +201,7 @@ class FileSystem:
             os.close(_make_dirs(work, what + " work dir", 0o700))
             srcs += [Source(m.upper, what + " upper"), Source(work, what + " work dir")]
         self.sources[index] = srcs
-        if any(s.owner_unmapped() for s in srcs[:len(m.lower)]):
+        if m.kind == "fuse":
             # fuse-overlayfs reaches its layers by path: clones of them, attached in the staging area later.
             self.trees[index] = [s.clone(0) for s in srcs]
 
@@ -327,15 +316,11 @@ class FileSystem:
 
     def _proc(self, m, _sources, _trees) -> None:
         target, _ = self._target(m.dst)
-        try:
-            proc = new_fs("proc", {}, attrs_of(m.flags))
-        except PermissionError:
-            # Under a /proc with parts covered (a container's, an outer sandbox's) the kernel refuses a new
-            # procfs in a user namespace: the one there is, as it is (it shows the outer PID namespace).
+        if m.kind == "outer":  # the kernel would refuse a new one (hostprep.py says why, and the user is told)
             proc = libc.open_tree(libc.AT_FDCWD, "/proc", libc.OPEN_TREE_CLONE | libc.AT_RECURSIVE)
             libc.mount_setattr_fd(proc, attrs_of(m.flags), what="/proc")
-            self.notes.append("a new /proc cannot be mounted under this /proc, whose parts are covered: the "
-                              "sandbox sees the outer one (its processes, not the sandbox's alone)")
+        else:
+            proc = new_fs("proc", {}, attrs_of(m.flags))
         try:
             libc.move_mount(proc, target, m.dst)
         except OSError:
@@ -488,46 +473,25 @@ class FileSystem:
             if trees:
                 self._fuse_overlay(m, lowers, trees, upper, work, target)
                 return
-            try:
-                tree = _kernel_overlay(lowers, upper, work, attrs_of(m.flags))
-            except OSError as e:
-                if e.errno != errno.EINVAL:
-                    raise
-                # Before Linux 6.8 there is no "lowerdir+": one string. The lower dirs are all
-                # /proc/self/fd/N, so nothing in it needs escaping, and 200 of them fit in its 4096 bytes.
+            if m.kind == "read-only":  # decided by hostprep.py, which said why
+                tree = lowers[0].clone(READ_ONLY & ~libc.MOUNT_ATTR_NOEXEC)
+            else:
                 try:
-                    tree = _kernel_overlay(lowers, upper, work, attrs_of(m.flags), one_string=True)
+                    tree = _kernel_overlay(lowers, upper, work, attrs_of(m.flags))
                 except OSError as e:
-                    held = next((lower.path for lower in lowers if _mounts_below(lower.path)), None)
-                    if not (e.errno == errno.EINVAL and held and host.nesting()):
+                    if e.errno != errno.EINVAL:
                         raise
-                    # The outer sandbox's mounts there (its protected paths) are locked for us, and the kernel
-                    # overlays no directory holding locked mounts: its top layer read-only instead, which
-                    # keeps the promise that nothing reaches the host (writes fail instead of vanishing).
-                    self.warnings.append(f"overlay on {m.dst}: {held} holds mounts of the sandbox this one runs in "
-                                         "(its protected paths), which the kernel does not overlay from a nested "
-                                         f"user namespace: {m.dst} is read-only instead")
-                    tree = lowers[0].clone(READ_ONLY & ~libc.MOUNT_ATTR_NOEXEC)
+                    # Before Linux 6.8 there is no "lowerdir+": one string. The lower dirs are all
+                    # /proc/self/fd/N, so nothing in it needs escaping, and 200 of them fit in its 4096 bytes.
+                    tree = _kernel_overlay(lowers, upper, work, attrs_of(m.flags), one_string=True)
             self._attach(tree, os.dup(target), m.dst)
         finally:
             os.close(target)
 
     def _fuse_overlay(self, m, lowers, trees, upper: str, work: str, target: int) -> None:
         binary = host.find_helper("fuse-overlayfs")
-        if m.optional and not (binary and os.access("/dev/fuse", os.R_OK | os.W_OK)):
-            # An optional overlay (the build profile's /usr/local) without fuse-overlayfs here (a nested
-            # sandbox, a container): its lower directory, read-only, rather than no sandbox at all.
-            self.notes.append(f"overlay on {m.dst}: fuse-overlayfs or /dev/fuse is missing here: {m.dst} is read-only")
-            tree = trees[0]
-            libc.mount_setattr_fd(tree, READ_ONLY & ~libc.MOUNT_ATTR_NOEXEC, what=m.dst)
-            for other in trees[1:]:
-                os.close(other)
-            trees.clear()
-            self._attach(tree, os.dup(target), m.dst)
-            return
-        if not binary:
-            raise RootsandError(f"overlay on {m.dst}: {lowers[0].path} belongs to ids outside the sandbox, "
-                                "which the kernel's overlay cannot copy up, and fuse-overlayfs is not installed",
+        if not binary:  # gone since hostprep.py found it
+            raise RootsandError(f"overlay on {m.dst}: fuse-overlayfs is not installed",
                                 hint="install the 'fuse-overlayfs' package")
         # fuse-overlayfs resolves its layers by path: the clones taken at the start, attached in the
         # staging area (only the persistent upper and work dirs have clones besides the lower ones).
@@ -768,23 +732,6 @@ def _kernel_overlay(lowers: list[Source], upper: str, work: str, attrs: int, one
         return libc.fsmount(fd, attrs)
     finally:
         os.close(fd)
-
-
-_MOUNTINFO_ESCAPE = re.compile(r"\\([0-7]{3})")  # space, tab, newline and backslash in mountinfo's paths
-
-
-def _mounts_below(path: str) -> bool:
-    """Whether a mount point lies strictly below `path` in this mount namespace."""
-    prefix = path.rstrip("/") + "/"
-    try:
-        with open("/proc/self/mountinfo") as f:
-            for line in f:
-                point = _MOUNTINFO_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), line.split()[4])  # \040 and friends
-                if point.startswith(prefix):
-                    return True
-    except OSError:
-        pass
-    return False
 
 
 def _origin(m, index: int) -> str:

@@ -132,3 +132,20 @@ def test_root_of_another_user_namespace_does_not_take_real_roots_runtime_directo
     assert done.returncode == 0, done.stderr
     assert os.path.exists("/tmp/rootsand-0") == before
     assert os.path.isdir(f"/tmp/rootsand-{os.getuid()}")
+
+
+def test_the_outer_proc_is_decided_before_the_run_and_said(tmp_path):
+    """The outer sandbox covers parts of its /proc (kcore, keys, ...), and the kernel then mounts no new procfs
+    in a user namespace. The resolved plan says the inner sandbox gets the outer /proc, --dry-run shows it,
+    and the run says so in a warning (it was a silent fallback, seen only with -v)."""
+    import json
+
+    script = (f"{inner()} run --dry-run -- true > plan.json && "
+              f"{inner()} run -- sh -c 'test -e /proc/self/status && echo proc-ok'")
+    r = outer("sh", "-c", script, cwd=tmp_path, check_rc=0)
+    assert r.stdout == "proc-ok\n", r.stderr
+    steps = json.loads((tmp_path / "plan.json").read_text())["resolved"]["mounts"]
+    assert [s["kind"] for s in steps if s["type"] == "proc"] == ["outer"]
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("rootsand: warning: /proc: ")]
+    assert len(warnings) == 1 and warnings[0].endswith("the sandbox sees the outer one, with the processes "
+                                                       "outside it"), r.stderr

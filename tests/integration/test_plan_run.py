@@ -102,3 +102,20 @@ def test_the_status_file_has_the_time_namespace_when_there_is_one(tmp_path):
                                                                              str(status)], cwd=tmp_path, check_rc=0)
     first = json.loads(status.read_text().splitlines()[0])
     assert r.stdout.split() == [f"time:[{first['namespaces']['time']}]", f"pid:[{first['namespaces']['pid']}]"]
+
+
+def test_dry_run_shows_the_plan_resolved_against_this_host(tmp_path):
+    """--dry-run prints what the launcher carries out: host paths with their links resolved, /proc's kind, the
+    host directories the sandbox can write (issue 19: the plan is the whole truth)."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")  # not where the sandbox writes, so followed
+    (tmp_path / "work").mkdir()
+    r = run(["run", "--dry-run", "--ro-bind", f"{tmp_path}/link:/data", "--", "true"], cwd=tmp_path / "work",
+            check_rc=0)
+    planned = json.loads(r.stdout)
+    resolved = planned["resolved"]
+    asked = [s for s in planned["mounts"] if s["dst"] == "/data"]
+    carried = [s for s in resolved["mounts"] if s["dst"] == "/data"]
+    assert [s["src"] for s in asked] == [f"{tmp_path}/link"] and [s["src"] for s in carried] == [f"{tmp_path}/real"]
+    assert [s["kind"] for s in resolved["mounts"] if s["type"] == "proc"] == ["new"]
+    assert resolved["writable"] == [str(tmp_path / "work")] and resolved["warnings"] == []

@@ -119,3 +119,11 @@ def test_runtime_never_imports_the_command_line():
 def test_only_the_entry_point_imports_the_command_line():
     assert sorted(module for module, deps in _imports().items() if _stage(module) != "cli"
                   and any(_stage(dep) == "cli" for dep in deps)) == ["__main__"]
+
+
+def test_the_runtime_reads_the_plan_never_the_profile_or_the_spec():
+    """runtime/ carries out a Plan (config.plan, its records in config.model and config.idmap, the host facts
+    and helpers of config.host): what the profile and the spec said reaches it only through the Plan."""
+    allowed = {"config.plan", "config.model", "config.idmap", "config.host"}
+    assert sorted((module, dep) for module, deps in _imports().items() if _stage(module) == "runtime"
+                  for dep in deps if _stage(dep) == "config" and dep not in allowed) == []

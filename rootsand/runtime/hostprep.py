@@ -1,0 +1,188 @@
+"""The plan against this host: the last decisions, made before anything runs and written into the Plan.
+
+resolve() fills in Plan.resolved: every host path the sandbox is built from, resolved once and refusing
+links a sandbox could have planted (guard/hostpaths.py); the host directories it can write; what the
+protected paths cover (made, pinned or left absent); the git repositories checked after the run; where
+setuid bits are cleared; each overlay's kind (the kernel's, fuse-overlayfs, or its lower dir read-only) and
+whether /proc is a new procfs or the outer one. `run --dry-run` prints the result; the launcher makes it
+again under its registry lock, so what it records is what the host held when the sandbox was built; the
+setup process and PID 1 then carry it out as it is and decide nothing (an error names the step that fails).
+"""
+
+import os
+import stat
+
+from rootsand.config import host
+from rootsand.errors import RootsandError
+
+# The one place in procfs where the kernel lets a new procfs be mounted although a mount covers it: an
+# always-empty directory (fs/proc/proc_sysctl.c register_sysctl_mount_point)
+PROC_EMPTY_DIRS = ("/proc/sys/fs/binfmt_misc",)
+
+
+def resolve(the_plan):
+    """`the_plan` with `resolved` filled in (see the module's docstring). Reads the host, changes nothing."""
+    from rootsand.config.plan import Resolved
+    from rootsand.guard.hostpaths import resolve_source
+
+    writable = [t for t in dict.fromkeys(os.path.realpath(t) for t in the_plan.writable) if t != "/"]
+    homes = tuple(the_plan.homes)
+    rootfs = resolve_source(the_plan.rootfs, writable, "--rootfs", homes) if the_plan.rootfs else None
+    if rootfs:
+        writable.append(rootfs)  # mounted writable
+    notes, warnings, steps = [], [], []
+    mountinfo = _mount_points()
+    for index, step in enumerate(the_plan.mounts):
+        what = step.origin or f"mount {index + 1} ({step.type} on {step.dst})"
+        if step.type in ("bind", "ro-bind", "dev-bind"):
+            step = step.replace(src=resolve_source(step.src, writable, what, homes))
+        elif step.type == "overlay":
+            upper = step.upper if step.upper == "tmpfs" else resolve_source(step.upper, writable, what + " upper", homes)
+            step = step.replace(lower=[resolve_source(p, writable, what, homes) for p in step.lower], upper=upper)
+            step = step.replace(kind=_overlay_kind(step, what, the_plan.ids, mountinfo, notes, warnings))
+        elif step.type == "proc":
+            step = step.replace(kind=_proc_kind(mountinfo, warnings))
+        steps.append(step)
+    resolved = Resolved(mounts=steps, rootfs=rootfs, writable=writable, notes=notes, warnings=warnings,
+                        setuid_tops=unguarded(writable, the_plan) if the_plan.setuid_bits else [])
+    resolved = resolved.replace(protect=protected_nodes(the_plan, steps) if the_plan.protected else None)
+    return the_plan.replace(resolved=resolved.replace(audit=_audit(the_plan, steps)))
+
+
+def _overlay_kind(step, what: str, ids, mountinfo: list[str], notes: list, warnings: list) -> str:
+    """The kernel's overlay, unless a lower dir belongs to ids outside the sandbox's map (host root's
+    /usr/local), which only fuse-overlayfs can copy up; or, where neither can be had, the lower dir read-only
+    (an optional overlay without fuse-overlayfs; a nested sandbox's locked mounts below a lower dir)."""
+    lowers = [p for p in step.lower if os.path.isdir(p)]
+    if len(lowers) < len(step.lower):
+        return "kernel"  # a lower dir is missing: an optional overlay is skipped, another fails naming it
+    if any(_unmapped(p, ids) for p in lowers):
+        if host.find_helper("fuse-overlayfs") and (os.access("/dev/fuse", os.R_OK | os.W_OK) or not step.optional):
+            return "fuse"  # (without /dev/fuse it fails, saying so)
+        if step.optional:
+            # (the build profile's /usr/local in a nested sandbox, a container): read-only rather than no sandbox
+            notes.append(f"overlay on {step.dst}: fuse-overlayfs or /dev/fuse is missing here: {step.dst} is read-only")
+            return "read-only"
+        raise RootsandError(f"{what}: overlay on {step.dst}: {lowers[0]} belongs to ids outside the sandbox, which "
+                            "the kernel's overlay cannot copy up, and fuse-overlayfs is not installed",
+                            hint="install the 'fuse-overlayfs' package")
+    held = next((p for p in lowers if any(m.startswith(p.rstrip("/") + "/") for m in mountinfo)), None)
+    if held and host.nesting():
+        # The outer sandbox's mounts there (its protected paths) are locked for us, and the kernel overlays no
+        # directory holding locked mounts: the top layer read-only instead, which keeps the promise that
+        # nothing reaches the host (writes fail instead of vanishing).
+        warnings.append(f"overlay on {step.dst}: {held} holds mounts of the sandbox this one runs in (its protected "
+                        "paths), which the kernel does not overlay from a nested user namespace: "
+                        f"{step.dst} is read-only instead")
+        return "read-only"
+    return "kernel"
+
+
+def _unmapped(path: str, ids) -> bool:
+    """A directory owned by a user or group outside the sandbox's id maps (it shows as the overflow id)."""
+    st = os.stat(path)
+    return not (_maps(ids.uid_lines, st.st_uid) and _maps(ids.gid_lines, st.st_gid))
+
+
+def _maps(lines, outside_id: int) -> bool:
+    return any(outside <= outside_id < outside + count for _, outside, count in lines)
+
+
+def _proc_kind(mountinfo: list[str], warnings: list) -> str:
+    """A new procfs, unless the kernel refuses one: in a user namespace it mounts procfs only where the
+    outer one is fully visible, nothing mounted over any part of it (a container's masked paths, an outer
+    sandbox's). Then the outer one, as it is (it shows the outer PID namespace), and the user is told."""
+    covered = [m for m in mountinfo if m.startswith("/proc/") and not any(
+        m == e or m.startswith(e + "/") for e in PROC_EMPTY_DIRS)]
+    if not covered:
+        return "new"
+    warnings.append(f"/proc: the kernel mounts no new procfs under this /proc, whose parts are covered ({covered[0]}"
+                    + (f" and {len(covered) - 1} more" if len(covered) > 1 else "") + "): the sandbox sees the "
+                    "outer one, with the processes outside it")
+    return "outer"
+
+
+def _mount_points() -> list[str]:
+    """The mount points of this mount namespace (mountinfo's fifth field, its octal escapes decoded)."""
+    import re
+
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+            return [re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4]) for line in f]
+    except OSError:
+        return []
+
+
+def unguarded(tops: list[str], the_plan) -> list[str]:
+    """`tops` with each home the home rule keeps read-only replaced by its writable exceptions: the rest of
+    it the sandbox could not write, so what changed there is none of its doing."""
+    guarded = {guard.home: guard.writable for guard in the_plan.home_guards}
+    out = []
+    for top in tops:
+        out += [os.path.join(top, rel) for rel in guarded[top] if _is_dir(os.path.join(top, rel))] \
+            if top in guarded else [top]
+    return list(dict.fromkeys(out))
+
+
+def _is_dir(path: str) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def protected_nodes(the_plan, steps: list) -> dict:
+    """What security.protect covers on the host: for each path, the first component that is missing (PID 1
+    makes it: a mount point to remove at exit), a file, or the path itself. The launcher writes it to the
+    registry before anything is made, so a killed launcher's are known. For the paths that exist: their
+    identity (registry.identity), checked at exit (registry.check_pinned)."""
+    from rootsand.ops import registry
+
+    covered, made, pinned, absent = [], [], [], []
+    for item in the_plan.protected:
+        top = steps[item.mount].src
+        parts = [p for p in item.path.split("/") if p]
+        if not _is_dir(top):
+            continue
+        path = top
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            path = os.path.join(path, part)
+            if path in covered:
+                break  # read-only already, with all below it
+            try:
+                mode = os.lstat(path).st_mode
+            except FileNotFoundError:
+                if item.placeholder:
+                    covered.append(path)
+                    made.append([path, not last or item.directory])
+                elif path not in absent:  # left absent: whatever is there after the run was made during it
+                    absent.append(path)   # (registry.check_absent)
+                break
+            except OSError:
+                break
+            if stat.S_ISLNK(mode):
+                break  # PID 1 refuses it
+            if last or not stat.S_ISDIR(mode):
+                covered.append(path)
+                try:
+                    if not item.own:  # rootsand writes its own during the run: not a change from outside
+                        pinned.append([path, *registry.identity(path)])
+                except OSError:
+                    pass  # gone since: PID 1 makes it, or finds what replaced it
+                break
+    return {"covered": covered, "made": made, "pinned": pinned, "absent": absent}
+
+
+def _audit(the_plan, steps: list) -> dict | None:
+    """The git check after the run (guard/gitaudit.py): the writable tops that hold a protected .git, the
+    repositories known there now, and the profile's protected names, checked at any depth below them."""
+    tops = unguarded(sorted({steps[item.mount].src for item in the_plan.protected
+                             if item.path.split("/")[0] == ".git" and _is_dir(steps[item.mount].src)}), the_plan)
+    if not tops:
+        return None
+    from rootsand.guard.gitaudit import known_git_dirs
+
+    names = sorted({item.path.split("/")[0] for item in the_plan.protected
+                    if not item.entry.startswith(("/", "~/")) and "/" not in item.path})
+    return {"tops": tops, "known": known_git_dirs(tops), "names": names}
