@@ -16,7 +16,7 @@ So the rule is by place, not by name:
   `--unprotect ~/PATH`;
 - rootsand's own configuration and state (`own_dirs`) are never writable, whatever the exceptions.
 
-Planned here, purely, from the spec; PID 1 carries the guards out (mounts.FileSystem._guard_homes).
+Planned here, purely, from the spec; PID 1 carries the guards out (runtime/fs/protect.py).
 """
 
 import os

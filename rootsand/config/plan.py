@@ -6,8 +6,8 @@ with its final flags and origin, the generated /etc files, the network, capabili
 as data, limits, sysctls, environment, argv, working directory and timeout. A Plan converts to JSON and
 back without loss: `run --dry-run` prints it, the registry of running sandboxes stores it.
 
-The runtime (launcher.py, inside.py, mounts.py) only carries a Plan out; how (file descriptors, pids, a
-pty) is its own business.
+The runtime only carries a Plan out (runtime/hostprep.py resolves it against the host first; launcher.py,
+inside.py and fs/ follow it); how (file descriptors, pids, a pty) is its own business.
 """
 
 import os

@@ -20,7 +20,8 @@ from rootsand.config import host
 from rootsand.errors import ExitCode, RootsandError, printable
 from rootsand.linux import libc
 from rootsand.net import network
-from rootsand.runtime import channel, init, maps, mounts
+from rootsand.runtime import channel, init, maps
+from rootsand.runtime.fs.build import FileSystem
 from rootsand.security import limits, seccomp
 
 
@@ -206,7 +207,7 @@ def _build(runtime, plan) -> list[str]:
         if runtime.debug:  # not with -v alone: importing pyroute2 takes ~100 ms, and -v times the stages
             for line in network.describe_interfaces():
                 print(f"rootsand: network: {line}", file=sys.stderr, flush=True)
-    fs = mounts.FileSystem(runtime.steps, runtime.rootfs, (plan.run_uid, plan.run_gid), plan.etc_files,
+    fs = FileSystem(runtime.steps, runtime.rootfs, (plan.run_uid, plan.run_gid), plan.etc_files,
                            sysctls=plan.sysctls, protected=plan.protected, home_guards=plan.home_guards)
     fs.build()
     if runtime.verbose:

@@ -12,7 +12,7 @@ import json, os, sys
 from rootsand.config.model import Mount
 from rootsand.config.plan import mount_step
 from rootsand.linux import libc
-from rootsand.runtime import mounts
+from rootsand.runtime.fs.build import FileSystem
 
 source, shared = sys.argv[1], sys.argv[2]
 uid, gid = os.getuid(), os.getgid()
@@ -34,7 +34,7 @@ source_ino = os.stat(source).st_ino
 steps = [mount_step(m, None) for m in (Mount(type="ro-bind", src="/usr", dst="/usr"),
                                         Mount(type="bind", src=shared, dst=shared),
                                         Mount(type="ro-bind", src=source, dst=f"{shared}/ro"))]
-mounts.FileSystem(steps, None, (0, 0)).build()
+FileSystem(steps, None, (0, 0)).build()
 result = {"writes": {}, "source_at": []}
 for path in ("ro", "ro.moved", "other"):  # where the source is seen now, and whether read-only
     st, fs = os.stat(f"{shared}/{path}"), os.statvfs(f"{shared}/{path}")

@@ -14,7 +14,7 @@ from rootsand.config.idmap import SubidRange
 from rootsand.config.plan import HostFacts, Plan
 from rootsand.errors import RootsandError
 from rootsand.cli.options import RunOptions
-from rootsand.runtime import mounts
+from rootsand.runtime.fs.build import FileSystem
 
 BUILTINS = ["agent", "build", "default", "fakeroot", "net", "untrusted"]
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
@@ -218,7 +218,7 @@ def new_root(tmp_path):
     os.symlink("/../../../../tmp", root / "escape")
     os.symlink("loop2", root / "loop1")
     os.symlink("loop1", root / "loop2")
-    fs = mounts.FileSystem([], None, (0, 0))
+    fs = FileSystem([], None, (0, 0))
     fs.root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY)
     yield fs
     os.close(fs.root_fd)
