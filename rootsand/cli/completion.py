@@ -3,7 +3,7 @@ stop and ns diff. The scripts ask rootsand only for the dynamic names (`rootsand
 profiles`), so `rootsand run` itself pays nothing for completion."""
 
 from rootsand.cli.options import RUN
-from rootsand.config.model import NET_MODES
+from rootsand.config.netmodes import NET_MODES
 from rootsand.errors import RootsandError
 
 COMMANDS = "run ps exec inspect stop ns profiles doctor unshare completion"

@@ -6,6 +6,8 @@ a third of a sandbox's start). Anything unusual (help, a typo, a missing value) 
 gives the real help or error. tests/unit/test_cli_fast.py checks both parsers agree.
 """
 
+from rootsand.config.netmodes import NET_MODES, one_of
+
 
 class Option:
     """One option: a plain class, as `typing` (NamedTuple) would cost the run path ~5 ms of imports."""
@@ -22,7 +24,7 @@ class Option:
 
 RUN = (
     Option(("-p", "--profile"), "profile", "value", "A built-in profile name or a TOML file.", "profiles"),
-    Option(("--net",), "net", "value", "Network: none, slirp, proxy or host (overrides the profile).", "net"),
+    Option(("--net",), "net", "value", f"Network: {one_of(NET_MODES)} (overrides the profile).", "net"),
     Option(("--allow-host",), "allow_hosts", "list",
            "HOST[:PORT], *.DOMAIN or an IP the proxy lets through; repeatable; implies --net proxy."),
     Option(("--publish",), "publish", "list", "[HOST_IP:]HOST_PORT:SANDBOX_PORT[/tcp|/udp]; slirp only."),

@@ -11,6 +11,7 @@ HELPER_DIRS = ("/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin")
 def facts(net_mode: str):
     """This host's facts for the plan stage (plan.HostFacts): reads only, nothing made or changed."""
     from rootsand.config import idmap
+    from rootsand.config.netmodes import MODES
     from rootsand.config.plan import HostFacts
     from rootsand.security import limits
 
@@ -18,7 +19,7 @@ def facts(net_mode: str):
     name = user_name(uid)
     cgroup = limits.delegated_cgroup()
     resolv = ""
-    if net_mode == "slirp":
+    if MODES[net_mode].resolv_conf:  # the sandbox's own is made from it
         try:
             with open("/etc/resolv.conf") as f:
                 resolv = f.read()

@@ -114,7 +114,6 @@ ALL_MOUNT_KEYS = ("type", "src", "lower", "upper", "dst", "optional", "size", "m
 
 DEFAULT_ENV_KEEP = ("PATH", "TERM", "LANG", "LC_*", "HOME", "USER")
 FALLBACK_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-NET_MODES = ("none", "slirp", "proxy", "host")
 
 
 # ---------------------------------------------------------------------------------------------- records

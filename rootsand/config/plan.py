@@ -15,12 +15,12 @@ import os
 from rootsand.config import idmap
 from rootsand.config.homerule import HomeGuard, plan_home
 from rootsand.config.model import CAPABILITIES, PortForward, Record
+from rootsand.config.netmodes import MODES
 from rootsand.errors import RootsandError
 from rootsand.guard.hostpaths import is_below
 from rootsand.security import limits
 from rootsand.security.seccomp import Rule
 
-SANDBOX_ADDRESS, GATEWAY, SLIRP_DNS, TAP = "10.0.2.100", "10.0.2.2", "10.0.2.3", "tap0"
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
 PROC_READ_ONLY = ("sys", "sysrq-trigger", "irq", "bus")
 # What podman and flatpak hide in /proc: the user's keyrings, kernel memory and timing side channels.
@@ -29,7 +29,6 @@ PROC_MASKED_DIRS = ("acpi", "scsi")
 SHM_MAX = 64 << 20  # the largest SysV segment where no memory cgroup counts them
 PTS_MAX = 64  # ptys one sandbox may open
 INOTIFY_SHARE = 8  # a sandbox with limits gets 1/8 of the user's inotify instances and watches
-PROXY_PORT = 3128  # the proxy mode's endpoint on the sandbox's own 127.0.0.1 (squid's port, which tools guess)
 # The flags each mount type ends up with. "ro" on dev is set once its mount points are made.
 MOUNT_FLAGS = {
     "bind": ("nosuid", "nodev"), "ro-bind": ("ro", "nosuid", "nodev"), "dev-bind": ("nosuid",),
@@ -117,12 +116,12 @@ class Resolved(Record):
 
 class Network(Record):
     FIELDS = {
-        "mode": "none",  # none | slirp | proxy | host
+        "mode": "none",  # a name of netmodes.MODES, whose entry says what the fields below take
         "allow_host_loopback": False,
         "publish": list,  # PortForward
-        "resolv_conf": None,  # slirp: the sandbox's /etc/resolv.conf
-        "address": None, "gateway": None, "dns": None, "interface": None,  # slirp's, inside
-        "slirp_sandbox": True,  # slirp4netns in a mount namespace of its own (not possible when nested)
+        "resolv_conf": None,  # the sandbox's /etc/resolv.conf, for a mode with a DNS forwarder of its own
+        "address": None, "gateway": None, "dns": None, "interface": None,  # the mode's, inside (address/prefix)
+        "slirp_sandbox": True,  # the mode's helper in a mount namespace of its own (not possible when nested)
         # proxy: the hosts the proxy lets through (allowlist.py), its endpoint on the sandbox's 127.0.0.1,
         # and how long a client may take to send its request head
         "allow": list, "deny": list, "proxy_port": None, "header_timeout": None,
@@ -217,12 +216,12 @@ def plan(spec, facts: HostFacts) -> Plan:
         notes.append("; ".join(the_limits.not_enforced))
     network = _network(spec, facts)
     env = dict(spec.env)
-    if network.mode == "proxy":
+    if network.proxy_port is not None:
         env.update(proxy_env(network.proxy_port))
-    if network.mode == "slirp" and not network.allow_host_loopback and any(
+    udp_note = MODES[network.mode].loopback_udp_note
+    if udp_note and not network.allow_host_loopback and any(
             f.proto == "udp" and f.host_addr.startswith(("127.", "::1")) for f in network.publish):
-        notes.append("slirp4netns drops a sandbox's UDP replies to the host's loopback unless --allow-host-loopback "
-                     "is given (podman#4586): the published UDP port only receives")
+        notes.append(udp_note)
     etc_files = {"hostname": f"{spec.hostname}\n", "hosts": hosts_file(spec.hostname)}
     if network.resolv_conf is not None:
         etc_files["resolv.conf"] = network.resolv_conf
@@ -308,14 +307,21 @@ def mount_step(m, memory: int | None) -> MountStep:
 
 
 def _network(spec, facts: HostFacts) -> Network:
-    if spec.net_mode == "proxy":
-        return Network(mode="proxy", allow=list(spec.allow_hosts), deny=list(spec.deny_hosts), proxy_port=PROXY_PORT,
-                       header_timeout=spec.header_timeout)
-    if spec.net_mode != "slirp":
-        return Network(mode=spec.net_mode)
-    return Network(mode="slirp", allow_host_loopback=spec.allow_host_loopback, publish=list(spec.publish),
-                   resolv_conf=resolv_conf(facts.resolv_conf, spec.dns), address=f"{SANDBOX_ADDRESS}/24",
-                   gateway=GATEWAY, dns=SLIRP_DNS, interface=TAP, slirp_sandbox=facts.nested is None)
+    """The network section: the mode's entry of netmodes.MODES, with what of the spec the mode takes."""
+    mode = MODES[spec.net_mode]
+    values = {}
+    if mode.host_loopback:
+        values["allow_host_loopback"] = spec.allow_host_loopback
+    if mode.publish:
+        values["publish"] = list(spec.publish)
+    if mode.resolv_conf:
+        values["resolv_conf"] = resolv_conf(facts.resolv_conf, spec.dns, mode.dns)
+    if mode.helper:
+        values["slirp_sandbox"] = facts.nested is None
+    if mode.allowlist:
+        values.update(allow=list(spec.allow_hosts), deny=list(spec.deny_hosts), header_timeout=spec.header_timeout)
+    return Network(mode=mode.name, address=f"{mode.address}/{mode.prefix}" if mode.address else None,
+                   gateway=mode.gateway, dns=mode.dns, interface=mode.interface, proxy_port=mode.proxy_port, **values)
 
 
 def proxy_env(port: int) -> dict[str, str]:
@@ -327,12 +333,12 @@ def proxy_env(port: int) -> dict[str, str]:
     return {**values, **{k.lower(): v for k, v in values.items()}}
 
 
-def resolv_conf(host_text: str, dns: list[str]) -> str:
-    """The sandbox's resolv.conf: the profile's servers or slirp's 10.0.2.3 first, then the host's
-    servers that the sandbox can reach (not 127.x or ::1, which are the host's own loopback)."""
+def resolv_conf(host_text: str, dns: list[str], forwarder: str = MODES["slirp"].dns) -> str:
+    """The sandbox's resolv.conf: the profile's servers or the mode's DNS forwarder (slirp's 10.0.2.3) first,
+    then the host's servers that the sandbox can reach (not 127.x or ::1, which are the host's own loopback)."""
     import ipaddress
 
-    servers = list(dns) or [SLIRP_DNS]
+    servers = list(dns) or [forwarder]
     other = []
     for line in host_text.splitlines():
         fields = line.split()
@@ -398,8 +404,8 @@ def describe(p: Plan) -> list[str]:
               f" [security.protect {item.entry}]" for item in p.protected]
     lines.append(f"  network: {net.mode}" + (f", {net.address} via {net.gateway}, dns {net.dns}"
                                               + "".join(f", publish {f}" for f in net.publish)
-                                              if net.mode == "slirp" else ""))
-    if net.mode == "proxy":
+                                              if net.address else ""))
+    if net.proxy_port is not None:
         lines.append(f"  proxy: 127.0.0.1:{net.proxy_port} inside; allow {', '.join(net.allow) or 'nothing'}"
                      + (f"; deny {', '.join(net.deny)}" if net.deny else ""))
     lines.append(f"  capabilities: {', '.join(p.capabilities) or 'none'}; no_new_privs; "

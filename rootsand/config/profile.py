@@ -15,8 +15,9 @@ if False:  # for the type checkers only: importing typing costs start-up time on
 from rootsand.config import lookup, tomlfile
 from rootsand.errors import RootsandError
 from rootsand.config.model import (ALL_MOUNT_KEYS, ALL_NAMESPACES, BIND_TYPES, CAPABILITIES, DEFAULT_ENV_KEEP,
-                            DEFAULT_NAMESPACES, MOUNT_KEYS, NET_MODES, RLIMITS, SIZE_RLIMITS, Mount, Record,
+                            DEFAULT_NAMESPACES, MOUNT_KEYS, RLIMITS, SIZE_RLIMITS, Mount, Record,
                             User, parse_duration, parse_publish, parse_size, parse_user, validate_hostname)
+from rootsand.config.netmodes import MODES, NET_MODES, modes_with, one_of
 from rootsand.config.tomlfile import dump_toml, key_text, toml_value, type_name
 from rootsand.security.seccomp import SOCKET_FAMILIES
 
@@ -612,9 +613,10 @@ def load(name_or_path: str, variables: Variables) -> Profile:
     if profile.time_offsets and "time" not in profile.namespaces:
         file, key = layer.origins["time_offsets"]
         file.fail(key, "needs \"time\" in sandbox.namespaces")
-    if profile.publish and profile.net_mode != "slirp":
+    if profile.publish and not MODES[profile.net_mode].publish:
         file, key = layer.origins["publish"]
-        file.fail(key, f"ports can be published in slirp mode only (network.mode is {profile.net_mode!r})")
+        file.fail(key, f"ports can be published in {one_of(modes_with('publish'))} mode only "
+                       f"(network.mode is {profile.net_mode!r})")
     return profile
 
 

@@ -11,8 +11,9 @@ import stat
 import sys
 
 from rootsand.errors import RootsandError
-from rootsand.config.model import (DEFAULT_ENV_KEEP, FALLBACK_PATH, NET_MODES, Mount, Record, parse_duration,
+from rootsand.config.model import (DEFAULT_ENV_KEEP, FALLBACK_PATH, Mount, Record, parse_duration,
                             parse_env_assignment, parse_publish, parse_user, validate_hostname, validate_name)
+from rootsand.config.netmodes import MODES, NET_MODES, modes_with, one_of
 
 __all__ = ["SandboxSpec", "build_env", "from_profile", "parse_duration", "parse_env_assignment",
            "parse_user", "split_mount_arg", "validate_hostname", "validate_name", "FALLBACK_PATH"]
@@ -131,20 +132,22 @@ def from_profile(profile, options, host_env: dict[str, str], cwd: str, cpu_count
     if assignments.get("MAKEFLAGS") == "auto":
         assignments["MAKEFLAGS"] = f"-j{cpu_count}"
     assignments.update(parse_env_assignment(e) for e in options.env)
-    net_mode = options.net or ("proxy" if options.allow_hosts else profile.net_mode)
-    if net_mode not in NET_MODES:
-        raise RootsandError(f"invalid --net {net_mode!r}: expected none, slirp, proxy or host")
-    if options.allow_hosts and net_mode != "proxy":
-        raise RootsandError(f"--allow-host needs --net proxy (the network mode is {net_mode})")
+    net_mode = options.net or (modes_with("allowlist")[0] if options.allow_hosts else profile.net_mode)
+    if net_mode not in MODES:
+        raise RootsandError(f"invalid --net {net_mode!r}: expected {one_of(NET_MODES)}")
+    mode = MODES[net_mode]
+    if options.allow_hosts and not mode.allowlist:
+        raise RootsandError(f"--allow-host needs --net {one_of(modes_with('allowlist'))} "
+                            f"(the network mode is {net_mode})")
     allow_hosts = list(profile.allow_hosts)
     if options.allow_hosts:
         from rootsand.net import allowlist  # ipaddress: only where there are entries to check
 
         allow_hosts += [allowlist.parse_entry(text, "--allow-host").text for text in options.allow_hosts]
     publish = list(profile.publish) + [parse_publish(p) for p in options.publish]
-    if publish and net_mode != "slirp":
-        raise RootsandError(f"--publish needs --net slirp (the network mode is {net_mode})")
-    namespaces = tuple(ns for ns in profile.namespaces if not (ns == "net" and net_mode == "host"))
+    if publish and not mode.publish:
+        raise RootsandError(f"--publish needs --net {one_of(modes_with('publish'))} (the network mode is {net_mode})")
+    namespaces = tuple(ns for ns in profile.namespaces if not (ns == "net" and not mode.own_netns))
     timeout = parse_duration(options.timeout) if options.timeout is not None else profile.timeout
     notes = []
     if options.rootfs:

@@ -1,9 +1,10 @@
-"""The sandbox's network: none (loopback only), slirp (slirp4netns, as rootless podman did) or host.
+"""The network modes' tools (backend.py uses them): loopback, the proxy's endpoint, slirp4netns.
 
 `none` needs no netlink at all: bringing `lo` up is one ioctl (pyroute2 costs ~150 ms to import). In
-slirp mode the launcher runs slirp4netns against the sandbox's setup process, which configures tap0
-(10.0.2.100/24, gateway 10.0.2.2, DNS 10.0.2.3) and signals readiness; ports are published through its
-API socket, which is removed as soon as they are.
+slirp mode the launcher runs slirp4netns against the sandbox's setup process, which configures the
+interface with the plan's addresses (config/netmodes.py: tap0, 10.0.2.100/24, gateway 10.0.2.2, DNS
+10.0.2.3) and signals readiness; ports are published through its API socket, which is removed as soon as
+they are.
 """
 
 import fcntl
@@ -22,10 +23,6 @@ SIOCSIFFLAGS = 0x8914
 SIOCGIFADDR = 0x8915
 IFF_UP = 0x1
 
-TAP = "tap0"
-SANDBOX_ADDRESS = "10.0.2.100"
-GATEWAY = "10.0.2.2"
-SLIRP_DNS = "10.0.2.3"
 MTU = 65520
 
 
@@ -83,19 +80,20 @@ def _if_flags(s, name: str) -> int:
     return struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req))[1]
 
 
-def check_tap() -> None:
-    """After slirp4netns has configured tap0: make sure it is up with its address (two ioctls, no netlink)."""
+def check_tap(interface: str, expected: str) -> None:
+    """After slirp4netns has configured `interface`: make sure it is up with the `expected` address (two
+    ioctls, no netlink)."""
     s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
     try:
-        up = _if_flags(s, TAP) & IFF_UP
-        raw = fcntl.ioctl(s.fileno(), SIOCGIFADDR, struct.pack("16s16x", TAP.encode()))
+        up = _if_flags(s, interface) & IFF_UP
+        raw = fcntl.ioctl(s.fileno(), SIOCGIFADDR, struct.pack("16s16x", interface.encode()))
     except OSError as e:
-        raise RootsandError(f"slirp4netns did not configure {TAP}: {e.strerror}") from None
+        raise RootsandError(f"slirp4netns did not configure {interface}: {e.strerror}") from None
     finally:
         s.close()
     address = _socket.inet_ntoa(raw[20:24])
-    if not up or address != SANDBOX_ADDRESS:
-        raise RootsandError(f"slirp4netns left {TAP} {'up' if up else 'down'} with address {address}")
+    if not up or address != expected:
+        raise RootsandError(f"slirp4netns left {interface} {'up' if up else 'down'} with address {address}")
 
 
 def describe_interfaces() -> list[str]:
@@ -137,20 +135,22 @@ class Slirp:
     killed), slirp4netns exits by itself.
     """
 
-    def __init__(self, binary: str, pid: int, allow_host_loopback: bool, api_socket: str | None,
-                 own_sandbox: bool = True):
+    def __init__(self, binary: str, pid: int, net, api_socket: str | None):
+        """Serve `pid`'s network namespace as the plan's Network section `net` says."""
         self.api_socket = api_socket
+        self.guest_address = net.address.partition("/")[0]
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
         exit_r, self._exit_w = os.pipe2(os.O_CLOEXEC)
         # --enable-sandbox: slirp4netns pivots into an empty root of its own mount namespace, which it cannot
         # make inside another user namespace (a sandbox, a container); its seccomp filter it always gets.
-        argv = [binary, "--configure", f"--mtu={MTU}", "--enable-ipv6", *(["--enable-sandbox"] if own_sandbox else []),
+        argv = [binary, "--configure", f"--mtu={MTU}", "--enable-ipv6",
+                *(["--enable-sandbox"] if net.slirp_sandbox else []),
                 "--enable-seccomp", f"--ready-fd={ready_w}", f"--exit-fd={exit_r}"]
-        if not allow_host_loopback:
+        if not net.allow_host_loopback:
             argv.append("--disable-host-loopback")
         if api_socket:
             argv.append(f"--api-socket={api_socket}")
-        argv += [str(pid), TAP]
+        argv += [str(pid), net.interface]
         import subprocess
 
         try:
@@ -191,7 +191,7 @@ class Slirp:
         for fwd in forwards:
             request = {"execute": "add_hostfwd",
                        "arguments": {"proto": fwd.proto, "host_addr": fwd.host_addr, "host_port": fwd.host_port,
-                                     "guest_addr": SANDBOX_ADDRESS, "guest_port": fwd.guest_port}}
+                                     "guest_addr": self.guest_address, "guest_port": fwd.guest_port}}
             reply = self._api(request)
             if "error" in reply:
                 desc = reply["error"].get("desc", reply["error"]) if isinstance(reply["error"], dict) else reply

@@ -151,10 +151,21 @@ def _device(path: str, what: str, status_if_bad: str) -> Check:
 
 
 def _network() -> list[Check]:
-    slirp = host.find_helper("slirp4netns")
-    return [Check("slirp4netns", OK, slirp) if slirp else
-            Check("slirp4netns", MISSING, "not found: --net slirp cannot work", "install the 'slirp4netns' package"),
-            _device("/dev/net/tun", "--net slirp", MISSING)]
+    """The helper programs and devices of the network modes (config/netmodes.py)."""
+    from rootsand.config.netmodes import MODES
+
+    found = []
+    for mode in MODES.values():
+        if mode.helper:
+            path = host.find_helper(mode.helper)
+            found.append(Check(mode.helper, OK, path) if path else
+                         Check(mode.helper, MISSING, f"not found: --net {mode.name} cannot work",
+                               f"install the '{mode.helper}' package"))
+    devices = {}  # each device with the modes that need it
+    for mode in MODES.values():
+        for device in mode.devices:
+            devices.setdefault(device, []).append(f"--net {mode.name}")
+    return found + [_device(device, ", ".join(users), MISSING) for device, users in devices.items()]
 
 
 def _overlay() -> list[Check]:

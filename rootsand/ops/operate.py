@@ -151,8 +151,11 @@ def inspect(name: str) -> dict:
     if own_view:  # not a process of a nested mount namespace, which a sandbox could fill with anything
         info["mounts"] = _mounts(own_view[0]["pid"])
         info["limits"] = _limits(own_view[0]["pid"])
-    if entry.get("net") != "host":
-        info["network"]["interfaces"] = _interfaces(entry)
+    from rootsand.config.plan import Network
+    from rootsand.net.backend import backend_for
+
+    network = Network.from_json((entry.get("plan") or {}).get("network") or {})
+    info["network"].update(backend_for(network).inspect(lambda: _interfaces(entry)))
     info["plan"] = entry.get("plan")
     return info
 

@@ -66,8 +66,7 @@ def _child(runtime, plan, launcher_pid: int, go_fd: int, report_fd: int) -> int:
         return ExitCode.FAILURE
     if runtime.console_launcher_fd is not None:
         os.close(runtime.console_launcher_fd)
-    if runtime.proxy_launcher_fd is not None:
-        os.close(runtime.proxy_launcher_fd)
+    runtime.net.after_fork(in_child=True)
     if plan.new_session:
         # Out of the terminal's foreground group: a ^C reaches the launcher only, which passes it on once.
         os.setpgid(0, 0)
@@ -82,10 +81,9 @@ def _child(runtime, plan, launcher_pid: int, go_fd: int, report_fd: int) -> int:
     except OSError as e:
         raise RootsandError(f"cannot create the sandbox's namespaces: unshare: {os.strerror(e.errno)}",
                             hint=maps.userns_hint()) from None
-    if plan.network.mode == "slirp":
-        problem = network.disable_ipv6_dad()  # before slirp4netns creates tap0
-        if problem:
-            channel.send(report_fd, note=problem)
+    problem = runtime.net.unshared()
+    if problem:
+        channel.send(report_fd, note=problem)
     if plan.time_offsets:
         # Only before the first process enters the new time namespace: PID 1, forked below.
         with open("/proc/self/timens_offsets", "w") as f:
@@ -97,12 +95,8 @@ def _child(runtime, plan, launcher_pid: int, go_fd: int, report_fd: int) -> int:
                       if plan.seccomp is not None else None)
     if os.read(go_fd, 1) != b"G":  # the launcher could not write the maps; it reports why
         return ExitCode.FAILURE
-    if plan.network.mode == "proxy":
-        # The proxy's endpoint, made here in the sandbox's network namespace and served from the host's side.
-        network.loopback_up()
-        network.send_listener(runtime.proxy_fd, network.listen_on_loopback(plan.network.proxy_port))
-        runtime.proxy_fd = None
-        channel.send(report_fd, stage="proxy")
+    if runtime.net.configure():
+        channel.send(report_fd, stage="network")
 
     # PID 1 is tied to us (PDEATHSIG) while it builds the sandbox, then to the launcher: it says "B" when
     # built and drops its PDEATHSIG, we exit, and it waits for that on our pidfd before arming it again
@@ -202,11 +196,7 @@ def _build(runtime, plan) -> list[str]:
         libc.sethostname(plan.hostname)
     if "net" in plan.namespaces:
         network.loopback_up()
-    if plan.network.mode == "slirp":
-        network.check_tap()
-        if runtime.debug:  # not with -v alone: importing pyroute2 takes ~100 ms, and -v times the stages
-            for line in network.describe_interfaces():
-                print(f"rootsand: network: {line}", file=sys.stderr, flush=True)
+    runtime.net.check(runtime.debug)
     fs = FileSystem(runtime.steps, runtime.rootfs, (plan.run_uid, plan.run_gid), plan.etc_files,
                            sysctls=plan.sysctls, protected=plan.protected, home_guards=plan.home_guards)
     fs.build()

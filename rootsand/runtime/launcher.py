@@ -25,11 +25,10 @@ import stat
 import sys
 import time
 
-from rootsand.config import host
 from rootsand.config.model import NAMESPACE_LINKS
 from rootsand.errors import ExitCode, RootsandError, printable, stage, warn
 from rootsand.linux import libc
-from rootsand.net import network
+from rootsand.net.backend import backend_for
 from rootsand.ops import registry
 from rootsand.runtime import channel, init, maps
 from rootsand.security import limits
@@ -48,8 +47,7 @@ class Runtime:
         self.cgroup_dir: str | None = None  # the sandbox's own cgroup, when the plan has cgroup limits
         self.console_fd: int | None = None  # a relayed terminal: PID 1 sends the pty master over this
         self.console_launcher_fd: int | None = None  # the launcher's end, closed at once by the sandbox's processes
-        self.proxy_fd: int | None = None  # proxy mode: the setup process sends the endpoint's socket over this
-        self.proxy_launcher_fd: int | None = None  # ... and the launcher receives it on this end
+        self.net = backend_for(plan.network)  # what the network mode does here, in C and in PID 1
         self.alive_fd: int | None = None  # PID 1 sees end of file here once the launcher is gone
 
     @property
@@ -111,8 +109,6 @@ class Launcher:
         self.interrupted: int | None = None  # a terminating signal that came before PID 1 existed
         self.error: RootsandError | None = None
         self.command_started = False  # its process said it is about to execve
-        self.slirp: network.Slirp | None = None
-        self.proxy_pid: int | None = None
         self.ns_fds: dict[str, int] = {}  # the sandbox's namespaces, held for rootsand exec
         self.protect_lock: int | None = None
         self.protect: dict | None = None  # {"covered": host paths, "made": [[path, is_dir]]}: security.protect
@@ -230,11 +226,7 @@ class Launcher:
 
             self.relay = Relay()
             self.runtime.console_fd, self.runtime.console_launcher_fd = self.relay.console_fd, self.relay.console.fileno()
-        if self.plan.network.mode == "proxy":
-            import _socket
-
-            self.runtime.proxy_fd, self.runtime.proxy_launcher_fd = (
-                s.detach() for s in _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM))
+        self.runtime.net.prepare()
         go_r, go_w = os.pipe()
         report_r, report_w = os.pipe2(os.O_CLOEXEC)
         # The setup process exits once PID 1 exists and we hold the namespaces: PID 1 is then ours (a child
@@ -260,9 +252,7 @@ class Launcher:
         self.child = pid
         self._alive_w = alive_w  # held until we exit
         os.close(self.runtime.alive_fd)
-        if self.runtime.proxy_fd is not None:
-            os.close(self.runtime.proxy_fd)
-            self.runtime.proxy_fd = None
+        self.runtime.net.after_fork(in_child=False)
         if self.relay:
             self.relay.start()
         os.close(go_r)
@@ -290,7 +280,7 @@ class Launcher:
             # Each step on its own: none may skip the next (the terminal above all).
             try:
                 try:
-                    self._stop_proxy()  # first: its last "blocked" lines come before the exit code
+                    self.runtime.net.finish()  # first: a proxy's last "blocked" lines come before the exit code
                     self._write_status(code)  # once, whatever ended the run
                 finally:
                     # No handler may run in the middle of cleaning up.
@@ -300,9 +290,7 @@ class Launcher:
                     self._kill_and_reap()
             finally:
                 try:
-                    self._stop_proxy()
-                    if self.slirp:
-                        self.slirp.stop()
+                    self.runtime.net.stop()
                 finally:
                     if self.relay:
                         self.relay.stop()
@@ -328,8 +316,7 @@ class Launcher:
                     return self._finish(pidfd, deadline)
             self._write_maps()
             self.log("id maps written")
-            if self.plan.network.mode == "slirp":
-                self._start_slirp()
+            self.runtime.net.start(self.child, self.log)
             if self.interrupted:
                 return 128 + self.interrupted
             try:
@@ -429,8 +416,8 @@ class Launcher:
                 self.error = channel.error_from(m)
             elif "note" in m:
                 self.late_notes.append(m["note"])  # said at the end: the terminal may be raw now
-            elif m.get("stage") == "proxy":
-                self._start_proxy()
+            elif m.get("stage") == "network":
+                self.runtime.net.serve(self.status_fd, self.runtime.verbose, self.log)
             elif m.get("stage") == "exec":
                 self.command_started = True
             elif m.get("stage") == "tied":
@@ -495,50 +482,6 @@ class Launcher:
 
     def _write_maps(self) -> None:
         maps.write_maps(self.plan.ids, self.child)
-
-    def _start_slirp(self) -> None:
-        binary = host.find_helper("slirp4netns")
-        if not binary:
-            raise RootsandError("--net slirp: slirp4netns not found", hint="install the 'slirp4netns' package")
-        net = self.plan.network
-        api_socket = None
-        if net.publish:
-            directory = registry.runtime_dir()
-            registry.remove_stale(directory, "slirp")
-            api_socket = os.path.join(directory, f"slirp-{os.getpid()}.sock")
-        self.slirp = network.Slirp(binary, self.child, net.allow_host_loopback, api_socket, net.slirp_sandbox)
-        self.slirp.publish(net.publish)
-        self.slirp.forget_api_socket()
-        self.log("slirp4netns ready" + (f", published {', '.join(map(str, net.publish))}" if net.publish else ""))
-
-    def _start_proxy(self) -> None:
-        """The endpoint exists inside: serve it from here, in a process that dies with us."""
-        listen_fd = network.receive_listener(self.runtime.proxy_launcher_fd)
-        os.close(self.runtime.proxy_launcher_fd)
-        self.runtime.proxy_launcher_fd = None
-        from rootsand.net import proxy
-
-        net = self.plan.network
-        try:
-            self.proxy_pid = proxy.start(listen_fd, {"allow": net.allow, "deny": net.deny,
-                                                     "header_timeout": net.header_timeout,
-                                                     "verbose": self.runtime.verbose}, self.status_fd)
-        finally:
-            os.close(listen_fd)
-        self.log(f"proxy process {self.proxy_pid} serves 127.0.0.1:{net.proxy_port} inside; allowed: "
-                 f"{', '.join(net.allow) or 'nothing'}")
-
-    def _stop_proxy(self) -> None:
-        if self.runtime.proxy_launcher_fd is not None:
-            os.close(self.runtime.proxy_launcher_fd)
-            self.runtime.proxy_launcher_fd = None
-        if self.proxy_pid is not None:
-            try:
-                os.kill(self.proxy_pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            os.waitpid(self.proxy_pid, 0)
-            self.proxy_pid = None
 
     def _on_signal(self, signum: int, _frame) -> None:
         if signum == signal.SIGWINCH and self.relay:

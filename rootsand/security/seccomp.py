@@ -80,10 +80,11 @@ def default_rules(nested_userns: bool, *, net_mode: str = "none", setuid_bits: b
                   shm_max: int | None = None) -> list[Rule]:
     """The default deny list; with nested_userns False it also stops new user namespaces.
 
-    net_mode "host" lets every socket family through; otherwise those of SOCKET_FAMILIES not named in
-    socket_families are refused. setuid_bits True lets files get setuid and setgid bits. limit_memfd
-    refuses memfd_create and memfd_secret, and an integer shm_max refuses larger SysV shared memory segments:
-    memory that RLIMIT_AS does not count, for sandboxes with a memory limit that no memory cgroup enforces.
+    A net_mode whose netmodes entry leaves the sockets open (host) lets every socket family through; otherwise
+    those of SOCKET_FAMILIES not named in socket_families are refused. setuid_bits True lets files get setuid
+    and setgid bits. limit_memfd refuses memfd_create and memfd_secret, and an integer shm_max refuses larger
+    SysV shared memory segments: memory that RLIMIT_AS does not count, for sandboxes with a memory limit that
+    no memory cgroup enforces.
     """
     unknown = [name for name in socket_families if name not in SOCKET_FAMILIES]
     if unknown:
@@ -143,7 +144,9 @@ def default_rules(nested_userns: bool, *, net_mode: str = "none", setuid_bits: b
             # clone3 passes its flags in memory, which seccomp cannot read: ENOSYS makes libc fall back to clone.
             Rule("clone3", ENOSYS, why="clone3's flags cannot be checked; libc falls back to clone"),
         ]
-    if net_mode != "host":  # with the host's network the user chose no network isolation
+    from rootsand.config.netmodes import MODES
+
+    if not MODES[net_mode].open_sockets:  # with the host's network the user chose no network isolation
         rules += _socket_family_rules(socket_families)
     if not setuid_bits:
         rules += _setuid_rules()

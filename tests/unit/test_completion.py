@@ -5,7 +5,7 @@ import typer.main
 
 from rootsand.cli import completion
 from rootsand.cli.commands import app
-from rootsand.config.model import NET_MODES
+from rootsand.config.netmodes import NET_MODES
 
 
 def run_options() -> set[str]:

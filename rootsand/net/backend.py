@@ -1,0 +1,187 @@
+"""What each network mode does at run time, behind one interface: the launcher (L), the setup process (C)
+and PID 1 (P1) call these hooks in this order and compare no mode names (runtime/launcher.py, inside.py).
+
+    L  prepare()            before forking C
+    L  after_fork(False)    C forked: close what only C uses     C  after_fork(True): close what only L uses
+                                                                 C  unshared(): right after unshare, a note or None
+    L  start(C's pid, log)  C's id maps written, before C goes on
+                                                                 C  configure(): True: L has work (stage "network")
+    L  serve(...)           at C's "network" stage
+                                                                 P1 check(debug): while building the sandbox
+    L  finish()             the sandbox has ended, before its exit status is written
+    L  stop()               last, also after a failure anywhere above (a hook that never ran left nothing)
+
+The data is the plan's Network section, its addresses from config/netmodes.py. A new mode is one entry there
+and one Backend subclass here, named in BACKENDS (tests/unit/test_netmodes.py checks both).
+"""
+
+import os
+import signal
+import sys
+
+from rootsand.config.netmodes import MODES
+from rootsand.errors import RootsandError
+from rootsand.net import network
+
+
+class Backend:
+    """A mode that needs nothing at run time beyond what every sandbox gets (loopback when it has a network
+    namespace of its own). Each hook does nothing here; a mode overrides those it needs."""
+
+    name = ""
+
+    def __init__(self, net):
+        self.net = net  # the plan's Network section
+
+    def prepare(self) -> None:
+        pass
+
+    def after_fork(self, in_child: bool) -> None:
+        pass
+
+    def unshared(self) -> str | None:
+        return None
+
+    def start(self, child: int, log) -> None:
+        pass
+
+    def configure(self) -> bool:
+        return False
+
+    def serve(self, status_fd: int | None, verbose: bool, log) -> None:
+        pass
+
+    def check(self, debug: bool) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        self.finish()
+
+    def inspect(self, read_interfaces) -> dict:
+        """What `rootsand inspect` adds to its network section: the interfaces, where they are the sandbox's own."""
+        return {"interfaces": read_interfaces()} if MODES[self.net.mode].own_netns else {}
+
+
+class NoneBackend(Backend):
+    name = "none"
+
+
+class HostBackend(Backend):
+    name = "host"
+
+
+class SlirpBackend(Backend):
+    """slirp4netns, started by the launcher against C once its id maps are written; ports published through
+    its API socket, which is removed at once."""
+
+    name = "slirp"
+
+    def __init__(self, net):
+        super().__init__(net)
+        self.slirp: network.Slirp | None = None
+
+    def unshared(self) -> str | None:
+        return network.disable_ipv6_dad()  # before slirp4netns creates the interface
+
+    def start(self, child: int, log) -> None:
+        from rootsand.config import host
+        from rootsand.ops import registry
+
+        binary = host.find_helper("slirp4netns")
+        if not binary:
+            raise RootsandError("--net slirp: slirp4netns not found", hint="install the 'slirp4netns' package")
+        net = self.net
+        api_socket = None
+        if net.publish:
+            directory = registry.runtime_dir()
+            registry.remove_stale(directory, "slirp")
+            api_socket = os.path.join(directory, f"slirp-{os.getpid()}.sock")
+        self.slirp = network.Slirp(binary, child, net, api_socket)
+        self.slirp.publish(net.publish)
+        self.slirp.forget_api_socket()
+        log("slirp4netns ready" + (f", published {', '.join(map(str, net.publish))}" if net.publish else ""))
+
+    def check(self, debug: bool) -> None:
+        network.check_tap(self.net.interface, self.net.address.partition("/")[0])
+        if debug:  # not with -v alone: importing pyroute2 takes ~100 ms, and -v times the stages
+            for line in network.describe_interfaces():
+                print(f"rootsand: network: {line}", file=sys.stderr, flush=True)
+
+    def stop(self) -> None:
+        if self.slirp:
+            self.slirp.stop()
+
+
+class ProxyBackend(Backend):
+    """The filtering proxy: C makes its endpoint on the sandbox's own 127.0.0.1 and passes it out over a
+    socket pair; the launcher serves it from a process on the host's side (proxy.py), which dies with it."""
+
+    name = "proxy"
+
+    def __init__(self, net):
+        super().__init__(net)
+        self.setup_fd: int | None = None  # C sends the endpoint's socket over this
+        self.launcher_fd: int | None = None  # ... and the launcher receives it on this end
+        self.pid: int | None = None  # the proxy process
+
+    def prepare(self) -> None:
+        import _socket
+
+        self.setup_fd, self.launcher_fd = (
+            s.detach() for s in _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM))
+
+    def after_fork(self, in_child: bool) -> None:
+        fd = self.launcher_fd if in_child else self.setup_fd
+        if fd is not None:
+            os.close(fd)
+        if in_child:
+            self.launcher_fd = None
+        else:
+            self.setup_fd = None
+
+    def configure(self) -> bool:
+        # The endpoint, made here in the sandbox's network namespace and served from the host's side.
+        network.loopback_up()
+        network.send_listener(self.setup_fd, network.listen_on_loopback(self.net.proxy_port))
+        self.setup_fd = None
+        return True
+
+    def serve(self, status_fd: int | None, verbose: bool, log) -> None:
+        """The endpoint exists inside: serve it from here, in a process that dies with us."""
+        listen_fd = network.receive_listener(self.launcher_fd)
+        os.close(self.launcher_fd)
+        self.launcher_fd = None
+        from rootsand.net import proxy
+
+        net = self.net
+        try:
+            self.pid = proxy.start(listen_fd, {"allow": net.allow, "deny": net.deny,
+                                               "header_timeout": net.header_timeout, "verbose": verbose}, status_fd)
+        finally:
+            os.close(listen_fd)
+        log(f"proxy process {self.pid} serves 127.0.0.1:{net.proxy_port} inside; allowed: "
+            f"{', '.join(net.allow) or 'nothing'}")
+
+    def finish(self) -> None:
+        """First: the proxy's last "blocked" lines come before the exit status."""
+        if self.launcher_fd is not None:
+            os.close(self.launcher_fd)
+            self.launcher_fd = None
+        if self.pid is not None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.waitpid(self.pid, 0)
+            self.pid = None
+
+
+BACKENDS = {backend.name: backend for backend in (NoneBackend, HostBackend, SlirpBackend, ProxyBackend)}
+
+
+def backend_for(net) -> Backend:
+    """The run-time side of the plan's Network section `net`."""
+    return BACKENDS[net.mode](net)
