@@ -505,12 +505,8 @@ def _mount(c: _Checker, key: tuple, value) -> Mount | None:
     m = {"type": kind, "dst": dst, "origin": c.file.origin(key)}
     if "optional" in table:
         m["optional"] = c.boolean(key + ("optional",), table["optional"])
-    optional = m.get("optional", False)
     if kind in BIND_TYPES:
-        m["src"] = c.path(key + ("src",), table["src"])
-        if not optional and not os.path.exists(m["src"]):
-            c.fail(key + ("src",), f"bind source {m['src']} does not exist",
-                   "create it, or add optional = true to skip this mount when it is missing")
+        m["src"] = c.path(key + ("src",), table["src"])  # whether it exists: runtime/hostprep.py, on this host
     elif kind == "symlink":
         m["src"] = c.string(key + ("src",), table["src"])
         if not m["src"]:
@@ -520,16 +516,10 @@ def _mount(c: _Checker, key: tuple, value) -> Mount | None:
         if isinstance(lower, list) and not lower:
             c.fail(key + ("lower",), "needs at least one directory")
         m["lower"] = [c.path(key + ("lower",), item) for item in c.strings(key + ("lower",), lower, expand=False)]
-        for path in m["lower"]:
-            if not optional and not os.path.isdir(path):
-                c.fail(key + ("lower",), f"overlay lower directory {path} does not exist",
-                       "create it, or add optional = true to skip this mount when it is missing")
         if "upper" in table:
             upper = c.string(key + ("upper",), table["upper"])
             if upper != "tmpfs":
                 upper = c.path(key + ("upper",), upper)
-                if not (os.path.isdir(upper) or os.path.isdir(os.path.dirname(upper))):
-                    c.fail(key + ("upper",), f"overlay upper directory {upper}: neither it nor its parent exists")
             m["upper"] = upper
     if "size" in table:
         m["size"] = c.size(key + ("size",), table["size"], "tmpfs size")

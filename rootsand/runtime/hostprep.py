@@ -36,9 +36,11 @@ def resolve(the_plan):
         what = step.origin or f"mount {index + 1} ({step.type} on {step.dst})"
         if step.type in ("bind", "ro-bind", "dev-bind"):
             step = step.replace(src=resolve_source(step.src, writable, what, homes))
+            _check_sources(step, what, [step.src])
         elif step.type == "overlay":
             upper = step.upper if step.upper == "tmpfs" else resolve_source(step.upper, writable, what + " upper", homes)
             step = step.replace(lower=[resolve_source(p, writable, what, homes) for p in step.lower], upper=upper)
+            _check_sources(step, what, step.lower)
             step = step.replace(kind=_overlay_kind(step, what, the_plan.ids, mountinfo, notes, warnings))
         elif step.type == "proc":
             step = step.replace(kind=_proc_kind(mountinfo, warnings))
@@ -47,6 +49,23 @@ def resolve(the_plan):
                         setuid_tops=unguarded(writable, the_plan) if the_plan.setuid_bits else [])
     resolved = resolved.replace(protect=protected_nodes(the_plan, steps) if the_plan.protected else None)
     return the_plan.replace(resolved=resolved.replace(audit=_audit(the_plan, steps)))
+
+
+def _check_sources(step, what: str, paths: list[str]) -> None:
+    """A mount's host paths are there (or the mount is optional, and skipped); an overlay's lower ones are
+    directories, and its upper one can be made. Checked here, on the host that runs it, not in the profile."""
+    from rootsand.runtime.fs.primitives import missing_source
+
+    if step.optional:
+        return
+    for path in paths:
+        if not os.path.lexists(path):
+            raise missing_source(what, path)
+        if step.type == "overlay" and not os.path.isdir(path):
+            raise RootsandError(f"{what}: overlay lower directory {path} is not a directory")
+    upper = step.upper if step.type == "overlay" and step.upper != "tmpfs" else None
+    if upper and not (os.path.isdir(upper) or os.path.isdir(os.path.dirname(upper))):
+        raise RootsandError(f"{what}: overlay upper directory {upper}: neither it nor its parent exists")
 
 
 def _overlay_kind(step, what: str, ids, mountinfo: list[str], notes: list, warnings: list) -> str:

@@ -119,3 +119,24 @@ def test_dry_run_shows_the_plan_resolved_against_this_host(tmp_path):
     assert [s["src"] for s in asked] == [f"{tmp_path}/link"] and [s["src"] for s in carried] == [f"{tmp_path}/real"]
     assert [s["kind"] for s in resolved["mounts"] if s["type"] == "proc"] == ["new"]
     assert resolved["writable"] == [str(tmp_path / "work")] and resolved["warnings"] == []
+
+
+@pytest.mark.parametrize("mount,message", [
+    ('type = "ro-bind"\nsrc = "{missing}"\ndst = "/m"', "{missing} does not exist"),
+    ('type = "overlay"\nlower = ["/usr", "{missing}"]\ndst = "/o"', "{missing} does not exist"),
+    ('type = "overlay"\nlower = ["/usr"]\nupper = "{missing}/up"\ndst = "/o"',
+     "overlay upper directory {missing}/up: neither it nor its parent exists"),
+])
+def test_a_profiles_missing_host_path_is_found_before_anything_runs(tmp_path, mount, message):
+    """Checked where the sandbox runs (runtime/hostprep.py), by --dry-run as by a run, naming the profile's
+    file and line; optional = true skips the mount instead."""
+    missing = str(tmp_path / "missing")
+    profile = tmp_path / "p.toml"
+    profile.write_text(f'extends = "default"\n\n[[mount]]\n{mount.format(missing=missing)}\n')
+    for args in (["run", "--dry-run"], ["run"]):
+        r = run([*args, "--profile", str(profile), "--", "true"], cwd=tmp_path, check_rc=125)
+        lines = r.stderr.splitlines()
+        assert lines[0] == f"rootsand: error: profile {profile}, line 3: {message.format(missing=missing)}", lines
+        assert r.stdout == ""
+    profile.write_text(profile.read_text() + "optional = true\n")
+    run(["run", "--profile", str(profile), "--", "true"], cwd=tmp_path, check_rc=0)

@@ -27,6 +27,12 @@ def attrs_of(flags, leave_out: str = "") -> int:
     return bits
 
 
+def missing_source(what: str, path: str) -> RootsandError:
+    """The error for a mount's host path that is not there (and the mount not optional)."""
+    return RootsandError(f"{what}: {path} does not exist", hint="create it" + (
+        ", or mark the mount optional = true" if what.startswith("profile") else ""))
+
+
 class Source:
     """A host path opened (O_PATH, no link followed) before anything is covered; /proc/self/fd/N from then on."""
 
@@ -37,8 +43,7 @@ class Source:
             self.fd = hostpaths.open_nofollow(path, os.O_PATH)
         except FileNotFoundError:
             if not optional:
-                raise RootsandError(f"{what}: {path} does not exist", hint="create it" + (
-                    ", or mark the mount optional = true" if what.startswith("profile") else "")) from None
+                raise missing_source(what, path) from None
         except OSError as e:
             if e.errno == errno.ELOOP:
                 raise RootsandError(f"{what}: {path} turned into a symbolic link while the sandbox was being set "
