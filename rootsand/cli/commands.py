@@ -163,6 +163,16 @@ def stop(names: Optional[list[str]] = typer.Argument(None, help="The sandboxes' 
         operate.stop(target, grace)
 
 
+@app.command()
+def cleanup() -> None:
+    """Do what killed launchers left undone: their checks, mount points and entries; one line per removal."""
+    from rootsand.errors import printable
+    from rootsand.guard import leftovers
+
+    for line in leftovers.cleanup(explicit=True):
+        print(printable(line))
+
+
 ns_app = typer.Typer(help="Namespaces: list them, compare two processes or sandboxes, watch them come and go.",
                      no_args_is_help=True, add_completion=False, rich_markup_mode=None)
 app.add_typer(ns_app, name="ns")

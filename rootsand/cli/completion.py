@@ -6,7 +6,7 @@ from rootsand.cli.options import RUN_FLAGS, RUN_LISTS, RUN_VALUES
 from rootsand.config.model import NET_MODES
 from rootsand.errors import RootsandError
 
-COMMANDS = "run ps exec inspect stop ns profiles doctor unshare completion"
+COMMANDS = "run ps exec inspect stop cleanup ns profiles doctor unshare completion"
 # From the fast parser's tables, so completion cannot drift from what `run` takes (it had: no --net proxy)
 RUN_OPTIONS = " ".join(sorted(o for o in (*RUN_FLAGS, *RUN_VALUES, *RUN_LISTS) if o.startswith("--")) + ["--help"])
 

@@ -8,7 +8,7 @@ import os
 from dataclasses import asdict, dataclass
 
 from rootsand.config import host, idmap
-from rootsand.linux import libc
+from rootsand.linux import libc, procfs
 from rootsand.runtime import maps
 from rootsand.security import limits
 
@@ -66,11 +66,11 @@ def _userns() -> Check:
     error = _probe(lambda: libc.unshare(libc.CLONE_NEWUSER))
     if error is None:
         return Check("user namespaces", OK, "an unprivileged user namespace can be created")
-    return Check("user namespaces", MISSING, f"unshare(CLONE_NEWUSER) failed: {error}", maps.userns_hint())
+    return Check("user namespaces", MISSING, f"unshare(CLONE_NEWUSER) failed: {error}", procfs.userns_hint())
 
 
 def _apparmor() -> Check:
-    if host.read_sysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == "1":
+    if procfs.read_sysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == "1":
         return Check("AppArmor", MISSING, "kernel.apparmor_restrict_unprivileged_userns = 1 (Ubuntu 24.04): an "
                      "unconfined program's user namespace gets no capabilities, so no sandbox can be set up",
                      "as root: sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 (or give rootsand's "

@@ -171,7 +171,7 @@ def monitor(as_json: bool, interval: float = 0.05, ticks: int | None = None) -> 
     seen (a table pid -> start time, namespaces, when first seen): a full rescan happens once, at the start.
     A young process (under YOUNG seconds) is read again each tick: a setup process unshares after its fork,
     and a command forked by a PID 1 is not dumpable (its links unreadable) until its exec."""
-    from rootsand.ops import registry
+    from rootsand.linux import procfs
 
     table_: dict[str, tuple[int | None, dict[str, int], float]] = {}
     held: dict[tuple[str, int], set[str]] = {}
@@ -192,13 +192,13 @@ def monitor(as_json: bool, interval: float = 0.05, ticks: int | None = None) -> 
         clock = time.monotonic()
         now = set(p for p in os.listdir("/proc") if p.isdigit())
         for pid in list(table_):
-            if pid not in now or registry.start_time(int(pid)) != table_[pid][0]:
+            if pid not in now or procfs.start_time(int(pid)) != table_[pid][0]:
                 drop(pid, table_.pop(pid)[1].items())
         look = [p for p in now if p not in table_ or clock - table_[p][2] < YOUNG]
         if any(p not in table_ for p in look):
             names = _sandboxes()
         for pid in look:
-            started, before, seen = table_.get(pid, (registry.start_time(int(pid)), {}, clock))
+            started, before, seen = table_.get(pid, (procfs.start_time(int(pid)), {}, clock))
             spaces = _ns_of(pid)
             if pid in table_ and not spaces:
                 continue  # gone meanwhile, or unreadable now: what was read stands

@@ -11,6 +11,7 @@ import sys
 import time
 
 from rootsand.errors import RootsandError
+from rootsand.linux import procfs
 from rootsand.ops import registry
 
 NS_ORDER = ("user", "mount", "pid", "uts", "ipc", "net", "cgroup", "time")  # user first: it grants the rest
@@ -59,7 +60,7 @@ def _pidfd(process: dict) -> int | None:
         fd = os.pidfd_open(pid)
     except OSError:
         return None
-    if registry.start_time(pid) != process.get("start"):  # checked after opening: the fd cannot change hands
+    if procfs.start_time(pid) != process.get("start"):  # checked after opening: the fd cannot change hands
         os.close(fd)
         return None
     return fd
@@ -71,7 +72,12 @@ def _wait_gone(fd: int, seconds: float) -> bool:
 
 def stop(name: str, grace: float = 10.0) -> None:
     """SIGTERM to the command (the launcher passes it to PID 1, which passes it on), SIGKILL of the whole
-    sandbox after `grace` seconds; returns once the sandbox is gone."""
+    sandbox after `grace` seconds; returns once the sandbox is gone. A sandbox whose launcher was killed is
+    gone already: what that launcher left undone is done now (as `rootsand cleanup` does), then it is no
+    sandbox that runs."""
+    from rootsand.guard import leftovers
+
+    leftovers.retire(registry.entry_path(name))
     entry = registry.find(name)
     launcher = _pidfd(entry["launcher"])
     if launcher is None:
@@ -118,7 +124,7 @@ def _ns_fds(entry: dict) -> dict[str, int]:
             fds[ns] = os.open(f"/proc/{launcher['pid']}/fd/{int(held[ns])}", os.O_RDONLY | os.O_CLOEXEC)
             if os.fstat(fds[ns]).st_ino != entry["namespaces"][ns]:
                 raise RootsandError(f"sandbox {entry['name']}: its {ns} namespace is not the one recorded")
-        if registry.start_time(launcher["pid"]) != launcher.get("start"):
+        if procfs.start_time(launcher["pid"]) != launcher.get("start"):
             raise RootsandError(f"sandbox {entry['name']} is not running any more")
     except BaseException:
         for fd in fds.values():

@@ -18,9 +18,9 @@ import sys
 
 from rootsand.config import host
 from rootsand.errors import ExitCode, RootsandError, printable
-from rootsand.linux import libc
+from rootsand.linux import libc, procfs
 from rootsand.net import network
-from rootsand.runtime import channel, init, maps, mounts
+from rootsand.runtime import channel, init, mounts
 from rootsand.security import limits, seccomp
 
 
@@ -80,7 +80,7 @@ def _child(runtime, plan, launcher_pid: int, go_fd: int, report_fd: int) -> int:
         libc.unshare(flags)
     except OSError as e:
         raise RootsandError(f"cannot create the sandbox's namespaces: unshare: {os.strerror(e.errno)}",
-                            hint=maps.userns_hint()) from None
+                            hint=procfs.userns_hint()) from None
     if plan.network.mode == "slirp":
         problem = network.disable_ipv6_dad()  # before slirp4netns creates tap0
         if problem:

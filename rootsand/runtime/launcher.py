@@ -28,7 +28,8 @@ import time
 from rootsand.config import host
 from rootsand.config.model import NAMESPACE_LINKS
 from rootsand.errors import ExitCode, RootsandError, printable, stage, warn
-from rootsand.linux import libc
+from rootsand.guard import leftovers
+from rootsand.linux import libc, procfs
 from rootsand.net import network
 from rootsand.ops import registry
 from rootsand.runtime import channel, init, maps
@@ -120,7 +121,7 @@ def protected_nodes(the_plan, steps: list) -> dict:
     """What security.protect will cover on the host, looked at before the sandbox exists: for each path,
     the first component that is missing (PID 1 makes it: a mount point to remove at exit), a file, or the
     path itself. Written to the registry before anything is made, so a killed launcher's are known. For the
-    paths that exist: their identity (registry.identity), checked at exit (registry.check_pinned)."""
+    paths that exist: their identity (leftovers.identity), checked at exit (leftovers.check_pinned)."""
     covered, made, pinned, absent = [], [], [], []
     for item in the_plan.protected:
         top = steps[item.mount].src
@@ -143,7 +144,7 @@ def protected_nodes(the_plan, steps: list) -> dict:
                     covered.append(path)
                     made.append([path, not last or item.directory])
                 elif path not in absent:  # left absent: whatever is there after the run was made during it
-                    absent.append(path)   # (registry.check_absent)
+                    absent.append(path)   # (leftovers.check_absent)
                 break
             except OSError:
                 break
@@ -153,7 +154,7 @@ def protected_nodes(the_plan, steps: list) -> dict:
                 covered.append(path)
                 try:
                     if not item.own:  # rootsand writes its own during the run: not a change from outside
-                        pinned.append([path, *registry.identity(path)])
+                        pinned.append([path, *leftovers.identity(path)])
                 except OSError:
                     pass  # gone since: PID 1 makes it, or finds what replaced it
                 break
@@ -223,14 +224,14 @@ class Launcher:
             pass  # nobody reads our stderr any more: the exit status still tells
 
     def run(self) -> int:
-        # The name is ours, or this is an error before anything runs (a stale entry of the same name is
-        # swept here, so before we take the lock below: a sweep needs it exclusive).
-        self.entry_path = registry.claim(self.plan.name)
+        # The name is ours, or this is an error before anything runs (killed launchers' entries are swept
+        # here, so before we take the lock below: a sweep needs it exclusive).
+        self.entry_path = leftovers.claim(self.plan.name)
         try:
             if self.plan.protected:
                 # Held until the protected paths are mounted: no sweep may remove a mount point we are about
                 # to use; our entry names them (and what we make) before anything is made.
-                self.protect_lock = registry.protect_lock(exclusive=False)
+                self.protect_lock = leftovers.protect_lock(exclusive=False)
                 self.protect = protected_nodes(self.plan, self.runtime.steps)
                 git_tops = _unguarded(sorted({self.runtime.steps[item.mount].src for item in self.plan.protected
                                               if item.path.split("/")[0] == ".git"
@@ -249,15 +250,15 @@ class Launcher:
         finally:
             self._release_protect_lock()
             if self.plan.setuid_bits:
-                # Before our entry goes: killed during the walk, the next command redoes it from the entry
+                # Before our entry goes: killed during the walk, the next sweep redoes it from the entry
                 from rootsand.guard import setuidbits
 
                 setuidbits.clear(self.setuid_tops, self.plan.ids)
-            others = registry.empty_mount_points_of_others(self.entry_path) if self.protect else set()
+            others = leftovers.empty_mount_points_of_others(self.entry_path) if self.protect else set()
             if self.protect:
                 # A protected path changed or replaced from another namespace while pinned, and one left absent
                 # that the run made: moved aside
-                for line in registry.check_pinned(self.protect["pinned"], self.protect["since"]) + registry.check_absent(
+                for line in leftovers.check_pinned(self.protect["pinned"], self.protect["since"]) + leftovers.check_absent(
                         self.protect["absent"], others):
                     warn(line)
             if self.protect and self.protect.get("audit"):
@@ -271,11 +272,11 @@ class Launcher:
                 for line in gitaudit.audit(audit["tops"], audit["since"], skip, audit["known"], audit.get("names", ())):
                     warn(line)
             # Once the sandbox is gone: the mount points made for it go, unless another sandbox uses them. When
-            # the lock is busy our entry stays: stale once we exit, it tells the next command what to remove.
+            # the lock is busy our entry stays: stale once we exit, it tells the next sweep what to remove.
             if not self.protect:
                 registry.forget(self.entry_path)
             else:
-                registry.sweep_leftovers(self.entry_path, self.protect["made"])
+                leftovers.sweep(self.entry_path, self.protect["made"])
 
     def _release_protect_lock(self) -> None:
         if self.protect_lock is not None:
@@ -286,14 +287,14 @@ class Launcher:
         """The registry entry, once the sandbox is up: what ps, exec, inspect and stop need."""
         entry = {
             "name": self.plan.name, "status": "running", "created": time.time(),
-            "launcher": {"pid": os.getpid(), "start": registry.start_time(os.getpid())},
+            "launcher": {"pid": os.getpid(), "start": procfs.start_time(os.getpid())},
             "ns_fds": self.ns_fds,  # /proc/LAUNCHER/fd/N: the namespaces, which exec joins
-            "pid1": {"pid": self.pid1, "start": registry.start_time(self.pid1)},
+            "pid1": {"pid": self.pid1, "start": procfs.start_time(self.pid1)},
             "namespaces": self.namespaces, "profile": self.plan.profile, "command": self.plan.argv,
             "net": self.plan.network.mode, "publish": [str(f) for f in self.plan.network.publish],
             "cgroup": self.runtime.cgroup_dir,
             **({"protect": self.protect} if self.protect else {}),
-            # what the exit clears, for the next command to do when we are killed first (registry.read_entry)
+            # what the exit clears, for the next sweep to do when we are killed first (guard/leftovers.py)
             **({"setuid": {"tops": self.setuid_tops, "ids": self.plan.ids.to_json()}}
                if self.plan.setuid_bits else {}),
             "plan": self.plan.to_json(),
@@ -551,7 +552,7 @@ class Launcher:
     def _let_pid1_go(self) -> None:
         """PID 1 armed PDEATHSIG after the setup process exited: if it is our child, our death now takes it
         with it, and it may start the command."""
-        if self.pid1_fd is not None and registry.parent_of(self.pid1) == os.getpid():
+        if self.pid1_fd is not None and procfs.parent_of(self.pid1) == os.getpid():
             try:
                 os.write(self._alive_w, b"G")
                 return
@@ -708,7 +709,7 @@ def _pidfd_of_child(pid: int, parent: int) -> int | None:
         fd = os.pidfd_open(pid)
     except ProcessLookupError:
         return None
-    if registry.parent_of(pid) != parent:
+    if procfs.parent_of(pid) != parent:
         os.close(fd)
         return None
     return fd

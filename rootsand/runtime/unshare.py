@@ -11,7 +11,7 @@ import sys
 
 from rootsand.config import host, idmap
 from rootsand.errors import ExitCode, RootsandError, warn
-from rootsand.linux import libc
+from rootsand.linux import libc, procfs
 from rootsand.runtime import init, maps
 
 
@@ -48,7 +48,7 @@ def run(command: list[str]) -> int:
         os.close(go_w)
     if not unshared:
         os.waitpid(pid, 0)
-        raise RootsandError("cannot create a user namespace: unshare failed", hint=maps.userns_hint())
+        raise RootsandError("cannot create a user namespace: unshare failed", hint=procfs.userns_hint())
     _, status = os.waitpid(pid, 0)
     failure = os.read(report_r, 4096)
     os.close(report_r)

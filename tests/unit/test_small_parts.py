@@ -53,15 +53,15 @@ def test_stale_entries_are_those_of_dead_launchers(tmp_path):
 
 
 def test_doctor_reports_apparmors_restriction_with_the_fix(monkeypatch):
-    from rootsand.config import host
+    from rootsand.linux import procfs
     from rootsand.ops import doctor
 
-    monkeypatch.setattr(host, "read_sysctl", lambda path: "1" if path.endswith("apparmor_restrict_unprivileged_userns")
+    monkeypatch.setattr(procfs, "read_sysctl", lambda path: "1" if path.endswith("apparmor_restrict_unprivileged_userns")
                         else None)
     check = doctor._apparmor()
     assert check.status == doctor.MISSING and "apparmor_restrict_unprivileged_userns = 1" in check.detail
     assert check.fix.startswith("as root: sysctl -w kernel.apparmor_restrict_unprivileged_userns=0")
-    monkeypatch.setattr(host, "read_sysctl", lambda path: None)
+    monkeypatch.setattr(procfs, "read_sysctl", lambda path: None)
     assert doctor._apparmor().status == doctor.OK
 
 
