@@ -30,25 +30,15 @@ def checks() -> list[Check]:
 
 def _probe(body) -> str | None:
     """Run body() in a forked child (it may unshare); None when it worked, else the error it met."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
-        try:
-            body()
-            os.write(w, b"")
-            code = 0
-        except BaseException as e:  # noqa: BLE001 - reported to the parent, whatever it was
-            os.write(w, str(e).encode()[:500])
-            code = 1
-        os._exit(code)
-    os.close(w)
-    message = b""
-    while chunk := os.read(r, 512):
-        message += chunk
-    os.close(r)
-    _, status = os.waitpid(pid, 0)
-    return None if status == 0 else (message.decode(errors="replace") or "failed")
+    from rootsand.errors import RootsandError
+    from rootsand.runtime import child
+
+    pid, report_r = child.start(lambda _report_w: body(), failed=None, where=None)
+    try:
+        status = child.wait(pid, report_r)
+    except RootsandError as e:
+        return e.message
+    return None if status == 0 else "failed"
 
 
 def _own_userns() -> None:

@@ -264,109 +264,43 @@ def exec_in(name: str, command: list[str], env: list[str], user: str | None, chd
         from rootsand.runtime.terminal import Relay
 
         relay = Relay()
-    report_r, report_w = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
-    if pid == 0:
-        os.close(report_r)
-        _exec_child(plan, fds, seccomp_filter, report_w, relay, entry.get("cgroup"))
+    from rootsand.runtime import child, init
+
+    pid, report_r = child.start(lambda report_w: _exec_child(plan, fds, seccomp_filter, report_w, relay,
+                                                             entry.get("cgroup")),
+                                failed="cannot join the sandbox", where="rootsand exec")
     for fd in fds.values():
         os.close(fd)
-    os.close(report_w)
-    return _supervise(pid, report_r, relay)
+    return child.wait(pid, report_r, relay, forward=init.PASSED_ON_BY_EXEC)  # E1 passes them on to the command
 
 
-def _exec_child(plan, fds, seccomp_filter, report_w: int, relay, cgroup: str | None) -> None:
-    """E1: joins the namespaces, then forks the command so it is inside the PID namespace."""
+def _exec_child(plan, fds, seccomp_filter, report_w: int, relay, cgroup: str | None) -> int:
+    """E1: joins the namespaces, then forks the command so it is inside the PID namespace; passes signals on
+    to it and ends with its status."""
     from rootsand.linux import libc
-    from rootsand.runtime import channel, inside, terminal
+    from rootsand.runtime import child, command, init, terminal
 
-    code = 125
-    try:
-        libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
-        # Not dumpable before it is in the sandbox's namespaces: until the command's execve (which resets
-        # it) no sandbox process may ptrace it, read its environment (the caller's) or its memory, in the
-        # moments before its capabilities, no_new_privs and seccomp are in place. PID 1 does the same.
-        libc.prctl(libc.PR_SET_DUMPABLE, 0)
-        if relay is not None:
-            relay.console.close()
-        if cgroup:  # the sandbox's limits hold for what exec runs too
-            with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
-                f.write("0")
-        join(fds)
-        pty_slave = None
-        if relay is not None:
-            master, pty_slave = terminal.open_pty(plan.run_uid, plan.run_gid)
-            terminal.send_master(relay.console_fd, master)
-        child = os.fork()
-        if child == 0:
-            inside._run_forked(lambda: inside._exec_command(plan, report_w, seccomp_filter, pty_slave), report_w,
-                               False)
-        if pty_slave is not None:
-            os.close(pty_slave)
-        os.close(report_w)
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
-            signal.signal(sig, lambda s, _f, child=child: os.kill(child, s))
-        while True:
-            try:
-                _, status = os.waitpid(child, 0)
-                break
-            except InterruptedError:
-                continue
-        code = os.waitstatus_to_exitcode(status)
-        code = 128 - code if code < 0 else code
-    except RootsandError as e:
-        channel.send_error(report_w, e)
-    except OSError as e:
-        channel.send_error(report_w, RootsandError(f"cannot join the sandbox: {e.strerror or e}"))
-    finally:
-        os._exit(code)
-
-
-def _supervise(pid: int, report_r: int, relay) -> int:
-    from rootsand.runtime import channel, init
-
-    reader = channel.Reader(report_r)
-    forward = lambda sig, _frame: os.kill(pid, sig)  # noqa: E731 - E1 passes it to the command
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
-        signal.signal(sig, forward)
-    error = None
+    libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
+    # Not dumpable before it is in the sandbox's namespaces: until the command's execve (which resets
+    # it) no sandbox process may ptrace it, read its environment (the caller's) or its memory, in the
+    # moments before its capabilities, no_new_privs and seccomp are in place. PID 1 does the same.
+    libc.prctl(libc.PR_SET_DUMPABLE, 0)
     if relay is not None:
-        relay.start()
-    try:
-        pidfd = os.pidfd_open(pid)
-        while True:
-            reads = [pidfd] + ([reader.fd] if reader.fd is not None else [])
-            writes = []
-            if relay is not None:
-                reads += relay.read_fds()
-                writes += relay.write_fds()
-            try:
-                ready, writable, _ = select.select(reads, writes, [])
-            except InterruptedError:
-                continue
-            if reader.fd is not None and reader.fd in ready:
-                for m in reader.read(0):
-                    if "error" in m and error is None:
-                        error = channel.error_from(m)
-            if relay is not None:
-                relay.pump(ready, writable)
-            if pidfd in ready:
-                break
-        os.close(pidfd)
-        _, status = os.waitpid(pid, 0)
-        if relay is not None:
-            relay.drain()
-        for m in reader.read(0.2) if reader.fd is not None else []:
-            if "error" in m and error is None:
-                error = channel.error_from(m)
-    finally:
-        reader.close()
-        if relay is not None:
-            relay.stop()
-    if error:
-        raise error
-    code = init.exit_status(status)
-    return code
+        relay.console.close()
+    if cgroup:  # the sandbox's limits hold for what exec runs too
+        with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
+            f.write("0")
+    join(fds)
+    pty_slave = None
+    if relay is not None:
+        master, pty_slave = terminal.open_pty(plan.run_uid, plan.run_gid)
+        terminal.send_master(relay.console_fd, master)
+    command_pid = os.fork()
+    if command_pid == 0:
+        child.run_body(lambda: command.exec_command(plan, report_w, seccomp_filter, pty_slave), report_w)
+    if pty_slave is not None:
+        os.close(pty_slave)
+    return child.wait(command_pid, forward=init.PASSED_ON_BY_EXEC)
 
 
 def ns_diff(a: str, b: str) -> list[tuple[str, str, str | None, str | None]]:
