@@ -55,22 +55,29 @@ def pids() -> list[str]:
 
 
 def cmdline(pid: int | str) -> list[str]:
-    """The arguments of process `pid` (OSError when it is gone or unreadable)."""
+    """The NUL-separated words of /proc/PID/cmdline (empty ones kept, the last one empty); OSError when the
+    process is gone or unreadable."""
     with open(f"/proc/{pid}/cmdline", "rb") as f:
-        return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+        return [word.decode(errors="replace") for word in f.read().split(b"\0")]
 
 
-def ns_link(link_path: str) -> tuple[str, int] | None:
-    """(type, inode) of a namespace link (/proc/PID/ns/net, /proc/PID/fd/N), None when it is none or unreadable."""
-    try:
-        m = _NS_LINK.fullmatch(os.readlink(link_path))
-    except OSError:
-        return None
+def parse_ns(text: str) -> tuple[str, int] | None:
+    """(type, inode) of a namespace as the kernel names it ("net:[4026531833]"), None for anything else."""
+    m = _NS_LINK.fullmatch(text)
     return (m.group(1), int(m.group(2))) if m else None
 
 
+def ns_link(link_path: str) -> tuple[str, int] | None:
+    """(type, inode) of what the link at `link_path` names (/proc/PID/ns/net, /proc/PID/fd/N) when it is a
+    namespace; None when it is something else or cannot be read."""
+    try:
+        return parse_ns(os.readlink(link_path))
+    except OSError:
+        return None
+
+
 def ns_inodes(pid: int | str, kinds) -> dict[str, int]:
-    """The inodes of the namespaces `kinds` (link names: mnt, net, ...) of process `pid` (PID or PID/task/TID)
+    """The inodes of the namespaces `kinds` (link names: mnt, net, ...) of process `pid` (or PID/task/TID)
     that can be read."""
     found = {}
     for kind in kinds:
@@ -80,14 +87,20 @@ def ns_inodes(pid: int | str, kinds) -> dict[str, int]:
     return found
 
 
-def nsfs_mount(line: str) -> tuple[str, str, int] | None:
-    """(mount point, type, inode) when a /proc/PID/mountinfo line is a namespace bind-mounted (nsfs)."""
-    left, _, right = line.partition(" - ")
-    if right.split()[:1] != ["nsfs"]:
-        return None
-    fields = left.split()
-    m = _NS_LINK.fullmatch(fields[3].strip("/"))
-    return (fields[4], m.group(1), int(m.group(2))) if m else None
+def mountinfo(pid: int | str = "self") -> list[tuple[list[str], list[str]]]:
+    """/proc/PID/mountinfo: per mount, its fields before the " - " and after it, as the kernel writes them
+    (octal escapes kept); OSError when it cannot be read."""
+    with open(f"/proc/{pid}/mountinfo") as f:
+        return [(left.split(), right.split()) for left, _, right in (line.partition(" - ") for line in f)]
+
+
+def limits(pid: int) -> list[str]:
+    """The lines of /proc/PID/limits but its header; [] when it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/limits") as f:
+            return [line.rstrip() for line in f][1:]
+    except OSError:
+        return []
 
 
 def host_uid(uid: int) -> int:

@@ -7,13 +7,13 @@ import fcntl
 import json
 import os
 import pwd
-import re
 import sys
 import time
 
+from rootsand.linux import procfs
+
 NS_GET_USERNS = 0xB701
 TYPES = ("cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts")
-_LINK = re.compile(r"(\w+):\[(\d+)\]")
 
 
 def _sandboxes() -> dict[int, str]:
@@ -28,15 +28,7 @@ def _sandboxes() -> dict[int, str]:
 
 
 def _ns_of(pid: str) -> dict[str, int]:
-    found = {}
-    for kind in TYPES:
-        try:
-            m = _LINK.fullmatch(os.readlink(f"/proc/{pid}/ns/{kind}"))
-        except OSError:
-            continue
-        if m:
-            found[kind] = int(m.group(2))
-    return found
+    return procfs.ns_inodes(pid, TYPES)
 
 
 def _owner_of(path: str) -> int | None:
@@ -72,8 +64,7 @@ def scan(only_type: str | None = None, only_pid: int | None = None) -> list[dict
                 row["pid"] = pid
         row["held_by"].add(how)
 
-    pids = [p for p in os.listdir("/proc") if p.isdigit()]
-    for pid in pids:
+    for pid in procfs.pids():
         for kind, inode in _ns_of(pid).items():
             note(inode, kind, int(pid), "process", f"/proc/{pid}/ns/{kind}")
         try:
@@ -88,20 +79,14 @@ def scan(only_type: str | None = None, only_pid: int | None = None) -> list[dict
         except OSError:
             continue
         for fd in fds:
-            try:
-                m = _LINK.fullmatch(os.readlink(f"/proc/{pid}/fd/{fd}"))
-            except OSError:
-                continue
-            if m and m.group(1) in TYPES:
-                note(int(m.group(2)), m.group(1), int(pid), "fd", f"/proc/{pid}/fd/{fd}")
+            link = procfs.ns_link(f"/proc/{pid}/fd/{fd}")
+            if link and link[0] in TYPES:
+                note(link[1], link[0], int(pid), "fd", f"/proc/{pid}/fd/{fd}")
     try:
-        with open("/proc/self/mountinfo") as f:
-            for line in f:
-                left, _, right = line.partition(" - ")
-                if right.split()[:1] == ["nsfs"]:
-                    m = _LINK.fullmatch(left.split()[3].strip("/"))
-                    if m:
-                        note(int(m.group(2)), m.group(1), 0, "bind mount", left.split()[4])
+        for fields, rest in procfs.mountinfo():
+            bound = procfs.parse_ns(fields[3].strip("/")) if rest[:1] == ["nsfs"] else None
+            if bound:
+                note(bound[1], bound[0], 0, "bind mount", fields[4])
     except OSError:
         pass
     sandboxes = _sandboxes()
@@ -114,8 +99,7 @@ def scan(only_type: str | None = None, only_pid: int | None = None) -> list[dict
             continue
         if row["pid"]:
             try:
-                with open(f"/proc/{row['pid']}/cmdline", "rb") as f:
-                    row["command"] = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+                row["command"] = _command_of(row["pid"])
                 uid = os.stat(f"/proc/{row['pid']}").st_uid
                 row["user"] = pwd.getpwuid(uid).pw_name if uid in _uids() else str(uid)
             except (OSError, KeyError):
@@ -125,6 +109,10 @@ def scan(only_type: str | None = None, only_pid: int | None = None) -> list[dict
         row["held_by"] = sorted(row["held_by"])
         out.append(row)
     return sorted(out, key=lambda r: (r["type"], r["ns"]))
+
+
+def _command_of(pid: int | str) -> str:
+    return " ".join(procfs.cmdline(pid)).strip()
 
 
 def _uids() -> set[int]:
@@ -171,8 +159,6 @@ def monitor(as_json: bool, interval: float = 0.05, ticks: int | None = None) -> 
     seen (a table pid -> start time, namespaces, when first seen): a full rescan happens once, at the start.
     A young process (under YOUNG seconds) is read again each tick: a setup process unshares after its fork,
     and a command forked by a PID 1 is not dumpable (its links unreadable) until its exec."""
-    from rootsand.linux import procfs
-
     table_: dict[str, tuple[int | None, dict[str, int], float]] = {}
     held: dict[tuple[str, int], set[str]] = {}
     names: dict[int, str] = {}
@@ -190,7 +176,7 @@ def monitor(as_json: bool, interval: float = 0.05, ticks: int | None = None) -> 
     while ticks is None or count < ticks:
         count += 1
         clock = time.monotonic()
-        now = set(p for p in os.listdir("/proc") if p.isdigit())
+        now = set(procfs.pids())
         for pid in list(table_):
             if pid not in now or procfs.start_time(int(pid)) != table_[pid][0]:
                 drop(pid, table_.pop(pid)[1].items())
@@ -211,8 +197,7 @@ def monitor(as_json: bool, interval: float = 0.05, ticks: int | None = None) -> 
                     held[(kind, inode)] = set()
                     if not first:
                         try:
-                            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+                            cmd = _command_of(pid)
                         except OSError:
                             cmd = ""
                         _event("new", kind, inode, pid, cmd, names.get(inode), as_json)

@@ -2,7 +2,6 @@
 sandbox through the namespaces its launcher holds (PID 1 is not dumpable);
 every pid is checked against its recorded start time before it is signalled or joined."""
 
-import errno
 import json
 import os
 import select
@@ -156,7 +155,7 @@ def inspect(name: str) -> dict:
     own_view = [p for p in inside if p["mount_ns"] == entry.get("namespaces", {}).get("mount")]
     if own_view:  # not a process of a nested mount namespace, which a sandbox could fill with anything
         info["mounts"] = _mounts(own_view[0]["pid"])
-        info["limits"] = _limits(own_view[0]["pid"])
+        info["limits"] = procfs.limits(own_view[0]["pid"])
     if entry.get("net") != "host":
         info["network"]["interfaces"] = _interfaces(entry)
     info["plan"] = entry.get("plan")
@@ -167,38 +166,21 @@ def processes_in(entry: dict) -> list[dict]:
     """The sandbox's processes this user can see (all but PID 1, which is not dumpable), lowest pid first."""
     pid_ns = entry.get("namespaces", {}).get("pid")
     found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
+    for name in procfs.pids():
+        spaces = procfs.ns_inodes(name, ("pid", "mnt"))
+        if spaces.get("pid") != pid_ns or "mnt" not in spaces:
             continue
         try:
-            if os.stat(f"/proc/{name}/ns/pid").st_ino != pid_ns:
-                continue
-            mount_ns = os.stat(f"/proc/{name}/ns/mnt").st_ino
-            with open(f"/proc/{name}/cmdline", "rb") as f:
-                argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+            argv = [a for a in procfs.cmdline(name) if a]
         except OSError:
             continue
-        found.append({"pid": int(name), "command": argv, "mount_ns": mount_ns})
+        found.append({"pid": int(name), "command": argv, "mount_ns": spaces["mnt"]})
     return sorted(found, key=lambda p: p["pid"])
 
 
 def _mounts(pid: int) -> list[dict]:
-    out = []
-    with open(f"/proc/{pid}/mountinfo") as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            fields, rest = left.split(), right.split()
-            out.append({"destination": fields[4], "type": rest[0], "source": rest[1] if len(rest) > 1 else "",
-                        "options": fields[5].split(","), "root": fields[3]})
-    return out
-
-
-def _limits(pid: int) -> list[str]:
-    try:
-        with open(f"/proc/{pid}/limits") as f:
-            return [line.rstrip() for line in f][1:]
-    except OSError:
-        return []
+    return [{"destination": fields[4], "type": rest[0], "source": rest[1] if len(rest) > 1 else "",
+             "options": fields[5].split(","), "root": fields[3]} for fields, rest in procfs.mountinfo(pid)]
 
 
 def _interfaces(entry: dict) -> list[dict]:
@@ -329,12 +311,10 @@ def _process_of(what: str) -> int:
 
 
 def _ns_inode(pid: int, link: str) -> str | None:
-    try:
-        return os.readlink(f"/proc/{pid}/ns/{link}")
-    except OSError as e:
-        if e.errno == errno.ENOENT and not os.path.exists(f"/proc/{pid}"):
-            raise RootsandError(f"no process {pid}") from None
-        return None
+    found = procfs.ns_link(f"/proc/{pid}/ns/{link}")
+    if found is None and not os.path.exists(f"/proc/{pid}"):
+        raise RootsandError(f"no process {pid}")
+    return f"{found[0]}:[{found[1]}]" if found else None
 
 
 def print_json(data) -> None:

@@ -137,11 +137,8 @@ def _not_private(path: str, uid: int) -> str | None:
 def _fallback_name(shared: str, key: str) -> str:
     import hashlib
 
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            boot = f.read().strip()  # a new name each boot: other users may have seen this one in /tmp
-    except OSError:
-        boot = ""
+    # A new name each boot: other users may have seen this one in /tmp
+    boot = procfs.read_sysctl("/proc/sys/kernel/random/boot_id") or ""
     return f"{shared}-{hashlib.sha256(f'{key} {boot}'.encode()).hexdigest()[:16]}"
 
 
