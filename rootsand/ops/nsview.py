@@ -1,7 +1,8 @@
 """Namespace views, as util-linux lsns and the `nsm` script, done correctly: every namespace this user can
 see, held by a process, a thread, an open file descriptor or a bind mount; its owner user namespace
 (NS_GET_USERNS); and the rootsand sandbox it belongs to. `monitor` keeps a table per pid and reads only
-new pids each tick, so it is cheap and sees a namespace that lives a fraction of a second."""
+new pids each tick, so it is cheap and sees a namespace that lives a fraction of a second. `ns_diff`
+compares two processes or sandboxes."""
 
 import fcntl
 import json
@@ -10,6 +11,7 @@ import pwd
 import sys
 import time
 
+from rootsand.errors import RootsandError
 from rootsand.linux import procfs
 
 NS_GET_USERNS = 0xB701
@@ -221,3 +223,38 @@ def _event(what: str, kind: str, inode: int, pid: str, command: str, sandbox: st
                           "command": command, "sandbox": sandbox}), flush=True)
     else:
         print(f"{stamp} {what:<4} {kind:<6} {inode} pid {pid} {sandbox or '-'} {printable(command)}", flush=True)
+
+
+def ns_diff(a: str, b: str) -> list[tuple[str, str, str | None, str | None]]:
+    """(type, shared|different|unknown (permission), A's inode, B's inode) for the eight types and the two
+    _for_children links; A and B are pids or sandbox names."""
+    links = ("user", "mnt", "pid", "uts", "ipc", "net", "cgroup", "time", "pid_for_children", "time_for_children")
+    rows = []
+    pa, pb = _process_of(a), _process_of(b)
+    for link in links:
+        ia, ib = _ns_inode(pa, link), _ns_inode(pb, link)
+        if ia is None or ib is None:
+            verdict = "unknown (permission)"
+        else:
+            verdict = "shared" if ia == ib else "different"
+        rows.append((link, verdict, ia, ib))
+    return rows
+
+
+def _process_of(what: str) -> int:
+    if what.isdigit():
+        return int(what)
+    from rootsand.ops.inspect import processes_in
+    from rootsand.ops.registry import find
+
+    inside = processes_in(find(what))
+    if not inside:
+        raise RootsandError(f"sandbox {what} has no process this user can read")
+    return inside[0]["pid"]
+
+
+def _ns_inode(pid: int, link: str) -> str | None:
+    found = procfs.ns_link(f"/proc/{pid}/ns/{link}")
+    if found is None and not os.path.exists(f"/proc/{pid}"):
+        raise RootsandError(f"no process {pid}")
+    return f"{found[0]}:[{found[1]}]" if found else None

@@ -234,6 +234,22 @@ def alive(pid: int | None, started: int | None) -> bool:
     return bool(pid) and started is not None and procfs.start_time(pid) == started
 
 
+def pidfd_of(process: dict) -> int | None:
+    """A pidfd of a process an entry records ({"pid", "start"}), if it is still the one that was recorded
+    (its start time); None when it is gone."""
+    pid = process.get("pid")
+    if not pid:
+        return None
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return None
+    if procfs.start_time(pid) != process.get("start"):  # checked after opening: the fd cannot change hands
+        os.close(fd)
+        return None
+    return fd
+
+
 def entry_path(name: str) -> str:
     """Where the entry of the sandbox `name` is, or would be."""
     from rootsand.errors import RootsandError
