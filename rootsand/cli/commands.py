@@ -85,16 +85,16 @@ def ps(json_output: bool = typer.Option(False, "--json", help="An array of objec
        show_all: bool = typer.Option(False, "--all", "-a", help="Also the sandboxes still starting."),
        quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the names, one a line.")) -> None:
     """List your running sandboxes."""
-    from rootsand.ops import operate
+    from rootsand.ops.ps import print_json, ps_rows, ps_table
 
-    rows = operate.ps_rows(show_all)
+    rows = ps_rows(show_all)
     if quiet:
         for row in rows:  # none: no output at all, as `podman ps -q`
             print(row["name"])
     elif json_output:
-        operate.print_json(rows)
+        print_json(rows)
     else:
-        print(operate.ps_table(rows))
+        print(ps_table(rows))
 
 
 @app.command(name="exec", context_settings={"allow_interspersed_args": False})
@@ -106,20 +106,21 @@ def exec_command(
     chdir: Optional[str] = typer.Option(None, "--chdir", help="Working directory inside (default: the sandbox's)."),
 ) -> None:
     """Run COMMAND inside a running sandbox, as its own command runs."""
-    from rootsand.ops import operate
+    from rootsand.ops.exec import exec_in
 
-    raise typer.Exit(operate.exec_in(name, _after_dashes(command), env, user, chdir))
+    raise typer.Exit(exec_in(name, _after_dashes(command), env, user, chdir))
 
 
 @app.command()
 def inspect(name: str = typer.Argument(..., help="The sandbox's name."),
             json_output: bool = typer.Option(False, "--json", help="Everything, as JSON.")) -> None:
     """Show a running sandbox: pids, namespaces, id maps, mounts, network, limits and its plan."""
-    from rootsand.ops import operate
+    from rootsand.ops.inspect import inspect as sandbox_info
+    from rootsand.ops.ps import print_json
 
-    info = operate.inspect(name)
+    info = sandbox_info(name)
     if json_output:
-        operate.print_json(info)
+        print_json(info)
         return
     from rootsand.errors import printable
 
@@ -140,13 +141,23 @@ def stop(names: Optional[list[str]] = typer.Argument(None, help="The sandboxes' 
          stop_all: bool = typer.Option(False, "--all", help="Every running sandbox of yours.")) -> None:
     """Stop sandboxes: SIGTERM to the command, SIGKILL of everything after --time seconds."""
     from rootsand.errors import RootsandError
-    from rootsand.ops import operate
+    from rootsand.ops.ps import ps_rows, stop as stop_sandbox
 
-    targets = [row["name"] for row in operate.ps_rows(True)] if stop_all else list(names or [])
+    targets = [row["name"] for row in ps_rows(True)] if stop_all else list(names or [])
     if not targets and not stop_all:
         raise RootsandError("name a sandbox to stop, or --all", hint="'rootsand ps' lists them")
     for target in targets:
-        operate.stop(target, grace)
+        stop_sandbox(target, grace)
+
+
+@app.command()
+def cleanup() -> None:
+    """Do what killed launchers left undone: their checks, mount points and entries; one line per removal."""
+    from rootsand.errors import printable
+    from rootsand.guard import leftovers
+
+    for line in leftovers.cleanup(explicit=True):
+        print(printable(line))
 
 
 ns_app = typer.Typer(help="Namespaces: list them, compare two processes or sandboxes, watch them come and go.",
@@ -164,7 +175,7 @@ def ns_list(json_output: bool = typer.Option(False, "--json", "-J", help="As JSO
 
     rows = nsview.scan(ns_type, pid)
     if json_output:
-        from rootsand.ops.operate import print_json
+        from rootsand.ops.ps import print_json
 
         print_json(rows)
     else:
@@ -175,9 +186,9 @@ def ns_list(json_output: bool = typer.Option(False, "--json", "-J", help="As JSO
 def ns_diff(a: str = typer.Argument(..., help="A pid or a sandbox name."),
             b: str = typer.Argument(..., help="A pid or a sandbox name.")) -> None:
     """For each namespace type: shared or different between A and B."""
-    from rootsand.ops import operate
+    from rootsand.ops import nsview
 
-    rows = operate.ns_diff(a, b)
+    rows = nsview.ns_diff(a, b)
     for link, verdict, ia, ib in rows:
         print(f"{link:<18} {verdict:<21} {ia or '-':<20} {ib or '-'}")
     shared = sum(1 for r in rows if r[1] == "shared")

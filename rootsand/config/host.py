@@ -3,7 +3,7 @@
 import os
 import pwd
 
-from rootsand.runtime.maps import read_sysctl
+from rootsand.linux.procfs import read_sysctl
 
 HELPER_DIRS = ("/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin")
 

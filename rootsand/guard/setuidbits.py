@@ -1,5 +1,5 @@
 """Where setuid bits are allowed (fakeroot), what a sandbox leaves that would run as the user: cleared
-once the sandbox is gone (by its launcher, or by the next command when the launcher was killed)."""
+once the sandbox is gone (by its launcher, or by the next sweep, guard/leftovers.py, when it was killed)."""
 
 import os
 import signal

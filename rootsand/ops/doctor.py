@@ -8,7 +8,7 @@ import os
 from dataclasses import asdict, dataclass
 
 from rootsand.config import host, idmap
-from rootsand.linux import libc
+from rootsand.linux import libc, procfs
 from rootsand.runtime import maps
 from rootsand.security import limits
 
@@ -30,25 +30,15 @@ def checks() -> list[Check]:
 
 def _probe(body) -> str | None:
     """Run body() in a forked child (it may unshare); None when it worked, else the error it met."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
-        try:
-            body()
-            os.write(w, b"")
-            code = 0
-        except BaseException as e:  # noqa: BLE001 - reported to the parent, whatever it was
-            os.write(w, str(e).encode()[:500])
-            code = 1
-        os._exit(code)
-    os.close(w)
-    message = b""
-    while chunk := os.read(r, 512):
-        message += chunk
-    os.close(r)
-    _, status = os.waitpid(pid, 0)
-    return None if status == 0 else (message.decode(errors="replace") or "failed")
+    from rootsand.errors import RootsandError
+    from rootsand.runtime import child
+
+    pid, report_r = child.start(lambda _report_w: body(), failed=None, where=None)
+    try:
+        status = child.wait(pid, report_r)
+    except RootsandError as e:
+        return e.message
+    return None if status == 0 else "failed"
 
 
 def _own_userns() -> None:
@@ -66,11 +56,11 @@ def _userns() -> Check:
     error = _probe(lambda: libc.unshare(libc.CLONE_NEWUSER))
     if error is None:
         return Check("user namespaces", OK, "an unprivileged user namespace can be created")
-    return Check("user namespaces", MISSING, f"unshare(CLONE_NEWUSER) failed: {error}", maps.userns_hint())
+    return Check("user namespaces", MISSING, f"unshare(CLONE_NEWUSER) failed: {error}", procfs.userns_hint())
 
 
 def _apparmor() -> Check:
-    if host.read_sysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == "1":
+    if procfs.read_sysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == "1":
         return Check("AppArmor", MISSING, "kernel.apparmor_restrict_unprivileged_userns = 1 (Ubuntu 24.04): an "
                      "unconfined program's user namespace gets no capabilities, so no sandbox can be set up",
                      "as root: sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 (or give rootsand's "

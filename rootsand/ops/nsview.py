@@ -1,19 +1,21 @@
 """Namespace views, as util-linux lsns and the `nsm` script, done correctly: every namespace this user can
 see, held by a process, a thread, an open file descriptor or a bind mount; its owner user namespace
 (NS_GET_USERNS); and the rootsand sandbox it belongs to. `monitor` keeps a table per pid and reads only
-new pids each tick, so it is cheap and sees a namespace that lives a fraction of a second."""
+new pids each tick, so it is cheap and sees a namespace that lives a fraction of a second. `ns_diff`
+compares two processes or sandboxes."""
 
 import fcntl
 import json
 import os
 import pwd
-import re
 import sys
 import time
 
+from rootsand.errors import RootsandError
+from rootsand.linux import procfs
+
 NS_GET_USERNS = 0xB701
 TYPES = ("cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts")
-_LINK = re.compile(r"(\w+):\[(\d+)\]")
 
 
 def _sandboxes() -> dict[int, str]:
@@ -28,15 +30,7 @@ def _sandboxes() -> dict[int, str]:
 
 
 def _ns_of(pid: str) -> dict[str, int]:
-    found = {}
-    for kind in TYPES:
-        try:
-            m = _LINK.fullmatch(os.readlink(f"/proc/{pid}/ns/{kind}"))
-        except OSError:
-            continue
-        if m:
-            found[kind] = int(m.group(2))
-    return found
+    return procfs.ns_inodes(pid, TYPES)
 
 
 def _owner_of(path: str) -> int | None:
@@ -72,8 +66,7 @@ def scan(only_type: str | None = None, only_pid: int | None = None) -> list[dict
                 row["pid"] = pid
         row["held_by"].add(how)
 
-    pids = [p for p in os.listdir("/proc") if p.isdigit()]
-    for pid in pids:
+    for pid in procfs.pids():
         for kind, inode in _ns_of(pid).items():
             note(inode, kind, int(pid), "process", f"/proc/{pid}/ns/{kind}")
         try:
@@ -88,20 +81,14 @@ def scan(only_type: str | None = None, only_pid: int | None = None) -> list[dict
         except OSError:
             continue
         for fd in fds:
-            try:
-                m = _LINK.fullmatch(os.readlink(f"/proc/{pid}/fd/{fd}"))
-            except OSError:
-                continue
-            if m and m.group(1) in TYPES:
-                note(int(m.group(2)), m.group(1), int(pid), "fd", f"/proc/{pid}/fd/{fd}")
+            link = procfs.ns_link(f"/proc/{pid}/fd/{fd}")
+            if link and link[0] in TYPES:
+                note(link[1], link[0], int(pid), "fd", f"/proc/{pid}/fd/{fd}")
     try:
-        with open("/proc/self/mountinfo") as f:
-            for line in f:
-                left, _, right = line.partition(" - ")
-                if right.split()[:1] == ["nsfs"]:
-                    m = _LINK.fullmatch(left.split()[3].strip("/"))
-                    if m:
-                        note(int(m.group(2)), m.group(1), 0, "bind mount", left.split()[4])
+        for fields, rest in procfs.mountinfo():
+            bound = procfs.parse_ns(fields[3].strip("/")) if rest[:1] == ["nsfs"] else None
+            if bound:
+                note(bound[1], bound[0], 0, "bind mount", fields[4])
     except OSError:
         pass
     sandboxes = _sandboxes()
@@ -114,8 +101,7 @@ def scan(only_type: str | None = None, only_pid: int | None = None) -> list[dict
             continue
         if row["pid"]:
             try:
-                with open(f"/proc/{row['pid']}/cmdline", "rb") as f:
-                    row["command"] = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+                row["command"] = _command_of(row["pid"])
                 uid = os.stat(f"/proc/{row['pid']}").st_uid
                 row["user"] = pwd.getpwuid(uid).pw_name if uid in _uids() else str(uid)
             except (OSError, KeyError):
@@ -125,6 +111,10 @@ def scan(only_type: str | None = None, only_pid: int | None = None) -> list[dict
         row["held_by"] = sorted(row["held_by"])
         out.append(row)
     return sorted(out, key=lambda r: (r["type"], r["ns"]))
+
+
+def _command_of(pid: int | str) -> str:
+    return " ".join(procfs.cmdline(pid)).strip()
 
 
 def _uids() -> set[int]:
@@ -171,8 +161,6 @@ def monitor(as_json: bool, interval: float = 0.05, ticks: int | None = None) -> 
     seen (a table pid -> start time, namespaces, when first seen): a full rescan happens once, at the start.
     A young process (under YOUNG seconds) is read again each tick: a setup process unshares after its fork,
     and a command forked by a PID 1 is not dumpable (its links unreadable) until its exec."""
-    from rootsand.ops import registry
-
     table_: dict[str, tuple[int | None, dict[str, int], float]] = {}
     held: dict[tuple[str, int], set[str]] = {}
     names: dict[int, str] = {}
@@ -190,15 +178,15 @@ def monitor(as_json: bool, interval: float = 0.05, ticks: int | None = None) -> 
     while ticks is None or count < ticks:
         count += 1
         clock = time.monotonic()
-        now = set(p for p in os.listdir("/proc") if p.isdigit())
+        now = set(procfs.pids())
         for pid in list(table_):
-            if pid not in now or registry.start_time(int(pid)) != table_[pid][0]:
+            if pid not in now or procfs.start_time(int(pid)) != table_[pid][0]:
                 drop(pid, table_.pop(pid)[1].items())
         look = [p for p in now if p not in table_ or clock - table_[p][2] < YOUNG]
         if any(p not in table_ for p in look):
             names = _sandboxes()
         for pid in look:
-            started, before, seen = table_.get(pid, (registry.start_time(int(pid)), {}, clock))
+            started, before, seen = table_.get(pid, (procfs.start_time(int(pid)), {}, clock))
             spaces = _ns_of(pid)
             if pid in table_ and not spaces:
                 continue  # gone meanwhile, or unreadable now: what was read stands
@@ -211,8 +199,7 @@ def monitor(as_json: bool, interval: float = 0.05, ticks: int | None = None) -> 
                     held[(kind, inode)] = set()
                     if not first:
                         try:
-                            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+                            cmd = _command_of(pid)
                         except OSError:
                             cmd = ""
                         _event("new", kind, inode, pid, cmd, names.get(inode), as_json)
@@ -236,3 +223,38 @@ def _event(what: str, kind: str, inode: int, pid: str, command: str, sandbox: st
                           "command": command, "sandbox": sandbox}), flush=True)
     else:
         print(f"{stamp} {what:<4} {kind:<6} {inode} pid {pid} {sandbox or '-'} {printable(command)}", flush=True)
+
+
+def ns_diff(a: str, b: str) -> list[tuple[str, str, str | None, str | None]]:
+    """(type, shared|different|unknown (permission), A's inode, B's inode) for the eight types and the two
+    _for_children links; A and B are pids or sandbox names."""
+    links = ("user", "mnt", "pid", "uts", "ipc", "net", "cgroup", "time", "pid_for_children", "time_for_children")
+    rows = []
+    pa, pb = _process_of(a), _process_of(b)
+    for link in links:
+        ia, ib = _ns_inode(pa, link), _ns_inode(pb, link)
+        if ia is None or ib is None:
+            verdict = "unknown (permission)"
+        else:
+            verdict = "shared" if ia == ib else "different"
+        rows.append((link, verdict, ia, ib))
+    return rows
+
+
+def _process_of(what: str) -> int:
+    if what.isdigit():
+        return int(what)
+    from rootsand.ops.inspect import processes_in
+    from rootsand.ops.registry import find
+
+    inside = processes_in(find(what))
+    if not inside:
+        raise RootsandError(f"sandbox {what} has no process this user can read")
+    return inside[0]["pid"]
+
+
+def _ns_inode(pid: int, link: str) -> str | None:
+    found = procfs.ns_link(f"/proc/{pid}/ns/{link}")
+    if found is None and not os.path.exists(f"/proc/{pid}"):
+        raise RootsandError(f"no process {pid}")
+    return f"{found[0]}:[{found[1]}]" if found else None

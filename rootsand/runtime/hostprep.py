@@ -154,8 +154,8 @@ def protected_nodes(the_plan, steps: list) -> dict:
     """What security.protect covers on the host: for each path, the first component that is missing (PID 1
     makes it: a mount point to remove at exit), a file, or the path itself. The launcher writes it to the
     registry before anything is made, so a killed launcher's are known. For the paths that exist: their
-    identity (registry.identity), checked at exit (registry.check_pinned)."""
-    from rootsand.ops import registry
+    identity (leftovers.identity), checked at exit (leftovers.check_pinned)."""
+    from rootsand.guard import leftovers
 
     covered, made, pinned, absent = [], [], [], []
     for item in the_plan.protected:
@@ -176,7 +176,7 @@ def protected_nodes(the_plan, steps: list) -> dict:
                     covered.append(path)
                     made.append([path, not last or item.directory])
                 elif path not in absent:  # left absent: whatever is there after the run was made during it
-                    absent.append(path)   # (registry.check_absent)
+                    absent.append(path)   # (leftovers.check_absent)
                 break
             except OSError:
                 break
@@ -186,7 +186,7 @@ def protected_nodes(the_plan, steps: list) -> dict:
                 covered.append(path)
                 try:
                     if not item.own:  # rootsand writes its own during the run: not a change from outside
-                        pinned.append([path, *registry.identity(path)])
+                        pinned.append([path, *leftovers.identity(path)])
                 except OSError:
                     pass  # gone since: PID 1 makes it, or finds what replaced it
                 break

@@ -3,9 +3,10 @@
 import os
 import signal
 
-# The signals the launcher and PID 1 pass on to the command (README, "How it works").
-FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
-             signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH)
+# The signals the launcher and PID 1 pass on to the command (README, "How it works"); exec's processes pass
+# on all but SIGWINCH.
+PASSED_ON_BY_EXEC = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+FORWARDED = PASSED_ON_BY_EXEC + (signal.SIGWINCH,)
 # Python ignores these at start-up; a command must get them back at their defaults.
 PYTHON_IGNORED = (signal.SIGPIPE, signal.SIGXFSZ)
 

@@ -4,60 +4,27 @@
         the launcher holds the namespaces (PID 1 is then the launcher's child: it is a child subreaper).
     P1  PID 1: becomes root inside, builds the sandbox (mounts, hostname, loopback), waits until C is gone
         and ties itself to the launcher, forks the command process and then reaps (init.py).
-    W   the command process: switches user, directory and environment, closes stray fds, execs.
+    W   the command process (command.py): switches user, directory and environment, closes stray fds, execs.
 
 Each function here runs in a forked child and ends with os._exit: nothing ever returns into the
-launcher's code. Failures go to the launcher through the report pipe (channel.py).
+launcher's code (child.run_body). Failures go to the launcher through the report pipe (channel.py).
 """
 
-import errno
 import os
 import select
 import signal
 import sys
 
-from rootsand.config import host
 from rootsand.errors import ExitCode, RootsandError, printable
-from rootsand.linux import libc
+from rootsand.linux import libc, procfs
 from rootsand.net import network
-from rootsand.runtime import channel, init, maps
+from rootsand.runtime import channel, child, command, init
 from rootsand.runtime.fs.build import FileSystem
 from rootsand.security import limits, seccomp
 
 
-def _run_forked(body, report_fd: int, debug: bool) -> None:
-    """Run body() in a forked process, report any failure, and _exit with its status. Never returns."""
-    code = ExitCode.FAILURE
-    try:
-        code = body()
-    except RootsandError as e:
-        channel.send_error(report_fd, e)
-        code = e.code
-    except OSError as e:  # every failed call names its path (libc's wrappers put it in strerror)
-        detail = f"{e.filename}: {e.strerror}" if e.filename else e.strerror or str(e)
-        hint = None
-        if e.errno == errno.EPERM and host.nesting():
-            hint = ("rootsand runs inside another container or sandbox, whose seccomp filter or capabilities "
-                    "refuse this call (rootless podman: --security-opt seccomp=unconfined)")
-        channel.send_error(report_fd, RootsandError(f"sandbox setup failed: {detail}", hint))
-    except BaseException as e:  # noqa: BLE001 - a forked child must never unwind into the launcher
-        if debug:
-            import traceback
-
-            detail = traceback.format_exc()
-        else:
-            detail = f"{type(e).__name__}: {e}"
-        channel.send_error(report_fd, RootsandError(f"internal error in sandbox setup: {detail}"))
-    finally:
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        finally:
-            os._exit(int(code))
-
-
 def child_main(runtime, launcher_pid: int, go_fd: int, report_fd: int) -> None:
-    _run_forked(lambda: _child(runtime, runtime.plan, launcher_pid, go_fd, report_fd), report_fd, runtime.debug)
+    child.run_body(lambda: _child(runtime, runtime.plan, launcher_pid, go_fd, report_fd), report_fd, runtime.debug)
 
 
 def _child(runtime, plan, launcher_pid: int, go_fd: int, report_fd: int) -> int:
@@ -80,7 +47,7 @@ def _child(runtime, plan, launcher_pid: int, go_fd: int, report_fd: int) -> int:
         libc.unshare(flags)
     except OSError as e:
         raise RootsandError(f"cannot create the sandbox's namespaces: unshare: {os.strerror(e.errno)}",
-                            hint=maps.userns_hint()) from None
+                            hint=procfs.userns_hint()) from None
     problem = runtime.net.unshared()
     if problem:
         channel.send(report_fd, note=problem)
@@ -111,7 +78,7 @@ def _child(runtime, plan, launcher_pid: int, go_fd: int, report_fd: int) -> int:
         os.close(built_r)
         os.close(go_fd)
         ties = (me, built_w, released_r, runtime.alive_fd)
-        _run_forked(lambda: _pid1(runtime, plan, ties, report_fd, seccomp_filter), report_fd, runtime.debug)
+        child.run_body(lambda: _pid1(runtime, plan, ties, report_fd, seccomp_filter), report_fd, runtime.debug)
     for fd in (released_r, built_w, me, runtime.alive_fd):
         os.close(fd)
     if runtime.console_fd is not None:
@@ -126,7 +93,7 @@ def _child(runtime, plan, launcher_pid: int, go_fd: int, report_fd: int) -> int:
 
 def _pid1(runtime, plan, ties: tuple[int, int, int, int], report_fd: int, seccomp_filter) -> int:
     if plan.root_mapped:
-        _switch_ids(0, 0)
+        command.switch_ids(0, 0)
     if (plan.setup_uid, plan.setup_gid) != (0, 0):
         # Inside 0 is a subordinate id here (keep-id maps): what setup creates in the user's directories
         # (mount points, protected paths' placeholders, overlay work dirs) must belong to the user.
@@ -156,7 +123,8 @@ def _pid1(runtime, plan, ties: tuple[int, int, int, int], report_fd: int, seccom
 
     command_pid = os.fork()
     if command_pid == 0:
-        _run_forked(lambda: _exec_command(plan, report_fd, seccomp_filter, pty_slave), report_fd, runtime.debug)
+        child.run_body(lambda: command.exec_command(plan, report_fd, seccomp_filter, pty_slave), report_fd,
+                       runtime.debug)
     os.close(report_fd)
     if pty_slave is not None:
         os.close(pty_slave)
@@ -224,61 +192,3 @@ def _stdio_to_null() -> None:
             os.dup2(null, fd)
     if null is not None and null > 2:
         os.close(null)
-
-
-def _switch_ids(uid: int, gid: int) -> None:
-    with open("/proc/self/setgroups") as f:
-        if f.read().strip() == "allow":
-            libc.setgroups_empty()
-    os.setresgid(gid, gid, gid)
-    os.setresuid(uid, uid, uid)
-
-
-def _exec_command(plan, report_fd: int, seccomp_filter, pty_slave: int | None) -> int:
-    """The command's process: session, limits, directory, fds, ids, capabilities, no_new_privs, seccomp, exec."""
-    init.reset_signals()
-    if plan.new_session:
-        os.setsid()
-        if pty_slave is not None:
-            from rootsand.runtime.terminal import attach_to_slave
-
-            attach_to_slave(pty_slave)
-    limits.apply_rlimits(plan.limits.rlimits)
-    if plan.chdir:
-        try:
-            os.chdir(plan.chdir)
-        except OSError as e:
-            raise RootsandError(f"cannot change to directory {plan.chdir} inside the sandbox: {e.strerror}",
-                                hint="pick another with --chdir") from None
-    # Only stdin, stdout and stderr reach the command; the report pipe closes itself on exec.
-    os.closerange(3, report_fd)
-    os.closerange(report_fd + 1, 2**31 - 1)  # close_range(2): every fd, however high
-
-    uid, gid = plan.run_uid, plan.run_gid
-    keep = plan.capability_mask
-    limits.drop_bounding_set(keep)
-    if (uid, gid) != (os.getuid(), os.getgid()):
-        if keep and uid != 0:
-            libc.prctl(libc.PR_SET_KEEPCAPS, 1)
-        try:
-            _switch_ids(uid, gid)
-        except OSError as e:
-            raise RootsandError(f"cannot run as {uid}:{gid} inside the sandbox: {e.strerror}") from None
-    # Keyrings are not namespaced: the caller's session keyring (Kerberos tickets, tokens) is not the
-    # command's. seccomp refuses keyctl anyway; this is the wall behind it.
-    libc.join_new_session_keyring()
-    limits.set_capabilities(keep, ambient=uid != 0)
-    limits.no_new_privs()
-    argv = plan.argv
-    channel.send(report_fd, stage="exec")  # the command starts now: a kill from here on is the command's
-    if seccomp_filter is not None:
-        seccomp.install(seccomp_filter)  # last: from here on the filter judges every call
-    try:
-        os.execvpe(argv[0], argv, plan.env)
-    except OSError as e:
-        if e.errno in (errno.ENOENT, errno.ENOTDIR):
-            raise RootsandError(f"{argv[0]}: command not found in the sandbox",
-                                hint=None if "/" in argv[0] else f"PATH inside is {plan.env.get('PATH', '')}",
-                                code=ExitCode.NOT_FOUND) from None
-        raise RootsandError(f"{argv[0]}: cannot execute: {e.strerror}", code=ExitCode.NOT_EXECUTABLE) from None
-    return ExitCode.FAILURE  # not reached

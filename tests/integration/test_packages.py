@@ -252,10 +252,10 @@ def _kill_a_build_that_left_a_setuid_file(directory) -> None:
     assert stat.S_IMODE(os.stat(directory / "mine").st_mode) == 0o4755  # nobody was there to clear it
 
 
-def test_a_killed_launchers_setuid_file_of_the_users_is_cleared_by_the_next_command(tmp_path):
-    """The launcher clears them at exit: one SIGKILLed before that leaves them to the next command."""
+def test_a_killed_launchers_setuid_file_of_the_users_is_cleared_by_cleanup(tmp_path):
+    """The launcher clears them at exit: one SIGKILLed before that leaves them to the next sweep."""
     _kill_a_build_that_left_a_setuid_file(tmp_path)
-    r = run(["ps"], check_rc=0)  # the next command reads the registry
+    r = run(["cleanup"], check_rc=0)
     assert stat.S_IMODE(os.stat(tmp_path / "mine").st_mode) == 0o755
     assert f"{tmp_path}/mine" in r.stderr
 

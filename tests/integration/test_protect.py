@@ -125,9 +125,9 @@ def test_a_protected_path_that_is_a_link_is_refused(repo):
     assert listing(repo) == [".envrc", ".git", "envrc.real", "main.c"]
 
 
-def start(directory, *extra):
-    """A sandbox that runs until killed: the launcher, and PID 1's host pid once the command runs."""
-    proc = subprocess.Popen(rootsand_argv() + ["run", "-v", *extra, "--", "sh", "-c", "echo ready; exec sleep 600"],
+def start(directory, *extra, script="echo ready"):
+    """A sandbox that runs until killed (`script` first): the launcher, and PID 1's host pid once the command runs."""
+    proc = subprocess.Popen(rootsand_argv() + ["run", "-v", *extra, "--", "sh", "-c", f"{script}; exec sleep 600"],
                             cwd=directory, env=env_in(directory), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     pid1 = None
@@ -153,7 +153,7 @@ def stop(proc, sig=signal.SIGTERM):
     proc.stderr.close()
 
 
-def test_what_a_killed_launcher_made_is_removed_by_the_next_command(tmp_path):
+def test_what_a_killed_launcher_made_is_removed_by_cleanup(tmp_path):
     proc, pid1 = start(tmp_path, "--profile", "agent")
     try:
         assert ".envrc" in listing(tmp_path)
@@ -161,10 +161,69 @@ def test_what_a_killed_launcher_made_is_removed_by_the_next_command(tmp_path):
         proc.wait()
         assert still_running([pid1], 10) == []
         assert ".envrc" in listing(tmp_path)  # nobody was there to remove it ...
-        run(["ps"], check_rc=0)  # ... until the next command reads the registry
+        run(["cleanup"], check_rc=0)  # ... until the next sweep
         assert listing(tmp_path) == []
     finally:
         stop(proc, signal.SIGKILL)
+
+
+def registry_names() -> list[str]:
+    """What this user's registry directory holds: the entries (NAME.json) and the ledger."""
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    return listing(os.path.join(os.path.join(base, "rootsand") if base else f"/tmp/rootsand-{os.getuid()}",
+                                "sandboxes"))
+
+
+def test_reading_commands_leave_a_killed_launchers_leftovers_to_cleanup(tmp_path):
+    """ps, inspect and ns only read: a killed launcher's mount points, what its sandbox made at a protected
+    name and its registry entry stay as they are until `rootsand cleanup`, which does what the launcher's
+    exit would have done, with the same warnings, and says what it removed."""
+    made, planted = tmp_path / "made", tmp_path / "planted"
+    made.mkdir()
+    planted.mkdir()
+    agent, agent_pid1 = start(made, "--profile", "agent", "--name", "killed-agent")
+    default, default_pid1 = start(planted, "--name", "killed-default", script="echo evil > .envrc; echo ready")
+    try:
+        for proc in (agent, default):
+            proc.kill()
+            proc.wait()
+        assert still_running([agent_pid1, default_pid1], 10) == []
+        before = (listing(made), listing(planted), registry_names())
+        assert before[:2] == ([".envrc", ".git", ".gitmodules", ".idea", ".vscode"], [".envrc"])
+        assert {"killed-agent.json", "killed-default.json"} <= set(before[2])
+        monitor = subprocess.Popen(rootsand_argv() + ["ns", "monitor"], stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            assert "watching" in monitor.stderr.readline()
+            subprocess.run(["sh", "-c", "sleep 0.2"], check=True)  # new pids: the monitor reads the registry
+        finally:
+            monitor.terminate()
+            monitor.wait()
+            monitor.stderr.close()
+        for command in (["ps"], ["ps", "--all", "--json"], ["ns", "list"], ["ns", "list", "--tree", "--json"]):
+            r = run(command, check_rc=0)
+            assert "rootsand:" not in r.stderr, (command, r.stderr)
+        for name, command in (("killed-agent", ["inspect"]), ("killed-default", ["ns", "diff", str(os.getpid())])):
+            r = run(command + [name], check_rc=125)
+            assert r.stderr.startswith(f"rootsand: error: no sandbox named {name} is running"), r.stderr
+        assert (listing(made), listing(planted), registry_names()) == before  # nothing removed, renamed, retired
+
+        r = run(["cleanup"], check_rc=0, env=env_in(tmp_path))
+        assert listing(made) == []
+        assert names_in(planted) == [".envrc.rootsand-quarantine-STAMP"]
+        assert said_made(r) == [f"rootsand: warning: {planted}/.envrc was made during the run (a protected path that "
+                                "was not there before: if you made it yourself meanwhile, rename it back): renamed to "
+                                ".envrc.rootsand-quarantine-STAMP (rename it back if you trust it)"]
+        assert not {"killed-agent.json", "killed-default.json"} & set(registry_names())
+        assert sorted(r.stdout.splitlines()) == sorted(
+            [f"removed {name}'s entry (its launcher was killed)" for name in ("killed-agent", "killed-default")]
+            + [f"removed {made}/{name} (an empty mount point made for a sandbox)"
+               for name in (".envrc", ".git", ".gitmodules", ".idea", ".vscode")])
+        r = run(["cleanup"], check_rc=0)
+        assert (r.stdout, r.stderr) == ("", "")  # nothing left to do
+    finally:
+        stop(agent, signal.SIGKILL)
+        stop(default, signal.SIGKILL)
 
 
 def test_a_killed_launchers_leftovers_go_while_another_sandbox_runs(tmp_path):
@@ -180,7 +239,7 @@ def test_a_killed_launchers_leftovers_go_while_another_sandbox_runs(tmp_path):
         killed.wait()
         assert still_running([killed_pid1], 10) == []
         assert ".envrc" in listing(killed_dir)
-        run(["ps"], check_rc=0)
+        run(["cleanup"], check_rc=0)
         assert listing(killed_dir) == []
         assert ".envrc" in listing(running_dir)  # the live one's stay
     finally:
@@ -355,7 +414,7 @@ def test_ordinary_git_work_inside_is_left_alone(repo):
     assert not any("rootsand-quarantine" in name for _, dirs, files in os.walk(repo) for name in dirs + files)
 
 
-def test_a_killed_launchers_sandbox_is_checked_by_the_next_command(repo):
+def test_a_killed_launchers_sandbox_is_checked_by_cleanup(repo):
     (repo / "src").mkdir()
     proc = subprocess.Popen(rootsand_argv() + ["run", "--", "sh", "-c", "cp -r .git src/.git && echo ready && exec sleep 600"],
                             cwd=repo, env=env_in(repo), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -364,7 +423,7 @@ def test_a_killed_launchers_sandbox_is_checked_by_the_next_command(repo):
         assert proc.stdout.readline() == "ready\n"
         proc.kill()
         proc.wait()
-        r = run(["ps"], check_rc=0, env=env_in(repo))
+        r = run(["cleanup"], check_rc=0, env=env_in(repo))
         assert f"rootsand: warning: {repo}/src/.git was made or changed by the sandbox" in r.stderr
         assert names_in(repo / "src") == [".git.rootsand-quarantine-STAMP"]
     finally:

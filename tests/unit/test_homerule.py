@@ -117,6 +117,7 @@ def test_the_runtime_directorys_fallback_is_among_rootsands_own(tmp_path, monkey
     """Fifth attack, finding 4: with /tmp/rootsand-UID taken, the registry lives in /tmp/rootsand-UID-NAME."""
     import os
 
+    from rootsand.linux import procfs
     from rootsand.ops import registry
 
     key = tmp_path / "rootsand" / "runtime-key"
@@ -124,7 +125,7 @@ def test_the_runtime_directorys_fallback_is_among_rootsands_own(tmp_path, monkey
     key.write_text("0123456789abcdef0123456789abcdef")
     key.chmod(0o600)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
-    fallback = registry._fallback_name(f"/tmp/rootsand-{registry._host_uid(os.getuid())}", "0123456789abcdef0123456789abcdef")
+    fallback = registry._fallback_name(f"/tmp/rootsand-{procfs.host_uid(os.getuid())}", "0123456789abcdef0123456789abcdef")
     s = spec([bind("/tmp")], cwd="/tmp/x")
     assert fallback in s.own_dirs
     _, _, protected, _ = plan_home(s, s.mounts)

@@ -25,7 +25,7 @@ CONFIG_EXCEPTIONS = {
     ("config.spec", "security.seccomp"): "load_rule_file: a custom rule file",
     ("config.spec", "net.allowlist"): "checks --allow-host entries",
     ("config.spec", "ops.registry"): "runtime_dirs_in_use: rootsand's own directories (own_dirs)",
-    ("config.host", "runtime.maps"): "read_sysctl: the host's facts",
+    ("config.host", "linux.procfs"): "read_sysctl: the host's facts",
     ("config.host", "security.limits"): "delegated_cgroup, last_cap: the host's facts",
 }
 

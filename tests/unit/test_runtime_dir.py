@@ -8,15 +8,16 @@ import uuid
 import pytest
 
 from rootsand.errors import RootsandError
+from rootsand.linux import procfs
 from rootsand.ops import registry
 
 
 @pytest.fixture
 def shared(tmp_path, monkeypatch):
-    """A /tmp/rootsand-N of a uid that no test shares (registry._host_uid names it), removed afterwards."""
+    """A /tmp/rootsand-N of a uid that no test shares (procfs.host_uid names it), removed afterwards."""
     fake = 3_000_000_000 + uuid.uuid4().int % 1_000_000_000
     path = f"/tmp/rootsand-{fake}"
-    monkeypatch.setattr(registry, "_host_uid", lambda uid: fake)
+    monkeypatch.setattr(procfs, "host_uid", lambda uid: fake)
     monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     monkeypatch.setattr(registry, "_warned", set(), raising=False)  # once per process: each test anew

@@ -53,15 +53,15 @@ def test_stale_entries_are_those_of_dead_launchers(tmp_path):
 
 
 def test_doctor_reports_apparmors_restriction_with_the_fix(monkeypatch):
-    from rootsand.config import host
+    from rootsand.linux import procfs
     from rootsand.ops import doctor
 
-    monkeypatch.setattr(host, "read_sysctl", lambda path: "1" if path.endswith("apparmor_restrict_unprivileged_userns")
+    monkeypatch.setattr(procfs, "read_sysctl", lambda path: "1" if path.endswith("apparmor_restrict_unprivileged_userns")
                         else None)
     check = doctor._apparmor()
     assert check.status == doctor.MISSING and "apparmor_restrict_unprivileged_userns = 1" in check.detail
     assert check.fix.startswith("as root: sysctl -w kernel.apparmor_restrict_unprivileged_userns=0")
-    monkeypatch.setattr(host, "read_sysctl", lambda path: None)
+    monkeypatch.setattr(procfs, "read_sysctl", lambda path: None)
     assert doctor._apparmor().status == doctor.OK
 
 
@@ -97,3 +97,19 @@ def test_the_setuid_clearing_walk_follows_no_link_and_clears_the_users_group_too
                                                                        "far": 0o4755}
     # the files of another user and group keep their bits
     assert own_files([str(outside)], os.getuid() + 1, os.getgid() + 1) == ([], [])
+
+
+def test_procfs_reads_a_process_its_namespaces_and_its_mounts():
+    from rootsand.linux import procfs
+
+    me = os.getpid()
+    assert procfs.parent_of(me) == os.getppid() and procfs.start_time(me) > 0
+    assert procfs.start_time(2**22 + 1) is None  # above pid_max: no such process
+    assert str(me) in procfs.pids()
+    assert procfs.cmdline(me)[-1] == ""  # NUL-ended: the last word is empty
+    spaces = procfs.ns_inodes(me, ("net", "mnt", "nonexistent"))
+    assert set(spaces) == {"net", "mnt"} and spaces["net"] == os.stat("/proc/self/ns/net").st_ino
+    assert procfs.parse_ns("net:[4026531833]") == ("net", 4026531833) and procfs.parse_ns("pipe:[12]") == ("pipe", 12)
+    assert procfs.ns_link("/proc/self/exe") is None
+    assert any(fields[4] == "/" for fields, _ in procfs.mountinfo())
+    assert procfs.limits(me)[0].startswith("Max cpu time")

@@ -1,0 +1,80 @@
+"""The command's process (W), for `run` (forked by PID 1) and `exec` alike: it puts up the command's walls,
+in this order, and executes it.
+
+    1. default signals; its own session, on the sandbox's pty when there is one
+    2. rlimits; the directory
+    3. only stdin, stdout and stderr left open (and the report pipe, closed by execve)
+    4. the bounding set; the command's ids (capabilities kept across the switch where it keeps some)
+    5. a session keyring of its own
+    6. its capabilities, then no_new_privs
+    7. seccomp, last: from there on the filter judges every call, execve included
+"""
+
+import errno
+import os
+
+from rootsand.errors import ExitCode, RootsandError
+from rootsand.linux import libc
+from rootsand.runtime import channel, init
+from rootsand.security import limits, seccomp
+
+
+def switch_ids(uid: int, gid: int) -> None:
+    """setresgid and setresuid to `uid`:`gid`, with no supplementary groups where setgroups is allowed."""
+    with open("/proc/self/setgroups") as f:
+        if f.read().strip() == "allow":
+            libc.setgroups_empty()
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+
+
+def exec_command(plan, report_fd: int, seccomp_filter, pty_slave: int | None) -> int:
+    """Put up the walls and execute the plan's command (a Plan: argv, env, chdir, run_uid, run_gid, limits,
+    capability_mask, new_session). Never returns: what fails raises a RootsandError (code 127: the command
+    is not found, 126: it cannot be executed)."""
+    init.reset_signals()
+    if plan.new_session:
+        os.setsid()
+        if pty_slave is not None:
+            from rootsand.runtime.terminal import attach_to_slave
+
+            attach_to_slave(pty_slave)
+    limits.apply_rlimits(plan.limits.rlimits)
+    if plan.chdir:
+        try:
+            os.chdir(plan.chdir)
+        except OSError as e:
+            raise RootsandError(f"cannot change to directory {plan.chdir} inside the sandbox: {e.strerror}",
+                                hint="pick another with --chdir") from None
+    # Only stdin, stdout and stderr reach the command; the report pipe closes itself on exec.
+    os.closerange(3, report_fd)
+    os.closerange(report_fd + 1, 2**31 - 1)  # close_range(2): every fd, however high
+
+    uid, gid = plan.run_uid, plan.run_gid
+    keep = plan.capability_mask
+    limits.drop_bounding_set(keep)
+    if (uid, gid) != (os.getuid(), os.getgid()):
+        if keep and uid != 0:
+            libc.prctl(libc.PR_SET_KEEPCAPS, 1)
+        try:
+            switch_ids(uid, gid)
+        except OSError as e:
+            raise RootsandError(f"cannot run as {uid}:{gid} inside the sandbox: {e.strerror}") from None
+    # Keyrings are not namespaced: the caller's session keyring (Kerberos tickets, tokens) is not the
+    # command's. seccomp refuses keyctl anyway; this is the wall behind it.
+    libc.join_new_session_keyring()
+    limits.set_capabilities(keep, ambient=uid != 0)
+    limits.no_new_privs()
+    argv = plan.argv
+    channel.send(report_fd, stage="exec")  # the command starts now: a kill from here on is the command's
+    if seccomp_filter is not None:
+        seccomp.install(seccomp_filter)  # last: from here on the filter judges every call
+    try:
+        os.execvpe(argv[0], argv, plan.env)
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise RootsandError(f"{argv[0]}: command not found in the sandbox",
+                                hint=None if "/" in argv[0] else f"PATH inside is {plan.env.get('PATH', '')}",
+                                code=ExitCode.NOT_FOUND) from None
+        raise RootsandError(f"{argv[0]}: cannot execute: {e.strerror}", code=ExitCode.NOT_EXECUTABLE) from None
+    return ExitCode.FAILURE  # not reached
