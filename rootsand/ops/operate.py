@@ -311,7 +311,7 @@ def _exec_child(plan, fds, seccomp_filter, report_w: int, relay, cgroup: str | N
     except RootsandError as e:
         channel.send_error(report_w, e)
     except OSError as e:
-        channel.send_error(report_w, RootsandError(f"cannot join the sandbox: {e.strerror or e}"))
+        channel.send_error(report_w, RootsandError(f"cannot join the sandbox: {libc.reason(e)}"))
     finally:
         os._exit(code)
 

@@ -32,7 +32,7 @@ def _run_forked(body, report_fd: int, debug: bool) -> None:
     except RootsandError as e:
         channel.send_error(report_fd, e)
         code = e.code
-    except OSError as e:  # every failed call names its path (libc's wrappers put it in strerror)
+    except OSError as e:  # every failed call names its path (libc's wrappers: the call and its path)
         detail = f"{e.filename}: {e.strerror}" if e.filename else e.strerror or str(e)
         hint = None
         if e.errno == errno.EPERM and host.nesting():
@@ -274,8 +274,12 @@ def _exec_command(plan, report_fd: int, seccomp_filter, pty_slave: int | None) -
         except OSError as e:
             raise RootsandError(f"cannot run as {uid}:{gid} inside the sandbox: {e.strerror}") from None
     # Keyrings are not namespaced: the caller's session keyring (Kerberos tickets, tokens) is not the
-    # command's. seccomp refuses keyctl anyway; this is the wall behind it.
-    libc.join_new_session_keyring()
+    # command's. seccomp refuses keyctl anyway; this is the wall behind it, and its failure (an outer filter
+    # refusing keyctl, an architecture whose number libc.py lacks) leaves the run to that filter.
+    try:
+        libc.join_new_session_keyring()
+    except OSError:
+        pass
     limits.set_capabilities(keep, ambient=uid != 0)
     limits.no_new_privs()
     argv = plan.argv

@@ -164,7 +164,7 @@ class FileSystem:
             try:
                 self.BUILDERS[m.type](self, m, sources, self.trees.get(index, []))
             except OSError as e:
-                raise RootsandError(f"{_origin(m, index)}: {e.strerror or e}") from None
+                raise RootsandError(f"{_origin(m, index)}: {libc.reason(e)}") from None
             except RootsandError as e:
                 raise RootsandError(f"{_origin(m, index)}: {e.message}", e.hint) from None
             self._guard_homes(index)  # before later mounts: they stay as they are (the build's caches)
@@ -198,7 +198,7 @@ class FileSystem:
                 elif m.type == "overlay":
                     self._open_overlay(index, m, what)
             except OSError as e:
-                raise RootsandError(f"{what}: {e.strerror or e}") from None
+                raise RootsandError(f"{what}: {libc.reason(e)}") from None
 
     def _open_overlay(self, index: int, m, what: str) -> None:
         srcs = [Source(lower, what, m.optional) for lower in m.lower]
@@ -593,7 +593,7 @@ class FileSystem:
                     self._attach(*pins.pop(0))
             except OSError as e:
                 raise RootsandError(f"{guard.origin or guard.dst}: the home directory {guard.dst}: "
-                                    f"{e.strerror or e}") from None
+                                    f"{libc.reason(e)}") from None
             finally:
                 os.close(home)
                 for tree, target, _ in pins:
@@ -645,7 +645,7 @@ class FileSystem:
             try:
                 self._protect_one(top, top_path, item, pinned)
             except OSError as e:
-                raise RootsandError(f"security.protect {item.entry}: {item.dst}: {e.strerror or e}") from None
+                raise RootsandError(f"security.protect {item.entry}: {item.dst}: {libc.reason(e)}") from None
 
     def _protect_one(self, fd: int, path: str, item, pinned: set[str]) -> None:
         parts = _split(item.path)
