@@ -18,7 +18,7 @@ from rootsand.config.model import CAPABILITIES, PortForward, Record
 from rootsand.errors import RootsandError
 from rootsand.guard.hostpaths import is_below
 from rootsand.security import limits
-from rootsand.security.seccomp import Rule
+from rootsand.security.seccomp.rules import Rule
 
 SANDBOX_ADDRESS, GATEWAY, SLIRP_DNS, TAP = "10.0.2.100", "10.0.2.2", "10.0.2.3", "tap0"
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
@@ -182,7 +182,7 @@ def plan(spec, facts: HostFacts) -> Plan:
     notes = ([ids.note] if ids.note else []) + list(spec.notes)
     mounts, home_guards, rule_protected, home_notes = plan_home(spec, spec.mounts)
     notes += home_notes
-    from rootsand.security.seccomp import rules_for
+    from rootsand.security.seccomp.rules import rules_for
 
     rules = rules_for(spec.seccomp, spec.nested_userns, file_rules=spec.seccomp_file_rules, net_mode=spec.net_mode,
                       setuid_bits=spec.setuid_bits, socket_families=tuple(spec.socket_families),

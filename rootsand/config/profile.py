@@ -18,7 +18,7 @@ from rootsand.config.model import (ALL_MOUNT_KEYS, ALL_NAMESPACES, BIND_TYPES, C
                             DEFAULT_NAMESPACES, MOUNT_KEYS, NET_MODES, RLIMITS, SIZE_RLIMITS, Mount, Record,
                             User, parse_duration, parse_publish, parse_size, parse_user, validate_hostname)
 from rootsand.config.tomlfile import dump_toml, key_text, toml_value, type_name
-from rootsand.security.seccomp import SOCKET_FAMILIES
+from rootsand.security.seccomp.rules import SOCKET_FAMILIES
 
 __all__ = ["CAPABILITIES", "Mount", "Profile", "Variables", "dump_toml", "list_profiles", "load", "parse_size",
            "resolve_path", "to_toml", "toml_value"]

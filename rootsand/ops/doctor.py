@@ -193,7 +193,7 @@ def _cgroup() -> Check:
 
 def _seccomp() -> Check:
     from rootsand.errors import RootsandError
-    from rootsand.security import seccomp
+    from rootsand.security.seccomp import rules as seccomp
 
     try:
         seccomp.prepare(seccomp.default_rules(nested_userns=True))

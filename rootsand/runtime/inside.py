@@ -21,7 +21,8 @@ from rootsand.errors import ExitCode, RootsandError, printable
 from rootsand.linux import libc
 from rootsand.net import network
 from rootsand.runtime import channel, init, maps, mounts
-from rootsand.security import limits, seccomp
+from rootsand.security import limits
+from rootsand.security.seccomp import rules as seccomp
 
 
 def _run_forked(body, report_fd: int, debug: bool) -> None:

@@ -21,7 +21,8 @@ import pytest
 
 import seccomp_probes as probes
 from conftest import sandbox
-from rootsand.security import limits, seccomp
+from rootsand.security import limits
+from rootsand.security.seccomp import rules as seccomp
 
 pyseccomp = pytest.importorskip("pyseccomp")
 

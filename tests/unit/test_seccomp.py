@@ -24,7 +24,7 @@ from hypothesis import given, strategies as st
 
 import seccomp_probes as probes
 from rootsand.errors import RootsandError
-from rootsand.security import seccomp
+from rootsand.security.seccomp import rules as seccomp
 
 pyseccomp = pytest.importorskip("pyseccomp")
 
@@ -186,7 +186,8 @@ def test_personality_values_next_to_the_query():
 
 def test_default_rules_do_not_import_pyseccomp():
     # Start-up time: only prepare() and load_rule_file() may pay for pyseccomp.
-    code = "import sys; from rootsand.security import seccomp; seccomp.default_rules(False); print('pyseccomp' in sys.modules)"
+    code = ("import sys; from rootsand.security.seccomp import rules; rules.default_rules(False); "
+            "print('pyseccomp' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
