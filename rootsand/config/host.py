@@ -34,7 +34,17 @@ def facts(net_mode: str):
         inotify_instances=int(inotify[0]) if inotify[0] and inotify[0].isdigit() else None,
         inotify_watches=int(inotify[1]) if inotify[1] and inotify[1].isdigit() else None,
         page_size=os.sysconf("SC_PAGE_SIZE"), last_cap=limits.last_cap(), nested=nesting(),
-        nested_ids=_ids_without_setfcap())
+        nested_ids=_ids_without_setfcap(), arch=arch())
+
+
+def arch():
+    """What the seccomp rules depend on in this architecture (seccomp.rules.HostArch)."""
+    import termios  # a built-in module: cheap, and the right ioctl numbers on every architecture
+
+    from rootsand.security.seccomp.rules import HostArch
+
+    return HostArch(machine=os.uname().machine, tiocsti=termios.TIOCSTI,
+                    tioclinux=getattr(termios, "TIOCLINUX", 0x541C))
 
 
 def nesting() -> str | None:

@@ -18,7 +18,7 @@ from rootsand.config.model import CAPABILITIES, PortForward, Record
 from rootsand.errors import RootsandError
 from rootsand.guard.hostpaths import is_below
 from rootsand.security import limits
-from rootsand.security.seccomp.rules import Rule
+from rootsand.security.seccomp.rules import HostArch, Rule
 
 SANDBOX_ADDRESS, GATEWAY, SLIRP_DNS, TAP = "10.0.2.100", "10.0.2.2", "10.0.2.3", "tap0"
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
@@ -52,9 +52,10 @@ class HostFacts(Record):
         "page_size": 4096, "last_cap": 40,
         "nested": None,  # why only one id can be mapped: inside a user namespace, no_new_privs set
         "nested_ids": None,  # then, [uid, gid] to map ourselves to where 0 cannot be (no CAP_SETFCAP)
+        "arch": HostArch,  # what the seccomp rules depend on in the architecture
     }
     __slots__ = tuple(FIELDS)
-    NESTED = {"subuids": idmap.SubidRange, "subgids": idmap.SubidRange}
+    NESTED = {"subuids": idmap.SubidRange, "subgids": idmap.SubidRange, "arch": HostArch}
 
 
 class MountStep(Record):
@@ -186,7 +187,8 @@ def plan(spec, facts: HostFacts) -> Plan:
 
     rules = rules_for(spec.seccomp, spec.nested_userns, file_rules=spec.seccomp_file_rules, net_mode=spec.net_mode,
                       setuid_bits=spec.setuid_bits, socket_families=tuple(spec.socket_families),
-                      limit_memfd=uncounted, shm_max=min(SHM_MAX, spec.memory) if uncounted else None)
+                      limit_memfd=uncounted, shm_max=min(SHM_MAX, spec.memory) if uncounted else None,
+                      arch=facts.arch)
     if rules is None:
         notes.append('the seccomp filter is off (security.seccomp = "none"): for debugging only')
     if the_limits.not_enforced:

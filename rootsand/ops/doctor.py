@@ -193,10 +193,11 @@ def _cgroup() -> Check:
 
 def _seccomp() -> Check:
     from rootsand.errors import RootsandError
-    from rootsand.security.seccomp import rules as seccomp
+    from rootsand.security.seccomp.compile import prepare
+    from rootsand.security.seccomp.rules import default_rules
 
     try:
-        seccomp.prepare(seccomp.default_rules(nested_userns=True))
+        prepare(default_rules(nested_userns=True))
     except RootsandError as e:
         return Check("seccomp", MISSING, e.message, e.hint or "")
     return Check("seccomp", OK, "libseccomp builds the default filter")

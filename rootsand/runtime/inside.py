@@ -22,7 +22,7 @@ from rootsand.linux import libc
 from rootsand.net import network
 from rootsand.runtime import channel, init, maps, mounts
 from rootsand.security import limits
-from rootsand.security.seccomp import rules as seccomp
+from rootsand.security.seccomp import compile as seccomp
 
 
 def _run_forked(body, report_fd: int, debug: bool) -> None:

@@ -17,16 +17,17 @@ TOP_MODULES = {"__init__", "__main__", "errors"}
 CONFIG_EXCEPTIONS = {
     ("config.homerule", "guard.hostpaths"): "is_below: path arithmetic",
     ("config.plan", "guard.hostpaths"): "is_below: path arithmetic",
-    ("config.plan", "security.seccomp.rules"): "Rule and default_rules: the rules as data (the module also compiles them)",
+    ("config.plan", "security.seccomp.rules"): "Rule, HostArch, rules_for: the rules as data (pure)",
     ("config.plan", "security.limits"): "Limits, plan_limits, describe_limits (the module also makes cgroups, "
                                         "sets capabilities and imports libc)",
-    ("config.profile", "security.seccomp.rules"): "SOCKET_FAMILIES",
+    ("config.profile", "security.seccomp.rules"): "SOCKET_FAMILIES (pure)",
     ("config.profile", "net.allowlist"): "parse_entry: checks allow_hosts entries",
-    ("config.spec", "security.seccomp.rules"): "load_rule_file: a custom rule file",
+    ("config.spec", "security.seccomp.rulefile"): "load_rule_file: a custom rule file (pure)",
     ("config.spec", "net.allowlist"): "checks --allow-host entries",
     ("config.spec", "ops.registry"): "runtime_dirs_in_use: rootsand's own directories (own_dirs)",
     ("config.host", "runtime.maps"): "read_sysctl: the host's facts",
     ("config.host", "security.limits"): "delegated_cgroup, last_cap: the host's facts",
+    ("config.host", "security.seccomp.rules"): "HostArch: the host's facts (pure)",
 }
 
 
