@@ -12,11 +12,11 @@ def facts(net_mode: str):
     """This host's facts for the plan stage (plan.HostFacts): reads only, nothing made or changed."""
     from rootsand.config import idmap
     from rootsand.config.plan import HostFacts
-    from rootsand.security import limits
+    from rootsand.security import caps, cgroup as cgroups
 
     uid, gid = os.getuid(), os.getgid()
     name = user_name(uid)
-    cgroup = limits.delegated_cgroup()
+    cgroup = cgroups.delegated_cgroup()
     resolv = ""
     if net_mode == "slirp":
         try:
@@ -33,7 +33,7 @@ def facts(net_mode: str):
         resolv_conf=resolv,
         inotify_instances=int(inotify[0]) if inotify[0] and inotify[0].isdigit() else None,
         inotify_watches=int(inotify[1]) if inotify[1] and inotify[1].isdigit() else None,
-        page_size=os.sysconf("SC_PAGE_SIZE"), last_cap=limits.last_cap(), nested=nesting(),
+        page_size=os.sysconf("SC_PAGE_SIZE"), last_cap=caps.last_cap(), nested=nesting(),
         nested_ids=_ids_without_setfcap(), arch=arch())
 
 

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from rootsand.config import host, idmap
 from rootsand.linux import libc
 from rootsand.runtime import maps
-from rootsand.security import limits
+from rootsand.security import cgroup
 
 OK, DEGRADED, MISSING = "ok", "degraded", "missing"
 
@@ -182,7 +182,7 @@ def _overlay() -> list[Check]:
 
 
 def _cgroup() -> Check:
-    found = limits.delegated_cgroup()
+    found = cgroup.delegated_cgroup()
     if found and {"memory", "pids"} <= found[1]:
         return Check("cgroup v2", OK, f"delegated {found[0]} with {', '.join(sorted(found[1]))}")
     detail = (f"{found[0]} offers only {', '.join(sorted(found[1])) or 'no controllers'}" if found

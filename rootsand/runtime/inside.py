@@ -21,7 +21,7 @@ from rootsand.errors import ExitCode, RootsandError, printable
 from rootsand.linux import libc
 from rootsand.net import network
 from rootsand.runtime import channel, init, maps, mounts
-from rootsand.security import limits
+from rootsand.security import caps
 from rootsand.security.seccomp import compile as seccomp
 
 
@@ -138,7 +138,7 @@ def _pid1(runtime, plan, ties: tuple[int, int, int, int], report_fd: int, seccom
         # (mount points, protected paths' placeholders, overlay work dirs) must belong to the user.
         libc.setfsuid(plan.setup_uid)
         libc.setfsgid(plan.setup_gid)
-        everything = (1 << (limits.last_cap() + 1)) - 1
+        everything = (1 << (caps.last_cap() + 1)) - 1
         libc.capset(everything, everything, 0)  # a non-zero fsuid drops the file capabilities: take them back
     # A change of ids clears PDEATHSIG, so arm it only now; then make sure C did not die before that.
     libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -169,8 +169,8 @@ def _pid1(runtime, plan, ties: tuple[int, int, int, int], report_fd: int, seccom
     _stdio_to_null()  # PID 1 says nothing more; it must not hold the user's terminal
     # PID 1 only reaps and passes signals on from now: it keeps CAP_KILL (the command may run as
     # another id) and nothing else.
-    limits.drop_bounding_set(1 << limits.CAP_KILL)
-    libc.capset(1 << limits.CAP_KILL, 1 << limits.CAP_KILL, 0)
+    caps.drop_bounding_set(1 << caps.CAP_KILL)
+    libc.capset(1 << caps.CAP_KILL, 1 << caps.CAP_KILL, 0)
     return init.reap_until(command_pid)
 
 
@@ -253,7 +253,7 @@ def _exec_command(plan, report_fd: int, seccomp_filter, pty_slave: int | None) -
             from rootsand.runtime.terminal import attach_to_slave
 
             attach_to_slave(pty_slave)
-    limits.apply_rlimits(plan.limits.rlimits)
+    caps.apply_rlimits(plan.limits.rlimits)
     if plan.chdir:
         try:
             os.chdir(plan.chdir)
@@ -266,7 +266,7 @@ def _exec_command(plan, report_fd: int, seccomp_filter, pty_slave: int | None) -
 
     uid, gid = plan.run_uid, plan.run_gid
     keep = plan.capability_mask
-    limits.drop_bounding_set(keep)
+    caps.drop_bounding_set(keep)
     if (uid, gid) != (os.getuid(), os.getgid()):
         if keep and uid != 0:
             libc.prctl(libc.PR_SET_KEEPCAPS, 1)
@@ -281,8 +281,8 @@ def _exec_command(plan, report_fd: int, seccomp_filter, pty_slave: int | None) -
         libc.join_new_session_keyring()
     except OSError:
         pass
-    limits.set_capabilities(keep, ambient=uid != 0)
-    limits.no_new_privs()
+    caps.set_capabilities(keep, ambient=uid != 0)
+    caps.no_new_privs()
     argv = plan.argv
     channel.send(report_fd, stage="exec")  # the command starts now: a kill from here on is the command's
     if seccomp_filter is not None:

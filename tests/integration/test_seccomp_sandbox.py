@@ -21,7 +21,7 @@ import pytest
 
 import seccomp_probes as probes
 from conftest import sandbox
-from rootsand.security import limits
+from rootsand.security import cgroup
 from rootsand.security.seccomp import rules as seccomp_rules
 
 pyseccomp = pytest.importorskip("pyseccomp")
@@ -43,7 +43,7 @@ PROFILES = {
 
 def memory_cgroup() -> bool:
     """True when the launcher can put the sandbox in a memory cgroup: then memfds are counted, not refused."""
-    delegated = limits.delegated_cgroup()
+    delegated = cgroup.delegated_cgroup()
     return bool(delegated and "memory" in delegated[1])
 
 

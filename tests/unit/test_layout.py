@@ -18,15 +18,15 @@ CONFIG_EXCEPTIONS = {
     ("config.homerule", "guard.hostpaths"): "is_below: path arithmetic",
     ("config.plan", "guard.hostpaths"): "is_below: path arithmetic",
     ("config.plan", "security.seccomp.rules"): "Rule, HostArch, rules_for: the rules as data (pure)",
-    ("config.plan", "security.limits"): "Limits, plan_limits, describe_limits (the module also makes cgroups, "
-                                        "sets capabilities and imports libc)",
+    ("config.plan", "security.limits"): "Limits, plan_limits, describe_limits (pure)",
     ("config.profile", "security.seccomp.rules"): "SOCKET_FAMILIES (pure)",
     ("config.profile", "net.allowlist"): "parse_entry: checks allow_hosts entries",
     ("config.spec", "security.seccomp.rulefile"): "load_rule_file: a custom rule file (pure)",
     ("config.spec", "net.allowlist"): "checks --allow-host entries",
     ("config.spec", "ops.registry"): "runtime_dirs_in_use: rootsand's own directories (own_dirs)",
     ("config.host", "runtime.maps"): "read_sysctl: the host's facts",
-    ("config.host", "security.limits"): "delegated_cgroup, last_cap: the host's facts",
+    ("config.host", "security.cgroup"): "delegated_cgroup: the host's facts",
+    ("config.host", "security.caps"): "last_cap: the host's facts",
     ("config.host", "security.seccomp.rules"): "HostArch: the host's facts (pure)",
 }
 
