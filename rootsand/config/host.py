@@ -3,6 +3,7 @@
 import os
 import pwd
 
+from rootsand.config.model import CAPABILITIES
 from rootsand.runtime.maps import read_sysctl
 
 HELPER_DIRS = ("/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin")
@@ -59,7 +60,7 @@ def nesting() -> str | None:
     return None
 
 
-CAP_SETFCAP = 31
+CAP_SETFCAP = CAPABILITIES.index("CAP_SETFCAP")
 
 
 def _ids_without_setfcap() -> list[int] | None:

@@ -15,8 +15,8 @@ if False:  # for the type checkers only: importing typing costs start-up time on
 from rootsand.config import lookup, tomlfile
 from rootsand.errors import RootsandError
 from rootsand.config.model import (ALL_MOUNT_KEYS, ALL_NAMESPACES, BIND_TYPES, CAPABILITIES, DEFAULT_ENV_KEEP,
-                            DEFAULT_NAMESPACES, MOUNT_KEYS, NET_MODES, RLIMITS, SIZE_RLIMITS, Mount, Record,
-                            User, parse_duration, parse_publish, parse_size, parse_user, validate_hostname)
+                            DEFAULT_NAMESPACES, INT_MAX, MOUNT_KEYS, NET_MODES, RLIMITS, SIZE_RLIMITS, Mount,
+                            Record, User, parse_duration, parse_publish, parse_size, parse_user, validate_hostname)
 from rootsand.config.tomlfile import dump_toml, key_text, toml_value, type_name
 from rootsand.security.seccomp.rules import SOCKET_FAMILIES
 
@@ -24,7 +24,6 @@ __all__ = ["CAPABILITIES", "Mount", "Profile", "Variables", "dump_toml", "list_p
            "resolve_path", "to_toml", "toml_value"]
 
 MAX_EXTENDS_DEPTH = 16
-INT_MAX = 2**63 - 1  # rlimits and sizes end up in 64-bit kernel fields
 VARIABLE_NAMES = ("CWD", "HOME", "USER", "UID", "GID", "XDG_RUNTIME_DIR", "PROFILE_DIR")
 list_profiles = lookup.list_profiles
 resolve_path = lookup.resolve_path
