@@ -29,6 +29,11 @@ CONFIG_EXCEPTIONS = {
     ("config.host", "security.caps"): "last_cap: the host's facts",
     ("config.host", "security.seccomp.rules"): "HostArch: the host's facts (pure)",
 }
+# The parts of security/ that are plain data and planning: config/ may use them. They touch nothing of the
+# system: no libc, no libseccomp, no /proc.
+PURE_SECURITY = {"security.limits", "security.seccomp.rules", "security.seccomp.rulefile",
+                 "security.seccomp.syscall_names"}
+FACTS = "config.host"  # the one module of config/ that reads the host: it may use the rest of security/
 
 
 def _modules() -> dict[str, str]:
@@ -120,3 +125,46 @@ def test_runtime_never_imports_the_command_line():
 def test_only_the_entry_point_imports_the_command_line():
     assert sorted(module for module, deps in _imports().items() if _stage(module) != "cli"
                   and any(_stage(dep) == "cli" for dep in deps)) == ["__main__"]
+
+
+def test_config_uses_only_the_pure_parts_of_security():
+    assert sorted((module, dep) for module, deps in _imports().items() if _stage(module) == "config" and module != FACTS
+                  for dep in deps if _stage(dep) == "security" and dep not in PURE_SECURITY) == []
+
+
+def test_the_pure_security_modules_import_nothing_that_touches_the_system():
+    """Their rootsand imports (lazy ones too, and what those import) stay among themselves, the records of
+    config.model, config.tomlfile and errors; and neither ctypes nor an interface to the kernel is imported."""
+    graph = _imports()
+    allowed = PURE_SECURITY | {"config.model", "config.tomlfile", "errors", "rootsand"}  # rootsand: STARTED
+    reached, todo = set(), list(PURE_SECURITY)
+    while todo:
+        for dep in graph.get(todo.pop(), set()) - reached:
+            reached.add(dep)
+            todo.append(dep)
+    assert sorted(reached - allowed) == []
+    modules = _modules()
+    for module in sorted((PURE_SECURITY | reached) & set(modules)):
+        with open(modules[module]) as f:
+            tree = ast.parse(f.read())
+        names = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                 for alias in node.names}
+        names |= {(node.module or "").split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        assert sorted(names & {"ctypes", "termios", "resource", "fcntl", "pyseccomp"}) == [], module
+
+
+def test_planning_and_rule_files_load_no_system_interface(tmp_path):
+    """What the pure modules do, in a fresh interpreter: no ctypes (so no libc, no libseccomp) gets loaded."""
+    import subprocess
+    import sys
+
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[[rule]]\nsyscall = "ptrace"\n')
+    code = ("import sys\n"
+            "from rootsand.security import limits\n"
+            "from rootsand.security.seccomp import rulefile, rules\n"
+            "rules.rules_for(sys.argv[1], False, file_rules=rulefile.load_rule_file(sys.argv[1]))\n"
+            "limits.plan_limits(1 << 30, 100, 1.5, {}, {'memory'})\n"
+            "print(sorted(m for m in ('ctypes', 'termios', 'rootsand.linux.libc') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code, str(rules)], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
