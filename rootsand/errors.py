@@ -1,7 +1,10 @@
 """The one error type rootsand reports, and the exit statuses users rely on (CONTRACT.md)."""
 
-class ExitCode:
-    """The exit statuses, as plain ints."""
+import enum  # imported on every path anyway (re and signal import it)
+
+
+class ExitCode(enum.IntEnum):
+    """The exit statuses; each is the int itself (os._exit, sys.exit and JSON take it as it is)."""
 
     OK = 0
     TIMEOUT = 124

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""The seccomp probes: one table of system calls, each aimed at rules of `rootsand.security.seccomp.default_rules()`,
-run by both tests of the filter.
+"""The seccomp probes: one table of system calls, each aimed at rules of
+`rootsand.security.seccomp.rules.default_rules()`, run by both tests of the filter.
 
 - tests/unit/test_seccomp.py imports it and runs the table in forked children with the filter loaded
-  (rootsand.security.seccomp.prepare and install), and once without a filter: the kernel's own answers;
+  (rootsand.security.seccomp.compile's prepare and install), and once without a filter: the kernel's own answers;
 - tests/integration/test_seccomp_sandbox.py copies it into the sandbox's writable current directory and runs
   `python3 seccomp_probes.py --json --numbers '{...}'` inside `rootsand run`, with the filter and with
   `seccomp = "none"`.
@@ -103,7 +103,7 @@ class Call:
 
 @dataclass(frozen=True)
 class Probe(Call):
-    """A call that rules refuse: `targets` are those rules as (syscall, args) of rootsand.security.seccomp.Rule."""
+    """A call that rules refuse: `targets` are those rules as (syscall, args) of seccomp.rules.Rule."""
 
     errno: int = 0  # what the rules answer
     targets: tuple = ()
@@ -410,9 +410,9 @@ def run_all(numbers: dict, shm_max: int = SHM_MAX, only=None, extras=tuple(EXTRA
 
 def expected(rules, kernel: dict, shm_max: int = SHM_MAX) -> dict:
     """What each probe and twin answers under a filter of `rules` (objects with syscall, args and errno, like
-    rootsand.security.seccomp.Rule), given `kernel`, the answers without a filter: the errno of the rule that refuses
+    rootsand.security.seccomp.rules.Rule), given `kernel`, the answers without a filter: the errno of the rule that refuses
     a probe; the kernel's answer for a probe no rule refuses, and for every twin. (When two rules have the
-    same system call and arguments the later one wins, as in rootsand.security.seccomp.prepare.)"""
+    same system call and arguments the later one wins, as in rootsand.security.seccomp.compile.prepare.)"""
     errnos = {(rule.syscall, tuple(rule.args)): rule.errno for rule in rules}
     probes = table(shm_max)
     out = {}

@@ -3,6 +3,7 @@
 import os
 import pwd
 
+from rootsand.config.model import CAPABILITIES
 from rootsand.linux.procfs import read_sysctl
 
 HELPER_DIRS = ("/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin")
@@ -13,11 +14,11 @@ def facts(net_mode: str):
     from rootsand.config import idmap
     from rootsand.config.netmodes import MODES
     from rootsand.config.plan import HostFacts
-    from rootsand.security import limits
+    from rootsand.security import caps, cgroup as cgroups
 
     uid, gid = os.getuid(), os.getgid()
     name = user_name(uid)
-    cgroup = limits.delegated_cgroup()
+    cgroup = cgroups.delegated_cgroup()
     resolv = ""
     if MODES[net_mode].resolv_conf:  # the sandbox's own is made from it
         try:
@@ -34,8 +35,18 @@ def facts(net_mode: str):
         resolv_conf=resolv,
         inotify_instances=int(inotify[0]) if inotify[0] and inotify[0].isdigit() else None,
         inotify_watches=int(inotify[1]) if inotify[1] and inotify[1].isdigit() else None,
-        page_size=os.sysconf("SC_PAGE_SIZE"), last_cap=limits.last_cap(), nested=nesting(),
-        nested_ids=_ids_without_setfcap())
+        page_size=os.sysconf("SC_PAGE_SIZE"), last_cap=caps.last_cap(), nested=nesting(),
+        nested_ids=_ids_without_setfcap(), arch=arch())
+
+
+def arch():
+    """What the seccomp rules depend on in this architecture (seccomp.rules.HostArch)."""
+    import termios  # a built-in module: cheap, and the right ioctl numbers on every architecture
+
+    from rootsand.security.seccomp.rules import HostArch
+
+    return HostArch(machine=os.uname().machine, tiocsti=termios.TIOCSTI,
+                    tioclinux=getattr(termios, "TIOCLINUX", 0x541C))
 
 
 def nesting() -> str | None:
@@ -50,7 +61,7 @@ def nesting() -> str | None:
     return None
 
 
-CAP_SETFCAP = 31
+CAP_SETFCAP = CAPABILITIES.index("CAP_SETFCAP")
 
 
 def _ids_without_setfcap() -> list[int] | None:

@@ -19,7 +19,7 @@ from rootsand.config.netmodes import MODES
 from rootsand.errors import RootsandError
 from rootsand.guard.hostpaths import is_below
 from rootsand.security import limits
-from rootsand.security.seccomp import Rule
+from rootsand.security.seccomp.rules import HostArch, Rule
 
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
 PROC_READ_ONLY = ("sys", "sysrq-trigger", "irq", "bus")
@@ -51,9 +51,10 @@ class HostFacts(Record):
         "page_size": 4096, "last_cap": 40,
         "nested": None,  # why only one id can be mapped: inside a user namespace, no_new_privs set
         "nested_ids": None,  # then, [uid, gid] to map ourselves to where 0 cannot be (no CAP_SETFCAP)
+        "arch": HostArch,  # what the seccomp rules depend on in the architecture
     }
     __slots__ = tuple(FIELDS)
-    NESTED = {"subuids": idmap.SubidRange, "subgids": idmap.SubidRange}
+    NESTED = {"subuids": idmap.SubidRange, "subgids": idmap.SubidRange, "arch": HostArch}
 
 
 class MountStep(Record):
@@ -205,11 +206,12 @@ def plan(spec, facts: HostFacts) -> Plan:
     notes = ([ids.note] if ids.note else []) + list(spec.notes)
     mounts, home_guards, rule_protected, home_notes = plan_home(spec, spec.mounts)
     notes += home_notes
-    from rootsand.security.seccomp import rules_for
+    from rootsand.security.seccomp.rules import rules_for
 
     rules = rules_for(spec.seccomp, spec.nested_userns, file_rules=spec.seccomp_file_rules, net_mode=spec.net_mode,
                       setuid_bits=spec.setuid_bits, socket_families=tuple(spec.socket_families),
-                      limit_memfd=uncounted, shm_max=min(SHM_MAX, spec.memory) if uncounted else None)
+                      limit_memfd=uncounted, shm_max=min(SHM_MAX, spec.memory) if uncounted else None,
+                      arch=facts.arch)
     if rules is None:
         notes.append('the seccomp filter is off (security.seccomp = "none"): for debugging only')
     if the_limits.not_enforced:

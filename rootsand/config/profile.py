@@ -15,17 +15,16 @@ if False:  # for the type checkers only: importing typing costs start-up time on
 from rootsand.config import lookup, tomlfile
 from rootsand.errors import RootsandError
 from rootsand.config.model import (ALL_MOUNT_KEYS, ALL_NAMESPACES, BIND_TYPES, CAPABILITIES, DEFAULT_ENV_KEEP,
-                            DEFAULT_NAMESPACES, MOUNT_KEYS, RLIMITS, SIZE_RLIMITS, Mount, Record,
+                            DEFAULT_NAMESPACES, INT_MAX, MOUNT_KEYS, RLIMITS, SIZE_RLIMITS, Mount, Record,
                             User, parse_duration, parse_publish, parse_size, parse_user, validate_hostname)
 from rootsand.config.netmodes import MODES, NET_MODES, modes_with, one_of
 from rootsand.config.tomlfile import dump_toml, key_text, toml_value, type_name
-from rootsand.security.seccomp import SOCKET_FAMILIES
+from rootsand.security.seccomp.rules import SOCKET_FAMILIES
 
 __all__ = ["CAPABILITIES", "Mount", "Profile", "Variables", "dump_toml", "list_profiles", "load", "parse_size",
            "resolve_path", "to_toml", "toml_value"]
 
 MAX_EXTENDS_DEPTH = 16
-INT_MAX = 2**63 - 1  # rlimits and sizes end up in 64-bit kernel fields
 VARIABLE_NAMES = ("CWD", "HOME", "USER", "UID", "GID", "XDG_RUNTIME_DIR", "PROFILE_DIR")
 list_profiles = lookup.list_profiles
 resolve_path = lookup.resolve_path

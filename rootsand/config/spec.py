@@ -172,7 +172,7 @@ def from_profile(profile, options, host_env: dict[str, str], cwd: str, cpu_count
     seccomp_file_rules = []
     if profile.seccomp not in ("default", "none"):
         _check_rule_file_is_out_of_reach(profile.seccomp, mounts, cwd)
-        from rootsand.security.seccomp import load_rule_file
+        from rootsand.security.seccomp.rulefile import load_rule_file
 
         seccomp_file_rules = load_rule_file(profile.seccomp)
     return SandboxSpec(

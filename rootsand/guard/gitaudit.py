@@ -80,7 +80,9 @@ class Audit:
                 except (FileNotFoundError, NotADirectoryError):
                     continue  # a bind that did not happen (its error was said)
                 except OSError as e:
-                    self.say(f"could not check {top} for planted git repositories: {e.strerror}")
+                    from rootsand.linux.libc import reason
+
+                    self.say(f"could not check {top} for planted git repositories: {reason(e)}")
                     continue
                 self.walk(fd, top)
         finally:
@@ -408,7 +410,9 @@ def check_git_dir(path: str, since: float) -> list[str]:
     try:
         fd = _open_dir(parent)
     except OSError as e:
-        return [f"could not check {path}: {e.strerror}: do not run git there before you have looked"]
+        from rootsand.linux.libc import reason
+
+        return [f"could not check {path}: {reason(e)}: do not run git there before you have looked"]
     try:
         audit.git_dir(fd, parent, name)
     except Exception as e:  # noqa: BLE001 - a check that fails must say so

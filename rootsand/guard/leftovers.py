@@ -340,7 +340,9 @@ def quarantine(path: str, why: str) -> str:
     try:
         parent_fd = hostpaths.open_nofollow(parent, os.O_PATH | os.O_DIRECTORY)
     except OSError as e:
-        return printable(f"{path} {why}, and could not be moved aside ({e.strerror}): look at it before you use it")
+        from rootsand.linux.libc import reason
+
+        return printable(f"{path} {why}, and could not be moved aside ({reason(e)}): look at it before you use it")
     try:
         aside = aside_name(parent_fd, name, time.strftime("%Y%m%d-%H%M%S"))
         os.rename(name, aside, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)

@@ -109,7 +109,9 @@ def own_files(tops: list[str], own_uid: int, own_gid: int) -> tuple[list[str], l
         except FileNotFoundError:
             continue  # not there (an optional bind): nothing to check
         except OSError as e:
-            unchecked.append(f"{top}: {e.strerror}")
+            from rootsand.linux.libc import reason
+
+            unchecked.append(f"{top}: {reason(e)}")
             continue
         try:
             st = os.fstat(ref)

@@ -1,12 +1,14 @@
 """Thin ctypes wrappers for the system calls Python 3.11 lacks.
 
-Every wrapper raises OSError naming the call and its path, so that a failure deep in setup can
-become one readable `rootsand: error:` line.
+Every C function here is declared with its argument and result types and checked by one errcheck: a failure
+raises OSError(errno, strerror, filename), where filename names the call and its path, "mount(/x)", so that
+a failure deep in setup can become one readable `rootsand: error:` line ("mount(/x): Operation not
+permitted"; reason() says it so after a message's own subject).
 """
 
 import ctypes
+import errno
 import os
-import sys
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -29,9 +31,6 @@ NAMESPACE_FLAGS = {
     "pid": CLONE_NEWPID,
     "time": CLONE_NEWTIME,
 }
-# The names of the links under /proc/PID/ns/ for each namespace.
-NAMESPACE_LINKS = {"user": "user", "mount": "mnt", "uts": "uts", "ipc": "ipc", "net": "net",
-                   "cgroup": "cgroup", "pid": "pid", "time": "time"}
 
 MS_NOSUID = 0x2
 MS_NODEV = 0x4
@@ -51,78 +50,157 @@ PR_CAP_AMBIENT_RAISE = 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 
-def oserror(call: str, path: str | None = None) -> OSError:
-    """An OSError for the errno ctypes saved, naming the call (and path) that failed."""
-    err = ctypes.get_errno()
-    what = f"{call}({path})" if path is not None else call
-    return OSError(err, f"{what}: {os.strerror(err)}")
+class CallName(str):
+    """The filename of an OSError raised here: the call, and the path it was about, as in "mount(/x)"."""
 
 
-def _check(result: int, call: str, path: str | None = None) -> int:
+def reason(e: OSError) -> str:
+    """What failed, for a message that has named its own subject: "mount(/x): Operation not permitted" for
+    a call here, the strerror alone for any other OSError (whose filename is that subject)."""
+    if isinstance(e.filename, CallName):
+        return f"{e.filename}: {e.strerror}"
+    return e.strerror or str(e)
+
+
+def _error(err: int, call: str, subject=None, strerror: str | None = None) -> OSError:
+    return OSError(err, strerror or os.strerror(err), CallName(call if subject is None else f"{call}({subject})"))
+
+
+def _check(result: int, function, arguments: tuple) -> int:
+    """The errcheck of every function here: a negative result is a failure, and errno says which."""
     if result < 0:
-        raise oserror(call, path)
+        raise _error(ctypes.get_errno(), function.__name__, function.subject(arguments) if function.subject else None)
     return result
 
 
+def _declare(name: str, argtypes: tuple, subject=None, check: bool = True):
+    """The C library's `name`, typed; subject(arguments): what a failure names besides the call."""
+    function = getattr(_libc, name)
+    function.argtypes, function.restype, function.subject = argtypes, ctypes.c_int, subject
+    if check:
+        function.errcheck = _check
+    return function
+
+
+def _system_call(name: str, argtypes: tuple, subject=None):
+    """syscall(2) typed for the call `name`, whose number is its first argument: for the calls glibc has no
+    wrapper for, or only recent ones."""
+    function = ctypes.CFUNCTYPE(ctypes.c_long, ctypes.c_long, *argtypes, use_errno=True)(("syscall", _libc))
+    function.__name__, function.errcheck, function.subject = name, _check, subject
+    return function
+
+
+class _Functions:
+    """The typed C functions, each made on its first use: ctypes' types take ~40 us a function to make, and a
+    process uses a few. After `_c.add(name, make)`, `_c.name` is make()'s function."""
+
+    def __init__(self):
+        self._makers = {}
+
+    def add(self, name: str, make) -> None:
+        self._makers[name] = make
+
+    def __getattr__(self, name: str):
+        if name not in self._makers:
+            raise AttributeError(name)
+        function = self._makers[name]()
+        setattr(self, name, function)
+        return function
+
+
+_c = _Functions()
+
+
+def _about(what: str | None, function, *arguments) -> int:
+    """function(*arguments), for a call on file descriptors: a failure names `what`, the path behind them."""
+    try:
+        return function(*arguments)
+    except OSError as e:
+        raise _error(e.errno, function.__name__, what) from None
+
+
+class _Text:
+    """A char * argument: a str (as UTF-8), bytes, or None for NULL."""
+
+    @staticmethod
+    def from_param(value):
+        return value.encode() if isinstance(value, str) else value
+
+
+_int, _uint, _ulong, _size = ctypes.c_int, ctypes.c_uint, ctypes.c_ulong, ctypes.c_size_t
+
+_c.add("unshare", lambda: _declare("unshare", (_int,)))
+_c.add("setns", lambda: _declare("setns", (_int, _int)))
+_c.add("mount", lambda: _declare("mount", (_Text, _Text, _Text, _ulong, _Text), lambda a: a[1]))
+_c.add("umount2", lambda: _declare("umount2", (_Text, _int), lambda a: a[0]))
+_c.add("pivot_root", lambda: _declare("pivot_root", (_Text, _Text), lambda a: a[0]))
+_c.add("prctl", lambda: _declare("prctl", (_int, _ulong, _ulong, _ulong, _ulong)))
+_c.add("sethostname", lambda: _declare("sethostname", (_Text, _size)))
+_c.add("setgroups", lambda: _declare("setgroups", (_size, ctypes.c_void_p)))
+# setfsuid and setfsgid return the previous id and never fail: no errcheck
+_c.add("setfsuid", lambda: _declare("setfsuid", (_uint,), check=False))
+_c.add("setfsgid", lambda: _declare("setfsgid", (_uint,), check=False))
+
+
 def unshare(flags: int) -> None:
-    _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
+    _c.unshare(flags)
 
 
 _SYS_KEYCTL = {"x86_64": 250, "aarch64": 219, "riscv64": 219, "ppc64le": 271, "s390x": 280}
 KEYCTL_JOIN_SESSION_KEYRING = 1
+_c.add("keyctl", lambda: _system_call("keyctl", (_int, _Text)))
 
 
-def join_new_session_keyring() -> bool:
-    """A fresh anonymous session keyring for this process and its children (False where unknown)."""
+def join_new_session_keyring() -> None:
+    """A fresh anonymous session keyring for this process and its children (ENOSYS where the call's number
+    is not known here)."""
     number = _SYS_KEYCTL.get(os.uname().machine)
     if number is None:
-        return False
-    return _libc.syscall(ctypes.c_long(number), ctypes.c_int(KEYCTL_JOIN_SESSION_KEYRING), None) >= 0
+        raise _error(errno.ENOSYS, "keyctl")
+    _c.keyctl(number, KEYCTL_JOIN_SESSION_KEYRING, None)
 
 
 def setns(fd: int, nstype: int) -> None:
-    _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
+    _c.setns(fd, nstype)
 
 
 def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
-    enc = lambda s: s.encode() if s is not None else None  # noqa: E731
-    result = _libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data))
-    _check(result, "mount", target)
+    _c.mount(source, target, fstype, flags, data)
 
 
 def umount2(target: str, flags: int = 0) -> None:
-    _check(_libc.umount2(target.encode(), ctypes.c_int(flags)), "umount2", target)
+    _c.umount2(target, flags)
 
 
 def pivot_root(new_root: str, put_old: str) -> None:
     """glibc exports pivot_root since 2.34; older ones have no wrapper, and guessing numbers is worse."""
     try:
-        call = _libc.pivot_root
+        call = _c.pivot_root
     except AttributeError:
-        raise OSError(0, "pivot_root: this C library has no pivot_root (glibc 2.34 or later is needed)") from None
-    _check(call(new_root.encode(), put_old.encode()), "pivot_root", new_root)
+        raise _error(errno.ENOSYS, "pivot_root", strerror="this C library has no pivot_root "
+                                                          "(glibc 2.34 or later is needed)") from None
+    call(new_root, put_old)
 
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
-    return _check(_libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3),
-                              ctypes.c_ulong(arg4), ctypes.c_ulong(arg5)), "prctl")
+    return _c.prctl(option, arg2, arg3, arg4, arg5)
 
 
 def sethostname(name: str) -> None:
     raw = name.encode()
-    _check(_libc.sethostname(raw, ctypes.c_size_t(len(raw))), "sethostname")
+    _c.sethostname(raw, len(raw))
 
 
 def setfsuid(uid: int) -> None:
-    _libc.setfsuid(ctypes.c_uint(uid))  # returns the previous id, never an error
+    _c.setfsuid(uid)
 
 
 def setfsgid(gid: int) -> None:
-    _libc.setfsgid(ctypes.c_uint(gid))
+    _c.setfsgid(gid)
 
 
 def setgroups_empty() -> None:
-    _check(_libc.setgroups(ctypes.c_size_t(0), None), "setgroups")
+    _c.setgroups(0, None)
 
 
 # The mount API of Linux 5.2+ and openat2 of 5.6 (the same numbers on every architecture): mounts built
@@ -150,59 +228,72 @@ class _MountAttr(ctypes.Structure):
                 ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
 
 
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+# A system call's arguments after its number: a[1] is the first. open_tree, move_mount and mount_setattr on
+# a file descriptor name what the caller says it stands for (_about).
+_c.add("mount_setattr", lambda: _system_call("mount_setattr", (_int, _Text, _uint, ctypes.POINTER(_MountAttr), _size),
+                                             lambda a: a[2]))
+_c.add("openat2", lambda: _system_call("openat2", (_int, _Text, ctypes.POINTER(_OpenHow), _size), lambda a: a[2]))
+_c.add("open_tree", lambda: _system_call("open_tree", (_int, _Text, _uint)))
+_c.add("move_mount", lambda: _system_call("move_mount", (_int, _Text, _int, _Text, _uint)))
+_c.add("fsopen", lambda: _system_call("fsopen", (_Text, _uint), lambda a: a[1]))
+_c.add("fsconfig", lambda: _system_call("fsconfig", (_int, _uint, _Text, _Text, _int),
+                                        lambda a: f"{a[3]}={a[4]}" if a[3] else None))
+_c.add("fsmount", lambda: _system_call("fsmount", (_int, _uint, _uint)))
+
+
 def mount_setattr(path: str, attr_set: int, recursive: bool = True) -> None:
     attr = _MountAttr(attr_set, 0, 0, 0)
-    flags = AT_RECURSIVE if recursive else 0
-    _check(_libc.syscall(ctypes.c_long(_SYS_MOUNT_SETATTR), ctypes.c_int(AT_FDCWD), path.encode(),
-                         ctypes.c_uint(flags), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))),
-           "mount_setattr", path)
+    _c.mount_setattr(_SYS_MOUNT_SETATTR, AT_FDCWD, path, AT_RECURSIVE if recursive else 0, attr, ctypes.sizeof(attr))
 
 
 def mount_setattr_fd(fd: int, attr_set: int, recursive: bool = True, what: str | None = None) -> None:
     """mount_setattr on the mount `fd` refers to (a detached tree from open_tree or fsmount, say)."""
     attr = _MountAttr(attr_set, 0, 0, 0)
     flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
-    _check(_libc.syscall(ctypes.c_long(_SYS_MOUNT_SETATTR), ctypes.c_int(fd), b"",
-                         ctypes.c_uint(flags), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))),
-           "mount_setattr", what)
-
-
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+    _about(what, _c.mount_setattr, _SYS_MOUNT_SETATTR, fd, "", flags, attr, ctypes.sizeof(attr))
 
 
 def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
     """openat2(2): `resolve` says which links may be followed (RESOLVE_NO_SYMLINKS: none at all)."""
     how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
-    return _check(_libc.syscall(ctypes.c_long(_SYS_OPENAT2), ctypes.c_int(dirfd), path.encode(), ctypes.byref(how),
-                                ctypes.c_size_t(ctypes.sizeof(how))), "openat2", path)
+    return _c.openat2(_SYS_OPENAT2, dirfd, path, how, ctypes.sizeof(how))
 
 
 def open_tree(dirfd: int, path: str, flags: int, what: str | None = None) -> int:
     """A detached copy (OPEN_TREE_CLONE) of the mount tree at dirfd/path, as a file descriptor."""
-    return _check(_libc.syscall(ctypes.c_long(_SYS_OPEN_TREE), ctypes.c_int(dirfd), path.encode(),
-                                ctypes.c_uint(flags | os.O_CLOEXEC)), "open_tree", what or path)
+    return _about(what or path, _c.open_tree, _SYS_OPEN_TREE, dirfd, path, flags | os.O_CLOEXEC)
 
 
 def move_mount(from_fd: int, to_fd: int, what: str | None = None) -> None:
     """Attach the mount `from_fd` refers to onto the file or directory `to_fd` refers to."""
-    _check(_libc.syscall(ctypes.c_long(_SYS_MOVE_MOUNT), ctypes.c_int(from_fd), b"", ctypes.c_int(to_fd), b"",
-                         ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)), "move_mount", what)
+    flags = MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH
+    _about(what, _c.move_mount, _SYS_MOVE_MOUNT, from_fd, "", to_fd, "", flags)
 
 
 def fsopen(fstype: str) -> int:
-    return _check(_libc.syscall(ctypes.c_long(_SYS_FSOPEN), fstype.encode(), ctypes.c_uint(1)), "fsopen", fstype)
+    return _c.fsopen(_SYS_FSOPEN, fstype, 1)
 
 
 def fsconfig(fd: int, cmd: int, key: str | None = None, value: str | None = None) -> None:
-    _check(_libc.syscall(ctypes.c_long(_SYS_FSCONFIG), ctypes.c_int(fd), ctypes.c_uint(cmd),
-                         key.encode() if key else None, value.encode() if value is not None else None,
-                         ctypes.c_int(0)), "fsconfig", f"{key}={value}" if key else None)
+    _c.fsconfig(_SYS_FSCONFIG, fd, cmd, key or None, value, 0)
 
 
 def fsmount(fd: int, attrs: int = 0) -> int:
-    return _check(_libc.syscall(ctypes.c_long(_SYS_FSMOUNT), ctypes.c_int(fd), ctypes.c_uint(1), ctypes.c_uint(attrs)),
-                  "fsmount")
+    return _c.fsmount(_SYS_FSMOUNT, fd, 1, attrs)
+
+
+_c.add("syscall", lambda: _system_call("syscall", (ctypes.c_long,) * 6))
+
+
+def syscall(number: int, *args: int) -> int:
+    """System call `number` with up to six integer arguments (what the kernel does not read is 0): for
+    probes of whether the kernel has a call at all."""
+    words = [a - (1 << 64) if a >= 1 << 63 else a for a in args]  # unsigned 64-bit values as C longs
+    return _c.syscall(number, *words, *[0] * (6 - len(words)))
 
 
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
@@ -216,6 +307,9 @@ class _CapData(ctypes.Structure):
     _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
 
 
+_c.add("capset", lambda: _declare("capset", (ctypes.POINTER(_CapHeader), ctypes.POINTER(_CapData))))
+
+
 def capset(effective: int, permitted: int, inheritable: int) -> None:
     """Set this thread's capability sets, each a 64-bit mask."""
     header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
@@ -225,23 +319,36 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
         data[i].effective = (effective >> shift) & 0xFFFFFFFF
         data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
         data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
-    _check(_libc.capset(ctypes.byref(header), data), "capset")
+    _c.capset(header, data)
 
 
 STATX_BTIME = 0x800
 AT_SYMLINK_NOFOLLOW = 0x100
 
 
+class _StatxTimestamp(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_int64), ("tv_nsec", ctypes.c_uint32), ("_reserved", ctypes.c_int32)]
+
+
+class _Statx(ctypes.Structure):
+    """struct statx (linux/stat.h), 256 bytes; the fields after the timestamps are not read here."""
+
+    _fields_ = [("mask", ctypes.c_uint32), ("blksize", ctypes.c_uint32), ("attributes", ctypes.c_uint64),
+                ("nlink", ctypes.c_uint32), ("uid", ctypes.c_uint32), ("gid", ctypes.c_uint32),
+                ("mode", ctypes.c_uint16), ("_spare0", ctypes.c_uint16), ("ino", ctypes.c_uint64),
+                ("size", ctypes.c_uint64), ("blocks", ctypes.c_uint64), ("attributes_mask", ctypes.c_uint64),
+                ("atime", _StatxTimestamp), ("btime", _StatxTimestamp), ("ctime", _StatxTimestamp),
+                ("mtime", _StatxTimestamp), ("_rest", ctypes.c_uint8 * 128)]
+
+
+_c.add("statx", lambda: _declare("statx", (_int, _Text, _int, _uint, ctypes.POINTER(_Statx)), lambda a: a[1]))
+
+
 def birth_time(dir_fd: int, name: str) -> float | None:
     """When dir_fd/name (not followed if a link) was created, from statx(2); None where the file system
     does not record it."""
-    buffer = ctypes.create_string_buffer(256)
-    if _libc.statx(ctypes.c_int(dir_fd), name.encode(), ctypes.c_int(AT_SYMLINK_NOFOLLOW),
-                   ctypes.c_uint(STATX_BTIME), buffer) != 0:
-        raise oserror("statx", name)
-    mask = int.from_bytes(buffer.raw[0:4], sys.byteorder)
-    if not mask & STATX_BTIME:
+    buffer = _Statx()
+    _c.statx(dir_fd, name, AT_SYMLINK_NOFOLLOW, STATX_BTIME, buffer)
+    if not buffer.mask & STATX_BTIME:
         return None
-    seconds = int.from_bytes(buffer.raw[80:88], sys.byteorder, signed=True)
-    nanoseconds = int.from_bytes(buffer.raw[88:92], sys.byteorder)
-    return seconds + nanoseconds / 1e9
+    return buffer.btime.tv_sec + buffer.btime.tv_nsec / 1e9

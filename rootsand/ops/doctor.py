@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from rootsand.config import host, idmap
 from rootsand.linux import libc, procfs
 from rootsand.runtime import maps
-from rootsand.security import limits
+from rootsand.security import cgroup
 
 OK, DEGRADED, MISSING = "ok", "degraded", "missing"
 
@@ -183,7 +183,7 @@ def _overlay() -> list[Check]:
 
 
 def _cgroup() -> Check:
-    found = limits.delegated_cgroup()
+    found = cgroup.delegated_cgroup()
     if found and {"memory", "pids"} <= found[1]:
         return Check("cgroup v2", OK, f"delegated {found[0]} with {', '.join(sorted(found[1]))}")
     detail = (f"{found[0]} offers only {', '.join(sorted(found[1])) or 'no controllers'}" if found
@@ -194,10 +194,11 @@ def _cgroup() -> Check:
 
 def _seccomp() -> Check:
     from rootsand.errors import RootsandError
-    from rootsand.security import seccomp
+    from rootsand.security.seccomp.compile import prepare
+    from rootsand.security.seccomp.rules import default_rules
 
     try:
-        seccomp.prepare(seccomp.default_rules(nested_userns=True))
+        prepare(default_rules(nested_userns=True))
     except RootsandError as e:
         return Check("seccomp", MISSING, e.message, e.hint or "")
     return Check("seccomp", OK, "libseccomp builds the default filter")

@@ -56,7 +56,7 @@ def exec_in(name: str, command: list[str], env: list[str], user: str | None, chd
     capabilities, no_new_privs, rlimits and seccomp filter."""
     from rootsand.config.model import parse_env_assignment, parse_user
     from rootsand.config.plan import Plan
-    from rootsand.security import seccomp
+    from rootsand.security.seccomp import compile as seccomp
 
     entry = registry.find(name)
     plan = Plan.from_json(entry["plan"])

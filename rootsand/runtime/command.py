@@ -16,7 +16,8 @@ import os
 from rootsand.errors import ExitCode, RootsandError
 from rootsand.linux import libc
 from rootsand.runtime import channel, init
-from rootsand.security import limits, seccomp
+from rootsand.security import caps
+from rootsand.security.seccomp import compile as seccomp
 
 
 def switch_ids(uid: int, gid: int) -> None:
@@ -39,7 +40,7 @@ def exec_command(plan, report_fd: int, seccomp_filter, pty_slave: int | None) ->
             from rootsand.runtime.terminal import attach_to_slave
 
             attach_to_slave(pty_slave)
-    limits.apply_rlimits(plan.limits.rlimits)
+    caps.apply_rlimits(plan.limits.rlimits)
     if plan.chdir:
         try:
             os.chdir(plan.chdir)
@@ -52,7 +53,7 @@ def exec_command(plan, report_fd: int, seccomp_filter, pty_slave: int | None) ->
 
     uid, gid = plan.run_uid, plan.run_gid
     keep = plan.capability_mask
-    limits.drop_bounding_set(keep)
+    caps.drop_bounding_set(keep)
     if (uid, gid) != (os.getuid(), os.getgid()):
         if keep and uid != 0:
             libc.prctl(libc.PR_SET_KEEPCAPS, 1)
@@ -61,10 +62,14 @@ def exec_command(plan, report_fd: int, seccomp_filter, pty_slave: int | None) ->
         except OSError as e:
             raise RootsandError(f"cannot run as {uid}:{gid} inside the sandbox: {e.strerror}") from None
     # Keyrings are not namespaced: the caller's session keyring (Kerberos tickets, tokens) is not the
-    # command's. seccomp refuses keyctl anyway; this is the wall behind it.
-    libc.join_new_session_keyring()
-    limits.set_capabilities(keep, ambient=uid != 0)
-    limits.no_new_privs()
+    # command's. seccomp refuses keyctl anyway; this is the wall behind it, and its failure (an outer filter
+    # refusing keyctl, an architecture whose number libc.py lacks) leaves the run to that filter.
+    try:
+        libc.join_new_session_keyring()
+    except OSError:
+        pass
+    caps.set_capabilities(keep, ambient=uid != 0)
+    caps.no_new_privs()
     argv = plan.argv
     channel.send(report_fd, stage="exec")  # the command starts now: a kill from here on is the command's
     if seccomp_filter is not None:

@@ -20,7 +20,8 @@ from rootsand.linux import libc, procfs
 from rootsand.net import network
 from rootsand.runtime import channel, child, command, init
 from rootsand.runtime.fs.build import FileSystem
-from rootsand.security import limits, seccomp
+from rootsand.security import caps
+from rootsand.security.seccomp import compile as seccomp
 
 
 def child_main(runtime, launcher_pid: int, go_fd: int, report_fd: int) -> None:
@@ -99,7 +100,7 @@ def _pid1(runtime, plan, ties: tuple[int, int, int, int], report_fd: int, seccom
         # (mount points, protected paths' placeholders, overlay work dirs) must belong to the user.
         libc.setfsuid(plan.setup_uid)
         libc.setfsgid(plan.setup_gid)
-        everything = (1 << (limits.last_cap() + 1)) - 1
+        everything = (1 << (caps.last_cap() + 1)) - 1
         libc.capset(everything, everything, 0)  # a non-zero fsuid drops the file capabilities: take them back
     # A change of ids clears PDEATHSIG, so arm it only now; then make sure C did not die before that.
     libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -131,8 +132,8 @@ def _pid1(runtime, plan, ties: tuple[int, int, int, int], report_fd: int, seccom
     _stdio_to_null()  # PID 1 says nothing more; it must not hold the user's terminal
     # PID 1 only reaps and passes signals on from now: it keeps CAP_KILL (the command may run as
     # another id) and nothing else.
-    limits.drop_bounding_set(1 << limits.CAP_KILL)
-    libc.capset(1 << limits.CAP_KILL, 1 << limits.CAP_KILL, 0)
+    caps.drop_bounding_set(1 << caps.CAP_KILL)
+    libc.capset(1 << caps.CAP_KILL, 1 << caps.CAP_KILL, 0)
     return init.reap_until(command_pid)
 
 

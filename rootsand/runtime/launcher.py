@@ -32,7 +32,7 @@ from rootsand.linux import libc, procfs
 from rootsand.net.backend import backend_for
 from rootsand.ops import registry
 from rootsand.runtime import channel, init, maps
-from rootsand.security import limits
+from rootsand.security import cgroup, limits
 
 # A signal that arrives before PID 1 exists ends the launcher; later ones are passed on to the command.
 TERMINATING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
@@ -70,13 +70,13 @@ def run(the_plan, json_status: str | None = None, verbose: bool = False, debug: 
         for line in limits.describe_limits(the_plan.limits, the_plan.memory):
             print(f"rootsand: limits: {line}", file=sys.stderr, flush=True)
     if the_plan.cgroup_parent:
-        runtime.cgroup_dir = limits.make_cgroup(the_plan.cgroup_parent, f"rootsand-{os.getpid()}",
+        runtime.cgroup_dir = cgroup.make_cgroup(the_plan.cgroup_parent, f"rootsand-{os.getpid()}",
                                                   the_plan.limits.cgroup)
     try:
         return Launcher(runtime, json_status).run()
     finally:
         if runtime.cgroup_dir:  # also when the launcher failed before its own cleanup could run
-            limits.remove_cgroup(runtime.cgroup_dir)
+            cgroup.remove_cgroup(runtime.cgroup_dir)
 
 
 def _since(tops) -> float:

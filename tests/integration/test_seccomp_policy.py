@@ -17,12 +17,12 @@ import pytest
 
 from conftest import assert_command_failed, command_stderr, sandbox
 
-from rootsand.security import limits
+from rootsand.security import cgroup
 
 
 def memory_cgroup() -> bool:
     """True when the launcher can put the sandbox in a memory cgroup: then memfds are counted, not refused."""
-    delegated = limits.delegated_cgroup()
+    delegated = cgroup.delegated_cgroup()
     return bool(delegated and "memory" in delegated[1])
 
 

@@ -21,7 +21,8 @@ import pytest
 
 import seccomp_probes as probes
 from conftest import sandbox
-from rootsand.security import limits, seccomp
+from rootsand.security import cgroup
+from rootsand.security.seccomp import rules as seccomp_rules
 
 pyseccomp = pytest.importorskip("pyseccomp")
 
@@ -42,17 +43,18 @@ PROFILES = {
 
 def memory_cgroup() -> bool:
     """True when the launcher can put the sandbox in a memory cgroup: then memfds are counted, not refused."""
-    delegated = limits.delegated_cgroup()
+    delegated = cgroup.delegated_cgroup()
     return bool(delegated and "memory" in delegated[1])
 
 
 def rules_of(name: str) -> list:
     """The rules the launcher builds for one of PROFILES (launcher._plan_security)."""
     uncounted = name == "strict" and not memory_cgroup()
-    return seccomp.default_rules(nested_userns=name != "strict", net_mode="host" if name == "loose" else "none",
-                                 setuid_bits=name == "loose",
-                                 socket_families=("AF_VSOCK",) if name == "vsock" else (),
-                                 limit_memfd=uncounted, shm_max=min(probes.SHM_MAX, MEMORY) if uncounted else None)
+    return seccomp_rules.default_rules(nested_userns=name != "strict", net_mode="host" if name == "loose" else "none",
+                                       setuid_bits=name == "loose",
+                                       socket_families=("AF_VSOCK",) if name == "vsock" else (),
+                                       limit_memfd=uncounted,
+                                       shm_max=min(probes.SHM_MAX, MEMORY) if uncounted else None)
 
 
 def profile(tmp_path, name: str, seccomp_none: bool = False) -> list[str]:

@@ -17,17 +17,23 @@ TOP_MODULES = {"__init__", "__main__", "errors"}
 CONFIG_EXCEPTIONS = {
     ("config.homerule", "guard.hostpaths"): "is_below: path arithmetic",
     ("config.plan", "guard.hostpaths"): "is_below: path arithmetic",
-    ("config.plan", "security.seccomp"): "Rule and default_rules: the rules as data (the module also compiles them)",
-    ("config.plan", "security.limits"): "Limits, plan_limits, describe_limits (the module also makes cgroups, "
-                                        "sets capabilities and imports libc)",
-    ("config.profile", "security.seccomp"): "SOCKET_FAMILIES",
+    ("config.plan", "security.seccomp.rules"): "Rule, HostArch, rules_for: the rules as data (pure)",
+    ("config.plan", "security.limits"): "Limits, plan_limits, describe_limits (pure)",
+    ("config.profile", "security.seccomp.rules"): "SOCKET_FAMILIES (pure)",
     ("config.profile", "net.allowlist"): "parse_entry: checks allow_hosts entries",
-    ("config.spec", "security.seccomp"): "load_rule_file: a custom rule file",
+    ("config.spec", "security.seccomp.rulefile"): "load_rule_file: a custom rule file (pure)",
     ("config.spec", "net.allowlist"): "checks --allow-host entries",
     ("config.spec", "ops.registry"): "runtime_dirs_in_use: rootsand's own directories (own_dirs)",
     ("config.host", "linux.procfs"): "read_sysctl: the host's facts",
-    ("config.host", "security.limits"): "delegated_cgroup, last_cap: the host's facts",
+    ("config.host", "security.cgroup"): "delegated_cgroup: the host's facts",
+    ("config.host", "security.caps"): "last_cap: the host's facts",
+    ("config.host", "security.seccomp.rules"): "HostArch: the host's facts (pure)",
 }
+# The parts of security/ that are plain data and planning: config/ may use them. They touch nothing of the
+# system: no libc, no libseccomp, no /proc.
+PURE_SECURITY = {"security.limits", "security.seccomp.rules", "security.seccomp.rulefile",
+                 "security.seccomp.syscall_names"}
+FACTS = "config.host"  # the one module of config/ that reads the host: it may use the rest of security/
 
 
 def _modules() -> dict[str, str]:
@@ -127,3 +133,58 @@ def test_the_runtime_reads_the_plan_never_the_profile_or_the_spec():
     allowed = {"config.plan", "config.model", "config.idmap", "config.host"}
     assert sorted((module, dep) for module, deps in _imports().items() if _stage(module) == "runtime"
                   for dep in deps if _stage(dep) == "config" and dep not in allowed) == []
+
+
+def test_config_uses_only_the_pure_parts_of_security():
+    assert sorted((module, dep) for module, deps in _imports().items() if _stage(module) == "config" and module != FACTS
+                  for dep in deps if _stage(dep) == "security" and dep not in PURE_SECURITY) == []
+
+
+def test_the_pure_security_modules_import_nothing_that_touches_the_system():
+    """Their rootsand imports (lazy ones too, and what those import) stay among themselves, the records of
+    config.model, config.tomlfile and errors; and neither ctypes nor an interface to the kernel is imported."""
+    graph = _imports()
+    # rootsand: STARTED; config.netmodes: the network modes as data (whether a mode leaves sockets open)
+    allowed = PURE_SECURITY | {"config.model", "config.netmodes", "config.tomlfile", "errors", "rootsand"}
+    reached, todo = set(), list(PURE_SECURITY)
+    while todo:
+        for dep in graph.get(todo.pop(), set()) - reached:
+            reached.add(dep)
+            todo.append(dep)
+    assert sorted(reached - allowed) == []
+    modules = _modules()
+    for module in sorted((PURE_SECURITY | reached) & set(modules)):
+        with open(modules[module]) as f:
+            tree = ast.parse(f.read())
+        names = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                 for alias in node.names}
+        names |= {(node.module or "").split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        assert sorted(names & {"ctypes", "termios", "resource", "fcntl", "pyseccomp"}) == [], module
+
+
+def test_planning_and_rule_files_load_no_system_interface(tmp_path):
+    """What the pure modules do, in a fresh interpreter: no ctypes (so no libc, no libseccomp) gets loaded."""
+    import subprocess
+    import sys
+
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[[rule]]\nsyscall = "ptrace"\n')
+    code = ("import sys\n"
+            "from rootsand.security import limits\n"
+            "from rootsand.security.seccomp import rulefile, rules\n"
+            "rules.rules_for(sys.argv[1], False, file_rules=rulefile.load_rule_file(sys.argv[1]))\n"
+            "limits.plan_limits(1 << 30, 100, 1.5, {}, {'memory'})\n"
+            "print(sorted(m for m in ('ctypes', 'termios', 'rootsand.linux.libc') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code, str(rules)], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_every_subpackage_is_installed():
+    """pyproject.toml lists the packages: one missing is absent from an installed rootsand (not from a checkout)."""
+    import tomllib
+
+    with open(os.path.join(os.path.dirname(PACKAGE), "pyproject.toml"), "rb") as f:
+        listed = set(tomllib.load(f)["tool"]["setuptools"]["packages"])
+    found = {"rootsand." + os.path.relpath(d, PACKAGE).replace(os.sep, ".") if d != PACKAGE else "rootsand"
+             for d, _, files in os.walk(PACKAGE) if "__init__.py" in files}
+    assert sorted(found - listed) == []

@@ -90,6 +90,19 @@ def test_planning_touches_nothing(where, monkeypatch):
     assert the_plan.name == "sandbox-4242" and the_plan.seccomp
 
 
+
+def test_the_plan_takes_the_architecture_from_the_facts(where, monkeypatch):
+    """The seccomp rules' architecture-specific numbers come from the facts, not from the host that plans."""
+    from rootsand.security.seccomp.rules import HostArch
+
+    asked = make_spec(where, "untrusted")
+    monkeypatch.setattr(os, "uname", lambda: pytest.fail("plan() asked the host for its architecture"))
+    s390 = plan.plan(asked, FACTS.replace(arch=HostArch(machine="s390x")))
+    ppc = plan.plan(asked, FACTS.replace(arch=HostArch(machine="ppc64le", tiocsti=0x80017472)))
+    assert [r.args[0][0] for r in s390.seccomp if r.syscall == "clone"] == [1]  # s390's clone: flags second
+    assert 0x80017472 in {r.args[0][3] for r in ppc.seccomp if r.syscall == "ioctl"}
+    assert plan.plan(asked, FACTS).seccomp == plan.plan(asked, FACTS).seccomp
+
 def test_cli_mounts_follow_the_profile_in_order_with_their_origin(where):
     the_plan = plan.plan(make_spec(where, binds=["/a:/x", "/b"], ro_binds=["rel:/y"], tmpfs=["/t"],
                                    overlays=["/o:/z"]), FACTS)

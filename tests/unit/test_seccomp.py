@@ -24,7 +24,7 @@ from hypothesis import given, strategies as st
 
 import seccomp_probes as probes
 from rootsand.errors import RootsandError
-from rootsand.security import seccomp
+from rootsand.security.seccomp import compile as seccomp_compile, rulefile, rules as seccomp_rules, syscall_names
 
 pyseccomp = pytest.importorskip("pyseccomp")
 
@@ -41,7 +41,7 @@ PLAIN = ("keyctl", "add_key", "request_key", "kexec_load", "kexec_file_load", "i
 MOUNT_API = ("open_tree", "move_mount", "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr")
 USERNS = ("unshare", "clone", "clone3")
 ALL_OPTIONS = {"limit_memfd": True, "shm_max": probes.SHM_MAX}  # every rule on (net_mode none, setuid_bits false)
-HAVE_FCHMODAT2 = seccomp._kernel_has("fchmodat2")  # Linux 6.6
+HAVE_FCHMODAT2 = seccomp_compile._kernel_has("fchmodat2")  # Linux 6.6
 
 
 class NativeNumbers(dict):
@@ -62,7 +62,7 @@ def with_errno(rule, number: int):
 def in_child(rules, function, cwd=None):
     """function()'s result, from a forked child in cwd after the launcher's last steps: no_new_privs, then the
     filter of `rules` (None: no filter at all, the kernel's own answers)."""
-    prepared = seccomp.prepare(rules) if rules is not None else None  # in the parent, as the launcher does
+    prepared = seccomp_compile.prepare(rules) if rules is not None else None  # in the parent, as the launcher does
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -73,7 +73,7 @@ def in_child(rules, function, cwd=None):
             if prepared is not None:
                 if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
                     raise OSError(ctypes.get_errno(), "prctl")
-                seccomp.install(prepared)
+                seccomp_compile.install(prepared)
             out = {"result": function()}
         except BaseException:
             out = {"error": traceback.format_exc()}
@@ -131,7 +131,7 @@ def by_name(rules):
 
 
 def test_default_rules_name_every_call():
-    rules = by_name(seccomp.default_rules(nested_userns=False))
+    rules = by_name(seccomp_rules.default_rules(nested_userns=False))
     for name in PLAIN:
         assert [(r.errno, r.args) for r in rules[name]] == [(errno.EPERM, ())], name
     for name in MOUNT_API:
@@ -145,7 +145,7 @@ def test_default_rules_name_every_call():
     assert [(r.errno, r.args) for r in rules["clone"]] == [(errno.EPERM, ((flags_arg, "MASKED_EQ", CLONE_NEWUSER,
                                                                             CLONE_NEWUSER),))]
     assert [(r.errno, r.args) for r in rules["clone3"]] == [(errno.ENOSYS, ())]
-    assert all(r.why for r in seccomp.default_rules(nested_userns=False))
+    assert all(r.why for r in seccomp_rules.default_rules(nested_userns=False))
 
 
 MOUNT_API = ("open_tree", "move_mount", "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr")
@@ -153,8 +153,8 @@ MOUNT_API = ("open_tree", "move_mount", "fsopen", "fsconfig", "fsmount", "fspick
 
 def test_user_namespace_and_mount_api_rules_only_without_nested_userns():
     """With nested user namespaces, rootsand inside builds its mounts with the new mount API."""
-    nested = by_name(seccomp.default_rules(nested_userns=True))
-    strict = by_name(seccomp.default_rules(nested_userns=False))
+    nested = by_name(seccomp_rules.default_rules(nested_userns=True))
+    strict = by_name(seccomp_rules.default_rules(nested_userns=False))
     assert not set(USERNS) & set(nested) and not set(MOUNT_API) & set(nested)
     assert set(strict) - set(nested) == set(USERNS) | set(MOUNT_API)
 
@@ -169,41 +169,42 @@ def refused_by(rules, syscall: str, args: tuple[int, ...]) -> bool:
 
 @given(st.integers(0, 0xFFFFFFFF))
 def test_personality_refuses_exactly_the_aslr_flags_but_not_the_query(value):
-    rules = seccomp.default_rules(nested_userns=True)
-    weakening = value & (seccomp.ADDR_NO_RANDOMIZE | seccomp.READ_IMPLIES_EXEC) != 0
+    rules = seccomp_rules.default_rules(nested_userns=True)
+    weakening = value & (seccomp_rules.ADDR_NO_RANDOMIZE | seccomp_rules.READ_IMPLIES_EXEC) != 0
     assert refused_by(rules, "personality", (value,)) == (weakening and value != 0xFFFFFFFF)
 
 
 def test_personality_values_next_to_the_query():
     # All bits but one: where a rule for a missing bit would let a weakening value through as "the query".
-    rules = seccomp.default_rules(nested_userns=True)
+    rules = seccomp_rules.default_rules(nested_userns=True)
     for bit in range(32):
         value = 0xFFFFFFFF ^ 1 << bit
-        weakening = value & (seccomp.ADDR_NO_RANDOMIZE | seccomp.READ_IMPLIES_EXEC) != 0
+        weakening = value & (seccomp_rules.ADDR_NO_RANDOMIZE | seccomp_rules.READ_IMPLIES_EXEC) != 0
         assert refused_by(rules, "personality", (value,)) == weakening, hex(value)
     assert not refused_by(rules, "personality", (0xFFFFFFFF,))
 
 
 def test_default_rules_do_not_import_pyseccomp():
     # Start-up time: only prepare() and load_rule_file() may pay for pyseccomp.
-    code = "import sys; from rootsand.security import seccomp; seccomp.default_rules(False); print('pyseccomp' in sys.modules)"
+    code = ("import sys; from rootsand.security.seccomp import rules; rules.default_rules(False); "
+            "print('pyseccomp' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
 
 def test_rules_for_profile_values(tmp_path):
-    assert seccomp.rules_for("none", False) is None
-    assert seccomp.rules_for("default", True) == seccomp.default_rules(True)
+    assert seccomp_rules.rules_for("none", False) is None
+    assert seccomp_rules.rules_for("default", True) == seccomp_rules.default_rules(True)
     path = tmp_path / "r.toml"
     path.write_text('[[rule]]\nsyscall = "uname"\n')
-    assert seccomp.rules_for(str(path), True, file_rules=seccomp.load_rule_file(str(path))) == (
-        seccomp.default_rules(True) + [seccomp.Rule("uname", errno.EPERM)])
+    assert seccomp_rules.rules_for(str(path), True, file_rules=rulefile.load_rule_file(str(path))) == (
+        seccomp_rules.default_rules(True) + [seccomp_rules.Rule("uname", errno.EPERM)])
 
 
 # ---------------------------------------------------------------------------------------------- prepare, install
 
 def test_prepare_builds_a_filter_for_native_and_compat_arches(tmp_path):
-    prepared = seccomp.prepare(seccomp.default_rules(nested_userns=False))
+    prepared = seccomp_compile.prepare(seccomp_rules.default_rules(nested_userns=False))
     with open(tmp_path / "f.bpf", "wb") as f:
         prepared.export_bpf(f)
     assert (tmp_path / "f.bpf").stat().st_size > 0
@@ -217,10 +218,10 @@ def test_prepare_builds_a_filter_for_native_and_compat_arches(tmp_path):
 
 def test_prepare_refuses_what_libseccomp_cannot_do():
     with pytest.raises(RootsandError, match="libseccomp does not know this system call"):
-        seccomp.prepare([seccomp.Rule("fooo", errno.EPERM)])
-    two_on_one_arg = seccomp.Rule("ioctl", errno.EPERM, ((1, "EQ", 1, 0), (1, "EQ", 2, 0)))
+        seccomp_compile.prepare([seccomp_rules.Rule("fooo", errno.EPERM)])
+    two_on_one_arg = seccomp_rules.Rule("ioctl", errno.EPERM, ((1, "EQ", 1, 0), (1, "EQ", 2, 0)))
     with pytest.raises(RootsandError, match=r"ioctl\(arg1 EQ 0x1, arg1 EQ 0x2\): libseccomp refused it") as e:
-        seccomp.prepare([two_on_one_arg])
+        seccomp_compile.prepare([two_on_one_arg])
     assert "seccomp = \"none\"" in e.value.hint
 
 
@@ -230,28 +231,28 @@ def test_install_turns_load_errors_into_rootsand_errors():
             raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
 
     with pytest.raises(RootsandError, match="cannot install the seccomp filter: Invalid argument") as e:
-        seccomp.install(Refused())
+        seccomp_compile.install(Refused())
     assert "CONFIG_SECCOMP_FILTER" in e.value.hint
 
 
 def test_socket_family_rules():
-    rules = by_name(seccomp.default_rules(nested_userns=True))
+    rules = by_name(seccomp_rules.default_rules(nested_userns=True))
     for call in ("socket", "socketpair"):
         assert sorted((r.errno, r.args, r.direct) for r in rules[call]) == sorted(
             (errno.EAFNOSUPPORT, ((0, "MASKED_EQ", 0xFFFFFFFF, family),), True) for family in (30, 38, 40, 41))
-    slirp = by_name(seccomp.default_rules(True, net_mode="slirp"))
+    slirp = by_name(seccomp_rules.default_rules(True, net_mode="slirp"))
     assert slirp["socket"] == rules["socket"] and slirp["socketpair"] == rules["socketpair"]
-    host = by_name(seccomp.default_rules(True, net_mode="host"))
+    host = by_name(seccomp_rules.default_rules(True, net_mode="host"))
     assert "socket" not in host and "socketpair" not in host
-    some = by_name(seccomp.default_rules(True, socket_families=("AF_ALG", "AF_VSOCK")))
+    some = by_name(seccomp_rules.default_rules(True, socket_families=("AF_ALG", "AF_VSOCK")))
     assert sorted(r.args[0][3] for r in some["socket"]) == sorted(r.args[0][3] for r in some["socketpair"]) == [30, 41]
-    assert "socket" not in by_name(seccomp.default_rules(True, socket_families=tuple(seccomp.SOCKET_FAMILIES)))
+    assert "socket" not in by_name(seccomp_rules.default_rules(True, socket_families=tuple(seccomp_rules.SOCKET_FAMILIES)))
     with pytest.raises(ValueError, match="AF_INET"):
-        seccomp.default_rules(True, socket_families=("AF_INET",))
+        seccomp_rules.default_rules(True, socket_families=("AF_INET",))
 
 
 def test_setuid_rules():
-    rules = by_name(seccomp.default_rules(nested_userns=True))
+    rules = by_name(seccomp_rules.default_rules(nested_userns=True))
     expected = {"chmod": 1, "fchmod": 1, "fchmodat": 2, "fchmodat2": 2, "open": 2, "openat": 3, "creat": 1,
                 "mknod": 1, "mknodat": 2}
     for call, index in expected.items():
@@ -260,33 +261,33 @@ def test_setuid_rules():
             (errno.EPERM, ((index, "MASKED_EQ", 0o4000, 0o4000),))], call
         assert all(r.optional == (call in ("chmod", "open", "creat", "mknod")) for r in rules[call])
     assert [(r.errno, r.args) for r in rules["openat2"]] == [(errno.ENOSYS, ())]
-    allowed = by_name(seccomp.default_rules(True, setuid_bits=True))
+    allowed = by_name(seccomp_rules.default_rules(True, setuid_bits=True))
     assert not (set(expected) | {"openat2"}) & set(allowed)
 
 
 def test_memory_rules():
-    plain = by_name(seccomp.default_rules(True))
+    plain = by_name(seccomp_rules.default_rules(True))
     assert not {"memfd_create", "memfd_secret", "shmget", "ipc"} & set(plain)
-    memfd = by_name(seccomp.default_rules(True, limit_memfd=True))
+    memfd = by_name(seccomp_rules.default_rules(True, limit_memfd=True))
     assert [(r.errno, r.args) for r in memfd["memfd_create"] + memfd["memfd_secret"]] == [(errno.ENOSYS, ())] * 2
     assert "shmget" not in memfd
-    shm = by_name(seccomp.default_rules(True, shm_max=1000))
+    shm = by_name(seccomp_rules.default_rules(True, shm_max=1000))
     assert "memfd_create" not in shm
     assert [(r.errno, r.args, r.direct) for r in shm["shmget"]] == [(errno.EINVAL, ((1, "GT", 1000, 0),), True)]
     assert [(r.errno, r.args, r.optional) for r in shm["ipc"]] == [
         (errno.EINVAL, ((0, "MASKED_EQ", 0xFFFF, 23), (2, "GT", 1000, 0)), True)]
     for bad in (-1, 1.5, True, "64M", 1 << 64):
         with pytest.raises(ValueError, match="shm_max"):
-            seccomp.default_rules(True, shm_max=bad)
-    assert all(r.why for r in seccomp.default_rules(False, **ALL_OPTIONS))
+            seccomp_rules.default_rules(True, shm_max=bad)
+    assert all(r.why for r in seccomp_rules.default_rules(False, **ALL_OPTIONS))
 
 
 def test_rules_for_passes_the_options_on():
     options = dict(net_mode="slirp", setuid_bits=True, socket_families=["AF_ALG"], limit_memfd=True, shm_max=5)
-    assert seccomp.rules_for("default", False, **options) == seccomp.default_rules(
+    assert seccomp_rules.rules_for("default", False, **options) == seccomp_rules.default_rules(
         False, **{**options, "socket_families": ("AF_ALG",)})
-    assert seccomp.rules_for("default", True) == seccomp.default_rules(True)
-    assert seccomp.rules_for("none", True, setuid_bits=True) is None
+    assert seccomp_rules.rules_for("default", True) == seccomp_rules.default_rules(True)
+    assert seccomp_rules.rules_for("none", True, setuid_bits=True) is None
 
 
 # ---------------------------------------------------------------------------------------------- the probe table
@@ -324,12 +325,12 @@ def test_every_rule_has_a_probe_and_every_probe_its_rules():
     # Both ways, for every combination of the options that add rules: each rule is some probe's target,
     # and each probe's targets are rules (with the errno it expects).
     for options in OPTION_SETS:
-        rules = seccomp.default_rules(**options)
+        rules = seccomp_rules.default_rules(**options)
         table = probes.table(options["shm_max"] or probes.SHM_MAX)
         targets = {target for probe in table for target in probe.targets}
         untested = [(r.syscall, r.args, r.why) for r in rules if key(r) not in targets]
         assert untested == [], (options, untested)
-    full = seccomp.default_rules(False, **ALL_OPTIONS)
+    full = seccomp_rules.default_rules(False, **ALL_OPTIONS)
     errnos = {key(r): r.errno for r in full}
     assert len(errnos) == len(full)  # no two rules with the same call and arguments
     table, twins = table_calls()
@@ -348,7 +349,7 @@ def test_every_rule_has_a_probe_and_every_probe_its_rules():
 def test_each_probe_meets_exactly_its_rules_and_each_twin_none():
     # The filter's comparisons evaluated on the probes' arguments: a probe's call matches its targets (and
     # no other rule, so a refusal names the rule); the benign twin matches no rule at all.
-    full = seccomp.default_rules(False, **ALL_OPTIONS)
+    full = seccomp_rules.default_rules(False, **ALL_OPTIONS)
     table, twins = table_calls()
     for probe in table:
         assert sorted(key(r) for r in rules_matching(full, probe)) == sorted(probe.targets), probe.name
@@ -371,14 +372,14 @@ def test_builtin_numbers_are_libseccomps():
 def test_expected_says_what_the_filter_answers():
     table, twins = table_calls()
     kernel = {c.name: 1000 + i for i, c in enumerate(table + twins)}
-    rules = seccomp.default_rules(True)
+    rules = seccomp_rules.default_rules(True)
     want = probes.expected(rules, kernel)
     assert want["ioctl TIOCSTI"] == errno.EPERM and want["open_tree"] == kernel["open_tree"]
     assert want["unshare CLONE_NEWUSER"] == kernel["unshare CLONE_NEWUSER"]  # nested_userns: no rule
     assert want["memfd_create"] == kernel["memfd_create"] and want["ioctl TCGETS"] == kernel["ioctl TCGETS"]
     assert probes.expected(rules, {**kernel, "open 4755": None})["open 4755"] is None  # no such call here
     # A later rule with the same call and arguments wins, as in prepare().
-    later = rules + [seccomp.Rule("keyctl", errno.EACCES)]
+    later = rules + [seccomp_rules.Rule("keyctl", errno.EACCES)]
     assert probes.expected(later, kernel)["keyctl"] == errno.EACCES
 
 
@@ -386,7 +387,7 @@ def test_expected_says_what_the_filter_answers():
 
 def test_each_probe_is_refused_by_its_own_rule(tmp_path, kernel):
     # Each rule with an errno of its own: a probe's answer says which rule refused it.
-    full = seccomp.default_rules(False, **ALL_OPTIONS)
+    full = seccomp_rules.default_rules(False, **ALL_OPTIONS)
     numbered = [with_errno(rule, 2000 + i) for i, rule in enumerate(full)]
     own = {key(rule): rule.errno for rule in numbered}
     got = run_table(numbered, tmp_path)
@@ -413,7 +414,7 @@ def test_the_filter_answers_each_probe(tmp_path, tmp_path_factory, name):
     # A probe whose rule is in the filter gets the rule's errno, everything else the kernel's own answer.
     options = FILTERS[name]
     shm_max = options.get("shm_max") or probes.SHM_MAX
-    rules = seccomp.default_rules(**options)
+    rules = seccomp_rules.default_rules(**options)
     kernel = run_table(None, tmp_path_factory.mktemp("kernel"), shm_max)
     got = run_table(rules, tmp_path, shm_max, extras=("getpid", "posix_spawn", "Seccomp"))
     assert {call: got[call] for call in kernel} == probes.expected(rules, kernel, shm_max)
@@ -447,12 +448,12 @@ def test_without_a_filter_the_kernel_answers_otherwise(kernel):
 
 def test_new_call_unknown_to_libseccomp(tmp_path, monkeypatch):
     # An older libseccomp (before 2.5.5) without fchmodat2 on a kernel (6.6+) that has it: by number, natively.
-    resolve = seccomp._resolve
-    monkeypatch.setattr(seccomp, "_resolve",
-                        lambda p, arch, name: -1 if name == "fchmodat2" else resolve(p, arch, name))
-    assert seccomp._syscall_known("fchmodat2", seccomp._known_arches())
-    rules = seccomp.default_rules(nested_userns=True)
-    sections = pfc_sections(seccomp.prepare(rules), tmp_path)
+    resolve = seccomp_compile._resolve
+    monkeypatch.setattr(seccomp_compile, "_resolve",
+                        lambda arch, name: -1 if name == "fchmodat2" else resolve(arch, name))
+    assert "fchmodat2" in syscall_names.NAMES  # a rule file may name it
+    rules = seccomp_rules.default_rules(nested_userns=True)
+    sections = pfc_sections(seccomp_compile.prepare(rules), tmp_path)
     native = {"x86_64": "x86_64", "aarch64": "aarch64"}.get(os.uname().machine)
     if native and HAVE_FCHMODAT2:
         assert "(452)" in sections[native] and all("(452)" not in text for arch, text in sections.items()
@@ -465,15 +466,15 @@ def test_new_call_unknown_to_libseccomp(tmp_path, monkeypatch):
     else:  # the kernel lacks the call: no rule, and the kernel says so
         assert got == {"fchmodat2 4755": errno.ENOSYS, "fchmodat2 0755": errno.ENOSYS}
     # A kernel without the call needs no rule.
-    monkeypatch.setattr(seccomp, "_kernel_has", lambda name: False)
-    sections = pfc_sections(seccomp.prepare(rules), tmp_path)
+    monkeypatch.setattr(seccomp_compile, "_kernel_has", lambda name: False)
+    sections = pfc_sections(seccomp_compile.prepare(rules), tmp_path)
     assert all("(452)" not in text for text in sections.values())
     # Other unknown calls still fail closed; optional ones are left out.
-    monkeypatch.setattr(seccomp, "_resolve", lambda p, arch, name: -1 if name in ("clone3", "ipc")
-                        else resolve(p, arch, name))
+    monkeypatch.setattr(seccomp_compile, "_resolve", lambda arch, name: -1 if name in ("clone3", "ipc")
+                        else resolve(arch, name))
     with pytest.raises(RootsandError, match="seccomp rule for clone3: libseccomp does not know"):
-        seccomp.prepare(seccomp.default_rules(nested_userns=False))
-    sections = pfc_sections(seccomp.prepare(seccomp.default_rules(True, shm_max=5)), tmp_path)
+        seccomp_compile.prepare(seccomp_rules.default_rules(nested_userns=False))
+    sections = pfc_sections(seccomp_compile.prepare(seccomp_rules.default_rules(True, shm_max=5)), tmp_path)
     assert all('"ipc"' not in text for text in sections.values())
 
 
@@ -492,7 +493,7 @@ x86_64_only = pytest.mark.skipif(os.uname().machine != "x86_64", reason="the com
 
 @x86_64_only
 def test_x86_multiplexers_are_left_alone(tmp_path):
-    sections = pfc_sections(seccomp.prepare(seccomp.default_rules(True, **ALL_OPTIONS)), tmp_path)
+    sections = pfc_sections(seccomp_compile.prepare(seccomp_rules.default_rules(True, **ALL_OPTIONS)), tmp_path)
     assert set(sections) == {"x86_64", "x86", "x32"}
     for arch in ("x86_64", "x32"):
         assert '"socket"' in sections[arch] and '"socketpair"' in sections[arch] and '"shmget"' in sections[arch]
@@ -508,31 +509,31 @@ def test_x86_multiplexers_are_left_alone(tmp_path):
 @x86_64_only
 def test_wide_data_on_32bit_arches(tmp_path):
     # libseccomp would compare the low 32 bits of 8G (0) on x86 and x32: every shmget refused there.
-    sections = pfc_sections(seccomp.prepare(seccomp.default_rules(True, shm_max=8 << 30)), tmp_path)
+    sections = pfc_sections(seccomp_compile.prepare(seccomp_rules.default_rules(True, shm_max=8 << 30)), tmp_path)
     assert '"shmget"' in sections["x86_64"] and '"shmget"' not in sections["x32"]
     assert '"ipc"' not in sections["x86"]
-    assert seccomp._fit_32bit(((1, "GT", 8 << 30, 0),)) is None
-    assert seccomp._fit_32bit(((1, "LT", 8 << 30, 0), (0, "EQ", 3, 0))) == ((0, "EQ", 3, 0),)
-    assert seccomp._fit_32bit(((0, "MASKED_EQ", seccomp.U64, 5),)) == ((0, "MASKED_EQ", 0xFFFFFFFF, 5),)
-    assert seccomp._fit_32bit(((0, "MASKED_EQ", seccomp.U64, 1 << 40),)) is None
-    assert seccomp._fit_32bit(((0, "MASKED_EQ", 0xF0, 0x0F),)) is None  # no value matches, 32 bits or 64
+    assert seccomp_compile._fit_32bit(((1, "GT", 8 << 30, 0),)) is None
+    assert seccomp_compile._fit_32bit(((1, "LT", 8 << 30, 0), (0, "EQ", 3, 0))) == ((0, "EQ", 3, 0),)
+    assert seccomp_compile._fit_32bit(((0, "MASKED_EQ", seccomp_rules.U64, 5),)) == ((0, "MASKED_EQ", 0xFFFFFFFF, 5),)
+    assert seccomp_compile._fit_32bit(((0, "MASKED_EQ", seccomp_rules.U64, 1 << 40),)) is None
+    assert seccomp_compile._fit_32bit(((0, "MASKED_EQ", 0xF0, 0x0F),)) is None  # no value matches, 32 bits or 64
 
 
 def test_kernel_probe_for_new_calls(monkeypatch):
     release = tuple(int(n) for n in re.match(r"(\d+)\.(\d+)", os.uname().release).groups())
     if release >= (6, 6):  # fchmodat2's kernel; openat2 came in 5.6
-        assert seccomp._kernel_has("fchmodat2") and seccomp._kernel_has("openat2")
-    monkeypatch.setitem(seccomp._NEW_CALLS, "nosuchcall", (1023, (0,)))  # no kernel has a call 1023 (yet)
-    assert not seccomp._kernel_has("nosuchcall")
+        assert seccomp_compile._kernel_has("fchmodat2") and seccomp_compile._kernel_has("openat2")
+    monkeypatch.setitem(seccomp_compile._NEW_CALLS, "nosuchcall", (1023, (0,)))  # no kernel has a call 1023 (yet)
+    assert not seccomp_compile._kernel_has("nosuchcall")
 
 
 def test_a_rule_file_changing_a_direct_rule_keeps_it_direct(tmp_path):
     path = tmp_path / "r.toml"
     path.write_text('[[rule]]\nsyscall = "socket"\nerrno = "EACCES"\n'
                     'args = [{ index = 0, op = "MASKED_EQ", mask = 0xFFFFFFFF, value = 40 }]\n')
-    rules = seccomp.rules_for(str(path), True, file_rules=seccomp.load_rule_file(str(path)))
+    rules = seccomp_rules.rules_for(str(path), True, file_rules=rulefile.load_rule_file(str(path)))
     if os.uname().machine == "x86_64":
-        sections = pfc_sections(seccomp.prepare(rules), tmp_path)
+        sections = pfc_sections(seccomp_compile.prepare(rules), tmp_path)
         assert '"socketcall"' not in sections["x86"] and "ERRNO(13)" in sections["x86_64"]
     vsock = next(p for p in probes.table() if p.name == "socket AF_VSOCK")
     assert run_calls(rules, [vsock], tmp_path) == {"socket AF_VSOCK": errno.EACCES}
@@ -565,20 +566,20 @@ args = [{ index = 1, op = "MASKED_EQ", mask = 0xFFFFFFFF, value = 0x5413 }, { in
 def test_rule_file(tmp_path):
     path = tmp_path / "rules.toml"
     path.write_text(VALID)
-    assert seccomp.load_rule_file(str(path)) == [
-        seccomp.Rule("uname", errno.EPERM),
-        seccomp.Rule("getpriority", errno.EACCES, ((0, "EQ", 1, 0),), "a test"),
-        seccomp.Rule("keyctl", errno.EACCES),
-        seccomp.Rule("ioctl", errno.EPERM, ((1, "MASKED_EQ", 0xFFFFFFFF, 0x5413), (0, "GE", 3, 0))),
+    assert rulefile.load_rule_file(str(path)) == [
+        seccomp_rules.Rule("uname", errno.EPERM),
+        seccomp_rules.Rule("getpriority", errno.EACCES, ((0, "EQ", 1, 0),), "a test"),
+        seccomp_rules.Rule("keyctl", errno.EACCES),
+        seccomp_rules.Rule("ioctl", errno.EPERM, ((1, "MASKED_EQ", 0xFFFFFFFF, 0x5413), (0, "GE", 3, 0))),
     ]
     (tmp_path / "empty.toml").write_text("# nothing yet\n")
-    assert seccomp.load_rule_file(str(tmp_path / "empty.toml")) == []
+    assert rulefile.load_rule_file(str(tmp_path / "empty.toml")) == []
 
 
 def test_rule_file_rules_in_the_kernel(tmp_path):
     path = tmp_path / "rules.toml"
     path.write_text(VALID)
-    rules = seccomp.default_rules(nested_userns=True) + seccomp.load_rule_file(str(path))
+    rules = seccomp_rules.default_rules(nested_userns=True) + rulefile.load_rule_file(str(path))
 
     def getpriority(which):
         try:
@@ -651,7 +652,7 @@ def test_rule_file_errors_name_file_line_and_key(tmp_path, text, line, key, mess
     path = tmp_path / "rules.toml"
     path.write_text(text)
     with pytest.raises(RootsandError) as e:
-        seccomp.load_rule_file(str(path))
+        rulefile.load_rule_file(str(path))
     where = f"seccomp rules {path}, line {line}" if line else f"seccomp rules {path}"
     assert e.value.message.startswith(f"{where}: {key}: "), e.value.message
     assert message in e.value.message
@@ -659,10 +660,48 @@ def test_rule_file_errors_name_file_line_and_key(tmp_path, text, line, key, mess
 
 def test_rule_file_unreadable_or_not_toml(tmp_path):
     with pytest.raises(RootsandError, match=r"seccomp rules /nonexistent/r.toml: cannot read it"):
-        seccomp.load_rule_file("/nonexistent/r.toml")
+        rulefile.load_rule_file("/nonexistent/r.toml")
     (tmp_path / "bad.toml").write_text("[[rule]\n")
     with pytest.raises(RootsandError, match="invalid TOML"):
-        seccomp.load_rule_file(str(tmp_path / "bad.toml"))
+        rulefile.load_rule_file(str(tmp_path / "bad.toml"))
     (tmp_path / "bin.toml").write_bytes(b"\xff\xfe")
     with pytest.raises(RootsandError, match="not UTF-8"):
-        seccomp.load_rule_file(str(tmp_path / "bin.toml"))
+        rulefile.load_rule_file(str(tmp_path / "bin.toml"))
+
+
+# ---------------------------------------------------------------------------------------------- the parts
+
+def test_the_architecture_comes_in_as_a_fact():
+    # powerpc's TIOCSTI and s390's clone, whose flags are its second argument: what host.facts() reads there.
+    s390 = by_name(seccomp_rules.default_rules(False, arch=seccomp_rules.HostArch(machine="s390x")))
+    assert {r.args[0][0] for r in s390["clone"]} == {1} and {r.args[0][0] for r in s390["unshare"]} == {0}
+    ppc = seccomp_rules.HostArch(machine="ppc64le", tiocsti=0x80017472, tioclinux=0x541C)
+    ioctls = {r.args[0][3] for r in by_name(seccomp_rules.rules_for("default", True, arch=ppc))["ioctl"]}
+    assert ioctls == {0x80017472, 0x541C}
+    from rootsand.config import host
+
+    here = host.arch()
+    assert (here.machine, here.tiocsti) == (os.uname().machine, termios.TIOCSTI)
+
+
+def test_rule_files_may_name_whatever_libseccomp_can_filter_here():
+    # The static table of names is never narrower than the installed libseccomp on the filter's architectures.
+    known = set()
+    for arch in seccomp_compile._arches():
+        for number in range(1100):
+            for base in (0, 0x40000000):  # x32's numbers carry its bit
+                try:
+                    name = pyseccomp.resolve_syscall(arch, number + base)
+                except ValueError:
+                    continue
+                known.add(name.decode() if isinstance(name, bytes) else name)
+    assert sorted(known - syscall_names.NAMES) == []
+    assert all(seccomp_compile._resolve(arch, name) == pyseccomp.resolve_syscall(arch, name)
+               for arch in seccomp_compile._arches() for name in sorted(known))
+
+
+def test_building_a_filter_imports_no_binding():
+    code = ("import sys; from rootsand.security.seccomp import compile, rules; compile.prepare(rules.default_rules(True));"
+            " print(sorted(m for m in ('pyseccomp', 'ctypes.util', 'typing') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

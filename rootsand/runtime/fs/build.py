@@ -79,7 +79,7 @@ class FileSystem(SpecialMounts, OverlayMounts, ProtectedPaths):
             try:
                 self.BUILDERS[m.type](self, m, sources, self.trees.get(index, []))
             except OSError as e:
-                raise RootsandError(f"{origin_of(m, index)}: {e.strerror or e}") from None
+                raise RootsandError(f"{origin_of(m, index)}: {libc.reason(e)}") from None
             except RootsandError as e:
                 raise RootsandError(f"{origin_of(m, index)}: {e.message}", e.hint) from None
             self._guard_homes(index)  # before later mounts: they stay as they are (the build's caches)
@@ -113,7 +113,7 @@ class FileSystem(SpecialMounts, OverlayMounts, ProtectedPaths):
                 elif m.type == "overlay":
                     self._open_overlay(index, m, what)
             except OSError as e:
-                raise RootsandError(f"{what}: {e.strerror or e}") from None
+                raise RootsandError(f"{what}: {libc.reason(e)}") from None
 
     # -- targets inside the new root --------------------------------------------------------------------
 

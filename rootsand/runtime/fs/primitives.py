@@ -5,13 +5,13 @@ import errno
 import os
 import stat
 
+from rootsand.config.model import BIND_TYPES
 from rootsand.errors import RootsandError
 from rootsand.guard import hostpaths
 from rootsand.linux import libc
 
 STAGING = "/tmp"
 ROOT = f"{STAGING}/root"
-BIND_TYPES = ("bind", "ro-bind", "dev-bind")
 ATTRS = {"ro": libc.MOUNT_ATTR_RDONLY, "nosuid": libc.MOUNT_ATTR_NOSUID, "nodev": libc.MOUNT_ATTR_NODEV,
          "noexec": libc.MOUNT_ATTR_NOEXEC}
 READ_ONLY = libc.MOUNT_ATTR_RDONLY | libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV | libc.MOUNT_ATTR_NOEXEC

@@ -46,7 +46,7 @@ class ProtectedPaths:
                     self._attach(*pins.pop(0))
             except OSError as e:
                 raise RootsandError(f"{guard.origin or guard.dst}: the home directory {guard.dst}: "
-                                    f"{e.strerror or e}") from None
+                                    f"{libc.reason(e)}") from None
             finally:
                 os.close(home)
                 for tree, target, _ in pins:
@@ -98,7 +98,7 @@ class ProtectedPaths:
             try:
                 self._protect_one(top, top_path, item, pinned)
             except OSError as e:
-                raise RootsandError(f"security.protect {item.entry}: {item.dst}: {e.strerror or e}") from None
+                raise RootsandError(f"security.protect {item.entry}: {item.dst}: {libc.reason(e)}") from None
 
     def _protect_one(self, fd: int, path: str, item, pinned: set[str]) -> None:
         parts = split_path(item.path)
