@@ -1,14 +1,13 @@
 """What the user asked for: a loaded profile and the command line, merged and validated once.
 
 The profile's values arrive checked (profile.py, with file, line and key); only the command line's are
-parsed here. The result is a SandboxSpec, the input of the plan stage (plan.py). Pure but for the
-realpath of the seccomp rule file and reading it.
+parsed here. The result is a SandboxSpec, the input of the plan stage (plan.py). Pure: what it needs to
+know of the user's files (git's hook paths, dotfile links, real paths, a rule file) it asks a HostFiles
+(hostfiles.py), which does all the reading.
 """
 
 import fnmatch
 import os
-import stat
-import sys
 
 from rootsand.errors import RootsandError
 from rootsand.config.model import (DEFAULT_ENV_KEEP, FALLBACK_PATH, Mount, Record, parse_duration,
@@ -125,9 +124,13 @@ def rootfs_mounts() -> list[Mount]:
 
 
 def from_profile(profile, options, host_env: dict[str, str], cwd: str, cpu_count: int,
-                 homes: tuple[str, ...] = ()) -> SandboxSpec:
+                 homes: tuple[str, ...] = (), files=None) -> SandboxSpec:
     """Merge a loaded profile with the command line (`options`: a cli.options.RunOptions, or any object with
-    its attributes): the command line wins, its mounts come last."""
+    its attributes): the command line wins, its mounts come last. `files`: a hostfiles.HostFiles."""
+    if files is None:
+        from rootsand.config.hostfiles import HostFiles
+
+        files = HostFiles()
     assignments = dict(profile.env_set)
     if assignments.get("MAKEFLAGS") == "auto":
         assignments["MAKEFLAGS"] = f"-j{cpu_count}"
@@ -152,7 +155,7 @@ def from_profile(profile, options, host_env: dict[str, str], cwd: str, cpu_count
     notes = []
     if options.rootfs:
         rootfs = os.path.normpath(os.path.join(cwd, options.rootfs))
-        _check_rootfs(rootfs, homes, own_dirs(host_env, homes))
+        _check_rootfs(rootfs, files.realpath(rootfs), homes, files.own_dirs(host_env, homes))
         mounts = rootfs_mounts() + cli_mounts(options, cwd)
     else:
         rootfs = None
@@ -167,14 +170,12 @@ def from_profile(profile, options, host_env: dict[str, str], cwd: str, cpu_count
                 mounts.append(m)
         mounts += cli_mounts(options, cwd)
     writable = [cwd] + [os.path.normpath(m.src) for m in mounts if m.type in ("bind", "dev-bind") and m.src]
-    hooks = [entry for entry in _hook_dirs(writable, homes, host_env) if entry not in profile.protect]
+    hooks = [entry for entry in files.hook_dirs(writable, homes, host_env) if entry not in profile.protect]
     protect, home_writable = protected_paths(list(profile.protect) + hooks, options.unprotect)
     seccomp_file_rules = []
     if profile.seccomp not in ("default", "none"):
-        _check_rule_file_is_out_of_reach(profile.seccomp, mounts, cwd)
-        from rootsand.security.seccomp.rulefile import load_rule_file
-
-        seccomp_file_rules = load_rule_file(profile.seccomp)
+        _check_rule_file_is_out_of_reach(profile.seccomp, mounts, cwd, files.realpath)
+        seccomp_file_rules = files.rule_file(profile.seccomp)
     return SandboxSpec(
         name=validate_name(options.name) if options.name else None,
         profile=options.profile,
@@ -212,14 +213,14 @@ def from_profile(profile, options, host_env: dict[str, str], cwd: str, cpu_count
         placeholders=profile.placeholders,
         home_writable=list(dict.fromkeys(list(profile.home_writable) + home_writable)),
         host_path=tuple(os.path.normpath(d) for d in host_env.get("PATH", "").split(":") if d.startswith("/")),
-        own_dirs=own_dirs(host_env, homes),
-        real_sources={path: os.path.realpath(path) for m in mounts
+        own_dirs=files.own_dirs(host_env, homes),
+        real_sources={path: files.realpath(path) for m in mounts
                       for path in ([m.src] if m.type in ("bind", "dev-bind") and m.src else [])
                       + ([m.upper] if m.type == "overlay" and m.upper != "tmpfs" else [])},
         xdg_dirs=tuple(dict.fromkeys(path for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME")
                                      if host_env.get(name, "").startswith("/")
-                                     for path in (os.path.normpath(host_env[name]), os.path.realpath(host_env[name])))),
-        dot_links=_dot_links(homes),
+                                     for path in (os.path.normpath(host_env[name]), files.realpath(host_env[name])))),
+        dot_links=files.dot_links(homes),
         memory=profile.memory,
         pids=profile.pids,
         cpu=profile.cpu,
@@ -253,115 +254,9 @@ def protected_paths(protect: list[str], unprotect: list[str]) -> tuple[list[str]
     return kept, home_writable
 
 
-def _hook_dirs(writable: list[str], homes: tuple[str, ...], env: dict[str, str]) -> list[str]:
-    """Protected-path entries for the hook directories git would use in the writable directories: core.hooksPath
-    of a repository there, or of the user's global configuration, when it leads into one of them (husky's
-    `.husky/_`); git runs those hooks as it runs .git/hooks. Includes are not followed."""
-    home = homes[0] if homes else "/nonexistent"
-    config_home = env["XDG_CONFIG_HOME"] if env.get("XDG_CONFIG_HOME", "").startswith("/") else os.path.join(home, ".config")
-    global_value = next((v for v in (_hooks_path(os.path.join(home, ".gitconfig")),
-                                     _hooks_path(os.path.join(config_home, "git", "config"))) if v), None)
-    entries = []
-    for top in writable:
-        worktree, git_dir = _enclosing_repository(top)
-        value = None
-        if git_dir:  # the repository's own, config.worktree last (it wins)
-            for name in ("config", "config.worktree"):
-                value = _hooks_path(os.path.join(git_dir, name)) or value
-        value = value or global_value
-        if not value:
-            continue
-        # a relative hooksPath is taken from the top of the working tree, wherever in it git runs
-        path = os.path.normpath(os.path.join(worktree or top, os.path.expanduser(value) if value.startswith("~/") else value))
-        if path != top and path.startswith(top.rstrip("/") + "/"):
-            entries.append(os.path.relpath(path, top) + "/")
-    return list(dict.fromkeys(entries))
-
-
-def _enclosing_repository(directory: str) -> tuple[str | None, str | None]:
-    """The working tree and git directory of the repository `directory` is in (a `.git` directory, or a
-    `.git` file naming one), looking upwards as git does; (None, None) outside any."""
-    path = directory
-    while True:
-        git = os.path.join(path, ".git")
-        try:
-            st = os.lstat(git)
-        except OSError:
-            st = None
-        if st is not None and stat.S_ISDIR(st.st_mode):
-            return path, git
-        if st is not None and stat.S_ISREG(st.st_mode) and st.st_size < 4096:
-            try:
-                with open(git) as f:
-                    line = f.read().strip()
-            except OSError:
-                line = ""
-            if line.startswith("gitdir:"):
-                return path, os.path.normpath(os.path.join(path, line[7:].strip()))
-        parent = os.path.dirname(path)
-        if parent == path:
-            return None, None
-        path = parent
-
-
-def _hooks_path(config: str) -> str | None:
-    """core.hooksPath in a git configuration file, or None (a file that is missing, a link, or too large)."""
-    try:
-        fd = os.open(config, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        text = os.read(fd, 1 << 20).decode(errors="replace")
-    finally:
-        os.close(fd)
-    section, value = None, None
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("["):
-            section = line[1:line.find("]")].strip().lower() if "]" in line else None
-            line = line[line.find("]") + 1:].strip() if "]" in line else ""  # `[core] hooksPath = x` is valid
-        if section == "core" and "=" in line:
-            key, raw = line.split("=", 1)
-            if key.strip().lower() == "hookspath":
-                raw = raw.strip()
-                value = raw[1:raw.rfind('"')] if raw.startswith('"') else raw.split("#")[0].split(";")[0].strip()
-    return value or None
-
-
-def _dot_links(homes: tuple[str, ...], budget: int = 2000) -> dict:
-    """Where the symbolic links among a home's dot-entries lead, to what links there (a dotfiles manager's
-    `~/.bashrc -> dotfiles/bashrc`): the home rule keeps those places read-only too. Three levels deep, and
-    `budget` entries at most, breadth first (the top-level ones are what shells and tools read first)."""
-    found = {}
-    queue = [(home, name, 1) for home in homes for name in _names(home) if name.startswith(".")]
-    while queue and budget > 0:
-        parent, name, depth = queue.pop(0)
-        budget -= 1
-        path = os.path.join(parent, name)
-        try:
-            st = os.lstat(path)
-        except OSError:
-            continue
-        if stat.S_ISLNK(st.st_mode):
-            found.setdefault(os.path.realpath(path), path)
-        elif stat.S_ISDIR(st.st_mode) and depth < 3:
-            queue += [(path, child, depth + 1) for child in _names(path)]
-    return found
-
-
-def _names(directory: str) -> list[str]:
-    try:
-        return sorted(os.listdir(directory))
-    except OSError:
-        return []
-
-
-def _check_rootfs(rootfs: str, homes: tuple[str, ...], own: tuple[str, ...]) -> None:
+def _check_rootfs(rootfs: str, real: str, homes: tuple[str, ...], own: tuple[str, ...]) -> None:
     """A --rootfs tree is mounted writable as it is: one that holds a home or rootsand's own files (`/`,
     `~`) would hand the sandbox all the home rule keeps from it."""
-    real = os.path.realpath(rootfs)
     for path in (rootfs, real):
         held = next((d for d in homes + own if d.startswith(path.rstrip("/") + "/") or d == path), None)
         if held:
@@ -372,31 +267,6 @@ def _check_rootfs(rootfs: str, homes: tuple[str, ...], own: tuple[str, ...]) -> 
             raise RootsandError(f"--rootfs {rootfs}: it is inside {home}/{path[len(home) + 1:].split('/')[0]}, "
                                 "where programs on your host find what to run",
                                 hint="use a tree outside your home's dot-directories")
-
-
-def own_dirs(env: dict[str, str], homes: tuple[str, ...]) -> tuple[str, ...]:
-    """rootsand's own configuration (profiles, rule files), state (the registry) and code (the package and the
-    virtual environment it runs from, where they are the user's): a sandbox that could write them would choose
-    the next sandbox's profile, what `exec` and the sweeps act on, or what runs as rootsand itself."""
-    def xdg(name: str, default: str) -> list[str]:
-        value = env.get(name, "")
-        return [os.path.normpath(value)] if value.startswith("/") else [os.path.join(h, default) for h in homes]
-
-    dirs = [os.path.join(d, "rootsand") for d in xdg("XDG_CONFIG_HOME", ".config") + xdg("XDG_STATE_HOME", ".local/state")]
-    if env.get("XDG_RUNTIME_DIR", "").startswith("/"):
-        dirs.append(os.path.join(os.path.normpath(env["XDG_RUNTIME_DIR"]), "rootsand"))
-    from rootsand.ops.registry import runtime_dirs_in_use
-
-    dirs += runtime_dirs_in_use()
-    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # rootsand/, not rootsand/config/
-    for code in (package, os.path.join(os.path.dirname(package), "profiles"), sys.prefix):
-        try:
-            if os.stat(code).st_uid == os.getuid() and os.getuid() != 0:
-                dirs.append(os.path.realpath(code))  # (root's own are out of a sandbox's reach anyway)
-        except OSError:
-            pass
-    # and where links lead (a stow-managed ~/.config/rootsand -> ../dotfiles/rootsand)
-    return tuple(dict.fromkeys(dirs + [os.path.realpath(d) for d in dirs]))
 
 
 def _too_wide(m, cwd: str, homes: tuple[str, ...], env: dict[str, str]) -> str | None:
@@ -433,17 +303,17 @@ def _shared_socket_dir(cwd: str, env: dict[str, str]) -> str | None:
     return None
 
 
-def writable_dirs(mounts: list[Mount], cwd: str) -> list[str]:
+def writable_dirs(mounts: list[Mount], cwd: str, realpath) -> list[str]:
     """The host directories a sandbox with these mounts can write, resolved (plan.writable_sources)."""
     from rootsand.config.plan import writable_sources
 
-    return [t for t in dict.fromkeys(os.path.realpath(t) for t in writable_sources(mounts, cwd)) if t != "/"]
+    return [t for t in dict.fromkeys(realpath(t) for t in writable_sources(mounts, cwd)) if t != "/"]
 
 
-def _check_rule_file_is_out_of_reach(path: str, mounts: list[Mount], cwd: str) -> None:
+def _check_rule_file_is_out_of_reach(path: str, mounts: list[Mount], cwd: str, realpath) -> None:
     """A rule file the sandbox can write could be loosened by the code it is meant to contain."""
-    real = os.path.realpath(path)
-    for top in writable_dirs(mounts, cwd):
+    real = realpath(path)
+    for top in writable_dirs(mounts, cwd, realpath):
         if real == top or real.startswith(top.rstrip("/") + "/"):
             raise RootsandError(f"the seccomp rule file {path} is inside {top}, which the sandbox can write",
                                 hint="keep rule files where the sandbox cannot write, e.g. ~/.config/rootsand/")

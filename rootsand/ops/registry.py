@@ -108,7 +108,7 @@ _warned: set[str] = set()
 
 def runtime_dirs_in_use() -> list[str]:
     """Where runtime_dir() keeps or may keep rootsand's state without XDG_RUNTIME_DIR (/tmp/rootsand-UID, its
-    fallback when a key exists) and the key's directory; nothing is made (spec.own_dirs: never writable)."""
+    fallback when a key exists) and the key's directory; nothing is made (hostfiles.own_dirs: never writable)."""
     uid = os.getuid()
     shared = f"/tmp/rootsand-{procfs.host_uid(uid)}"
     key_path = _runtime_key_path(uid)
@@ -144,9 +144,9 @@ def _fallback_name(shared: str, key: str) -> str:
 
 def _runtime_key_path(uid: int) -> str:
     """$XDG_STATE_HOME/rootsand/runtime-key (~/.local/state/rootsand/...), where sandboxes cannot write
-    (spec.own_dirs)."""
+    (hostfiles.own_dirs)."""
     state_home = os.environ.get("XDG_STATE_HOME", "")
-    if not state_home.startswith("/"):  # a relative one is to be ignored (the XDG spec), as spec.own_dirs does
+    if not state_home.startswith("/"):  # a relative one is to be ignored (the XDG spec), as hostfiles.own_dirs does
         import pwd
 
         try:  # inside a user namespace our uid may be 0: the passwd entry is the host uid's

@@ -5,7 +5,8 @@ import pytest
 
 from rootsand.config.homerule import plan_home, read_only_reason
 from rootsand.config.model import Mount
-from rootsand.config.spec import SandboxSpec, own_dirs
+from rootsand.config.hostfiles import own_dirs
+from rootsand.config.spec import SandboxSpec
 from rootsand.errors import RootsandError
 
 HOME = "/home/alice"

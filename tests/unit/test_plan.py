@@ -75,6 +75,60 @@ def test_plan_round_trips_through_json(where, name):
     assert again.network.publish == [model.PortForward(host_addr="127.0.0.1", host_port=8080, guest_port=80)]
 
 
+class NoFiles:
+    """A stand-in for hostfiles.HostFiles: the spec stage's only way to the user's files."""
+
+    def realpath(self, path):
+        return path
+
+    def hook_dirs(self, writable, homes, env):
+        return [".husky/_/"]
+
+    def dot_links(self, homes):
+        return {}
+
+    def own_dirs(self, env, homes):
+        return ("/home/alice/.config/rootsand",)
+
+    def rule_file(self, path):
+        return []
+
+
+def refuse_the_system(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the config stage reached the system")
+
+    for module, name in ((builtins, "open"), (os, "open"), (os, "stat"), (os, "lstat"), (os, "listdir"),
+                         (os, "readlink"), (os, "mkdir"), (os, "fork"), (os, "getuid"), (os, "uname"),
+                         (os.path, "realpath"), (os.path, "exists"), (os.path, "isdir"), (os.path, "isfile"),
+                         (subprocess, "run"), (subprocess, "Popen")):
+        monkeypatch.setattr(module, name, refuse)
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+def test_the_spec_and_the_plan_touch_nothing(where, monkeypatch, name):
+    """Once the profile is loaded (reading it is the one step that reads files, and the host facts are read
+    before), spec.from_profile() and plan() make no system call: what they know of the host comes in as data
+    (HostFacts) or through a HostFiles (issue 19: the whole config stage, not only plan())."""
+    home, cwd = str(where / "home"), str(where / "home" / "project")
+    variables = profile.Variables(cwd=cwd, home=home, user="alice", uid=1000, gid=1000, xdg_runtime_dir=None,
+                                  env={})
+    loaded = profile.load(name, variables)
+    options = RunOptions(profile=name, binds=["/srv/data:/data"], allow_hosts=["example.org"]) if name == "agent" \
+        else RunOptions(profile=name, binds=["/srv/data:/data"])
+    env = {"PATH": "/usr/bin:/bin", "HOME": home, "USER": "alice", "XDG_CONFIG_HOME": "/home/alice/.config"}
+    from rootsand.net import allowlist  # noqa: F401 - imported as the spec stage would, before the system goes
+
+    refuse_the_system(monkeypatch)
+    try:
+        asked = spec.from_profile(loaded, options, env, cwd, 2, (home,), files=NoFiles())
+        the_plan = plan.plan(asked, FACTS)
+    finally:
+        monkeypatch.undo()  # before pytest itself needs the system, to report a failure
+    assert ".husky/_/" in asked.protect and asked.own_dirs == ("/home/alice/.config/rootsand",)
+    assert the_plan.mounts and the_plan.argv == ["/bin/sh"]
+
+
 def test_planning_touches_nothing(where, monkeypatch):
     """plan() is pure: with every way to reach the system taken away, it still plans."""
     asked = make_spec(where, "untrusted")
