@@ -83,6 +83,35 @@ def retire(path: str) -> list[str] | None:
     return _retire_alone(path, entry)
 
 
+def after_run(entry_path: str, protect: dict | None, setuid_tops: list[str], ids) -> list[str]:
+    """What a launcher does once its sandbox is gone, in this order; the warnings to say. Setuid bits set
+    inside are cleared before the entry that names them goes (killed during the walk, the next sweep redoes
+    it). Protected paths changed or replaced from another namespace while pinned, and those left absent that
+    the run made, are moved aside. Git repositories are checked before any mount point is removed (those are
+    ours): everything this sandbox could write, whoever else protects it; a second sandbox's mount points only
+    while still empty (filled, they are what was planted). Then the mount points made for the run go, unless
+    another sandbox uses them; when the lock is busy the entry stays, stale once the launcher exits, for the
+    next sweep."""
+    warnings = []
+    if setuid_tops:
+        from rootsand.guard import setuidbits
+
+        setuidbits.clear(setuid_tops, ids)
+    if not protect:
+        registry.forget(entry_path)
+        return warnings
+    others = empty_mount_points_of_others(entry_path)
+    warnings += check_pinned(protect["pinned"], protect["since"]) + check_absent(protect["absent"], others)
+    audit = protect.get("audit")
+    if audit:
+        from rootsand.guard import gitaudit
+
+        skip = set(protect["covered"]) | others
+        warnings += gitaudit.audit(audit["tops"], audit["since"], skip, audit["known"], audit.get("names", ()))
+    sweep(entry_path, protect["made"])  # what it removes is ours, said by no one (it warns of what was filled)
+    return warnings
+
+
 def _needs_the_lock(entry: dict) -> bool:
     """True when the entry made mount points or left checks: a sweep under the lock retires it."""
     return bool(_made(entry) or _audit(entry) or _pinned(entry) or (entry.get("protect") or {}).get("absent"))

@@ -164,34 +164,9 @@ class Launcher:
             return self._run()
         finally:
             self._release_protect_lock()
-            if self.setuid_tops:
-                # Before our entry goes: killed during the walk, the next sweep redoes it from the entry
-                from rootsand.guard import setuidbits
-
-                setuidbits.clear(self.setuid_tops, self.plan.ids)
-            others = leftovers.empty_mount_points_of_others(self.entry_path) if self.protect else set()
-            if self.protect:
-                # A protected path changed or replaced from another namespace while pinned, and one left absent
-                # that the run made: moved aside
-                for line in leftovers.check_pinned(self.protect["pinned"], self.protect["since"]) + leftovers.check_absent(
-                        self.protect["absent"], others):
-                    warn(line)
-            if self.protect and self.protect.get("audit"):
-                # What the sandbox did to git repositories, before any mount point is removed (those are ours).
-                # Everything this sandbox could write is checked, whoever else protects it: a second sandbox's
-                # mount points only while they are still empty (filled, they are what was planted).
-                from rootsand.guard import gitaudit
-
-                audit = self.protect["audit"]
-                skip = set(self.protect["covered"]) | others
-                for line in gitaudit.audit(audit["tops"], audit["since"], skip, audit["known"], audit.get("names", ())):
-                    warn(line)
-            # Once the sandbox is gone: the mount points made for it go, unless another sandbox uses them. When
-            # the lock is busy our entry stays: stale once we exit, it tells the next sweep what to remove.
-            if not self.protect:
-                registry.forget(self.entry_path)
-            else:
-                leftovers.sweep(self.entry_path, self.protect["made"])
+            # What the sandbox may have left on the host, checked and undone (guard/leftovers.py)
+            for line in leftovers.after_run(self.entry_path, self.protect, self.setuid_tops, self.plan.ids):
+                warn(line)
 
     def _release_protect_lock(self) -> None:
         if self.protect_lock is not None:
