@@ -54,12 +54,12 @@ def resolve(the_plan):
 def _check_sources(step, what: str, paths: list[str]) -> None:
     """A mount's host paths are there (or the mount is optional, and skipped); an overlay's lower ones are
     directories, and its upper one can be made. Checked here, on the host that runs it, not in the profile."""
-    from rootsand.runtime.fs.primitives import missing_source
-
     if step.optional:
         return
     for path in paths:
         if not os.path.lexists(path):
+            from rootsand.runtime.fs.primitives import missing_source
+
             raise missing_source(what, path)
         if step.type == "overlay" and not os.path.isdir(path):
             raise RootsandError(f"{what}: overlay lower directory {path} is not a directory")
@@ -123,13 +123,16 @@ def _proc_kind(mountinfo: list[str], warnings: list) -> str:
 
 def _mount_points() -> list[str]:
     """The mount points of this mount namespace (mountinfo's fifth field, its octal escapes decoded)."""
-    import re
-
     try:
         with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
-            return [re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4]) for line in f]
+            points = [line.split()[4] for line in f]
     except OSError:
         return []
+    if any("\\" in p for p in points):
+        import re
+
+        points = [re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), p) for p in points]
+    return points
 
 
 def unguarded(tops: list[str], the_plan) -> list[str]:

@@ -17,11 +17,7 @@ import sys
 
 from rootsand.errors import ExitCode, RootsandError, printable
 from rootsand.linux import libc, procfs
-from rootsand.net import network
-from rootsand.runtime import channel, child, command, init
-from rootsand.runtime.fs.build import FileSystem
-from rootsand.security import caps
-from rootsand.security.seccomp import compile as seccomp
+from rootsand.runtime import channel, child, init
 
 
 def child_main(runtime, launcher_pid: int, go_fd: int, report_fd: int) -> None:
@@ -57,8 +53,15 @@ def _child(runtime, plan, launcher_pid: int, go_fd: int, report_fd: int) -> int:
         with open("/proc/self/timens_offsets", "w") as f:
             f.write("".join(f"{clock} {seconds} 0\n" for clock, seconds in plan.time_offsets.items()))
     channel.send(report_fd, stage="unshared")
-    # Built while the launcher runs newuidmap and newgidmap, so the two overlap (~10 ms off each start);
-    # PID 1 and the command inherit it, and it needs site-packages, which pivot_root hides later.
+    # What PID 1 and the command need is imported and the filter built while the launcher runs newuidmap
+    # and newgidmap, so the two overlap (~10 ms off each start); PID 1 and the command inherit them, and
+    # they need site-packages, which pivot_root hides later.
+    from rootsand.net import network  # noqa: F401 - for PID 1
+    from rootsand.runtime import command  # noqa: F401 - for PID 1 and the command
+    from rootsand.runtime.fs import build  # noqa: F401 - for PID 1
+    from rootsand.security.seccomp import compile as seccomp
+
+    libc.prepare()
     seccomp_filter = (seccomp.prepare(plan.seccomp, native_only=not plan.compat_syscalls)
                       if plan.seccomp is not None else None)
     if os.read(go_fd, 1) != b"G":  # the launcher could not write the maps; it reports why
@@ -93,6 +96,9 @@ def _child(runtime, plan, launcher_pid: int, go_fd: int, report_fd: int) -> int:
 
 
 def _pid1(runtime, plan, ties: tuple[int, int, int, int], report_fd: int, seccomp_filter) -> int:
+    from rootsand.runtime import command
+    from rootsand.security import caps
+
     if plan.root_mapped:
         command.switch_ids(0, 0)
     if (plan.setup_uid, plan.setup_gid) != (0, 0):
@@ -164,8 +170,12 @@ def _build(runtime, plan) -> list[str]:
     if "uts" in plan.namespaces:
         libc.sethostname(plan.hostname)
     if "net" in plan.namespaces:
+        from rootsand.net import network
+
         network.loopback_up()
     runtime.net.check(runtime.debug)
+    from rootsand.runtime.fs.build import FileSystem
+
     fs = FileSystem(runtime.steps, runtime.rootfs, (plan.run_uid, plan.run_gid), plan.etc_files,
                            sysctls=plan.sysctls, protected=plan.protected, home_guards=plan.home_guards)
     fs.build()
