@@ -49,6 +49,35 @@ def stage(message: str) -> None:
 
 
 def warn(message: str) -> None:
-    import sys
+    say(f"rootsand: warning: {printable(message)}")
 
-    print(f"rootsand: warning: {printable(message)}", file=sys.stderr, flush=True)
+
+def say(line: str) -> None:
+    """A line of rootsand's on stderr that never raises: the checks after a run go on whatever happened to
+    stderr. A reader that went away (`| head`) loses the line; one slower than us is waited for, up to 10 s
+    (the sandbox shares the file description and can make it non-blocking)."""
+    import os
+    import select
+    import sys
+    import time
+
+    try:
+        sys.stderr.flush()
+        fd = sys.stderr.fileno()
+    except (OSError, ValueError, AttributeError):  # no descriptor (a test's capture), or no stderr at all
+        try:
+            print(line, file=sys.stderr, flush=True)
+        except (OSError, ValueError, AttributeError):
+            pass
+        return
+    data = f"{line}\n".encode("utf-8", "backslashreplace")
+    deadline = time.monotonic() + 10
+    while data:
+        try:
+            data = data[os.write(fd, data):]
+        except BlockingIOError:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([], [fd], [], left)[1]:
+                return
+        except OSError:  # a reader gone, a closed descriptor
+            return

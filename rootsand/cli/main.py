@@ -7,7 +7,7 @@ arguments (help, usage errors, other commands).
 import os
 import sys
 
-from rootsand.errors import ExitCode, RootsandError, printable
+from rootsand.errors import ExitCode, RootsandError, printable, say
 
 from rootsand.cli.options import RUN_FLAGS, RUN_LISTS, RUN_VALUES, RunOptions
 
@@ -55,7 +55,7 @@ def main() -> None:
             code = _typer_main()
     except RootsandError as e:
         for line in e.lines():
-            print(line, file=sys.stderr)
+            say(line)
         code = e.code
     except KeyboardInterrupt:
         code = 128 + 2

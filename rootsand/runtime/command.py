@@ -54,13 +54,14 @@ def exec_command(plan, report_fd: int, seccomp_filter, pty_slave: int | None) ->
     uid, gid = plan.run_uid, plan.run_gid
     keep = plan.capability_mask
     caps.drop_bounding_set(keep)
-    if (uid, gid) != (os.getuid(), os.getgid()):
-        if keep and uid != 0:
-            libc.prctl(libc.PR_SET_KEEPCAPS, 1)
-        try:
-            switch_ids(uid, gid)
-        except OSError as e:
-            raise RootsandError(f"cannot run as {uid}:{gid} inside the sandbox: {e.strerror}") from None
+    if keep and uid != 0 and uid != os.getuid():
+        libc.prctl(libc.PR_SET_KEEPCAPS, 1)
+    try:
+        # Also when the ids are ours already: the supplementary groups go (`rootsand exec` joins the sandbox
+        # with its caller's, which still open the host's files of those groups)
+        switch_ids(uid, gid)
+    except OSError as e:
+        raise RootsandError(f"cannot run as {uid}:{gid} inside the sandbox: {e.strerror}") from None
     # Keyrings are not namespaced: the caller's session keyring (Kerberos tickets, tokens) is not the
     # command's. seccomp refuses keyctl anyway; this is the wall behind it, and its failure (an outer filter
     # refusing keyctl, an architecture whose number libc.py lacks) leaves the run to that filter.

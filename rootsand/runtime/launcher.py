@@ -26,7 +26,7 @@ import sys
 import time
 
 from rootsand.config.model import NAMESPACE_LINKS
-from rootsand.errors import ExitCode, RootsandError, printable, stage, warn
+from rootsand.errors import ExitCode, RootsandError, printable, say, stage, warn
 from rootsand.guard import leftovers
 from rootsand.linux import libc, procfs
 from rootsand.net.backend import backend_for
@@ -275,7 +275,7 @@ class Launcher:
                     for note in self.late_notes + ([self.status_warning] if self.status_warning else []):
                         warn(note)
                     if self.late_hint:
-                        print(f"rootsand: hint: {printable(self.late_hint)}", file=sys.stderr, flush=True)
+                        say(f"rootsand: hint: {printable(self.late_hint)}")
 
     def _close_go(self) -> None:
         if self._go_w is not None:

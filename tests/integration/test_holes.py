@@ -1253,3 +1253,33 @@ def test_tunnels_held_open_do_not_keep_their_parsed_request_heads(tmp_path):
     assert (proc.returncode, opened) == (0, f"{tunnels} tunnels open\n"), err
     peak = int(status["VmHWM"].split()[0]) >> 10
     assert peak < 96, f"the proxy held {peak} MiB at its peak with {tunnels} tunnels"  # 625 MiB on the old code
+
+
+@pytest.mark.parametrize("stderr", ["gone", "non-blocking"])
+def test_every_check_after_the_run_is_done_whatever_became_of_stderr(tmp_path, stderr):
+    """Attack round 4: the checks after a run stopped at the first warning that could not be written. A
+    sandbox read through `| head` (its reader gone), or one that made the stderr it shares with the launcher
+    non-blocking and filled it, planted a top-level .envrc (moved aside, with a warning that raised) and a
+    repository below it, whose core.fsmonitor the git check then never saw: the user's `git status` there
+    ran it. Every check runs now; a warning nobody can read is lost, one read slowly is waited for."""
+    proj = git_repo(tmp_path / "proj")
+    plant = ("touch .envrc; mkdir sub; cd sub; git init -q .; git config core.fsmonitor 'touch ../../ran; false'")
+    if stderr == "non-blocking":
+        plant += ('; python3 -c "import fcntl, os; fcntl.fcntl(2, fcntl.F_SETFL, os.O_NONBLOCK)\n'
+                  'try:\n    while True: os.write(2, b\'x\' * 4096)\nexcept BlockingIOError: pass"')
+    proc = subprocess.Popen(rootsand_argv() + ["run", "--", "sh", "-c", plant], cwd=proj, env=env_in(proj),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if stderr == "gone":
+        proc.stderr.close()  # `| head -1` after its line: every write of the launcher's fails with EPIPE
+        assert proc.wait(timeout=60) == 0
+        said = b""
+    else:  # a reader slower than the sandbox: it starts reading once the sandbox has filled the pipe
+        time.sleep(2)
+        said = proc.stderr.read()
+        assert proc.wait(timeout=60) == 0
+    assert sorted(STAMP.sub("STAMP", name) for name in os.listdir(proj)) == [".envrc.STAMP", ".git", "sub"]
+    assert [STAMP.sub("STAMP", name) for name in os.listdir(proj / "sub")] == [".git.STAMP"]  # the planted repository
+    subprocess.run(["git", "-C", str(proj / "sub"), "status"], capture_output=True)
+    assert not (tmp_path / "ran").exists()
+    if stderr == "non-blocking":
+        assert said.count(b"rootsand: warning:") >= 2, said[-2000:]

@@ -64,15 +64,17 @@ def test_a_named_sandbox_is_in_ps_and_its_name_is_taken(tmp_path, box):
 def test_exec_joins_the_sandbox_as_its_command_runs(tmp_path, box):
     (tmp_path / "mine.txt").write_text("in the directory\n")
     script = ("hostname; cat mine.txt; ls /proc | grep -c '^[0-9]'; echo x > written.txt; "
-              "grep -E '^(Seccomp|NoNewPrivs|CapEff|Uid):' /proc/self/status")
+              "grep -E '^(Seccomp|NoNewPrivs|CapEff|Uid|Groups):' /proc/self/status")
     inside = run(["exec", box.name, "--", "sh", "-c", script], cwd="/", check_rc=0).stdout.splitlines()
     assert inside[0] == "rootsand" and inside[1] == "in the directory"
     assert int(inside[2]) <= 6  # the sandbox's own PID namespace: a handful of pids
     assert (tmp_path / "written.txt").read_text() == "x\n"
     exec_status = dict(line.split(":\t", 1) for line in inside[3:])
-    sandboxed = sandbox("grep", "-E", "^(Seccomp|NoNewPrivs|CapEff|Uid):", "/proc/self/status", cwd=tmp_path,
+    sandboxed = sandbox("grep", "-E", "^(Seccomp|NoNewPrivs|CapEff|Uid|Groups):", "/proc/self/status", cwd=tmp_path,
                         check_rc=0).stdout.splitlines()
     assert exec_status == dict(line.split(":\t", 1) for line in sandboxed)  # the same as the sandbox's command
+    # No supplementary group: exec joins with its caller's, which open the host's files of those groups
+    assert os.getgroups() and exec_status["Groups"].strip() == ""
 
 
 def test_exec_with_a_terminal_runs_an_interactive_shell(tmp_path, box):
