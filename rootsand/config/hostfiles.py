@@ -7,12 +7,14 @@ import os
 import stat
 import sys
 
+from rootsand.guard.hostpaths import real_path
+
 
 class HostFiles:
     """The host's files as the spec stage asks about them."""
 
     def realpath(self, path: str) -> str:
-        return os.path.realpath(path)
+        return real_path(path)
 
     def hook_dirs(self, writable: list[str], homes: tuple[str, ...], env: dict[str, str]) -> list[str]:
         return hook_dirs(writable, homes, env)
@@ -121,7 +123,7 @@ def dot_links(homes: tuple[str, ...], budget: int = 2000) -> dict:
         except OSError:
             continue
         if stat.S_ISLNK(st.st_mode):
-            found.setdefault(os.path.realpath(path), path)
+            found.setdefault(real_path(path), path)
         elif stat.S_ISDIR(st.st_mode) and depth < 3:
             queue += [(path, child, depth + 1) for child in _names(path)]
     return found
@@ -152,8 +154,8 @@ def own_dirs(env: dict[str, str], homes: tuple[str, ...]) -> tuple[str, ...]:
     for code in (package, os.path.join(os.path.dirname(package), "profiles"), sys.prefix):
         try:
             if os.stat(code).st_uid == os.getuid() and os.getuid() != 0:
-                dirs.append(os.path.realpath(code))  # (root's own are out of a sandbox's reach anyway)
+                dirs.append(real_path(code))  # (root's own are out of a sandbox's reach anyway)
         except OSError:
             pass
     # and where links lead (a stow-managed ~/.config/rootsand -> ../dotfiles/rootsand)
-    return tuple(dict.fromkeys(dirs + [os.path.realpath(d) for d in dirs]))
+    return tuple(dict.fromkeys(dirs + [real_path(d) for d in dirs]))

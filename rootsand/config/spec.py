@@ -150,6 +150,9 @@ def from_profile(profile, options, host_env: dict[str, str], cwd: str, cpu_count
     publish = list(profile.publish) + [parse_publish(p) for p in options.publish]
     if publish and not mode.publish:
         raise RootsandError(f"--publish needs --net {one_of(modes_with('publish'))} (the network mode is {net_mode})")
+    if mode.own_netns and "net" not in profile.namespaces:  # else the host's network, whatever the mode says
+        raise RootsandError(f"network mode {net_mode} needs the net namespace, which the profile's "
+                            "sandbox.namespaces leaves out", hint='add "net" to sandbox.namespaces, or use --net host')
     namespaces = tuple(ns for ns in profile.namespaces if not (ns == "net" and not mode.own_netns))
     timeout = parse_duration(options.timeout) if options.timeout is not None else profile.timeout
     notes = []

@@ -45,6 +45,17 @@ def home_dirs(env: dict[str, str], uid: int) -> tuple[str, ...]:
     return tuple(homes)
 
 
+def real_path(path: str) -> str:
+    """os.path.realpath, which raises OSError when a link is swapped for a directory while it looks (a
+    sandbox can do it in a loop): tried again, then one error instead of a traceback."""
+    for _ in range(3):
+        try:
+            return os.path.realpath(path)
+        except OSError:
+            continue
+    raise RootsandError(f"{path} changed while it was being looked at", hint="another sandbox may be changing that directory")
+
+
 def is_below(path: str, top: str) -> bool:
     """True when `path` is `top` or inside it (both normalised absolute paths)."""
     return path == top or path.startswith(top.rstrip("/") + "/")
@@ -123,6 +134,7 @@ def resolve_source(path: str, writable: list[str], what: str, homes: tuple[str, 
     todo = [p for p in path.split("/") if p not in ("", ".")]
     done = "/"
     links = 0
+    planted = None  # the first link followed that a sandbox could have made
     while todo:
         part = todo.pop(0)
         if part == "..":
@@ -132,7 +144,8 @@ def resolve_source(path: str, writable: list[str], what: str, homes: tuple[str, 
         try:
             st = os.lstat(candidate)
         except FileNotFoundError:
-            return os.path.join(candidate, *todo)
+            done = os.path.join(candidate, *todo)  # the rest as written: the sandbox reports it missing
+            break
         except OSError as e:
             raise RootsandError(f"{what}: cannot look at {candidate}: {e.strerror}") from None
         if not stat.S_ISLNK(st.st_mode):
@@ -141,20 +154,28 @@ def resolve_source(path: str, writable: list[str], what: str, homes: tuple[str, 
         links += 1
         if links > MAX_LINKS:
             raise RootsandError(f"{what}: {path}: too many levels of symbolic links")
-        target = os.readlink(candidate)
+        try:
+            target = os.readlink(candidate)
+        except OSError:  # no link any more: swapped since the lstat
+            raise RootsandError(f"{what}: {candidate} changed while it was being looked at",
+                                hint="another sandbox may be changing that directory") from None
         if not trusted(st) and candidate not in _home_names(os.environ):  # (its parent is no sandbox's to write)
             top = next((t for t in writable if is_below(done, t)), None)
-            leads = os.path.realpath(candidate)
-            hint = f"name its target {leads} instead, if that is what you mean"
             if top is not None:
+                leads = real_path(candidate)  # for the message only: the decision is made already
                 raise RootsandError(f"{what}: {candidate} is a symbolic link (to {leads}) inside {top}, which the "
-                                    "sandbox can write: it is not followed", hint=hint)
-            if home_reason(leads, homes):
-                raise RootsandError(f"{what}: {candidate} is a symbolic link into your home directory (to {leads}), "
-                                    "which a sandbox may have planted: it is not followed", hint=hint)
+                                    "sandbox can write: it is not followed",
+                                    hint=f"name its target {leads} instead, if that is what you mean")
+            planted = planted or candidate
         if target.startswith("/"):
             done = "/"
         todo = [p for p in target.split("/") if p not in ("", ".")] + todo
+    # Where the walk ended, judged on what was walked (a second lookup of the link could see something else:
+    # a sandbox swapping it with a directory in a loop)
+    if planted and home_reason(done, homes):
+        raise RootsandError(f"{what}: {planted} is a symbolic link into your home directory (to {done}), which a "
+                            "sandbox may have planted: it is not followed",
+                            hint=f"name its target {done} instead, if that is what you mean")
     return done
 
 

@@ -221,9 +221,11 @@ def sweep(own_entry: str | None = None, made: list | None = None) -> list[str] |
     ledger_path = os.path.join(directory, LEDGER)
     done = []
     try:
+        todo = [tuple(item) for item in (_load_ledger(ledger_path) + list(made or []))]
+        if made:  # in the ledger before our entry, which names them, goes (an interrupted sweep forgets nothing)
+            _write_ledger(ledger_path, _unique(todo))
         if own_entry:
             registry.forget(own_entry)
-        todo = [tuple(item) for item in (_load_ledger(ledger_path) + list(made or []))]
         covered = set()
         stale = []
         for name in os.listdir(directory):
@@ -238,10 +240,12 @@ def sweep(own_entry: str | None = None, made: list | None = None) -> list[str] |
             else:
                 _clear_setuid_bits(entry)  # before the entry that says what to clear goes
                 todo += [tuple(item) for item in _made(entry)]
-                stale.append(entry)
-                registry.forget(os.path.join(directory, name))
-                done.append(_retired(entry))
-        for entry in stale:  # killed before its own checks: what its sandbox did is checked now
+                stale.append((os.path.join(directory, name), entry))
+        if stale:
+            _write_ledger(ledger_path, _unique(todo))
+        # Killed before its own checks: what its sandbox did is checked now, and only then is its entry gone
+        # (a sweep interrupted meanwhile leaves it for the next one)
+        for path, entry in stale:
             protect = entry.get("protect") if isinstance(entry.get("protect"), dict) else {}
             since = protect.get("since") if isinstance(protect.get("since"), (int, float)) else 0
             absent = [p for p in protect.get("absent", []) if isinstance(p, str)] if isinstance(
@@ -257,9 +261,11 @@ def sweep(own_entry: str | None = None, made: list | None = None) -> list[str] |
                 for line in gitaudit.audit(audit.get("tops", []), audit.get("since", 0), others, audit.get("known", []),
                                            names):
                     warn(line)
+            registry.forget(path)
+            done.append(_retired(entry))
         keep = []
         # Deepest first: a second sandbox may have made its own inside a directory the first one made.
-        for path, is_dir in sorted(dict.fromkeys((str(p), bool(d)) for p, d in todo), key=lambda i: -len(i[0])):
+        for path, is_dir in sorted(_unique(todo), key=lambda i: -len(i[0])):
             if any(c == path or c.startswith(path.rstrip("/") + "/") for c in covered):
                 keep.append([path, is_dir])  # a live sandbox covers it, or something below it
             elif remove_mount_point(path, is_dir):
@@ -405,6 +411,11 @@ def remove_mount_point(path: str, is_dir: bool) -> bool:
         return False
     finally:
         os.close(parent_fd)
+
+
+def _unique(items) -> list:
+    """[path, is_dir] pairs, each once."""
+    return [list(item) for item in dict.fromkeys((str(p), bool(d)) for p, d in items)]
 
 
 def _load_ledger(path: str) -> list:

@@ -15,17 +15,18 @@ import stat
 from rootsand.config import host
 from rootsand.errors import RootsandError
 
-# The one place in procfs where the kernel lets a new procfs be mounted although a mount covers it: an
-# always-empty directory (fs/proc/proc_sysctl.c register_sysctl_mount_point)
-PROC_EMPTY_DIRS = ("/proc/sys/fs/binfmt_misc",)
+# Where in procfs the kernel lets a new procfs be mounted although a mount covers the place: its permanently
+# empty directories, the mount points it makes for other file systems (register_sysctl_mount_point and
+# proc_create_mount_point in fs/proc/: binfmt_misc; nfsd, which every NFS server mounts; xenfs; openpromfs)
+PROC_EMPTY_DIRS = ("/proc/sys/fs/binfmt_misc", "/proc/fs/nfsd", "/proc/xen", "/proc/openprom")
 
 
 def resolve(the_plan):
     """`the_plan` with `resolved` filled in (see the module's docstring). Reads the host, changes nothing."""
     from rootsand.config.plan import Resolved
-    from rootsand.guard.hostpaths import resolve_source
+    from rootsand.guard.hostpaths import real_path, resolve_source
 
-    writable = [t for t in dict.fromkeys(os.path.realpath(t) for t in the_plan.writable) if t != "/"]
+    writable = [t for t in dict.fromkeys(real_path(t) for t in the_plan.writable) if t != "/"]
     homes = tuple(the_plan.homes)
     rootfs = resolve_source(the_plan.rootfs, writable, "--rootfs", homes) if the_plan.rootfs else None
     if rootfs:

@@ -14,6 +14,8 @@ from rootsand.runtime import hostprep
 def test_a_new_procfs_where_nothing_covers_the_outer_one():
     warnings = []
     assert hostprep._proc_kind(["/", "/proc", "/proc/sys/fs/binfmt_misc", "/sys", "/tmp"], warnings) == "new"
+    # an NFS server's nfsd (attack round 4: it gave every sandbox the host's /proc), xenfs
+    assert hostprep._proc_kind(["/", "/proc", "/proc/fs/nfsd", "/proc/xen"], warnings) == "new"
     assert warnings == []
 
 

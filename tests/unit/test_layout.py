@@ -23,6 +23,7 @@ CONFIG_EXCEPTIONS = {
     ("config.profile", "net.allowlist"): "parse_entry: checks allow_hosts entries",
     ("config.spec", "net.allowlist"): "checks --allow-host entries",
     ("config.hostfiles", "security.seccomp.rulefile"): "load_rule_file: a custom rule file (pure)",
+    ("config.hostfiles", "guard.hostpaths"): "real_path: realpath that survives a link swapped meanwhile",
     ("config.hostfiles", "ops.registry"): "runtime_dirs_in_use: rootsand's own directories (own_dirs)",
     ("config.host", "linux.procfs"): "read_sysctl: the host's facts",
     ("config.host", "security.cgroup"): "delegated_cgroup: the host's facts",

@@ -87,3 +87,32 @@ def test_a_killed_launchers_mount_points_go_unless_a_live_sandbox_covers_them(sa
     os.unlink(os.path.join(sandboxes, "live.json"))
     assert leftovers.cleanup(explicit=True) == [f"removed {work}/.git (an empty mount point made for a sandbox)"]
     assert leftovers.LEDGER not in os.listdir(sandboxes)
+
+
+def test_an_interrupted_sweep_leaves_the_killed_launchers_entry_for_the_next_one(sandboxes, tmp_path, monkeypatch):
+    """Attack round 4: the sweep removed every stale entry before it checked any. A sandbox that made its git
+    check slow, and a ^C on the next start that looked stuck, lost the check for good: the planted repository
+    stayed. The entry goes only once its checks are done, and the mount points it names are in the ledger
+    before anything is removed."""
+    from rootsand.guard import gitaudit
+
+    work = tmp_path / "work"
+    (work / ".envrc").mkdir(parents=True)
+    entry = {"name": "gone", "launcher": {"pid": dead_pid(), "start": 1},
+             "protect": {"made": [[str(work / ".envrc"), True]], "covered": [], "pinned": [], "absent": [],
+                         "audit": {"tops": [str(work)], "since": 1, "known": [], "names": []}}}
+    write(os.path.join(sandboxes, "gone.json"), entry)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(gitaudit, "audit", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            leftovers.cleanup()
+    assert "gone.json" in os.listdir(sandboxes)  # checked again by the next sweep
+    with open(os.path.join(sandboxes, leftovers.LEDGER)) as f:
+        assert json.load(f)["made"] == [[str(work / ".envrc"), True]]
+    assert leftovers.cleanup() == ["removed gone's entry (its launcher was killed)",
+                                   f"removed {work}/.envrc (an empty mount point made for a sandbox)"]
+    assert sorted(os.listdir(sandboxes)) == []

@@ -12,6 +12,7 @@ from rootsand.config import netmodes, plan, profile, spec
 from rootsand.config.idmap import SubidRange
 from rootsand.config.netmodes import MODES, NetMode
 from rootsand.config.plan import HostFacts, Network
+from rootsand.errors import RootsandError
 from rootsand.net import backend
 from rootsand.net.backend import BACKENDS, Backend, backend_for
 
@@ -138,3 +139,19 @@ def test_the_backends_hooks_do_nothing_by_default():
     quiet.check(debug=False)
     quiet.finish()
     quiet.stop()
+
+
+def test_a_mode_with_a_network_namespace_of_its_own_needs_the_net_namespace(tmp_path):
+    """Attack round 4: a profile that left "net" out of sandbox.namespaces still planned mode none ("loopback
+    only"), and the sandbox had the host's network. Refused now, naming what to change; --net host is fine."""
+    variables = profile.Variables(cwd=str(tmp_path), home=str(tmp_path), user="alice", uid=1000, gid=1000,
+                                  xdg_runtime_dir=None, env={})
+    path = tmp_path / "p.toml"
+    path.write_text('extends = "default"\n[sandbox]\nnamespaces = ["user", "pid", "mount", "uts", "ipc"]\n')
+    loaded = profile.load(str(path), variables)
+    for net in (None, "slirp", "proxy"):
+        with pytest.raises(RootsandError) as e:
+            spec.from_profile(loaded, RunOptions(net=net), {}, str(tmp_path), 2)
+        assert e.value.message == (f"network mode {net or 'none'} needs the net namespace, which the profile's "
+                                   "sandbox.namespaces leaves out")
+    assert "net" not in spec.from_profile(loaded, RunOptions(net="host"), {}, str(tmp_path), 2).namespaces
