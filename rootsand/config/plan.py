@@ -68,7 +68,8 @@ class MountStep(Record):
         "nodes": list,  # dev: the host device nodes bound
         "read_only": list, "masked": list,  # proc: what is made read-only, what is hidden
         # decided against the host (runtime/hostprep.py), in the resolved plan only: an overlay's "kernel",
-        # "fuse" or "read-only" (its lower dir, when the overlay cannot be had); proc's "new" or "outer"
+        # "fuse" or "read-only" (its lower dir, when the overlay cannot be had); proc's "new-or-outer" (the
+        # outer /proc where the kernel refuses a new one, with a warning)
         "kind": "",
         "origin": "",
     }

@@ -4,9 +4,10 @@ resolve() fills in Plan.resolved: every host path the sandbox is built from, res
 links a sandbox could have planted (guard/hostpaths.py); the host directories it can write; what the
 protected paths cover (made, pinned or left absent); the git repositories checked after the run; where
 setuid bits are cleared; each overlay's kind (the kernel's, fuse-overlayfs, or its lower dir read-only) and
-whether /proc is a new procfs or the outer one. `run --dry-run` prints the result; the launcher makes it
-again under its registry lock, so what it records is what the host held when the sandbox was built; the
-setup process and PID 1 then carry it out as it is and decide nothing (an error names the step that fails).
+the rule for /proc (a new procfs, else the outer one, said: PROC_KIND). `run --dry-run` prints the result;
+the launcher makes it again under its registry lock, so what it records is what the host held when the
+sandbox was built; the setup process and PID 1 then carry it out as it is (an error names the step that
+fails), deciding nothing but what only trying tells: whether the kernel mounts a new procfs.
 """
 
 import os
@@ -15,10 +16,11 @@ import stat
 from rootsand.config import host
 from rootsand.errors import RootsandError
 
-# Where in procfs the kernel lets a new procfs be mounted although a mount covers the place: its permanently
-# empty directories, the mount points it makes for other file systems (register_sysctl_mount_point and
-# proc_create_mount_point in fs/proc/: binfmt_misc; nfsd, which every NFS server mounts; xenfs; openpromfs)
-PROC_EMPTY_DIRS = ("/proc/sys/fs/binfmt_misc", "/proc/fs/nfsd", "/proc/xen", "/proc/openprom")
+# /proc: a new procfs, or where the kernel refuses one in a user namespace (it does when mounts it counts as
+# hiding parts of the outer procfs are locked over it, by rules that depend on the kernel's version and are
+# not all visible from here: a container's masked paths, an outer sandbox's), the outer one as it is, which
+# the setup process then says in a warning. Told apart only by trying, so the plan records the rule.
+PROC_KIND = "new-or-outer"
 
 
 def resolve(the_plan):
@@ -32,7 +34,7 @@ def resolve(the_plan):
     if rootfs:
         writable.append(rootfs)  # mounted writable
     notes, warnings, steps = [], [], []
-    mountinfo = _mount_points()
+    mountinfo = _mount_points() if any(step.type == "overlay" for step in the_plan.mounts) else []
     for index, step in enumerate(the_plan.mounts):
         what = step.origin or f"mount {index + 1} ({step.type} on {step.dst})"
         if step.type in ("bind", "ro-bind", "dev-bind"):
@@ -44,7 +46,7 @@ def resolve(the_plan):
             _check_sources(step, what, step.lower)
             step = step.replace(kind=_overlay_kind(step, what, the_plan.ids, mountinfo, notes, warnings))
         elif step.type == "proc":
-            step = step.replace(kind=_proc_kind(mountinfo, warnings))
+            step = step.replace(kind=PROC_KIND)
         steps.append(step)
     resolved = Resolved(mounts=steps, rootfs=rootfs, writable=writable, notes=notes, warnings=warnings,
                         setuid_tops=unguarded(writable, the_plan) if the_plan.setuid_bits else [])
@@ -106,20 +108,6 @@ def _unmapped(path: str, ids) -> bool:
 
 def _maps(lines, outside_id: int) -> bool:
     return any(outside <= outside_id < outside + count for _, outside, count in lines)
-
-
-def _proc_kind(mountinfo: list[str], warnings: list) -> str:
-    """A new procfs, unless the kernel refuses one: in a user namespace it mounts procfs only where the
-    outer one is fully visible, nothing mounted over any part of it (a container's masked paths, an outer
-    sandbox's). Then the outer one, as it is (it shows the outer PID namespace), and the user is told."""
-    covered = [m for m in mountinfo if m.startswith("/proc/") and not any(
-        m == e or m.startswith(e + "/") for e in PROC_EMPTY_DIRS)]
-    if not covered:
-        return "new"
-    warnings.append(f"/proc: the kernel mounts no new procfs under this /proc, whose parts are covered ({covered[0]}"
-                    + (f" and {len(covered) - 1} more" if len(covered) > 1 else "") + "): the sandbox sees the "
-                    "outer one, with the processes outside it")
-    return "outer"
 
 
 def _mount_points() -> list[str]:

@@ -134,10 +134,11 @@ def test_root_of_another_user_namespace_does_not_take_real_roots_runtime_directo
     assert os.path.isdir(f"/tmp/rootsand-{os.getuid()}")
 
 
-def test_the_outer_proc_is_decided_before_the_run_and_said(tmp_path):
-    """The outer sandbox covers parts of its /proc (kcore, keys, ...), and the kernel then mounts no new procfs
-    in a user namespace. The resolved plan says the inner sandbox gets the outer /proc, --dry-run shows it,
-    and the run says so in a warning (it was a silent fallback, seen only with -v)."""
+def test_the_outer_proc_is_said(tmp_path):
+    """The outer sandbox covers parts of its /proc (kcore, keys, ...) with locked mounts, and the kernel then
+    mounts no new procfs in a user namespace: the inner sandbox gets the outer /proc, as the plan's rule for
+    /proc says (--dry-run shows it), and the run says so in a warning (it was a silent fallback, seen only
+    with -v)."""
     import json
 
     script = (f"{inner()} run --dry-run -- true > plan.json && "
@@ -145,7 +146,8 @@ def test_the_outer_proc_is_decided_before_the_run_and_said(tmp_path):
     r = outer("sh", "-c", script, cwd=tmp_path, check_rc=0)
     assert r.stdout == "proc-ok\n", r.stderr
     steps = json.loads((tmp_path / "plan.json").read_text())["resolved"]["mounts"]
-    assert [s["kind"] for s in steps if s["type"] == "proc"] == ["outer"]
+    assert [s["kind"] for s in steps if s["type"] == "proc"] == ["new-or-outer"]
     warnings = [line for line in r.stderr.splitlines() if line.startswith("rootsand: warning: /proc: ")]
-    assert len(warnings) == 1 and warnings[0].endswith("the sandbox sees the outer one, with the processes "
-                                                       "outside it"), r.stderr
+    assert warnings == ["rootsand: warning: /proc: the kernel mounts no new procfs here (parts of this /proc are "
+                        "covered, as in a container or another sandbox): the sandbox sees the outer one, with the "
+                        "processes outside it"], r.stderr

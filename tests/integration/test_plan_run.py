@@ -117,7 +117,7 @@ def test_dry_run_shows_the_plan_resolved_against_this_host(tmp_path):
     asked = [s for s in planned["mounts"] if s["dst"] == "/data"]
     carried = [s for s in resolved["mounts"] if s["dst"] == "/data"]
     assert [s["src"] for s in asked] == [f"{tmp_path}/link"] and [s["src"] for s in carried] == [f"{tmp_path}/real"]
-    assert [s["kind"] for s in resolved["mounts"] if s["type"] == "proc"] == ["new"]
+    assert [s["kind"] for s in resolved["mounts"] if s["type"] == "proc"] == ["new-or-outer"]
     assert resolved["writable"] == [str(tmp_path / "work")] and resolved["warnings"] == []
 
 

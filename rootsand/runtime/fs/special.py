@@ -13,11 +13,18 @@ class SpecialMounts:
 
     def _proc(self, m, _sources, _trees) -> None:
         target, _ = self._target(m.dst)
-        if m.kind == "outer":  # the kernel would refuse a new one (hostprep.py says why, and the user is told)
+        try:
+            proc = new_fs("proc", {}, attrs_of(m.flags))
+        except PermissionError:
+            if m.kind != "new-or-outer":
+                raise
+            # Refused under a /proc with parts covered by locked mounts (a container's, an outer sandbox's): the
+            # one there is, as it is, which shows the outer PID namespace, and the user is told (hostprep.py)
             proc = libc.open_tree(libc.AT_FDCWD, "/proc", libc.OPEN_TREE_CLONE | libc.AT_RECURSIVE)
             libc.mount_setattr_fd(proc, attrs_of(m.flags), what="/proc")
-        else:
-            proc = new_fs("proc", {}, attrs_of(m.flags))
+            self.warnings.append("/proc: the kernel mounts no new procfs here (parts of this /proc are covered, "
+                                 "as in a container or another sandbox): the sandbox sees the outer one, with the "
+                                 "processes outside it")
         try:
             libc.move_mount(proc, target, m.dst)
         except OSError:
