@@ -181,11 +181,14 @@ def test_planning_and_rule_files_load_no_system_interface(tmp_path):
 
 
 def test_every_subpackage_is_installed():
-    """pyproject.toml lists the packages: one missing is absent from an installed rootsand (not from a checkout)."""
+    """pyproject.toml lists the packages: one missing is absent from an installed rootsand (not from a checkout).
+    Checked on the repository's files, wherever the tests import rootsand from."""
     import tomllib
 
-    with open(os.path.join(os.path.dirname(PACKAGE), "pyproject.toml"), "rb") as f:
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(repo, "pyproject.toml"), "rb") as f:
         listed = set(tomllib.load(f)["tool"]["setuptools"]["packages"])
-    found = {"rootsand." + os.path.relpath(d, PACKAGE).replace(os.sep, ".") if d != PACKAGE else "rootsand"
-             for d, _, files in os.walk(PACKAGE) if "__init__.py" in files}
+    source = os.path.join(repo, "rootsand")
+    found = {"rootsand." + os.path.relpath(d, source).replace(os.sep, ".") if d != source else "rootsand"
+             for d, _, files in os.walk(source) if "__init__.py" in files}
     assert sorted(found - listed) == []
