@@ -276,7 +276,9 @@ def _kill_while_building(stage: str, victim: str, marker: str):
     """`rootsand run -v` until the -v line `stage`; then stop `victim` (the setup process or PID 1), and kill
     it if it is still building: the setup process not yet exited, PID 1 without the command forked (neither
     can go on while stopped). (returncode, stdout, stderr) then, or None when the victim was past that."""
-    proc = subprocess.Popen(rootsand_argv() + ["run", "-v", "--", "sh", "-c", "echo ran", marker],
+    # 100 tmpfs mounts: a build of some milliseconds, so that the kill can land in it on a loaded machine too
+    slow = [arg for i in range(100) for arg in ("--tmpfs", f"/tmp/slow-build-{i}")]
+    proc = subprocess.Popen(rootsand_argv() + ["run", "-v", *slow, "--", "sh", "-c", "echo ran", marker],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     pids, killed = {}, False
     for line in proc.stderr:
