@@ -276,8 +276,8 @@ def _kill_while_building(stage: str, victim: str, marker: str):
     """`rootsand run -v` until the -v line `stage`; then stop `victim` (the setup process or PID 1), and kill
     it if it is still building: the setup process not yet exited, PID 1 without the command forked (neither
     can go on while stopped). (returncode, stdout, stderr) then, or None when the victim was past that."""
-    # 100 tmpfs mounts: a build of some milliseconds, so that the kill can land in it on a loaded machine too
-    slow = [arg for i in range(100) for arg in ("--tmpfs", f"/tmp/slow-build-{i}")]
+    # 1500 tmpfs mounts: a build of a tenth of a second or more, so that the kill lands in it on a loaded machine
+    slow = [arg for i in range(1500) for arg in ("--tmpfs", f"/tmp/slow-build-{i}")]
     proc = subprocess.Popen(rootsand_argv() + ["run", "-v", *slow, "--", "sh", "-c", "echo ran", marker],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     pids, killed = {}, False
@@ -307,11 +307,11 @@ def _kill_while_building(stage: str, victim: str, marker: str):
 def test_a_sandbox_killed_while_being_built_is_an_error_not_the_commands_status(stage, victim, who):
     # An OOM kill or a kill -9 during setup: the command never ran, so its 137 would be a lie.
     marker = f"marker-{uuid.uuid4().hex}"
-    for _ in range(20):  # until the kill lands while the victim is still building
+    for _ in range(40):  # until the kill lands while the victim is still building
         result = _kill_while_building(stage, victim, marker)
         if result is not None:
             break
-    assert result is not None, "the kill never landed during setup in 20 tries"
+    assert result is not None, "the kill never landed during setup in 40 tries"
     code, out, err = result
     errors = [line for line in err.splitlines() if line.startswith("rootsand: error:")]
     assert (code, out, errors) == (
