@@ -40,12 +40,11 @@ def printable(text: str) -> str:
 
 def stage(message: str) -> None:
     """A `run -v` line: `message` with the seconds since rootsand's first line of Python."""
-    import sys
     import time
 
     from rootsand import STARTED
 
-    print(f"rootsand: {time.monotonic() - STARTED:8.4f}s {printable(message)}", file=sys.stderr, flush=True)
+    say(f"rootsand: {time.monotonic() - STARTED:8.4f}s {printable(message)}")
 
 
 def warn(message: str) -> None:
