@@ -265,6 +265,12 @@ def writable_sources(mounts: list, cwd: str) -> list[str]:
     return [t for t in dict.fromkeys(tops) if t != "/"]
 
 
+def real_dirs(paths: list[str], realpath) -> list[str]:
+    """`paths` as real paths (`realpath`: the caller's, which reads the host), each once, "/" left out: the
+    host directories a sandbox can write, resolved (spec's rule file check, runtime/hostprep.py)."""
+    return [t for t in dict.fromkeys(realpath(t) for t in paths) if t != "/"]
+
+
 def protected_paths(mounts: list, protect: list[str], cwd: str, homes, placeholders: bool = False,
                     caches=()) -> list[Protected]:
     """Where each protected path lies: inside every read-write bind (the current directory, a --bind, a

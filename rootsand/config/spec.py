@@ -308,9 +308,9 @@ def _shared_socket_dir(cwd: str, env: dict[str, str]) -> str | None:
 
 def writable_dirs(mounts: list[Mount], cwd: str, realpath) -> list[str]:
     """The host directories a sandbox with these mounts can write, resolved (plan.writable_sources)."""
-    from rootsand.config.plan import writable_sources
+    from rootsand.config.plan import real_dirs, writable_sources
 
-    return [t for t in dict.fromkeys(realpath(t) for t in writable_sources(mounts, cwd)) if t != "/"]
+    return real_dirs(writable_sources(mounts, cwd), realpath)
 
 
 def _check_rule_file_is_out_of_reach(path: str, mounts: list[Mount], cwd: str, realpath) -> None:

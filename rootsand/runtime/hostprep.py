@@ -25,10 +25,10 @@ PROC_KIND = "new-or-outer"
 
 def resolve(the_plan):
     """`the_plan` with `resolved` filled in (see the module's docstring). Reads the host, changes nothing."""
-    from rootsand.config.plan import Resolved
+    from rootsand.config.plan import Resolved, real_dirs
     from rootsand.guard.hostpaths import real_path, resolve_source
 
-    writable = [t for t in dict.fromkeys(real_path(t) for t in the_plan.writable) if t != "/"]
+    writable = real_dirs(the_plan.writable, real_path)
     homes = tuple(the_plan.homes)
     rootfs = resolve_source(the_plan.rootfs, writable, "--rootfs", homes) if the_plan.rootfs else None
     if rootfs:

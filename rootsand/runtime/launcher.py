@@ -22,7 +22,6 @@ import re
 import select
 import signal
 import stat
-import sys
 import time
 
 from rootsand.config.model import NAMESPACE_LINKS
@@ -68,7 +67,7 @@ def run(the_plan, json_status: str | None = None, verbose: bool = False, debug: 
     runtime = Runtime(the_plan, verbose, debug)
     if verbose:
         for line in limits.describe_limits(the_plan.limits, the_plan.memory):
-            print(f"rootsand: limits: {line}", file=sys.stderr, flush=True)
+            say(f"rootsand: limits: {line}")
     if the_plan.cgroup_parent:
         runtime.cgroup_dir = cgroup.make_cgroup(the_plan.cgroup_parent, f"rootsand-{os.getpid()}",
                                                   the_plan.limits.cgroup)
@@ -129,11 +128,8 @@ class Launcher:
         """Lines for the user: on a terminal that is no longer raw."""
         if self.relay:
             self.relay.stop()
-        try:
-            for line in lines:
-                print(line, file=sys.stderr, flush=True)
-        except OSError:
-            pass  # nobody reads our stderr any more: the exit status still tells
+        for line in lines:
+            say(line)  # (nobody may read our stderr any more: the exit status still tells)
 
     def run(self) -> int:
         # The name is ours, or this is an error before anything runs (killed launchers' entries are swept
@@ -160,7 +156,7 @@ class Launcher:
                 warn(warning)
             if self.runtime.verbose:
                 for note in resolved.notes:
-                    print(f"rootsand: {printable(note)}", file=sys.stderr, flush=True)
+                    say(f"rootsand: {printable(note)}")
             return self._run()
         finally:
             self._release_protect_lock()
