@@ -4,8 +4,15 @@ No sandbox logic lives here, and typer is imported only when the fast path below
 arguments (help, usage errors, other commands).
 """
 
+import gc
 import os
 import sys
+
+# No cyclic garbage collection while rootsand starts: the start-up makes almost no cycles, and the
+# collector's passes over every module object it imports cost ~10% of `rootsand run -- true`. The
+# launcher freezes what is there before it forks (the children then never write to those pages) and
+# turns collection back on once the command runs (runtime/launcher.py).
+gc.disable()
 
 from rootsand.errors import ExitCode, RootsandError, printable, say
 
@@ -52,6 +59,7 @@ def main() -> None:
 
             code = run_sandbox(options)
         else:
+            gc.enable()  # the other commands (ns monitor runs for long) collect as usual
             code = _typer_main()
     except RootsandError as e:
         for line in e.lines():

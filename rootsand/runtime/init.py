@@ -1,5 +1,6 @@
 """PID 1 of the sandbox: forward signals to the command, reap every zombie, end with the command's status."""
 
+import gc
 import os
 import signal
 
@@ -40,6 +41,7 @@ def reap_until(command_pid: int) -> int:
     for sig in FORWARDED:
         signal.signal(sig, forward)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
+    gc.enable()  # off for the start-up (cli/main.py): PID 1 lives as long as the command
     while True:
         try:
             pid, status = os.wait()

@@ -16,6 +16,7 @@ slirp4netns, sockets) happen here, in the execution, never in planning.
 """
 
 import errno
+import gc
 import json
 import os
 import re
@@ -30,7 +31,7 @@ from rootsand.guard import leftovers
 from rootsand.linux import libc, procfs
 from rootsand.net.backend import backend_for
 from rootsand.ops import registry
-from rootsand.runtime import channel, init, maps
+from rootsand.runtime import channel, init
 from rootsand.security import cgroup, limits
 
 # A signal that arrives before PID 1 exists ends the launcher; later ones are passed on to the command.
@@ -181,9 +182,9 @@ class Launcher:
             "cgroup": self.runtime.cgroup_dir,
             **({"protect": self.protect} if self.protect else {}),
             # what the exit clears, for the next sweep to do when we are killed first (guard/leftovers.py)
-            **({"setuid": {"tops": self.setuid_tops, "ids": self.plan.ids.to_json()}}
+            **({"setuid": {"tops": self.setuid_tops, "ids": self.plan.ids}}
                if self.plan.setuid_bits else {}),
-            "plan": self.plan.to_json(),
+            "plan": self.plan,  # a Record: registry.publish encodes it
         }
         try:
             registry.publish(self.entry_path, entry)
@@ -208,6 +209,7 @@ class Launcher:
         # Block the forwarded signals across fork: the children inherit the mask and unblock when ready.
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, init.FORWARDED)
         launcher_pid = os.getpid()
+        gc.freeze()  # start-up's objects: never collected, so the children never write to their pages
         pid = os.fork()
         if pid == 0:
             os.close(go_w)
@@ -281,12 +283,14 @@ class Launcher:
     def _supervise(self) -> int:
         deadline = self.started + self.plan.timeout if self.plan.timeout else None
         pidfd = os.pidfd_open(self.child)
+        from rootsand.runtime import maps  # imported while the setup process unshares: not before the fork
+
         try:
             # 1. The child has unshared: write its maps, then let it go on.
             while not self._handle(self._reports.read(self._wait(deadline))):
                 if self._reports.fd is None or self._timed_out(deadline) or self.interrupted:
                     return self._finish(pidfd, deadline)
-            self._write_maps()
+            maps.write_maps(self.plan.ids, self.child)
             self.log("id maps written")
             self.runtime.net.start(self.child, self.log)
             if self.interrupted:
@@ -321,6 +325,7 @@ class Launcher:
                     self._release_protect_lock()  # the command runs: its protected paths are in place
                     if self.command_started and self.error is None:
                         self.log("the command runs (its execve closed the report pipe)")
+                    gc.enable()  # off for the start-up (cli/main.py); a long run collects as usual
             if self.relay:
                 self.relay.pump(ready, writable)
             if watched in ready:
@@ -451,9 +456,6 @@ class Launcher:
                 os.close(fd)
                 continue
             self.ns_fds[ns] = fd
-
-    def _write_maps(self) -> None:
-        maps.write_maps(self.plan.ids, self.child)
 
     def _on_signal(self, signum: int, _frame) -> None:
         if signum == signal.SIGWINCH and self.relay:

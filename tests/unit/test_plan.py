@@ -317,3 +317,17 @@ def test_missing_mount_points_are_made_inside_the_root_only(new_root, tmp_path):
     fd, path = new_root._walk("/etc/rel/new-file", "file")
     os.close(fd)
     assert (tmp_path / "root" / "usr" / "new-file").is_file()
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+def test_the_registry_writes_a_plan_as_to_json_does(where, name, tmp_path):
+    """registry.publish encodes Records itself (the C encoder, no to_json() first): the same text."""
+    from rootsand.ops import registry
+
+    the_plan = plan.plan(make_spec(where, name, publish=["8080:80"], net="slirp"), FACTS)
+    path = str(tmp_path / "entry.json")
+    registry.publish(path, {"plan": the_plan, "ids": the_plan.ids})
+    with open(path) as f:
+        assert f.read() == json.dumps({"plan": the_plan.to_json(), "ids": the_plan.ids.to_json()})
+    with pytest.raises(TypeError):
+        registry.publish(path, {"plan": object()})
