@@ -33,12 +33,7 @@ def run_body(body, report_fd: int, debug: bool = False, failed: str | None = "sa
         detail = f"{e.filename}: {e.strerror}" if e.filename else e.strerror or str(e)
         channel.send_error(report_fd, RootsandError(f"{failed}: {detail}" if failed else detail, _hint(e)))
     except BaseException as e:  # noqa: BLE001 - a forked child must never unwind into its parent's code
-        if debug:
-            import traceback
-
-            detail = traceback.format_exc()
-        else:
-            detail = f"{type(e).__name__}: {e}"
+        detail = _traceback(e) if debug else f"{type(e).__name__}: {e}"
         channel.send_error(report_fd, RootsandError(f"internal error in {where}: {detail}" if where else detail))
     finally:
         try:
@@ -46,6 +41,21 @@ def run_body(body, report_fd: int, debug: bool = False, failed: str | None = "sa
             sys.stderr.flush()
         finally:
             os._exit(int(code))
+
+
+def _traceback(e: BaseException) -> str:
+    """The traceback of `e` for --debug; where the sandbox's root hides Python's library (a --rootfs tree), one
+    made without it: file, line and function of each frame."""
+    try:
+        import traceback
+    except ImportError:
+        frames, tb = [], e.__traceback__
+        while tb is not None:
+            code = tb.tb_frame.f_code
+            frames.append(f'  File "{code.co_filename}", line {tb.tb_lineno}, in {code.co_name}\n')
+            tb = tb.tb_next
+        return "Traceback (most recent call last):\n" + "".join(frames) + f"{type(e).__name__}: {e}\n"
+    return "".join(traceback.format_exception(e))
 
 
 def _hint(e: OSError) -> str | None:

@@ -76,7 +76,7 @@ def exec_command(plan, report_fd: int, seccomp_filter, pty_slave: int | None) ->
     if seccomp_filter is not None:
         seccomp.install(seccomp_filter)  # last: from here on the filter judges every call
     try:
-        os.execvpe(argv[0], argv, plan.env)
+        execvpe(argv[0], argv, plan.env)
     except OSError as e:
         if e.errno in (errno.ENOENT, errno.ENOTDIR):
             raise RootsandError(f"{argv[0]}: command not found in the sandbox",
@@ -84,3 +84,21 @@ def exec_command(plan, report_fd: int, seccomp_filter, pty_slave: int | None) ->
                                 code=ExitCode.NOT_FOUND) from None
         raise RootsandError(f"{argv[0]}: cannot execute: {e.strerror}", code=ExitCode.NOT_EXECUTABLE) from None
     return ExitCode.FAILURE  # not reached
+
+
+def execvpe(name: str, argv: list[str], env: dict) -> None:
+    """os.execvpe without Python's library: it imports `warnings` to read PATH, and a --rootfs tree (busybox,
+    Alpine, another release) has none. A name without a slash is looked up in env's PATH; the first error
+    other than "not there" is the one raised, as execvp(3) and os.execvpe do."""
+    if "/" in name:
+        os.execve(name, argv, env)
+    first = None
+    for directory in env.get("PATH", os.defpath).split(":"):
+        try:
+            os.execve(os.path.join(directory or ".", name), argv, env)
+        except OSError as e:
+            if first is None and e.errno not in (errno.ENOENT, errno.ENOTDIR):
+                first = e
+            last = e
+    raise first or last
+

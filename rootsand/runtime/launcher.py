@@ -420,8 +420,8 @@ class Launcher:
         C itself stays in the host's PID and time namespaces; the sandbox's are those of its children, which
         exist once PID 1 does (later=True)."""
         for ns in NAMESPACE_LINKS:
-            if (ns == "time" and ns not in self.plan.namespaces) or later != (ns in ("pid", "time")):
-                continue  # seven namespaces, eight with time
+            if ns not in self.plan.namespaces or later != (ns in ("pid", "time")):
+                continue  # the sandbox's own: with --net host the network is the host's, not one to join
             name = _setup_ns_link(ns)
             try:
                 self.namespaces[ns] = os.stat(f"/proc/{self.child}/ns/{name}").st_ino

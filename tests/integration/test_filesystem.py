@@ -178,6 +178,28 @@ def test_rootfs_with_busybox(tmp_path, project):
     assert (root / "made").exists() and not (root / "tmp" / "t").exists()
 
 
+def test_a_rootfs_without_python_runs_commands_by_name(tmp_path, project):
+    """The command is looked up in PATH without Python's library, which a busybox or Alpine tree lacks
+    (os.execvpe imported 'warnings' there: an internal error, exit 125)."""
+    root = tmp_path / "rootfs"
+    (root / "bin").mkdir(parents=True)
+    shutil.copy(shutil.which("busybox") or "/bin/busybox", root / "bin" / "busybox")
+    for tool in ("sh", "ls", "echo"):
+        os.symlink("busybox", root / "bin" / tool)
+    (root / "sbin").mkdir()
+    (root / "sbin" / "echo").write_text("#!/bin/sh\necho never\n")  # not executable: skipped, as execvp does
+    r = sandbox("ls", "/", opts=["--rootfs", str(root), "--chdir", "/", "-e", "PATH=/sbin:/bin"], cwd=project,
+                check_rc=0)
+    assert {"bin", "sbin"} <= set(r.stdout.split()) and r.stderr == ""
+    r = sandbox("echo", "from bin", opts=["--rootfs", str(root), "--chdir", "/", "-e", "PATH=/sbin:/bin"],
+                cwd=project, check_rc=0)
+    assert r.stdout == "from bin\n"
+    r = sandbox("nosuch", opts=["--rootfs", str(root), "--chdir", "/", "-e", "PATH=/sbin:/bin"], cwd=project,
+                check_rc=127)
+    assert r.stderr.splitlines() == ["rootsand: error: nosuch: command not found in the sandbox",
+                                     "rootsand: hint: PATH inside is /sbin:/bin"]
+
+
 def test_custom_profile_with_extends_dir_symlink_file_env_and_profile_dir(tmp_path, project):
     pdir = tmp_path / "profiles"
     pdir.mkdir()

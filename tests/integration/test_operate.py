@@ -77,6 +77,24 @@ def test_exec_joins_the_sandbox_as_its_command_runs(tmp_path, box):
     assert os.getgroups() and exec_status["Groups"].strip() == ""
 
 
+@pytest.mark.parametrize("net", ["none", "host", "slirp", "proxy"])
+def test_exec_joins_a_sandbox_of_every_network_mode(tmp_path, net):
+    """exec joins the namespaces the sandbox made, and only those: with --net host the network is the
+    host's, which exec's caller is in already (joining it was 'setns: Operation not permitted')."""
+    running = Running(tmp_path, "sh", "-c", "echo ready; exec sleep 120", opts=["--net", net])
+    try:
+        inside = run(["exec", running.name, "--", "sh", "-c", "hostname; readlink /proc/self/ns/net"], cwd="/",
+                     check_rc=0)
+        assert inside.stderr == ""
+        hostname, netns = inside.stdout.split()
+        assert hostname == "rootsand"
+        assert (netns == os.readlink("/proc/self/ns/net")) == (net == "host")
+        info = json.loads(run(["inspect", "--json", running.name], check_rc=0).stdout)
+        assert ("net" in info["namespaces"]) == (net != "host"), info["namespaces"]  # the sandbox's own only
+    finally:
+        running.close()
+
+
 def test_exec_with_a_terminal_runs_an_interactive_shell(tmp_path, box):
     import pty
 

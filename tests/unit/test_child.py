@@ -48,6 +48,20 @@ def test_any_other_failure_is_said_too():
     assert message.startswith("internal error in sandbox setup: Traceback") and "KeyError" in message
 
 
+def test_debug_says_where_even_without_pythons_library():
+    """In a --rootfs tree Python's library is gone: --debug printed nothing at all (importing traceback
+    failed inside the handler). The traceback is then made without it."""
+    import sys
+
+    def body(_fd):
+        sys.modules["traceback"] = None  # what a root without Python's library does to the import
+        return {}["missing"]
+
+    message = outcome(body, debug=True)[0]
+    assert message.startswith("internal error in sandbox setup: Traceback (most recent call last):")
+    assert 'in body' in message and message.rstrip().endswith("KeyError: 'missing'")
+
+
 def test_a_death_by_signal_is_128_plus_its_number():
     assert outcome(lambda _fd: os.kill(os.getpid(), signal.SIGTERM)) == 128 + signal.SIGTERM
 
