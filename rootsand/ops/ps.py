@@ -24,16 +24,18 @@ def age(seconds: float) -> str:
 
 
 def ps_rows(show_all: bool = False) -> list[dict]:
+    """The sandboxes by name. "pid" is the launcher's, the process to signal (rootsand stop does: it passes
+    signals on); "pid1" the sandbox's PID 1 on the host."""
     now = time.time()
     rows = []
     for entry in registry.entries():
         if entry.get("status") != "running" and not show_all:
             continue
-        rows.append({"name": entry["name"], "pid": entry.get("pid1", {}).get("pid"), "profile": entry.get("profile"),
-                     "net": entry.get("net"), "command": entry.get("command", []),
+        rows.append({"name": entry["name"], "pid": entry["launcher"]["pid"], "pid1": entry.get("pid1", {}).get("pid"),
+                     "profile": entry.get("profile"), "net": entry.get("net"), "command": entry.get("command", []),
                      "age_seconds": round(now - entry.get("created", now), 3), "status": entry.get("status"),
                      "launcher": entry["launcher"]["pid"]})
-    return rows
+    return sorted(rows, key=lambda row: row["name"])
 
 
 def ps_table(rows: list[dict]) -> str:

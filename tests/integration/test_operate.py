@@ -17,8 +17,8 @@ from conftest import rootsand_argv, run, sandbox
 class Running:
     """A named sandbox running COMMAND in the background, up once it has printed its first line."""
 
-    def __init__(self, tmp_path, *command, opts=()):
-        self.name = f"t-{uuid.uuid4().hex[:10]}"
+    def __init__(self, tmp_path, *command, opts=(), name=None):
+        self.name = name or f"t-{uuid.uuid4().hex[:10]}"
         self.proc = subprocess.Popen(rootsand_argv() + ["run", "--name", self.name, *opts, "--", *command],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, cwd=tmp_path)
@@ -52,13 +52,27 @@ def test_a_named_sandbox_is_in_ps_and_its_name_is_taken(tmp_path, box):
     row = box.entry()
     assert row["profile"] == "default" and row["command"] == ["sh", "-c", "echo ready; exec sleep 120"]
     assert row["status"] == "running" and row["net"] == "none" and row["age_seconds"] >= 0
-    with open(f"/proc/{row['pid']}/stat") as f:  # PID 1 on the host
-        assert f.read().split()[0] == str(row["pid"])
+    assert row["pid"] == row["launcher"] == box.proc.pid  # the launcher: the process to signal
+    with open(f"/proc/{row['pid1']}/status") as f:  # PID 1 on the host, the launcher's child
+        assert f"PPid:\t{box.proc.pid}\n" in f.read()
     table = run(["ps"], check_rc=0).stdout.splitlines()
     assert table[0].split() == ["NAME", "PID", "PROFILE", "NET", "AGE", "STATUS", "COMMAND"]
     assert any(line.split()[0] == box.name for line in table[1:])
     again = sandbox("true", opts=["--name", box.name], cwd=tmp_path, check_rc=125)
     assert again.stderr.startswith(f"rootsand: error: a sandbox named {box.name} is already running")
+
+
+def test_ps_lists_by_name_whatever_the_order_they_started_in(tmp_path):
+    tag = uuid.uuid4().hex[:8]
+    boxes = [Running(tmp_path, "sh", "-c", "echo ready; exec sleep 120", name=f"{letter}-{tag}") for letter in "cab"]
+    try:
+        names = [r["name"] for r in json.loads(run(["ps", "--json"], check_rc=0).stdout) if r["name"].endswith(tag)]
+        assert names == [f"a-{tag}", f"b-{tag}", f"c-{tag}"]
+        table = [line.split()[0] for line in run(["ps"], check_rc=0).stdout.splitlines()[1:]]
+        assert [n for n in table if n.endswith(tag)] == names and table == sorted(table)
+    finally:
+        for running in boxes:
+            running.close()
 
 
 def test_exec_joins_the_sandbox_as_its_command_runs(tmp_path, box):
