@@ -73,11 +73,17 @@ def profiles_list(ctx: typer.Context) -> None:
 
 
 @profiles_app.command("show")
-def profiles_show(name: str = typer.Argument(..., help="A profile name or a TOML file.")) -> None:
+def profiles_show(name: str = typer.Argument(..., help="A profile name or a TOML file."),
+                  as_template: bool = typer.Option(False, "--template", help=(
+                      "Keep ${CWD}, ${HOME} and the other variables as written: a start for a profile of "
+                      "your own."))) -> None:
     """Print the profile after extends, variables and defaults, as TOML."""
     from rootsand.config import profile
 
-    print(profile.to_toml(profile.load(name, profile.Variables.from_host())), end="")
+    if as_template:
+        print(profile.template(name), end="")
+    else:
+        print(profile.to_toml(profile.load(name, profile.Variables.from_host())), end="")
 
 
 @app.command()

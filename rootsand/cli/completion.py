@@ -44,7 +44,12 @@ BASH = r"""_rootsand() {
                 *) case "$cur" in -*) COMPREPLY=($(compgen -W "@RUN_OPTIONS@" -- "$cur"));;
                    *) COMPREPLY=($(compgen -c -- "$cur"));; esac;;
             esac;;
-        profiles) COMPREPLY=($(compgen -W "show" -- "$cur"));;
+        profiles)
+            if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "show" -- "$cur"))
+            elif [ "${COMP_WORDS[2]}" = show ]; then
+                case "$cur" in -*) COMPREPLY=($(compgen -W "--template --help" -- "$cur"));;
+                *) COMPREPLY=($(compgen -W "@PROFILES@" -- "$cur"));; esac
+            fi;;
         completion) COMPREPLY=($(compgen -W "bash zsh fish" -- "$cur"));;
     esac
 }
@@ -56,6 +61,9 @@ complete -c rootsand -n '__fish_use_subcommand' -a '@COMMANDS@'
 complete -c rootsand -n '__fish_seen_subcommand_from exec inspect stop' -a '(rootsand ps -q 2>/dev/null)'
 complete -c rootsand -n '__fish_seen_subcommand_from ns' -a 'list diff monitor'
 complete -c rootsand -n '__fish_seen_subcommand_from run' -l profile -s p -xa '(rootsand profiles 2>/dev/null | string split -f1 " ")'
+complete -c rootsand -n '__fish_seen_subcommand_from profiles; and not __fish_seen_subcommand_from show' -a 'show'
+complete -c rootsand -n '__fish_seen_subcommand_from show' -a '(rootsand profiles 2>/dev/null | string split -f1 " ")'
+complete -c rootsand -n '__fish_seen_subcommand_from show' -l template
 complete -c rootsand -n '__fish_seen_subcommand_from run' -l net -xa '@NET_MODES@'
 complete -c rootsand -n '__fish_seen_subcommand_from run' -l user -xa 'root keep-id'
 """
@@ -63,7 +71,7 @@ complete -c rootsand -n '__fish_seen_subcommand_from run' -l user -xa 'root keep
 
 def script(shell: str) -> str:
     bash = BASH.replace("@COMMANDS@", COMMANDS).replace("@RUN_OPTIONS@", RUN_OPTIONS).replace(
-        "@VALUE_CASES@", _bash_value_cases())
+        "@VALUE_CASES@", _bash_value_cases()).replace("@PROFILES@", BASH_VALUES["profiles"])
     if shell == "bash":
         return bash
     if shell == "zsh":  # zsh runs bash's completion functions through bashcompinit

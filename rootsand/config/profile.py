@@ -611,6 +611,36 @@ def load(name_or_path: str, variables: Variables) -> Profile:
 
 # ---------------------------------------------------------------------------------------------- TOML out
 
+class _Unexpanded(dict):
+    """The environment of a template: every ${env:NAME} is set, to its mark."""
+
+    def __contains__(self, name) -> bool:
+        return True
+
+    def __missing__(self, name: str) -> str:
+        return _mark(f"env:{name}")
+
+
+def _mark(name: str) -> str:
+    return f"\u2063{name}\u2063"  # INVISIBLE SEPARATOR: in no path or value a profile would hold
+
+
+def template(name_or_path: str) -> str:
+    """The profile as to_toml prints it, with ${CWD}, ${HOME}, ${USER}, ${UID}, ${GID}, ${XDG_RUNTIME_DIR}
+    and ${env:NAME} left as they were written: a start for a profile of one's own (the resolved one binds
+    the directory it was shown in). Each variable loads as a mark that is put back as ${NAME} after."""
+    marks = {"CWD": "/" + _mark("CWD"), "HOME": "/" + _mark("HOME"), "XDG_RUNTIME_DIR": "/" + _mark("XDG_RUNTIME_DIR"),
+             "USER": _mark("USER"), "UID": _mark("UID"), "GID": _mark("GID")}
+    variables = Variables(cwd=marks["CWD"], home=marks["HOME"], user=marks["USER"], uid=marks["UID"],
+                          gid=marks["GID"], xdg_runtime_dir=marks["XDG_RUNTIME_DIR"], env=_Unexpanded())
+    text = to_toml(load(name_or_path, variables)).replace(", resolved: extends, variables and defaults applied",
+                                                          ", a template: extends and defaults applied")
+    text = re.sub(_mark("(env:[^\u2063]*)"), lambda m: "${%s}" % m.group(1), text)
+    for name, mark in marks.items():
+        text = text.replace(mark, "${%s}" % name)
+    return text
+
+
 def _dollars(value):
     """Escape $ as $$ so a value read back is not expanded a second time."""
     if isinstance(value, str):

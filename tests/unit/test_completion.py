@@ -45,3 +45,28 @@ def test_the_bash_script_is_valid_bash(tmp_path):
     script.write_text(completion.script("bash"))
     done = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
     assert (done.returncode, done.stderr) == (0, "")
+
+
+def complete(tmp_path, *words: str) -> list[str]:
+    """What bash offers for the command line WORDS (the last one being completed), with a stand-in
+    rootsand that lists two profiles and one sandbox."""
+    import subprocess
+
+    script = tmp_path / "completion.bash"
+    script.write_text(completion.script("bash"))
+    stub = ("rootsand() { case $1 in profiles) printf 'agent  Run code\\nbuild  Build\\n';; "
+            "ps) echo demo;; esac; }")
+    line = " ".join(f"'{w}'" for w in ("rootsand",) + words)
+    done = subprocess.run(["bash", "-c", f'source {script}; {stub}; COMP_WORDS=({line}); '
+                           f'COMP_CWORD={len(words)}; _rootsand; printf "%s\\n" "${{COMPREPLY[@]}}"'],
+                          capture_output=True, text=True, check=True)
+    return done.stdout.split()
+
+
+def test_bash_completes_profile_names_after_profiles_show(tmp_path):
+    assert complete(tmp_path, "profiles", "") == ["show"]
+    assert complete(tmp_path, "profiles", "show", "") == ["agent", "build"]
+    assert complete(tmp_path, "profiles", "show", "b") == ["build"]
+    assert complete(tmp_path, "profiles", "show", "--t") == ["--template"]
+    assert complete(tmp_path, "run", "--profile", "a") == ["agent"]
+    assert complete(tmp_path, "exec", "") == ["demo"]

@@ -52,6 +52,34 @@ def assert_at(err: RootsandError, path, line, key, fragment=""):
 # ------------------------------------------------------------------------------------------ built-ins
 
 @pytest.mark.parametrize("name", BUILTINS)
+def test_a_template_keeps_the_variables_and_loads_back_as_the_profile(host, tmp_path, name):
+    """profiles show --template: the start of a profile of one's own. The resolved output bakes in the
+    directory it was shown in; the template says ${CWD} and ${HOME}, and resolves to the same profile."""
+    text = profile.template(name)
+    assert str(tmp_path) not in text and "\u2063" not in text
+    if name in ("default", "build"):
+        assert 'src = "${CWD}"' in text and 'dst = "${HOME}"' in text
+    copy = user_profile(tmp_path, "mine", text)
+    body = lambda p: profile.to_toml(p).split("\n", 1)[1]  # noqa: E731 - all but the header line
+    assert body(profile.load(copy, host)) == body(profile.load(name, host))
+
+
+def test_a_template_keeps_environment_variables_and_dollars(host, tmp_path):
+    path = user_profile(tmp_path, "envy", """
+        [env]
+        set = { GREETING = "${env:FOO}-$$-${USER}", ID = "${UID}:${GID}" }
+        [[mount]]
+        type = "bind"
+        src = "${XDG_RUNTIME_DIR}/x"
+        dst = "/run/x"
+        optional = true
+        """)
+    text = profile.template(path)
+    assert 'GREETING = "${env:FOO}-$$-${USER}"' in text and 'ID = "${UID}:${GID}"' in text
+    assert 'src = "${XDG_RUNTIME_DIR}/x"' in text
+
+
+@pytest.mark.parametrize("name", BUILTINS)
 def test_builtin_loads_with_description(host, name):
     p = profile.load(name, host)
     assert p.description
