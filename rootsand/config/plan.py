@@ -69,7 +69,8 @@ class MountStep(Record):
         "read_only": list, "masked": list,  # proc: what is made read-only, what is hidden
         # decided against the host (runtime/hostprep.py), in the resolved plan only: an overlay's "kernel",
         # "fuse" or "read-only" (its lower dir, when the overlay cannot be had); proc's "new-or-outer" (the
-        # outer /proc where the kernel refuses a new one, with a warning)
+        # outer /proc where the kernel refuses a new one, with a warning); "absent" for an optional mount
+        # whose host path is not there (skipped)
         "kind": "",
         "origin": "",
     }
@@ -403,7 +404,8 @@ def describe(p: Plan) -> list[str]:
             step.type, f"<- {step.src}" if step.src else "")
         flags = ",".join(step.flags + [f"{k}={v}" for k, v in step.options.items()])
         lines.append(f"  {step.type:<8} {step.dst:<28} {what}{'  ' + flags if flags else ''}"
-                     f"{'  (optional)' if step.optional else ''}{f'  ({step.kind})' if step.kind else ''}"
+                     f"{'  (optional)' if step.optional and step.kind != 'absent' else ''}"
+                     f"{'  (optional, absent: skipped)' if step.kind == 'absent' else f'  ({step.kind})' if step.kind else ''}"
                      f"  [{step.origin}]")
     net = p.network
     lines += [f"  home     {g.dst}  read-only (the home rule)"

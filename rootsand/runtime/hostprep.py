@@ -47,11 +47,17 @@ def resolve(the_plan):
             step = step.replace(kind=_overlay_kind(step, what, the_plan.ids, mountinfo, notes, warnings))
         elif step.type == "proc":
             step = step.replace(kind=PROC_KIND)
+        if step.optional and not all(os.path.lexists(path) for path in _sources(step)):
+            step = step.replace(kind="absent")  # skipped: optional, and not on this host
         steps.append(step)
     resolved = Resolved(mounts=steps, rootfs=rootfs, writable=writable, notes=notes, warnings=warnings,
                         setuid_tops=unguarded(writable, the_plan) if the_plan.setuid_bits else [])
     resolved = resolved.replace(protect=protected_nodes(the_plan, steps) if the_plan.protected else None)
     return the_plan.replace(resolved=resolved.replace(audit=_audit(the_plan, steps)))
+
+
+def _sources(step) -> list[str]:
+    return step.lower if step.type == "overlay" else [step.src] if step.type in ("bind", "ro-bind", "dev-bind") else []
 
 
 def _check_sources(step, what: str, paths: list[str]) -> None:

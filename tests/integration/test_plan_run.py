@@ -140,3 +140,21 @@ def test_a_profiles_missing_host_path_is_found_before_anything_runs(tmp_path, mo
         assert r.stdout == ""
     profile.write_text(profile.read_text() + "optional = true\n")
     run(["run", "--profile", str(profile), "--", "true"], cwd=tmp_path, check_rc=0)
+
+
+@pytest.mark.parametrize("mount,dst", [('type = "ro-bind"\nsrc = "{missing}"\ndst = "/m"', "/m"),
+                                       ('type = "overlay"\nlower = ["/usr", "{missing}"]\ndst = "/o"', "/o")])
+def test_dry_run_marks_an_absent_optional_mount_as_skipped(tmp_path, mount, dst):
+    """--dry-run -v listed an optional mount whose host path is missing as if it were bound."""
+    profile = tmp_path / "p.toml"
+    profile.write_text(f'extends = "default"\n\n[[mount]]\n{mount.format(missing=tmp_path / "missing")}\n'
+                       'optional = true\n')
+    r = run(["run", "--dry-run", "-v", "--profile", str(profile), "--", "true"], cwd=tmp_path, check_rc=0)
+    listed = [line for line in r.stderr.splitlines() if f" {dst} " in line]
+    assert len(listed) == 1 and "(optional, absent: skipped)" in listed[0], listed
+    assert [s["kind"] for s in json.loads(r.stdout)["resolved"]["mounts"] if s["dst"] == dst] == ["absent"]
+    present = [line for line in r.stderr.splitlines() if " /usr " in line]
+    assert present and not any("absent" in line for line in present)
+    inside = sandbox("sh", "-c", f"test -e {dst} && echo there || echo absent", opts=["--profile", str(profile)],
+                     cwd=tmp_path, check_rc=0)
+    assert inside.stdout == "absent\n"

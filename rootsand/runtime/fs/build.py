@@ -74,8 +74,8 @@ class FileSystem(SpecialMounts, OverlayMounts, ProtectedPaths):
         self.root_fd = os.open(ROOT, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         for index, m in enumerate(self.mounts):
             sources = self.sources.get(index, [])
-            if any(s.missing for s in sources):
-                continue  # optional and absent
+            if m.kind == "absent" or any(s.missing for s in sources):
+                continue  # optional and absent (when the plan was resolved, or since)
             try:
                 self.BUILDERS[m.type](self, m, sources, self.trees.get(index, []))
             except OSError as e:
@@ -104,6 +104,8 @@ class FileSystem(SpecialMounts, OverlayMounts, ProtectedPaths):
             os.close(source.fd)
         for index, m in enumerate(self.mounts):
             what = origin_of(m, index)
+            if m.kind == "absent":
+                continue
             try:
                 if m.type in BIND_TYPES:
                     source = Source(m.src, what, m.optional)
