@@ -67,6 +67,10 @@ def resolve(value: str, base_dir: str, skip: str | None = None, sibling_files: b
     others = [path for path in found if not (skip and os.path.realpath(path) == os.path.realpath(skip))]
     if others or found:
         return (others or found)[0]  # only the extending file itself: the caller reports the cycle
+    if value.endswith(".toml") and os.path.isfile(os.path.join(base_dir, value)):
+        # A file by that name is here, but a bare name is never read from the current directory (above)
+        raise RootsandError(f"no profile named {name!r}", f"for the file {os.path.join(base_dir, value)}, "
+                            f"write ./{value}; known profiles: {', '.join(_known_names())}")
     raise RootsandError(f"no profile named {name!r}",
                         f"known profiles: {', '.join(_known_names())}; or give a path to a TOML file")
 

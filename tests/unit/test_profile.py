@@ -280,6 +280,17 @@ def test_lookup_errors(host, value, fragment):
         assert "default" in info.value.hint and "untrusted" in info.value.hint
 
 
+def test_a_bare_file_name_in_the_current_directory_points_at_the_file(host, tmp_path):
+    """-p local.toml with ./local.toml present: the name is a profile's, never a file of the current
+    directory's (a sandbox may write there), but the error says how to mean the file."""
+    write(tmp_path / "work" / "local.toml", 'extends = "default"\n')
+    with pytest.raises(RootsandError) as info:
+        profile.resolve_path("local.toml")
+    assert info.value.message == "no profile named 'local'"
+    assert info.value.hint.startswith(f"for the file {tmp_path}/work/local.toml, write ./local.toml; known profiles: ")
+    assert profile.resolve_path("./local.toml") == str(tmp_path / "work" / "local.toml")
+
+
 # ------------------------------------------------------------------------------------------ extends
 
 def test_extends_by_name_merges(host, tmp_path):
