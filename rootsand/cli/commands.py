@@ -6,6 +6,7 @@ from typing import Optional
 import typer
 
 from rootsand import __version__
+from rootsand.cli.options import COMMAND_HELP
 
 app = typer.Typer(
     add_completion=False,
@@ -37,7 +38,7 @@ def _run(command: Optional[list[str]], **given) -> None:
 
 def _run_signature() -> inspect.Signature:
     """typer reads a command's options from its signature: this one is made from the options table."""
-    from rootsand.cli.options import COMMAND_HELP, RUN
+    from rootsand.cli.options import RUN
 
     kinds = {"flag": (bool, False), "value": (Optional[str], None), "list": (list[str], [])}
     params = [inspect.Parameter("command", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Optional[list[str]],
@@ -106,7 +107,7 @@ def ps(json_output: bool = typer.Option(False, "--json", help="An array of objec
 @app.command(name="exec", context_settings={"allow_interspersed_args": False})
 def exec_command(
     name: str = typer.Argument(..., help="The sandbox's name (rootsand ps)."),
-    command: Optional[list[str]] = typer.Argument(None, help="The command and its arguments (default: /bin/sh)."),
+    command: Optional[list[str]] = typer.Argument(None, help=COMMAND_HELP),
     env: list[str] = typer.Option([], "-e", "--env", help="KEY=VALUE added to the sandbox's environment; repeatable."),
     user: Optional[str] = typer.Option(None, "--user", help="root or UID[:GID] (default: as the sandbox's command)."),
     chdir: Optional[str] = typer.Option(None, "--chdir", help="Working directory inside (default: the sandbox's)."),

@@ -48,7 +48,7 @@ RUN = (
     Option(("--debug",), "debug", "flag", "As --verbose, and a traceback on internal errors."),
     Option(("--dry-run",), "dry_run", "flag", "Print the plan as JSON and run nothing (-v: also a listing)."),
 )
-COMMAND_HELP = "The command and its arguments (default: /bin/sh)."
+COMMAND_HELP = "The command and its arguments (default: your $SHELL where the sandbox has it, else /bin/sh)."
 
 
 def _by_name(kind: str) -> dict[str, str]:

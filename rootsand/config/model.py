@@ -161,6 +161,15 @@ class PortForward(Record):
 
 # ---------------------------------------------------------------------------------------------- parsers
 
+def default_command(env: dict) -> tuple[list[str], list[str]]:
+    """The command when none is given, and what runs when its program is not in the sandbox: the user's
+    shell ($SHELL, as a terminal starts it), else /bin/sh."""
+    shell = env.get("SHELL", "")
+    if shell.startswith("/") and shell != "/bin/sh" and "\0" not in shell:
+        return [shell], ["/bin/sh"]
+    return ["/bin/sh"], []
+
+
 def parse_user(text: str) -> User:
     """`root`, `keep-id`, `UID` or `UID:GID` (numbers only: names would have to come from the sandbox)."""
     if text in ("root", "keep-id"):

@@ -138,6 +138,7 @@ class Plan(Record):
 
     FIELDS = {
         "name": "", "profile": "", "argv": list, "env": dict, "chdir": "/", "cwd": "/", "hostname": "",
+        "argv_fallback": list,  # run when argv's program is not in the sandbox (the default: $SHELL, else /bin/sh)
         "homes": list,  # the user's home directories, which no link planted by a sandbox may lead into
         "timeout": None, "memory": None,  # the profile's memory limit, however limits enforce it
         "user": "root",  # root | keep-id | ids
@@ -235,7 +236,7 @@ def plan(spec, facts: HostFacts) -> Plan:
         failure_hint = (f"only your own id is mapped ({ids.note or 'idmap = single'}), so chown to any other id "
                         "fails with 'Invalid argument'")
     return Plan(
-        name=spec.name or f"sandbox-{facts.pid}", profile=spec.profile, argv=list(spec.command), env=env,
+        name=spec.name or f"sandbox-{facts.pid}", profile=spec.profile, argv=list(spec.command), argv_fallback=list(spec.command_fallback), env=env,
         chdir=spec.chdir, cwd=spec.cwd, hostname=spec.hostname, homes=list(spec.homes), timeout=spec.timeout,
         memory=spec.memory,
         user=spec.user.mode, run_uid=run_ids[0], run_gid=run_ids[1], ids=ids,
@@ -392,7 +393,8 @@ def sandbox_sysctls(nested_userns: bool, limits, memory: int | None, facts: Host
 
 def describe(p: Plan) -> list[str]:
     """The plan as a readable listing, one mount per line with its origin (`run --dry-run --verbose`)."""
-    lines = [f"sandbox {p.name} (profile {p.profile}): {' '.join(p.argv)}",
+    lines = [f"sandbox {p.name} (profile {p.profile}): {' '.join(p.argv)}"
+             + (f" (else {' '.join(p.argv_fallback)}, where the sandbox lacks it)" if p.argv_fallback else ""),
              f"  runs as {p.run_uid}:{p.run_gid} ({p.user}) in {p.chdir}, hostname {p.hostname}"
              + (f", timeout {p.timeout:g}s" if p.timeout else ""),
              "  uid map: " + ", ".join(f"{a} {b} {c}" for a, b, c in p.ids.uid_lines)

@@ -10,8 +10,9 @@ import fnmatch
 import os
 
 from rootsand.errors import RootsandError
-from rootsand.config.model import (DEFAULT_ENV_KEEP, FALLBACK_PATH, Mount, Record, parse_duration,
-                            parse_env_assignment, parse_publish, parse_user, validate_hostname, validate_name)
+from rootsand.config.model import (DEFAULT_ENV_KEEP, FALLBACK_PATH, Mount, Record, default_command,
+                                   parse_duration, parse_env_assignment, parse_publish, parse_user,
+                                   validate_hostname, validate_name)
 from rootsand.config.netmodes import MODES, NET_MODES, modes_with, one_of
 
 __all__ = ["SandboxSpec", "build_env", "from_profile", "parse_duration", "parse_env_assignment",
@@ -25,6 +26,7 @@ class SandboxSpec(Record):
         "name": None,  # --name, or None: the launcher names it
         "profile": "default",
         "command": list,
+        "command_fallback": list,  # run instead when command's program is not in the sandbox (the default shell)
         "user": lambda: parse_user("root"),
         "hostname": "rootsand",
         "failure_hint": None,  # said after a command that failed
@@ -182,7 +184,8 @@ def from_profile(profile, options, host_env: dict[str, str], cwd: str, cpu_count
     return SandboxSpec(
         name=validate_name(options.name) if options.name else None,
         profile=options.profile,
-        command=options.command or ["/bin/sh"],
+        command=options.command or default_command(host_env)[0],
+        command_fallback=[] if options.command else default_command(host_env)[1],
         user=parse_user(options.user) if options.user else profile.user,
         hostname=validate_hostname(options.hostname) if options.hostname else profile.hostname,
         failure_hint=profile.failure_hint,

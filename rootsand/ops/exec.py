@@ -54,7 +54,7 @@ def join(fds: dict[str, int]) -> None:
 def exec_in(name: str, command: list[str], env: list[str], user: str | None, chdir: str | None) -> int:
     """Run COMMAND inside a running sandbox, as its command runs: same namespaces, ids, environment rules,
     capabilities, no_new_privs, rlimits and seccomp filter."""
-    from rootsand.config.model import parse_env_assignment, parse_user
+    from rootsand.config.model import default_command, parse_env_assignment, parse_user
     from rootsand.config.plan import Plan
     from rootsand.security.seccomp import compile as seccomp
 
@@ -62,7 +62,8 @@ def exec_in(name: str, command: list[str], env: list[str], user: str | None, chd
     plan = Plan.from_json(entry["plan"])
     env_now = dict(plan.env)
     env_now.update(parse_env_assignment(e) for e in env)
-    changes = {"argv": command or ["/bin/sh"], "env": env_now, "chdir": chdir or plan.chdir}
+    argv, fallback = (command, []) if command else default_command(os.environ)
+    changes = {"argv": argv, "argv_fallback": fallback, "env": env_now, "chdir": chdir or plan.chdir}
     if user:
         asked = parse_user(user)
         if asked.mode == "ids":

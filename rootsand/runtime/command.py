@@ -76,7 +76,13 @@ def exec_command(plan, report_fd: int, seccomp_filter, pty_slave: int | None) ->
     if seccomp_filter is not None:
         seccomp.install(seccomp_filter)  # last: from here on the filter judges every call
     try:
-        execvpe(argv[0], argv, plan.env)
+        try:
+            execvpe(argv[0], argv, plan.env)
+        except OSError as e:
+            if e.errno not in (errno.ENOENT, errno.ENOTDIR) or not plan.argv_fallback:
+                raise
+            argv = plan.argv_fallback  # the default command: the user's shell is not in this sandbox
+            execvpe(argv[0], argv, plan.env)
     except OSError as e:
         if e.errno in (errno.ENOENT, errno.ENOTDIR):
             raise RootsandError(f"{argv[0]}: command not found in the sandbox",

@@ -1,8 +1,12 @@
 """The command line itself: help, version, and bad input as one error line with status 125."""
 
+import json
+import os
+import subprocess
+
 import pytest
 
-from conftest import run
+from conftest import rootsand_argv, run
 
 
 def test_version_and_help():
@@ -75,3 +79,25 @@ def test_json_status_to_a_pipe(tmp_path):
                           capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     assert done.returncode == 0 and "child-pid" in lines[0] and lines[-1] == {"exit-code": 0}
+
+
+def test_the_default_command_is_the_users_shell_else_sh(tmp_path):
+    """rootsand run alone starts $SHELL where the sandbox has it (dash has no line editing), else /bin/sh."""
+    import shutil
+
+    bash = shutil.which("bash")
+    env = {**os.environ, "SHELL": bash}
+    r = subprocess.run(rootsand_argv() + ["run"], input="echo $BASH_VERSION; echo ok\n", capture_output=True,
+                       text=True, cwd=tmp_path, env=env)
+    assert r.returncode == 0 and r.stdout.splitlines()[-1] == "ok" and r.stdout.splitlines()[0], r
+    dry = json.loads(subprocess.run(rootsand_argv() + ["run", "--dry-run"], capture_output=True, text=True,
+                                    cwd=tmp_path, env=env, check=True).stdout)
+    assert (dry["argv"], dry["argv_fallback"]) == ([bash], ["/bin/sh"])
+    # Not in the sandbox: /bin/sh, without a word (the user asked for no command in particular)
+    r = subprocess.run(rootsand_argv() + ["run"], input="echo ${BASH_VERSION:-none}\n", capture_output=True,
+                       text=True, cwd=tmp_path, env={**env, "SHELL": "/opt/nowhere/zsh"})
+    assert (r.returncode, r.stdout, r.stderr) == (0, "none\n", "")
+    # A command given by name is never replaced
+    r = subprocess.run(rootsand_argv() + ["run", "--", "/opt/nowhere/zsh"], capture_output=True, text=True,
+                       cwd=tmp_path, env=env)
+    assert r.returncode == 127 and r.stderr.startswith("rootsand: error: /opt/nowhere/zsh: command not found")
