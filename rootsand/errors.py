@@ -52,17 +52,20 @@ def warn(message: str) -> None:
 
 
 def say(line: str) -> None:
-    """A line of rootsand's on stderr that never raises: the checks after a run go on whatever happened to
-    stderr. A reader that went away (`| head`) loses the line; one slower than us is waited for, up to 10 s
-    (the sandbox shares the file description and can make it non-blocking)."""
+    """A line of rootsand's on stderr that never raises and never blocks for long: the checks after a run go
+    on whatever happened to stderr. A reader that went away (`| head`) loses the line; one slower than us is
+    waited for, up to 10 s, and once that ran out the lines after it are tried only once. A terminal or pipe is
+    written through a description of our own, non-blocking: the sandbox shares the original and can make it
+    blocking, stop the terminal's output (tcflow) or fill the pipe."""
     import os
     import select
     import sys
     import time
 
+    global _deadline
     try:
         sys.stderr.flush()
-        fd = sys.stderr.fileno()
+        fd = _own_stderr(sys.stderr.fileno())
     except (OSError, ValueError, AttributeError):  # no descriptor (a test's capture), or no stderr at all
         try:
             print(line, file=sys.stderr, flush=True)
@@ -70,13 +73,35 @@ def say(line: str) -> None:
             pass
         return
     data = f"{line}\n".encode("utf-8", "backslashreplace")
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + _deadline
     while data:
         try:
             data = data[os.write(fd, data):]
         except BlockingIOError:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([], [fd], [], left)[1]:
+                _deadline = 0.0  # stuck: the lines after this one are not waited for
                 return
         except OSError:  # a reader gone, a closed descriptor
             return
+
+
+_deadline = 10.0
+_own: dict = {}  # stderr's descriptor -> ours
+
+
+def _own_stderr(fd: int) -> int:
+    """A non-blocking description of our own of stderr when it is a terminal or a pipe (opened anew through
+    /proc), else stderr itself: a regular file never blocks, and a new description of one would write at
+    its own offset over what is there."""
+    import os
+    import stat
+
+    if fd not in _own:
+        _own[fd] = fd
+        if stat.S_ISCHR(os.fstat(fd).st_mode) or stat.S_ISFIFO(os.fstat(fd).st_mode):
+            try:
+                _own[fd] = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+            except OSError:
+                pass  # (a socket cannot be opened so; a terminal no longer ours): the shared one, as it is
+    return _own[fd]

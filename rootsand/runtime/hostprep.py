@@ -33,16 +33,19 @@ def resolve(the_plan):
     rootfs = resolve_source(the_plan.rootfs, writable, "--rootfs", homes) if the_plan.rootfs else None
     if rootfs:
         writable.append(rootfs)  # mounted writable
+    # Links are looked for below the writable directories as resolved and as written: a second sandbox that
+    # swaps one for a link between realpath above and the walks below must not move where they are looked for
+    judged = list(dict.fromkeys(writable + [os.path.normpath(t) for t in the_plan.writable if t != "/"]))
     notes, warnings, steps = [], [], []
     mountinfo = _mount_points() if any(step.type == "overlay" for step in the_plan.mounts) else []
     for index, step in enumerate(the_plan.mounts):
         what = step.origin or f"mount {index + 1} ({step.type} on {step.dst})"
         if step.type in ("bind", "ro-bind", "dev-bind"):
-            step = step.replace(src=resolve_source(step.src, writable, what, homes))
+            step = step.replace(src=resolve_source(step.src, judged, what, homes))
             _check_sources(step, what, [step.src])
         elif step.type == "overlay":
-            upper = step.upper if step.upper == "tmpfs" else resolve_source(step.upper, writable, what + " upper", homes)
-            step = step.replace(lower=[resolve_source(p, writable, what, homes) for p in step.lower], upper=upper)
+            upper = step.upper if step.upper == "tmpfs" else resolve_source(step.upper, judged, what + " upper", homes)
+            step = step.replace(lower=[resolve_source(p, judged, what, homes) for p in step.lower], upper=upper)
             _check_sources(step, what, step.lower)
             step = step.replace(kind=_overlay_kind(step, what, the_plan.ids, mountinfo, notes, warnings))
         elif step.type == "proc":
@@ -50,10 +53,23 @@ def resolve(the_plan):
         if step.optional and not all(os.path.lexists(path) for path in _sources(step)):
             step = step.replace(kind="absent")  # skipped: optional, and not on this host
         steps.append(step)
+    _check_writable(steps, writable)
     resolved = Resolved(mounts=steps, rootfs=rootfs, writable=writable, notes=notes, warnings=warnings,
                         setuid_tops=unguarded(writable, the_plan) if the_plan.setuid_bits else [])
     resolved = resolved.replace(protect=protected_nodes(the_plan, steps) if the_plan.protected else None)
     return the_plan.replace(resolved=resolved.replace(audit=_audit(the_plan, steps)))
+
+
+def _check_writable(steps: list, writable: list[str]) -> None:
+    """What is mounted writable, as its walk resolved it, is one of the writable directories everything else
+    was judged by (the setuid clearing, the status file, the links refused): else a link was swapped in or out
+    meanwhile (attack round 5, r03)."""
+    mounted = [s.src for s in steps if s.type in ("bind", "dev-bind") and s.kind != "absent"]
+    mounted += [s.upper for s in steps if s.type == "overlay" and s.upper != "tmpfs" and s.kind != "absent"]
+    for path in mounted:
+        if path != "/" and path not in writable:
+            raise RootsandError(f"{path} changed while it was being looked at (it was {' or '.join(writable)})",
+                                hint="another sandbox may be changing that directory")
 
 
 def _sources(step) -> list[str]:

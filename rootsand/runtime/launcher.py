@@ -224,6 +224,10 @@ class Launcher:
             from rootsand.runtime import inside
             inside.child_main(self.runtime, launcher_pid, go_r, report_w)
         self.child = pid
+        # The collector is off for the start-up (cli/main.py): back on in the launcher at once, so every
+        # process it forks from now on (the proxy) collects too. The setup process exits soon; PID 1 turns it
+        # on once it has built the sandbox (init.py).
+        gc.enable()
         self._alive_w = alive_w  # held until we exit
         os.close(self.runtime.alive_fd)
         self.runtime.net.after_fork(in_child=False)
@@ -325,7 +329,6 @@ class Launcher:
                     self._release_protect_lock()  # the command runs: its protected paths are in place
                     if self.command_started and self.error is None:
                         self.log("the command runs (its execve closed the report pipe)")
-                    gc.enable()  # off for the start-up (cli/main.py); a long run collects as usual
             if self.relay:
                 self.relay.pump(ready, writable)
             if watched in ready:

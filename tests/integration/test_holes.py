@@ -1202,7 +1202,6 @@ def test_tunnels_held_open_do_not_keep_their_parsed_request_heads(tmp_path):
     """Third attack on the change, finding 1: each parsed head (h11 keeps a 60 KiB head of tiny headers as
     ~12,000 objects, ~2 MB) stayed alive while its tunnel waited and relayed: 1000 such tunnels to a host
     that holds connections open took the proxy to ~2 GB."""
-    import select
     import socket
     import threading
 
@@ -1232,27 +1231,95 @@ def test_tunnels_held_open_do_not_keep_their_parsed_request_heads(tmp_path):
               "    kept.append(s)\n"
               "print(opened, 'tunnels open', flush=True)\n"
               "sys.stdin.read()\n")
-    proc = subprocess.Popen(rootsand_argv() + ["run", "--allow-host", f"host.rootsand.internal:{port}", "--",
-                                               "python3", "-c", script],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=tmp_path)
     try:
-        assert select.select([proc.stdout], [], [], 180)[0], "the tunnels did not open"
-        opened = proc.stdout.readline()
-        status = proxy_status(proc.pid)
-        out, err = proc.communicate("", timeout=60)
+        opened, peak = proxy_peak_while(tmp_path, ["--allow-host", f"host.rootsand.internal:{port}"], script)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
         stop.set()
         thread.join(timeout=5)
         for conn in held:
             conn.close()
         listener.close()
-    assert (proc.returncode, opened) == (0, f"{tunnels} tunnels open\n"), err
-    peak = int(status["VmHWM"].split()[0]) >> 10
+    assert opened == f"{tunnels} tunnels open\n"
     assert peak < 96, f"the proxy held {peak} MiB at its peak with {tunnels} tunnels"  # 625 MiB on the old code
+
+
+def proxy_peak_while(tmp_path, opts: list[str], script: str) -> tuple[str, int]:
+    """Run SCRIPT (python3) in a proxy sandbox until its first line; that line, and the proxy's peak memory
+    then (MiB). The script waits on stdin for the end; the run must end with status 0."""
+    import select
+
+    proc = subprocess.Popen(rootsand_argv() + ["run", "--net", "proxy", *opts, "--", "python3", "-c", script],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path)
+    try:
+        assert select.select([proc.stdout], [], [], 180)[0], "the script said nothing in 180 s"
+        first = proc.stdout.readline()
+        status = proxy_status(proc.pid)
+        _, err = proc.communicate("", timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    return first, int(status["VmHWM"].split()[0]) >> 10
+
+
+def test_refused_connections_leave_nothing_in_the_proxy(tmp_path):
+    """Attack round 5, g01: the proxy was forked while the start-up had the cyclic collector off (cli/main.py)
+    and never turned it on, so every connection's reference cycles (asyncio, h11) stayed: 300 refused CONNECTs
+    with 60 KiB heads took it to 637 MiB, on the host, outside the sandbox's limits."""
+    connections = 300
+    script = ("import socket, sys\n"
+              "head = b'CONNECT evil.example:443 HTTP/1.1\\r\\n' + b'ab:\\r\\n' * 12000 + b'\\r\\n'\n"
+              "refused = 0\n"
+              f"for _ in range({connections}):\n"
+              "    s = socket.create_connection(('127.0.0.1', 3128))\n"
+              "    s.sendall(head)\n"
+              "    refused += s.recv(12).startswith(b'HTTP/1.1 4')\n"
+              "    s.close()\n"
+              "print(refused, 'refused', flush=True)\n"
+              "sys.stdin.read()\n")
+    refused, peak = proxy_peak_while(tmp_path, [], script)
+    assert refused == f"{connections} refused\n"
+    assert peak < 96, f"the proxy held {peak} MiB at its peak after {connections} refused connections"
+
+
+def test_a_stopped_terminal_does_not_stop_the_checks_after_the_run(tmp_path):
+    """Attack round 5, t01: with new_session = false the command has the user's terminal, and tcflow(TCOOFF)
+    stopped its output: the launcher's next line blocked for ever, so the checks after the run never ran and
+    a planted repository's core.fsmonitor stayed for the user's git to run. rootsand writes a terminal
+    through a non-blocking description of its own, waits 10 s at most, and goes on."""
+    import pty
+    import termios
+
+    proj = git_repo(tmp_path / "proj")
+    profile = tmp_path / "nosession.toml"
+    profile.write_text('extends = "default"\n[security]\nnew_session = false\n')
+    plant = ("touch .envrc; mkdir sub; cd sub; git init -q .; git config core.fsmonitor 'touch ../../ran; false'; "
+             "python3 -c 'import termios; termios.tcflow(2, termios.TCOOFF)'; exit 3")
+    controller, terminal = pty.openpty()
+    try:
+        proc = subprocess.Popen(rootsand_argv() + ["run", "--profile", str(profile), "--", "sh", "-c", plant],
+                                cwd=proj, env=env_in(proj), stdin=terminal, stdout=terminal, stderr=terminal,
+                                start_new_session=True)
+        try:
+            code = proc.wait(timeout=120)  # waits 10 s for the stopped terminal, once
+        finally:
+            if proc.poll() is None:
+                termios.tcflow(controller, termios.TCOON)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    assert code == 3
+    assert sorted(STAMP.sub("STAMP", name) for name in os.listdir(proj)) == [".envrc.STAMP", ".git", "sub"]
+    assert [STAMP.sub("STAMP", name) for name in os.listdir(proj / "sub")] == [".git.STAMP"]
+    subprocess.run(["git", "-C", str(proj / "sub"), "status"], capture_output=True)
+    assert not (tmp_path / "ran").exists()
 
 
 @pytest.mark.parametrize("stderr", ["gone", "non-blocking"])
