@@ -7,6 +7,7 @@ import os
 import stat
 import sys
 
+from rootsand.errors import RootsandError
 from rootsand.guard.hostpaths import real_path
 
 
@@ -24,6 +25,21 @@ class HostFiles:
 
     def own_dirs(self, env: dict[str, str], homes: tuple[str, ...]) -> tuple[str, ...]:
         return own_dirs(env, homes)
+
+    def env_file(self, path: str) -> list[str]:
+        """podman's --env-file: its entries, one a line; blank lines and lines starting with # left out."""
+        try:
+            with open(path, encoding="utf-8") as f:
+                lines = f.read().splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise RootsandError(f"--env-file {path}: {getattr(e, 'strerror', None) or e}") from None
+        return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+    def seccomp_file(self, path: str) -> str:
+        """--seccomp FILE: its path, once it is a file."""
+        if not os.path.isfile(path):
+            raise RootsandError(f"--seccomp {path}: no such rule file", hint="--seccomp takes default, none or a file")
+        return os.path.normpath(path)
 
     def rule_file(self, path: str) -> list:
         from rootsand.security.seccomp.rulefile import load_rule_file

@@ -273,6 +273,48 @@ def parse_env_assignment(text: str) -> tuple[str, str]:
     return key, value
 
 
+def env_entries(texts: list[str], host_env: dict[str, str], what: str = "-e") -> dict[str, str]:
+    """podman's -e and --env-file entries: KEY=VALUE; KEY alone passes the host's value through (none when
+    it is not set); KEY* every host variable whose name starts so."""
+    out = {}
+    for text in texts:
+        if "=" in text:
+            key, value = parse_env_assignment(text)
+            out[key] = value
+            continue
+        name = text.removesuffix("*")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or text.count("*") > (text != name):
+            raise RootsandError(f"invalid {what} {text!r}: expected KEY=VALUE, KEY (the host's value) or KEY*")
+        out.update((k, v) for k, v in host_env.items() if (k.startswith(name) if text != name else k == name))
+    return out
+
+
+def parse_capability(name: str) -> str:
+    """CAP_CHOWN, cap_chown or chown as CAP_CHOWN; RootsandError for a name the kernel does not have."""
+    full = name.upper() if name.upper().startswith("CAP_") else "CAP_" + name.upper()
+    if full not in CAPABILITIES:
+        raise RootsandError(f"unknown capability {name!r}", "names like CAP_CHOWN or chown; see capabilities(7)")
+    return full
+
+
+def parse_cpus(value) -> float:
+    return _number(value, float, "number of cores", 0, 65536, "more than 0, at most 65536")
+
+
+def parse_pids(value) -> int:
+    return _number(value, int, "number of processes", 1, 2**31 - 1, f"1 to {2**31 - 1}")
+
+
+def _number(value, kind, what: str, low, high, bounds: str):
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise RootsandError(f"invalid {what} {value!r}") from None
+    if not (low < number <= high if kind is float else low <= number <= high):  # also refuses nan and inf
+        raise RootsandError(f"{value} is out of range ({bounds})")
+    return number
+
+
 def parse_publish(text: str) -> PortForward:
     """`[HOST_IP:]HOST_PORT:SANDBOX_PORT[/tcp|/udp]`; the host side listens on 127.0.0.1 by default."""
     import ipaddress

@@ -16,7 +16,8 @@ from rootsand.config import lookup, tomlfile
 from rootsand.errors import RootsandError
 from rootsand.config.model import (ALL_MOUNT_KEYS, ALL_NAMESPACES, BIND_TYPES, CAPABILITIES, DEFAULT_ENV_KEEP,
                             DEFAULT_NAMESPACES, INT_MAX, MOUNT_KEYS, RLIMITS, SIZE_RLIMITS, Mount, Record,
-                            User, parse_duration, parse_publish, parse_size, parse_user, validate_hostname)
+                            User, parse_capability, parse_cpus, parse_duration, parse_publish, parse_size,
+                            parse_user, validate_hostname)
 from rootsand.config.netmodes import MODES, NET_MODES, modes_with, one_of
 from rootsand.config.tomlfile import dump_toml, key_text, toml_value, type_name
 from rootsand.security.seccomp.rules import SOCKET_FAMILIES
@@ -214,7 +215,7 @@ class _Checker:
         try:
             return parse(*args)
         except RootsandError as e:
-            self.fail(key, e.message)
+            self.fail(key, e.message, e.hint)
 
     def mode(self, key, value) -> int:
         if isinstance(value, str):
@@ -344,9 +345,7 @@ def _capabilities(c: _Checker, key, value):
         return "all"
     out = []
     for name in c.strings(key, value):
-        full = name.upper() if name.upper().startswith("CAP_") else "CAP_" + name.upper()
-        if full not in CAPABILITIES:
-            c.fail(key, f"unknown capability {name!r}", "names like CAP_CHOWN or chown; see capabilities(7)")
+        full = c.parsed(key, parse_capability, name)
         if full not in out:
             out.append(full)
     return out
@@ -403,9 +402,7 @@ def _pids(c: _Checker, key, value):
 def _cpu(c: _Checker, key, value):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         c.fail(key, f"expected a number of cores, got {type_name(value)}")
-    if not (0 < value <= 65536):  # also refuses nan and inf
-        c.fail(key, f"{value} is out of range (more than 0, at most 65536 cores)")
-    return float(value)
+    return c.parsed(key, parse_cpus, value)
 
 
 def _rlimits(c: _Checker, key, value):

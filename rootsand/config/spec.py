@@ -10,9 +10,9 @@ import fnmatch
 import os
 
 from rootsand.errors import RootsandError
-from rootsand.config.model import (DEFAULT_ENV_KEEP, FALLBACK_PATH, Mount, Record, default_command,
-                                   parse_duration, parse_env_assignment, parse_publish, parse_user,
-                                   validate_hostname, validate_name)
+from rootsand.config.model import (DEFAULT_ENV_KEEP, FALLBACK_PATH, Mount, Record, default_command, env_entries,
+                                   parse_capability, parse_cpus, parse_duration, parse_env_assignment, parse_pids,
+                                   parse_publish, parse_size, parse_user, validate_hostname, validate_name)
 from rootsand.config.netmodes import MODES, NET_MODES, modes_with, one_of
 
 __all__ = ["SandboxSpec", "build_env", "from_profile", "parse_duration", "parse_env_assignment",
@@ -110,7 +110,32 @@ def cli_mounts(options, cwd: str) -> list[Mount]:
         src, dst = split_mount_arg(text, cwd, "--overlay")
         origin = f"--overlay {text}"
         mounts.append(Mount(type="overlay", lower=[src], upper="tmpfs", dst=_checked_dst(dst, origin), origin=origin))
+    for text in options.volumes:
+        kind, src, dst = _volume(text, cwd)
+        mounts.append(Mount(type=kind, src=src, dst=_checked_dst(dst, f"--volume {text}"), origin=f"--volume {text}"))
+    for text in options.devices:  # a device node, or a directory of them (/dev/dri): runtime/hostprep.py checks
+        src, dst = split_mount_arg(text, cwd, "--device")
+        mounts.append(Mount(type="dev-bind", src=src, dst=_checked_dst(dst, f"--device {text}"),
+                            origin=f"--device {text}"))
     return mounts
+
+
+def _volume(text: str, cwd: str) -> tuple[str, str, str]:
+    """podman's `--volume SRC:DST[:OPTIONS]`: "bind" or "ro-bind", SRC (absolute or ./relative), DST. Of the
+    options, ro and rw; z and Z (SELinux labels, which these hosts do not use) change nothing."""
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1].startswith("/"):
+        raise RootsandError(f"invalid --volume {text!r}: expected SRC:DST[:ro|rw] with an absolute DST",
+                            hint="--bind SRC[:DST] and --ro-bind take the same")
+    if not parts[0].startswith(("/", "./", "../")) and parts[0] not in (".", ".."):
+        raise RootsandError(f"invalid --volume {text!r}: {parts[0]} would be a podman named volume, which "
+                            "rootsand does not have", hint=f"a directory here: ./{parts[0]}")
+    options = parts[2].split(",") if len(parts) == 3 else []
+    unknown = [o for o in options if o not in ("ro", "rw", "z", "Z")]
+    if unknown or ("ro" in options and "rw" in options):
+        raise RootsandError(f"invalid --volume {text!r}: options are ro or rw (z and Z are accepted and ignored)")
+    return ("ro-bind" if "ro" in options else "bind", os.path.normpath(os.path.join(cwd, parts[0])),
+            os.path.normpath(parts[1]))
 
 
 def _checked_dst(dst: str, origin: str) -> str:
@@ -136,7 +161,9 @@ def from_profile(profile, options, host_env: dict[str, str], cwd: str, cpu_count
     assignments = dict(profile.env_set)
     if assignments.get("MAKEFLAGS") == "auto":
         assignments["MAKEFLAGS"] = f"-j{cpu_count}"
-    assignments.update(parse_env_assignment(e) for e in options.env)
+    for path in options.env_files:  # then -e: the command line's last word wins, as podman's
+        assignments.update(env_entries(files.env_file(os.path.join(cwd, path)), host_env, f"--env-file {path} entry"))
+    assignments.update(env_entries(options.env, host_env))
     net_mode = options.net or (modes_with("allowlist")[0] if options.allow_hosts else profile.net_mode)
     if net_mode not in MODES:
         raise RootsandError(f"invalid --net {net_mode!r}: expected {one_of(NET_MODES)}")
@@ -177,10 +204,12 @@ def from_profile(profile, options, host_env: dict[str, str], cwd: str, cpu_count
     writable = [cwd] + [os.path.normpath(m.src) for m in mounts if m.type in ("bind", "dev-bind") and m.src]
     hooks = [entry for entry in files.hook_dirs(writable, homes, host_env) if entry not in profile.protect]
     protect, home_writable = protected_paths(list(profile.protect) + hooks, options.unprotect)
+    seccomp = profile.seccomp if options.seccomp is None else (
+        options.seccomp if options.seccomp in ("default", "none") else files.seccomp_file(os.path.join(cwd, options.seccomp)))
     seccomp_file_rules = []
-    if profile.seccomp not in ("default", "none"):
-        _check_rule_file_is_out_of_reach(profile.seccomp, mounts, cwd, files.realpath)
-        seccomp_file_rules = files.rule_file(profile.seccomp)
+    if seccomp not in ("default", "none"):
+        _check_rule_file_is_out_of_reach(seccomp, mounts, cwd, files.realpath)
+        seccomp_file_rules = files.rule_file(seccomp)
     return SandboxSpec(
         name=validate_name(options.name) if options.name else None,
         profile=options.profile,
@@ -207,8 +236,8 @@ def from_profile(profile, options, host_env: dict[str, str], cwd: str, cpu_count
         deny_hosts=list(profile.deny_hosts),
         header_timeout=profile.header_timeout,
         dns=list(profile.dns),
-        capabilities=profile.capabilities,
-        seccomp=profile.seccomp,
+        capabilities=capabilities(profile.capabilities, options.cap_add, options.cap_drop),
+        seccomp=seccomp,
         seccomp_file_rules=seccomp_file_rules,
         nested_userns=profile.nested_userns,
         new_session=profile.new_session,
@@ -227,12 +256,43 @@ def from_profile(profile, options, host_env: dict[str, str], cwd: str, cpu_count
                                      if host_env.get(name, "").startswith("/")
                                      for path in (os.path.normpath(host_env[name]), files.realpath(host_env[name])))),
         dot_links=files.dot_links(homes),
-        memory=profile.memory,
-        pids=profile.pids,
-        cpu=profile.cpu,
+        memory=_memory(options.memory) if options.memory is not None else profile.memory,
+        pids=parse_pids(options.pids) if options.pids is not None else profile.pids,
+        cpu=parse_cpus(options.cpus) if options.cpus is not None else profile.cpu,
         rlimits=dict(profile.rlimits),
         notes=tuple(notes),
     )
+
+
+def _memory(text: str) -> int:
+    size = parse_size(text, "--memory")
+    if size == 0:
+        raise RootsandError(f"invalid --memory {text!r}: must be more than 0")
+    return size
+
+
+def capabilities(kept, add: list[str], drop: list[str]):
+    """The profile's capabilities ("all" or names) with --cap-drop taken away, then --cap-add given (so
+    `--cap-drop all --cap-add net_raw` keeps only that one, as podman's)."""
+    from rootsand.config.model import CAPABILITIES
+
+    def names(texts: list[str], option: str) -> list[str]:
+        if any(text.lower() == "all" for text in texts):
+            return list(CAPABILITIES)
+        out = []
+        for text in texts:
+            try:
+                out.append(parse_capability(text))
+            except RootsandError as e:
+                raise RootsandError(f"invalid {option} {text!r}: {e.message}", e.hint) from None
+        return out
+
+    dropped = names(drop, "--cap-drop")
+    if kept == "all" and not dropped:
+        return kept
+    left = [c for c in (CAPABILITIES if kept == "all" else kept) if c not in dropped]
+    return "all" if set(names(add, "--cap-add")) >= set(CAPABILITIES) else list(
+        dict.fromkeys(left + names(add, "--cap-add")))
 
 
 def protected_paths(protect: list[str], unprotect: list[str]) -> tuple[list[str], list[str]]:

@@ -43,6 +43,8 @@ def resolve(the_plan):
         if step.type in ("bind", "ro-bind", "dev-bind"):
             step = step.replace(src=resolve_source(step.src, judged, what, homes))
             _check_sources(step, what, [step.src])
+            if step.origin.startswith("--device "):
+                _check_device(step.src, what)
         elif step.type == "overlay":
             upper = step.upper if step.upper == "tmpfs" else resolve_source(step.upper, judged, what + " upper", homes)
             step = step.replace(lower=[resolve_source(p, judged, what, homes) for p in step.lower], upper=upper)
@@ -70,6 +72,14 @@ def _check_writable(steps: list, writable: list[str]) -> None:
         if path != "/" and path not in writable:
             raise RootsandError(f"{path} changed while it was being looked at (it was {' or '.join(writable)})",
                                 hint="another sandbox may be changing that directory")
+
+
+def _check_device(path: str, what: str) -> None:
+    """--device binds a character device, or a directory of them (/dev/dri): nothing else."""
+    mode = os.stat(path).st_mode
+    if not (stat.S_ISCHR(mode) or stat.S_ISDIR(mode)):
+        raise RootsandError(f"{what}: {path} is not a character device (nor a directory of them)",
+                            hint="--bind or --ro-bind binds files")
 
 
 def _sources(step) -> list[str]:

@@ -25,7 +25,7 @@ def test_version_and_help():
     (["run", "--timeout", "abc", "--", "true"], "invalid timeout"),
     (["run", "--timeout", "-1", "--", "true"], "invalid timeout"),
     (["run", "--user", "nobody", "--", "true"], "invalid user"),
-    (["run", "-e", "NOEQUALS", "--", "true"], "KEY=VALUE"),
+    (["run", "-e", "NO EQUALS", "--", "true"], "KEY=VALUE"),
     (["run", "--hostname", "a b", "--", "true"], "invalid hostname"),
     (["run", "--name", "../x", "--", "true"], "invalid sandbox name"),
     (["no-such-subcommand"], "No such command"),
@@ -101,3 +101,45 @@ def test_the_default_command_is_the_users_shell_else_sh(tmp_path):
     r = subprocess.run(rootsand_argv() + ["run", "--", "/opt/nowhere/zsh"], capture_output=True, text=True,
                        cwd=tmp_path, env=env)
     assert r.returncode == 127 and r.stderr.startswith("rootsand: error: /opt/nowhere/zsh: command not found")
+
+
+def test_podmans_run_options_override_the_profile(tmp_path):
+    """What podman users reach for: each overrides the profile, shows in --dry-run, and works."""
+    (tmp_path / "vars.env").write_text("# comment\n\nFROM_FILE=1\nPASSED\n")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "in.txt").write_text("volume\n")
+    env = {**os.environ, "PASSED": "from-host", "PASSED_TOO": "also", "NOT_ASKED": "x"}
+    opts = ["--env-file", "vars.env", "-e", "PASSED_*", "--memory", "300M", "--pids-limit", "64", "--cpus", "0.5",
+            "--cap-drop", "all", "--cap-add", "net_raw", "--device", "/dev/null:/dev/extra-null",
+            "--volume", "./data:/data:ro", "--volume", f"{tmp_path}:/rw"]
+    dry = json.loads(subprocess.run(rootsand_argv() + ["run", "--dry-run", *opts, "--", "true"], cwd=tmp_path,
+                                    env=env, capture_output=True, text=True, check=True).stdout)
+    assert {k: dry["env"].get(k) for k in ("FROM_FILE", "PASSED", "PASSED_TOO", "NOT_ASKED")} == {
+        "FROM_FILE": "1", "PASSED": "from-host", "PASSED_TOO": "also", "NOT_ASKED": None}
+    assert dry["capabilities"] == ["CAP_NET_RAW"] and dry["memory"] == 300 << 20
+    limits = {**dry["limits"]["rlimits"], **dry["limits"]["cgroup"]}  # as this host can enforce them
+    assert limits.get("nproc", limits.get("pids.max")) in (64, "64")
+    mounts = {m["dst"]: m for m in dry["resolved"]["mounts"]}
+    assert mounts["/dev/extra-null"]["type"] == "dev-bind" and mounts["/data"]["type"] == "ro-bind"
+    script = ("cat /data/in.txt; touch /data/x 2>/dev/null || echo read-only; touch /rw/made && echo rw; "
+              "echo hi > /dev/extra-null && echo device; grep CapEff /proc/self/status; echo $FROM_FILE $PASSED")
+    r = subprocess.run(rootsand_argv() + ["run", *opts, "--", "sh", "-c", script], cwd=tmp_path, env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["volume", "read-only", "rw", "device", "CapEff:\t0000000000002000",
+                                     "1 from-host"]
+    assert (tmp_path / "made").exists()
+
+
+@pytest.mark.parametrize("option,message", [
+    (["--device", "/etc/hostname"], "--device /etc/hostname: /etc/hostname is not a character device"),
+    (["--cap-add", "CAP_BOGUS"], "invalid --cap-add 'CAP_BOGUS': unknown capability 'CAP_BOGUS'"),
+    (["--volume", "data:/data"], "invalid --volume 'data:/data': data would be a podman named volume"),
+    (["--memory", "0"], "invalid --memory '0': must be more than 0"),
+    (["--cpus", "lots"], "invalid number of cores 'lots'"),
+    (["--seccomp", "missing.json"], "--seccomp "),
+    (["--env-file", "missing.env"], "--env-file "),
+])
+def test_podmans_run_options_refuse_what_they_cannot_mean(tmp_path, option, message):
+    r = run(["run", *option, "--", "true"], cwd=tmp_path, check_rc=125)
+    assert r.stderr.startswith(f"rootsand: error: {message}") and r.stdout == "", r.stderr

@@ -63,3 +63,73 @@ def test_hostname_and_name_validation():
     for bad in ["", ".x", "a b", "a/b", "x" * 65]:
         with pytest.raises(RootsandError):
             spec.validate_name(bad)
+
+
+# ------------------------------------------------------------------------ podman's run options (issue 21)
+
+def test_env_entries_take_podmans_forms():
+    host = {"FOO": "bar", "FOOX": "baz", "OTHER": "o"}
+    assert model.env_entries(["A=1", "FOO", "MISSING"], host) == {"A": "1", "FOO": "bar"}  # unset: left out
+    assert model.env_entries(["FO*"], host) == {"FOO": "bar", "FOOX": "baz"}
+    for bad in ["1X", "A B", "*", "F*O", "F**"]:
+        with pytest.raises(RootsandError, match="expected KEY=VALUE, KEY"):
+            model.env_entries([bad], host)
+
+
+@pytest.mark.parametrize("kept,add,drop,result", [
+    ([], [], [], []),
+    (["CAP_CHOWN"], ["net_raw"], [], ["CAP_CHOWN", "CAP_NET_RAW"]),
+    (["CAP_CHOWN", "CAP_FOWNER"], [], ["chown"], ["CAP_FOWNER"]),
+    (["CAP_CHOWN"], ["CAP_NET_RAW"], ["all"], ["CAP_NET_RAW"]),  # drop first, then add: podman's order
+    ("all", [], [], "all"),
+    ("all", ["kill"], [], "all"),
+    ([], ["ALL"], [], "all"),
+])
+def test_cap_add_and_drop(kept, add, drop, result):
+    assert spec.capabilities(kept, add, drop) == result
+
+
+def test_cap_drop_of_all_but_one():
+    left = spec.capabilities("all", [], ["CAP_SYS_ADMIN"])
+    assert "CAP_SYS_ADMIN" not in left and len(left) == len(model.CAPABILITIES) - 1
+
+
+def test_a_capability_the_kernel_does_not_have_is_refused():
+    with pytest.raises(RootsandError) as e:
+        spec.capabilities([], ["CAP_BOGUS"], [])
+    assert e.value.message == "invalid --cap-add 'CAP_BOGUS': unknown capability 'CAP_BOGUS'"
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("/a:/b", ("bind", "/a", "/b")),
+    ("./src:/src:ro", ("ro-bind", "/work/src", "/src")),
+    ("../x:/x:rw,Z", ("bind", "/x", "/x")),
+    (".:/w:z", ("bind", "/work", "/w")),
+])
+def test_volume_as_podman_writes_it(text, expected):
+    assert spec._volume(text, "/work") == expected
+
+
+@pytest.mark.parametrize("text,fragment", [
+    ("data:/data", "would be a podman named volume"),
+    ("/a", "expected SRC:DST"),
+    ("/a:rel", "expected SRC:DST"),
+    ("/a:/b:ro:x", "expected SRC:DST"),
+    ("/a:/b:O", "options are ro or rw"),
+    ("/a:/b:ro,rw", "options are ro or rw"),
+])
+def test_volume_refusals(text, fragment):
+    with pytest.raises(RootsandError, match=fragment):
+        spec._volume(text, "/work")
+
+
+@pytest.mark.parametrize("cpus", ["0", "-1", "nan", "inf", "x", "70000"])
+def test_cpus_refusals(cpus):
+    with pytest.raises(RootsandError):
+        model.parse_cpus(cpus)
+
+
+@pytest.mark.parametrize("pids", ["0", "-1", "1.5", "x", str(2**31)])
+def test_pids_refusals(pids):
+    with pytest.raises(RootsandError):
+        model.parse_pids(pids)
