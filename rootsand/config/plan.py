@@ -215,8 +215,6 @@ def plan(spec, facts: HostFacts) -> Plan:
                       arch=facts.arch)
     if rules is None:
         notes.append('the seccomp filter is off (security.seccomp = "none"): for debugging only')
-    if the_limits.not_enforced:
-        notes.append("; ".join(the_limits.not_enforced))
     network = _network(spec, facts)
     env = dict(spec.env)
     if network.proxy_port is not None:
