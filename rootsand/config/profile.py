@@ -504,6 +504,8 @@ def _mount(c: _Checker, key: tuple, value) -> Mount | None:
     m = {"type": kind, "dst": dst, "origin": c.file.origin(key)}
     if "optional" in table:
         m["optional"] = c.boolean(key + ("optional",), table["optional"])
+    if "create" in table:
+        m["create"] = _create(c, key + ("create",), table["create"])
     if kind in BIND_TYPES:
         m["src"] = c.path(key + ("src",), table["src"])  # whether it exists: runtime/hostprep.py, on this host
     elif kind == "symlink":
@@ -529,6 +531,18 @@ def _mount(c: _Checker, key: tuple, value) -> Mount | None:
     if "content" in table:
         m["content"] = c.string(key + ("content",), table["content"])
     return Mount(**m)
+
+
+def _create(c: _Checker, key: tuple, value) -> bool | str:
+    """A bind's `create`: true, false, or the program whose presence on PATH has the directory made."""
+    if isinstance(value, bool):
+        return value
+    if not isinstance(value, str):
+        c.fail(key, f"expected true, false or a program's name, got {type_name(value)}")
+    name = c.string(key, value)
+    if not re.fullmatch(r"[A-Za-z0-9_+.-]+", name) or name in (".", ".."):
+        c.fail(key, f"expected true, false or a program's name (no path), got {name!r}")
+    return name
 
 
 class _Layer:

@@ -152,6 +152,10 @@ class Launcher:
 
             self.plan = self.runtime.plan = hostprep.resolve(self.plan)
             resolved = self.plan.resolved
+            if resolved.made:
+                self.log(f"making what binds need on the host: {', '.join(resolved.made)}")
+                for warning in hostprep.make_missing(self.plan):
+                    warn(warning)
             self.setuid_tops = resolved.setuid_tops
             if resolved.protect is not None:
                 tops = {resolved.mounts[item.mount].src for item in self.plan.protected}
