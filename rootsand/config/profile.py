@@ -59,7 +59,7 @@ class Profile(Record):
     FIELDS = {
         "name": "", "path": None, "description": "",
         "hostname": "rootsand", "failure_hint": None, "chdir": None, "user": User, "namespaces": lambda: list(DEFAULT_NAMESPACES),
-        "idmap": "auto", "time_offsets": dict,
+        "idmap": "auto", "time_offsets": dict, "git": "none",
         "net_mode": "none", "allow_host_loopback": False, "publish": list, "dns": list,
         "allow_hosts": list, "deny_hosts": list, "header_timeout": 10.0,
         "env_clear": True, "env_keep": lambda: list(DEFAULT_ENV_KEEP), "env_set": dict,
@@ -438,6 +438,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable]]] = {
         "namespaces": ("namespaces", _namespaces),
         "idmap": ("idmap", _choice("auto", "single", "keep-id")),
         "time_offsets": ("time_offsets", _time_offsets),
+        "git": ("git", _choice("none", "read-only")),
     },
     "network": {
         "mode": ("net_mode", _choice(*NET_MODES)),

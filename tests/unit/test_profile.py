@@ -89,6 +89,7 @@ def test_build_profile(host):
         ".cache/pip": True, ".cache/ccache": "ccache", ".ccache": None, ".cargo/registry": "cargo", ".npm": "npm",
         "go/pkg/mod": "go"}
     assert p.env_set == {"MAKEFLAGS": "auto"}
+    assert p.git == "read-only" and default.git == "none"
 
 
 def test_untrusted_profile(host):
@@ -557,6 +558,7 @@ INVALID = [
     ('[[mount]]\ntype = "ro-bind"\nsrc = "/c"\ndst = "/c"\ncreate = true\n', 5, "mount[1].create",
      "does not apply to ro-bind mounts"),
     ('[[mount]]\ntype = "tmpfs"\ndst = "/c"\ncreate = true\n', 4, "mount[1].create", "does not apply to tmpfs mounts"),
+    ('[sandbox]\ngit = "read-write"\n', 2, "sandbox.git", "expected one of none, read-only, got 'read-write'"),
     ('[[mount]]\ntype = "overlay"\nlower = []\ndst = "/x"\n', 3, "mount[1].lower", "at least one"),
     ('[[mount]]\ntype = "overlay"\nlower = "/usr"\ndst = "/x"\n', 3, "mount[1].lower", "array of strings"),
     ('[[mount]]\ntype = "overlay"\nlower = ["usr"]\ndst = "/x"\n', 3, "mount[1].lower", "absolute path"),
