@@ -1,5 +1,5 @@
 """What the spec stage learns from the user's files: the git hook directories in the writable directories
-(core.hooksPath), where the links among a home's dot-entries lead, rootsand's own directories, real paths,
+(core.hooksPath), the git directories of the work tree the current directory is in, where the links among a home's dot-entries lead, rootsand's own directories, real paths,
 a seccomp rule file. Read here, through one HostFiles, so that spec.from_profile() itself opens no file and
 makes no system call (tests/unit/test_plan.py passes a stand-in and takes the system away)."""
 
@@ -8,7 +8,7 @@ import stat
 import sys
 
 from rootsand.errors import RootsandError
-from rootsand.guard.hostpaths import real_path
+from rootsand.guard.hostpaths import is_below, real_path
 
 
 class HostFiles:
@@ -22,6 +22,9 @@ class HostFiles:
 
     def dot_links(self, homes: tuple[str, ...]) -> dict:
         return dot_links(homes)
+
+    def git_dirs(self, directory: str, homes: tuple[str, ...]) -> tuple[str | None, list[str], str | None]:
+        return git_dirs(directory, homes)
 
     def own_dirs(self, env: dict[str, str], homes: tuple[str, ...]) -> tuple[str, ...]:
         return own_dirs(env, homes)
@@ -98,18 +101,80 @@ def _enclosing_repository(directory: str) -> tuple[str | None, str | None]:
         path = parent
 
 
-def _hooks_path(config: str) -> str | None:
-    """core.hooksPath in a git configuration file, or None (a file that is missing, a link, or too large)."""
+def git_dirs(directory: str, homes: tuple[str, ...]) -> tuple[str | None, list[str], str | None]:
+    """The work tree `directory` is in, the git directories git reads there that lie outside `directory`
+    (its `.git`; for a `.git` file, the git directory it names and a linked worktree's common one), to be
+    bound read-only at their places, and a note when the repository is left out. A `.git` file is followed
+    only when the git directory names this work tree back, as `git worktree add` and submodules leave it:
+    a `.git` file anyone made (a sandbox, in a directory it could write) must not show another place."""
+    worktree, git_dir = _enclosing_repository(directory)
+    if worktree is None:
+        return None, [], None
+    if any(is_below(home, real_path(worktree)) for home in homes):  # a home kept in git: its history is the home
+        return worktree, [], f"the git repository at {worktree} holds your home directory: its .git is not shown"
+    dot_git = os.path.join(worktree, ".git")
+    wanted = [dot_git]
+    if git_dir != dot_git:
+        common = _linked_worktree_common(git_dir, dot_git)
+        if common is None and not _submodule_of(git_dir, worktree):
+            return worktree, [], (f"{dot_git} names {git_dir}, which does not name this work tree back (as a linked "
+                                  "worktree's or a submodule's does): not shown (--ro-bind it if it is yours)")
+        wanted += ([common] if common else []) + [git_dir]
+    here = real_path(directory)
+    found: list[str] = []
+    for path in wanted:
+        real = real_path(path)
+        if is_below(real, here) or is_below(here, real) or any(is_below(real, real_path(p)) for p in found):
+            continue  # in the current directory, bound already (or it is in the git directory), or bound below
+        found.append(path)
+    return worktree, found, None
+
+
+def _linked_worktree_common(git_dir: str, dot_git: str) -> str | None:
+    """The common git directory of a linked worktree whose git directory is `git_dir` (COMMON/worktrees/NAME,
+    its `gitdir` file naming `dot_git`), else None."""
+    back, common = _small_file(os.path.join(git_dir, "gitdir")), _small_file(os.path.join(git_dir, "commondir"))
+    if not back or not common:
+        return None
+    common = os.path.normpath(os.path.join(git_dir, common.strip()))
+    if real_path(os.path.join(git_dir, back.strip())) != real_path(dot_git):
+        return None
+    if os.path.dirname(real_path(git_dir)) != os.path.join(real_path(common), "worktrees"):
+        return None
+    return common
+
+
+def _submodule_of(git_dir: str, worktree: str) -> bool:
+    """`git_dir` is a submodule's, whose core.worktree is `worktree`."""
+    value = _config_value(os.path.join(git_dir, "config"), "worktree")
+    return bool(value) and real_path(os.path.join(git_dir, value)) == real_path(worktree)
+
+
+def _small_file(path: str) -> str | None:
+    """The text of a small regular file, or None (missing, a link, not regular, too large)."""
     try:
-        fd = os.open(config, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
-        text = os.read(fd, 1 << 20).decode(errors="replace")
+        data = os.read(fd, 1 << 20)
+        return None if len(data) == 1 << 20 else data.decode(errors="replace")
     finally:
         os.close(fd)
+
+
+def _hooks_path(config: str) -> str | None:
+    """core.hooksPath in a git configuration file, or None (a file that is missing, a link, or too large)."""
+    return _config_value(config, "hookspath")
+
+
+def _config_value(config: str, name: str) -> str | None:
+    """core.NAME (lower case) in a git configuration file, or None."""
+    text = _small_file(config)
+    if text is None:
+        return None
     section, value = None, None
     for line in text.splitlines():
         line = line.strip()
@@ -118,7 +183,7 @@ def _hooks_path(config: str) -> str | None:
             line = line[line.find("]") + 1:].strip() if "]" in line else ""  # `[core] hooksPath = x` is valid
         if section == "core" and "=" in line:
             key, raw = line.split("=", 1)
-            if key.strip().lower() == "hookspath":
+            if key.strip().lower() == name:
                 raw = raw.strip()
                 value = raw[1:raw.rfind('"')] if raw.startswith('"') else raw.split("#")[0].split(";")[0].strip()
     return value or None

@@ -101,6 +101,7 @@ BIND_TYPES = ("bind", "ro-bind", "dev-bind")
 # Every mount type and the keys it takes besides `type` and `dst`.
 MOUNT_KEYS = {
     **{t: ("src", "optional") for t in BIND_TYPES},
+    "bind": ("src", "optional", "create"),
     "tmpfs": ("size", "mode"),
     "proc": (),
     "dev": (),
@@ -110,7 +111,7 @@ MOUNT_KEYS = {
     "dir": ("mode",),
     "file": ("content", "mode"),
 }
-ALL_MOUNT_KEYS = ("type", "src", "lower", "upper", "dst", "optional", "size", "mode", "content")
+ALL_MOUNT_KEYS = ("type", "src", "lower", "upper", "dst", "optional", "create", "size", "mode", "content")
 
 DEFAULT_ENV_KEEP = ("PATH", "TERM", "LANG", "LC_*", "HOME", "USER")
 FALLBACK_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -121,12 +122,15 @@ FALLBACK_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 class Mount(Record):
     """One mount op of a profile or the command line, in the order it is applied."""
 
-    __slots__ = ("type", "dst", "src", "optional", "lower", "upper", "size", "mode", "content", "origin")
+    __slots__ = ("type", "dst", "src", "optional", "create", "lower", "upper", "size", "mode", "content", "origin")
     FIELDS = {
         "type": "",  # one of MOUNT_KEYS
         "dst": "",  # absolute, normalised, never "/"
         "src": None,  # binds: absolute host path; symlink: the link target
         "optional": False,  # binds and overlay: skipped when a source is missing
+        # bind: a missing source directory is made (the user's, 0700) before it is bound: True, or the name
+        # of a program that must be on PATH for it (a cache of a tool the host does not have is not made)
+        "create": None,
         "lower": list,  # overlay
         "upper": "tmpfs",  # overlay: "tmpfs" or a host directory that keeps the changes
         "size": None,  # tmpfs, bytes

@@ -62,6 +62,7 @@ class MountStep(Record):
 
     FIELDS = {
         "type": "", "dst": "", "src": None, "lower": list, "upper": "tmpfs", "optional": False,
+        "create": None,  # a bind's missing source directory is made: True, or a program that must be on PATH
         "flags": list,  # of ro, nosuid, nodev, noexec
         "options": dict,  # file system options: mode, size (tmpfs, dev's /dev/shm, a tmpfs overlay upper)
         "mode": None, "content": "",  # dir and file ops
@@ -112,6 +113,7 @@ class Resolved(Record):
         "setuid_tops": list,  # where setuid bits set inside are cleared at exit
         "notes": list,  # decisions said with -v (an optional overlay without fuse-overlayfs)
         "warnings": list,  # decisions always said (the outer /proc, an overlay read-only instead)
+        "made": list,  # bind sources absent on the host, made (the user's, 0700) before the sandbox is built
     }
     __slots__ = tuple(FIELDS)
     NESTED = {"mounts": MountStep}
@@ -217,8 +219,6 @@ def plan(spec, facts: HostFacts) -> Plan:
                       arch=facts.arch)
     if rules is None:
         notes.append('the seccomp filter is off (security.seccomp = "none"): for debugging only')
-    if the_limits.not_enforced:
-        notes.append("; ".join(the_limits.not_enforced))
     network = _network(spec, facts)
     env = dict(spec.env)
     if network.proxy_port is not None:
@@ -308,7 +308,7 @@ def mount_step(m, memory: int | None) -> MountStep:
     elif m.type == "overlay" and m.upper == "tmpfs" and memory:
         options["size"] = str(memory)
     return MountStep(
-        type=m.type, dst=m.dst, src=m.src, lower=list(m.lower), upper=m.upper, optional=m.optional,
+        type=m.type, dst=m.dst, src=m.src, lower=list(m.lower), upper=m.upper, optional=m.optional, create=m.create,
         flags=list(MOUNT_FLAGS[m.type]), options=options, mode=m.mode, content=m.content,
         nodes=list(DEV_NODES) if m.type == "dev" else [],
         read_only=list(PROC_READ_ONLY) if m.type == "proc" else [],
@@ -391,6 +391,12 @@ def sandbox_sysctls(nested_userns: bool, limits, memory: int | None, facts: Host
     return values
 
 
+def _made_when(create) -> str:
+    if not create:
+        return ""
+    return "  (made when absent)" if create is True else f"  (made when absent and {create} is on PATH)"
+
+
 def describe(p: Plan) -> list[str]:
     """The plan as a readable listing, one mount per line with its origin (`run --dry-run --verbose`)."""
     lines = [f"sandbox {p.name} (profile {p.profile}): {' '.join(p.argv)}"
@@ -408,6 +414,7 @@ def describe(p: Plan) -> list[str]:
         lines.append(f"  {step.type:<8} {step.dst:<28} {what}{'  ' + flags if flags else ''}"
                      f"{'  (optional)' if step.optional and step.kind != 'absent' else ''}"
                      f"{'  (optional, absent: skipped)' if step.kind == 'absent' else f'  ({step.kind})' if step.kind else ''}"
+                     f"{_made_when(step.create)}"
                      f"  [{step.origin}]")
     net = p.network
     lines += [f"  home     {g.dst}  read-only (the home rule)"
@@ -427,5 +434,6 @@ def describe(p: Plan) -> list[str]:
     lines += [f"  limit: {line}" for line in limits.describe_limits(p.limits, p.memory)]
     lines += [f"  sysctl: {k} = {v}" for k, v in p.sysctls.items()]
     if p.resolved:
+        lines += [f"  make     {path}  absent: made (yours, mode 0700) before it is bound" for path in p.resolved.made]
         lines += [f"  decided: {line}" for line in p.resolved.warnings + p.resolved.notes]
     return lines

@@ -60,7 +60,7 @@ class Profile(Record):
     FIELDS = {
         "name": "", "path": None, "description": "",
         "hostname": "rootsand", "failure_hint": None, "chdir": None, "user": User, "namespaces": lambda: list(DEFAULT_NAMESPACES),
-        "idmap": "auto", "time_offsets": dict,
+        "idmap": "auto", "time_offsets": dict, "git": "none",
         "net_mode": "none", "allow_host_loopback": False, "publish": list, "dns": list,
         "allow_hosts": list, "deny_hosts": list, "header_timeout": 10.0,
         "env_clear": True, "env_keep": lambda: list(DEFAULT_ENV_KEEP), "env_set": dict,
@@ -435,6 +435,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable]]] = {
         "namespaces": ("namespaces", _namespaces),
         "idmap": ("idmap", _choice("auto", "single", "keep-id")),
         "time_offsets": ("time_offsets", _time_offsets),
+        "git": ("git", _choice("none", "read-only")),
     },
     "network": {
         "mode": ("net_mode", _choice(*NET_MODES)),
@@ -501,6 +502,8 @@ def _mount(c: _Checker, key: tuple, value) -> Mount | None:
     m = {"type": kind, "dst": dst, "origin": c.file.origin(key)}
     if "optional" in table:
         m["optional"] = c.boolean(key + ("optional",), table["optional"])
+    if "create" in table:
+        m["create"] = _create(c, key + ("create",), table["create"])
     if kind in BIND_TYPES:
         m["src"] = c.path(key + ("src",), table["src"])  # whether it exists: runtime/hostprep.py, on this host
     elif kind == "symlink":
@@ -526,6 +529,18 @@ def _mount(c: _Checker, key: tuple, value) -> Mount | None:
     if "content" in table:
         m["content"] = c.string(key + ("content",), table["content"])
     return Mount(**m)
+
+
+def _create(c: _Checker, key: tuple, value) -> bool | str:
+    """A bind's `create`: true, false, or the program whose presence on PATH has the directory made."""
+    if isinstance(value, bool):
+        return value
+    if not isinstance(value, str):
+        c.fail(key, f"expected true, false or a program's name, got {type_name(value)}")
+    name = c.string(key, value)
+    if not re.fullmatch(r"[A-Za-z0-9_+.-]+", name) or name in (".", ".."):
+        c.fail(key, f"expected true, false or a program's name (no path), got {name!r}")
+    return name
 
 
 class _Layer:

@@ -185,6 +185,7 @@ def from_profile(profile, options, host_env: dict[str, str], cwd: str, cpu_count
     namespaces = tuple(ns for ns in profile.namespaces if not (ns == "net" and not mode.own_netns))
     timeout = parse_duration(options.timeout) if options.timeout is not None else profile.timeout
     notes = []
+    git_env = {}
     if options.rootfs:
         rootfs = os.path.normpath(os.path.join(cwd, options.rootfs))
         _check_rootfs(rootfs, files.realpath(rootfs), homes, files.own_dirs(host_env, homes))
@@ -200,6 +201,14 @@ def from_profile(profile, options, host_env: dict[str, str], cwd: str, cpu_count
                              "(cd into a project directory, or --bind what you mean)")
             else:
                 mounts.append(m)
+        if profile.git == "read-only":
+            worktree, git_dirs, note = files.git_dirs(cwd, homes)
+            mounts += [Mount(type="ro-bind", src=path, dst=path, origin=GIT_ORIGIN) for path in git_dirs]
+            notes += [note] if note else []
+            if git_dirs and worktree != cwd:
+                # git stops looking upwards where the file system changes (the sandbox's tmpfs around the
+                # current directory's bind), before it reaches the work tree's .git
+                git_env["GIT_DISCOVERY_ACROSS_FILESYSTEM"] = "1"
         mounts += cli_mounts(options, cwd)
     writable = [cwd] + [os.path.normpath(m.src) for m in mounts if m.type in ("bind", "dev-bind") and m.src]
     hooks = [entry for entry in files.hook_dirs(writable, homes, host_env) if entry not in profile.protect]
@@ -222,7 +231,7 @@ def from_profile(profile, options, host_env: dict[str, str], cwd: str, cpu_count
             "/" if rootfs else profile.chdir or cwd),
         cwd=cwd,
         homes=tuple(homes),
-        env=build_env(host_env, profile.env_clear, tuple(profile.env_keep), assignments),
+        env=build_env(host_env, profile.env_clear, tuple(profile.env_keep), {**git_env, **assignments}),
         timeout=timeout,
         namespaces=namespaces,
         idmap=profile.idmap,
@@ -293,6 +302,9 @@ def capabilities(kept, add: list[str], drop: list[str]):
     left = [c for c in (CAPABILITIES if kept == "all" else kept) if c not in dropped]
     return "all" if set(names(add, "--cap-add")) >= set(CAPABILITIES) else list(
         dict.fromkeys(left + names(add, "--cap-add")))
+
+
+GIT_ORIGIN = "sandbox.git = read-only: the git directory of the work tree the current directory is in"
 
 
 def protected_paths(protect: list[str], unprotect: list[str]) -> tuple[list[str], list[str]]:

@@ -188,6 +188,32 @@ def _make_runtime_key(path: str) -> None:
         os.unlink(tmp)
 
 
+def first_this_boot(name: str, text: str) -> bool:
+    """True when `text` was not said yet under `name` since the machine booted, and marks it said: a
+    warning about the host (no delegated cgroup) is worth one line per boot, not one per run. The mark is
+    RUNTIME_DIR/said-NAME holding the boot id and the text (a runtime dir in /tmp may outlive a boot);
+    where it cannot be kept, the line is said."""
+    from rootsand.errors import RootsandError
+
+    boot = procfs.read_sysctl("/proc/sys/kernel/random/boot_id") or ""
+    mark = f"{boot}\n{text}\n".encode()
+    try:
+        path = os.path.join(runtime_dir(), f"said-{name}")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except (OSError, RootsandError):  # an unusable runtime dir (its error comes where it matters): say it
+        return True
+    try:
+        if os.read(fd, len(mark) + 1) == mark:
+            return False
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, mark, 0)
+        return True
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+
+
 def stale_entries(directory: str, prefix: str) -> list[str]:
     """PREFIX-PID[.ext] entries of `directory` whose launcher PID is gone: killed before it could clean up."""
     stale = []

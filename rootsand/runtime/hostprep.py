@@ -7,7 +7,9 @@ setuid bits are cleared; each overlay's kind (the kernel's, fuse-overlayfs, or i
 the rule for /proc (a new procfs, else the outer one, said: PROC_KIND). `run --dry-run` prints the result;
 the launcher makes it again under its registry lock, so what it records is what the host held when the
 sandbox was built; the setup process and PID 1 then carry it out as it is (an error names the step that
-fails), deciding nothing but what only trying tells: whether the kernel mounts a new procfs.
+fails), deciding nothing but what only trying tells: whether the kernel mounts a new procfs. The one change
+to the host it plans, a bind source a profile has made when absent (`create`: the build profile's caches),
+make_missing() carries out, in the launcher, after resolve().
 """
 
 import os
@@ -36,15 +38,18 @@ def resolve(the_plan):
     # Links are looked for below the writable directories as resolved and as written: a second sandbox that
     # swaps one for a link between realpath above and the walks below must not move where they are looked for
     judged = list(dict.fromkeys(writable + [os.path.normpath(t) for t in the_plan.writable if t != "/"]))
-    notes, warnings, steps = [], [], []
+    notes, warnings, steps, made = [], [], [], []
     mountinfo = _mount_points() if any(step.type == "overlay" for step in the_plan.mounts) else []
     for index, step in enumerate(the_plan.mounts):
         what = step.origin or f"mount {index + 1} ({step.type} on {step.dst})"
         if step.type in ("bind", "ro-bind", "dev-bind"):
             step = step.replace(src=resolve_source(step.src, judged, what, homes))
-            _check_sources(step, what, [step.src])
-            if step.origin.startswith("--device "):
-                _check_device(step.src, what)
+            if step.create and not os.path.lexists(step.src) and _wanted(step.create, the_plan.env):
+                made.append(step.src)  # by the launcher, before the sandbox is built (make_missing)
+            else:
+                _check_sources(step, what, [step.src])
+                if step.origin.startswith("--device ") and os.path.exists(step.src):
+                    _check_device(step.src, what)
         elif step.type == "overlay":
             upper = step.upper if step.upper == "tmpfs" else resolve_source(step.upper, judged, what + " upper", homes)
             step = step.replace(lower=[resolve_source(p, judged, what, homes) for p in step.lower], upper=upper)
@@ -52,11 +57,11 @@ def resolve(the_plan):
             step = step.replace(kind=_overlay_kind(step, what, the_plan.ids, mountinfo, notes, warnings))
         elif step.type == "proc":
             step = step.replace(kind=PROC_KIND)
-        if step.optional and not all(os.path.lexists(path) for path in _sources(step)):
-            step = step.replace(kind="absent")  # skipped: optional, and not on this host
+        if step.optional and step.src not in made and not all(os.path.lexists(path) for path in _sources(step)):
+            step = step.replace(kind="absent")  # skipped: optional, and not on this host (nor made for it)
         steps.append(step)
     _check_writable(steps, writable)
-    resolved = Resolved(mounts=steps, rootfs=rootfs, writable=writable, notes=notes, warnings=warnings,
+    resolved = Resolved(mounts=steps, rootfs=rootfs, writable=writable, notes=notes, warnings=warnings, made=made,
                         setuid_tops=unguarded(writable, the_plan) if the_plan.setuid_bits else [])
     resolved = resolved.replace(protect=protected_nodes(the_plan, steps) if the_plan.protected else None)
     return the_plan.replace(resolved=resolved.replace(audit=_audit(the_plan, steps)))
@@ -84,6 +89,34 @@ def _check_device(path: str, what: str) -> None:
 
 def _sources(step) -> list[str]:
     return step.lower if step.type == "overlay" else [step.src] if step.type in ("bind", "ro-bind", "dev-bind") else []
+
+
+def _wanted(create, env: dict) -> bool:
+    """A bind's `create`: True, or a program's name, which must be on the command's PATH: a host without
+    cargo gets no ~/.cargo/registry."""
+    if create is True:
+        return True
+    return any(os.path.isfile(path) and os.access(path, os.X_OK)
+               for path in (os.path.join(d, create) for d in env.get("PATH", "").split(":") if d.startswith("/")))
+
+
+def make_missing(the_plan) -> list[str]:
+    """Make the bind sources Resolved.made lists (the user's, mode 0700, missing parents too), following no
+    link: resolve() resolved the path with the rules for planted links, so a link in the way now was planted
+    since. The warnings to say: an optional bind whose source cannot be made is left out; another fails."""
+    from rootsand.runtime.fs.primitives import make_dirs
+
+    warnings = []
+    for path in the_plan.resolved.made:
+        index, step = next((i, s) for i, s in enumerate(the_plan.resolved.mounts) if s.src == path and s.create)
+        what = step.origin or f"mount {index + 1} ({step.type} on {step.dst})"
+        try:
+            os.close(make_dirs(path, what, 0o700))
+        except RootsandError as e:
+            if not step.optional:
+                raise
+            warnings.append(f"{e.message}: it is left out")
+    return warnings
 
 
 def _check_sources(step, what: str, paths: list[str]) -> None:

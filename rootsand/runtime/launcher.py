@@ -65,6 +65,13 @@ def run(the_plan, json_status: str | None = None, verbose: bool = False, debug: 
     """Carry out a plan; the command's exit status (or 124, 125, 126, 127)."""
     for note in the_plan.notes:
         warn(note)
+    # How the limits fall short on this host: the same on every run until the host changes, so said once
+    # per boot (doctor and -v say it always): a line on every run teaches users to skip rootsand's lines
+    short = "; ".join(the_plan.limits.not_enforced)
+    if short and verbose:
+        warn(short)
+    elif short and registry.first_this_boot("limits", short):
+        warn(f"{short} (said once per boot: rootsand doctor and run -v say it again)")
     runtime = Runtime(the_plan, verbose, debug)
     if verbose:
         for line in limits.describe_limits(the_plan.limits, the_plan.memory):
@@ -146,6 +153,10 @@ class Launcher:
 
             self.plan = self.runtime.plan = hostprep.resolve(self.plan)
             resolved = self.plan.resolved
+            if resolved.made:
+                self.log(f"making what binds need on the host: {', '.join(resolved.made)}")
+                for warning in hostprep.make_missing(self.plan):
+                    warn(warning)
             self.setuid_tops = resolved.setuid_tops
             if resolved.protect is not None:
                 tops = {resolved.mounts[item.mount].src for item in self.plan.protected}

@@ -161,6 +161,80 @@ def test_build_profile_usr_local_is_a_throwaway_overlay(project):
     assert not os.path.exists(f"/usr/local/bin/{name}")
 
 
+FAKE_CCACHE = """#!/bin/sh
+# ccache's choice of directory (ccache 4: $CCACHE_DIR, else ~/.ccache when it exists, else ~/.cache/ccache),
+# and a hit counted when the entry is there from an earlier run
+dir=${CCACHE_DIR:-$HOME/.cache/ccache}
+[ -d "$HOME/.ccache" ] && [ -z "$CCACHE_DIR" ] && dir=$HOME/.ccache
+mkdir -p "$dir" && if [ -e "$dir/entry" ]; then echo hit; else echo miss; echo compiled > "$dir/entry"; fi
+"""
+
+
+def _new_home(tmp_path, project, programs=("ccache",)) -> tuple:
+    """A home as a new account has it, and an environment with HOME there and PATH leading first to
+    `programs` in the project's bin/ (visible inside, and on the host's PATH for the build profile's rule)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".profile").write_text("")
+    (project / "bin").mkdir()
+    for name in programs:
+        (project / "bin" / name).write_text(FAKE_CCACHE if name == "ccache" else "#!/bin/sh\n")
+        (project / "bin" / name).chmod(0o755)
+    path = f"{project}/bin:{os.environ['PATH']}"
+    return home, path, dict(os.environ, HOME=str(home), PATH=path)
+
+
+def test_build_caches_work_from_the_first_run(tmp_path, project):
+    """Issue 20: a cache the host does not have yet is made there (yours, mode 0700), not left in the
+    sandbox's throw-away $HOME: the second run hits."""
+    import stat
+
+    home, path, env = _new_home(tmp_path, project, ("ccache", "cargo"))
+    runs = [sandbox("sh", "-c", "ccache; echo pip > $HOME/.cache/pip/probe; touch $HOME/.cargo/registry/crate",
+                    opts=["--profile", "build"], cwd=project, env=env, check_rc=0) for _ in range(2)]
+    assert [r.stdout for r in runs] == ["miss\n", "hit\n"]
+    assert (home / ".cache" / "ccache" / "entry").read_text() == "compiled\n"
+    assert (home / ".cache" / "pip" / "probe").read_text() == "pip\n"
+    assert (home / ".cargo" / "registry" / "crate").exists()
+    for made in (".cache", ".cache/ccache", ".cache/pip", ".cargo", ".cargo/registry"):
+        st = os.stat(home / made)
+        assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (UID, 0o700), made
+    # only the caches of the tools on PATH (npm and go where the host has them), never ccache's old place
+    assert sorted(os.listdir(home)) == sorted([".cache", ".cargo", ".profile"]
+                                              + [".npm"] * bool(shutil.which("npm", path=path))
+                                              + ["go"] * bool(shutil.which("go", path=path)))
+    # the rest of the home rule holds: only the caches are writable
+    r = sandbox("sh", "-c", "touch $HOME/.cache/other", opts=["--profile", "build", "--bind", f"{home}/.cache"],
+                cwd=project, env=env)
+    assert_command_failed(r, 1, f"touch: cannot touch '{home}/.cache/other': Read-only file system")
+
+
+def test_build_caches_made_are_shown_by_dry_run_and_not_made_by_it(tmp_path, project):
+    import json
+
+    home, _, env = _new_home(tmp_path, project)
+    r = run(["run", "--dry-run", "-v", "--profile", "build", "--", "true"], cwd=project, env=env, check_rc=0)
+    made = [f"{home}/.cache/pip", f"{home}/.cache/ccache"]
+    assert json.loads(r.stdout)["resolved"]["made"][:2] == made
+    for path in made:
+        assert f"  make     {path}  absent: made (yours, mode 0700) before it is bound" in r.stderr.splitlines()
+    assert os.listdir(home) == [".profile"]
+
+
+def test_build_caches_are_not_made_through_a_link_into_the_home(tmp_path, project):
+    """~/.cache a link (a sandbox may have planted it) into the home: the run is refused, nothing is made."""
+    home, _, env = _new_home(tmp_path, project)
+    (home / ".config").mkdir()
+    (home / ".cache").symlink_to(home / ".config")
+    r = run(["run", "--profile", "build", "--", "true"], cwd=project, env=env, check_rc=125)
+    errors = [line for line in r.stderr.splitlines() if line.startswith("rootsand: error:")]
+    assert len(errors) == 1 and errors[0].startswith("rootsand: error: profile ")
+    assert errors[0].endswith(
+        f": {home}/.cache is a symbolic link into your home directory (to {home}/.config/pip), which a sandbox may "
+        "have planted: it is not followed")
+    assert os.listdir(home / ".config") == []
+
+
 def test_rootfs_with_busybox(tmp_path, project):
     busybox = shutil.which("busybox") or "/bin/busybox"
     root = tmp_path / "rootfs"

@@ -9,7 +9,7 @@ import subprocess
 import uuid
 
 
-from conftest import assert_command_failed, command_stderr, rootsand_argv, sandbox
+from conftest import assert_command_failed, command_stderr, rootsand_argv, run, sandbox
 
 UID = os.getuid()
 
@@ -146,13 +146,54 @@ def test_untrusted_blocks_nested_user_namespaces_even_without_seccomp(tmp_path):
     assert_command_failed(r, 1, "unshare: unshare failed: No space left on device")
 
 
-def test_untrusted_limits_are_finite_and_said():
-    r = sandbox("bash", "-c", "ulimit -f; ulimit -u; ulimit -n; ulimit -c", opts=["--profile", "untrusted"], check_rc=0)
+def _fresh_runtime_dir(tmp_path) -> dict:
+    """An environment whose runtime dir is new, as after a reboot (beside tmp_path/work, the directory to
+    run in: a runtime dir below the current one keeps that from being bound)."""
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    (tmp_path / "work").mkdir()
+    return dict(os.environ, XDG_RUNTIME_DIR=str(runtime))
+
+
+def _warnings(done) -> list[str]:
+    return [line for line in done.stderr.splitlines() if line.startswith("rootsand: warning:")]
+
+
+def test_untrusted_limits_are_finite_and_said(tmp_path):
+    r = sandbox("bash", "-c", "ulimit -f; ulimit -u; ulimit -n; ulimit -c", opts=["--profile", "untrusted"],
+                env=_fresh_runtime_dir(tmp_path), cwd=tmp_path / "work", check_rc=0)
     fsize, nproc, nofile, core = r.stdout.split()
     assert fsize != "unlimited" and int(fsize) * 1024 == 1 << 30  # bash counts 1024-byte blocks
     assert nproc == "256" and nofile == "1024" and core == "0"
-    warnings = [line for line in r.stderr.splitlines() if line.startswith("rootsand: warning:")]
+    warnings = _warnings(r)
     assert len(warnings) == 1 and "RLIMIT_AS" in warnings[0] and "RLIMIT_NPROC" in warnings[0]
+
+
+def test_the_limits_warning_is_said_once_per_boot_and_always_by_doctor_and_v(tmp_path):
+    """Issue 20: the same warning about the host on every untrusted or agent run is noise."""
+    from rootsand.security import cgroup
+
+    env = _fresh_runtime_dir(tmp_path)
+    line = ("rootsand: warning: no delegated cgroup v2 with these controllers: memory as RLIMIT_AS, per process, "
+            "pids as RLIMIT_NPROC")
+    delegated = cgroup.delegated_cgroup()
+    work = tmp_path / "work"
+    runs = [sandbox("true", opts=["--profile", profile], env=env, cwd=work, check_rc=0)
+            for profile in ("untrusted", "untrusted", "agent")]
+    verbose = sandbox("true", opts=["--profile", "untrusted", "-v"], env=env, cwd=work, check_rc=0)
+    doctor = run(["doctor"], env=env)
+    if delegated and {"memory", "pids"} <= delegated[1]:  # nothing falls short here: nothing to say
+        assert [_warnings(r) for r in runs + [verbose]] == [[]] * 4
+        return
+    assert [_warnings(r) for r in runs] == [
+        [f"{line} (said once per boot: rootsand doctor and run -v say it again)"], [], []]
+    assert line in verbose.stderr.splitlines()
+    assert "degraded  cgroup v2" in doctor.stdout and "memory and pids limits fall back to rlimits" in doctor.stdout
+    # a new boot (a runtime dir in /tmp outlives one): said again
+    mark = tmp_path / "runtime" / "rootsand" / "said-limits"
+    mark.write_text("another-boot\n" + mark.read_text().split("\n", 1)[1])
+    again = sandbox("true", opts=["--profile", "untrusted"], env=env, cwd=work, check_rc=0)
+    assert _warnings(again) == [f"{line} (said once per boot: rootsand doctor and run -v say it again)"]
 
 
 def test_untrusted_file_size_limit_stops_a_big_write(tmp_path):

@@ -443,3 +443,71 @@ def test_a_killed_launchers_name_is_free_again_and_its_leftovers_go(tmp_path):
         assert listing(tmp_path) == []
     finally:
         stop(proc, signal.SIGKILL)
+
+
+# -- the build profile: the repository of the work tree, read-only (issue 20, item 5) ----------------------
+
+def _tree(directory) -> dict:
+    """Every file below `directory` with its content, for a before/after comparison."""
+    found = {}
+    for top, _, files in os.walk(directory):
+        for name in files:
+            with open(os.path.join(top, name), "rb") as f:
+                found[os.path.relpath(os.path.join(top, name), directory)] = f.read()
+    return found
+
+
+def _tagged(repo):
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "tag", "-a", "v1.0", "-m", "v1.0")
+    (repo / "src").mkdir()
+    return repo / "src"
+
+
+def test_build_profile_git_describe_from_a_subdirectory_as_on_the_host(repo):
+    sub = _tagged(repo)
+    before = _tree(repo / ".git")
+    r = sandbox("sh", "-c", "git describe; git rev-parse --show-toplevel; git log --format=%s", opts=["--profile", "build"],
+                cwd=sub, env=env_in(sub), check_rc=0)
+    assert r.stdout.splitlines() == [git(sub, "describe").strip(), str(repo), "one"] == ["v1.0", str(repo), "one"]
+    # only .git is shown of the rest of the work tree: git sees the other files as deleted
+    r = sandbox("git", "status", "--porcelain", opts=["--profile", "build"], cwd=sub, env=env_in(sub), check_rc=0)
+    assert r.stdout == " D main.c\n"
+    # read-only: nothing git or anything else does reaches the repository
+    r = sandbox("sh", "-c", "git tag v2 2>/dev/null; echo tag=$?; touch ../.git/x; echo x > ../.git/HEAD",
+                opts=["--profile", "build"], cwd=sub, env=env_in(sub))
+    assert r.stdout == "tag=128\n" and command_stderr(r) == [
+        "touch: cannot touch '../.git/x': Read-only file system",
+        "sh: 1: cannot create ../.git/HEAD: Read-only file system"], r.stderr
+    assert _tree(repo / ".git") == before
+    assert git(repo, "tag").split() == ["v1.0"]
+
+
+def test_build_profile_git_from_a_linked_worktree_and_a_submodule(repo, tmp_path):
+    _tagged(repo)
+    git(repo, "worktree", "add", "-q", str(tmp_path / "wt"))
+    (tmp_path / "wt" / "src").mkdir()
+    sup = tmp_path / "super"
+    sup.mkdir()
+    git(sup, "init", "-q")
+    git(sup, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(repo), "sm")
+    (sup / "sm" / "src").mkdir()
+    for where in (tmp_path / "wt", tmp_path / "wt" / "src", sup / "sm", sup / "sm" / "src"):
+        r = sandbox("git", "describe", opts=["--profile", "build"], cwd=where, env=env_in(where), check_rc=0)
+        assert r.stdout == git(where, "describe") == "v1.0\n", where
+    # the worktree's git directory is shown through the common one, read-only
+    r = sandbox("sh", "-c", f"touch {repo}/.git/worktrees/wt/x", opts=["--profile", "build"], cwd=tmp_path / "wt",
+                env=env_in(tmp_path / "wt"))
+    assert command_stderr(r) == [f"touch: cannot touch '{repo}/.git/worktrees/wt/x': Read-only file system"]
+
+
+def test_build_profile_does_not_follow_a_git_file_that_its_repository_does_not_name_back(repo, tmp_path):
+    """A `.git` file anyone could have written (a sandbox, in a directory it may write) must not show another
+    repository, or any directory, to the next sandbox."""
+    other = tmp_path / "other" / "sub"
+    other.mkdir(parents=True)
+    (other.parent / ".git").write_text(f"gitdir: {repo}/.git\n")
+    r = sandbox("sh", "-c", f"ls {repo}/.git", opts=["--profile", "build"], cwd=other, env=env_in(other))
+    assert r.returncode != 0
+    assert [line for line in r.stderr.splitlines() if line.startswith("rootsand:")] == [
+        f"rootsand: warning: {other.parent}/.git names {repo}/.git, which does not name this work tree "
+        "back (as a linked worktree's or a submodule's does): not shown (--ro-bind it if it is yours)"]

@@ -42,3 +42,47 @@ def test_an_overlay_of_a_directory_of_unmapped_ids_needs_fuse(tmp_path, monkeypa
     assert e.value.message.startswith(f"profile x: overlay on /w: {tmp_path} belongs to ids outside the sandbox")
     monkeypatch.setattr(hostprep.host, "find_helper", lambda name: "/usr/bin/fuse-overlayfs")
     assert hostprep._overlay_kind(step.replace(optional=False), "profile x", unmapped, [], [], []) == "fuse"
+
+
+def _cache_plan(tmp_path, create, path_dirs):
+    """A plan whose one mount binds tmp_path/home/.cache/tool, made when absent as `create` says."""
+    from rootsand.config.plan import Plan
+
+    src = str(tmp_path / "home" / ".cache" / "tool")
+    step = MountStep(type="bind", dst=src, src=src, optional=True, create=create, origin="profile p, line 9")
+    return Plan(mounts=[step], homes=[str(tmp_path / "home")], cwd=str(tmp_path / "work"), writable=[src],
+                env={"PATH": ":".join(path_dirs)}, ids=_ids(os.getuid(), os.getgid()))
+
+
+def test_a_missing_cache_is_planned_then_made_the_users_and_private(tmp_path):
+    (tmp_path / "home").mkdir()
+    (tmp_path / "bin").mkdir()
+    tool = tmp_path / "bin" / "tool"
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o755)
+    cache = tmp_path / "home" / ".cache" / "tool"
+    # create = true: always; create = "PROGRAM": when the program is on the command's PATH
+    for create, path_dirs, planned in ((True, [], True), ("tool", [str(tmp_path / "bin")], True),
+                                       ("tool", ["/nonexistent", "relative"], False), (None, [], False)):
+        resolved = hostprep.resolve(_cache_plan(tmp_path, create, path_dirs)).resolved
+        assert resolved.made == ([str(cache)] if planned else []), create
+    assert not (tmp_path / "home" / ".cache").exists()  # resolve() (and so --dry-run) makes nothing
+    the_plan = hostprep.resolve(_cache_plan(tmp_path, True, []))
+    assert hostprep.make_missing(the_plan) == []
+    for path in (cache, cache.parent):
+        st = os.stat(path)
+        assert (st.st_uid, st.st_mode & 0o777) == (os.getuid(), 0o700), path
+    assert hostprep.resolve(the_plan.replace(resolved=None)).resolved.made == []  # there now: bound as it is
+
+
+def test_a_cache_is_not_made_through_a_link_swapped_in(tmp_path):
+    (tmp_path / "home").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    the_plan = hostprep.resolve(_cache_plan(tmp_path, True, []))
+    (tmp_path / "home" / ".cache").symlink_to(tmp_path / "elsewhere")  # after the check, before the making
+    assert hostprep.make_missing(the_plan) == [
+        f"profile p, line 9: cannot create {tmp_path}/home/.cache/tool: a symbolic link is in the way: it is left out"]
+    assert os.listdir(tmp_path / "elsewhere") == []
+    with pytest.raises(RootsandError, match="a symbolic link is in the way"):  # not optional: an error
+        hostprep.make_missing(the_plan.replace(resolved=the_plan.resolved.replace(
+            mounts=[the_plan.resolved.mounts[0].replace(optional=False)])))

@@ -87,11 +87,39 @@ class NoFiles:
     def dot_links(self, homes):
         return {}
 
+    def git_dirs(self, directory, homes):
+        return "/home/alice", ["/home/alice/.git"], None
+
     def own_dirs(self, env, homes):
         return ("/home/alice/.config/rootsand",)
 
     def rule_file(self, path):
         return []
+
+
+def test_the_build_profile_shows_the_repository_of_a_subdirectory_read_only(where):
+    """sandbox.git: the git directories hostfiles finds, bound read-only at their places after the profile's
+    mounts, and git told to look past the file-system change around the current directory."""
+    home, cwd = str(where / "home"), str(where / "home" / "project")
+
+    class InARepository(NoFiles):
+        def __init__(self, worktree):
+            self.worktree = worktree
+
+        def git_dirs(self, directory, homes):
+            return self.worktree, ["/srv/repo/.git"], None
+
+    variables = profile.Variables(cwd=cwd, home=home, user="alice", uid=1000, gid=1000, xdg_runtime_dir=None, env={})
+    for name, worktree, binds in (("build", "/srv/repo", True), ("build", cwd, True), ("default", "/srv/repo", False)):
+        asked = spec.from_profile(profile.load(name, variables), RunOptions(profile=name, binds=["/data"]), {}, cwd, 2,
+                                  (home,), files=InARepository(worktree))
+        git = [(m.type, m.src, m.dst, m.origin) for m in asked.mounts if m.src == "/srv/repo/.git"]
+        assert git == ([("ro-bind", "/srv/repo/.git", "/srv/repo/.git", spec.GIT_ORIGIN)] if binds else [])
+        assert asked.mounts[-1].src == "/data"  # the command line's mounts still come last
+        assert asked.env.get("GIT_DISCOVERY_ACROSS_FILESYSTEM") == ("1" if binds and worktree != cwd else None)
+    asked = spec.from_profile(profile.load("build", variables), RunOptions(profile="build",
+                              env=["GIT_DISCOVERY_ACROSS_FILESYSTEM=0"]), {}, cwd, 2, (home,), files=InARepository("/srv/repo"))
+    assert asked.env["GIT_DISCOVERY_ACROSS_FILESYSTEM"] == "0"  # -e wins
 
 
 def refuse_the_system(monkeypatch):

@@ -112,7 +112,12 @@ def test_build_profile(host):
     assert [(m.type, m.dst, m.upper, m.optional) for m in extra[:2]] == [
         ("overlay", "/usr/local", "tmpfs", True), ("overlay", "/opt", "tmpfs", True)]
     assert all(m.type == "bind" and m.optional and m.dst.startswith(host.home + "/") for m in extra[2:])
+    # the caches are made on the host when absent: pip's always, the others when their tool is there
+    assert {m.src[len(host.home) + 1:]: m.create for m in extra[2:]} == {
+        ".cache/pip": True, ".cache/ccache": "ccache", ".ccache": None, ".cargo/registry": "cargo", ".npm": "npm",
+        "go/pkg/mod": "go"}
     assert p.env_set == {"MAKEFLAGS": "auto"}
+    assert p.git == "read-only" and default.git == "none"
 
 
 def test_untrusted_profile(host):
@@ -584,6 +589,15 @@ INVALID = [
     ('[[mount]]\ntype = "file"\ndst = "/x"\ncontent = 1\n', 4, "mount[1].content", "got integer"),
     ('[[mount]]\ntype = "bind"\nsrc = "/usr"\ndst = "/x"\noptional = "yes"\n', 5, "mount[1].optional",
      "expected true or false"),
+    ('[[mount]]\ntype = "bind"\nsrc = "/c"\ndst = "/c"\ncreate = 1\n', 5, "mount[1].create",
+     "expected true, false or a program's name, got integer"),
+    ('[[mount]]\ntype = "bind"\nsrc = "/c"\ndst = "/c"\ncreate = "/usr/bin/cargo"\n', 5, "mount[1].create",
+     "a program's name (no path), got '/usr/bin/cargo'"),
+    ('[[mount]]\ntype = "bind"\nsrc = "/c"\ndst = "/c"\ncreate = ""\n', 5, "mount[1].create", "(no path), got ''"),
+    ('[[mount]]\ntype = "ro-bind"\nsrc = "/c"\ndst = "/c"\ncreate = true\n', 5, "mount[1].create",
+     "does not apply to ro-bind mounts"),
+    ('[[mount]]\ntype = "tmpfs"\ndst = "/c"\ncreate = true\n', 4, "mount[1].create", "does not apply to tmpfs mounts"),
+    ('[sandbox]\ngit = "read-write"\n', 2, "sandbox.git", "expected one of none, read-only, got 'read-write'"),
     ('[[mount]]\ntype = "overlay"\nlower = []\ndst = "/x"\n', 3, "mount[1].lower", "at least one"),
     ('[[mount]]\ntype = "overlay"\nlower = "/usr"\ndst = "/x"\n', 3, "mount[1].lower", "array of strings"),
     ('[[mount]]\ntype = "overlay"\nlower = ["usr"]\ndst = "/x"\n', 3, "mount[1].lower", "absolute path"),

@@ -107,3 +107,14 @@ def test_a_fallback_that_is_not_ours_is_never_used(shared, tmp_path):
     key.unlink()
     assert registry.runtime_dir() not in (fallback, shared)
     assert os.listdir(tmp_path) == ["state"]  # nothing made through the links
+
+
+def test_a_line_about_the_host_is_said_once_per_boot_and_text(tmp_path, monkeypatch):
+    (tmp_path / "run").mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+    said = [registry.first_this_boot("limits", text) for text in ("no cgroup", "no cgroup", "cpu too", "cpu too")]
+    assert said == [True, False, True, False]
+    mark = tmp_path / "run" / "rootsand" / "said-limits"
+    assert os.stat(mark).st_mode & 0o777 == 0o600
+    monkeypatch.setattr(procfs, "read_sysctl", lambda path: "another boot")
+    assert registry.first_this_boot("limits", "cpu too") is True
