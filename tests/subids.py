@@ -4,7 +4,8 @@
 
 gives USER two ranges of 65536 ids in /etc/subuid and /etc/subgid (the same numbers in both: the tests
 expect a file's uid and gid inside to land on the same host id) that no other line of either file
-overlaps, within SUB_UID_MIN..SUB_UID_MAX and SUB_GID_MIN..SUB_GID_MAX of /etc/login.defs; and OTHER none.
+overlaps, within SUB_UID_MIN..SUB_UID_MAX and SUB_GID_MIN..SUB_GID_MAX of /etc/login.defs; and OTHER none
+(the ranges useradd gave it are free again).
 USER's lines that overlap nobody's are kept, so that a rerun changes nothing; the others are replaced by
 the lowest free ranges (useradd's rule: the first gap that fits, from the minimum up). Fixed ranges such as
 100000:65536, which useradd gives the first normal user, would share ids with that user: each could then
@@ -74,10 +75,14 @@ def pick(files: list[str], owners: set[str], lo: int, hi: int, count: int = COUN
     return kept + new
 
 
-def rewrite(text: str, owners: set[str], removed: set[str], name: str, starts: list[int], size: int = SIZE) -> str:
-    """TEXT without the lines of `owners` and `removed`, other lines as they were, then NAME's ranges."""
-    lines = [line for line in text.splitlines() if line.split(":", 1)[0] not in owners | removed]
-    return "".join(line + "\n" for line in lines + [f"{name}:{start}:{size}" for start in starts])
+def without(text: str, names: set[str]) -> str:
+    """TEXT without the lines of the users called `names`, every other line as it was."""
+    return "".join(line + "\n" for line in text.splitlines() if line.split(":", 1)[0] not in names)
+
+
+def rewrite(text: str, owners: set[str], name: str, starts: list[int], size: int = SIZE) -> str:
+    """TEXT without the lines of `owners`, then NAME's ranges."""
+    return without(text, owners) + "".join(f"{name}:{start}:{size}\n" for start in starts)
 
 
 def owner_names(user: str) -> set[str]:
@@ -111,12 +116,13 @@ def main():
         lo, hi = limits("")
     owners = owner_names(args.user)
     removed = set().union(*(owner_names(u) for u in args.none))
+    kept = [without(text, removed) for text in texts]  # their ranges are free for USER
     try:
-        starts = pick(texts, owners, lo, hi)
+        starts = pick(kept, owners, lo, hi)
     except NoRoom as e:
         sys.exit(f"tests/subids.py: {e} (in {' and '.join(paths)})")
-    for path, text in zip(paths, texts):
-        new = rewrite(text, owners, removed, args.user, starts)
+    for path, text, rest in zip(paths, texts, kept):
+        new = rewrite(rest, owners, args.user, starts)
         if new != text:
             with open(path + ".rootsand-tests", "w") as f:
                 f.write(new)

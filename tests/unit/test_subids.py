@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from subids import SIZE, NoRoom, limits, main, pick, rewrite
+from subids import SIZE, NoRoom, limits, main, pick, rewrite, without
 
 LO, HI = 100000, 600100000
 ALICE = "alice:100000:65536\n"  # what useradd gives the first normal user on Debian
@@ -24,9 +24,9 @@ def test_the_old_fixed_ranges_give_way_where_they_overlap_someone():
 def test_a_rerun_keeps_the_ranges_it_gave():
     text = ALICE + "bob:165536:65536\n"
     first = pick([text, text], {"rootsand-test"}, LO, HI)
-    again = rewrite(text, {"rootsand-test"}, set(), "rootsand-test", first)
+    again = rewrite(text, {"rootsand-test"}, "rootsand-test", first)
     assert pick([again, again], {"rootsand-test"}, LO, HI) == first == [231072, 296608]
-    assert rewrite(again, {"rootsand-test"}, set(), "rootsand-test", first) == again
+    assert rewrite(again, {"rootsand-test"}, "rootsand-test", first) == again
 
 
 def test_gaps_between_other_ranges_are_used_lowest_first():
@@ -69,14 +69,15 @@ def test_a_range_outside_the_bounds_is_not_kept():
 
 def test_the_files_keep_everyone_elses_lines_and_lose_the_removed_users():
     text = "# local ranges\nalice:100000:65536\nrootsand-nosub:165536:65536\nrootsand-test:1:2\n"
-    new = rewrite(text, {"rootsand-test"}, {"rootsand-nosub"}, "rootsand-test", [231072, 296608])
+    new = rewrite(without(text, {"rootsand-nosub"}), {"rootsand-test"}, "rootsand-test", [231072, 296608])
     assert new == "# local ranges\nalice:100000:65536\nrootsand-test:231072:65536\nrootsand-test:296608:65536\n"
 
 
 def test_the_command_rewrites_both_files(tmp_path, monkeypatch, capsys):
     subuid, subgid, defs = tmp_path / "subuid", tmp_path / "subgid", tmp_path / "login.defs"
-    subuid.write_text(ALICE + "rootsand-test:100000:65536\nrootsand-test:300000:65536\nrootsand-nosub:1:1\n")
-    subgid.write_text(ALICE)
+    # As useradd leaves them on Debian: each new account gets the next range, the one without ranges too.
+    subuid.write_text(ALICE + "rootsand-test:165536:65536\nrootsand-nosub:231072:65536\n")
+    subgid.write_text(ALICE + "rootsand-test:165536:65536\nrootsand-nosub:231072:65536\n")
     defs.write_text("SUB_UID_MIN 100000\n")
     argv = ["subids.py", "rootsand-test", "--none", "rootsand-nosub", "--subuid", str(subuid), "--subgid",
             str(subgid), "--login-defs", str(defs)]
