@@ -1,18 +1,21 @@
 #!/usr/bin/env python3
 """Fakeroot benchmark: `rootsand run --profile fakeroot` against Debian's fakeroot doing the same work.
 
-Run as root:   python3 bench/fakeroot.py [--quick] [--rounds N] [--build-rounds N] [--hello DIR]
+Run as root:   python3 bench/fakeroot.py [--quick] [--rounds N] [--build-rounds N] [--units N | --source DIR]
                                          [--user NAME] [--rootsand PATH] [--json FILE]
 
 Two parts, each timed as the unprivileged user:
   archive  `chown -R 0:0 tree && tar -cf out.tar tree` over a tree of 20,000 small files (200 dirs x 100),
            in `rootsand run --profile fakeroot -- sh -c ...` and in `fakeroot sh -c ...`
-  build    `dpkg-buildpackage -us -uc -b` of GNU hello in the fakeroot profile, and with `-rfakeroot`
+  build    `dpkg-buildpackage -us -uc -b` of a package in the fakeroot profile, and with `-rfakeroot`: the
+           tests' own package (tests/debsrc.py: files of several owners, a setuid one) with --units C files
+           (300 by default: a build of about 10 s, as GNU hello's; 20 with --quick), made with no download;
+           or any unpacked Debian source tree with --source DIR (such as `apt-get source hello`'s hello-2.10)
 
 As root it makes a work directory owned by the user, then re-executes itself as the user (runuser -u USER --
 /usr/bin/python3 fakeroot.py --inner ..., as startup.py does). The inner process makes the tree once, then
 runs each part's two commands in interleaved rounds (A B A B ...) after a warm-up round. Before every run,
-untimed, it gives the run fresh input (out.tar removed; a new copy of hello's source) and syncs, so that
+untimed, it gives the run fresh input (out.tar removed; a new copy of the source tree) and syncs, so that
 one run's write-back does not land in the next. It checks once that both archives list 0/0 as every owner,
 and prints JSON; the outer process prints the table and writes bench/results/fakeroot.json. Stdlib only.
 """
@@ -33,7 +36,7 @@ from common import add_user_options, chown_tree, run_as_user, save, timed_rounds
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results", "fakeroot.json")
-DEFAULT_HELLO = "/var/tmp/rootsand-tests-hello/hello-2.10"   # tests/run.sh fetches it (apt-get source hello)
+UNITS, QUICK_UNITS = 300, 20   # the tests' package's extra C files: a build of about 10 s, or a smoke run's
 ARCHIVE = "chown -R 0:0 tree && tar -cf out.tar tree"
 FILES, QUICK_FILES, FILES_PER_DIR = 20_000, 2_000, 100
 WARMUPS = 1
@@ -42,7 +45,7 @@ WIDE = 1.25   # p90 / p10 above this: the table says the numbers are noisy
 INSTALL = {"fakeroot": "apt-get install fakeroot", "dpkg-buildpackage": "apt-get install dpkg-dev"}
 
 
-def commands(rootsand, source_name="hello-2.10"):
+def commands(rootsand, source_name):
     """part -> [(name, argv, tools it needs besides rootsand)]; both commands of a part do the same work.
     rootsand's build runs from the directory holding the source tree (only its current directory is
     writable, and dpkg-buildpackage writes ../*.deb), in the tree through --chdir."""
@@ -117,16 +120,18 @@ def archive_owners(r):
     return None if owners == ["0/0 root/root"] else f"out.tar lists owners {', '.join(owners)}, not only 0/0"
 
 
-def hello_source(path):
-    """The unpacked source: PATH itself, or the hello-* directory in it (as tests/run.sh leaves it)."""
-    candidates = [path] + sorted(glob.glob(os.path.join(path, "hello-*")))
+def package_source(path):
+    """The unpacked source: PATH itself, or the one directory in it that holds debian/control."""
+    candidates = [path] + sorted(glob.glob(os.path.join(path, "*")))
     return next((d for d in candidates if os.path.isfile(os.path.join(d, "debian", "control"))), None)
 
 
 def inner(args):
     """As the unprivileged user, in the user's work directory: time both parts, print JSON on stdout."""
     work, parts, load = args.work, [], [round(x, 2) for x in os.getloadavg()]
-    for part, cmds in commands(args.rootsand).items():
+    where = args.source or os.path.join(work, "source")   # without --source, the tests' package, made by outer()
+    source = package_source(where)
+    for part, cmds in commands(args.rootsand, os.path.basename(source or "source")).items():
         t0 = time.perf_counter()
         results = [{"name": name, "argv": argv,
                     "skipped": next((f"{t} not found" + (f" ({INSTALL[t]})" if t in INSTALL else "")
@@ -145,14 +150,15 @@ def inner(args):
                 return work
             measure(part, results, args.rounds, WARMUPS, no_archive, archive_owners)
         else:
-            source = hello_source(args.hello)
             warmups = 0 if args.quick else WARMUPS
-            entry.update(source=source or args.hello, rounds=args.build_rounds, warmups=warmups)
+            entry.update(source=source or where, rounds=args.build_rounds, warmups=warmups)
+            if not args.source:
+                entry["units"] = args.units
             if source is None:
-                entry["skipped"] = f"no source of GNU hello in {args.hello} (tests/run.sh fetches it; or --hello DIR)"
+                entry["skipped"] = f"no unpacked Debian source tree (debian/control) in {where}"
                 continue
 
-            def fresh_copy(k, i):   # work/build-ROUND-COMMAND/hello-VERSION; dpkg-buildpackage writes ../*.deb
+            def fresh_copy(k, i):   # work/build-ROUND-COMMAND/NAME-VERSION; dpkg-buildpackage writes ../*.deb
                 copy = os.path.join(work, f"build-{i + 1}-{k + 1}", os.path.basename(source))
                 shutil.copytree(source, copy, symlinks=True)
                 return os.path.dirname(copy) if k == 0 else copy  # rootsand: the parent, and --chdir
@@ -174,17 +180,25 @@ def inner(args):
     json.dump({"meta": meta, "parts": parts}, sys.stdout, indent=2)
 
 
-def make_work(workdir, user):
-    """The inner process's work directory, owned by USER; run_as_user hands it over as --rootfs."""
+def make_work(workdir, user, units=None):
+    """The inner process's work directory, owned by USER; run_as_user hands it over as --rootfs. With
+    `units`, the tests' package is made in it (work/source), for the inner process's --source."""
     work = os.path.join(workdir, "work")
     os.mkdir(work)
+    if units is not None:
+        sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+        import debsrc
+
+        debsrc.make(os.path.join(work, "source"), units)
     chown_tree(work, user)
     return work, None
 
 
 def table(data):
     """The results as a markdown table; fills in ratio_to_fakeroot (rootsand's median / fakeroot's)."""
-    titles = {"archive": lambda e: f"archive {e['files']:,} files", "build": lambda e: "build GNU hello"}
+    titles = {"archive": lambda e: f"archive {e['files']:,} files",
+              "build": lambda e: f"build {os.path.basename(e['source'])}"
+                                 + (f" ({e['units']} C files)" if "units" in e else "")}
     rows, notes = [("part", "command", "runs", "median s", "p10 s", "p90 s", "x fakeroot")], []
     for e in data["parts"]:
         title = titles[e["part"]](e)
@@ -221,22 +235,27 @@ def table(data):
 
 def outer(args):
     print(f"fakeroot.py: as {args.user}: archive of {args.files:,} files, {WARMUPS} warm-up + {args.rounds} "
-          f"rounds; hello build (about 15 s a build), {0 if args.quick else WARMUPS} warm-up + {args.build_rounds} "
-          "rounds", file=sys.stderr)
-    inner_args = ["--rounds", str(args.rounds), "--build-rounds", str(args.build_rounds), "--hello", args.hello]
-    data = run_as_user(os.path.abspath(__file__), args, make_work, inner_args + (["--quick"] if args.quick else []))
+          f"rounds; package build of {args.source or f'the tests package with {args.units} C files'}, "
+          f"{0 if args.quick else WARMUPS} warm-up + {args.build_rounds} rounds", file=sys.stderr)
+    # Without --source the tests' package is made in the work directory (work/source), where the user reads it.
+    inner_args = ["--rounds", str(args.rounds), "--build-rounds", str(args.build_rounds), "--units", str(args.units)]
+    units = None if args.source else args.units
+    data = run_as_user(os.path.abspath(__file__), args, lambda workdir, user: make_work(workdir, user, units),
+                       inner_args + (["--quick"] if args.quick else []) + (["--source", args.source] if args.source else []))
     print(table(data))  # also fills in ratio_to_fakeroot
     save(args.json, data)
 
 
 def main():
     p = argparse.ArgumentParser(description="rootsand's fakeroot profile vs Debian's fakeroot: chown + tar of "
-                                            "a tree of small files, and dpkg-buildpackage of GNU hello.")
+                                            "a tree of small files, and dpkg-buildpackage of a package.")
     p.add_argument("--quick", action="store_true",
                    help=f"a smoke run: {QUICK_FILES:,} files, and 1 build each without a warm-up build")
     p.add_argument("--rounds", type=int, default=10, help="timed rounds of the archive (default 10)")
     p.add_argument("--build-rounds", type=int, help="timed rounds of the build (default 3, 1 with --quick)")
-    p.add_argument("--hello", default=DEFAULT_HELLO, help=f"GNU hello's unpacked source (default {DEFAULT_HELLO})")
+    p.add_argument("--units", type=int, help=f"C files of the tests' package, the one built by default "
+                                             f"(default {UNITS}, {QUICK_UNITS} with --quick)")
+    p.add_argument("--source", help="build this unpacked Debian source tree instead (e.g. apt-get source hello's)")
     p.add_argument("--json", default=RESULTS, help=f"where to write the results (default {os.path.relpath(RESULTS)})")
     add_user_options(p)
     p.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
@@ -247,7 +266,10 @@ def main():
     if args.rounds < 1 or args.build_rounds < 1:
         p.error("--rounds and --build-rounds must be at least 1")
     args.files = QUICK_FILES if args.quick else FILES
-    args.hello, args.json = os.path.abspath(args.hello), os.path.abspath(args.json)
+    if args.units is None:
+        args.units = QUICK_UNITS if args.quick else UNITS
+    args.source = args.source and os.path.abspath(args.source)
+    args.json = os.path.abspath(args.json)
     inner(args) if args.inner else outer(args)
 
 

@@ -152,3 +152,12 @@ def pytest_runtest_makereport(item, call):
     if report.skipped and marked and os.environ.get("CI") == "true" and not any(r in reason for r in MACHINE_REASONS):
         report.outcome = "failed"
         report.longrepr = f"skipped under CI=true, which counts as a failure: {reason}"
+
+
+@pytest.fixture
+def deb_source():
+    """deb_source(DIR) makes the tests' own Debian source package (tests/debsrc.py), unpacked, in DIR and
+    returns the tree's path: a reference package build with no download."""
+    import debsrc
+
+    return debsrc.make

@@ -20,7 +20,7 @@ work=${ROOTSAND_TEST_DIR:-/var/tmp/rootsand-tests}
 
 packages=(uidmap slirp4netns fuse-overlayfs iproute2 procps util-linux passwd python3-venv libseccomp2
           busybox-static make gcc libc6-dev libcap2-bin vim-tiny less
-          dpkg-dev debhelper fakeroot devscripts cpio curl git bubblewrap tmux)
+          dpkg-dev debhelper build-essential fakeroot devscripts cpio curl git bubblewrap tmux)
 
 if [ "$(id -u)" -ne 0 ]; then
     venv=${ROOTSAND_VENV:-$repo/.venv}
@@ -36,7 +36,19 @@ fi
 
 say() { printf 'tests/run.sh: %s\n' "$*"; }
 
-# 1. System packages, installed only when missing (apt-get update is the slow part).
+# 1. System packages, installed only when missing (apt-get update is the slow part). apt's output is
+# shown only when it fails: set -e alone would end the script there without a word.
+quietly() {
+    local log status=0
+    log=$(mktemp)
+    "$@" >"$log" 2>&1 || status=$?
+    if [ $status -ne 0 ]; then
+        say "'$*' failed (exit $status):"
+        tail -n 40 "$log" >&2
+    fi
+    rm -f "$log"
+    return $status
+}
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -44,44 +56,9 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q >/dev/null
-    apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+    quietly apt-get update -q
+    quietly apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
-
-# 1b. GNU hello's source and build dependencies, the reference package build (tests/integration/test_packages.py).
-#     A deb-src entry for it is added only for the download and removed again.
-hello="$work-hello"
-# Done only when the marker is there: a fetch that failed half-way (a mirror missing one file) must not
-# count as done at the next run.
-if [ ! -e "$hello/.complete" ]; then
-    say "fetching the source of GNU hello"
-    src=/etc/apt/sources.list.d/rootsand-tests-src.sources
-    codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
-    mirror=$(grep -hE '^[[:space:]]*(URIs:|deb[[:space:]])' /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null \
-             | grep -oE 'https?://[^ ]+' | grep -E '/(debian|ubuntu)/?$' | head -n 1 || true)
-    # The same keyring as the binary entry for that mirror (apt refuses two different Signed-By values).
-    signed=$(grep -h '^Signed-By:' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n 1 || true)
-    trap 'rm -f "$src"; [ -e "$hello/.complete" ] || rm -rf "$hello"' EXIT
-    printf 'Types: deb-src\nURIs: %s\nSuites: %s\nComponents: main\n%s\n' "${mirror:-http://deb.debian.org/debian}" \
-        "$codename" "$signed" >"$src"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q >/dev/null
-    rm -rf "$hello" && mkdir -p "$hello"
-    log=$(mktemp)
-    if ! (cd "$hello" && apt-get source -q hello >"$log" 2>&1) || ! apt-get build-dep -y -q hello >>"$log" 2>&1; then
-        say "fetching GNU hello's source or its build dependencies failed:"
-        tail -15 "$log"
-        rm -f "$log"
-        exit 1
-    fi
-    rm -f "$log"
-    touch "$hello/.complete"
-    rm -f "$src"
-    trap - EXIT
-    apt-get update -q >/dev/null || true
-fi
-chmod -R a+rX "$hello"
-export ROOTSAND_HELLO_SRC=$hello
 
 # 2. The host: unprivileged users need /dev/fuse (fuse-overlayfs) and /dev/net/tun (slirp4netns).
 [ -e /dev/net/tun ] || { mkdir -p /dev/net; mknod -m 0666 /dev/net/tun c 10 200; } 2>/dev/null || true
@@ -97,11 +74,10 @@ for u in "$test_user" "$nosub_user"; do
     case "$home" in /home/?*) ;; *) say "unexpected home $home for $u"; exit 1 ;; esac
     rm -rf "$home" && cp -a /etc/skel "$home" && chown -R "$u:" "$home" && chmod 0755 "$home"
 done
-for f in /etc/subuid /etc/subgid; do
-    touch "$f"
-    sed -i -e "/^$test_user:/d" -e "/^$nosub_user:/d" "$f"
-    printf '%s:100000:65536\n%s:300000:65536\n' "$test_user" "$test_user" >>"$f"
-done
+# Free ranges, as useradd picks them: fixed ones would share ids with an account that has them (the
+# first user useradd made has 100000:65536). Ranges of the test user that overlap nobody's stay as they were.
+ranges=$(/usr/bin/python3 "$repo/tests/subids.py" "$test_user" --none "$nosub_user")
+say "subordinate ranges: $ranges"
 
 # 4. A copy of the project and a virtual environment the test user can read and run.
 rm -rf "$work"
@@ -121,7 +97,7 @@ status=0
 # 5. The tests as the unprivileged user: what rootsand's users will do.
 say "running the tests as $test_user"
 runuser -u "$test_user" -- env -i HOME="/home/$test_user" USER="$test_user" LOGNAME="$test_user" \
-    PATH="$work/venv/bin:/usr/local/bin:/usr/bin:/bin" LANG=C.UTF-8 CI="${CI:-}" ROOTSAND_HELLO_SRC="$hello" \
+    PATH="$work/venv/bin:/usr/local/bin:/usr/bin:/bin" LANG=C.UTF-8 CI="${CI:-}" \
     ROOTSAND_TEST_USER="$test_user" ROOTSAND_NOSUB_USER="$nosub_user" ROOTSAND_VENV="$work/venv" \
     bash -c 'cd "$1" && shift && exec pytest -m "not root" -p no:cacheprovider "$@"' \
     _ "$work/src" "$@" || status=1

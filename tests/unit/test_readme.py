@@ -2,7 +2,10 @@
 
 import os
 import re
+import shutil
 import subprocess
+
+import pytest
 
 README = os.path.join(os.path.dirname(__file__), "..", "..", "README.md")
 
@@ -36,3 +39,27 @@ def test_the_install_line_installs_what_rootsand_needs():
     for package in ("uidmap", "slirp4netns", "fuse-overlayfs", "libseccomp2", "python3-venv"):
         assert package in install
     assert "rootsand run --" in install
+
+
+def test_after_the_install_line_a_new_login_shell_finds_rootsand(tmp_path):
+    """Command 1 links rootsand into ~/.local/bin, which Debian's and Ubuntu's ~/.profile put on PATH when it
+    exists: the README's examples say just `rootsand`. Its tail after the pip install, run in a new home with
+    a stand-in for the virtual environment's rootsand, then a login shell as a new account has it."""
+    with open("/etc/skel/.profile") as f:
+        if ".local/bin" not in f.read():
+            pytest.skip("this system's /etc/skel/.profile does not add ~/.local/bin to PATH")
+    install = first_commands()[0]
+    tail = install.split("/bin/pip install -q . && ", 1)[1]
+    fake = tmp_path / ".local" / "rootsand" / "bin" / "rootsand"
+    fake.parent.mkdir(parents=True)
+    fake.write_text('#!/bin/sh\necho "rootsand $*"\n')
+    fake.chmod(0o755)
+    shutil.copy("/etc/skel/.profile", tmp_path / ".profile")
+    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+    done = subprocess.run(["sh", "-c", tail], env=env, capture_output=True, text=True)
+    assert (done.returncode, done.stdout) == (0, "rootsand run -- sh -c id; hostname; ls /\n"), done.stderr
+    login = subprocess.run(["bash", "-lc", "rootsand --version"], env=env, capture_output=True, text=True)
+    assert (login.returncode, login.stdout) == (0, "rootsand --version\n"), login.stderr
+    # And the README says what to do where a shell does not look there (root's ~/.profile, the pasting shell).
+    with open(README) as f:
+        assert "export PATH=~/.local/bin:$PATH" in f.read()
