@@ -243,7 +243,7 @@ def plan(spec, facts: HostFacts) -> Plan:
         setup_uid=idmap.inside_of(ids.uid_lines, facts.uid), setup_gid=idmap.inside_of(ids.gid_lines, facts.gid),
         namespaces=list(spec.namespaces), time_offsets=dict(spec.time_offsets),
         rootfs=spec.rootfs, mounts=[mount_step(m, spec.memory) for m in mounts], home_guards=home_guards,
-        writable=writable_sources(mounts, spec.cwd),
+        writable=writable_sources(mounts),
         protected=protected_paths(mounts, spec.protect, spec.cwd, spec.homes, spec.placeholders,
                                   [os.path.join(h, w[2:]) for h in spec.homes for w in spec.home_writable])
         + [Protected(**item) for item in rule_protected], etc_files=etc_files,
@@ -255,10 +255,12 @@ def plan(spec, facts: HostFacts) -> Plan:
     )
 
 
-def writable_sources(mounts: list, cwd: str) -> list[str]:
+def writable_sources(mounts: list) -> list[str]:
     """The host directories a sandbox with these mounts can write, as written (and so where one like it may
-    have planted links): the current directory, read-write binds, persistent overlay upper dirs."""
-    tops = [cwd]
+    have planted links): read-write binds (the current directory's among them, where the profile binds it:
+    not when it is too wide to show, such as /tmp, nor under untrusted's overlay), persistent overlay
+    upper dirs."""
+    tops = []
     for m in mounts:
         if m.type in ("bind", "dev-bind") and m.src:
             tops.append(os.path.normpath(m.src))

@@ -217,7 +217,7 @@ def from_profile(profile, options, host_env: dict[str, str], cwd: str, cpu_count
         options.seccomp if options.seccomp in ("default", "none") else files.seccomp_file(os.path.join(cwd, options.seccomp)))
     seccomp_file_rules = []
     if seccomp not in ("default", "none"):
-        _check_rule_file_is_out_of_reach(seccomp, mounts, cwd, files.realpath)
+        _check_rule_file_is_out_of_reach(seccomp, mounts, files.realpath)
         seccomp_file_rules = files.rule_file(seccomp)
     return SandboxSpec(
         name=validate_name(options.name) if options.name else None,
@@ -381,17 +381,17 @@ def _shared_socket_dir(cwd: str, env: dict[str, str]) -> str | None:
     return None
 
 
-def writable_dirs(mounts: list[Mount], cwd: str, realpath) -> list[str]:
+def writable_dirs(mounts: list[Mount], realpath) -> list[str]:
     """The host directories a sandbox with these mounts can write, resolved (plan.writable_sources)."""
     from rootsand.config.plan import real_dirs, writable_sources
 
-    return real_dirs(writable_sources(mounts, cwd), realpath)
+    return real_dirs(writable_sources(mounts), realpath)
 
 
-def _check_rule_file_is_out_of_reach(path: str, mounts: list[Mount], cwd: str, realpath) -> None:
+def _check_rule_file_is_out_of_reach(path: str, mounts: list[Mount], realpath) -> None:
     """A rule file the sandbox can write could be loosened by the code it is meant to contain."""
     real = realpath(path)
-    for top in writable_dirs(mounts, cwd, realpath):
+    for top in writable_dirs(mounts, realpath):
         if real == top or real.startswith(top.rstrip("/") + "/"):
             raise RootsandError(f"the seccomp rule file {path} is inside {top}, which the sandbox can write",
                                 hint="keep rule files where the sandbox cannot write, e.g. ~/.config/rootsand/")

@@ -214,6 +214,25 @@ def test_a_setuid_file_of_the_users_own_is_cleared_when_the_build_ends(tmp_path)
             f"user could have run them as you): {tmp_path}/mine") in r.stderr
 
 
+def test_a_directory_too_wide_to_show_is_neither_walked_nor_changed(tmp_path):
+    """Run from /tmp, the current directory is not shown (only an empty directory stands there), so the
+    sandbox writes nothing there: the setuid clearing walked all of /tmp all the same, cleared the bits of
+    the user's own setuid files there, and warned about the other users' directories it could not read."""
+    import tempfile
+
+    mine = tempfile.mkdtemp(dir="/tmp")
+    try:
+        tool = os.path.join(mine, "setuid-tool")
+        shutil.copy("/bin/true", tool)
+        os.chmod(tool, 0o4755)
+        r = sandbox("true", opts=["--profile", "fakeroot"], cwd="/tmp", check_rc=0)
+        assert stat.S_IMODE(os.stat(tool).st_mode) == 0o4755  # the user's, where no sandbox could write
+        assert [line for line in r.stderr.splitlines() if "setuid" in line or "could not check" in line] == []
+        assert "the current directory /tmp is shared with other programs' sockets" in r.stderr
+    finally:
+        shutil.rmtree(mine)
+
+
 def test_a_setgid_file_of_the_users_group_is_cleared_whoever_owns_it(tmp_path):
     """A subordinate id's file with the user's group and S_ISGID runs with the user's group for anyone: its
     setgid bit goes (its setuid bit, a subordinate id's, stays)."""
