@@ -35,11 +35,23 @@ def resolve(the_plan):
         writable.append(rootfs)  # mounted writable
     notes, warnings, steps = [], [], []
     mountinfo = _mount_points() if any(step.type == "overlay" for step in the_plan.mounts) else []
+    handover = the_plan.handover
+    staged = handover.mount if handover and handover.staging else None
     for index, step in enumerate(the_plan.mounts):
         what = step.origin or f"mount {index + 1} ({step.type} on {step.dst})"
         if step.type in ("bind", "ro-bind", "dev-bind"):
             step = step.replace(src=resolve_source(step.src, writable, what, homes))
-            _check_sources(step, what, [step.src])
+            if index == staged:  # made by the launcher once this is resolved (guard/handover.py)
+                handover = handover.replace(staging=step.src, parent=os.path.dirname(step.src))
+                if not os.access(handover.parent, os.W_OK | os.X_OK):
+                    # A build there fails on the host too: the parent stays read-only inside (fs/build.py)
+                    warnings.append(f"the parent of the current directory, {handover.parent}, is not writable for "
+                                    "you: it is read-only in the sandbox, so what the command writes there (such as "
+                                    "dpkg-buildpackage's ../*.deb) fails")
+                    step = step.replace(type="dir", src=None, flags=[])
+                    handover = handover.replace(staging=None, parent=None, mount=None)
+            else:
+                _check_sources(step, what, [step.src])
         elif step.type == "overlay":
             upper = step.upper if step.upper == "tmpfs" else resolve_source(step.upper, writable, what + " upper", homes)
             step = step.replace(lower=[resolve_source(p, writable, what, homes) for p in step.lower], upper=upper)
@@ -48,7 +60,10 @@ def resolve(the_plan):
         elif step.type == "proc":
             step = step.replace(kind=PROC_KIND)
         steps.append(step)
+    if handover and handover.top:
+        handover = handover.replace(top=resolve_source(handover.top, writable, "the current directory", homes))
     resolved = Resolved(mounts=steps, rootfs=rootfs, writable=writable, notes=notes, warnings=warnings,
+                        handover=handover,
                         setuid_tops=unguarded(writable, the_plan) if the_plan.setuid_bits else [])
     resolved = resolved.replace(protect=protected_nodes(the_plan, steps) if the_plan.protected else None)
     return the_plan.replace(resolved=resolved.replace(audit=_audit(the_plan, steps)))
