@@ -91,9 +91,21 @@ class Handover:
         user's, "!TEXT" a problem, each ended by NUL."""
         h = self.plan
         if self.staging_fd is not None:
-            for name in os.listdir(self.staging_fd):
+            names = os.listdir(self.staging_fd)
+            # Judged on one look at them all, before any is moved: a product hard linked to another name
+            # there has two links, whichever is handled first
+            products = {}
+            for name in names:
                 try:
-                    out.write(self._stage_out(name))
+                    st = os.stat(name, dir_fd=self.staging_fd, follow_symlinks=False)
+                except OSError:
+                    continue
+                if (stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and name.isprintable()
+                        and any(fnmatch.fnmatchcase(name, pattern) for pattern in h.keep)):
+                    products[name] = (st.st_dev, st.st_ino)
+            for name in names:
+                try:
+                    out.write(self._stage_out(name, products.get(name)))
                 except OSError as e:
                     out.write(f"!{os.path.join(h.staging, name)}: {e.strerror}\0")
             try:
@@ -105,8 +117,9 @@ class Handover:
                 if self._make_users(self.top_fd, name):
                     out.write(f"={name}\0")
 
-    def _stage_out(self, name: str) -> str:
-        """One entry at the top of the staging directory: carried, or removed; its record."""
+    def _stage_out(self, name: str, product: tuple[int, int] | None) -> str:
+        """One entry at the top of the staging directory: carried when it is the product seen before
+        (`product`: its identity), else removed; its record."""
         h = self.plan
         try:
             fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.staging_fd)
@@ -117,8 +130,7 @@ class Handover:
             if name == h.mount_point and stat.S_ISDIR(st.st_mode) and not os.listdir(f"/proc/self/fd/{fd}"):
                 os.rmdir(name, dir_fd=self.staging_fd)  # the current directory's mount point, ours
                 return ""
-            if not (stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and name.isprintable()
-                    and any(fnmatch.fnmatchcase(name, pattern) for pattern in h.keep)):
+            if not (stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and product == (st.st_dev, st.st_ino)):
                 remove_tree(self.staging_fd, name)
                 return f"-{name}{'/' if stat.S_ISDIR(st.st_mode) else ''}\0"
             try:
