@@ -42,17 +42,15 @@ WIDE = 1.25   # p90 / p10 above this: the table says the numbers are noisy
 INSTALL = {"fakeroot": "apt-get install fakeroot", "dpkg-buildpackage": "apt-get install dpkg-dev"}
 
 
-def commands(rootsand, source_name="hello-2.10"):
+def commands(rootsand):
     """part -> [(name, argv, tools it needs besides rootsand)]; both commands of a part do the same work.
-    rootsand's build runs from the directory holding the source tree (only its current directory is
-    writable, and dpkg-buildpackage writes ../*.deb), in the tree through --chdir."""
+    Both builds run from inside the source tree (rootsand's ../*.deb go through its staging directory)."""
     box = [rootsand, "run", "--profile", "fakeroot", "--"]
     build = ["dpkg-buildpackage", "-us", "-uc", "-b"]
-    in_tree = [rootsand, "run", "--profile", "fakeroot", "--chdir", source_name, "--"]
     return {
         "archive": [("rootsand run --profile fakeroot", box + ["sh", "-c", ARCHIVE], ["tar"]),
                     ("fakeroot", ["fakeroot", "sh", "-c", ARCHIVE], ["fakeroot", "tar"])],
-        "build": [("rootsand run --profile fakeroot", in_tree + build, ["dpkg-buildpackage"]),
+        "build": [("rootsand run --profile fakeroot", box + build, ["dpkg-buildpackage"]),
                   ("dpkg-buildpackage -rfakeroot", build + ["-rfakeroot"], ["dpkg-buildpackage", "fakeroot"])],
     }
 
@@ -155,7 +153,7 @@ def inner(args):
             def fresh_copy(k, i):   # work/build-ROUND-COMMAND/hello-VERSION; dpkg-buildpackage writes ../*.deb
                 copy = os.path.join(work, f"build-{i + 1}-{k + 1}", os.path.basename(source))
                 shutil.copytree(source, copy, symlinks=True)
-                return os.path.dirname(copy) if k == 0 else copy  # rootsand: the parent, and --chdir
+                return copy
             measure(part, results, args.build_rounds, warmups, fresh_copy)
         entry["seconds"] = round(time.perf_counter() - t0, 1)
 
