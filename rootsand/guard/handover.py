@@ -145,7 +145,7 @@ class Handover:
             # descriptor under a temporary name and renamed over the product's name
             os.chown(f"/proc/self/fd/{fd}", *self.user_ids)
             os.chmod(f"/proc/self/fd/{fd}", stat.S_IMODE(st.st_mode) & 0o777)
-            temporary = f".rootsand-carry-{os.getpid()}"
+            temporary = f".rootsand-carry-{os.getpid()}-{os.urandom(6).hex()}"
             os.link(f"/proc/self/fd/{fd}", temporary, dst_dir_fd=self.parent_fd)
             try:
                 os.rename(temporary, name, src_dir_fd=self.parent_fd, dst_dir_fd=self.parent_fd)
