@@ -45,17 +45,15 @@ WIDE = 1.25   # p90 / p10 above this: the table says the numbers are noisy
 INSTALL = {"fakeroot": "apt-get install fakeroot", "dpkg-buildpackage": "apt-get install dpkg-dev"}
 
 
-def commands(rootsand, source_name):
+def commands(rootsand):
     """part -> [(name, argv, tools it needs besides rootsand)]; both commands of a part do the same work.
-    rootsand's build runs from the directory holding the source tree (only its current directory is
-    writable, and dpkg-buildpackage writes ../*.deb), in the tree through --chdir."""
+    Both builds run from inside the source tree (rootsand's ../*.deb go through its staging directory)."""
     box = [rootsand, "run", "--profile", "fakeroot", "--"]
     build = ["dpkg-buildpackage", "-us", "-uc", "-b"]
-    in_tree = [rootsand, "run", "--profile", "fakeroot", "--chdir", source_name, "--"]
     return {
         "archive": [("rootsand run --profile fakeroot", box + ["sh", "-c", ARCHIVE], ["tar"]),
                     ("fakeroot", ["fakeroot", "sh", "-c", ARCHIVE], ["fakeroot", "tar"])],
-        "build": [("rootsand run --profile fakeroot", in_tree + build, ["dpkg-buildpackage"]),
+        "build": [("rootsand run --profile fakeroot", box + build, ["dpkg-buildpackage"]),
                   ("dpkg-buildpackage -rfakeroot", build + ["-rfakeroot"], ["dpkg-buildpackage", "fakeroot"])],
     }
 
@@ -131,7 +129,7 @@ def inner(args):
     work, parts, load = args.work, [], [round(x, 2) for x in os.getloadavg()]
     where = args.source or os.path.join(work, "source")   # without --source, the tests' package, made by outer()
     source = package_source(where)
-    for part, cmds in commands(args.rootsand, os.path.basename(source or "source")).items():
+    for part, cmds in commands(args.rootsand).items():
         t0 = time.perf_counter()
         results = [{"name": name, "argv": argv,
                     "skipped": next((f"{t} not found" + (f" ({INSTALL[t]})" if t in INSTALL else "")
@@ -161,7 +159,7 @@ def inner(args):
             def fresh_copy(k, i):   # work/build-ROUND-COMMAND/NAME-VERSION; dpkg-buildpackage writes ../*.deb
                 copy = os.path.join(work, f"build-{i + 1}-{k + 1}", os.path.basename(source))
                 shutil.copytree(source, copy, symlinks=True)
-                return os.path.dirname(copy) if k == 0 else copy  # rootsand: the parent, and --chdir
+                return copy
             measure(part, results, args.build_rounds, warmups, fresh_copy)
         entry["seconds"] = round(time.perf_counter() - t0, 1)
 

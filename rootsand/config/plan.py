@@ -99,6 +99,47 @@ class Protected(Record):
     __slots__ = tuple(FIELDS)
 
 
+class Handover(Record):
+    """What the launcher hands over to the user once the sandbox is gone (guard/handover.py).
+
+    top: the directory the run started in, when the command runs as an id that is not the user's on the host
+    (the fakeroot profile's root): the regular files at its top that the run made as that id become the
+    user's; what lies below keeps the owners the build gave it.
+    staging: the parent of the current directory inside is this host directory, made by the launcher for the
+    run beside the current directory, holding only its mount point (`mount_point`) and bound by mounts[mount]:
+    the regular files at its top whose names match `keep` are carried to `parent` on the host, made the
+    user's; anything else written there is removed, and named."""
+
+    FIELDS = {
+        "top": None,
+        "staging": None, "parent": None, "mount": None, "mount_point": "", "keep": list,
+    }
+    __slots__ = tuple(FIELDS)
+
+
+STAGING_PREFIX = ".rootsand-staging."  # + the sandbox's name: the staging directory in the host's parent
+
+
+def handover(spec, mounts: list, name: str, runs_as_user: bool) -> tuple[list, "Handover | None"]:
+    """The mounts with the staging bind put in before the current directory's (which it holds), and the
+    Handover, or None when there is nothing to hand over. Staging only where the command starts in the
+    current directory and a bind of it is there to hold (not --rootfs, not --chdir elsewhere, not run from /)."""
+    top = None if runs_as_user else spec.cwd
+    parent = os.path.dirname(spec.cwd)
+    index = next((i for i, m in enumerate(mounts) if m.type == "bind" and m.src == spec.cwd and m.dst == spec.cwd),
+                 None)
+    if not spec.parent_products or spec.rootfs or spec.chdir != spec.cwd or parent == "/" or index is None:
+        return mounts, Handover(top=top) if top else None
+    from rootsand.config.model import Mount
+
+    staging = os.path.join(parent, STAGING_PREFIX + name)
+    step = Mount(type="bind", src=staging, dst=parent,
+                 origin="[sandbox] parent_products: the parent of the current directory, staged")
+    return mounts[:index] + [step] + mounts[index:], Handover(
+        top=top, staging=staging, parent=parent, mount=index, mount_point=os.path.basename(spec.cwd),
+        keep=list(spec.parent_products))
+
+
 class Resolved(Record):
     """The plan against this host (runtime/hostprep.py): what the setup process and PID 1 carry out as it is,
     deciding nothing, and what the launcher checks after the run. --dry-run prints it."""
@@ -111,12 +152,13 @@ class Resolved(Record):
         "protect": None,
         "audit": None,  # the git check after the run: {"tops", "known", "names"}, or None
         "setuid_tops": list,  # where setuid bits set inside are cleared at exit
+        "handover": None,  # Handover with its host paths resolved
         "notes": list,  # decisions said with -v (an optional overlay without fuse-overlayfs)
         "warnings": list,  # decisions always said (the outer /proc, an overlay read-only instead)
         "made": list,  # bind sources absent on the host, made (the user's, 0700) before the sandbox is built
     }
     __slots__ = tuple(FIELDS)
-    NESTED = {"mounts": MountStep}
+    NESTED = {"mounts": MountStep, "handover": Handover}
 
 
 class Network(Record):
@@ -160,18 +202,19 @@ class Plan(Record):
         "capabilities": list,  # names the command keeps
         "no_new_privs": True, "new_session": True, "nested_userns": False,
         "setuid_bits": False,  # chmod u+s/g+s allowed inside; what is the user's is cleared at exit
+        "handover": None,  # Handover: what the launcher gives the user after the run
         "seccomp": None,  # list of Rule, or None for no filter
         "compat_syscalls": True,  # False: calls through a 32-bit ABI kill the thread
         "limits": limits.Limits,
         "cgroup_parent": None,  # where the launcher makes the sandbox's cgroup, when limits.cgroup says so
         "sysctls": dict,  # written through the sandbox's own procfs
         "notes": list,  # said once on stderr before the sandbox starts
-        "failure_hint": None,  # said once after a command that failed
         "resolved": None,  # Resolved: filled in by runtime/hostprep.py, before anything runs
     }
     __slots__ = tuple(FIELDS)
     NESTED = {"ids": idmap.IdPlan, "mounts": MountStep, "home_guards": HomeGuard, "protected": Protected,
-              "network": Network, "seccomp": Rule, "limits": limits.Limits, "resolved": Resolved}
+              "network": Network, "seccomp": Rule, "limits": limits.Limits, "resolved": Resolved,
+              "handover": Handover}
 
     @property
     def root_mapped(self) -> bool:
@@ -211,6 +254,14 @@ def plan(spec, facts: HostFacts) -> Plan:
     notes = ([ids.note] if ids.note else []) + list(spec.notes)
     mounts, home_guards, rule_protected, home_notes = plan_home(spec, spec.mounts)
     notes += home_notes
+    name = spec.name or f"sandbox-{facts.pid}"
+    setup_ids = (idmap.inside_of(ids.uid_lines, facts.uid), idmap.inside_of(ids.gid_lines, facts.gid))
+    mounts, the_handover = handover(spec, mounts, name, run_ids[0] == setup_ids[0])
+    staged = the_handover.mount if the_handover and the_handover.staging else None
+    if staged is not None:  # the staging bind comes before the current directory's: later indices shift
+        home_guards = [g.replace(mount=g.mount + 1) if g.mount >= staged else g for g in home_guards]
+        rule_protected = [{**item, "mount": item["mount"] + 1} if item["mount"] >= staged else item
+                          for item in rule_protected]
     from rootsand.security.seccomp.rules import rules_for
 
     rules = rules_for(spec.seccomp, spec.nested_userns, file_rules=spec.seccomp_file_rules, net_mode=spec.net_mode,
@@ -231,27 +282,27 @@ def plan(spec, facts: HostFacts) -> Plan:
     if network.resolv_conf is not None:
         etc_files["resolv.conf"] = network.resolv_conf
     capabilities = list(CAPABILITIES[:facts.last_cap + 1]) if spec.capabilities == "all" else list(spec.capabilities)
-    failure_hint = spec.failure_hint
     if len(ids.uid_lines) == 1 and "CAP_CHOWN" in capabilities:  # one id: every chown to another fails
-        failure_hint = (f"only your own id is mapped ({ids.note or 'idmap = single'}), so chown to any other id "
-                        "fails with 'Invalid argument'")
+        # Said before the run, as a fact of this sandbox: rootsand cannot tell which failure it causes.
+        chown_note = (f"{ids.note or 'idmap = single: the sandbox maps only your own id'}: chown to any other id "
+                      "fails with 'Invalid argument'")
+        notes = [chown_note] + notes[1 if ids.note else 0:]
     return Plan(
-        name=spec.name or f"sandbox-{facts.pid}", profile=spec.profile, argv=list(spec.command), argv_fallback=list(spec.command_fallback), env=env,
+        name=name, profile=spec.profile, argv=list(spec.command), argv_fallback=list(spec.command_fallback), env=env,
         chdir=spec.chdir, cwd=spec.cwd, hostname=spec.hostname, homes=list(spec.homes), timeout=spec.timeout,
         memory=spec.memory,
         user=spec.user.mode, run_uid=run_ids[0], run_gid=run_ids[1], ids=ids,
-        setup_uid=idmap.inside_of(ids.uid_lines, facts.uid), setup_gid=idmap.inside_of(ids.gid_lines, facts.gid),
+        setup_uid=setup_ids[0], setup_gid=setup_ids[1],
         namespaces=list(spec.namespaces), time_offsets=dict(spec.time_offsets),
         rootfs=spec.rootfs, mounts=[mount_step(m, spec.memory) for m in mounts], home_guards=home_guards,
         writable=writable_sources(mounts),
         protected=protected_paths(mounts, spec.protect, spec.cwd, spec.homes, spec.placeholders,
-                                  [os.path.join(h, w[2:]) for h in spec.homes for w in spec.home_writable])
+                                  [os.path.join(h, w[2:]) for h in spec.homes for w in spec.home_writable], staged)
         + [Protected(**item) for item in rule_protected], etc_files=etc_files,
         network=network, capabilities=capabilities, new_session=spec.new_session, nested_userns=spec.nested_userns,
-        setuid_bits=spec.setuid_bits,
+        setuid_bits=spec.setuid_bits, handover=the_handover,
         seccomp=rules, compat_syscalls=spec.compat_syscalls, limits=the_limits, cgroup_parent=facts.cgroup_dir if the_limits.cgroup else None,
         sysctls=sandbox_sysctls(spec.nested_userns, the_limits, spec.memory, facts), notes=notes,
-        failure_hint=failure_hint,
     )
 
 
@@ -276,13 +327,14 @@ def real_dirs(paths: list[str], realpath) -> list[str]:
 
 
 def protected_paths(mounts: list, protect: list[str], cwd: str, homes, placeholders: bool = False,
-                    caches=()) -> list[Protected]:
+                    caches=(), staged: int | None = None) -> list[Protected]:
     """Where each protected path lies: inside every read-write bind (the current directory, a --bind, a
     home, a profile's bind) that no later mount covers, but the home rule's writable exceptions (caches,
-    which a build may poison as documented). A `~/` entry counts in a home only."""
+    which a build may poison as documented), and the staging directory (`staged`: none of the user's; only
+    package files leave it). A `~/` entry counts in a home only."""
     found = []
     for index, m in enumerate(mounts):
-        if m.type not in ("bind", "dev-bind") or not m.src or any(is_below(os.path.normpath(m.src), c) for c in caches):
+        if index == staged or m.type not in ("bind", "dev-bind") or not m.src or any(is_below(os.path.normpath(m.src), c) for c in caches):
             continue
         if any(is_below(m.dst, later.dst) for later in mounts[index + 1:] if later.type != "symlink"):
             continue  # a later mount hides it (untrusted's overlay of the current directory)
@@ -424,6 +476,12 @@ def describe(p: Plan) -> list[str]:
     lines += [f"  protect  {item.dst}{'/' if item.directory else ''}  read-only"
               f"{', made when absent' if item.placeholder else ', checked after the run when absent'}"
               f" [security.protect {item.entry}]" for item in p.protected]
+    handed = p.resolved.handover if p.resolved else p.handover
+    if handed and handed.staging:
+        lines.append(f"  staging  {p.mounts[handed.mount].dst} <- {handed.staging}: made for the run; at exit "
+                     f"{' '.join(handed.keep)} at its top go to {handed.parent}, made yours; the rest is removed, and named")
+    if handed and handed.top:
+        lines.append(f"  yours    the regular files the command makes at the top of {handed.top}")
     lines.append(f"  network: {net.mode}" + (f", {net.address} via {net.gateway}, dns {net.dns}"
                                               + "".join(f", publish {f}" for f in net.publish)
                                               if net.address else ""))

@@ -59,7 +59,7 @@ class Profile(Record):
 
     FIELDS = {
         "name": "", "path": None, "description": "",
-        "hostname": "rootsand", "failure_hint": None, "chdir": None, "user": User, "namespaces": lambda: list(DEFAULT_NAMESPACES),
+        "hostname": "rootsand", "chdir": None, "parent_products": list, "user": User, "namespaces": lambda: list(DEFAULT_NAMESPACES),
         "idmap": "auto", "time_offsets": dict, "git": "none",
         "net_mode": "none", "allow_host_loopback": False, "publish": list, "dns": list,
         "allow_hosts": list, "deny_hosts": list, "header_timeout": 10.0,
@@ -320,6 +320,14 @@ def _home_writable(c: _Checker, key, value):
     return [c.parsed(key, parse_home_path, text) for text in c.strings(key, value, expand=False)]
 
 
+def _parent_products(c: _Checker, key, value):
+    out = c.strings(key, value, expand=False)
+    for item in out:
+        if not item or "/" in item or item in (".", ".."):
+            c.fail(key, f"invalid file name pattern {item!r}: a pattern of names like \"*.deb\", without /")
+    return out
+
+
 def _env_keep(c: _Checker, key, value):
     out = c.strings(key, value)
     for item in out:
@@ -429,8 +437,8 @@ def _just(method):
 SCHEMA: dict[str, dict[str, tuple[str, Callable]]] = {
     "sandbox": {
         "hostname": ("hostname", _hostname),
-        "failure_hint": ("failure_hint", _just("string")),
         "chdir": ("chdir", _just("path")),
+        "parent_products": ("parent_products", _parent_products),
         "user": ("user", _user),
         "namespaces": ("namespaces", _namespaces),
         "idmap": ("idmap", _choice("auto", "single", "keep-id")),

@@ -29,8 +29,8 @@ class SandboxSpec(Record):
         "command_fallback": list,  # run instead when command's program is not in the sandbox (the default shell)
         "user": lambda: parse_user("root"),
         "hostname": "rootsand",
-        "failure_hint": None,  # said after a command that failed
         "chdir": "/",  # inside
+        "parent_products": list,  # patterns: what the command may leave beside the current directory (plan.Handover)
         "cwd": "/",  # the physical directory rootsand was started in
         "homes": tuple,  # the user's home directories ($HOME and passwd), real paths
         "env": dict,
@@ -226,7 +226,7 @@ def from_profile(profile, options, host_env: dict[str, str], cwd: str, cpu_count
         command_fallback=[] if options.command else default_command(host_env)[1],
         user=parse_user(options.user) if options.user else profile.user,
         hostname=validate_hostname(options.hostname) if options.hostname else profile.hostname,
-        failure_hint=profile.failure_hint,
+        parent_products=list(profile.parent_products),
         chdir=os.path.normpath(os.path.join("/" if options.rootfs else cwd, options.chdir)) if options.chdir else (
             "/" if rootfs else profile.chdir or cwd),
         cwd=cwd,

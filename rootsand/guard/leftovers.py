@@ -83,7 +83,7 @@ def retire(path: str) -> list[str] | None:
     return _retire_alone(path, entry)
 
 
-def after_run(entry_path: str, protect: dict | None, setuid_tops: list[str], ids) -> list[str]:
+def after_run(entry_path: str, protect: dict | None, setuid_tops: list[str], ids, userns_fd: int | None = None) -> list[str]:
     """What a launcher does once its sandbox is gone, in this order; the warnings to say. Setuid bits set
     inside are cleared before the entry that names them goes (killed during the walk, the next sweep redoes
     it). Protected paths changed or replaced from another namespace while pinned, and those left absent that
@@ -96,7 +96,7 @@ def after_run(entry_path: str, protect: dict | None, setuid_tops: list[str], ids
     if setuid_tops:
         from rootsand.guard import setuidbits
 
-        setuidbits.clear(setuid_tops, ids)
+        setuidbits.clear(setuid_tops, ids, userns_fd)
     if not protect:
         registry.forget(entry_path)
         return warnings
@@ -119,6 +119,7 @@ def _needs_the_lock(entry: dict) -> bool:
 
 def _retire_alone(path: str, entry: dict) -> list[str]:
     _clear_setuid_bits(entry)
+    _remove_staging(entry)
     registry.forget(path)
     return [_retired(entry)]
 
@@ -141,6 +142,27 @@ def _clear_setuid_bits(entry: dict) -> None:
         setuidbits.clear([str(top) for top in record["tops"]], idmap.IdPlan.from_json(record["ids"]))
     except (RootsandError, OSError, ValueError, KeyError, TypeError) as e:
         warn(f"cannot check what the killed sandbox {entry.get('name')} left for setuid bits: {e}")
+
+
+def _remove_staging(entry: dict) -> None:
+    """A killed launcher's staging directory (guard/handover.py), removed with what it holds, and said."""
+    record = entry.get("handover")
+    staging = record.get("staging") if isinstance(record, dict) else None
+    if not isinstance(staging, str):
+        return
+    from rootsand.config import idmap, plan
+    from rootsand.errors import warn
+    from rootsand.guard import handover
+
+    if not (os.path.isabs(staging) and os.path.basename(staging).startswith(plan.STAGING_PREFIX)):
+        return  # not a path this launcher could have made
+    try:
+        lines = handover.remove_staging(staging, str(record.get("mount_point", "")),
+                                        idmap.IdPlan.from_json(record["ids"]))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        lines = [f"cannot remove {staging}, the staging directory of the killed sandbox {entry.get('name')}: {e}"]
+    for line in lines:
+        warn(line)
 
 
 def empty_mount_points_of_others(own_entry: str) -> set[str]:
@@ -239,6 +261,7 @@ def sweep(own_entry: str | None = None, made: list | None = None) -> list[str] |
                 covered |= set(protect.get("covered", [])) if isinstance(protect, dict) else set()
             else:
                 _clear_setuid_bits(entry)  # before the entry that says what to clear goes
+                _remove_staging(entry)
                 todo += [tuple(item) for item in _made(entry)]
                 stale.append((os.path.join(directory, name), entry))
         if stale:

@@ -2,67 +2,26 @@
 once the sandbox is gone (by its launcher, or by the next sweep, guard/leftovers.py, when it was killed)."""
 
 import os
-import signal
 import stat
 
-from rootsand.errors import RootsandError, warn
+from rootsand.errors import warn
 from rootsand.guard import hostpaths
 
 
-def clear(tops: list[str], ids) -> None:
+def clear(tops: list[str], ids, userns_fd: int | None = None) -> None:
     """A sandbox could leave a setuid or setgid program that is the user's own on the host, for any local
     user to run as them: clear those bits on the user's files below `tops`, what it could write (files of
     subordinate ids keep theirs, but lose a setgid bit of the user's group). The walk runs in a user
     namespace with the sandbox's map (`ids`, its IdPlan), with its capabilities there, so no directory the
     sandbox locked (mode 0711, owned by a subordinate id) hides a file from it. What it could not check
-    is said."""
-    from rootsand.linux import libc
-    from rootsand.runtime.maps import write_maps
+    is said. `userns_fd`: the sandbox's own user namespace, held by its launcher (else a new one is made)."""
+    from rootsand.guard.subids import as_sandbox_root
 
-    ready_r, ready_w = os.pipe()  # child -> launcher: it has its user namespace
-    go_r, go_w = os.pipe()  # launcher -> child: the maps are written
-    out_r, out_w = os.pipe()  # child -> launcher: "+PATH" cleared, "!WHAT" not checked, each ended by NUL
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            for fd in (ready_r, go_w, out_r):
-                os.close(fd)
-            libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
-            import resource
+    def walk(out) -> None:
+        cleared, unchecked = own_files(tops, os.getuid(), os.getgid())
+        out.writelines([f"+{path}\0" for path in cleared] + [f"!{what}\0" for what in unchecked])
 
-            # A directory fd per level of the walk: a deep tree must not run out of them
-            _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            libc.unshare(libc.CLONE_NEWUSER)
-            os.write(ready_w, b"u")
-            if os.read(go_r, 1) == b"g":
-                with os.fdopen(out_w, "w", errors="surrogateescape") as out:
-                    cleared, unchecked = own_files(tops, os.getuid(), os.getgid())
-                    # NUL-ended: a file name may hold a newline, never a NUL
-                    out.writelines([f"+{path}\0" for path in cleared] + [f"!{what}\0" for what in unchecked])
-                code = 0
-        finally:
-            os._exit(code)
-    for fd in (ready_w, go_r, out_w):
-        os.close(fd)
-    problem = None
-    try:
-        if os.read(ready_r, 1) == b"u":
-            write_maps(ids, pid)
-            os.write(go_w, b"g")
-        else:
-            problem = "no user namespace for the walk"
-    except RootsandError as e:
-        problem = e.message  # no map, no walk: the child ends when go_w closes
-    finally:
-        os.close(ready_r)
-        os.close(go_w)
-    with os.fdopen(out_r, errors="surrogateescape") as out:
-        lines = out.read().split("\0")
-    _, status = os.waitpid(pid, 0)
-    if status != 0 and problem is None:
-        problem = "the walk failed"
+    lines, problem = as_sandbox_root(walk, ids, userns_fd)
     cleared = [line[1:] for line in lines if line.startswith("+")]
     unchecked = [line[1:] for line in lines if line.startswith("!")]
     if cleared:

@@ -40,11 +40,22 @@ def resolve(the_plan):
     judged = list(dict.fromkeys(writable + [os.path.normpath(t) for t in the_plan.writable if t != "/"]))
     notes, warnings, steps, made = [], [], [], []
     mountinfo = _mount_points() if any(step.type == "overlay" for step in the_plan.mounts) else []
+    handover = the_plan.handover
+    staged = handover.mount if handover and handover.staging else None
     for index, step in enumerate(the_plan.mounts):
         what = step.origin or f"mount {index + 1} ({step.type} on {step.dst})"
         if step.type in ("bind", "ro-bind", "dev-bind"):
             step = step.replace(src=resolve_source(step.src, judged, what, homes))
-            if step.create and not os.path.lexists(step.src) and _wanted(step.create, the_plan.env):
+            if index == staged:  # made by the launcher once this is resolved (guard/handover.py)
+                handover = handover.replace(staging=step.src, parent=os.path.dirname(step.src))
+                if not os.access(handover.parent, os.W_OK | os.X_OK):
+                    # A build there fails on the host too: the parent stays read-only inside (fs/build.py)
+                    warnings.append(f"the parent of the current directory, {handover.parent}, is not writable for "
+                                    "you: it is read-only in the sandbox, so what the command writes there (such as "
+                                    "dpkg-buildpackage's ../*.deb) fails")
+                    step = step.replace(type="dir", src=None, flags=[])
+                    handover = handover.replace(staging=None, parent=None, mount=None)
+            elif step.create and not os.path.lexists(step.src) and _wanted(step.create, the_plan.env):
                 made.append(step.src)  # by the launcher, before the sandbox is built (make_missing)
             else:
                 _check_sources(step, what, [step.src])
@@ -60,8 +71,11 @@ def resolve(the_plan):
         if step.optional and step.src not in made and not all(os.path.lexists(path) for path in _sources(step)):
             step = step.replace(kind="absent")  # skipped: optional, and not on this host (nor made for it)
         steps.append(step)
+    if handover and handover.top:
+        handover = handover.replace(top=resolve_source(handover.top, judged, "the current directory", homes))
     _check_writable(steps, writable)
     resolved = Resolved(mounts=steps, rootfs=rootfs, writable=writable, notes=notes, warnings=warnings, made=made,
+                        handover=handover,
                         setuid_tops=unguarded(writable, the_plan) if the_plan.setuid_bits else [])
     resolved = resolved.replace(protect=protected_nodes(the_plan, steps) if the_plan.protected else None)
     return the_plan.replace(resolved=resolved.replace(audit=_audit(the_plan, steps)))

@@ -177,7 +177,8 @@ def _build(runtime, plan) -> list[str]:
     from rootsand.runtime.fs.build import FileSystem
 
     fs = FileSystem(runtime.steps, runtime.rootfs, (plan.run_uid, plan.run_gid), plan.etc_files,
-                           sysctls=plan.sysctls, protected=plan.protected, home_guards=plan.home_guards)
+                           sysctls=plan.sysctls, protected=plan.protected, home_guards=plan.home_guards,
+                           workdir=plan.chdir)
     fs.build()
     if runtime.verbose:
         for inside, made in fs.protected_paths:

@@ -125,7 +125,8 @@ class Launcher:
         self._status_done = False
         self.status_warning: str | None = None
         self.late_notes: list[str] = []
-        self.late_hint: str | None = None  # the plan's failure_hint, after a command that failed
+        self.handover = None  # guard/handover.py: what the run leaves to the user, done at exit
+        self._handover_record: dict | None = None  # in our registry entry: the staging directory to sweep
         self.started = time.monotonic()
 
     def log(self, message: str) -> None:
@@ -164,6 +165,8 @@ class Launcher:
                 if resolved.audit:  # checked at exit (gitaudit.py): changes from now on are the sandbox's
                     self.protect["audit"] = {**resolved.audit, "since": _since(resolved.audit["tops"])}
                 registry.publish(self.entry_path, {**registry.read_raw(self.entry_path), "protect": self.protect})
+            if resolved.handover:
+                self._prepare_handover(resolved.handover)
             for warning in resolved.warnings:
                 warn(warning)
             if self.runtime.verbose:
@@ -172,9 +175,29 @@ class Launcher:
             return self._run()
         finally:
             self._release_protect_lock()
+            userns = self.ns_fds.get("user")  # the sandbox's, for the work on what it left
+            if self.handover:
+                try:
+                    for line in self.handover.finish(self.plan.ids, userns):
+                        warn(line)
+                except OSError as e:
+                    warn(f"could not hand over what the run left: {e.strerror}")
             # What the sandbox may have left on the host, checked and undone (guard/leftovers.py)
-            for line in leftovers.after_run(self.entry_path, self.protect, self.setuid_tops, self.plan.ids):
+            for line in leftovers.after_run(self.entry_path, self.protect, self.setuid_tops, self.plan.ids, userns):
                 warn(line)
+
+    def _prepare_handover(self, handover) -> None:
+        """The staging directory made (named in our entry first: when we are killed, a sweep removes it) and
+        the descriptors held (guard/handover.py)."""
+        from rootsand.guard.handover import Handover
+
+        if handover.staging:
+            self._handover_record = {"staging": handover.staging, "mount_point": handover.mount_point,
+                                     "ids": self.plan.ids.to_json()}
+            registry.publish(self.entry_path, {**registry.read_raw(self.entry_path), "handover": self._handover_record})
+        self.handover = Handover(handover, self.plan.run_uid, (self.plan.setup_uid, self.plan.setup_gid),
+                                 _since([handover.top] if handover.top else []))
+        self.handover.prepare()
 
     def _release_protect_lock(self) -> None:
         if self.protect_lock is not None:
@@ -192,6 +215,7 @@ class Launcher:
             "net": self.plan.network.mode, "publish": [str(f) for f in self.plan.network.publish],
             "cgroup": self.runtime.cgroup_dir,
             **({"protect": self.protect} if self.protect else {}),
+            **({"handover": self._handover_record} if self._handover_record else {}),
             # what the exit clears, for the next sweep to do when we are killed first (guard/leftovers.py)
             **({"setuid": {"tops": self.setuid_tops, "ids": self.plan.ids}}
                if self.plan.setuid_bits else {}),
@@ -262,8 +286,6 @@ class Launcher:
                 if killed:  # what failed here failed because of that (a namespace gone, maps not written)
                     raise killed from None
                 raise
-            if code not in (0, ExitCode.FAILURE, ExitCode.TIMEOUT) and self.plan.failure_hint and not self.error:
-                self.late_hint = self.plan.failure_hint
             return code
         finally:
             # Each step on its own: none may skip the next (the terminal above all).
@@ -287,8 +309,6 @@ class Launcher:
                         os.close(self.status_fd)
                     for note in self.late_notes + ([self.status_warning] if self.status_warning else []):
                         warn(note)
-                    if self.late_hint:
-                        say(f"rootsand: hint: {printable(self.late_hint)}")
 
     def _close_go(self) -> None:
         if self._go_w is not None:

@@ -68,9 +68,10 @@ def test_files_chowned_inside_land_on_subordinate_ids(tmp_path):
     assert os.stat(tmp_path / "a").st_uid == first
     assert os.stat(tmp_path / "b").st_uid == UID
     # fakeroot's: you are yourself, 0 is the first subordinate id.
-    sandbox("sh", "-c", f"touch c d && chown 0:0 c && chown {UID}:{UID} d", opts=["--profile", "fakeroot"],
-            cwd=tmp_path, check_rc=0)
-    assert os.stat(tmp_path / "c").st_uid == first and os.stat(tmp_path / "d").st_uid == UID
+    # (below the top: the files root leaves at the top of the start directory are handed to the user)
+    sandbox("sh", "-c", f"mkdir sub && touch sub/c sub/d && chown 0:0 sub/c && chown {UID}:{UID} sub/d",
+            opts=["--profile", "fakeroot"], cwd=tmp_path, check_rc=0)
+    assert os.stat(tmp_path / "sub" / "c").st_uid == first and os.stat(tmp_path / "sub" / "d").st_uid == UID
     # What `rootsand unshare -- rm` will do later: here, from inside a sandbox as root.
     sandbox("rm", "-f", str(tmp_path / "a"), cwd=tmp_path, check_rc=0)
 

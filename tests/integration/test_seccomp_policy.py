@@ -110,12 +110,12 @@ def test_open_creating_a_setuid_file_is_refused_and_leaves_no_file(work):
 
 
 def test_fakeroot_allows_setuid_bits(work):
-    r = sandbox("sh", "-c", "cp f g && chmod 4755 g && stat -c %a g", opts=["--profile", "fakeroot"], cwd=work,
-                check_rc=0)
+    r = sandbox("sh", "-c", "mkdir -p sub && cp f sub/g && chmod 4755 sub/g && stat -c %a sub/g",
+                opts=["--profile", "fakeroot"], cwd=work, check_rc=0)
     assert r.stdout == "4755\n", r.stderr
-    # The host sees the bit on the file root made (a subordinate id's: fakeroot.toml says to keep such trees
-    # private); one on the user's own file would be cleared at exit (test_packages.py).
-    assert mode(work / "g") == 0o4755
+    # The host sees the bit on the file root made below the top (a subordinate id's: fakeroot.toml says to keep
+    # such trees private); one on the user's own file would be cleared at exit (test_packages.py).
+    assert mode(work / "sub" / "g") == 0o4755
 
 
 # ---------------------------------------------------------------------------------------------- memory

@@ -12,7 +12,9 @@ and every mount is built on file descriptors, never on paths a second sandbox co
      taken before, no bind can carry the staging area into the sandbox;
   4. each mount op is applied onto a target opened inside the new root component by component, links
      resolved as if the new root were / (so nothing leads out of it);
-  5. pivot_root into the new root, the old one detached, and the root tmpfs made read-only.
+  5. the directories made on the way to the working directory in a tmpfs (or a throw-away overlay) turn
+     read-only: a write there would vanish at exit (dpkg-buildpackage's ../*.deb);
+  6. pivot_root into the new root, the old one detached, and the root tmpfs made read-only.
 """
 
 import errno
@@ -36,8 +38,11 @@ class FileSystem(SpecialMounts, OverlayMounts, ProtectedPaths):
 
     def __init__(self, mounts: list, rootfs: str | None, run_ids: tuple[int, int],
                  generated: dict[str, str] | None = None, sysctls: dict[str, str] | None = None,
-                 protected: list | None = None, home_guards: list | None = None):
+                 protected: list | None = None, home_guards: list | None = None, workdir: str = "/"):
         self.mounts = mounts
+        self.workdir = workdir  # where the command starts: the directories made on the way turn read-only
+        # the directories setup made (st_dev, st_ino): not what a mount put over one of them since
+        self.made_dirs: set[tuple[int, int]] = set()
         self.home_guards = home_guards or []  # homerule.HomeGuard: applied after every mount, before protect
         self.protected = protected or []  # plan.Protected: made read-only after every mount
         self.protected_paths: list[tuple[str, bool]] = []  # (inside, made): what protect() did, for --verbose
@@ -88,6 +93,7 @@ class FileSystem(SpecialMounts, OverlayMounts, ProtectedPaths):
         for fd, attrs in self.read_only_at_end:
             libc.mount_setattr_fd(fd, attrs, recursive=False)
             os.close(fd)
+        self._read_only_way()
         for sources in self.sources.values():
             for s in sources:
                 if s.fd is not None:
@@ -140,6 +146,7 @@ class FileSystem(SpecialMounts, OverlayMounts, ProtectedPaths):
                     continue
                 dir_fd, dir_path = stack[-1]
                 path = os.path.join(dir_path, part)
+                made = False
                 try:
                     fd = open_at(dir_fd, part)
                 except FileNotFoundError:
@@ -152,8 +159,12 @@ class FileSystem(SpecialMounts, OverlayMounts, ProtectedPaths):
                                          dir_fd=dir_fd))
                     else:
                         os.mkdir(part, 0o755, dir_fd=dir_fd)
+                        made = True
                     fd = open_at(dir_fd, part)
-                mode = os.fstat(fd).st_mode
+                st = os.fstat(fd)
+                mode = st.st_mode
+                if made:
+                    self.made_dirs.add((st.st_dev, st.st_ino))
                 if stat.S_ISLNK(mode):
                     target = os.readlink("", dir_fd=fd)  # the link this fd holds, not whatever is there now
                     os.close(fd)
@@ -295,6 +306,39 @@ class FileSystem(SpecialMounts, OverlayMounts, ProtectedPaths):
             libc.mount_setattr_fd(tree, libc.MOUNT_ATTR_RDONLY | libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV,
                                   recursive=False, what=f"/etc/{name}")
             self._attach(tree, target, f"/etc/{name}")
+
+    def _read_only_way(self) -> None:
+        """The directories setup made on the way to the working directory where nothing reaches the host (a
+        tmpfs such as $HOME's or /tmp, a throw-away overlay) turn read-only, with everything below them but the
+        mounts there (the current directory's bind): what a command writes beside its directory (`../*.deb`)
+        fails instead of vanishing at exit. Each run of them in one file system gets a read-only bind of its
+        top over itself."""
+        try:
+            _, resolved = self._walk(self.workdir, "resolve")
+        except OSError:
+            return  # the command's chdir says why
+        path, parent_dev = "/", None
+        for part in split_path(resolved)[:-1]:
+            path = os.path.join(path, part)
+            try:
+                fd, _ = self._walk(path)
+            except OSError:
+                return
+            try:
+                st = os.fstat(fd)
+                dev, made = st.st_dev, (st.st_dev, st.st_ino) in self.made_dirs
+                if made and not self._on_host(path) and dev != parent_dev:
+                    tree = libc.open_tree(fd, "", libc.OPEN_TREE_CLONE | libc.AT_RECURSIVE | libc.AT_EMPTY_PATH, path)
+                    try:
+                        libc.mount_setattr_fd(tree, libc.MOUNT_ATTR_RDONLY | libc.MOUNT_ATTR_NOSUID
+                                              | libc.MOUNT_ATTR_NODEV, recursive=False, what=path)
+                    except OSError:
+                        os.close(tree)
+                        raise
+                    self._attach(tree, os.dup(fd), path)
+                parent_dev = dev if made else None
+            finally:
+                os.close(fd)
 
     def _exists(self, dst: str) -> bool:
         try:
