@@ -12,6 +12,6 @@ if not sys.flags.safe_path and sys.path:
     if sys.path[0] in ("", here):
         del sys.path[0]
 
-from rootsand.cli.main import main  # noqa: E402
+from rootsand.cli.entry import main  # noqa: E402
 
 main()

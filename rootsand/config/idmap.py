@@ -174,7 +174,7 @@ def plan(uid: int, gid: int, subuids: list[SubidRange], subgids: list[SubidRange
         missing = "/etc/subuid" if not subuids else "/etc/subgid"
         return IdPlan(fallback.uid_lines, fallback.gid_lines, deny_setgroups=True,
                       note=f"no range for you in {missing}: the sandbox maps only your own id "
-                           "(add one with 'usermod --add-subuids 100000-165535 --add-subgids 100000-165535 USER')")
+                           "(rootsand doctor names a free range to add, which no other user has)")
     if not uid_helper or not gid_helper:
         missing = "newuidmap" if not uid_helper else "newgidmap"
         return IdPlan(fallback.uid_lines, fallback.gid_lines, deny_setgroups=True,

@@ -104,9 +104,33 @@ def _subids() -> list[Check]:
             total = sum(r.count for r in ranges)
             out.append(Check(path, OK, f"{len(ranges)} range(s), {total} ids for {name}"))
         else:
+            first = free_subid_start()
             out.append(Check(path, DEGRADED, f"no range for {name}: sandboxes map only your own id",
-                             f"sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {name}"))
+                             f"sudo usermod --add-subuids {first}-{first + 65535} --add-subgids {first}-{first + 65535} "
+                             f"{name}  (a range no other line of /etc/subuid or /etc/subgid has: two users sharing "
+                             "ids could change each other's build files)"))
     return out
+
+
+def free_subid_start(size: int = 65536, low: int = 100000) -> int:
+    """The lowest start of `size` ids, from `low` up, that no line of /etc/subuid or /etc/subgid overlaps (as
+    useradd picks one): 100000, the usual example, is what useradd gives the first user."""
+    taken = []
+    for path in ("/etc/subuid", "/etc/subgid"):
+        try:
+            with open(path) as f:
+                lines = f.read().splitlines()
+        except OSError:
+            continue
+        for fields in (line.strip().split(":") for line in lines if not line.startswith("#")):
+            if len(fields) == 3 and fields[1].isdigit() and fields[2].isdigit():
+                taken.append((int(fields[1]), int(fields[1]) + int(fields[2])))
+    start = low
+    while True:
+        clash = [end for begin, end in taken if begin < start + size and start < end]
+        if not clash:
+            return start
+        start = max(clash)
 
 
 def _helpers() -> list[Check]:

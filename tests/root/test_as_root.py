@@ -1,5 +1,6 @@
 """What only real root can set up: rootsand run by root, by a user without ranges, with user namespaces off."""
 
+import json
 import os
 import pwd
 import subprocess
@@ -76,9 +77,21 @@ def test_unshare_without_ranges_maps_one_id_and_says_so():
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["0", "0", str(uid), "1"]
     assert r.stderr.splitlines() == [
-        "rootsand: warning: no range for you in /etc/subuid: the sandbox maps only your own id (add one with "
-        "'usermod --add-subuids 100000-165535 --add-subgids 100000-165535 USER'): files of other ids cannot be "
-        "changed"]
+        "rootsand: warning: no range for you in /etc/subuid: the sandbox maps only your own id (rootsand doctor "
+        "names a free range to add, which no other user has): files of other ids cannot be changed"]
+
+
+def test_doctor_names_a_range_no_other_user_has():
+    """The hint gave 100000-165535, which useradd gives the first user: the two would share ids."""
+    r = as_user(NOSUB_USER, "doctor", "--json")
+    fix = next(c["fix"] for c in json.loads(r.stdout) if c["name"] == "/etc/subuid")
+    first, last = (int(n) for n in fix.split("--add-subuids ")[1].split()[0].split("-"))
+    assert last - first == 65535
+    for path in ("/etc/subuid", "/etc/subgid"):
+        with open(path) as f:
+            for line in f:
+                owner, start, count = line.strip().split(":")
+                assert int(start) + int(count) <= first or last < int(start), (path, line)
 
 
 def test_fakeroot_without_ranges_runs_and_says_first_that_chown_to_other_ids_fails():
