@@ -30,8 +30,6 @@ import threading
 import time
 import tty
 
-from rootsand.runtime.termfilter import OutputFilter
-
 BUFFER = 1 << 16
 OUTBOX = 1 << 16  # bytes waiting for the user's terminal before the relay stops reading the pty
 
@@ -125,7 +123,7 @@ class Relay:
         self.master = -1
         self.input = os.isatty(0)  # relay the user's keys
         self.output = 1 if os.isatty(1) else 2  # where the command's terminal output goes
-        self.filter = OutputFilter()
+        self.filter = None  # made in start(): compiling its patterns waits until the sandbox is being built
         self._saved = None
         self._open = True
         self._stdin_open = self.input
@@ -137,8 +135,11 @@ class Relay:
 
     def start(self) -> None:
         """In the launcher, once the sandbox is forked: the sandbox's end goes, the user's terminal goes raw."""
+        from rootsand.runtime.termfilter import OutputFilter
+
         os.close(self.console_fd)
         self.console_fd = -1
+        self.filter = OutputFilter()
         self._to_user = _Outbox(OUTBOX)
         self._writer = threading.Thread(target=self._write_to_user, name="rootsand-relay", daemon=True)
         self._writer.start()
