@@ -4,9 +4,10 @@
 Run as root:   python3 bench/run.py [--quick] [--proxy | --all] [--json FILE] [--user NAME] [--rootsand PATH]
 
 It runs startup.py (start-up against bwrap, unshare and rootless podman, interleaved), memory.py
-(RSS/PSS of what each tool keeps resident) and throughput.py (100 sandboxes 8 at a time against podman),
-takes the stages of `rootsand run -v [--net slirp] -- true` (median of each), prints their tables, and writes all results into one JSON file. --quick takes 3 timed rounds instead of
-15 and batches of 16: enough to show the scripts work, not for numbers.
+(RSS/PSS of what each tool keeps resident), throughput.py (100 sandboxes 8 at a time against podman) and
+relay.py (`cat` of 2 MB on a terminal, under script and tmux, against the host and bwrap), takes the stages
+of `rootsand run -v [--net slirp] -- true` (median of each), prints their tables, and writes all results into one JSON file. --quick takes 3 timed rounds instead of
+15, batches of 16 and 200 kB for relay.py: enough to show the scripts work, not for numbers.
 --proxy adds proxy.py (--net proxy against slirp; --quick passed on). --all adds it and the longer
 benchmarks of the other issues: fakeroot.py, network.py and build_overhead.sh (each also runs on its own). Stdlib only.
 """
@@ -104,8 +105,10 @@ def main():
     memory_json = os.path.join(RESULTS, "memory.json")
     count = "16" if args.quick else "100"
     proxy_json = os.path.join(RESULTS, "proxy.json")
+    relay_json = os.path.join(RESULTS, "relay.json")
     scripts = (("startup.py", ["--runs", runs]), ("memory.py", ["--json", memory_json]),
-               ("throughput.py", ["--count", count]))
+               ("throughput.py", ["--count", count]),
+               ("relay.py", ["--json", relay_json] + (["--runs", "3", "--size", "200000"] if args.quick else [])))
     if args.proxy or args.all:
         scripts += (("proxy.py", ["--json", proxy_json] + (["--quick"] if args.quick else [])),)
     if args.all:
@@ -134,8 +137,10 @@ def main():
               "(medians; ms since rootsand's first line of Python)\n")
         per_stage[label] = stages(args.user, args.rootsand, int(runs), extra)
         print(stage_table(per_stage[label], bwrap_ms) + "\n", flush=True)
+    with open(relay_json) as f:
+        relay = json.load(f)
     results = {"quick": args.quick, "startup": startup, "memory": memory, "throughput": throughput,
-               "stages": per_stage}
+               "relay": relay, "stages": per_stage}
     if args.proxy or args.all:
         with open(proxy_json) as f:
             results["proxy"] = json.load(f)

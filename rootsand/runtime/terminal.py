@@ -15,14 +15,14 @@ What the sandbox writes passes through termfilter.OutputFilter: no clipboard wri
 or queries whose answers would be typed back into the sandbox, and at exit every kind of terminal state it
 touched (modes, alternate screen, scroll region, character sets, attributes, ...) is reset.
 Neither direction may stall the launcher past its --timeout: writes into the pty are non-blocking, and the
-user's side (a stopped terminal, a pipe to a slow reader) is written by a thread of its own, with a
-bounded queue that holds the command back.
+user's side (a stopped terminal, a pipe to a slow reader) is written by a thread of its own, from a
+bounded outbox that holds the command back: while it is full the master is not read. The thread wakes
+the select loop through a pipe once it has made room, so output moves at the terminal's speed.
 """
 
 import errno
 import fcntl
 import os
-import queue
 import select
 import socket
 import termios
@@ -30,9 +30,8 @@ import threading
 import time
 import tty
 
-from rootsand.runtime.termfilter import OutputFilter
-
 BUFFER = 1 << 16
+OUTBOX = 1 << 16  # bytes waiting for the user's terminal before the relay stops reading the pty
 
 
 def console_pair() -> tuple[socket.socket, int]:
@@ -58,26 +57,90 @@ def send_master(console_fd: int, master: int) -> None:
     os.close(master)
 
 
+class _Outbox:
+    """The filtered output waiting for the writer thread. The relay's loop puts, the writer takes all that
+    waits at once (few, large writes); a put waits while the box holds `limit` bytes or more. Taking from
+    a full box writes a byte to a pipe (`wake`), which the loop selects on: it stops reading the pty while
+    the box is full, and must hear when there is room again."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._closed = False
+        self._changed = threading.Condition()
+        self.wake, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+    def full(self) -> bool:
+        return self._size >= self.limit
+
+    def put(self, data: bytes | None, timeout: float | None = None) -> bool:
+        """Add data (None closes the box: the writer ends once it has taken the rest); False if the box
+        stayed full for `timeout` seconds."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: self._size < self.limit, timeout):
+                return False
+            if data is None:
+                self._closed = True
+            elif data:
+                self._chunks.append(data)
+                self._size += len(data)
+            self._changed.notify_all()
+            return True
+
+    def take(self) -> bytes | None:
+        """Everything waiting, once there is something; None when the box is closed and empty."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._chunks or self._closed)
+            if not self._chunks:
+                return None
+            data = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+            was_full = self._size >= self.limit
+            self._chunks.clear()
+            self._size = 0
+            self._changed.notify_all()
+        if was_full:  # the loop may be waiting for room (it only ever adds, so it saw the box full too)
+            try:
+                os.write(self._wake_w, b"\0")
+            except BlockingIOError:
+                pass  # bytes it has not read yet wake it all the same
+        return data
+
+    def clear_wake(self) -> None:
+        try:
+            os.read(self.wake, 4096)
+        except BlockingIOError:
+            pass
+
+    def close_pipe(self) -> None:
+        os.close(self.wake)
+        os.close(self._wake_w)
+
+
 class Relay:
     def __init__(self):
         self.console, self.console_fd = console_pair()  # the master arrives over this
         self.master = -1
         self.input = os.isatty(0)  # relay the user's keys
         self.output = 1 if os.isatty(1) else 2  # where the command's terminal output goes
-        self.filter = OutputFilter()
+        self.filter = None  # made in start(): compiling its patterns waits until the sandbox is being built
         self._saved = None
         self._open = True
         self._stdin_open = self.input
         self._to_pty = b""
-        self._to_user: queue.Queue = queue.Queue(maxsize=16)
+        self._to_user: _Outbox | None = None  # made in start(): its pipe is not for the sandbox's processes
         self._writer: threading.Thread | None = None
         self._written = 0  # bytes the writer thread has written
         self._drained = False
 
     def start(self) -> None:
         """In the launcher, once the sandbox is forked: the sandbox's end goes, the user's terminal goes raw."""
+        from rootsand.runtime.termfilter import OutputFilter
+
         os.close(self.console_fd)
         self.console_fd = -1
+        self.filter = OutputFilter()
+        self._to_user = _Outbox(OUTBOX)
         self._writer = threading.Thread(target=self._write_to_user, name="rootsand-relay", daemon=True)
         self._writer.start()
         if self.input:
@@ -116,19 +179,23 @@ class Relay:
     def _write_to_user(self) -> None:
         """The writer thread: blocking writes are fine here; a closed output just ends the relaying out."""
         broken = False
-        while (data := self._to_user.get()) is not None:
-            while data and not broken:
+        while (data := self._to_user.take()) is not None:
+            left = memoryview(data)
+            while left and not broken:
                 try:
-                    written = os.write(self.output, data)
-                    data = data[written:]
+                    written = os.write(self.output, left)
+                    left = left[written:]
                     self._written += written  # drain() watches this to tell a slow terminal from a stuck one
                 except OSError:
-                    broken = True  # EPIPE, EIO: nobody reads any more; keep draining the queue
+                    broken = True  # EPIPE, EIO: nobody reads any more; keep emptying the outbox
 
     def read_fds(self) -> list[int]:
         fds = [0] if self._stdin_open and len(self._to_pty) < BUFFER else []
         if self.console is not None:
             fds.append(self.console.fileno())
+        if self._to_user is None:
+            return fds
+        fds.append(self._to_user.wake)  # room again in the outbox: the master may be read again
         return fds + ([self.master] if self._open and self.master >= 0 and not self._to_user.full() else [])
 
     def write_fds(self) -> list[int]:
@@ -138,6 +205,8 @@ class Relay:
         """Move what is ready: the user's keys towards the pty, the command's output out to the user."""
         if self.console is not None and self.console.fileno() in readable:
             self.receive_master()
+        if self._to_user is not None and self._to_user.wake in readable:
+            self._to_user.clear_wake()
         if 0 in readable and self._stdin_open:
             data = _read(0)
             if data is None:
@@ -153,7 +222,7 @@ class Relay:
         if self.master in readable:
             data = _read(self.master)
             if data:
-                self._to_user.put_nowait(self.filter.feed(data))  # read_fds offers the master only while there is room
+                self._to_user.put(self.filter.feed(data))  # read_fds offers the master only while there is room
             elif data is None:
                 self._open = False  # every copy of the slave is closed: the sandbox is gone
 
@@ -178,16 +247,15 @@ class Relay:
                 return
         self._write_now(resets)  # the writer is stuck: as much of the resets as the terminal takes now
 
-    def _put(self, item, patience: float) -> bool:
-        """Queue `item` for the writer, waiting while it makes progress; False when it is stuck."""
+    def _put(self, data: bytes | None, patience: float) -> bool:
+        """Put `data` in the outbox (None: close it), waiting while the writer makes progress; False when it
+        is stuck."""
         while True:
             seen = self._written
-            try:
-                self._to_user.put(item, timeout=patience)
+            if self._to_user.put(data, timeout=patience):
                 return True
-            except queue.Full:
-                if self._written == seen:
-                    return False
+            if self._written == seen:
+                return False
 
     def _write_now(self, data: bytes, seconds: float = 1.0) -> None:
         """Write without the writer thread, never blocking for more than `seconds`."""
@@ -219,6 +287,9 @@ class Relay:
         if self.console is not None:
             self.console.close()
             self.console = None
+        if self._to_user is not None and not (self._writer and self._writer.is_alive()):
+            self._to_user.close_pipe()  # a stuck writer keeps it: it may still write its wake-up byte
+            self._to_user = None
 
 
 def _read(fd: int) -> bytes | None:

@@ -499,3 +499,54 @@ def test_the_protection_attribute_is_reset_at_exit():
 
 def test_keyboard_leds_cannot_be_set():
     assert run(b"a\x1b[1qb\x1b[qc") == (b"abc", 2, b"")
+
+
+# Large reads, as the relay makes them (up to 64 KiB): the fast path for text.
+
+# Every byte that may stand in text as it is (all but ESC, ENQ, SO, SI and C2), the characters from U+0080 to
+# U+00BF that are not C1 controls acted on (C2 A0 is a no-break space), and the tab, CR and LF of text.
+PASSING = (bytes(b for b in range(256) if b not in b"\x05\x0e\x0f\x1b\xc2")
+           + b"".join(b"\xc2" + bytes((b,)) for b in range(0x80, 0xC0)
+                      if b not in b"\x88\x90\x96\x97\x98\x9a\x9b\x9c\x9d\x9e\x9f")
+           + "° ± « » ½\u00a0· ěščř\t\r\n".encode())
+PLAIN = PASSING * (64 * 1024 // len(PASSING))
+
+
+def test_a_large_chunk_of_text_passes_byte_identical():
+    big = PASSING * (1024 * 1024 // len(PASSING))
+    assert run(big) == (big, 0, b"")
+    assert run_in_chunks([big[i:i + 4095] for i in range(0, len(big), 4095)]) == (big, 0, b"")
+    ascii_only = b"".join(b"%d\n" % n for n in range(300000))  # `seq 1 300000`: 2 MB
+    output_filter = OutputFilter()
+    assert output_filter.feed(ascii_only) is ascii_only  # passed on as it is, not even copied
+
+
+def test_dangerous_sequences_in_a_large_chunk_are_all_removed():
+    pieces = [PASSING * (n % 3 + 1) for n in range(len(DROPPED))]
+    data = b"".join(piece + sequence for piece, sequence in zip(pieces, DROPPED)) + PLAIN
+    text = b"".join(pieces) + PLAIN
+    assert run(data) == (text, len(DROPPED), b"")
+    for size in (4095, 65536):  # what one read of a pty gives, and what the relay asks for
+        assert run_in_chunks([data[i:i + size] for i in range(0, len(data), size)]) == (text, len(DROPPED), b"")
+
+
+@pytest.mark.parametrize("sequence", [b"\x1b]52;c;ZXZpbA==\x07", b"\x1b]52;c;ZXZpbA==\x1b\\", b"\x1bP$qm\x1b\\",
+                                      b"\x1b[6n", b"\x1b[?1049h", b"\x1b[31m", b"\x1bc", b"\x05", b"\xc2\x9b6n",
+                                      b"\xc2\x9d52;c;eA==\xc2\x9c", b"\xc2\xa0", b"\x1b]0;title\x07"])
+def test_a_sequence_split_anywhere_between_large_chunks_is_filtered_as_whole(sequence):
+    data = PLAIN + sequence + PLAIN
+    whole = run(data)
+    if b"\x1b]0;" not in sequence:
+        assert FORBIDDEN.search(whole[0]) is None
+    start = len(PLAIN)
+    for cut in range(start - 1, start + len(sequence) + 2):
+        assert run_in_chunks([data[:cut], data[cut:]]) == whole, cut
+    byte_by_byte = [data[:start]] + [sequence[i:i + 1] for i in range(len(sequence))] + [PLAIN]
+    assert run_in_chunks(byte_by_byte) == whole
+
+
+def test_text_read_while_a_string_is_open_is_not_passed():
+    """An OSC (or DCS) left open at the end of one read swallows the next reads, however plain, to its end."""
+    payload = b"ZXZpbA==" * (65536 // 8)  # text the fast path would pass in ground state
+    for opening, closing in ((b"\x1b]52;c;", b"\x07"), (b"\x1bP$q", b"\x1b\\"), (b"\xc2\x9d52;c;", b"\xc2\x9c")):
+        assert run_in_chunks([b"before" + opening, payload, payload, closing + b"after"]) == (b"beforeafter", 1, b"")
