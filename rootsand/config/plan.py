@@ -13,7 +13,7 @@ inside.py and fs/ follow it); how (file descriptors, pids, a pty) is its own bus
 import os
 
 from rootsand.config import idmap
-from rootsand.config.homerule import HomeGuard, plan_home
+from rootsand.config.homerule import HomeGuard, plan_home, read_only_reason
 from rootsand.config.model import CAPABILITIES, PortForward, Record
 from rootsand.config.netmodes import MODES
 from rootsand.errors import RootsandError
@@ -129,6 +129,10 @@ def handover(spec, mounts: list, name: str, runs_as_user: bool) -> tuple[list, "
     index = next((i for i, m in enumerate(mounts) if m.type == "bind" and m.src == spec.cwd and m.dst == spec.cwd),
                  None)
     if not spec.parent_products or spec.rootfs or spec.chdir != spec.cwd or parent == "/" or index is None:
+        return mounts, Handover(top=top) if top else None
+    if read_only_reason(parent, spec):
+        # The home rule judges the parent on its own: an exception for the current directory (--unprotect of a
+        # package in a dot-directory) is not one for the directory holding it (attack 6, s03)
         return mounts, Handover(top=top) if top else None
     from rootsand.config.model import Mount
 

@@ -23,6 +23,7 @@ from rootsand.errors import RootsandError
 # not all visible from here: a container's masked paths, an outer sandbox's), the outer one as it is, which
 # the setup process then says in a warning. Told apart only by trying, so the plan records the rule.
 PROC_KIND = "new-or-outer"
+GIT_ORIGIN_START = "sandbox.git = read-only"  # config/spec.py GIT_ORIGIN: binds the spec checked, no link since
 
 
 def resolve(the_plan):
@@ -42,21 +43,27 @@ def resolve(the_plan):
     mountinfo = _mount_points() if any(step.type == "overlay" for step in the_plan.mounts) else []
     handover = the_plan.handover
     staged = handover.mount if handover and handover.staging else None
+    staging = []
+    if staged is not None:  # its name as planned is no directory of the host's: the one made is (_staging)
+        writable = [w for w in writable if w != os.path.normpath(the_plan.mounts[staged].src)]
     for index, step in enumerate(the_plan.mounts):
         what = step.origin or f"mount {index + 1} ({step.type} on {step.dst})"
-        if step.type in ("bind", "ro-bind", "dev-bind"):
+        if index == staged:  # made by the launcher once this is resolved (guard/handover.py)
+            step, handover = _staging(step, handover, warnings)
+            staging = [handover.staging] if handover.staging else []
+        elif step.type in ("bind", "ro-bind", "dev-bind"):
+            asked = os.path.normpath(step.src)
             step = step.replace(src=resolve_source(step.src, judged, what, homes))
-            if index == staged:  # made by the launcher once this is resolved (guard/handover.py)
-                handover = handover.replace(staging=step.src, parent=os.path.dirname(step.src))
-                if not os.access(handover.parent, os.W_OK | os.X_OK):
-                    # A build there fails on the host too: the parent stays read-only inside (fs/build.py)
-                    warnings.append(f"the parent of the current directory, {handover.parent}, is not writable for "
-                                    "you: it is read-only in the sandbox, so what the command writes there (such as "
-                                    "dpkg-buildpackage's ../*.deb) fails")
-                    step = step.replace(type="dir", src=None, flags=[])
-                    handover = handover.replace(staging=None, parent=None, mount=None)
-            elif step.create and not os.path.lexists(step.src) and _wanted(step.create, the_plan.env):
-                made.append(step.src)  # by the launcher, before the sandbox is built (make_missing)
+            if step.origin.startswith(GIT_ORIGIN_START) and step.src != asked:
+                # Checked by the spec as it was (the repository names the work tree back): a link swapped in
+                # since would show something else (attack 6, g01)
+                raise RootsandError(f"{what}: {asked} changed since it was checked (it leads to {step.src} now)",
+                                    hint="another sandbox may be changing that directory")
+            if step.create and not os.path.lexists(step.src) and _wanted(step.create, the_plan.env):
+                if step.src == asked:
+                    made.append(step.src)  # by the launcher, before the sandbox is built (make_missing)
+                else:  # made only where it was asked for: not where a link a sandbox may have planted leads
+                    warnings.append(f"{what}: {asked} is not made: a link on the way leads to {step.src}")
             else:
                 _check_sources(step, what, [step.src])
                 if step.origin.startswith("--device ") and os.path.exists(step.src):
@@ -73,12 +80,34 @@ def resolve(the_plan):
         steps.append(step)
     if handover and handover.top:
         handover = handover.replace(top=resolve_source(handover.top, judged, "the current directory", homes))
-    _check_writable(steps, writable)
+    _check_writable(steps, writable + staging)
     resolved = Resolved(mounts=steps, rootfs=rootfs, writable=writable, notes=notes, warnings=warnings, made=made,
                         handover=handover,
                         setuid_tops=unguarded(writable, the_plan) if the_plan.setuid_bits else [])
     resolved = resolved.replace(protect=protected_nodes(the_plan, steps) if the_plan.protected else None)
     return the_plan.replace(resolved=resolved.replace(audit=_audit(the_plan, steps)))
+
+
+def _staging(step, handover, warnings: list):
+    """The staging directory for the parent of the current directory: beside the current directory on the
+    host, reached through no link (one planted there, or swapped in, would put it and the products carried
+    out of it elsewhere), with random letters in its name, so that nobody can take it first or plant a link
+    where it will be (attack 6: s01, s02, s05). The launcher makes it; a parent the user cannot write stays
+    read-only inside."""
+    from rootsand.guard.hostpaths import real_path
+
+    parent = os.path.dirname(os.path.normpath(step.src))
+    why = None
+    if real_path(parent) != parent:
+        why = "is reached through a symbolic link"
+    elif not os.access(parent, os.W_OK | os.X_OK):
+        why = "is not writable for you"  # a build there fails on the host too
+    if why:
+        warnings.append(f"the parent of the current directory, {parent}, {why}: it is read-only in the sandbox, so "
+                        "what the command writes there (such as dpkg-buildpackage's ../*.deb) fails")
+        return step.replace(type="dir", src=None, flags=[]), handover.replace(staging=None, parent=None, mount=None)
+    staging = f"{os.path.normpath(step.src)}.{os.urandom(8).hex()}"
+    return step.replace(src=staging), handover.replace(staging=staging, parent=parent)
 
 
 def _check_writable(steps: list, writable: list[str]) -> None:

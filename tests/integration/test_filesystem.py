@@ -235,6 +235,18 @@ def test_build_caches_are_not_made_through_a_link_into_the_home(tmp_path, projec
     assert os.listdir(home / ".config") == []
 
 
+def test_build_caches_are_not_made_where_a_link_leads_elsewhere(tmp_path, project):
+    """Attack 6, c01: ~/.cache a link out of the home (a sandbox run from there may have planted it): binding
+    an existing target is as before, but the launcher no longer makes directories where the link leads."""
+    home, _, env = _new_home(tmp_path, project)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (home / ".cache").symlink_to(elsewhere)
+    r = run(["run", "--profile", "build", "--", "true"], cwd=project, env=env, check_rc=0)
+    assert os.listdir(elsewhere) == []
+    assert f"{home}/.cache/pip is not made: a link on the way leads to {elsewhere}/pip" in r.stderr, r.stderr
+
+
 def test_rootfs_with_busybox(tmp_path, project):
     busybox = shutil.which("busybox") or "/bin/busybox"
     root = tmp_path / "rootfs"

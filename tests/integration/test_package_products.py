@@ -5,6 +5,7 @@ after a failure it does not explain. A tiny Debian source package made here, rea
 
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -106,39 +107,50 @@ ATTACK = """
 set -e
 echo notes > ../notes.txt
 mkdir -p ../d/e && echo x > ../d/e/f && chown -R 33:33 ../d && chmod 000 ../d/e
-ln -s /etc/passwd ../link.deb
-mkfifo ../fifo.deb
+ln -s /etc/passwd ../link_1_all.deb
+mkfifo ../fifo_1_all.deb
 printf x > '../two
-lines.deb'
-echo h > ../h0.txt && ln ../h0.txt ../hard.deb
+lines_1_all.deb'
+echo h > ../h0.txt && ln ../h0.txt ../hard_1_all.deb
 truncate -s 20G ../huge.iso
-echo ok > ../ok.deb
-cp /bin/true ../su.deb && chmod 4755 ../su.deb
-echo new > ../replace.deb
-echo d > ../isdir.deb
+echo "run_command('sh', '-c', 'id')" > ../meson.build
+echo "import os" > ../x.tar.pth
+echo ok > ../ok_1_all.deb
+cp /bin/true ../su_1_all.deb && chmod 4755 ../su_1_all.deb
+echo new > ../replace_1_all.deb
+echo d > ../isdir_1_all.deb
 """
 
 
 def test_what_is_written_beside_the_tree_is_carried_when_a_product_and_else_named_and_discarded(where):
+    """Only names as dpkg makes them are carried (attack 6, s04: *.build took meson.build, *.tar.* x.tar.pth,
+    which Python runs), regular files of one link; all else is discarded and named."""
+    from rootsand.config import profile
+
+    patterns = profile.load("fakeroot", profile.Variables.from_host()).parent_products
     tree = tiny_tree(where)
-    (where / "replace.deb").write_text("old\n")
-    (where / "isdir.deb").mkdir()
+    (where / "replace_1_all.deb").write_text("old\n")
+    (where / "isdir_1_all.deb").mkdir()
+    (where / "meson.build").write_text("project('mine')\n")
     r = sandbox("sh", "-c", ATTACK, opts=["--profile", "fakeroot"], cwd=tree, check_rc=0)
-    assert sorted(os.listdir(where)) == ["isdir.deb", "ok.deb", "replace.deb", "su.deb", "tiny-1.0"]
-    assert (where / "ok.deb").read_text() == "ok\n" and (where / "replace.deb").read_text() == "new\n"
-    for name in ("ok.deb", "replace.deb", "su.deb"):
+    assert sorted(os.listdir(where)) == ["isdir_1_all.deb", "meson.build", "ok_1_all.deb", "replace_1_all.deb",
+                                         "su_1_all.deb", "tiny-1.0"]
+    assert (where / "ok_1_all.deb").read_text() == "ok\n" and (where / "replace_1_all.deb").read_text() == "new\n"
+    assert (where / "meson.build").read_text() == "project('mine')\n"
+    for name in ("ok_1_all.deb", "replace_1_all.deb", "su_1_all.deb"):
         st = os.stat(where / name)
         assert (st.st_uid, st.st_gid) == (os.getuid(), os.getgid()) and not st.st_mode & (stat.S_ISUID | stat.S_ISGID)
-    assert os.listdir(where / "isdir.deb") == []
+    assert os.listdir(where / "isdir_1_all.deb") == []
     lines = [line for line in r.stderr.splitlines() if line.startswith("rootsand:")]
     assert len(lines) == 2, r.stderr
-    assert lines[0] == (f"rootsand: warning: {where}/isdir.deb is not a regular file: not replaced by the isdir.deb "
-                        "the command wrote, which is discarded")
+    assert lines[0] == (f"rootsand: warning: {where}/isdir_1_all.deb is not a regular file: not replaced by the "
+                        "isdir_1_all.deb the command wrote, which is discarded")
     prefix = (f"rootsand: warning: discarded what the command wrote beside the current directory, in {where} (only "
-              "files named *.deb *.udeb *.ddeb *.changes *.buildinfo *.dsc *.tar.* *.diff.gz *.build are kept there): ")
+              f"files named {' '.join(patterns)} are kept there): ")
     assert lines[1].startswith(prefix)
     assert sorted(lines[1][len(prefix):].split(", ")) == sorted(
-        ["notes.txt", "d/", "link.deb", "fifo.deb", "two\\x0alines.deb", "h0.txt", "hard.deb", "huge.iso"])
+        ["notes.txt", "d/", "link_1_all.deb", "fifo_1_all.deb", "two\\x0alines_1_all.deb", "h0.txt", "hard_1_all.deb",
+         "huge.iso", "meson.build", "x.tar.pth"])
 
 
 def test_the_way_to_the_current_directory_is_read_only_where_a_write_would_vanish(tmp_path):
@@ -184,8 +196,10 @@ def test_the_staging_directory_is_in_the_plan(where):
     tree = tiny_tree(where)
     r = sandbox("true", opts=["--profile", "fakeroot", "--dry-run", "--name", "staged"], cwd=tree, check_rc=0)
     plan = json.loads(r.stdout)
-    staging = f"{where}/.rootsand-staging.staged"
-    assert plan["resolved"]["handover"]["staging"] == staging and plan["resolved"]["handover"]["top"] == tree
+    staging = plan["resolved"]["handover"]["staging"]
+    # Beside the tree, with random letters no one can guess or take first (attack 6, s01, s02, s05)
+    assert re.fullmatch(re.escape(f"{where}/.rootsand-staging.staged.") + "[0-9a-f]{16}", staging), staging
+    assert plan["resolved"]["handover"]["top"] == tree
     step = plan["resolved"]["mounts"][plan["handover"]["mount"]]
     assert (step["type"], step["src"], step["dst"]) == ("bind", staging, str(where))
     assert sorted(os.listdir(where)) == ["tiny-1.0"]  # --dry-run makes nothing
@@ -212,3 +226,32 @@ def test_a_killed_launchers_staging_directory_is_removed_by_the_next_sweep(where
     assert line.startswith(f"rootsand: warning: removed {where}/{staging[0]}, the staging directory of a sandbox whose "
                            "launcher was killed: discarded ")
     assert sorted(line.split(": discarded ")[1].split(", ")) == ["half.deb", "locked"]
+
+
+def test_a_link_planted_where_the_staging_directory_would_be_moves_nothing(where):
+    """Attack 6, s01/s02: the staging directory's name was known in advance (.rootsand-staging.NAME): a link
+    planted there by a sandbox or another user put the staging directory, and the products carried out of
+    it, where the link led (a site-packages, where x.tar.pth then ran). Its name has random letters now."""
+    tree = tiny_tree(where)
+    elsewhere = where / "elsewhere"
+    elsewhere.mkdir()
+    os.symlink(elsewhere, where / ".rootsand-staging.planted")
+    sandbox("sh", "-c", "echo ok > ../ok_1_all.deb", opts=["--profile", "fakeroot", "--name", "planted"], cwd=tree,
+            check_rc=0)
+    assert os.listdir(elsewhere) == [] and (where / "ok_1_all.deb").read_text() == "ok\n"
+    assert os.readlink(where / ".rootsand-staging.planted") == str(elsewhere)
+
+
+def test_an_exception_for_the_current_directory_is_none_for_its_parent(tmp_path):
+    """Attack 6, s03: --unprotect of a package directory inside ~/.local made its parent, site-packages, the
+    staging directory, and a build's ../x.tar.pth was carried there for the user's Python to run. The home
+    rule judges the parent on its own: it stays read-only, as everything beside the current directory."""
+    home = tmp_path / "home"
+    site = home / ".local" / "lib" / "python3" / "site-packages"
+    (site / "mypkg").mkdir(parents=True)
+    env = dict(os.environ, HOME=str(home))
+    r = sandbox("sh", "-c", "echo ok > ../evil_1_all.deb; echo $?", cwd=site / "mypkg", env=env,
+                opts=["--profile", "fakeroot", "--unprotect", "~/.local/lib/python3/site-packages/mypkg"])
+    assert r.returncode == 0 and r.stdout.strip() != "0", r.stderr  # the write failed: read-only
+    assert sorted(os.listdir(site)) == ["mypkg"]
+    assert not any(".rootsand-staging" in line for line in r.stderr.splitlines()), r.stderr

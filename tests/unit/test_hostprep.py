@@ -86,3 +86,28 @@ def test_a_cache_is_not_made_through_a_link_swapped_in(tmp_path):
     with pytest.raises(RootsandError, match="a symbolic link is in the way"):  # not optional: an error
         hostprep.make_missing(the_plan.replace(resolved=the_plan.resolved.replace(
             mounts=[the_plan.resolved.mounts[0].replace(optional=False)])))
+
+
+def test_the_git_binds_are_known_by_their_origin():
+    """hostprep refuses a link swapped into a git bind the spec checked; it knows them by their origin."""
+    from rootsand.config import spec
+
+    assert spec.GIT_ORIGIN.startswith(hostprep.GIT_ORIGIN_START)
+
+
+def test_a_git_directory_swapped_for_a_link_since_the_spec_checked_it_is_refused(tmp_path):
+    """Attack 6, g01: the spec checks that a work tree's git directory names it back; a second sandbox then
+    swapped that directory for a link to a private one, which the bind showed. No link is followed for it."""
+    from rootsand.config import spec
+    from rootsand.config.plan import Plan
+
+    (tmp_path / "private").mkdir()
+    (tmp_path / "gitdir").symlink_to(tmp_path / "private")
+    step = MountStep(type="ro-bind", src=str(tmp_path / "gitdir"), dst=str(tmp_path / "gitdir"),
+                     origin=spec.GIT_ORIGIN)
+    the_plan = Plan(mounts=[step], homes=[str(tmp_path / "home")], cwd=str(tmp_path / "work"),
+                    ids=_ids(os.getuid(), os.getgid()))
+    with pytest.raises(RootsandError) as e:
+        hostprep.resolve(the_plan)
+    assert e.value.message == (f"{spec.GIT_ORIGIN}: {tmp_path}/gitdir changed since it was checked (it leads to "
+                               f"{tmp_path}/private now)")
