@@ -369,9 +369,17 @@ class Launcher:
                              "before the command started")
 
     def _setup_process_status(self) -> int | None:
-        """The setup process's wait status if it has ended, left for the reaping that follows."""
+        """The setup process's wait status if it has ended or is ending, left for the reaping that follows. A
+        kill shows in its /proc entries (its namespaces gone) before it can be waited for: a step that failed
+        for that waits for the end, so the error names the kill and not the entry that vanished."""
         if self.child is None:
             return None
+        if procfs.exiting(self.child):
+            pidfd = os.pidfd_open(self.child)  # our unreaped child: its pid cannot be reused
+            try:
+                select.select([pidfd], [], [], 10)  # readable once it has exited (bounded: a hang in exit)
+            finally:
+                os.close(pidfd)
         try:
             info = os.waitid(os.P_PID, self.child, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:
