@@ -119,6 +119,7 @@ class Launcher:
         self.late_notes: list[str] = []
         self.late_hint: str | None = None  # the plan's failure_hint, after a command that failed
         self.started = time.monotonic()
+        self.monitor_message: dict | None = None  # what `ns monitor`s were told of the sandbox, once it is up
 
     def log(self, message: str) -> None:
         if self.runtime.verbose:
@@ -159,6 +160,8 @@ class Launcher:
                     say(f"rootsand: {printable(note)}")
             return self._run()
         finally:
+            if self.monitor_message:  # its processes are all gone: reaped before _run returned
+                self._tell_monitors("gone")
             self._release_protect_lock()
             # What the sandbox may have left on the host, checked and undone (guard/leftovers.py)
             for line in leftovers.after_run(self.entry_path, self.protect, self.setuid_tops, self.plan.ids):
@@ -189,6 +192,14 @@ class Launcher:
             registry.publish(self.entry_path, entry)
         except OSError as e:
             self.late_notes.append(f"cannot write the registry entry {self.entry_path}: {e.strerror}")
+        self._tell_monitors("new")
+
+    def _tell_monitors(self, event: str) -> None:
+        """Tell running `ns monitor`s that the sandbox is up or has ended (registry.tell_monitors)."""
+        if self.monitor_message is None:
+            self.monitor_message = {"sandbox": self.plan.name, "launcher": os.getpid(), "pid": self.pid1,
+                                    "command": " ".join(self.plan.argv)[:1024], "namespaces": self.namespaces}
+        registry.tell_monitors(os.path.dirname(self.entry_path), {"event": event, **self.monitor_message})
 
     def _run(self) -> int:
         if self.json_status:
