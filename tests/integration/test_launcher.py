@@ -273,8 +273,8 @@ def _state(pid: int) -> str:
 
 
 def _kill_while_building(stage: str, victim: str, marker: str):
-    """`rootsand run -v` until the -v line `stage`; then stop `victim` (the setup process or PID 1), and kill
-    it if it is still building: the setup process not yet exited, PID 1 without the command forked (neither
+    """`rootsand run -v` until the -v line `stage`; then stop the launcher and `victim` (the setup process or
+    PID 1), and kill the victim if it is still building: the setup process not yet exited, PID 1 without the command forked (neither
     can go on while stopped). (returncode, stdout, stderr) then, or None when the victim was past that."""
     # 1500 tmpfs mounts: a build of a tenth of a second or more, so that the kill lands in it on a loaded machine
     slow = [arg for i in range(1500) for arg in ("--tmpfs", f"/tmp/slow-build-{i}")]
@@ -288,12 +288,19 @@ def _kill_while_building(stage: str, victim: str, marker: str):
                 pids[name] = int(found.group(1))
         if stage in line:
             target = pids[victim]
+            os.kill(proc.pid, signal.SIGSTOP)  # the launcher too: on a loaded machine it could finish setup first
             os.kill(target, signal.SIGSTOP)
+            # The stop takes effect when the victim next runs, which a loaded machine delays: nothing tells
+            # another process when, so look until it has (or the victim has ended meanwhile)
+            deadline = time.monotonic() + 10
+            while _state(target) not in ("T", "Z", "gone") and time.monotonic() < deadline:
+                time.sleep(0.001)
             if _state(target) == "T" and (victim == "setup" or not _children(target)):
                 os.kill(target, signal.SIGKILL)
                 killed = True
             else:
                 os.kill(target, signal.SIGCONT)
+            os.kill(proc.pid, signal.SIGCONT)
             break
     out, err = proc.communicate(timeout=30)
     if victim == "setup" and (proc.returncode, out) == (0, "ran\n"):
