@@ -161,3 +161,58 @@ def deb_source():
     import debsrc
 
     return debsrc.make
+
+
+# -- what tests leave behind ----------------------------------------------------------------------------------
+
+def owned_by_others(top) -> bool:
+    """True when something at or below `top` belongs to another uid or gid than ours (a subordinate id: what
+    root or a chown inside a sandbox made), or cannot be looked at: pytest, running as us, cannot remove it,
+    and every later run's /tmp would keep it."""
+    uid, gid = os.getuid(), os.getgid()
+    unreadable = []
+    try:
+        st = os.lstat(top)
+    except FileNotFoundError:
+        return False
+    if (st.st_uid, st.st_gid) != (uid, gid):
+        return True
+    for directory, dirs, files in os.walk(top, onerror=unreadable.append):
+        for name in dirs + files:
+            try:
+                st = os.lstat(os.path.join(directory, name))
+            except OSError:
+                return True
+            if (st.st_uid, st.st_gid) != (uid, gid):
+                return True
+    return bool(unreadable)
+
+
+def remove_as_sandbox_root(path) -> None:
+    """`rootsand unshare -- rm -rf PATH`: root of the sandboxes' id map removes files of subordinate ids too
+    (the one command the README gives users for a tree a fakeroot build left)."""
+    done = subprocess.run(rootsand_argv() + ["unshare", "--", "rm", "-rf", "--", str(path)], capture_output=True,
+                          text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert (done.returncode, os.path.lexists(path)) == (0, False), f"cannot remove {path}: {done.stderr}"
+
+
+@pytest.fixture(autouse=True)
+def _remove_what_subordinate_ids_own(request):
+    """Every test's tmp_path, once the test is done, if anything in it belongs to a subordinate id: removed as
+    root of the sandboxes' map (a rule, so new tests that chown or build packages need nothing)."""
+    yield
+    path = request.node.funcargs.get("tmp_path")
+    if path is not None and os.geteuid() != 0 and owned_by_others(path):
+        remove_as_sandbox_root(path)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _remove_what_subordinate_ids_own_at_the_end(tmp_path_factory):
+    """The same for the rest of the session's temporary directories (tmp_path_factory.mktemp's)."""
+    yield
+    if os.geteuid() == 0:
+        return
+    base = tmp_path_factory.getbasetemp()
+    for name in os.listdir(base):
+        if owned_by_others(base / name):
+            remove_as_sandbox_root(base / name)

@@ -49,6 +49,13 @@ def parent_of(pid: int) -> int | None:
     return _stat_field(pid, 1)
 
 
+def exiting(pid: int) -> bool:
+    """True while process `pid` is on its way out (the kernel's PF_EXITING in field 9): it has begun to exit and
+    dropped, or is dropping, its namespaces and files, but may not be a zombie its parent can wait for yet."""
+    flags = _stat_field(pid, 6)
+    return flags is not None and bool(flags & 0x4)
+
+
 def pids() -> list[str]:
     """The pids in /proc, as their directory names."""
     return [name for name in os.listdir("/proc") if name.isdigit()]

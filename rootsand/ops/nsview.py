@@ -8,9 +8,11 @@ import fcntl
 import json
 import os
 import pwd
+import select
 import sys
 import time
 
+from rootsand.config.model import NAMESPACE_LINKS
 from rootsand.errors import RootsandError
 from rootsand.linux import procfs
 
@@ -20,13 +22,32 @@ TYPES = ("cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts")
 
 def _sandboxes() -> dict[int, str]:
     """Namespace inode -> the name of the rootsand sandbox that made it."""
+    return _registry_names()[0]
+
+
+def _registry_names() -> tuple[dict[int, str], dict[int, str]]:
+    """The running sandboxes' names by namespace inode (known once the sandbox is up) and by launcher pid
+    (from the start: its processes descend from it)."""
     from rootsand.ops import registry
 
-    out = {}
+    by_inode, by_launcher = {}, {}
     for entry in registry.entries():
         for inode in entry.get("namespaces", {}).values():
-            out[inode] = entry["name"]
-    return out
+            by_inode[inode] = entry["name"]
+        by_launcher[entry["launcher"]["pid"]] = entry["name"]
+    return by_inode, by_launcher
+
+
+def _launched_by(pid: int, launchers: dict[int, str]) -> str | None:
+    """The sandbox whose launcher `pid` descends from: its setup process, PID 1 and command are its child,
+    grandchild and great-grandchild."""
+    for _ in range(4):
+        pid = procfs.parent_of(pid)
+        if not pid or pid == 1:
+            return None
+        if pid in launchers:
+            return launchers[pid]
+    return None
 
 
 def _ns_of(pid: str) -> dict[str, int]:
@@ -160,20 +181,74 @@ def monitor(as_json: bool, interval: float = 0.05, ticks: int | None = None) -> 
     """Print namespaces as they appear and disappear. Each tick lists /proc and reads the pids it has not
     seen (a table pid -> start time, namespaces, when first seen): a full rescan happens once, at the start.
     A young process (under YOUNG seconds) is read again each tick: a setup process unshares after its fork,
-    and a command forked by a PID 1 is not dumpable (its links unreadable) until its exec."""
-    table_: dict[str, tuple[int | None, dict[str, int], float]] = {}
-    held: dict[tuple[str, int], set[str]] = {}
+    and a command forked by a PID 1 is not dumpable (its links unreadable) until its exec. A sandbox of ours
+    can be shorter than a tick: its launcher tells us of its start and end through a FIFO (registry.MONITOR),
+    and those lines wait there until we read them."""
+    import signal
+
+    from rootsand.ops import registry
+
+    directory = registry.registry_dir()
+    registry.remove_stale(directory, registry.MONITOR)  # of monitors that were killed
+    fifo_path = os.path.join(directory, f"{registry.MONITOR}-{os.getpid()}.fifo")
+    os.mkfifo(fifo_path, 0o600)  # before the first scan: a sandbox that starts after it always finds us
+    # Read and write: never an end of file while no launcher has it open
+    fifo = os.open(fifo_path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        fcntl.fcntl(fifo, fcntl.F_SETPIPE_SZ, 1 << 20)  # room for thousands of lines while a scan runs
+    except OSError:
+        pass  # the default 64 KiB: some hundreds
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))  # so the FIFO goes with us
+    try:
+        _watch(as_json, interval, ticks, fifo)
+    finally:
+        os.close(fifo)
+        os.unlink(fifo_path)
+
+
+def _watch(as_json: bool, interval: float, ticks: int | None, fifo: int) -> None:
+    # pid -> start time, namespaces, when first seen, the sandbox it belongs to (by its ancestry)
+    table_: dict[str, tuple[int | None, dict[str, int], float, str | None]] = {}
+    held: dict[tuple[str, int], set[str]] = {}  # a namespace -> the pids (and launchers) that hold it
     names: dict[int, str] = {}
+    launchers: dict[int, str] = {}
+    told: dict[tuple[str, int], str] = {}  # a namespace -> its sandbox, as its launcher (or its ancestry) said
     first = True
     count = 0
+    pending = b""
 
-    def drop(pid: str, spaces) -> None:
-        for kind, inode in spaces:
-            holders = held.get((kind, inode), set())
-            holders.discard(pid)
+    def event(what: str, key: tuple[str, int], pid, command: str) -> None:
+        _event(what, key[0], key[1], pid, command, told.get(key) or names.get(key[1]), as_json)
+
+    def drop(holder: str, spaces, pid=None) -> None:
+        for key in spaces:
+            holders = held.get(key)
+            if holders is None or holder not in holders:
+                continue  # its end was said already (a launcher said its sandbox ended)
+            holders.discard(holder)
             if not holders:
-                held.pop((kind, inode), None)
-                _event("gone", kind, inode, pid, "", names.get(inode), as_json)
+                event("gone", key, pid or holder, "")
+                del held[key]
+                told.pop(key, None)
+
+    def hear(message: dict) -> None:
+        """A launcher's line: its sandbox is up ("new") or has ended ("gone", all its processes reaped)."""
+        holder = f"launcher {message.get('launcher')}"
+        pid = message.get("pid") or 0
+        for kind, inode in (message.get("namespaces") or {}).items():
+            key = (NAMESPACE_LINKS.get(kind, kind), inode)
+            if message.get("event") == "new":
+                told[key] = message.get("sandbox")
+                if key not in held:
+                    held[key] = set()
+                    event("new", key, pid, message.get("command") or "")
+                held[key].add(holder)
+            elif key in held:
+                # The pids the scans saw in it are gone too (some maybe since the last scan)
+                drop(holder, [key], pid)
+                for other in [p for p in held.get(key, ()) if p in table_ and
+                              procfs.start_time(int(p)) != table_[p][0]]:
+                    drop(other, [key])
 
     while ticks is None or count < ticks:
         count += 1
@@ -184,31 +259,50 @@ def monitor(as_json: bool, interval: float = 0.05, ticks: int | None = None) -> 
                 drop(pid, table_.pop(pid)[1].items())
         look = [p for p in now if p not in table_ or clock - table_[p][2] < YOUNG]
         if any(p not in table_ for p in look):
-            names = _sandboxes()
+            names, launchers = _registry_names()
         for pid in look:
-            started, before, seen = table_.get(pid, (procfs.start_time(int(pid)), {}, clock))
+            if pid in table_:
+                started, before, seen, sandbox = table_[pid]
+            else:  # its ancestry before its namespaces: a process that is gone by then has nothing to read
+                started, before, seen = procfs.start_time(int(pid)), {}, clock
+                sandbox = _launched_by(int(pid), launchers) if launchers else None
             spaces = _ns_of(pid)
             if pid in table_ and not spaces:
                 continue  # gone meanwhile, or unreadable now: what was read stands
-            table_[pid] = (started, spaces, seen)
+            table_[pid] = (started, spaces, seen, sandbox)
             drop(pid, [(kind, inode) for kind, inode in before.items() if spaces.get(kind) != inode])
-            for kind, inode in spaces.items():
-                if before.get(kind) == inode:
+            for key in spaces.items():
+                if before.get(key[0]) == key[1]:
                     continue
-                if (kind, inode) not in held:
-                    held[(kind, inode)] = set()
+                if key not in held:
+                    held[key] = set()
                     if not first:
                         try:
                             cmd = _command_of(pid)
                         except OSError:
                             cmd = ""
-                        _event("new", kind, inode, pid, cmd, names.get(inode), as_json)
-                held[(kind, inode)].add(pid)
+                        if key[1] not in names and sandbox:
+                            told[key] = sandbox  # a sandbox being built: its entry names no namespace yet
+                        event("new", key, pid, cmd)
+                held[key].add(pid)
         if first:
             # What the first scan saw is not reported: say when watching begins, for users and scripts
             print(f"rootsand: watching {len(held)} namespaces; new and gone ones follow", file=sys.stderr, flush=True)
         first = False
-        time.sleep(interval)
+        end = time.monotonic() + interval
+        while (left := end - time.monotonic()) > 0 and select.select([fifo], [], [], left)[0]:
+            try:
+                pending += os.read(fifo, 1 << 16)
+            except BlockingIOError:
+                continue
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                try:
+                    message = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(message, dict):
+                    hear(message)
 
 
 YOUNG = 1.0  # seconds during which a new process is read again each tick

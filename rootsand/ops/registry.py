@@ -255,6 +255,37 @@ def registry_dir() -> str:
     return path
 
 
+# A running `rootsand ns monitor` reads REGISTRY/monitor-PID.fifo: each launcher writes a line there when its
+# sandbox is up and another when it has ended, so a sandbox that lives a millisecond is seen, its start and
+# its end, however late the monitor gets to run (its scans of /proc can miss one; the lines wait in the pipe).
+MONITOR = "monitor"
+PIPE_BUF = 4096  # a write to a pipe up to this size is never interleaved with another's
+
+
+def tell_monitors(directory: str, message: dict) -> None:
+    """One line of JSON to each running monitor's FIFO in the registry `directory`, without ever waiting: a
+    monitor that is gone (no reader) or does not keep up (a full pipe) misses it, and the run goes on."""
+    line = (json.dumps(message) + "\n").encode()
+    if len(line) > PIPE_BUF:
+        line = (json.dumps({**message, "command": ""}) + "\n").encode()
+    try:
+        names = [name for name in os.listdir(directory) if name.startswith(MONITOR + "-") and name.endswith(".fifo")]
+    except OSError:
+        return
+    for name in names:
+        try:
+            fd = os.open(os.path.join(directory, name), os.O_WRONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue  # ENXIO: its monitor was killed (the next monitor removes the FIFO)
+        try:
+            if stat.S_ISFIFO(os.fstat(fd).st_mode):
+                os.write(fd, line)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
 def alive(pid: int | None, started: int | None) -> bool:
     """True when `pid` is still the process that started at `started`."""
     return bool(pid) and started is not None and procfs.start_time(pid) == started

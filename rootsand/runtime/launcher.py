@@ -128,6 +128,7 @@ class Launcher:
         self.handover = None  # guard/handover.py: what the run leaves to the user, done at exit
         self._handover_record: dict | None = None  # in our registry entry: the staging directory to sweep
         self.started = time.monotonic()
+        self.monitor_message: dict | None = None  # what `ns monitor`s were told of the sandbox, once it is up
 
     def log(self, message: str) -> None:
         if self.runtime.verbose:
@@ -174,6 +175,8 @@ class Launcher:
                     say(f"rootsand: {printable(note)}")
             return self._run()
         finally:
+            if self.monitor_message:  # its processes are all gone: reaped before _run returned
+                self._tell_monitors("gone")
             self._release_protect_lock()
             userns = self.ns_fds.get("user")  # the sandbox's, for the work on what it left
             if self.handover:
@@ -225,6 +228,14 @@ class Launcher:
             registry.publish(self.entry_path, entry)
         except OSError as e:
             self.late_notes.append(f"cannot write the registry entry {self.entry_path}: {e.strerror}")
+        self._tell_monitors("new")
+
+    def _tell_monitors(self, event: str) -> None:
+        """Tell running `ns monitor`s that the sandbox is up or has ended (registry.tell_monitors)."""
+        if self.monitor_message is None:
+            self.monitor_message = {"sandbox": self.plan.name, "launcher": os.getpid(), "pid": self.pid1,
+                                    "command": " ".join(self.plan.argv)[:1024], "namespaces": self.namespaces}
+        registry.tell_monitors(os.path.dirname(self.entry_path), {"event": event, **self.monitor_message})
 
     def _run(self) -> int:
         if self.json_status:
@@ -408,9 +419,17 @@ class Launcher:
                              "before the command started")
 
     def _setup_process_status(self) -> int | None:
-        """The setup process's wait status if it has ended, left for the reaping that follows."""
+        """The setup process's wait status if it has ended or is ending, left for the reaping that follows. A
+        kill shows in its /proc entries (its namespaces gone) before it can be waited for: a step that failed
+        for that waits for the end, so the error names the kill and not the entry that vanished."""
         if self.child is None:
             return None
+        if procfs.exiting(self.child):
+            pidfd = os.pidfd_open(self.child)  # our unreaped child: its pid cannot be reused
+            try:
+                select.select([pidfd], [], [], 10)  # readable once it has exited (bounded: a hang in exit)
+            finally:
+                os.close(pidfd)
         try:
             info = os.waitid(os.P_PID, self.child, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:

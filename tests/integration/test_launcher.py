@@ -274,8 +274,8 @@ def _state(pid: int) -> str:
 
 
 def _kill_while_building(stage: str, victim: str, marker: str):
-    """`rootsand run -v` until the -v line `stage`; then stop `victim` (the setup process or PID 1), and kill
-    it if it is still building: the setup process not yet exited, PID 1 without the command forked (neither
+    """`rootsand run -v` until the -v line `stage`; then stop the launcher and `victim` (the setup process or
+    PID 1), and kill the victim if it is still building: the setup process not yet exited, PID 1 without the command forked (neither
     can go on while stopped). (returncode, stdout, stderr) then, or None when the victim was past that."""
     # 1500 tmpfs mounts: a build of a tenth of a second or more, so that the kill lands in it on a loaded machine
     slow = [arg for i in range(1500) for arg in ("--tmpfs", f"/tmp/slow-build-{i}")]
@@ -289,12 +289,19 @@ def _kill_while_building(stage: str, victim: str, marker: str):
                 pids[name] = int(found.group(1))
         if stage in line:
             target = pids[victim]
+            os.kill(proc.pid, signal.SIGSTOP)  # the launcher too: on a loaded machine it could finish setup first
             os.kill(target, signal.SIGSTOP)
+            # The stop takes effect when the victim next runs, which a loaded machine delays: nothing tells
+            # another process when, so look until it has (or the victim has ended meanwhile)
+            deadline = time.monotonic() + 10
+            while _state(target) not in ("T", "Z", "gone") and time.monotonic() < deadline:
+                time.sleep(0.001)
             if _state(target) == "T" and (victim == "setup" or not _children(target)):
                 os.kill(target, signal.SIGKILL)
                 killed = True
             else:
                 os.kill(target, signal.SIGCONT)
+            os.kill(proc.pid, signal.SIGCONT)
             break
     out, err = proc.communicate(timeout=30)
     if victim == "setup" and (proc.returncode, out) == (0, "ran\n"):
@@ -318,6 +325,62 @@ def test_a_sandbox_killed_while_being_built_is_an_error_not_the_commands_status(
     assert (code, out, errors) == (
         125, "", [f"rootsand: error: the sandbox's {who} was killed by SIGKILL before the command started"]), err
     assert _wait_gone(marker) == []
+    assert run(["ps", "-q"], check_rc=0).stdout == ""
+
+
+def _namespaces_gone(pid: int) -> bool:
+    """True once process `pid` has let go of its namespaces: the kernel does that early in exiting, before
+    the process turns into a zombie its parent can wait for."""
+    try:
+        os.stat(f"/proc/{pid}/ns/net")
+        return False
+    except OSError:
+        return True
+
+
+def _kill_setup_with_launcher_stopped(stage: str, marker: str):
+    """`rootsand run -v` until the -v line `stage`; then stop the launcher, kill the setup process, and let the
+    launcher go on once the setup process has dropped its namespaces but may not be waitable yet: what a
+    loaded machine does to the launcher at a random moment. (returncode, stdout, stderr)."""
+    proc = subprocess.Popen(rootsand_argv() + ["run", "-v", "--", "sh", "-c", "echo ran", marker],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    setup, lines = None, []
+    for line in proc.stderr:
+        lines.append(line)
+        found = re.search(r"forked setup process (\d+)", line)
+        if found:
+            setup = int(found.group(1))
+        if stage in line:
+            os.kill(proc.pid, signal.SIGSTOP)
+            os.kill(setup, signal.SIGKILL)  # the launcher's unreaped child: its pid is not reused meanwhile
+            deadline = time.monotonic() + 10
+            while not _namespaces_gone(setup):  # nothing tells another process when this happens
+                assert time.monotonic() < deadline, "the killed setup process kept its namespaces"
+            os.kill(proc.pid, signal.SIGCONT)
+            break
+    out, err = proc.communicate(timeout=30)
+    return proc.returncode, out, "".join(lines) + err
+
+
+@pytest.mark.parametrize("stage", ["forked setup process", "namespaces created", "id maps written", "PID 1 is"])
+def test_a_setup_process_killed_at_any_moment_is_named_not_what_failed_after(stage):
+    """The launcher reads the setup process's /proc entries and writes its maps: a kill from outside makes
+    those fail before the process can be waited for, and the error must name the kill, not the /proc entry
+    that vanished with it (a loaded machine hit this in 3 runs of 8). Each round stops the launcher at the
+    stage, so the kill lands at the same point of setup every round."""
+    marker = f"marker-{uuid.uuid4().hex}"
+    killed = 0
+    for _ in range(30):  # the old launcher misread 1 round in 5 at "namespaces created", unloaded
+        code, out, err = _kill_setup_with_launcher_stopped(stage, marker)
+        errors = [line for line in err.splitlines() if line.startswith("rootsand: error:")]
+        if (code, out, errors) == (0, "ran\n", []):
+            continue  # the setup process had handed over and exited on its own: the kill came after setup
+        killed += 1
+        assert (code, out, errors) == (
+            125, "", ["rootsand: error: the sandbox's setup process was killed by SIGKILL before the command "
+                      "started"]), err
+        assert _wait_gone(marker) == []
+    assert killed >= 15, f"the kill landed during setup in only {killed} of 30 rounds"
     assert run(["ps", "-q"], check_rc=0).stdout == ""
 
 

@@ -251,32 +251,94 @@ def test_ns_list_finds_a_namespace_held_only_by_an_fd():
         holder.wait(timeout=10)
 
 
-def test_ns_monitor_sees_a_short_sandbox_come_and_go(tmp_path):
+def _start_monitor() -> subprocess.Popen:
+    """`rootsand ns monitor --json`, once it watches."""
     monitor = subprocess.Popen(rootsand_argv() + ["ns", "monitor", "--json"], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    # What its first full scan sees is not reported: it says when that scan is done
+    ready = monitor.stderr.readline()
+    assert re.fullmatch(r"rootsand: watching \d+ namespaces; new and gone ones follow\n", ready), ready
+    return monitor
+
+
+def _monitor_events(monitor: subprocess.Popen, done, seconds: float = 10) -> list[dict]:
+    """The monitor's events until done(events) (or `seconds` have passed: then the test fails). Raw reads: a
+    buffered readline would keep lines where select cannot see them."""
+    events, pending = [], b""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not done(events):
+        if select.select([monitor.stdout], [], [], 1)[0]:
+            pending += os.read(monitor.stdout.fileno(), 65536)
+            *lines, pending = pending.split(b"\n")
+            events += [json.loads(line) for line in lines if line]
+    return events
+
+
+def _net(events, kind):
+    return {e["ns"] for e in events if e["event"] == kind and e["type"] == "net"}
+
+
+def test_ns_monitor_sees_a_short_sandbox_come_and_go(tmp_path):
+    monitor = _start_monitor()
     try:
-        # What its first full scan sees is not reported: it says when that scan is done
-        ready = monitor.stderr.readline()
-        assert re.fullmatch(r"rootsand: watching \d+ namespaces; new and gone ones follow\n", ready), ready
         sandbox("sleep", "0.2", cwd=tmp_path, check_rc=0)
-        events = []
-        deadline = time.monotonic() + 10
-
-        def net(kind):
-            return {e["ns"] for e in events if e["event"] == kind and e["type"] == "net"}
-
-        # Other sandboxes (an earlier test's) may come and go meanwhile: wait for one seen both ways. Raw
-        # reads: a buffered readline would keep lines where select cannot see them.
-        pending = b""
-        while time.monotonic() < deadline and not net("new") & net("gone"):
-            if select.select([monitor.stdout], [], [], 1)[0]:
-                pending += os.read(monitor.stdout.fileno(), 65536)
-                *lines, pending = pending.split(b"\n")
-                events += [json.loads(line) for line in lines if line]
+        # Other sandboxes (an earlier test's) may come and go meanwhile: wait for one seen both ways.
+        events = _monitor_events(monitor, lambda events: _net(events, "new") & _net(events, "gone"))
     finally:
         monitor.terminate()
         monitor.wait(timeout=10)
-    assert net("new") & net("gone"), (events, monitor.stderr.read())
+    assert _net(events, "new") & _net(events, "gone"), (events, monitor.stderr.read())
+
+
+@pytest.fixture
+def cpu_burners():
+    """A busy loop per CPU for the length of a test: the load of a full test suite on a small machine."""
+    burners = [subprocess.Popen(["python3", "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
+    yield
+    for burner in burners:
+        burner.kill()
+        burner.wait()
+
+
+def test_ns_monitor_sees_every_short_sandbox_under_load(tmp_path, cpu_burners):
+    """A sandbox that lives a few milliseconds is reported, its start and its end, however slowly the monitor
+    gets to run: 30 in a row, while every CPU is busy."""
+    monitor = _start_monitor()
+    try:
+        nets = []  # (net namespace, sandbox): the kernel reuses a gone namespace's inode number
+        for i in range(30):
+            name, status = f"short-{uuid.uuid4().hex[:8]}", tmp_path / f"status-{i}.json"
+            sandbox("true", opts=["--name", name, "--json-status", str(status)], cwd=tmp_path, check_rc=0)
+            nets.append((json.loads(status.read_text().splitlines()[0])["namespaces"]["net"], name))
+
+        def missed(events):
+            seen = {(e["event"], e["ns"], e["sandbox"]) for e in events if e["type"] == "net"}
+            return [(what, name) for ns, name in nets for what in ("new", "gone") if (what, ns, name) not in seen]
+
+        events = _monitor_events(monitor, lambda events: not missed(events), 60)
+    finally:
+        monitor.terminate()
+        monitor.wait(timeout=10)
+    assert missed(events) == [], f"{len(missed(events))} of {2 * len(nets)} events missed"
+    # The FIFO the launchers wrote to goes with the monitor
+    registry = os.path.dirname(json.loads(status.read_text().splitlines()[0])["registry"])
+    assert (monitor.returncode, [name for name in os.listdir(registry) if name.startswith("monitor-")]) == (143, [])
+
+
+def test_a_killed_monitors_fifo_stalls_no_sandbox_and_the_next_monitor_removes_it(tmp_path):
+    status = tmp_path / "status.json"
+    killed = _start_monitor()
+    killed.kill()
+    killed.wait()
+    sandbox("true", opts=["--json-status", str(status)], cwd=tmp_path, check_rc=0)  # nobody reads its FIFO
+    registry = os.path.dirname(json.loads(status.read_text().splitlines()[0])["registry"])
+    assert f"monitor-{killed.pid}.fifo" in os.listdir(registry)
+    monitor = _start_monitor()
+    try:
+        assert [name for name in os.listdir(registry) if name.startswith("monitor-")] == [f"monitor-{monitor.pid}.fifo"]
+    finally:
+        monitor.terminate()
+        monitor.wait(timeout=10)
 
 
 def test_the_status_file_names_the_registry_entry(tmp_path):
