@@ -290,6 +290,27 @@ def test_ns_monitor_sees_a_short_sandbox_come_and_go(tmp_path):
     assert _net(events, "new") & _net(events, "gone"), (events, monitor.stderr.read())
 
 
+def test_ns_monitor_says_new_and_gone_once_per_namespace_with_the_sandboxs_name(tmp_path):
+    """Issue 21: a namespace was reported gone when the setup process exited and new again when PID 1 held it
+    (four events instead of two), and its first events carried no sandbox name."""
+    name, status = f"once-{uuid.uuid4().hex[:8]}", tmp_path / "status.json"
+    monitor = _start_monitor()
+    try:
+        sandbox("sleep", "0.5", opts=["--name", name, "--json-status", str(status)], cwd=tmp_path, check_rc=0)
+        inodes = json.loads(status.read_text().splitlines()[0])["namespaces"]
+        ours = {(kind, ns) for kind, ns in inodes.items()}
+        events = _monitor_events(monitor, lambda events: {(e["ns"], e["event"]) for e in events} >= {
+            (ns, what) for ns in inodes.values() for what in ("new", "gone")}, 30)
+    finally:
+        monitor.terminate()
+        monitor.wait(timeout=10)
+    mine = [e for e in events if e["ns"] in inodes.values()]
+    kinds = {"mnt": "mount"}
+    assert sorted((kinds.get(e["type"], e["type"]), e["ns"], e["event"]) for e in mine) == sorted(
+        (kind, ns, what) for kind, ns in ours for what in ("new", "gone")), mine
+    assert {e["sandbox"] for e in mine} == {name}
+
+
 @pytest.fixture
 def cpu_burners():
     """A busy loop per CPU for the length of a test: the load of a full test suite on a small machine."""
