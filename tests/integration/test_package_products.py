@@ -35,7 +35,10 @@ def tiny_tree(where, build_depends: str = "debhelper-compat (= 13)") -> str:
     (tree / "debian" / "source").mkdir(parents=True)
     (tree / "tiny").write_text("#!/bin/sh\necho tiny\n")
     (tree / "debian" / "control").write_text(
+        # Rules-Requires-Root: dpkg 1.22.13 (Debian 13) defaults to "no", and then runs debian/rules binary
+        # without fakeroot even with -rfakeroot: the chown in it fails on the host
         f"Source: tiny\nSection: misc\nPriority: optional\nMaintainer: T <t@example.org>\nBuild-Depends: {build_depends}\n"
+        "Rules-Requires-Root: binary-targets\n"
         "Standards-Version: 4.6.2\n\nPackage: tiny\nArchitecture: all\nDescription: tiny\n a test package\n")
     (tree / "debian" / "changelog").write_text(
         "tiny (1.0-1) unstable; urgency=low\n\n  * Initial.\n\n -- T <t@example.org>  Mon, 01 Jan 2024 00:00:00 +0000\n")
