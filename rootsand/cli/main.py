@@ -8,12 +8,6 @@ import gc
 import os
 import sys
 
-# No cyclic garbage collection while rootsand starts: the start-up makes almost no cycles, and the
-# collector's passes over every module object it imports cost ~10% of `rootsand run -- true`. The
-# launcher freezes what is there before it forks (the children then never write to those pages) and
-# turns collection back on once the command runs (runtime/launcher.py).
-gc.disable()
-
 from rootsand.errors import ExitCode, RootsandError, printable, say
 
 from rootsand.cli.options import RUN_FLAGS, RUN_LISTS, RUN_VALUES, RunOptions

@@ -41,7 +41,7 @@ def reap_until(command_pid: int) -> int:
     for sig in FORWARDED:
         signal.signal(sig, forward)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
-    gc.enable()  # off for the start-up (cli/main.py): PID 1 lives as long as the command
+    gc.enable()  # off for the start-up (cli/entry.py): PID 1 lives as long as the command
     while True:
         try:
             pid, status = os.wait()

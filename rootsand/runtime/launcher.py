@@ -270,7 +270,7 @@ class Launcher:
             from rootsand.runtime import inside
             inside.child_main(self.runtime, launcher_pid, go_r, report_w)
         self.child = pid
-        # The collector is off for the start-up (cli/main.py): back on in the launcher at once, so every
+        # The collector is off for the start-up (cli/entry.py): back on in the launcher at once, so every
         # process it forks from now on (the proxy) collects too. The setup process exits soon; PID 1 turns it
         # on once it has built the sandbox (init.py).
         gc.enable()
