@@ -196,7 +196,7 @@ def test_build_caches_work_from_the_first_run(tmp_path, project):
     assert (home / ".cache" / "ccache" / "entry").read_text() == "compiled\n"
     assert (home / ".cache" / "pip" / "probe").read_text() == "pip\n"
     assert (home / ".cargo" / "registry" / "crate").exists()
-    for made in (".cache", ".cache/ccache", ".cache/pip", ".cargo", ".cargo/registry"):
+    for made in (".cache", ".cache/ccache", ".cache/pip", ".cargo", ".cargo/registry", ".cargo/git"):
         st = os.stat(home / made)
         assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (UID, 0o700), made
     # only the caches of the tools on PATH (npm and go where the host has them), never ccache's old place

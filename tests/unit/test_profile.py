@@ -114,8 +114,8 @@ def test_build_profile(host):
     assert all(m.type == "bind" and m.optional and m.dst.startswith(host.home + "/") for m in extra[2:])
     # the caches are made on the host when absent: pip's always, the others when their tool is there
     assert {m.src[len(host.home) + 1:]: m.create for m in extra[2:]} == {
-        ".cache/pip": True, ".cache/ccache": "ccache", ".ccache": None, ".cargo/registry": "cargo", ".npm": "npm",
-        "go/pkg/mod": "go"}
+        ".cache/pip": True, ".cache/ccache": "ccache", ".ccache": None, ".cargo/registry": "cargo",
+        ".cargo/git": "cargo", ".npm": "npm", "go/pkg/mod": "go", ".cache/go-build": "go"}
     assert p.env_set == {"MAKEFLAGS": "auto"}
     assert p.git == "read-only" and default.git == "none"
 
