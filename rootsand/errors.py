@@ -99,7 +99,8 @@ def _own_stderr(fd: int) -> int:
 
     if fd not in _own:
         _own[fd] = fd
-        if stat.S_ISCHR(os.fstat(fd).st_mode) or stat.S_ISFIFO(os.fstat(fd).st_mode):
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
             try:
                 _own[fd] = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
             except OSError:

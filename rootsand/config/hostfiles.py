@@ -88,11 +88,7 @@ def _enclosing_repository(directory: str) -> tuple[str | None, str | None]:
         if st is not None and stat.S_ISDIR(st.st_mode):
             return path, git
         if st is not None and stat.S_ISREG(st.st_mode) and st.st_size < 4096:
-            try:
-                with open(git) as f:
-                    line = f.read().strip()
-            except OSError:
-                line = ""
+            line = (_small_file(git) or "").strip()  # (no link followed, should one be swapped in meanwhile)
             if line.startswith("gitdir:"):
                 return path, os.path.normpath(os.path.join(path, line[7:].strip()))
         parent = os.path.dirname(path)

@@ -219,11 +219,12 @@ def from_profile(profile, options, host_env: dict[str, str], cwd: str, cpu_count
     if seccomp not in ("default", "none"):
         _check_rule_file_is_out_of_reach(seccomp, mounts, files.realpath)
         seccomp_file_rules = files.rule_file(seccomp)
+    command, command_fallback = (options.command, []) if options.command else default_command(host_env)
     return SandboxSpec(
         name=validate_name(options.name) if options.name else None,
         profile=options.profile,
-        command=options.command or default_command(host_env)[0],
-        command_fallback=[] if options.command else default_command(host_env)[1],
+        command=command,
+        command_fallback=command_fallback,
         user=parse_user(options.user) if options.user else profile.user,
         hostname=validate_hostname(options.hostname) if options.hostname else profile.hostname,
         parent_products=list(profile.parent_products),
