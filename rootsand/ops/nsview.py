@@ -301,11 +301,36 @@ def _watch(as_json: bool, interval: float, ticks: int | None, fifo: int) -> None
                     message = json.loads(line)
                 except ValueError:
                     continue
-                if isinstance(message, dict):
+                message = _launcher_line(message)
+                if message is not None:
                     hear(message)
 
 
 YOUNG = 1.0  # seconds during which a new process is read again each tick
+
+
+def _launcher_line(message) -> dict | None:
+    """A launcher's line from the monitor's FIFO, or None when it is not one as registry.tell_monitors
+    writes them: a sandbox that can see the runtime directory can write to the FIFO too (a read-only mount
+    does not stop that), and its lines must neither end the monitor nor print what it likes (attack 7)."""
+    from rootsand.config.model import validate_name
+    from rootsand.errors import RootsandError
+
+    if not isinstance(message, dict) or message.get("event") not in ("new", "gone"):
+        return None
+    spaces, sandbox = message.get("namespaces"), message.get("sandbox")
+    if not isinstance(spaces, dict) or not all(kind in NAMESPACE_LINKS and type(inode) is int and inode > 0
+                                               for kind, inode in spaces.items()):
+        return None
+    if not all(type(message.get(key)) is int and message[key] >= 0 for key in ("launcher", "pid")):
+        return None
+    if not isinstance(message.get("command", ""), str) or not isinstance(sandbox, str):
+        return None
+    try:
+        validate_name(sandbox)
+    except RootsandError:
+        return None
+    return message
 
 
 def _event(what: str, kind: str, inode: int, pid: str, command: str, sandbox: str | None, as_json: bool) -> None:
@@ -316,7 +341,8 @@ def _event(what: str, kind: str, inode: int, pid: str, command: str, sandbox: st
         print(json.dumps({"time": time.time(), "event": what, "type": kind, "ns": inode, "pid": int(pid),
                           "command": command, "sandbox": sandbox}), flush=True)
     else:
-        print(f"{stamp} {what:<4} {kind:<6} {inode} pid {pid} {sandbox or '-'} {printable(command)}", flush=True)
+        print(f"{stamp} {what:<4} {kind:<6} {inode} pid {pid} {printable(sandbox or '-')} {printable(command)}",
+              flush=True)
 
 
 def ns_diff(a: str, b: str) -> list[tuple[str, str, str | None, str | None]]:

@@ -199,10 +199,12 @@ def first_this_boot(name: str, text: str) -> bool:
     mark = f"{boot}\n{text}\n".encode()
     try:
         path = os.path.join(runtime_dir(), f"said-{name}")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
     except (OSError, RootsandError):  # an unusable runtime dir (its error comes where it matters): say it
         return True
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return True  # (a FIFO there would have held the launcher at the read)
         if os.read(fd, len(mark) + 1) == mark:
             return False
         os.ftruncate(fd, 0)

@@ -311,6 +311,41 @@ def test_ns_monitor_says_new_and_gone_once_per_namespace_with_the_sandboxs_name(
     assert {e["sandbox"] for e in mine} == {name}
 
 
+def test_ns_monitor_takes_from_its_fifo_only_lines_as_launchers_write_them(tmp_path):
+    """Attack 7: a sandbox that can see the runtime directory can write to a monitor's FIFO (a read-only
+    mount does not stop that). A forged line printed raw escapes (a window title, a cleared screen) and
+    another ended the monitor (an internal error). Such lines are dropped; the monitor goes on."""
+    status = tmp_path / "status.json"
+    sandbox("true", opts=["--json-status", str(status)], cwd=tmp_path, check_rc=0)
+    registry = os.path.dirname(json.loads(status.read_text().splitlines()[0])["registry"])
+    monitor = subprocess.Popen(rootsand_argv() + ["ns", "monitor"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               stdin=subprocess.DEVNULL, text=True)
+    try:
+        assert "new and gone ones follow" in monitor.stderr.readline()
+        forged = [{"event": "new", "namespaces": [1]}, {"event": "new", "namespaces": {"net": 7}, "pid": "x",
+                                                         "launcher": 1, "sandbox": "a"},
+                  {"event": "new", "namespaces": {"net": 4026599999}, "pid": 1, "launcher": 1,
+                   "sandbox": "\x1b]0;owned\x07\x1b[2J", "command": "x"},
+                  {"event": "new", "namespaces": {"bogus": 5}, "pid": 1, "launcher": 1, "sandbox": "b"}]
+        fd = os.open(os.path.join(registry, f"monitor-{monitor.pid}.fifo"), os.O_WRONLY | os.O_NONBLOCK)
+        try:
+            os.write(fd, b"".join(json.dumps(line).encode() + b"\n" for line in forged))
+        finally:
+            os.close(fd)
+        name = f"after-{uuid.uuid4().hex[:8]}"
+        sandbox("true", opts=["--name", name], cwd=tmp_path, check_rc=0)
+        out = ""
+        deadline = time.monotonic() + 30
+        while name not in out and time.monotonic() < deadline and monitor.poll() is None:
+            if select.select([monitor.stdout], [], [], 1)[0]:
+                out += os.read(monitor.stdout.fileno(), 65536).decode()
+    finally:
+        monitor.terminate()
+        monitor.wait(timeout=10)
+    assert monitor.returncode == -15 or monitor.returncode == 143, monitor.stderr.read()
+    assert name in out and "\x1b" not in out and "4026599999" not in out and "bogus" not in out, out
+
+
 @pytest.fixture
 def cpu_burners():
     """A busy loop per CPU for the length of a test: the load of a full test suite on a small machine."""
