@@ -44,11 +44,12 @@ def run_body(body, report_fd: int, debug: bool = False, failed: str | None = "sa
 
 
 def _traceback(e: BaseException) -> str:
-    """The traceback of `e` for --debug; where the sandbox's root hides Python's library (a --rootfs tree), one
-    made without it: file, line and function of each frame."""
-    try:
-        import traceback
-    except ImportError:
+    """The traceback of `e` for --debug, made without importing anything: a forked child may be in the
+    sandbox's root by now, whose Python library (a --rootfs tree's, which an earlier run could write) is not
+    ours to run (attack 7). traceback's formatting where it is loaded already; else file, line and function
+    of each frame."""
+    traceback = sys.modules.get("traceback")
+    if traceback is None:
         frames, tb = [], e.__traceback__
         while tb is not None:
             code = tb.tb_frame.f_code

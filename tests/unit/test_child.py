@@ -98,3 +98,20 @@ def test_signals_are_passed_on_while_waiting_and_the_handlers_put_back():
         assert seen == [signal.SIGUSR1]  # ours again
     finally:
         signal.signal(signal.SIGUSR1, previous)
+
+
+def test_debug_imports_nothing_a_sandbox_could_have_planted(tmp_path):
+    """Attack 7: --debug's traceback imported `traceback` in a child that may be in a --rootfs tree by then,
+    whose Python library an earlier run could write: a planted traceback.py would have run as rootsand."""
+    import sys
+
+    (tmp_path / "traceback.py").write_text(f"open({str(tmp_path / 'ran')!r}, 'w').close()\n")
+
+    def body(_fd):
+        sys.modules.pop("traceback", None)
+        sys.path.insert(0, str(tmp_path))
+        return {}["missing"]
+
+    message = outcome(body, debug=True)[0]
+    assert message.startswith("internal error in sandbox setup: Traceback (most recent call last):")
+    assert not (tmp_path / "ran").exists()
