@@ -395,8 +395,9 @@ class Launcher:
         while self._reports.fd is not None and time.monotonic() < end:
             self._handle(self._reports.read(max(0.0, end - time.monotonic())))
         code = init.exit_status(status)
-        if self.error is None:
-            self.error = self._killed_while_building(setup_status, status)
+        # A kill during set-up is the cause: what a process reported after it (PID 1's write to the pipe of
+        # the setup process that was killed: "Broken pipe") is its consequence (found on Debian 13)
+        self.error = self._killed_while_building(setup_status, status) or self.error
         if self.error:
             self.say(self.error.lines())
             code = self.error.code
