@@ -86,6 +86,26 @@ def wait_until_gone(find, seconds: float = 3.0) -> list[str]:
     return left
 
 
+def read_terminal(master, until: bytes | None, seconds: float) -> bytes:
+    """What the terminal receives until `until` comes (None: until every writer is gone), or the deadline."""
+    import select
+    import time
+
+    received = b""
+    deadline = time.monotonic() + seconds
+    while until is None or until not in received:
+        if not select.select([master], [], [], max(0, deadline - time.monotonic()))[0]:
+            break
+        try:
+            data = os.read(master, 4096)
+        except OSError:  # EIO: the last process with the terminal open has gone
+            break
+        if not data:
+            break
+        received += data
+    return received
+
+
 def host_gaps() -> list[str]:
     """Host features the integration tests need and this machine lacks (as the current user)."""
     from rootsand.ops import doctor

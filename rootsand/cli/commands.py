@@ -89,7 +89,8 @@ def profiles_show(name: str = typer.Argument(..., help="A profile name or a TOML
 
 @app.command()
 def ps(json_output: bool = typer.Option(False, "--json", help="An array of objects, in machine units."),
-       show_all: bool = typer.Option(False, "--all", "-a", help="Also the sandboxes still starting."),
+       show_all: bool = typer.Option(False, "--all", "-a",
+                                     help="Also those starting, and detached ones that ended (until rootsand rm)."),
        quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the names, one a line.")) -> None:
     """List your running sandboxes."""
     from rootsand.ops.ps import print_json, ps_rows, ps_table
@@ -150,11 +151,40 @@ def stop(names: Optional[list[str]] = typer.Argument(None, help="The sandboxes' 
     from rootsand.errors import RootsandError
     from rootsand.ops.ps import ps_rows, stop as stop_sandbox
 
-    targets = [row["name"] for row in ps_rows(True)] if stop_all else list(names or [])
+    targets = [row["name"] for row in ps_rows(True) if row["launcher"]] if stop_all else list(names or [])
     if not targets and not stop_all:
         raise RootsandError("name a sandbox to stop, or --all", hint="'rootsand ps' lists them")
     for target in targets:
         stop_sandbox(target, grace)
+
+
+@app.command()
+def logs(name: str = typer.Argument(..., help="A detached sandbox's name (rootsand ps -a)."),
+         follow: bool = typer.Option(False, "--follow", "-f", help="Go on printing until the sandbox ends.")) -> None:
+    """Print what a detached sandbox (run -d) and its command wrote."""
+    from rootsand.ops.detached import logs as print_logs
+
+    print_logs(name, follow)
+
+
+@app.command()
+def attach(name: str = typer.Argument(..., help="A detached sandbox's name (run -dt: it has a terminal).")) -> None:
+    """Take over a detached sandbox's terminal; ctrl-p ctrl-q lets it go, and the sandbox runs on."""
+    from rootsand.ops.detached import attach as attach_to
+
+    raise typer.Exit(attach_to(name))
+
+
+@app.command()
+def rm(names: Optional[list[str]] = typer.Argument(None, help="Detached sandboxes' names."),
+       remove_all: bool = typer.Option(False, "--all", "-a", help="Every detached sandbox that has ended."),
+       force: bool = typer.Option(False, "--force", "-f", help="Stop running ones first (with --all: them too).")
+       ) -> None:
+    """Remove detached sandboxes that have ended: their records and logs; the names are free again."""
+    from rootsand.ops.detached import remove
+
+    for name in remove(list(names or []), remove_all, force):
+        print(name)
 
 
 @app.command()

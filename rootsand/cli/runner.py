@@ -45,6 +45,10 @@ def run_sandbox(options) -> int:
 
             print("\n".join(printable(line) for line in plan.describe(the_plan)), file=sys.stderr)
         return 0
+    if options.detach:
+        from rootsand.runtime import detach
+
+        return detach.run(the_plan, options.json_status, verbose, options.debug)
     from rootsand.runtime import launcher
 
     code = launcher.run(the_plan, options.json_status, verbose, options.debug)

@@ -205,6 +205,7 @@ class Plan(Record):
         "network": Network,
         "capabilities": list,  # names the command keeps
         "no_new_privs": True, "new_session": True, "nested_userns": False,
+        "tty": False,  # --tty: the command's stdin, stdout and stderr are a pty, terminals or not
         "setuid_bits": False,  # chmod u+s/g+s allowed inside; what is the user's is cleared at exit
         "handover": None,  # Handover: what the launcher gives the user after the run
         "seccomp": None,  # list of Rule, or None for no filter
@@ -303,7 +304,7 @@ def plan(spec, facts: HostFacts) -> Plan:
         protected=protected_paths(mounts, spec.protect, spec.cwd, spec.homes, spec.placeholders,
                                   [os.path.join(h, w[2:]) for h in spec.homes for w in spec.home_writable], staged)
         + [Protected(**item) for item in rule_protected], etc_files=etc_files,
-        network=network, capabilities=capabilities, new_session=spec.new_session, nested_userns=spec.nested_userns,
+        network=network, capabilities=capabilities, new_session=spec.new_session, tty=spec.tty, nested_userns=spec.nested_userns,
         setuid_bits=spec.setuid_bits, handover=the_handover,
         seccomp=rules, compat_syscalls=spec.compat_syscalls, limits=the_limits, cgroup_parent=facts.cgroup_dir if the_limits.cgroup else None,
         sysctls=sandbox_sysctls(spec.nested_userns, the_limits, spec.memory, facts), notes=notes,

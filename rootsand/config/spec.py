@@ -50,6 +50,7 @@ class SandboxSpec(Record):
         "seccomp_file_rules": list,  # the rule file's rules, read and checked here
         "nested_userns": False,
         "new_session": True,
+        "tty": False,  # --tty
         "setuid_bits": False,
         "socket_families": tuple,
         "compat_syscalls": True,  # 32-bit system calls allowed (through the same rules)
@@ -251,6 +252,7 @@ def from_profile(profile, options, host_env: dict[str, str], cwd: str, cpu_count
         seccomp_file_rules=seccomp_file_rules,
         nested_userns=profile.nested_userns,
         new_session=profile.new_session,
+        tty=_tty(options.tty, profile.new_session),
         setuid_bits=profile.setuid_bits,
         socket_families=tuple(profile.socket_families),
         compat_syscalls=profile.compat_syscalls,
@@ -279,6 +281,13 @@ def _memory(text: str) -> int:
     if size == 0:
         raise RootsandError(f"invalid --memory {text!r}: must be more than 0")
     return size
+
+
+def _tty(asked: bool, new_session: bool) -> bool:
+    if asked and not new_session:
+        raise RootsandError("--tty needs a session of the command's own, which the profile's sandbox.new_session "
+                            "= false leaves out", hint="drop --tty, or use a profile with new_session = true")
+    return asked
 
 
 def capabilities(kept, add: list[str], drop: list[str]):

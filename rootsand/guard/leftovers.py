@@ -23,7 +23,7 @@ from rootsand.ops import registry
 LEDGER = "leftover-mount-points.ledger"  # in the registry's directory; not .json: it is no sandbox entry
 
 
-def claim(name: str) -> str:
+def claim(name: str, detached: bool = False) -> str:
     """Take `name` for a new sandbox (registry.claim) once what killed launchers left is done (cleanup): a
     name that a killed launcher's entry holds is free again. Called before the leftover lock is taken: a
     sweep needs it exclusive."""
@@ -31,7 +31,7 @@ def claim(name: str) -> str:
 
     cleanup()
     for _ in range(3):
-        path = registry.claim(name)
+        path = registry.claim(name, detached)
         if path:
             return path
         retire(registry.entry_path(name))  # killed since, or the lock was busy: again, then give up

@@ -44,6 +44,17 @@ def start_time(pid: int) -> int | None:
     return _stat_field(pid, 19)
 
 
+def live_start_time(pid: int) -> int | None:
+    """start_time(pid) while the process runs; None for none, or for a zombie (dead, not yet waited for:
+    where the parent of an orphan never waits, a killed launcher stays one)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return None if fields[0] in ("Z", "X", "x") else int(fields[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def parent_of(pid: int) -> int | None:
     """The parent pid of process `pid`, or None when there is no such process."""
     return _stat_field(pid, 1)

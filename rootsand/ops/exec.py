@@ -63,7 +63,7 @@ def exec_in(name: str, command: list[str], env: list[str], user: str | None, chd
     env_now = dict(plan.env)
     env_now.update(parse_env_assignment(e) for e in env)
     argv, fallback = (command, []) if command else default_command(os.environ)
-    changes = {"argv": argv, "argv_fallback": fallback, "env": env_now, "chdir": chdir or plan.chdir}
+    changes = {"tty": False, "argv": argv, "argv_fallback": fallback, "env": env_now, "chdir": chdir or plan.chdir}
     if user:
         asked = parse_user(user)
         if asked.mode == "ids":

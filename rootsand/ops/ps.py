@@ -25,17 +25,35 @@ def age(seconds: float) -> str:
 
 def ps_rows(show_all: bool = False) -> list[dict]:
     """The sandboxes by name. "pid" is the launcher's, the process to signal (rootsand stop does: it passes
-    signals on); "pid1" the sandbox's PID 1 on the host."""
+    signals on); "pid1" the sandbox's PID 1 on the host. `show_all`: also those still starting, and the
+    detached ones that have ended ("exited", with "exit_code" and "ended") or whose launcher was killed."""
     now = time.time()
     rows = []
+    detached = {record["name"]: record for record in registry.detached_records()}
     for entry in registry.entries():
         if entry.get("status") != "running" and not show_all:
             continue
         rows.append({"name": entry["name"], "pid": entry["launcher"]["pid"], "pid1": entry.get("pid1", {}).get("pid"),
                      "profile": entry.get("profile"), "net": entry.get("net"), "command": entry.get("command", []),
                      "age_seconds": round(now - entry.get("created", now), 3), "status": entry.get("status"),
-                     "launcher": entry["launcher"]["pid"]})
+                     "launcher": entry["launcher"]["pid"], "detached": entry["name"] in detached})
+    for name, record in detached.items() if show_all else ():
+        if record["state"] == "running":
+            continue  # its registry entry is above (or it is starting, or ending: not yet, or no longer, listed)
+        rows.append({"name": name, "pid": None, "pid1": None, "profile": record.get("profile"),
+                     "net": record.get("net"), "command": record.get("command", []),
+                     "age_seconds": round(now - record.get("created", now), 3), "status": record["state"],
+                     "launcher": None, "detached": True, "exit_code": record.get("exit_code"),
+                     "ended": record.get("ended")})
     return sorted(rows, key=lambda row: row["name"])
+
+
+def _status(row: dict) -> str:
+    if row["status"] == "exited":
+        return f"exited({row['exit_code']}) {age(time.time() - (row.get('ended') or time.time()))} ago"
+    if row["status"] == "killed":
+        return "killed (its launcher was killed)"
+    return str(row["status"])
 
 
 def ps_table(rows: list[dict]) -> str:
@@ -43,7 +61,7 @@ def ps_table(rows: list[dict]) -> str:
 
     header = ("NAME", "PID", "PROFILE", "NET", "AGE", "STATUS", "COMMAND")
     table = [header] + [(r["name"], str(r["pid"] or "-"), str(r["profile"]), str(r["net"]), age(r["age_seconds"]),
-                         str(r["status"]), printable(" ".join(r["command"]))) for r in rows]
+                         _status(r), printable(" ".join(r["command"]))) for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1] for row in table)
 

@@ -289,8 +289,8 @@ def tell_monitors(directory: str, message: dict) -> None:
 
 
 def alive(pid: int | None, started: int | None) -> bool:
-    """True when `pid` is still the process that started at `started`."""
-    return bool(pid) and started is not None and procfs.start_time(pid) == started
+    """True when `pid` is still the process that started at `started`, and not a zombie."""
+    return bool(pid) and started is not None and procfs.live_start_time(pid) == started
 
 
 def pidfd_of(process: dict) -> int | None:
@@ -318,12 +318,61 @@ def entry_path(name: str) -> str:
     return os.path.join(registry_dir(), f"{name}.json")
 
 
-def claim(name: str) -> str | None:
+# ---------------------------------------------------------------------------------------------- detached
+#
+# RUNTIME_DIR/detached/NAME.json records a detached sandbox (`run -d`) from its start until `rootsand rm`:
+# "running" with its launcher (pid and start time) while it runs, "exited" with the exit status and the time
+# once it has ended. A "running" record whose launcher is gone is a killed launcher's. NAME.log and
+# NAME.log.1 beside it hold the output (runtime/detach.py); NAME.attach is the socket `rootsand attach`
+# connects to while a sandbox with a terminal runs. The name stays taken while the record is kept.
+
+
+def detached_dir() -> str:
+    path = os.path.join(runtime_dir(), "detached")
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        if _not_private(path, os.getuid()):
+            from rootsand.errors import RootsandError
+
+            raise RootsandError(f"{path} is not a private directory of yours", hint="remove it") from None
+    return path
+
+
+def detached_path(name: str, suffix: str = ".json") -> str:
+    entry_path(name)  # the name's checks
+    return os.path.join(detached_dir(), name + suffix)
+
+
+def detached_records() -> list[dict]:
+    """Every detached sandbox kept, oldest first, each with "state": running, exited or killed."""
+    directory = detached_dir()
+    found = []
+    for name in os.listdir(directory):
+        if name.endswith(".json"):
+            record = load(os.path.join(directory, name))
+            if record is not None and record.get("name") == name[:-5]:
+                found.append({**record, "state": record_state(record)})
+    return sorted(found, key=lambda r: r.get("created", 0))
+
+
+def record_state(record: dict) -> str:
+    if record.get("status") == "exited":
+        return "exited"
+    return "running" if is_live(record) else "killed"
+
+
+def claim(name: str, detached: bool = False) -> str | None:
     """Take `name` for this launcher: the entry's path, or None while the entry of a killed launcher holds it
-    (guard/leftovers.py retires that one first). A name in use by a live sandbox is an error."""
+    (guard/leftovers.py retires that one first). A name in use by a live sandbox, or kept by a detached one
+    that has ended, is an error (`detached`: the record is ours)."""
     from rootsand.errors import RootsandError
 
     path = os.path.join(registry_dir(), f"{name}.json")
+    if not detached and os.path.lexists(os.path.join(os.path.dirname(
+            os.path.dirname(path)), "detached", f"{name}.json")):
+        raise RootsandError(f"the name {name} is kept by a detached sandbox that has ended",
+                            hint=f"'rootsand rm {name}' removes it and its log, or pick another --name")
     me = {"name": name, "launcher": {"pid": os.getpid(), "start": procfs.start_time(os.getpid())},
           "status": "starting", "created": time.time()}
     try:

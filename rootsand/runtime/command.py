@@ -39,7 +39,7 @@ def exec_command(plan, report_fd: int, seccomp_filter, pty_slave: int | None) ->
         if pty_slave is not None:
             from rootsand.runtime.terminal import attach_to_slave
 
-            attach_to_slave(pty_slave)
+            attach_to_slave(pty_slave, every=plan.tty)
     caps.apply_rlimits(plan.limits.rlimits)
     if plan.chdir:
         try:

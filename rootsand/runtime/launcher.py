@@ -61,8 +61,10 @@ class Runtime:
         return self.plan.resolved.rootfs
 
 
-def run(the_plan, json_status: str | None = None, verbose: bool = False, debug: bool = False) -> int:
-    """Carry out a plan; the command's exit status (or 124, 125, 126, 127)."""
+def run(the_plan, json_status: str | None = None, verbose: bool = False, debug: bool = False,
+        detached=None) -> int:
+    """Carry out a plan; the command's exit status (or 124, 125, 126, 127). `detached`: run -d's
+    (runtime/detach.py), told when the command runs; its terminal, if any, is attachable."""
     for note in the_plan.notes:
         warn(note)
     # How the limits fall short on this host: the same on every run until the host changes, so said once
@@ -80,7 +82,7 @@ def run(the_plan, json_status: str | None = None, verbose: bool = False, debug: 
         runtime.cgroup_dir = cgroup.make_cgroup(the_plan.cgroup_parent, f"rootsand-{os.getpid()}",
                                                   the_plan.limits.cgroup)
     try:
-        return Launcher(runtime, json_status).run()
+        return Launcher(runtime, json_status, detached).run()
     finally:
         if runtime.cgroup_dir:  # also when the launcher failed before its own cleanup could run
             cgroup.remove_cgroup(runtime.cgroup_dir)
@@ -103,8 +105,9 @@ def _since(tops) -> float:
 
 
 class Launcher:
-    def __init__(self, runtime: Runtime, json_status: str | None):
+    def __init__(self, runtime: Runtime, json_status: str | None, detached=None):
         self.runtime = runtime
+        self.detached = detached
         self.plan = runtime.plan
         # Where setuid bits are cleared at exit: resolved before the sandbox could plant a link that would
         # point the walk at other files of the user's (hostprep.py)
@@ -144,7 +147,7 @@ class Launcher:
     def run(self) -> int:
         # The name is ours, or this is an error before anything runs (killed launchers' entries are swept
         # here, so before we take the lock below: a sweep needs it exclusive).
-        self.entry_path = leftovers.claim(self.plan.name)
+        self.entry_path = leftovers.claim(self.plan.name, detached=self.detached is not None)
         try:
             if self.plan.protected:
                 # Held until the protected paths are mounted: no sweep may remove a mount point we are about
@@ -240,10 +243,16 @@ class Launcher:
     def _run(self) -> int:
         if self.json_status:
             self.status_fd = _open_status_file(self.json_status, self.plan.resolved.writable, tuple(self.plan.homes))
-        if self.plan.new_session and any(os.isatty(fd) for fd in (0, 1, 2)):
+        if self.plan.new_session and (self.plan.tty or any(os.isatty(fd) for fd in (0, 1, 2))):
             from rootsand.runtime.terminal import Relay
 
-            self.relay = Relay()
+            self.relay = Relay(every=self.plan.tty)
+            if self.detached:
+                try:
+                    self.relay.listen(self.detached.attach_path)
+                except OSError as e:  # e.g. a path too long for a socket: the sandbox runs, unattachable
+                    warn(f"cannot make {self.detached.attach_path}: {e.strerror or e}: 'rootsand attach' "
+                         "will not reach this sandbox")
             self.runtime.console_fd, self.runtime.console_launcher_fd = self.relay.console_fd, self.relay.console.fileno()
         self.runtime.net.prepare()
         go_r, go_w = os.pipe()
@@ -371,6 +380,8 @@ class Launcher:
                     self._release_protect_lock()  # the command runs: its protected paths are in place
                     if self.command_started and self.error is None:
                         self.log("the command runs (its execve closed the report pipe)")
+                        if self.detached:
+                            self.detached.started()
             if self.relay:
                 self.relay.pump(ready, writable)
             if watched in ready:

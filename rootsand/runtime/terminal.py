@@ -118,11 +118,13 @@ class _Outbox:
 
 
 class Relay:
-    def __init__(self):
-        self.console, self.console_fd = console_pair()  # the master arrives over this
+    def __init__(self, every: bool = False, master: int | None = None):
+        """`every`: the command's stdin, stdout and stderr all become the pty (--tty), so its output goes to
+        our stdout. `master`: a pty master we were handed (`rootsand attach`), instead of one from PID 1."""
+        self.console, self.console_fd = console_pair() if master is None else (None, -1)  # the master comes over it
         self.master = -1
         self.input = os.isatty(0)  # relay the user's keys
-        self.output = 1 if os.isatty(1) else 2  # where the command's terminal output goes
+        self.output = 1 if every or os.isatty(1) else 2  # where the command's terminal output goes
         self.filter = None  # made in start(): compiling its patterns waits until the sandbox is being built
         self._saved = None
         self._open = True
@@ -132,12 +134,20 @@ class Relay:
         self._writer: threading.Thread | None = None
         self._written = 0  # bytes the writer thread has written
         self._drained = False
+        self.listener: socket.socket | None = None  # a detached sandbox's: `rootsand attach` connects here
+        self.attached: socket.socket | None = None  # an attach holds the master: we leave it alone meanwhile
+        self.detach_keys = b""  # in `rootsand attach`: typed, they end the attach (the sandbox goes on)
+        self.detached = False
+        self._last_key = b""
+        if master is not None:
+            self._take_master(master)
 
     def start(self) -> None:
         """In the launcher, once the sandbox is forked: the sandbox's end goes, the user's terminal goes raw."""
         from rootsand.runtime.termfilter import OutputFilter
 
-        os.close(self.console_fd)
+        if self.console_fd >= 0:
+            os.close(self.console_fd)
         self.console_fd = -1
         self.filter = OutputFilter()
         self._to_user = _Outbox(OUTBOX)
@@ -161,9 +171,41 @@ class Relay:
         if not fds:
             self._open = False
             return
-        self.master = fds[0]
+        self._take_master(fds[0])
+
+    def _take_master(self, master: int) -> None:
+        self.master = master
         os.set_blocking(self.master, False)
         self.copy_window_size()
+
+    def listen(self, path: str) -> None:
+        """A detached sandbox with a terminal: `rootsand attach` connects to the Unix socket at `path`
+        (in our private runtime directory) and is handed the pty master, one attach at a time."""
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+        self.listener.bind(path)
+        self.listener.listen(4)
+
+    def _accept(self) -> None:
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:
+            return
+        with_master = self.attached is None and self.master >= 0 and self._open
+        try:
+            if with_master:
+                socket.send_fds(conn, [b"M"], [self.master])
+            else:
+                conn.sendall(b"B")  # busy: attached elsewhere (or no terminal yet, or ended)
+        except OSError:
+            with_master = False
+        if not with_master:
+            conn.close()
+            return
+        self.attached = conn  # until it closes: its end of file hands the pty back to us
+
+    def _attach_ended(self) -> None:
+        self.attached.close()
+        self.attached = None
 
     def copy_window_size(self) -> None:
         if self.master < 0:
@@ -193,6 +235,10 @@ class Relay:
         fds = [0] if self._stdin_open and len(self._to_pty) < BUFFER else []
         if self.console is not None:
             fds.append(self.console.fileno())
+        if self.listener is not None:
+            fds.append(self.listener.fileno())
+        if self.attached is not None:
+            return fds + [self.attached.fileno()]  # the master is the attach's meanwhile
         if self._to_user is None:
             return fds
         fds.append(self._to_user.wake)  # room again in the outbox: the master may be read again
@@ -205,6 +251,11 @@ class Relay:
         """Move what is ready: the user's keys towards the pty, the command's output out to the user."""
         if self.console is not None and self.console.fileno() in readable:
             self.receive_master()
+        if self.listener is not None and self.listener.fileno() in readable:
+            self._accept()
+        if self.attached is not None and self.attached.fileno() in readable:
+            self._attach_ended()  # (nothing is ever sent on it: readable is its end)
+            return
         if self._to_user is not None and self._to_user.wake in readable:
             self._to_user.clear_wake()
         if 0 in readable and self._stdin_open:
@@ -212,7 +263,7 @@ class Relay:
             if data is None:
                 self._stdin_open = False
             else:
-                self._to_pty += data
+                self._to_pty += self._before_detach_keys(data)
         if self.master in writable and self._to_pty:
             try:
                 written = os.write(self.master, self._to_pty)
@@ -226,6 +277,28 @@ class Relay:
             elif data is None:
                 self._open = False  # every copy of the slave is closed: the sandbox is gone
 
+    @property
+    def ended(self) -> bool:
+        """The pty's other side is closed (the command is gone), or it never came."""
+        return not self._open
+
+    def _before_detach_keys(self, data: bytes) -> bytes:
+        """The keys to pass on, up to the detach keys (ctrl-p ctrl-q, as podman's), which set `detached` and
+        are not passed on. Keys that may begin them wait for the next read (as podman's do)."""
+        if not self.detach_keys:
+            return data
+        seen, self._last_key = self._last_key + data, b""
+        at = seen.find(self.detach_keys)
+        if at >= 0:
+            self.detached = True
+            self._stdin_open = False
+            return seen[:at]
+        for size in range(len(self.detach_keys) - 1, 0, -1):
+            if seen.endswith(self.detach_keys[:size]):
+                self._last_key = seen[-size:]
+                return seen[:-size]
+        return seen
+
     def drain(self, patience: float = 5.0) -> None:
         """The command's last output, after it ended, for as long as the user's side keeps taking it (a slow
         terminal is waited for; one that takes nothing for `patience` seconds is not); then the resets for
@@ -234,7 +307,7 @@ class Relay:
             return
         self._drained = True
         moving = True
-        while moving and self._open and self.master >= 0 and (data := _read(self.master)):
+        while moving and self._open and self.master >= 0 and self.attached is None and (data := _read(self.master)):
             moving = self._put(self.filter.feed(data), patience)
         resets = self.filter.finish()
         if moving and self._put(resets, patience) and self._put(None, patience):
@@ -284,9 +357,10 @@ class Relay:
             os.close(self.master)
             self.master = -1
         self._open = False
-        if self.console is not None:
-            self.console.close()
-            self.console = None
+        for sock in (self.console, self.listener, self.attached):
+            if sock is not None:
+                sock.close()
+        self.console = self.listener = self.attached = None
         if self._to_user is not None and not (self._writer and self._writer.is_alive()):
             self._to_user.close_pipe()  # a stuck writer keeps it: it may still write its wake-up byte
             self._to_user = None
@@ -305,11 +379,11 @@ def _read(fd: int) -> bytes | None:
     return data if data else None
 
 
-def attach_to_slave(slave: int) -> None:
+def attach_to_slave(slave: int, every: bool = False) -> None:
     """In the command's process, after setsid(): the pty becomes its controlling terminal and replaces
-    every one of stdin, stdout and stderr that was a terminal."""
+    every one of stdin, stdout and stderr that was a terminal (`every`: all three, --tty)."""
     fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
-    for fd in [fd for fd in (0, 1, 2) if os.isatty(fd)]:
+    for fd in [fd for fd in (0, 1, 2) if every or os.isatty(fd)]:
         os.dup2(slave, fd)
     if slave > 2:
         os.close(slave)

@@ -14,7 +14,7 @@ import time
 import uuid
 
 
-from conftest import assert_command_failed, rootsand_argv, sandbox
+from conftest import assert_command_failed, read_terminal, rootsand_argv, sandbox
 
 UID = os.getuid()
 HOME = os.path.expanduser("~")
@@ -74,32 +74,15 @@ def _pty_run(args, cwd):
     return proc, master
 
 
-def _read_terminal(master, until: bytes | None, seconds: float) -> bytes:
-    """What the terminal receives until `until` comes (None: until every writer is gone), or the deadline."""
-    received = b""
-    deadline = time.monotonic() + seconds
-    while until is None or until not in received:
-        if not select.select([master], [], [], max(0, deadline - time.monotonic()))[0]:
-            break
-        try:
-            data = os.read(master, 4096)
-        except OSError:  # EIO: the last process with the terminal open has gone
-            break
-        if not data:
-            break
-        received += data
-    return received
-
-
 def test_command_cannot_read_or_change_the_users_terminal_through_stderr(tmp_path):
     proc, master = _pty_run(["run", "--timeout", "3", "--", "sh", "-c",
                              "stty raw -echo <&2; echo ready >&2; head -c 5 <&2 > got.txt"], tmp_path)
     try:
-        shown = _read_terminal(master, b"ready", 20)  # the command runs, and has its stderr set up
+        shown = read_terminal(master, b"ready", 20)  # the command runs, and has its stderr set up
         assert b"ready" in shown, (shown, proc.poll())
         os.write(master, b"hunter2\n")  # typed on our terminal, where head would read if it could
         proc.wait(timeout=20)
-        shown += _read_terminal(master, None, 5)
+        shown += read_terminal(master, None, 5)
     finally:
         os.close(master)
     assert proc.returncode == 124, shown  # it never got our keys, so head waited until the timeout
@@ -113,7 +96,7 @@ def test_stderr_terminal_keeps_its_settings(tmp_path):
     done = subprocess.run(rootsand_argv() + ["run", "--", "sh", "-c", "stty raw -echo <&2; stty raw -echo"],
                           stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, timeout=30, cwd=tmp_path)
     after = termios.tcgetattr(slave)
-    shown = _read_terminal(master, None, 0)  # rootsand has exited: all it wrote is in the terminal's buffer
+    shown = read_terminal(master, None, 0)  # rootsand has exited: all it wrote is in the terminal's buffer
     os.close(master)
     os.close(slave)
     assert after == before

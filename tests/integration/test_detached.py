@@ -1,0 +1,240 @@
+"""Detached sandboxes: run -d, logs, attach, ps -a and rm."""
+
+import json
+import os
+import pty
+import select
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from conftest import read_terminal, rootsand_argv, run, still_running
+
+LOG_PART = 4 << 20  # runtime/detach.py's
+
+
+@pytest.fixture
+def names():
+    """Names for detached sandboxes; each is stopped and removed at the end, whatever the test did."""
+    made = []
+
+    def new() -> str:
+        made.append(f"d-{uuid.uuid4().hex[:10]}")
+        return made[-1]
+
+    yield new
+    if made:
+        run(["rm", "-f", *made], timeout=60)
+
+
+def detach(tmp_path, name, *command, opts=()) -> subprocess.CompletedProcess:
+    return run(["run", "-d", "--name", name, *opts, "--", *command], cwd=tmp_path, check_rc=0)
+
+
+def row(name, show_all=True) -> dict | None:
+    rows = [r for r in json.loads(run(["ps", "--json", *(["-a"] if show_all else [])], check_rc=0).stdout)
+            if r["name"] == name]
+    return rows[0] if rows else None
+
+
+def ended(name) -> dict:
+    """The row of `name` once it has ended: `logs -f` returns then."""
+    run(["logs", "-f", name], check_rc=0, timeout=60)
+    return row(name)
+
+
+def test_run_d_prints_the_name_once_the_command_runs_and_its_output_goes_to_the_log(tmp_path, names):
+    name = names()
+    done = detach(tmp_path, name, "sh", "-c", "echo out; echo err >&2; exec sleep 60")
+    assert done.stdout == f"{name}\n" and done.stderr == ""
+    running = row(name, show_all=False)  # no -a: it runs
+    assert running["status"] == "running" and running["detached"] and running["command"][0] == "sh"
+    assert os.path.exists(f"/proc/{running['pid']}") and os.path.exists(f"/proc/{running['pid1']}")
+    run(["stop", name], check_rc=0)
+    gone = ended(name)
+    assert gone["status"] == "exited" and gone["exit_code"] == 143 and gone["pid"] is None
+    assert gone["ended"] >= time.time() - 60
+    logs = run(["logs", name], check_rc=0)
+    assert sorted(logs.stdout.splitlines()) == ["err", "out"]  # stderr is in the log too, in the order written
+    assert name not in run(["ps", "-q"], check_rc=0).stdout.split()  # ended: only with -a
+    table = [line for line in run(["ps", "-a"], check_rc=0).stdout.splitlines() if line.split()[0] == name]
+    assert "exited(143)" in table[0].split()
+
+
+def test_the_exit_status_is_kept_until_rm_and_the_name_with_it(tmp_path, names):
+    name = names()
+    detach(tmp_path, name, "sh", "-c", "exit 3")
+    assert ended(name)["exit_code"] == 3
+    again = run(["run", "-d", "--name", name, "--", "true"], cwd=tmp_path, check_rc=125)
+    assert again.stderr.startswith(f"rootsand: error: the name {name} is kept by a detached sandbox")
+    foreground = run(["run", "--name", name, "--", "true"], cwd=tmp_path, check_rc=125)
+    assert foreground.stderr.startswith(f"rootsand: error: the name {name} is kept by a detached sandbox")
+    assert f"rootsand rm {name}" in foreground.stderr
+    assert run(["rm", name], check_rc=0).stdout == f"{name}\n"
+    assert row(name) is None
+    assert run(["logs", name], check_rc=125).stderr.startswith(f"rootsand: error: no detached sandbox named {name}")
+    run(["run", "--name", name, "--", "true"], cwd=tmp_path, check_rc=0)  # free again
+
+
+def test_rm_refuses_a_running_sandbox_unless_forced(tmp_path, names):
+    name = names()
+    detach(tmp_path, name, "sleep", "60")
+    refused = run(["rm", name], check_rc=125)
+    assert refused.stderr.startswith(f"rootsand: error: {name} is running")
+    pid1 = row(name)["pid1"]
+    assert run(["rm", "-f", name], check_rc=0).stdout == f"{name}\n"
+    assert still_running([pid1], 10) == [] and row(name) is None
+
+
+def test_rm_all_removes_the_ended_ones_and_leaves_the_running(tmp_path, names):
+    done, running = names(), names()
+    detach(tmp_path, done, "true")
+    detach(tmp_path, running, "sleep", "60")
+    ended(done)
+    removed = run(["rm", "--all"], check_rc=0).stdout.split()
+    assert done in removed and running not in removed
+    assert row(done) is None and row(running)["status"] == "running"
+
+
+def test_a_start_that_fails_is_reported_by_run_d_and_leaves_nothing(tmp_path, names):
+    name = names()
+    missing = run(["run", "-d", "--name", name, "--", "no-such-command-x"], cwd=tmp_path, check_rc=127)
+    assert missing.stdout == "" and "no-such-command-x: command not found" in missing.stderr
+    assert row(name) is None
+    assert not [f for f in os.listdir(detached_dir()) if f.startswith(name + ".")]
+    # After the fork too: the name taken by a running sandbox is found by the launcher in the background
+    holder = names()
+    detach(tmp_path, holder, "sleep", "60")
+    taken = run(["run", "-d", "--name", holder, "--", "true"], cwd=tmp_path, check_rc=125)
+    assert taken.stderr.startswith(f"rootsand: error: the name {holder} is kept by a detached sandbox")
+
+
+def detached_dir() -> str:
+    from rootsand.ops import registry  # the same user and environment as the commands': the same directory
+
+    return registry.detached_dir()
+
+
+def test_logs_f_follows_the_output_until_the_sandbox_ends(tmp_path, names):
+    name = names()
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    detach(tmp_path, name, "sh", "-c", "echo first; read x < gate; echo second; exit 4")
+    follower = subprocess.Popen(rootsand_argv() + ["logs", "-f", name], stdout=subprocess.PIPE, text=True)
+    assert select.select([follower.stdout], [], [], 30)[0] and follower.stdout.readline() == "first\n"
+    assert follower.poll() is None  # it waits for more
+    with open(gate, "w") as f:
+        f.write("go\n")
+    assert follower.stdout.read() == "second\n" and follower.wait(timeout=30) == 0
+    assert row(name)["exit_code"] == 4
+
+
+def test_the_log_keeps_the_last_output_within_its_bound(tmp_path, names):
+    name = names()
+    detach(tmp_path, name, "seq", "1", "2000000")  # 14.9 MB
+    ended(name)
+    logs = run(["logs", name], check_rc=0, timeout=120).stdout
+    assert LOG_PART < len(logs) <= 2 * LOG_PART
+    assert logs.endswith("\n1999999\n2000000\n")
+    kept = [f for f in os.listdir(detached_dir()) if f.startswith(name + ".log")]
+    assert sorted(kept) == [f"{name}.log", f"{name}.log.1"]
+
+
+def test_logs_on_a_terminal_pass_the_terminal_filter(tmp_path, names):
+    """What the sandbox wrote may be meant for the user's terminal (a clipboard write, OSC 52): `logs` on a
+    terminal filters it as the relay does; to a pipe it gives the bytes as they are."""
+    name = names()
+    detach(tmp_path, name, "printf", "before\\033]52;c;aGVsbG8=\\007after\\n")
+    ended(name)
+    assert run(["logs", name], check_rc=0).stdout == "before\x1b]52;c;aGVsbG8=\x07after\n"
+    received, status = on_terminal(rootsand_argv() + ["logs", name], b"")
+    assert status == 0 and b"before" in received and b"after" in received
+    assert b"\x1b]52" not in received and b"aGVsbG8" not in received
+
+
+def on_terminal(argv, keys: bytes, until: bytes | None = None, then: bytes = b"", seconds: float = 30):
+    """Run argv on a pty of its own; type `keys`, and `then` once `until` has been seen. What it shows, and its
+    exit status."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+                            env=dict(os.environ, TERM="xterm"))
+    os.close(slave)
+    try:
+        os.write(master, keys)
+        received = read_terminal(master, until, seconds)
+        if until and until in received:
+            os.write(master, then)
+            received += read_terminal(master, None, seconds)
+        return received, proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+
+
+def test_attach_takes_the_terminal_and_ctrl_p_ctrl_q_leaves_it_running(tmp_path, names):
+    name = names()
+    detach(tmp_path, name, "sh", "-c", "tty; while read x; do [ \"$x\" = end ] && exit 5; echo got $x; done",
+           opts=["-t"])
+    received, status = on_terminal(rootsand_argv() + ["attach", name], b"hello\n", until=b"got hello",
+                                   then=b"\x10\x11")
+    assert status == 0 and b"got hello" in received and f"detached from {name}".encode() in received
+    assert row(name)["status"] == "running"
+    received, status = on_terminal(rootsand_argv() + ["attach", name], b"again\n", until=b"got again",
+                                   then=b"end\n")
+    assert status == 5 and b"got again" in received  # the command's status, once it has ended
+    assert ended(name)["exit_code"] == 5
+    assert run(["logs", name], check_rc=0).stdout.startswith("/dev/pts/0\n")  # before the first attach (CR LF read as text)
+
+
+def test_a_second_attach_is_refused_while_one_holds_the_terminal(tmp_path, names):
+    name = names()
+    detach(tmp_path, name, "sh", "-c", "while read x; do echo got $x; done", opts=["-t"])
+    master, slave = pty.openpty()
+    first = subprocess.Popen(rootsand_argv() + ["attach", name], stdin=slave, stdout=slave, stderr=slave,
+                             start_new_session=True)
+    os.close(slave)
+    try:
+        os.write(master, b"one\n")
+        assert b"got one" in read_terminal(master, b"got one", 30)
+        second = run(["attach", name], check_rc=125)
+        assert second.stderr.startswith(f"rootsand: error: {name} is attached elsewhere")
+    finally:
+        first.kill()
+        first.wait(timeout=30)
+        os.close(master)
+
+
+def test_attach_to_a_sandbox_without_a_terminal_is_refused(tmp_path, names):
+    name = names()
+    detach(tmp_path, name, "sleep", "60")
+    refused = run(["attach", name], check_rc=125)
+    assert refused.stderr.startswith(f"rootsand: error: {name} has no terminal to attach to")
+    assert f"rootsand logs -f {name}" in refused.stderr
+
+
+def test_a_killed_launcher_shows_as_killed_and_leaves_nothing_running(tmp_path, names):
+    name = names()
+    detach(tmp_path, name, "sleep", "60")
+    before = row(name)
+    os.kill(before["pid"], 9)
+    assert still_running([before["pid1"]], 20) == []  # the sandbox died with its launcher
+    after = row(name)
+    assert after["status"] == "killed" and after["pid"] is None
+    assert "killed" in [line for line in run(["ps", "-a"], check_rc=0).stdout.splitlines()
+                        if line.startswith(name)][0]
+    assert run(["rm", name], check_rc=0).stdout == f"{name}\n"
+
+
+def test_tty_gives_the_command_a_terminal_when_none_is_at_hand(tmp_path):
+    done = run(["run", "-t", "--", "sh", "-c", "tty; test -t 0 && test -t 2 && echo all three"], cwd=tmp_path,
+               check_rc=0, stdin=subprocess.DEVNULL)
+    assert done.stdout.splitlines() == ["/dev/pts/0", "all three"]  # (the pty's CR LF, read as text)
+    plain = run(["run", "--", "sh", "-c", "tty"], cwd=tmp_path, check_rc=1, stdin=subprocess.DEVNULL)
+    assert plain.stdout == "not a tty\n"
+    (tmp_path / "same-session.toml").write_text('extends = "default"\n[security]\nnew_session = false\n')
+    refused = run(["run", "-t", "-p", "./same-session.toml", "--", "true"], cwd=tmp_path, check_rc=125)
+    assert refused.stderr.startswith("rootsand: error: --tty needs a session of the command's own")
