@@ -1,6 +1,7 @@
 """`rootsand logs`, `rootsand attach` and `rootsand rm`: the detached sandboxes' output, terminals and
 records (runtime/detach.py makes them; ops/registry.py says where they are)."""
 
+import errno
 import os
 import select
 import signal
@@ -123,7 +124,7 @@ def attach(name: str) -> int:
     from rootsand.errors import say
 
     record = find(name)
-    if record["state"] != "running":
+    if record["state"] == "exited":
         raise RootsandError(f"{name} has ended", hint=f"'rootsand logs {name}' shows its output")
     if not record.get("tty"):
         raise RootsandError(f"{name} has no terminal to attach to",
@@ -164,12 +165,17 @@ def _take_terminal(name: str) -> tuple[int, socket.socket]:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
         sock.connect(path)
-        _, fds, _, _ = socket.recv_fds(sock, 1, 1)
+        answer, fds, _, _ = socket.recv_fds(sock, 1, 1)
     except OSError as e:
         sock.close()
+        if e.errno in (errno.ECONNREFUSED, errno.ENOENT):
+            raise RootsandError(f"cannot attach to {name}: its launcher is gone (killed)",
+                                hint=f"'rootsand logs {name}' shows its output") from None
         raise RootsandError(f"cannot attach to {name} at {path}: {e.strerror or e}") from None
     if not fds:
         sock.close()
+        if answer == b"D":
+            raise RootsandError(f"{name} can be attached only from outside sandboxes")
         raise RootsandError(f"{name} is attached elsewhere", hint="ctrl-p ctrl-q there lets it go")
     return fds[0], sock
 

@@ -190,12 +190,13 @@ class Relay:
             conn, _ = self.listener.accept()
         except OSError:
             return
-        with_master = self.attached is None and self.master >= 0 and self._open
+        outside = _outside_sandboxes(conn)
+        with_master = outside and self.attached is None and self.master >= 0 and self._open
         try:
             if with_master:
                 socket.send_fds(conn, [b"M"], [self.master])
-            else:
-                conn.sendall(b"B")  # busy: attached elsewhere (or no terminal yet, or ended)
+            else:  # denied, or busy: attached elsewhere (or no terminal yet, or ended)
+                conn.sendall(b"B" if outside else b"D")
         except OSError:
             with_master = False
         if not with_master:
@@ -364,6 +365,20 @@ class Relay:
         if self._to_user is not None and not (self._writer and self._writer.is_alive()):
             self._to_user.close_pipe()  # a stuck writer keeps it: it may still write its wake-up byte
             self._to_user = None
+
+
+def _outside_sandboxes(conn: socket.socket) -> bool:
+    """The process that connected is in our user namespace: no sandbox's. A sandbox shown the runtime
+    directory (a profile may bind it) can connect through a read-only bind, and with the terminal it could
+    type into a sandbox with more rights than its own."""
+    import struct
+
+    try:
+        pid, _, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        theirs, ours = os.stat(f"/proc/{pid}/ns/user"), os.stat("/proc/self/ns/user")
+    except OSError:
+        return False
+    return pid > 0 and (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino)
 
 
 def _read(fd: int) -> bytes | None:
