@@ -1,12 +1,12 @@
 """Shell completion: commands, options, profile names after --profile, sandbox names for exec, inspect,
-stop and ns diff. The scripts ask rootsand only for the dynamic names (`rootsand ps -q`, `rootsand
+stop and ns diff, and the detached ones (ended too) for logs, attach and rm. The scripts ask rootsand only for the dynamic names (`rootsand ps -q`, `rootsand
 profiles`), so `rootsand run` itself pays nothing for completion."""
 
 from rootsand.cli.options import RUN
 from rootsand.config.netmodes import NET_MODES
 from rootsand.errors import RootsandError
 
-COMMANDS = "run ps exec inspect stop cleanup ns profiles doctor unshare completion"
+COMMANDS = "run ps exec inspect stop logs attach rm cleanup ns profiles doctor unshare completion"
 # From the options table, so completion cannot drift from what `run` takes (it had: no --net proxy)
 RUN_OPTIONS = " ".join(sorted(name for o in RUN for name in o.names if name.startswith("--")) + ["--help"])
 # What bash offers after an option that takes a value, by the table's `values`
@@ -34,6 +34,9 @@ BASH = r"""_rootsand() {
                 case "$cur" in -*) COMPREPLY=($(compgen -W "--json --time --all --env --user --chdir --help" -- "$cur"));;
                 *) COMPREPLY=($(compgen -W "$(rootsand ps -q 2>/dev/null)" -- "$cur"));; esac
             fi;;
+        logs|attach|rm)
+            case "$cur" in -*) COMPREPLY=($(compgen -W "--follow --all --force --help" -- "$cur"));;
+            *) COMPREPLY=($(compgen -W "$(rootsand ps -a -q 2>/dev/null)" -- "$cur"));; esac;;
         ns)
             if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "list diff monitor" -- "$cur"))
             elif [ "${COMP_WORDS[2]}" = diff ]; then COMPREPLY=($(compgen -W "$(rootsand ps -q 2>/dev/null)" -- "$cur"))
@@ -59,6 +62,7 @@ complete -F _rootsand rootsand
 FISH = """complete -c rootsand -f
 complete -c rootsand -n '__fish_use_subcommand' -a '@COMMANDS@'
 complete -c rootsand -n '__fish_seen_subcommand_from exec inspect stop' -a '(rootsand ps -q 2>/dev/null)'
+complete -c rootsand -n '__fish_seen_subcommand_from logs attach rm' -a '(rootsand ps -a -q 2>/dev/null)'
 complete -c rootsand -n '__fish_seen_subcommand_from ns' -a 'list diff monitor'
 complete -c rootsand -n '__fish_seen_subcommand_from run' -l profile -s p -xa '(rootsand profiles 2>/dev/null | string split -f1 " ")'
 complete -c rootsand -n '__fish_seen_subcommand_from profiles; and not __fish_seen_subcommand_from show' -a 'show'
