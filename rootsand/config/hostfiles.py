@@ -29,6 +29,9 @@ class HostFiles:
     def own_dirs(self, env: dict[str, str], homes: tuple[str, ...]) -> tuple[str, ...]:
         return own_dirs(env, homes)
 
+    def runtime_dirs(self, env: dict[str, str]) -> tuple[str, ...]:
+        return runtime_dirs(env)
+
     def env_file(self, path: str) -> list[str]:
         """podman's --env-file: its entries, one a line; blank lines and lines starting with # left out."""
         try:
@@ -211,6 +214,18 @@ def _names(directory: str) -> list[str]:
         return sorted(os.listdir(directory))
     except OSError:
         return []
+
+
+def runtime_dirs(env: dict[str, str]) -> tuple[str, ...]:
+    """rootsand's runtime state (ops/registry.py): the registry of running sandboxes (their plans, pids and
+    namespaces), detached sandboxes' logs and terminal sockets, the monitors' FIFOs, and the key that names
+    the fallback directory; as written and where links lead. No sandbox sees them (plan.hidden_runtime_dirs)."""
+    from rootsand.ops.registry import runtime_dirs_in_use
+
+    dirs = [os.path.join(os.path.normpath(env["XDG_RUNTIME_DIR"]), "rootsand")] \
+        if env.get("XDG_RUNTIME_DIR", "").startswith("/") else []
+    dirs += runtime_dirs_in_use()
+    return tuple(dict.fromkeys(path for d in dirs for path in (d, real_path(d))))
 
 
 def own_dirs(env: dict[str, str], homes: tuple[str, ...]) -> tuple[str, ...]:

@@ -131,7 +131,10 @@ def _check_device(path: str, what: str) -> None:
 
 
 def _sources(step) -> list[str]:
-    return step.lower if step.type == "overlay" else [step.src] if step.type in ("bind", "ro-bind", "dev-bind") else []
+    """The host paths a step needs: a bind's source, an overlay's lower dirs, the directory a tmpfs hides."""
+    if step.type == "overlay":
+        return step.lower
+    return [step.src] if step.type in ("bind", "ro-bind", "dev-bind") or (step.type == "tmpfs" and step.src) else []
 
 
 def _wanted(create, env: dict) -> bool:

@@ -5,6 +5,7 @@ import os
 import pty
 import select
 import subprocess
+import sys
 import time
 import uuid
 
@@ -229,6 +230,57 @@ def test_a_killed_launcher_shows_as_killed_and_leaves_nothing_running(tmp_path, 
     refused = run(["attach", name], check_rc=125)
     assert refused.stderr.startswith(f"rootsand: error: cannot attach to {name}: its launcher is gone (killed)")
     assert run(["rm", name], check_rc=0).stdout == f"{name}\n"
+
+
+def test_tty_gives_the_command_a_terminal_when_none_is_at_hand(tmp_path):
+    done = run(["run", "-t", "--", "sh", "-c", "tty; test -t 0 && test -t 2 && echo all three"], cwd=tmp_path,
+               check_rc=0, stdin=subprocess.DEVNULL)
+    assert done.stdout.splitlines() == ["/dev/pts/0", "all three"]  # (the pty's CR LF, read as text)
+    plain = run(["run", "--", "sh", "-c", "tty"], cwd=tmp_path, check_rc=1, stdin=subprocess.DEVNULL)
+    assert plain.stdout == "not a tty\n"
+    (tmp_path / "same-session.toml").write_text('extends = "default"\n[security]\nnew_session = false\n')
+    refused = run(["run", "-t", "-p", "./same-session.toml", "--", "true"], cwd=tmp_path, check_rc=125)
+    assert refused.stderr.startswith("rootsand: error: --tty needs a session of the command's own")
+
+
+def test_only_a_process_outside_every_user_namespace_but_ours_takes_the_terminal(tmp_path, names):
+    """Sandboxes never see the runtime directory (test_the_runtime_directory_is_hidden_wherever_a_bind_shows_it);
+    the launcher checks all the same: a process in another user namespace that reaches the socket (here one of
+    `rootsand unshare`, which sees the host's files) is refused, and the terminal stays with the launcher."""
+    victim = names()
+    detach(tmp_path, victim, "sh", "-c", "while read x; do echo got $x; done", opts=["-t"])
+    socket_path = os.path.join(detached_dir(), f"{victim}.attach")
+    probe = ("import socket, sys\n"
+             "s = socket.socket(socket.AF_UNIX)\n"
+             f"s.connect({socket_path!r})\n"
+             "msg, fds, _, _ = socket.recv_fds(s, 1, 1)\n"
+             "print('fds', len(fds), msg)\n")
+    done = run(["unshare", "--", sys.executable, "-c", probe], cwd=tmp_path, check_rc=0)
+    assert done.stdout == "fds 0 b'D'\n"
+    inside = run(["unshare", "--", *rootsand_argv(), "attach", victim], cwd=tmp_path, check_rc=125)
+    assert inside.stderr.startswith(f"rootsand: error: {victim} can be attached only from outside sandboxes")
+    again, status = on_terminal(rootsand_argv() + ["attach", victim], b"still\n", until=b"got still",
+                                then=b"\x10\x11")
+    assert status == 0 and b"got still" in again  # the refusals left the terminal to the launcher
+
+
+def test_the_runtime_directory_is_hidden_wherever_a_bind_shows_it(tmp_path, names):
+    """A profile may bind $XDG_RUNTIME_DIR (a desktop's sockets) or /tmp: rootsand's runtime directory in it
+    (the registry's plans, detached sandboxes' logs and terminals, the monitors' FIFOs) is an empty read-only
+    tmpfs inside, and a bind of that directory itself, or of what is in it, is refused."""
+    victim = names()
+    detach(tmp_path, victim, "sh", "-c", "echo secret-output; exec sleep 60", opts=["-t"])
+    runtime = os.path.dirname(detached_dir())
+    parent = os.path.dirname(runtime)
+    shown = run(["run", "--ro-bind", parent, "--", "sh", "-c",
+                 f"ls -A {runtime} | wc -l; cat {runtime}/detached/*.log; touch {runtime}/x"],
+                cwd=tmp_path, check_rc=1)
+    assert shown.stdout == "0\n"  # nothing there to read, list, connect to or write into
+    assert "secret-output" not in shown.stdout + shown.stderr
+    for path in (runtime, detached_dir()):
+        refused = run(["run", "--ro-bind", path, "--", "true"], cwd=tmp_path, check_rc=125)
+        assert refused.stderr.startswith(f"rootsand: error: --ro-bind {path}: {path} is ")
+        assert "rootsand's runtime directory" in refused.stderr.splitlines()[0]
 
 
 def test_tty_gives_the_command_a_terminal_when_none_is_at_hand(tmp_path):
