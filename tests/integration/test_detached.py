@@ -281,38 +281,3 @@ def test_the_runtime_directory_is_hidden_wherever_a_bind_shows_it(tmp_path, name
         refused = run(["run", "--ro-bind", path, "--", "true"], cwd=tmp_path, check_rc=125)
         assert refused.stderr.startswith(f"rootsand: error: --ro-bind {path}: {path} is ")
         assert "rootsand's runtime directory" in refused.stderr.splitlines()[0]
-
-
-def test_tty_gives_the_command_a_terminal_when_none_is_at_hand(tmp_path):
-    done = run(["run", "-t", "--", "sh", "-c", "tty; test -t 0 && test -t 2 && echo all three"], cwd=tmp_path,
-               check_rc=0, stdin=subprocess.DEVNULL)
-    assert done.stdout.splitlines() == ["/dev/pts/0", "all three"]  # (the pty's CR LF, read as text)
-    plain = run(["run", "--", "sh", "-c", "tty"], cwd=tmp_path, check_rc=1, stdin=subprocess.DEVNULL)
-    assert plain.stdout == "not a tty\n"
-    (tmp_path / "same-session.toml").write_text('extends = "default"\n[security]\nnew_session = false\n')
-    refused = run(["run", "-t", "-p", "./same-session.toml", "--", "true"], cwd=tmp_path, check_rc=125)
-    assert refused.stderr.startswith("rootsand: error: --tty needs a session of the command's own")
-
-
-def test_a_sandbox_that_sees_the_attach_socket_cannot_take_the_terminal(tmp_path, names):
-    """A profile may show the runtime directory (a desktop profile binding $XDG_RUNTIME_DIR for its sockets):
-    a connect to the socket works through a read-only bind, so the launcher itself refuses whoever is not in
-    its own user namespace, and nothing of the terminal reaches a sandbox."""
-    victim = names()
-    detach(tmp_path, victim, "sh", "-c", "while read x; do echo got $x; done", opts=["-t"])
-    socket_path = os.path.join(detached_dir(), f"{victim}.attach")
-    probe = ("import socket, sys\n"
-             "s = socket.socket(socket.AF_UNIX)\n"
-             f"s.connect({socket_path!r})\n"
-             "msg, fds, _, _ = socket.recv_fds(s, 1, 1)\n"
-             "print('fds', len(fds), msg)\n")
-    done = run(["run", "--ro-bind", detached_dir(), "--", "python3", "-c", probe], cwd=tmp_path, check_rc=0)
-    assert done.stdout == "fds 0 b'D'\n"
-    again, status = on_terminal(rootsand_argv() + ["attach", victim], b"still\n", until=b"got still",
-                                then=b"\x10\x11")
-    assert status == 0 and b"got still" in again  # the refusal left the terminal to the launcher
-    venv = os.path.dirname(os.path.dirname(rootsand_argv()[0]))  # rootsand itself, inside
-    code = [opt for path in os.environ.get("PYTHONPATH", "").split(":") if path for opt in ("--ro-bind", path)]
-    inside = run(["run", "--ro-bind", os.path.dirname(detached_dir()), "--ro-bind", venv, *code, "-e", "PYTHONPATH", "--",
-                  *rootsand_argv(), "attach", victim], cwd=tmp_path, check_rc=125)
-    assert inside.stderr.startswith(f"rootsand: error: {victim} can be attached only from outside sandboxes")
