@@ -90,6 +90,17 @@ _deadline = 10.0
 _own: dict = {}  # stderr's descriptor -> ours
 
 
+def forget_own_stderr() -> None:
+    """Close the descriptions _own_stderr opened: stderr is about to be another file (a detached launcher's
+    log pipe is given up at its end, and a copy of ours would keep the pipe open for good)."""
+    import os
+
+    for fd, ours in list(_own.items()):
+        if ours != fd:
+            os.close(ours)
+    _own.clear()
+
+
 def _own_stderr(fd: int) -> int:
     """A non-blocking description of our own of stderr when it is a terminal or a pipe (opened anew through
     /proc), else stderr itself: a regular file never blocks, and a new description of one would write at

@@ -18,7 +18,8 @@ FOLLOW_POLL = 0.1  # seconds between looks at a followed log (as `tail -f` witho
 
 def find(name: str) -> dict:
     """The record of the detached sandbox `name`, with its "state" (running, exited, killed)."""
-    record = registry.load(registry.detached_path(name))
+    path = registry.detached_path(name)
+    record = registry.load(path) or ({"name": name} if os.path.isfile(path) else None)  # (see detached_records)
     if record is None:
         raise RootsandError(f"no detached sandbox named {name}", hint="'rootsand ps -a' lists them")
     return {**record, "state": registry.record_state(record)}

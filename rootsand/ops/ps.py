@@ -37,13 +37,18 @@ def ps_rows(show_all: bool = False) -> list[dict]:
                      "profile": entry.get("profile"), "net": entry.get("net"), "command": entry.get("command", []),
                      "age_seconds": round(now - entry.get("created", now), 3), "status": entry.get("status"),
                      "launcher": entry["launcher"]["pid"], "detached": entry["name"] in detached})
+    listed = {row["name"] for row in rows}
     for name, record in detached.items() if show_all else ():
-        if record["state"] == "running":
-            continue  # its registry entry is above (or it is starting, or ending: not yet, or no longer, listed)
-        rows.append({"name": name, "pid": None, "pid1": None, "profile": record.get("profile"),
+        if name in listed:
+            continue  # running: its registry entry is above
+        state = record["state"]
+        if state == "running":  # its launcher runs, without a registry entry yet or any more: listed all the same
+            state = record.get("status", "running")
+        launcher = record.get("launcher", {}).get("pid") if record["state"] == "running" else None
+        rows.append({"name": name, "pid": launcher, "pid1": None, "profile": record.get("profile"),
                      "net": record.get("net"), "command": record.get("command", []),
-                     "age_seconds": round(now - record.get("created", now), 3), "status": record["state"],
-                     "launcher": None, "detached": True, "exit_code": record.get("exit_code"),
+                     "age_seconds": round(now - record.get("created", now), 3), "status": state,
+                     "launcher": launcher, "detached": True, "exit_code": record.get("exit_code"),
                      "ended": record.get("ended")})
     return sorted(rows, key=lambda row: row["name"])
 

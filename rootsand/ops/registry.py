@@ -344,14 +344,31 @@ def detached_path(name: str, suffix: str = ".json") -> str:
     return os.path.join(detached_dir(), name + suffix)
 
 
+def create(path: str, record: dict) -> bool:
+    """Make the file at `path` holding `record`, whole, unless it exists (False): written aside, then linked."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(record))
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(tmp)
+
+
 def detached_records() -> list[dict]:
     """Every detached sandbox kept, oldest first, each with "state": running, exited or killed."""
     directory = detached_dir()
     found = []
     for name in os.listdir(directory):
         if name.endswith(".json"):
-            record = load(os.path.join(directory, name))
-            if record is not None and record.get("name") == name[:-5]:
+            # one that cannot be read (a caller killed as it wrote it, before records were written whole) is
+            # a killed one's: listed, so that rm can free its name
+            record = load(os.path.join(directory, name)) or {"name": name[:-5]}
+            if record.get("name") == name[:-5]:
                 found.append({**record, "state": record_state(record)})
     return sorted(found, key=lambda r: r.get("created", 0))
 

@@ -57,12 +57,9 @@ def run(plan, json_status: str | None, verbose: bool, debug: bool) -> int:
     record_path = registry.detached_path(plan.name)
     record = {"name": plan.name, "status": "starting", "created": time.time(), "profile": plan.profile,
               "net": plan.network.mode, "command": plan.argv, "tty": plan.tty}
-    try:
-        fd = os.open(record_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    except FileExistsError:
-        raise RootsandError(f"the name {plan.name} is kept by a detached sandbox",
-                            hint=f"'rootsand ps -a' shows it; 'rootsand rm {plan.name}' removes it") from None
-    os.close(fd)
+    if not registry.create(record_path, record):  # whole or not at all: a caller killed now leaves a record
+        raise RootsandError(f"the name {plan.name} is kept by a detached sandbox",  # that ps -a and rm see
+                            hint=f"'rootsand ps -a' shows it; 'rootsand rm {plan.name}' removes it")
     log_path = registry.detached_path(plan.name, ".log")
     for stale in (log_path, log_path + ".1", registry.detached_path(plan.name, ".attach")):
         _remove(stale)  # a killed caller's, from before its record was removed
@@ -89,8 +86,8 @@ def run(plan, json_status: str | None, verbose: bool, debug: bool) -> int:
     code = os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else ExitCode.FAILURE
     for line in read_log(log_path).decode(errors="replace").splitlines():
         say(printable(line))  # what went wrong, as a run in the foreground would have said it
-    for path in (record_path, log_path, log_path + ".1"):
-        _remove(path)  # it never ran: nothing to keep
+    for path in (log_path, log_path + ".1", record_path):
+        _remove(path)  # it never ran: nothing to keep (the record last: it holds the name, and the log's)
     return code
 
 
@@ -130,6 +127,9 @@ def _daemon(plan, json_status, verbose, debug, record, record_path, log_path, re
             sys.stderr.flush()
         except OSError:
             pass
+        from rootsand.errors import forget_own_stderr
+
+        forget_own_stderr()  # (errors.say's own description of the pipe)
         os.dup2(null, 1)  # our copies of the pipe gone, the copier sees its end once the sandbox's are too
         os.dup2(null, 2)
         copier.join(10)
@@ -144,14 +144,15 @@ class Log:
 
     def __init__(self, path: str):
         self.path = path
-        self.fd = self._open()
+        self.fd: int | None = self._open()
         self.size = 0
 
     def _open(self) -> int:
         return os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
 
     def copy(self, source: int) -> None:
-        """Until every writer of `source` is gone."""
+        """Until every writer of `source` is gone. Whatever fails on the log's side (a full file system, a
+        part removed meanwhile), the pipe is still drained: what does not fit is lost, the sandbox goes on."""
         while True:
             try:
                 data = os.read(source, 1 << 16)
@@ -159,19 +160,28 @@ class Log:
                 break
             if not data:
                 break
-            if self.size and self.size + len(data) > LOG_PART:
-                os.close(self.fd)
-                os.rename(self.path, self.path + ".1")
-                self.fd, self.size = self._open(), 0
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(self.fd, view):]
-                self.size += len(data)
+                self._write(data)
             except OSError:
-                pass  # a full file system: what does not fit is lost, the sandbox goes on
+                pass
         os.close(source)
-        os.close(self.fd)
+        if self.fd is not None:
+            os.close(self.fd)
+
+    def _write(self, data: bytes) -> None:
+        if self.size and self.size + len(data) > LOG_PART or self.fd is None:
+            if self.fd is not None:
+                os.close(self.fd)
+                self.fd = None
+                try:
+                    os.rename(self.path, self.path + ".1")
+                except FileNotFoundError:
+                    pass
+            self.fd, self.size = self._open(), 0
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view):]
+        self.size += len(data)
 
 
 def read_log(path: str) -> bytes:

@@ -281,3 +281,31 @@ def test_the_runtime_directory_is_hidden_wherever_a_bind_shows_it(tmp_path, name
         refused = run(["run", "--ro-bind", path, "--", "true"], cwd=tmp_path, check_rc=125)
         assert refused.stderr.startswith(f"rootsand: error: --ro-bind {path}: {path} is ")
         assert "rootsand's runtime directory" in refused.stderr.splitlines()[0]
+
+
+def test_a_record_left_by_a_killed_caller_is_listed_and_removable(tmp_path, names):
+    """A `run -d` killed after it took the name, before its launcher ran: the record it made (whole: written
+    aside, then linked) is a killed one's, which ps -a shows and rm removes (attack 8, d01)."""
+    for content in (json.dumps({"name": "", "status": "starting", "created": time.time(), "command": ["true"]}), ""):
+        name = names()  # a record as a caller killed before its launcher ran leaves it; an empty one, as older ones did
+        with open(os.path.join(detached_dir(), f"{name}.json"), "w") as f:
+            f.write(content.replace('"name": ""', f'"name": "{name}"'))
+        taken = run(["run", "-d", "--name", name, "--", "true"], cwd=tmp_path, check_rc=125)
+        assert f"'rootsand ps -a' shows it; 'rootsand rm {name}' removes it" in taken.stderr
+        assert row(name)["status"] == "killed"
+        assert run(["rm", name], check_rc=0).stdout == f"{name}\n"
+        detach(tmp_path, name, "true")
+
+
+def test_a_log_removed_under_a_running_sandbox_neither_stops_nor_hangs_it(tmp_path, names):
+    """The log's copier drains the pipe whatever happens to the log (a part removed, a full file system):
+    else the command blocks on its next write for good (attack 8, d02 and d03)."""
+    name = names()
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    detach(tmp_path, name, "sh", "-c", "echo first; read x < gate; seq 1 1000000; echo last; exit 6")
+    os.unlink(os.path.join(detached_dir(), f"{name}.log"))  # the copier's next rotation finds no log to rename
+    with open(gate, "w") as f:
+        f.write("go\n")
+    assert ended(name)["exit_code"] == 6
+    assert run(["logs", name], check_rc=0, timeout=120).stdout.endswith("1000000\nlast\n")

@@ -43,3 +43,22 @@ def test_a_lone_ctrl_p_waits_for_the_next_key_then_passes(relay):
 def test_without_detach_keys_nothing_is_held(relay):
     relay.detach_keys = b""
     assert typed(relay, b"\x10", b"\x11") == b"\x10\x11" and not relay.detached
+
+
+def test_errors_forget_their_own_description_of_stderr():
+    """A detached launcher gives its log pipe up at the end: errors.say's own description of it must go too,
+    else the log's copier never sees the pipe's end (attack 8, d04)."""
+    from rootsand import errors
+
+    r, w = os.pipe()
+    try:
+        ours = errors._own_stderr(w)
+        assert ours != w
+        errors.forget_own_stderr()
+        os.close(w)
+        w = None
+        assert os.read(r, 1) == b""  # every write end closed
+    finally:
+        os.close(r)
+        if w is not None:
+            os.close(w)
