@@ -9,12 +9,38 @@ import sys
 
 
 def run_sandbox(options) -> int:
+    from rootsand.errors import stage
+
+    verbose = options.verbose or options.debug
+    timed = verbose and not options.dry_run  # -v times the stages of a run; with --dry-run it lists the plan
+    the_plan = make_plan(options, timed)
+    if options.dry_run:
+        import json
+
+        from rootsand.config import plan
+        from rootsand.runtime import hostprep
+
+        the_plan = hostprep.resolve(the_plan)  # as the launcher does it before it builds anything
+        print(json.dumps(the_plan.to_json(), indent=2))
+        if verbose:
+            from rootsand.errors import printable
+
+            print("\n".join(printable(line) for line in plan.describe(the_plan)), file=sys.stderr)
+        return 0
+    from rootsand.runtime import launcher
+
+    code = launcher.run(the_plan, options.json_status, verbose, options.debug)
+    if timed:
+        stage("cleaned up: rootsand exits")
+    return code
+
+
+def make_plan(options, timed: bool = False):
+    """The Plan `rootsand run` with these options would carry out (and `rootsand export` writes out)."""
     from rootsand.config import plan, profile, spec
     from rootsand.errors import stage
     from rootsand.guard import hostpaths
 
-    verbose = options.verbose or options.debug
-    timed = verbose and not options.dry_run  # -v times the stages of a run; with --dry-run it lists the plan
     if timed:
         stage("command line read")  # the interpreter's own start is before rootsand's first line: not in here
     env = dict(os.environ)
@@ -33,21 +59,4 @@ def run_sandbox(options) -> int:
     the_plan = plan.plan(asked, facts)
     if timed:
         stage("plan made")
-    if options.dry_run:
-        import json
-
-        from rootsand.runtime import hostprep
-
-        the_plan = hostprep.resolve(the_plan)  # as the launcher does it before it builds anything
-        print(json.dumps(the_plan.to_json(), indent=2))
-        if verbose:
-            from rootsand.errors import printable
-
-            print("\n".join(printable(line) for line in plan.describe(the_plan)), file=sys.stderr)
-        return 0
-    from rootsand.runtime import launcher
-
-    code = launcher.run(the_plan, options.json_status, verbose, options.debug)
-    if timed:
-        stage("cleaned up: rootsand exits")
-    return code
+    return the_plan

@@ -1,0 +1,83 @@
+"""`rootsand export oci|seccomp|kube`: the plan `run` would carry out, written out for other engines by the
+pure modules of rootsand/export/; here only the plan is made and the files are written."""
+
+import json
+import os
+import sys
+
+from rootsand.errors import RootsandError, warn
+
+
+def run_options(command, given: dict):
+    from rootsand.cli.options import RunOptions
+
+    return RunOptions(command=list(command or []), **given)
+
+
+def _resolved_plan(options):
+    from rootsand.cli.runner import make_plan
+    from rootsand.runtime import hostprep
+
+    return hostprep.resolve(make_plan(options, options.verbose or options.debug))
+
+
+def _say(listed: list[str]) -> None:
+    for line in listed:
+        warn(f"export: {line}")
+
+
+def export_oci(options) -> int:
+    """Write the bundle to the command's last argument, DIR: made when absent, refused when not empty."""
+    from rootsand.export.oci import export_bundle
+    from rootsand.runtime import hostprep
+
+    if not options.command:
+        raise RootsandError("name the bundle's directory: rootsand export oci [OPTIONS] -- COMMAND... DIR")
+    target = os.path.abspath(options.command.pop())
+    if os.path.lexists(target) and (not os.path.isdir(target) or os.path.islink(target) or os.listdir(target)):
+        raise RootsandError(f"{target}: the bundle's directory must be a new or an empty directory")
+    the_plan = _resolved_plan(options)
+    bundle = export_bundle(the_plan, os.uname().machine, target, os.path.lexists)
+    listed = hostprep.make_missing(the_plan)  # the bind sources `run` makes, which the runtime needs too
+    os.makedirs(os.path.join(target, "rootfs"), mode=0o755, exist_ok=True)
+    root = os.path.join(target, "rootfs")
+    for path, mode in bundle.dirs.items():
+        os.makedirs(os.path.join(root, path), exist_ok=True)
+        os.chmod(os.path.join(root, path), mode)  # not the umask's: runc gives a tmpfs its mount point's mode
+    for path, link in bundle.links.items():
+        os.symlink(link, os.path.join(root, path))
+    for path, content in bundle.files.items():
+        os.makedirs(os.path.dirname(os.path.join(target, path)), mode=0o755, exist_ok=True)
+        with open(os.path.join(target, path), "w") as f:
+            f.write(content)
+    # The environment is the command's, which may hold a token: the config is the user's only.
+    fd = os.open(os.path.join(target, "config.json"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(bundle.config, f, indent=2)
+        f.write("\n")
+    _say(listed + bundle.listed)
+    return 0
+
+
+def export_seccomp(options) -> int:
+    from rootsand.cli.runner import make_plan
+    from rootsand.export import seccomp
+
+    the_plan = make_plan(options)
+    if the_plan.seccomp is None:
+        raise RootsandError(f"profile {the_plan.profile} has no seccomp filter (security.seccomp = \"none\")")
+    machine = os.uname().machine
+    profile = seccomp.seccomp_object(the_plan.seccomp, machine, the_plan.compat_syscalls, comments=True)
+    print(json.dumps(profile, indent=2))
+    _say(seccomp.differences(the_plan.seccomp, machine, the_plan.compat_syscalls))
+    return 0
+
+
+def export_kube(options, image: str) -> int:
+    from rootsand.export import kube
+
+    pod, listed = kube.manifest(_resolved_plan(options), image, os.path.lexists)
+    print(json.dumps(pod, indent=2))
+    sys.stdout.flush()
+    _say(listed)
+    return 0
