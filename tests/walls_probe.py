@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """What a command sees of its sandbox's walls, as JSON on stdout: run inside `rootsand run` and inside an
-exported bundle under runc or crun (tests/integration/test_export.py), whose answers must agree.
+exported bundle under runc or crun (tests/integration/test_export_engines.py), whose answers must agree.
 
 Its own script inside the sandbox: the standard library only. Writes go to the current directory (a file
 named `written-here`), to $HOME (`written-in-home`) and to each path given after --write.

@@ -16,6 +16,7 @@ is YAML, so `podman kube play` and other YAML readers take it too) and what Kube
 import os
 import re
 
+from rootsand.config.netmodes import MODES
 from rootsand.export.oci import below, refusals, unexpressed
 
 SECCOMP_DIR = "rootsand"  # below the kubelet's seccomp directory (/var/lib/kubelet/seccomp)
@@ -144,8 +145,9 @@ def manifest(plan, image: str, exists) -> tuple[dict, list[str]]:
     if plan.sysctls:
         listed.append("sysctls " + ", ".join(f"{k.replace('/', '.')} = {v}" for k, v in plan.sysctls.items())
                       + " are not in the manifest (Kubernetes allows few without the kubelet's allow-list)")
-    if plan.network.mode == "none":
-        listed.append("network none: a Pod always has the cluster's network; a NetworkPolicy denying all "
+    mode = MODES[plan.network.mode]
+    if mode.own_netns and not mode.helper:  # loopback only (the proxy mode is refused before)
+        listed.append(f"network {mode.name}: a Pod always has the cluster's network; a NetworkPolicy denying all "
                       "ingress and egress comes closest")
     pod = {
         "apiVersion": "v1", "kind": "Pod",
@@ -156,4 +158,5 @@ def manifest(plan, image: str, exists) -> tuple[dict, list[str]]:
                  "automountServiceAccountToken": False, "enableServiceLinks": False,
                  "securityContext": pod_security, "containers": [container], "volumes": volumes.volumes},
     }
-    return pod, listed + [line for line in unexpressed(plan) if not line.startswith("network ")]
+    # what rootsand does around the command, but how it enforces limits on this host (a Pod has its cgroup)
+    return pod, listed + [line for line in unexpressed(plan) if not line.startswith(("network ", "limits: "))]

@@ -14,6 +14,7 @@ holding the links and the mount points, read-only.
 import os
 
 from rootsand.config.model import CAPABILITIES
+from rootsand.config.netmodes import MODES
 from rootsand.errors import RootsandError
 from rootsand.export import seccomp as seccomp_export
 
@@ -24,7 +25,7 @@ RLIMITS = {"nofile": "RLIMIT_NOFILE", "nproc": "RLIMIT_NPROC", "fsize": "RLIMIT_
 UNLIMITED = (1 << 64) - 1
 # The sysctls runc accepts (those of the IPC and network namespaces): it refuses user.* outright.
 SYSCTL_PREFIXES = ("kernel.shm", "kernel.msg", "kernel.sem", "fs.mqueue.", "net.")
-NOT_EXPORTED = "is not in the bundle"
+NOT_EXPORTED = "is not exported"
 
 
 class Bundle:
@@ -226,7 +227,7 @@ def refusals(plan) -> None:
 def unexpressed(plan) -> list[str]:
     """What `rootsand run` does around the command that no exported form carries out: one line each."""
     lines = []
-    if plan.network.mode not in ("none", "host"):
+    if MODES[plan.network.mode].helper:  # the way out is a helper rootsand starts: the engine's own here
         lines.append(f"network {plan.network.mode}: a network namespace with loopback only; the engine's "
                      "network (podman --network slirp4netns or pasta) is the way out")
     if plan.timeout:

@@ -166,7 +166,7 @@ def test_the_pure_security_modules_import_nothing_that_touches_the_system():
 def test_the_exporters_read_only_the_plan():
     """export/ turns a Plan into other engines' formats: it reads the plan's records and the pure parts of
     security/, never the host (no runtime, no guard, no ctypes); the CLI makes the plan and writes the files."""
-    allowed = {"config.model", "config.plan", "config.idmap", "errors"} | PURE_SECURITY
+    allowed = {"config.model", "config.netmodes", "config.plan", "config.idmap", "errors"} | PURE_SECURITY
     graph = _imports()
     exporters = sorted(module for module in graph if _stage(module) == "export")
     assert exporters
