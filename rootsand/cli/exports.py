@@ -21,6 +21,12 @@ def _resolved_plan(options):
     return hostprep.resolve(make_plan(options, options.verbose or options.debug))
 
 
+def _plain(path: str) -> bool:
+    """True when `path` is there with no link on the way: a home rule's writable exception is bound only then,
+    as rootsand binds it (a link stays part of the read-only home)."""
+    return os.path.realpath(path) == path and os.path.exists(path)
+
+
 def _say(listed: list[str]) -> None:
     for line in listed:
         warn(f"export: {line}")
@@ -37,7 +43,7 @@ def export_oci(options) -> int:
     if os.path.lexists(target) and (not os.path.isdir(target) or os.path.islink(target) or os.listdir(target)):
         raise RootsandError(f"{target}: the bundle's directory must be a new or an empty directory")
     the_plan = _resolved_plan(options)
-    bundle = export_bundle(the_plan, os.uname().machine, target, os.path.lexists)
+    bundle = export_bundle(the_plan, os.uname().machine, target, _plain)
     listed = hostprep.make_missing(the_plan)  # the bind sources `run` makes, which the runtime needs too
     os.makedirs(os.path.join(target, "rootfs"), mode=0o755, exist_ok=True)
     root = os.path.join(target, "rootfs")
@@ -45,6 +51,7 @@ def export_oci(options) -> int:
         os.makedirs(os.path.join(root, path), exist_ok=True)
         os.chmod(os.path.join(root, path), mode)  # not the umask's: runc gives a tmpfs its mount point's mode
     for path, link in bundle.links.items():
+        os.makedirs(os.path.dirname(os.path.join(root, path)), mode=0o755, exist_ok=True)
         os.symlink(link, os.path.join(root, path))
     for path, content in bundle.files.items():
         os.makedirs(os.path.dirname(os.path.join(target, path)), mode=0o755, exist_ok=True)
@@ -76,7 +83,7 @@ def export_seccomp(options) -> int:
 def export_kube(options, image: str) -> int:
     from rootsand.export import kube
 
-    pod, listed = kube.manifest(_resolved_plan(options), image, os.path.lexists)
+    pod, listed = kube.manifest(_resolved_plan(options), image, _plain)
     print(json.dumps(pod, indent=2))
     sys.stdout.flush()
     _say(listed)

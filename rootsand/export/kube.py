@@ -158,5 +158,8 @@ def manifest(plan, image: str, exists) -> tuple[dict, list[str]]:
                  "automountServiceAccountToken": False, "enableServiceLinks": False,
                  "securityContext": pod_security, "containers": [container], "volumes": volumes.volumes},
     }
+    listed.append("hostUsers: false (the Pod's own user namespace) needs Kubernetes 1.30 or later (1.25 with "
+                  "the UserNamespacesSupport gate) and a runtime with user namespaces; an older API server drops "
+                  "the field, and uid 0 inside is then root on the node")
     # what rootsand does around the command, but how it enforces limits on this host (a Pod has its cgroup)
     return pod, listed + [line for line in unexpressed(plan) if not line.startswith(("network ", "limits: "))]

@@ -246,8 +246,8 @@ def unexpressed(plan) -> list[str]:
                      f"{NOT_EXPORTED}")
     if plan.time_offsets:
         lines.append("the time namespace's offsets are in linux.timeOffsets: runc before 1.2 ignores them")
-    lines.append("the terminal filter (escape sequences from the command) is rootsand's: the bundle runs "
-                 "without a terminal")
+    lines.append("the terminal filter (escape sequences from the command) is rootsand's own: the export "
+                 "asks for no terminal")
     return lines
 
 
@@ -300,5 +300,10 @@ def export_bundle(plan, machine: str, bundle_dir: str, exists) -> Bundle:
         "linux": linux,
         "annotations": {"org.rootsand.profile": plan.profile},
     }
+    if plan.root_mapped and plan.setup_uid != 0:
+        # runc hands its pipes and exec.fifo to root inside, which only the user's own id can be given
+        bundle.listed.append("root inside is one of your subordinate ids, not you: rootless runc refuses the "
+                             "bundle (it cannot chown its pipes to root); crun, or runc run by root, runs it")
     bundle.listed += unexpressed(plan)
     return bundle
+

@@ -194,6 +194,14 @@ def test_what_rootsand_does_around_the_command_is_listed():
     assert any(line.startswith("network slirp: a network namespace with loopback only") for line in listed)
 
 
+def test_a_bundle_whose_root_is_a_subordinate_id_says_that_rootless_runc_refuses_it(where):  # noqa: F811
+    said = ("root inside is one of your subordinate ids, not you: rootless runc refuses the bundle (it cannot "
+            "chown its pipes to root); crun, or runc run by root, runs it")
+    for name, expected in (("fakeroot", True), ("default", False)):
+        the_plan = plan.plan(make_spec(where, name), FACTS)
+        assert (said in oci.export_bundle(the_plan, "x86_64", BUNDLE, NOTHING).listed) == expected, name
+
+
 # ------------------------------------------------------------------------------------------------- seccomp
 
 def test_masked_equality_has_the_mask_in_value_and_the_compared_value_in_value_two():
