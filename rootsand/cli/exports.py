@@ -40,13 +40,24 @@ def export_oci(options) -> int:
     if not options.command:
         raise RootsandError("name the bundle's directory: rootsand export oci [OPTIONS] -- COMMAND... DIR")
     target = os.path.abspath(options.command.pop())
-    if os.path.lexists(target) and (not os.path.isdir(target) or os.path.islink(target) or os.listdir(target)):
-        raise RootsandError(f"{target}: the bundle's directory must be a new or an empty directory")
+    _check_target(target)
     the_plan = _resolved_plan(options)
     bundle = export_bundle(the_plan, os.uname().machine, target, _plain)
     listed = hostprep.make_missing(the_plan)  # the bind sources `run` makes, which the runtime needs too
-    os.makedirs(os.path.join(target, "rootfs"), mode=0o755, exist_ok=True)
+    try:
+        _write(target, bundle)
+    except OSError as e:
+        raise RootsandError(f"{target}: cannot write the bundle: {e.filename or target}: {e.strerror}") from None
+    _say(listed + bundle.listed)
+    return 0
+
+
+def _write(target: str, bundle) -> None:
+    os.makedirs(target, mode=0o755, exist_ok=True)
+    # Made here and now, not found: in a directory others can write, nothing of theirs is written into.
     root = os.path.join(target, "rootfs")
+    os.mkdir(root, 0o755)
+    os.mkdir(os.path.join(target, "files"), 0o755)
     for path, mode in bundle.dirs.items():
         os.makedirs(os.path.join(root, path), exist_ok=True)
         os.chmod(os.path.join(root, path), mode)  # not the umask's: runc gives a tmpfs its mount point's mode
@@ -55,15 +66,25 @@ def export_oci(options) -> int:
         os.symlink(link, os.path.join(root, path))
     for path, content in bundle.files.items():
         os.makedirs(os.path.dirname(os.path.join(target, path)), mode=0o755, exist_ok=True)
-        with open(os.path.join(target, path), "w") as f:
+        with open(os.path.join(target, path), "x") as f:
             f.write(content)
     # The environment is the command's, which may hold a token: the config is the user's only.
     fd = os.open(os.path.join(target, "config.json"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(bundle.config, f, indent=2)
         f.write("\n")
-    _say(listed + bundle.listed)
-    return 0
+
+
+def _check_target(target: str) -> None:
+    """The bundle's directory: new, or an empty directory of the user's (not a link to one)."""
+    try:
+        st = os.lstat(target)
+    except FileNotFoundError:
+        return
+    import stat
+
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or os.listdir(target):
+        raise RootsandError(f"{target}: the bundle's directory must be a new or an empty directory of yours")
 
 
 def export_seccomp(options) -> int:

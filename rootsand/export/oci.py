@@ -262,11 +262,15 @@ def export_bundle(plan, machine: str, bundle_dir: str, exists) -> Bundle:
     for index, step in enumerate(steps):
         mounts += _mount(step, index, plan, bundle, bundle_dir)
         mounts += _guards(plan, index, exists)
+    rootfs = (plan.resolved.rootfs if plan.resolved else None) or plan.rootfs
     for name, content in plan.etc_files.items():
+        if rootfs and not exists(os.path.join(rootfs, "etc", name)):
+            # the runtime would make the mount point among the user's files, which rootsand never does
+            bundle.listed.append(f"/etc/{name} {NOT_EXPORTED}: {rootfs}/etc has none to bind it over")
+            continue
         bundle.files[f"files/etc/{name}"] = content
         mounts.append(_bind(os.path.join(bundle_dir, "files/etc", name), f"/etc/{name}", True))
     mounts += _protected(plan, steps, bundle)
-    rootfs = (plan.resolved.rootfs if plan.resolved else None) or plan.rootfs
     if not rootfs:  # the skeleton's mount points at its top level (runc and crun make deeper ones themselves)
         for m in mounts:
             parts = m["destination"].strip("/").split("/")

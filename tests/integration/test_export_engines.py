@@ -185,10 +185,14 @@ def test_the_proxy_mode_is_refused_with_one_error_line(tmp_path, work):
     assert done.returncode == 125 and done.stdout == "" and "proxy network mode" in done.stderr
 
 
-def test_a_bundle_directory_that_is_not_empty_is_refused(tmp_path, work):
+def test_a_bundle_directory_that_is_not_empty_or_a_link_is_refused(tmp_path, work):
     (tmp_path / "bundle").mkdir()
     (tmp_path / "bundle" / "mine").write_text("keep\n")
-    done = run(["export", "oci", "--", "true", str(tmp_path / "bundle")], cwd=work)
-    assert (done.returncode, done.stderr.splitlines()) == (125, [
-        f"rootsand: error: {tmp_path}/bundle: the bundle's directory must be a new or an empty directory"])
-    assert os.listdir(tmp_path / "bundle") == ["mine"]
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "empty")
+    for name in ("bundle", "link"):
+        done = run(["export", "oci", "--", "true", str(tmp_path / name)], cwd=work)
+        assert (done.returncode, done.stderr.splitlines()) == (125, [
+            f"rootsand: error: {tmp_path}/{name}: the bundle's directory must be a new or an empty directory of "
+            "yours"])
+    assert (os.listdir(tmp_path / "bundle"), os.listdir(tmp_path / "empty")) == (["mine"], [])

@@ -141,6 +141,15 @@ def test_protected_paths_that_exist_are_read_only_binds_after_all_else_and_absen
     assert "protected paths absent on the host (/home/a/w/.envrc) are not checked after the run" in bundle.listed
 
 
+def test_with_rootfs_the_root_is_the_users_and_etc_files_go_only_over_existing_ones():
+    """rootsand never makes a mount point among the user's files: nor does the bundle ask the runtime to."""
+    the_plan = a_plan(rootfs="/r", etc_files={"hostname": "h\n", "hosts": "127.0.0.1 localhost\n"})
+    bundle = oci.export_bundle(the_plan, "x86_64", BUNDLE, lambda path: path == "/r/etc/hosts")
+    assert bundle.config["root"] == {"path": "/r", "readonly": False}
+    assert [m["destination"] for m in bundle.config["mounts"]] == ["/etc/hosts"] and bundle.dirs == {}
+    assert "/etc/hostname is not exported: /r/etc has none to bind it over" in bundle.listed
+
+
 def test_the_default_profiles_process_ids_and_namespaces(where):  # noqa: F811
     the_plan = plan.plan(make_spec(where, "default", command=["make", "all"]), FACTS)
     config = oci.export_bundle(the_plan, "x86_64", BUNDLE, NOTHING).config
