@@ -13,6 +13,7 @@ is YAML, so `podman kube play` and other YAML readers take it too) and what Kube
 - the profile's memory limit (and a cpu limit where the plan has one) as resource limits.
 """
 
+import math
 import os
 import re
 
@@ -161,5 +162,9 @@ def manifest(plan, image: str, exists) -> tuple[dict, list[str]]:
     listed.append("hostUsers: false (the Pod's own user namespace) needs Kubernetes 1.30 or later (1.25 with "
                   "the UserNamespacesSupport gate) and a runtime with user namespaces; an older API server drops "
                   "the field, and uid 0 inside is then root on the node")
-    # what rootsand does around the command, but how it enforces limits on this host (a Pod has its cgroup)
-    return pod, listed + [line for line in unexpressed(plan) if not line.startswith(("network ", "limits: "))]
+    if plan.timeout:
+        pod["spec"]["activeDeadlineSeconds"] = max(1, math.ceil(plan.timeout))  # then the Pod is stopped
+    # what rootsand does around the command, but how it enforces limits on this host (a Pod has its cgroup),
+    # and the timeout, which the Pod has
+    return pod, listed + [line for line in unexpressed(plan)
+                          if not line.startswith(("network ", "limits: ", "the timeout "))]

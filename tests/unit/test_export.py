@@ -317,6 +317,13 @@ def test_the_pod_manifest_has_the_limits_the_user_and_the_protected_paths(where)
     assert any(line.startswith("network none: a Pod always has the cluster's network") for line in listed)
 
 
+def test_the_timeout_is_the_pods_active_deadline(where):  # noqa: F811
+    the_plan = plan.plan(make_spec(where, "untrusted"), FACTS)
+    pod, listed = kube.manifest(the_plan, "img", NOTHING)
+    assert pod["spec"]["activeDeadlineSeconds"] == 600 and not any(line.startswith("the timeout") for line in listed)
+    assert pod["spec"]["containers"][0]["resources"] == {"limits": {"memory": str(1 << 30)}}
+
+
 def test_a_tmpfs_is_a_memory_backed_empty_dir():
     pod, _ = kube.manifest(a_plan(step("tmpfs", "/tmp", size=1 << 20)), "img", NOTHING)
     assert pod["spec"]["volumes"] == [{"name": "t0-tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "1048576"}}]
