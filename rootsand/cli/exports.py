@@ -27,7 +27,11 @@ def _plain(path: str) -> bool:
     return os.path.realpath(path) == path and os.path.exists(path)
 
 
-def _say(listed: list[str]) -> None:
+def _say(the_plan, listed: list[str]) -> None:
+    from rootsand.export.oci import said
+
+    for line in said(the_plan):  # what `run` would say of this plan: it holds for the export too
+        warn(line)
     for line in listed:
         warn(f"export: {line}")
 
@@ -48,7 +52,7 @@ def export_oci(options) -> int:
         _write(target, bundle)
     except OSError as e:
         raise RootsandError(f"{target}: cannot write the bundle: {e.filename or target}: {e.strerror}") from None
-    _say(listed + bundle.listed)
+    _say(the_plan, listed + bundle.listed)
     return 0
 
 
@@ -97,15 +101,16 @@ def export_seccomp(options) -> int:
     machine = os.uname().machine
     profile = seccomp.seccomp_object(the_plan.seccomp, machine, the_plan.compat_syscalls, comments=True)
     print(json.dumps(profile, indent=2))
-    _say(seccomp.differences(the_plan.seccomp, machine, the_plan.compat_syscalls))
+    _say(the_plan, seccomp.differences(the_plan.seccomp, machine, the_plan.compat_syscalls))
     return 0
 
 
 def export_kube(options, image: str) -> int:
     from rootsand.export import kube
 
-    pod, listed = kube.manifest(_resolved_plan(options), image, _plain)
+    the_plan = _resolved_plan(options)
+    pod, listed = kube.manifest(the_plan, image, _plain)
     print(json.dumps(pod, indent=2))
     sys.stdout.flush()
-    _say(listed)
+    _say(the_plan, listed)
     return 0

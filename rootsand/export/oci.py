@@ -28,6 +28,38 @@ SYSCTL_PREFIXES = ("kernel.shm", "kernel.msg", "kernel.sem", "fs.mqueue.", "net.
 NOT_EXPORTED = "is not exported"
 
 
+# Every field of the Plan and of its Resolved part, and where the exports put it: a field added to the plan
+# (a new wall) fails tests/unit/test_export.py until it is exported, refused or listed here with a reason.
+PLAN_FIELDS = {
+    "name": "not needed: the engine names the container", "profile": "annotations",
+    "argv": "process.args", "env": "process.env", "chdir": "process.cwd", "cwd": "the mounts' paths",
+    "hostname": "hostname", "argv_fallback": "listed", "homes": "the home rule's binds (home_guards)",
+    "timeout": "listed (kube: activeDeadlineSeconds)", "memory": "rlimits or linux.resources (kube: limits)",
+    "user": "process.user", "run_uid": "process.user", "run_gid": "process.user",
+    "setup_uid": "listed where rootless runc refuses the maps", "setup_gid": "as setup_uid",
+    "ids": "linux.uidMappings, gidMappings", "namespaces": "linux.namespaces", "time_offsets": "linux.timeOffsets",
+    "rootfs": "root", "mounts": "mounts and the skeleton", "writable": "the binds' rw flag",
+    "home_guards": "read-only binds", "protected": "read-only binds; absent ones listed",
+    "etc_files": "files/etc, bound read-only", "network": "the proxy mode refused; a helper's listed",
+    "capabilities": "process.capabilities", "no_new_privs": "process.noNewPrivileges",
+    "new_session": "runc and crun always start a new session", "nested_userns": "seccomp rules and sysctl",
+    "setuid_bits": "seccomp rules", "handover": "listed", "seccomp": "linux.seccomp",
+    "compat_syscalls": "linux.seccomp.architectures", "limits": "process.rlimits, linux.resources",
+    "cgroup_parent": "not needed: the engine places the container's cgroup", "sysctls": "linux.sysctl, or listed",
+    "notes": "said, as run says them", "resolved": "RESOLVED_FIELDS",
+}
+RESOLVED_FIELDS = {
+    "mounts": "mounts", "rootfs": "root", "writable": "the binds' rw flag", "protect": "protected paths' binds",
+    "audit": "listed", "setuid_tops": "listed", "handover": "listed", "notes": "not said (run says them with -v)",
+    "warnings": "said, as run says them", "made": "made by the CLI, as run makes them",
+}
+
+
+def said(plan) -> list[str]:
+    """What `rootsand run` says about this plan before it starts (its notes and resolved warnings)."""
+    return list(plan.notes) + (list(plan.resolved.warnings) if plan.resolved else [])
+
+
 class Bundle:
     """What export_bundle() makes: `config` (config.json), `dirs` (path -> mode) and `links` (path -> target):
     the skeleton root, paths relative to it; `files` (bundle-relative path -> content: the generated files the config binds) and

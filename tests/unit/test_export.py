@@ -38,6 +38,12 @@ def mounts(the_plan, exists=NOTHING) -> list[dict]:
     return oci.export_bundle(the_plan, "x86_64", BUNDLE, exists).config["mounts"]
 
 
+def test_every_field_of_the_plan_has_its_place_in_the_exports():
+    """A new field (a new wall) must be exported, refused or listed before an export can leave it out."""
+    assert sorted(oci.PLAN_FIELDS) == sorted(Plan.FIELDS)
+    assert sorted(oci.RESOLVED_FIELDS) == sorted(Resolved.FIELDS)
+
+
 def test_binds_keep_their_flags():
     got = mounts(a_plan(step("bind", "/w", src="/home/a/w"), step("ro-bind", "/usr", src="/usr"),
                         step("dev-bind", "/dev/kvm", src="/dev/kvm")))
