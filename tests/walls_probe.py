@@ -45,6 +45,7 @@ def main(argv: list[str]) -> int:
         "gid_map": read("/proc/self/gid_map").split(),
         **status("CapEff", "CapPrm", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp"),
         "hostname": socket.gethostname(),
+        "session leader": os.getsid(0) == os.getpid(),  # new_session: no TIOCSTI-free way into a caller's tty
         "cwd": os.getcwd(),
         "write cwd": write("written-here"),
         "write home": write(os.path.join(os.environ["HOME"], "written-in-home")),

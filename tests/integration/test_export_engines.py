@@ -112,6 +112,7 @@ def test_runc_runs_the_bundle_with_rootsands_walls(tmp_path, work, name):
     assert (theirs["write cwd"], theirs["write /usr"], theirs["write /etc"]) == (0, 30, 30)  # EROFS
     assert theirs["write home"] == 0 and not os.path.exists(home_file)  # a tmpfs: nothing reaches the host
     assert theirs["/proc/keys"] == "" and theirs["interfaces"] == ["lo"] and not theirs["/proc/sys writable"]
+    assert theirs["session leader"] is True
     st = os.stat(os.path.join(work, "written-here"))
     assert (st.st_uid, st.st_gid) == (os.getuid(), os.getgid())
     if name == "limited":
@@ -172,6 +173,22 @@ def test_the_exported_seccomp_profile_loads_in_runc(tmp_path, work):
         json.dump(config, f)
     theirs = json.loads(in_runtime("runc", tmp_path, bundle, work).stdout)
     assert (theirs["ioctl TIOCSTI"], theirs["socket AF_VSOCK"], theirs["Seccomp"]) == (1, 97, "2")
+
+
+def test_export_kube_prints_a_pod_and_lists_what_it_cannot_express(tmp_path, work):
+    done = run(["export", "kube", "--profile", "build", "--image", "debian:bookworm-slim", "--", "make"], cwd=work,
+               check_rc=0)
+    pod = json.loads(done.stdout)
+    (container,) = pod["spec"]["containers"]
+    assert (pod["kind"], container["image"], container["command"], container["workingDir"]) == (
+        "Pod", "debian:bookworm-slim", ["make"], work)
+    mounted = {m["mountPath"]: m for m in container["volumeMounts"]}
+    volume = next(v for v in pod["spec"]["volumes"] if v["name"] == mounted[work]["name"])
+    assert (volume["hostPath"]["path"], mounted[work]["readOnly"], mounted["/usr"]["readOnly"]) == (work, False, True)
+    lines = done.stderr.splitlines()
+    assert lines and all(line.startswith("rootsand: warning: ") for line in lines), lines
+    assert "rootsand: warning: export: network none: a Pod always has the cluster's network; a NetworkPolicy " \
+           "denying all ingress and egress comes closest" in lines
 
 
 def test_the_proxy_mode_is_refused_with_one_error_line(tmp_path, work):
