@@ -21,10 +21,12 @@ def _resolved_plan(options):
     return hostprep.resolve(make_plan(options, options.verbose or options.debug))
 
 
-def _plain(path: str) -> bool:
-    """True when `path` is there with no link on the way: a home rule's writable exception is bound only then,
-    as rootsand binds it (a link stays part of the read-only home)."""
-    return os.path.realpath(path) == path and os.path.exists(path)
+def _kind(path: str) -> str | None:
+    """"dir" or "file" (anything else that is there), or None when `path` is absent or a link is on its way: a
+    home rule's writable exception is bound only then, as rootsand binds it (a link stays read-only)."""
+    if os.path.realpath(path) != path or not os.path.exists(path):
+        return None
+    return "dir" if os.path.isdir(path) else "file"
 
 
 def _say(the_plan, listed: list[str]) -> None:
@@ -46,7 +48,7 @@ def export_oci(options) -> int:
     target = os.path.abspath(options.command.pop())
     _check_target(target)
     the_plan = _resolved_plan(options)
-    bundle = export_bundle(the_plan, os.uname().machine, target, _plain)
+    bundle = export_bundle(the_plan, os.uname().machine, target, _kind)
     listed = hostprep.make_missing(the_plan)  # the bind sources `run` makes, which the runtime needs too
     try:
         _write(target, bundle)
@@ -109,7 +111,7 @@ def export_kube(options, image: str) -> int:
     from rootsand.export import kube
 
     the_plan = _resolved_plan(options)
-    pod, listed = kube.manifest(the_plan, image, _plain)
+    pod, listed = kube.manifest(the_plan, image, _kind)
     print(json.dumps(pod, indent=2))
     sys.stdout.flush()
     _say(the_plan, listed)

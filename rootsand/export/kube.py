@@ -18,7 +18,7 @@ import os
 import re
 
 from rootsand.config.netmodes import MODES
-from rootsand.export.oci import below, refusals, unexpressed
+from rootsand.export.oci import below, refusals, staging_mount, unexpressed
 
 SECCOMP_DIR = "rootsand"  # below the kubelet's seccomp directory (/var/lib/kubelet/seccomp)
 
@@ -62,15 +62,17 @@ class _Volumes:
         self.mounts.append(entry)
 
 
-def manifest(plan, image: str, exists) -> tuple[dict, list[str]]:
-    """(the Pod manifest, what it does otherwise than `rootsand run`) for a resolved Plan."""
+def manifest(plan, image: str, host_kind) -> tuple[dict, list[str]]:
+    """(the Pod manifest, what it does otherwise than `rootsand run`) for a resolved Plan; `host_kind` as
+    oci.export_bundle's."""
     refusals(plan)
     listed = []
     volumes = _Volumes()
     steps = plan.resolved.mounts if plan.resolved else plan.mounts
     runtime_own, links = [], []
+    staged = staging_mount(plan)
     for index, step in enumerate(steps):
-        if step.kind == "absent":
+        if step.kind == "absent" or index == staged:
             continue
         if step.type in ("bind", "ro-bind", "dev-bind"):
             volumes.mount(volumes.host(step.src, bool(step.create)), step.dst, "ro" in step.flags)
@@ -95,7 +97,7 @@ def manifest(plan, image: str, exists) -> tuple[dict, list[str]]:
                 home = volumes.host(guard.home)
                 volumes.mount(home, guard.dst, True)
                 for rel in guard.writable:
-                    if exists(os.path.join(guard.home, rel)):
+                    if host_kind(os.path.join(guard.home, rel)):
                         volumes.mount(home, os.path.join(guard.dst, rel), False, rel)
     if runtime_own:
         listed.append(f"{', '.join(runtime_own)}: the container runtime's own (its masked and read-only /proc "

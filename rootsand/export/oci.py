@@ -146,6 +146,9 @@ def _mount(step, index: int, plan, bundle: Bundle, bundle_dir: str) -> list[dict
     if step.type in ("symlink", "dir"):
         covering = [m.dst for m in plan.mounts[:index] if m.type not in ("symlink", "dir", "file")
                     and below(step.dst, m.dst)]
+        if step.type == "dir" and (covering or plan.rootfs):  # an empty directory: no wall, and no way to make it
+            bundle.listed.append(f"the directory {step.dst} is not made (OCI has no directory op)")
+            return []
         if covering or plan.rootfs:
             # below an earlier mount (or in the user's --rootfs): the skeleton cannot hold it
             raise RootsandError(f"{step.origin or step.dst}: a {step.type} at {step.dst} "
@@ -160,14 +163,22 @@ def _mount(step, index: int, plan, bundle: Bundle, bundle_dir: str) -> list[dict
     raise RootsandError(f"{step.origin or step.dst}: a {step.type} mount cannot be exported")
 
 
-def _guards(plan, index: int, exists) -> list[dict]:
+def staging_mount(plan) -> int | None:
+    """The index of the staging bind (plan.Handover): a directory the launcher makes for the run and empties
+    after it. Left out: the parent of the current directory is then what the other mounts make it (a tmpfs,
+    thrown away), and nothing is handed over (listed)."""
+    handover = plan.resolved.handover if plan.resolved else plan.handover
+    return handover.mount if handover and handover.staging else None
+
+
+def _guards(plan, index: int, host_kind) -> list[dict]:
     """The home rule (homerule.py) right after its bind: the home read-only, its writable exceptions over it."""
     out = []
     for guard in plan.home_guards:
         if guard.mount == index:
             out.append(_bind(guard.home, guard.dst, True))
             for rel in sorted(guard.writable, key=lambda r: r.count("/")):
-                if exists(os.path.join(guard.home, rel)):
+                if host_kind(os.path.join(guard.home, rel)):
                     out.append(_bind(os.path.join(guard.home, rel), os.path.join(guard.dst, rel), False))
     return out
 
@@ -189,6 +200,26 @@ def _protected(plan, steps: list, bundle: Bundle) -> list[dict]:
         bundle.listed.append("protected paths absent on the host (" + ", ".join(found["absent"]) + ") are not "
                              "checked after the run")
     return out
+
+
+def _mount_points(mounts: list[dict], bundle: Bundle, host_kind) -> None:
+    """The mount points that lie in the skeleton (not below an earlier mount), made in it: so the runtime makes
+    none itself, as root inside, which may be a subordinate id that leaves you a bundle you cannot remove."""
+    earlier = []
+    for m in mounts:
+        dst = m["destination"]
+        parts = dst.strip("/").split("/")
+        in_skeleton = not any(below(dst, e) for e in earlier)
+        earlier.append(dst)
+        if not in_skeleton or any("/".join(parts[:i]) in bundle.links for i in range(1, len(parts) + 1)):
+            continue  # a link's target is resolved inside, by the runtime
+        for i in range(1, len(parts)):
+            bundle.dirs.setdefault("/".join(parts[:i]), 0o755)
+        path = "/".join(parts)
+        if m["type"] == "bind" and host_kind(m["source"]) not in (None, "dir"):
+            bundle.files.setdefault(f"rootfs/{path}", "")
+        else:
+            bundle.dirs.setdefault(path, _mount_point_mode(m))
 
 
 def _mount_point_mode(mount: dict) -> int:
@@ -275,8 +306,10 @@ def unexpressed(plan) -> list[str]:
         lines.append("setuid bits set during the run are not cleared at exit")
     handover = resolved.handover if resolved else plan.handover
     if handover:
-        lines.append(f"the hand-over after the run (files made as another id, a staged parent directory) "
-                     f"{NOT_EXPORTED}")
+        lines.append(f"the hand-over after the run {NOT_EXPORTED}"
+                     + (f": what the command writes beside {plan.cwd} stays inside" if handover.staging else "")
+                     + (f"; files it makes in {handover.top} keep the owner they have inside" if handover.top
+                        else ""))
     if plan.time_offsets:
         lines.append("the time namespace's offsets are in linux.timeOffsets: runc before 1.2 ignores them")
     lines.append("the terminal filter (escape sequences from the command) is rootsand's own: the export "
@@ -284,31 +317,31 @@ def unexpressed(plan) -> list[str]:
     return lines
 
 
-def export_bundle(plan, machine: str, bundle_dir: str, exists) -> Bundle:
+def export_bundle(plan, machine: str, bundle_dir: str, host_kind) -> Bundle:
     """The bundle for a resolved Plan (hostprep.resolve) on `machine` (os.uname().machine), to be written to
-    `bundle_dir` (absolute). `exists` tells whether a host path is there (a home rule's writable exception is
-    bound only then, as rootsand does)."""
+    `bundle_dir` (absolute). `host_kind(path)` says what a host path is: "dir", "file" (or another non-directory),
+    or None when it is absent or a link is on its way (a home rule's writable exception is bound only then, as
+    rootsand binds it; a bind's mount point in the skeleton is a file or a directory as its source is)."""
     refusals(plan)
     bundle = Bundle()
     steps = plan.resolved.mounts if plan.resolved else plan.mounts
     mounts = []
+    staged = staging_mount(plan)
     for index, step in enumerate(steps):
-        mounts += _mount(step, index, plan, bundle, bundle_dir)
-        mounts += _guards(plan, index, exists)
+        if index != staged:
+            mounts += _mount(step, index, plan, bundle, bundle_dir)
+        mounts += _guards(plan, index, host_kind)
     rootfs = (plan.resolved.rootfs if plan.resolved else None) or plan.rootfs
     for name, content in plan.etc_files.items():
-        if rootfs and not exists(os.path.join(rootfs, "etc", name)):
+        if rootfs and not host_kind(os.path.join(rootfs, "etc", name)):
             # the runtime would make the mount point among the user's files, which rootsand never does
             bundle.listed.append(f"/etc/{name} {NOT_EXPORTED}: {rootfs}/etc has none to bind it over")
             continue
         bundle.files[f"files/etc/{name}"] = content
         mounts.append(_bind(os.path.join(bundle_dir, "files/etc", name), f"/etc/{name}", True))
     mounts += _protected(plan, steps, bundle)
-    if not rootfs:  # the skeleton's mount points at its top level (runc and crun make deeper ones themselves)
-        for m in mounts:
-            parts = m["destination"].strip("/").split("/")
-            if parts[0] and parts[0] not in bundle.links and parts[0] not in bundle.dirs:
-                bundle.dirs[parts[0]] = _mount_point_mode(m) if len(parts) == 1 else 0o755
+    if not rootfs:
+        _mount_points(mounts, bundle, host_kind)
     proc = next((s for s in steps if s.type == "proc" and s.kind != "absent"), None)
     linux = {
         "uidMappings": [{"containerID": a, "hostID": b, "size": c} for a, b, c in plan.ids.uid_lines],

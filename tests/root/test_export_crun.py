@@ -60,3 +60,30 @@ def test_crun_runs_the_exported_bundle_with_rootsands_walls(work):
     got, expected = json.loads(theirs.stdout), json.loads(ours.stdout)
     assert got == expected
     assert (got["NoNewPrivs"], got["Seccomp"], got["write /usr"], got["write cwd"]) == ("1", "2", 30, 0)
+
+
+def test_crun_runs_the_fakeroot_bundle_whose_root_is_a_subordinate_id(work):
+    """fakeroot's root is one of the user's subordinate ids (rootless runc refuses that, and says so): under
+    crun a chown inside gives the file that id's owner on the host, and the bundle is the user's to remove (its
+    mount points were made in the skeleton, not by root inside)."""
+    script = ("$ROOTSAND export oci --profile fakeroot -- sh -c \"touch made && chown 5:6 made\" $HOME/bundle-$$ "
+              "2>/dev/null && cp $HOME/bundle-$$/config.json $HOME/config-$$.json && "
+              "crun --root $HOME/crun-$$ run --bundle $HOME/bundle-$$ probe-$$; status=$?; "
+              "rm -r $HOME/bundle-$$ $HOME/crun-$$ || status=99; exit $status")
+    done = as_user(script, work, hybrid_mounts())
+    assert done.returncode == 0, done.stderr
+    home = pwd.getpwnam(TEST_USER).pw_dir
+    config_path = max((os.path.join(home, n) for n in os.listdir(home) if n.startswith("config-")),
+                      key=os.path.getmtime)
+    with open(config_path) as f:
+        config = json.load(f)
+    os.unlink(config_path)
+
+    def host_id(maps, inside):
+        return next(m["hostID"] + inside - m["containerID"] for m in maps
+                    if m["containerID"] <= inside < m["containerID"] + m["size"])
+
+    st = os.stat(os.path.join(work, "made"))
+    assert (st.st_uid, st.st_gid) == (host_id(config["linux"]["uidMappings"], 5),
+                                      host_id(config["linux"]["gidMappings"], 6))
+    assert host_id(config["linux"]["uidMappings"], 0) != pwd.getpwnam(TEST_USER).pw_uid

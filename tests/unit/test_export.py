@@ -17,7 +17,7 @@ from rootsand.security.seccomp.rules import Rule, default_rules
 from test_plan import FACTS, make_spec, where  # noqa: F401 (where: the fixture)
 
 BUNDLE = "/b"
-NOTHING = lambda path: False  # noqa: E731 (no host path exists)
+NOTHING = lambda path: None  # noqa: E731 (no host path exists)
 
 
 def step(type_, dst, **values) -> MountStep:
@@ -59,7 +59,7 @@ def test_a_tmpfs_keeps_its_mode_and_size_and_its_mount_point_has_that_mode():
                                       step("tmpfs", "/home/a")), "x86_64", BUNDLE, NOTHING)
     assert bundle.config["mounts"][0] == {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
                                           "options": ["nosuid", "nodev", "mode=1777", "size=1048576"]}
-    assert bundle.dirs == {"tmp": 0o1777, "scratch": 0o1777, "home": 0o755}
+    assert bundle.dirs == {"tmp": 0o1777, "scratch": 0o1777, "home": 0o755, "home/a": 0o1777}
 
 
 def test_proc_has_its_masked_and_read_only_paths():
@@ -105,6 +105,22 @@ def test_links_and_directories_at_the_top_go_into_the_skeleton():
     assert (bundle.links, bundle.dirs, bundle.config["mounts"]) == ({"bin": "usr/bin"}, {"srv": 0o700}, [])
 
 
+def test_the_mount_points_in_the_skeleton_are_made_as_files_or_directories_as_their_sources_are():
+    """Every mount point not below an earlier mount is in the skeleton, so the runtime makes none as root inside
+    (a subordinate id in the fakeroot profile); one below a link is the runtime's to resolve."""
+    the_plan = a_plan(step("symlink", "/lib", src="usr/lib"), step("ro-bind", "/usr", src="/usr"),
+                      step("ro-bind", "/opt/tool/config", src="/home/a/config"), step("bind", "/srv/data", src="/d"),
+                      step("tmpfs", "/srv/data/cache"), step("ro-bind", "/lib/x", src="/x"))
+    bundle = oci.export_bundle(the_plan, "x86_64", BUNDLE, lambda p: "file" if p == "/home/a/config" else "dir")
+    assert bundle.dirs == {"usr": 0o755, "opt": 0o755, "opt/tool": 0o755, "srv": 0o755, "srv/data": 0o755}
+    assert bundle.files == {"rootfs/opt/tool/config": ""} and bundle.links == {"lib": "usr/lib"}
+
+
+def test_a_directory_op_inside_a_mount_is_said_not_made():
+    bundle = oci.export_bundle(a_plan(step("tmpfs", "/tmp"), step("dir", "/tmp/d")), "x86_64", BUNDLE, NOTHING)
+    assert "the directory /tmp/d is not made (OCI has no directory op)" in bundle.listed
+
+
 def test_a_link_inside_a_mount_is_refused():
     with pytest.raises(RootsandError, match="a symlink at /tmp/x inside the mount on /tmp cannot be exported"):
         mounts(a_plan(step("tmpfs", "/tmp"), step("symlink", "/tmp/x", src="y")))
@@ -126,7 +142,8 @@ def test_an_optional_mount_absent_on_the_host_is_left_out_as_rootsand_leaves_it(
 def test_the_home_rule_binds_the_home_read_only_and_its_existing_exceptions_writable():
     home = step("bind", "/home/a", src="/home/a")
     guard = HomeGuard(mount=0, home="/home/a", dst="/home/a", writable=[".cache/pip", ".npm"])
-    got = mounts(a_plan(home, step("tmpfs", "/tmp"), home_guards=[guard]), lambda p: p == "/home/a/.cache/pip")
+    got = mounts(a_plan(home, step("tmpfs", "/tmp"), home_guards=[guard]),
+                 lambda p: "dir" if p == "/home/a/.cache/pip" else None)
     assert [(m["destination"], m["source"], m["options"][1]) for m in got] == [
         ("/home/a", "/home/a", "rw"), ("/home/a", "/home/a", "ro"), ("/home/a/.cache/pip", "/home/a/.cache/pip", "rw"),
         ("/tmp", "tmpfs", "nodev")]
@@ -150,7 +167,7 @@ def test_protected_paths_that_exist_are_read_only_binds_after_all_else_and_absen
 def test_with_rootfs_the_root_is_the_users_and_etc_files_go_only_over_existing_ones():
     """rootsand never makes a mount point among the user's files: nor does the bundle ask the runtime to."""
     the_plan = a_plan(rootfs="/r", etc_files={"hostname": "h\n", "hosts": "127.0.0.1 localhost\n"})
-    bundle = oci.export_bundle(the_plan, "x86_64", BUNDLE, lambda path: path == "/r/etc/hosts")
+    bundle = oci.export_bundle(the_plan, "x86_64", BUNDLE, lambda path: "file" if path == "/r/etc/hosts" else None)
     assert bundle.config["root"] == {"path": "/r", "readonly": False}
     assert [m["destination"] for m in bundle.config["mounts"]] == ["/etc/hosts"] and bundle.dirs == {}
     assert "/etc/hostname is not exported: /r/etc has none to bind it over" in bundle.listed
@@ -215,6 +232,21 @@ def test_a_bundle_whose_root_is_a_subordinate_id_says_that_rootless_runc_refuses
     for name, expected in (("fakeroot", True), ("default", False)):
         the_plan = plan.plan(make_spec(where, name), FACTS)
         assert (said in oci.export_bundle(the_plan, "x86_64", BUNDLE, NOTHING).listed) == expected, name
+
+
+def test_the_staging_of_the_parent_directory_is_left_out_and_said(where):  # noqa: F811
+    """fakeroot's parent_products: the launcher makes the staging directory for the run; a bundle has no
+    launcher, so the parent is what the other mounts make it and nothing is handed over."""
+    the_plan = plan.plan(make_spec(where, "fakeroot"), FACTS)
+    staging = the_plan.handover.staging
+    assert staging and the_plan.mounts[the_plan.handover.mount].src == staging
+    for export in (lambda: oci.export_bundle(the_plan, "x86_64", BUNDLE, NOTHING).listed,
+                   lambda: kube.manifest(the_plan, "img", NOTHING)[1]):
+        listed = export()
+        assert (f"the hand-over after the run is not exported: what the command writes beside {the_plan.cwd} stays "
+                f"inside; files it makes in {the_plan.cwd} keep the owner they have inside") in listed
+    assert staging not in json.dumps(oci.export_bundle(the_plan, "x86_64", BUNDLE, NOTHING).config)
+    assert staging not in json.dumps(kube.manifest(the_plan, "img", NOTHING)[0])
 
 
 # ------------------------------------------------------------------------------------------------- seccomp
