@@ -94,7 +94,8 @@ _export_kube.__signature__ = _run_signature(EXPORTED, COMMAND_HELP, [inspect.Par
     "image", inspect.Parameter.KEYWORD_ONLY, annotation=str, default=typer.Option(
         "docker.io/library/debian:bookworm-slim", "--image", help="The container image; the host's /usr and /etc "
         "are bound over it as the profile says."))])
-_export_seccomp.__signature__ = _run_signature(("profile", "net", "seccomp", "memory"), None)  # what the rules depend on
+# export seccomp: the options the rules depend on
+_export_seccomp.__signature__ = _run_signature(("profile", "net", "seccomp", "memory"), None)
 export_app.command("oci", context_settings={"allow_interspersed_args": False})(_export_oci)
 export_app.command("kube", context_settings={"allow_interspersed_args": False})(_export_kube)
 export_app.command("seccomp")(_export_seccomp)

@@ -62,9 +62,10 @@ def said(plan) -> list[str]:
 
 
 class Bundle:
-    """What export_bundle() makes: `config` (config.json), `dirs` (path -> mode) and `links` (path -> target):
-    the skeleton root, paths relative to it; `files` (bundle-relative path -> content: the generated files the config binds) and
-    `listed` (what the bundle does otherwise than `rootsand run`, one line each)."""
+    """What export_bundle() makes: `config` (config.json); `dirs` (path -> mode) and `links` (path -> target),
+    the skeleton root, paths relative to it; `files` (bundle-relative path -> content: the generated files the
+    config binds, the skeleton's file mount points); `listed` (what the bundle does otherwise than
+    `rootsand run`, one line each)."""
 
     __slots__ = ("config", "dirs", "links", "files", "listed")
 
