@@ -6,7 +6,7 @@ from typing import Optional
 import typer
 
 from rootsand import __version__
-from rootsand.cli.options import COMMAND_HELP
+from rootsand.cli.options import COMMAND_HELP, RUN
 
 app = typer.Typer(
     add_completion=False,
@@ -36,23 +36,69 @@ def _run(command: Optional[list[str]], **given) -> None:
     raise typer.Exit(run_sandbox(RunOptions(command=command, **given)))
 
 
-def _run_signature() -> inspect.Signature:
-    """typer reads a command's options from its signature: this one is made from the options table."""
-    from rootsand.cli.options import RUN
-
+def _run_signature(dests=None, command_help: str | None = COMMAND_HELP, extra=()) -> inspect.Signature:
+    """typer reads a command's options from its signature: this one is made from the options table (those of
+    `dests` only, when given), with COMMAND as its arguments unless `command_help` is None, and `extra`
+    parameters after them."""
     kinds = {"flag": (bool, False), "value": (Optional[str], None), "list": (list[str], [])}
-    params = [inspect.Parameter("command", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Optional[list[str]],
-                                default=typer.Argument(None, help=COMMAND_HELP))]
+    params = [] if command_help is None else [
+        inspect.Parameter("command", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Optional[list[str]],
+                          default=typer.Argument(None, help=command_help))]
     for o in RUN:
+        if dests is not None and o.dest not in dests:
+            continue
         annotation, default = kinds[o.kind]
         default = "default" if o.dest == "profile" else default
         params.append(inspect.Parameter(o.dest, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
                                         default=typer.Option(default, *o.names, help=o.help)))
-    return inspect.Signature(params)
+    return inspect.Signature(params + list(extra))
 
 
 _run.__signature__ = _run_signature()
 app.command("run", context_settings={"allow_interspersed_args": False})(_run)
+
+
+export_app = typer.Typer(help="Write the sandbox out for other engines: an OCI bundle, a seccomp profile, a Pod.",
+                         no_args_is_help=True, add_completion=False, rich_markup_mode=None)
+app.add_typer(export_app, name="export")
+
+
+def _export_oci(command: Optional[list[str]], **given) -> None:
+    """Write an OCI runtime bundle (DIR/config.json and DIR/rootfs) of the plan `run` would carry out: runc and
+    crun run it (runc --root DIR2 run --bundle DIR NAME). What the bundle does otherwise is said on stderr."""
+    from rootsand.cli.exports import export_oci, run_options
+
+    raise typer.Exit(export_oci(run_options(command, given)))
+
+
+def _export_kube(command: Optional[list[str]], image: str, **given) -> None:
+    """Print a Kubernetes Pod manifest (JSON, which kubectl and YAML readers take) of the plan `run` would carry
+    out. What Kubernetes cannot express is said on stderr."""
+    from rootsand.cli.exports import export_kube, run_options
+
+    raise typer.Exit(export_kube(run_options(command, given), image))
+
+
+def _export_seccomp(**given) -> None:
+    """Print the profile's seccomp filter as OCI/Docker JSON (podman --security-opt seccomp=FILE, Kubernetes
+    seccompProfile Localhost)."""
+    from rootsand.cli.exports import export_seccomp, run_options
+
+    raise typer.Exit(export_seccomp(run_options(None, given)))
+
+
+EXPORTED = [o.dest for o in RUN if o.dest not in ("dry_run", "json_status", "detach")]  # what shapes the plan
+_export_oci.__signature__ = _run_signature(
+    EXPORTED, "The command and its arguments, then DIR: the bundle's directory (made; must be empty).")
+_export_kube.__signature__ = _run_signature(EXPORTED, COMMAND_HELP, [inspect.Parameter(
+    "image", inspect.Parameter.KEYWORD_ONLY, annotation=str, default=typer.Option(
+        "docker.io/library/debian:bookworm-slim", "--image", help="The container image; the host's /usr and /etc "
+        "are bound over it as the profile says."))])
+# export seccomp: the options the rules depend on
+_export_seccomp.__signature__ = _run_signature(("profile", "net", "seccomp", "memory"), None)
+export_app.command("oci", context_settings={"allow_interspersed_args": False})(_export_oci)
+export_app.command("kube", context_settings={"allow_interspersed_args": False})(_export_kube)
+export_app.command("seccomp")(_export_seccomp)
 
 
 profiles_app = typer.Typer(help="List the profiles, or show one fully resolved.", no_args_is_help=False,

@@ -9,33 +9,15 @@ import sys
 
 
 def run_sandbox(options) -> int:
-    from rootsand.config import plan, profile, spec
     from rootsand.errors import stage
-    from rootsand.guard import hostpaths
 
     verbose = options.verbose or options.debug
     timed = verbose and not options.dry_run  # -v times the stages of a run; with --dry-run it lists the plan
-    if timed:
-        stage("command line read")  # the interpreter's own start is before rootsand's first line: not in here
-    env = dict(os.environ)
-    homes = hostpaths.home_dirs(env, os.getuid())  # computed once: $HOME and the passwd entry's
-    cwd, notes = hostpaths.current_directory(env, homes)
-    loaded = profile.load(options.profile, profile.Variables.from_host(cwd))
-    asked = spec.from_profile(loaded, options, env, cwd, os.cpu_count() or 1, homes)
-    asked = asked.replace(notes=tuple(notes) + asked.notes)
-    if timed:
-        stage(f"profile {asked.profile} read")
-    from rootsand.config import host
-
-    facts = host.facts(asked.net_mode)
-    if timed:
-        stage("host facts read")
-    the_plan = plan.plan(asked, facts)
-    if timed:
-        stage("plan made")
+    the_plan = make_plan(options, timed)
     if options.dry_run:
         import json
 
+        from rootsand.config import plan
         from rootsand.runtime import hostprep
 
         the_plan = hostprep.resolve(the_plan)  # as the launcher does it before it builds anything
@@ -55,3 +37,30 @@ def run_sandbox(options) -> int:
     if timed:
         stage("cleaned up: rootsand exits")
     return code
+
+
+def make_plan(options, timed: bool = False):
+    """The Plan `rootsand run` with these options would carry out (and `rootsand export` writes out)."""
+    from rootsand.config import plan, profile, spec
+    from rootsand.errors import stage
+    from rootsand.guard import hostpaths
+
+    if timed:
+        stage("command line read")  # the interpreter's own start is before rootsand's first line: not in here
+    env = dict(os.environ)
+    homes = hostpaths.home_dirs(env, os.getuid())  # computed once: $HOME and the passwd entry's
+    cwd, notes = hostpaths.current_directory(env, homes)
+    loaded = profile.load(options.profile, profile.Variables.from_host(cwd))
+    asked = spec.from_profile(loaded, options, env, cwd, os.cpu_count() or 1, homes)
+    asked = asked.replace(notes=tuple(notes) + asked.notes)
+    if timed:
+        stage(f"profile {asked.profile} read")
+    from rootsand.config import host
+
+    facts = host.facts(asked.net_mode)
+    if timed:
+        stage("host facts read")
+    the_plan = plan.plan(asked, facts)
+    if timed:
+        stage("plan made")
+    return the_plan

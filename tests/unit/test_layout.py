@@ -8,7 +8,7 @@ import os
 import rootsand
 
 PACKAGE = os.path.dirname(rootsand.__file__)
-SUBPACKAGES = {"cli", "config", "runtime", "net", "security", "guard", "ops", "linux"}
+SUBPACKAGES = {"cli", "config", "runtime", "net", "security", "guard", "ops", "linux", "export"}
 TOP_MODULES = {"__init__", "__main__", "errors"}
 
 # What config/ imports today beyond config/, errors and the built-in profiles' data (rootsand.profiles), each
@@ -161,6 +161,23 @@ def test_the_pure_security_modules_import_nothing_that_touches_the_system():
                  for alias in node.names}
         names |= {(node.module or "").split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
         assert sorted(names & {"ctypes", "termios", "resource", "fcntl", "pyseccomp"}) == [], module
+
+
+def test_the_exporters_read_only_the_plan():
+    """export/ turns a Plan into other engines' formats: it reads the plan's records and the pure parts of
+    security/, never the host (no runtime, no guard, no ctypes); the CLI makes the plan and writes the files."""
+    allowed = {"config.model", "config.netmodes", "config.plan", "config.idmap", "errors"} | PURE_SECURITY
+    graph = _imports()
+    exporters = sorted(module for module in graph if _stage(module) == "export")
+    assert exporters
+    assert sorted((module, dep) for module in exporters for dep in graph[module]
+                  if _stage(dep) != "export" and dep not in allowed) == []
+    modules = _modules()
+    for module in exporters:
+        with open(modules[module]) as f:
+            names = {alias.name.split(".")[0] for node in ast.walk(ast.parse(f.read())) if isinstance(node, ast.Import)
+                     for alias in node.names}
+        assert sorted(names & {"ctypes", "subprocess", "termios", "resource", "fcntl"}) == [], module
 
 
 def test_planning_and_rule_files_load_no_system_interface(tmp_path):
