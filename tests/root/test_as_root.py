@@ -4,6 +4,7 @@ import json
 import os
 import pwd
 import subprocess
+import sys
 
 from conftest import rootsand_argv, sandbox
 
@@ -132,9 +133,10 @@ def test_another_users_directory_in_tmp_does_not_stop_rootsand():
 
     launcher = None
     try:
-        for path in ("/etc/subuid", "/etc/subgid"):
-            with open(path, "a") as f:
-                f.write(f"{user}:700000:65536\n")
+        # Free ranges, as tests/run.sh gives its users: a fixed one overlapped what useradd had just given
+        # this user on a machine with more users (two overlapping lines: newuidmap's write fails)
+        tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        subprocess.run([sys.executable, os.path.join(tests, "subids.py"), user], check=True)
         subprocess.run(["/usr/sbin/runuser", "-u", NOSUB_USER, "--", "mkdir", "-m", "0700", shared], check=True)
         taker = pwd.getpwnam(NOSUB_USER).pw_uid
         launcher = victim("run", "--name", "mine", "--", "sleep", "60", wait=False)
