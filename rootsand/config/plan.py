@@ -384,7 +384,8 @@ def _network(spec, facts: HostFacts) -> Network:
     if mode.publish:
         values["publish"] = list(spec.publish)
     if mode.resolv_conf:
-        values["resolv_conf"] = resolv_conf(facts.resolv_conf, spec.dns, mode.dns)
+        values["resolv_conf"] = (f"nameserver {mode.dns}\n" if mode.allowlist  # the proxy answers every name
+                                 else resolv_conf(facts.resolv_conf, spec.dns, mode.dns))
     if mode.helper:
         values["slirp_sandbox"] = facts.nested is None
     if mode.allowlist:
