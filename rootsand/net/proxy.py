@@ -579,6 +579,8 @@ async def _asked_name(client: Socket, port: int) -> tuple[str | None, str]:
             name, why = capture.tls_server_name(data)
             if why != capture.MORE:
                 return name, why
+            if len(data) >= HEADER_LIMIT:  # many tiny records: each read is parsed again, so the bound is here
+                return None, "a TLS ClientHello larger than 64 KiB"
         elif data and port == 80:
             end = data.find(b"\r\n\r\n", 0, HEADER_LIMIT)
             if end >= 0:
@@ -597,7 +599,8 @@ def _refuse_captured(client: Socket, config: Config, port: int, what: str, why: 
     shows no body); said on stderr and in --json-status when it is a refusal, not a failure to connect."""
     if blocked:
         config.blocked(what, why)
-    elif config.verbose:
+    elif (what, why) not in config.reported and len(config.reported) <= MAX_REPORTED:
+        config.reported.add((what, why))  # a failure, not a refusal: said (the client sees only a reset)
         config.say(f"proxy: {why}")
     if port == 80 and blocked:
         client.write(_response(403, "Forbidden", f"blocked by rootsand: {why}\n"))
