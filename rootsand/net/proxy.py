@@ -436,6 +436,8 @@ async def _open_upstream(host: str, port: int, config: Config):
     """(Socket, None) for an allowed HOST:PORT, or (None, (why, kind)) where kind is "blocked" or "failed"."""
     from rootsand.net import allowlist
 
+    if config.fake is not None:  # a client that resolved the name itself (socks5://) asks for its fake address
+        host = config.fake.name_of(host) or host
     decision = allowlist.decide(host, port, config.allow, config.deny)
     name = allowlist.normalise_host(host) or host
     if not decision.allowed:

@@ -233,3 +233,12 @@ def test_refusals_say_why_and_are_counted_at_the_end(servers, tmp_path):
         assert {"blocked": target, "reason": why} in lines
     assert {"blocked": "example.com:80", "reason": reasons[0], "count": 3} in lines
     assert lines[-1] == {"exit-code": 0}
+
+
+def test_a_client_that_resolves_names_itself_for_socks_asks_for_the_name_it_looked_up(servers, tmp_path):
+    # socks5:// (not socks5h://): curl looks the name up through the sandbox's DNS and sends the proxy the
+    # fake address, which stands for the name it asked for.
+    http_port = servers[0]
+    r = sandbox("curl", "-sS", "-x", "socks5://127.0.0.1:3128", f"http://{NAME}:{http_port}/h",
+                opts=allow(http_port), cwd=tmp_path)
+    assert (r.returncode, r.stdout, command_stderr(r)) == (0, f"hello /h for {NAME}:{http_port}\n", [])
