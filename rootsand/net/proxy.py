@@ -530,7 +530,7 @@ async def _captured(client: Socket, config: Config) -> None:
     if port not in (80, 443):
         upstream, failure = await _connect(name, port, decision, config)
         if upstream is None:
-            _refuse_captured(client, config, port, what, failure[0], failure[1] == "blocked")
+            _refuse_captured(client, config, port, what, failure[0], "said" if failure[1] == "blocked" else "failed")
             return
         await _first_to_speak(client, upstream)  # a server may speak first (SSH, SMTP): then no name to check
         named = named and bool(client.data) and capture.looks_like_tls(client.data)
@@ -552,7 +552,7 @@ async def _captured(client: Socket, config: Config) -> None:
     if upstream is None:
         upstream, failure = await _connect(name, port, decision, config)
         if upstream is None:
-            _refuse_captured(client, config, port, what, failure[0], failure[1] == "blocked")
+            _refuse_captured(client, config, port, what, failure[0], "said" if failure[1] == "blocked" else "failed")
             return
     await _relay(client, upstream)
 
@@ -596,15 +596,16 @@ async def _asked_name(client: Socket, port: int) -> tuple[str | None, str]:
         await client._more()
 
 
-def _refuse_captured(client: Socket, config: Config, port: int, what: str, why: str, blocked: bool = True) -> None:
+def _refuse_captured(client: Socket, config: Config, port: int, what: str, why: str, kind: str = "blocked") -> None:
     """Refuse a captured connection: on port 80 with a 403 that says why, else with a reset (a TLS client
-    shows no body); said on stderr and in --json-status when it is a refusal, not a failure to connect."""
-    if blocked:
+    shows no body). kind: "blocked" (said here on stderr and in --json-status, and counted), "said" (a
+    refusal _connect() said and counted already), "failed" (no refusal: the host could not be reached)."""
+    if kind == "blocked":
         config.blocked(what, why)
-    elif (what, why) not in config.reported and len(config.reported) <= MAX_REPORTED:
-        config.reported.add((what, why))  # a failure, not a refusal: said (the client sees only a reset)
+    elif kind == "failed" and (what, why) not in config.reported and len(config.reported) <= MAX_REPORTED:
+        config.reported.add((what, why))  # said once: the client sees only a reset
         config.say(f"proxy: {why}")
-    if port == 80 and blocked:
+    if port == 80 and kind != "failed":
         client.write(_response(403, "Forbidden", f"blocked by rootsand: {why}\n"))
         return
     import socket

@@ -242,3 +242,41 @@ def test_a_client_that_resolves_names_itself_for_socks_asks_for_the_name_it_look
     r = sandbox("curl", "-sS", "-x", "socks5://127.0.0.1:3128", f"http://{NAME}:{http_port}/h",
                 opts=allow(http_port), cwd=tmp_path)
     assert (r.returncode, r.stdout, command_stderr(r)) == (0, f"hello /h for {NAME}:{http_port}\n", [])
+
+
+def test_an_allowed_name_on_a_reserved_address_says_what_to_add_once_per_connection(tmp_path):
+    # "localhost." is no name of the sandbox's /etc/hosts: the proxy's DNS answers it, and the host resolves
+    # it to its own loopback, which an allowed name may not lead to unless the address is allowed too.
+    code = ("import socket\n"
+            "for i in range(2):\n"
+            "    s = socket.create_connection(('localhost.', 80))\n"
+            "    s.sendall(b'GET / HTTP/1.1\\r\\nHost: localhost\\r\\n\\r\\n')\n"
+            "    print(s.makefile('rb').read().split(b'\\r\\n\\r\\n')[1].decode(), end='')\n")
+    r = sandbox("python3", "-c", code, opts=["--allow-host", "localhost"], cwd=tmp_path)
+    why = ("localhost:80 resolves to 127.0.0.1, a private, loopback or reserved address, refused against DNS "
+           "rebinding: to reach it, allow that address too (--allow-host 127.0.0.1)")
+    assert (r.returncode, r.stdout) == (0, f"blocked by rootsand: {why}\n" * 2), r.stderr
+    assert command_stderr(r) == [f"rootsand: blocked: {why}", "rootsand: blocked localhost:80 2 times in all"]
+
+
+def test_hostile_first_bytes_are_refused_and_the_proxy_serves_on(servers, tmp_path):
+    http_port = servers[0]
+    code = ("import socket\n"
+            "for data in (b'\\x16\\x03\\x01\\x00\\x04\\x01\\x02\\x00\\x00', b'\\x16\\x03\\x01\\x00\\x04\\x01\\x00\\x80\\x00' + b'\\x16\\x03\\x01\\x00\\x01\\x00' * 30000,\n"
+            "             b'SSH-2.0-x\\r\\n', b''):\n"
+            "    s = socket.create_connection(('pypi.org', 443))\n"
+            "    try:\n"
+            "        s.sendall(data)\n"
+            "        s.shutdown(socket.SHUT_WR)\n"
+            "        print(s.recv(10))\n"
+            "    except (ConnectionResetError, BrokenPipeError):  # the reset may come while it sends\n"
+            "        print('reset')\n"
+            "import urllib.request\n"
+            f"print(urllib.request.urlopen('http://{NAME}:{http_port}/i').read().decode(), end='')\n")
+    r = sandbox(*NO_PROXY_VARS, "python3", "-c", code, opts=["--allow-host", "pypi.org", *allow(http_port)],
+                cwd=tmp_path)
+    assert (r.returncode, r.stdout) == (0, "reset\n" * 4 + f"hello /i for {NAME}:{http_port}\n"), r.stderr
+    reasons = ["a TLS ClientHello larger than 64 KiB", "a TLS ClientHello larger than 64 KiB",
+               "no TLS ClientHello on port 443", "the client ended before asking for a host"]
+    assert command_stderr(r) == [f"rootsand: blocked: pypi.org:443: {why}" for why in dict.fromkeys(reasons)] + [
+        "rootsand: blocked pypi.org:443 4 times in all"]
