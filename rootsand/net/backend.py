@@ -115,6 +115,9 @@ class SlirpBackend(Backend):
             self.slirp.stop()
 
 
+MAX_CAPTURED_PORTS = 250
+
+
 class ProxyBackend(Backend):
     """The filtering proxy: C makes its endpoint on the sandbox's own 127.0.0.1, and for the capture routes
     every IPv4 address to the sandbox's loopback and listens on the ports the proxy serves there (80, 443,
@@ -150,7 +153,11 @@ class ProxyBackend(Backend):
         from rootsand.net import allowlist
 
         named = {entry.port for entry in allowlist.parse_entries(self.net.allow) if entry.port is not None}
-        return sorted(({80, 443} | named) - {self.net.proxy_port})
+        ports = sorted(({80, 443} | named) - {self.net.proxy_port})
+        if len(ports) > MAX_CAPTURED_PORTS:  # their sockets go out in one message, which takes 253 at most
+            raise RootsandError(f"the allow entries name {len(ports) - 2} ports: the proxy mode captures at most "
+                                f"{MAX_CAPTURED_PORTS - 2} besides 80 and 443")
+        return ports
 
     def configure(self) -> bool:
         # Made here in the sandbox's network namespace and served from the host's side.

@@ -57,7 +57,7 @@ def send_listeners(channel_fd: int, fds: list[int]) -> None:
     """Pass `fds` over the Unix socket `channel_fd` (SCM_RIGHTS, one message); all are closed."""
     s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, channel_fd)
     try:
-        s.sendmsg([bytes([len(fds)])], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))])
+        s.sendmsg([b"P"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))])
     finally:
         s.close()
         for fd in fds:

@@ -280,3 +280,11 @@ def test_hostile_first_bytes_are_refused_and_the_proxy_serves_on(servers, tmp_pa
                "no TLS ClientHello on port 443", "the client ended before asking for a host"]
     assert command_stderr(r) == [f"rootsand: blocked: pypi.org:443: {why}" for why in dict.fromkeys(reasons)] + [
         "rootsand: blocked pypi.org:443 4 times in all"]
+
+
+def test_more_ports_than_the_capture_takes_is_one_error_line(tmp_path):
+    opts = [arg for port in range(2000, 2249) for arg in ("--allow-host", f"h.example:{port}")]
+    r = sandbox("true", opts=opts, cwd=tmp_path)
+    assert (r.returncode, r.stdout, r.stderr.splitlines()) == (125, "", [
+        "rootsand: error: the allow entries name 249 ports: the proxy mode captures at most 248 besides 80 and 443"])
+    assert sandbox("true", opts=opts[:-2], cwd=tmp_path).returncode == 0
