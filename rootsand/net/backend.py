@@ -168,6 +168,9 @@ class ProxyBackend(Backend):
             fds.append(network.dns_socket())
             for port in self.capture_ports():
                 fds.append(network.listen_on_all(port))
+            watch = network.refusals_socket()
+            if watch is not None:
+                fds.append(watch)  # last: the one the launcher may not get
         except BaseException:
             for fd in fds:
                 os.close(fd)
@@ -179,13 +182,14 @@ class ProxyBackend(Backend):
     def serve(self, status_fd: int | None, verbose: bool, log) -> None:
         """The endpoint exists inside: serve it from here, in a process that dies with us."""
         ports = self.capture_ports()
-        fds = network.receive_listeners(self.launcher_fd, 2 + len(ports))
+        fds = network.receive_listeners(self.launcher_fd, 2 + len(ports), optional=1)
         os.close(self.launcher_fd)
         self.launcher_fd = None
         from rootsand.net import proxy
 
         net = self.net
-        listeners = {"proxy": fds[0], "dns": fds[1], "capture": dict(zip(ports, fds[2:]))}
+        listeners = {"proxy": fds[0], "dns": fds[1], "capture": dict(zip(ports, fds[2:2 + len(ports)])),
+                     "refusals": fds[2 + len(ports)] if len(fds) > 2 + len(ports) else None}
         try:
             self.pid = proxy.start(listeners, {"allow": net.allow, "deny": net.deny,
                                                "header_timeout": net.header_timeout, "verbose": verbose}, status_fd)

@@ -22,32 +22,30 @@ NOERROR, FORMERR, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 3, 4, 5
 
 
 class FakeAddresses:
-    """Name <-> fake address. Addresses are given out in turn; once all are used the oldest name's is given
-    to the next name (an old connection's address then stands for the new name, which is what is judged)."""
+    """Name <-> fake address (dotted, as getsockname() gives it). Addresses are given out in turn; once all
+    are used the oldest name's is given to the next name (an old connection's address then stands for the
+    new name, which is what is judged)."""
 
     def __init__(self, network=FAKE_NETWORK):
         self.first = int(network.network_address) + 1
         self.size = network.num_addresses - 2
         self.next = 0
-        self.by_name: dict[str, int] = {}
-        self.by_address: dict[int, str] = {}
+        self.by_name: dict[str, str] = {}
+        self.by_address: dict[str, str] = {}
 
     def address_of(self, name: str) -> str:
-        number = self.by_name.get(name)
-        if number is None:
-            number = self.first + self.next
+        address = self.by_name.get(name)
+        if address is None:
+            address = str(ipaddress.IPv4Address(self.first + self.next))
             self.next = (self.next + 1) % self.size
-            old = self.by_address.pop(number, None)
+            old = self.by_address.pop(address, None)
             if old is not None:
                 del self.by_name[old]
-            self.by_name[name], self.by_address[number] = number, name
-        return str(ipaddress.IPv4Address(number))
+            self.by_name[name], self.by_address[address] = address, name
+        return address
 
     def name_of(self, address: str) -> str | None:
-        try:
-            return self.by_address.get(int(ipaddress.IPv4Address(address)))
-        except ValueError:
-            return None
+        return self.by_address.get(address)
 
 
 def is_fake(address: str) -> bool:
@@ -112,7 +110,7 @@ def dns_answer(query: bytes, address_of) -> bytes | None:
         rcode = NXDOMAIN if address is None else NOERROR
         if address is not None and qtype == TYPE_A:
             answers = (b"\xc0\x0c" + TYPE_A.to_bytes(2, "big") + CLASS_IN.to_bytes(2, "big")
-                       + DNS_TTL.to_bytes(4, "big") + b"\x00\x04" + ipaddress.IPv4Address(address).packed)
+                       + DNS_TTL.to_bytes(4, "big") + b"\x00\x04" + bytes(map(int, address.split("."))))
     flags = 0x8000 | (opcode << 11) | 0x0400 | (rd << 8) | 0x0080 | rcode  # QR, AA, RD as asked, RA
     header = (ident.to_bytes(2, "big") + flags.to_bytes(2, "big") + b"\x00\x01"
               + (b"\x00\x01" if answers else b"\x00\x00") + b"\x00\x00\x00\x00")
@@ -225,3 +223,34 @@ def http_host(head: bytes) -> tuple[str | None, str]:
         return hosts[0].decode("ascii"), ""
     except UnicodeDecodeError:
         return None, "a Host header that is not ASCII"
+
+
+# ------------------------------------------------------------------------------------------ the kernel's refusals
+
+def kernel_refusal(packet: bytes) -> tuple[str, str, int] | None:
+    """What the kernel refused, from a packet the refusals socket got (network.REFUSALS_FILTER): ("tcp",
+    address, port) for the reset that answers a connection to a port nothing listens on (RST and ACK,
+    sequence number 0; it comes from the address and port asked for), ("udp", address, port) for an ICMP
+    port unreachable about a UDP datagram (not about an answer of the proxy's DNS to a client that went
+    away); None for anything else, and for the sandbox's own loopback (127/8)."""
+    if len(packet) < 20 or packet[0] >> 4 != 4:
+        return None
+    start = (packet[0] & 0xF) * 4
+    if packet[9] == 6 and len(packet) >= start + 14:
+        flags, seq = packet[start + 13], int.from_bytes(packet[start + 4:start + 8], "big")
+        if flags & 0x14 != 0x14 or seq != 0:
+            return None
+        kind, address, port = "tcp", packet[12:16], int.from_bytes(packet[start:start + 2], "big")
+    elif packet[9] == 1 and len(packet) >= start + 8 + 20 and packet[start:start + 2] == b"\x03\x03":
+        inner = packet[start + 8:]
+        inner_start = (inner[0] & 0xF) * 4
+        if inner[0] >> 4 != 4 or inner[9] != 17 or len(inner) < inner_start + 4:
+            return None
+        if int.from_bytes(inner[inner_start:inner_start + 2], "big") == 53:
+            return None
+        kind, address, port = "udp", inner[16:20], int.from_bytes(inner[inner_start + 2:inner_start + 4], "big")
+    else:
+        return None
+    if address[0] == 127:
+        return None
+    return kind, str(ipaddress.IPv4Address(address)), port

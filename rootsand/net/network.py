@@ -64,12 +64,13 @@ def send_listeners(channel_fd: int, fds: list[int]) -> None:
             os.close(fd)
 
 
-def receive_listeners(channel_fd: int, count: int) -> list[int]:
-    """The `count` fds send_listeners() passed; RootsandError when they did not come."""
+def receive_listeners(channel_fd: int, count: int, optional: int = 0) -> list[int]:
+    """The `count` fds send_listeners() passed, and up to `optional` more; RootsandError when they did not
+    come."""
     s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, channel_fd)
     try:
         s.settimeout(5)
-        _, ancillary, _, _ = s.recvmsg(1, _socket.CMSG_SPACE(4 * count))
+        _, ancillary, _, _ = s.recvmsg(1, _socket.CMSG_SPACE(4 * (count + optional)))
     except OSError as e:
         raise RootsandError(f"the proxy's endpoint did not arrive from the sandbox: {e.strerror or e}") from None
     finally:
@@ -78,7 +79,7 @@ def receive_listeners(channel_fd: int, count: int) -> list[int]:
     for level, kind, data in ancillary:
         if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
             fds += struct.unpack(f"{len(data) // 4}i", data[:len(data) - len(data) % 4])
-    if len(fds) != count:
+    if not count <= len(fds) <= count + optional:
         for fd in fds:
             os.close(fd)
         raise RootsandError("the proxy's endpoint did not arrive from the sandbox")
@@ -132,6 +133,47 @@ def dns_socket(port: int = 53) -> int:
 
 
 IP_PKTINFO = 8
+
+# What the kernel refuses inside (TCP to a port without a listener, UDP other than DNS) never reaches the
+# proxy's sockets; a packet socket on lo sees the refusals, so they are reported like the proxy's own.
+# Classic BPF over the IP header: a TCP segment with RST, or an ICMP port unreachable; nothing else is
+# copied out (and nothing outgoing, PACKET_IGNORE_OUTGOING, which also spares every sent packet a clone).
+REFUSALS_FILTER = (
+    (0x30, 0, 0, 9),  # A = the protocol
+    (0x15, 1, 0, 6),  # TCP?
+    (0x15, 3, 7, 1),  # ICMP? else drop
+    (0xb1, 0, 0, 0),  # X = the IP header's length
+    (0x50, 0, 0, 13),  # A = the TCP flags
+    (0x45, 3, 4, 4),  # RST: keep, else drop
+    (0xb1, 0, 0, 0),
+    (0x48, 0, 0, 0),  # A = the ICMP type and code
+    (0x15, 0, 1, 0x0303),  # port unreachable: keep, else drop
+    (0x06, 0, 0, 256),  # keep its first 256 bytes
+    (0x06, 0, 0, 0),  # drop
+)
+ETH_P_IP, SOL_PACKET, PACKET_IGNORE_OUTGOING, SO_ATTACH_FILTER = 0x0800, 263, 23, 26
+
+
+def refusals_socket() -> int | None:
+    """A packet socket on lo that receives the kernel's refusals (REFUSALS_FILTER): its fd, or None where
+    one cannot be made (the refusals are then not reported; nothing else changes)."""
+    import ctypes
+
+    program = b"".join(struct.pack("HBBI", *op) for op in REFUSALS_FILTER)
+    buffer = ctypes.create_string_buffer(program)
+    try:
+        s = _socket.socket(_socket.AF_PACKET, _socket.SOCK_DGRAM, _socket.htons(ETH_P_IP))
+    except OSError:
+        return None
+    try:
+        s.setsockopt(_socket.SOL_SOCKET, SO_ATTACH_FILTER,
+                     struct.pack("HL", len(REFUSALS_FILTER), ctypes.addressof(buffer)))
+        s.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+        s.bind(("lo", ETH_P_IP))
+    except OSError:
+        s.close()
+        return None
+    return s.detach()
 
 
 def _if_flags(s, name: str) -> int:

@@ -141,7 +141,7 @@ def start(listeners: dict, config_args: dict, status_fd: int | None) -> int:
         for sig in (signal.SIGTERM, signal.SIGWINCH, signal.SIGCHLD, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL if sig != signal.SIGPIPE else signal.SIG_IGN)
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
-        keep = {0, 1, 2, listeners["proxy"], listeners["dns"], *listeners["capture"].values()}
+        keep = {0, 1, 2, listeners["proxy"], listeners["dns"], *listeners["capture"].values(), listeners.get("refusals")}
         keep |= {status_fd} if status_fd is not None else set()
         for name in os.listdir("/proc/self/fd"):
             fd = int(name)
@@ -195,6 +195,8 @@ def serve(listeners: dict, config: Config) -> None:
             servers.append(await asyncio.get_running_loop().create_server(
                 lambda: _socket_type()(config, handle_captured), sock=listener(fd)))
         _serve_dns(listener(listeners["dns"]), config)
+        if listeners.get("refusals") is not None:
+            _watch_refusals(listener(listeners["refusals"]), config)
         await asyncio.gather(*(server.serve_forever() for server in servers))
 
     asyncio.run(main())
@@ -563,11 +565,13 @@ async def _first_to_speak(client: Socket, upstream: Socket) -> None:
 
     if client.data or upstream.data or client.eof or upstream.eof:
         return
-    waits = {asyncio.ensure_future(client._more()), asyncio.ensure_future(upstream._more())}
-    _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
+    either = client.waiter = upstream.waiter = asyncio.get_running_loop().create_future()  # one future: no tasks
+    client.transport.resume_reading()
+    upstream.transport.resume_reading()
+    try:
+        await either
+    finally:
+        client.waiter = upstream.waiter = None
 
 
 async def _asked_name(client: Socket, port: int) -> tuple[str | None, str]:
@@ -627,11 +631,18 @@ def _serve_dns(sock, config: Config) -> None:
 
     from rootsand.net import allowlist, capture
 
+    names: dict[str, str | None] = {}  # as asked -> as compared (normalise_host() is the cost of an answer)
+
     def address_of(text: str) -> str | None:
-        name = allowlist.normalise_host(text)
-        if name is None or allowlist._address(name) is not None:
-            return None
-        return config.fake.address_of(name)
+        name = names.get(text, "")
+        if name == "":
+            name = allowlist.normalise_host(text)
+            if name is not None and allowlist._address(name) is not None:
+                name = None  # an address literal is no name
+            if len(names) >= 4096:
+                names.clear()
+            names[text] = name
+        return None if name is None else config.fake.address_of(name)
 
     def readable() -> None:
         for _ in range(64):  # then other work gets its turn
@@ -656,6 +667,36 @@ def _serve_dns(sock, config: Config) -> None:
 
 
 IP_PKTINFO = 8  # Linux's; the socket module names it only on some builds
+
+
+def _watch_refusals(sock, config: Config) -> None:
+    """Report what the kernel refused inside (capture.kernel_refusal) like the proxy's own refusals."""
+    import asyncio
+
+    from rootsand.net import allowlist, capture
+
+    def readable() -> None:
+        for _ in range(64):
+            try:
+                packet = sock.recv(256)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue
+            refused = capture.kernel_refusal(packet)
+            if refused is None:
+                continue
+            kind, address, port = refused
+            name = (config.fake.name_of(address) if capture.is_fake(address) else None) or address
+            what = allowlist.target(name, port)
+            if kind == "udp":
+                what += "/udp"
+                config.blocked(what, f"{what}: the proxy mode carries no UDP (DNS it answers itself)")
+                continue
+            decision = allowlist.decide(name, port, config.allow, config.deny)
+            config.blocked(what, decision.reason or f"{what}: nothing listens on port {port} inside")
+
+    asyncio.get_running_loop().add_reader(sock.fileno(), readable)
 
 
 # ------------------------------------------------------------------------------------------ HTTP

@@ -150,3 +150,47 @@ def test_the_host_header_of_a_request_head():
     assert capture.http_host(b"GET / HTTP/1.1\r\nAccept: */*") == (None, "an HTTP request without one Host header")
     assert capture.http_host(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b") == (None, "an HTTP request with two Host headers")
     assert capture.http_host(b"SSH-2.0-OpenSSH_9.6") == (None, "not an HTTP/1 request")
+
+
+def ipv4(protocol: int, source: str, destination: str, payload: bytes) -> bytes:
+    return (bytes([0x45, 0]) + (20 + len(payload)).to_bytes(2, "big") + bytes(5) + bytes([protocol]) + bytes(2)
+            + ipaddress.IPv4Address(source).packed + ipaddress.IPv4Address(destination).packed + payload)
+
+
+def tcp(source_port: int, destination_port: int, seq: int, flags: int) -> bytes:
+    return (source_port.to_bytes(2, "big") + destination_port.to_bytes(2, "big") + seq.to_bytes(4, "big") + bytes(4)
+            + b"\x50" + bytes([flags]) + bytes(6))
+
+
+def udp(source_port: int, destination_port: int) -> bytes:
+    return source_port.to_bytes(2, "big") + destination_port.to_bytes(2, "big") + b"\x00\x09\x00\x00"
+
+
+def icmp_unreachable(original: bytes, code: int = 3) -> bytes:
+    return bytes([3, code]) + bytes(6) + original
+
+
+@pytest.mark.parametrize("packet, refused", [
+    # the kernel's answer to a SYN for a port nothing listens on: RST+ACK, sequence 0, from the target
+    (ipv4(6, "192.0.2.1", "192.0.2.1", tcp(22, 40000, 0, 0x14)), ("tcp", "192.0.2.1", 22)),
+    (ipv4(6, "198.18.0.3", "198.18.0.3", tcp(25, 40000, 0, 0x14)), ("tcp", "198.18.0.3", 25)),
+    (ipv4(6, "198.18.0.3", "198.18.0.3", tcp(443, 40000, 12345, 0x14)), None),  # a reset in a connection
+    (ipv4(6, "198.18.0.3", "198.18.0.3", tcp(443, 40000, 0, 0x04)), None),  # no ACK
+    (ipv4(6, "127.0.0.1", "127.0.0.1", tcp(5555, 40000, 0, 0x14)), None),  # the sandbox's own loopback
+    (ipv4(1, "192.0.2.1", "192.0.2.1", icmp_unreachable(ipv4(17, "192.0.2.1", "192.0.2.1", udp(40000, 9999)))),
+     ("udp", "192.0.2.1", 9999)),
+    (ipv4(1, "8.8.8.8", "8.8.8.8", icmp_unreachable(ipv4(17, "8.8.8.8", "8.8.8.8", udp(53, 40000)))), None),  # DNS's
+    (ipv4(1, "1.2.3.4", "1.2.3.4", icmp_unreachable(ipv4(17, "1.2.3.4", "1.2.3.4", udp(1, 2)), code=1)), None),
+    (ipv4(1, "1.2.3.4", "1.2.3.4", icmp_unreachable(ipv4(6, "1.2.3.4", "1.2.3.4", udp(1, 2)))), None),  # not UDP
+    (ipv4(1, "1.2.3.4", "1.2.3.4", icmp_unreachable(b"\x45")), None),  # truncated
+    (ipv4(17, "1.2.3.4", "1.2.3.4", udp(1, 2)), None), (b"\x60" + bytes(39), None), (b"", None),
+])
+def test_the_kernels_refusals_are_told_from_other_packets(packet, refused):
+    assert capture.kernel_refusal(packet) == refused
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=120))
+def test_any_packet_is_a_refusal_or_none_never_an_exception(data):
+    refused = capture.kernel_refusal(b"\x45" + data)
+    assert refused is None or refused[0] in ("tcp", "udp")
