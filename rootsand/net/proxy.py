@@ -7,8 +7,8 @@ while this process, on the host's side, accepts and connects out. No port is ope
 relay runs inside.
 
 This process is forked by the launcher once the endpoint exists (start()). It dies with the launcher
-(PR_SET_PDEATHSIG), and the launcher kills it when the sandbox ends. It is the only place asyncio and h11
-are imported: every other mode pays nothing for them.
+(PR_SET_PDEATHSIG), and the launcher stops it when the sandbox ends (SIGTERM: it says its summary). It is
+the only place asyncio and h11 are imported: every other mode pays nothing for them.
 
 The capture (capture.py): the sandbox's DNS queries reach this process's UDP socket and are answered
 with fake addresses that stand for the names; every IPv4 address is routed to the sandbox's loopback,
@@ -88,7 +88,7 @@ class Config:
             return
         self.reported.add((what, why))
         if len(self.reported) > MAX_REPORTED:
-            self.say(f"blocked more than {MAX_REPORTED} times for other reasons: not naming the others")
+            self.say(f"blocked more than {MAX_REPORTED} targets or reasons: not naming the others")
             return
         self.say(f"blocked: {why}")
         self.status({"blocked": what, "reason": why})
@@ -115,8 +115,8 @@ class Config:
 # ------------------------------------------------------------------------------------------ the process
 
 def start(listeners: dict, config_args: dict, status_fd: int | None) -> int:
-    """Fork the proxy process serving `listeners` ({"proxy": fd, "dns": fd, "capture": {port: fd}}); its
-    pid. The caller closes its copies of the fds."""
+    """Fork the proxy process serving `listeners` ({"proxy": fd, "dns": fd, "capture": {port: fd},
+    "refusals": fd or None}); its pid. The caller closes its copies of the fds."""
     launcher = os.getpid()
     pid = os.fork()
     if pid:

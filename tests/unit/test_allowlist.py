@@ -199,7 +199,7 @@ def test_refused_targets_said_are_capped():
     for i in range(proxy.MAX_REPORTED + 50):
         config.blocked(f"h{i}.example:80", "no")
     assert len(said) == proxy.MAX_REPORTED + 1
-    assert said[-1] == f"blocked more than {proxy.MAX_REPORTED} times for other reasons: not naming the others"
+    assert said[-1] == f"blocked more than {proxy.MAX_REPORTED} targets or reasons: not naming the others"
     config.summary()
     assert len(said) == 2 * proxy.MAX_REPORTED + 2
     assert said[-1] == "blocked other targets 50 times in all"
