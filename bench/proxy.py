@@ -127,10 +127,12 @@ def sandbox(rootsand, mode, port):
         f"{HOST_INTERNAL}:{port}"
 
 
-# (name, mode, how the client goes): the same four lines in both tests
+# (name, mode, how the client goes): the same five lines in both tests. "captured": no proxy, so the
+# client resolves the name through the proxy's DNS and connects to the fake address it got (the capture).
 CLIENTS = [("host (no sandbox)", "host", "direct"),
            ("rootsand --net proxy (forwarding)", "proxy", "env"),
            ("rootsand --net proxy (CONNECT)", "proxy", "tunnel"),
+           ("rootsand --net proxy (captured)", "proxy", "direct"),
            ("rootsand --net slirp", "slirp", "direct")]
 
 

@@ -38,7 +38,8 @@ MODES = {mode.name: mode for mode in (
             dns="10.0.2.3",
             loopback_udp_note="slirp4netns drops a sandbox's UDP replies to the host's loopback unless "
                               "--allow-host-loopback is given (podman#4586): the published UDP port only receives"),
-    NetMode(name="proxy", allowlist=True, proxy_port=3128),  # squid's port, which tools guess
+    # squid's port, which tools guess; the proxy answers DNS itself on UDP port 53 of every address
+    NetMode(name="proxy", allowlist=True, proxy_port=3128, resolv_conf=True, dns="127.0.0.53"),
     NetMode(name="host", own_netns=False, open_sockets=True),
 )}
 NET_MODES = tuple(MODES)

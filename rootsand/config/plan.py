@@ -412,7 +412,9 @@ def _network(spec, facts: HostFacts) -> Network:
     if mode.publish:
         values["publish"] = list(spec.publish)
     if mode.resolv_conf:
-        values["resolv_conf"] = resolv_conf(facts.resolv_conf, spec.dns, mode.dns)
+        # the proxy answers every name, AAAA with no records: glibc (2.36+) need not ask for them at all
+        values["resolv_conf"] = (f"nameserver {mode.dns}\noptions no-aaaa\n" if mode.allowlist
+                                 else resolv_conf(facts.resolv_conf, spec.dns, mode.dns))
     if mode.helper:
         values["slirp_sandbox"] = facts.nested is None
     if mode.allowlist:

@@ -160,9 +160,15 @@ def decide(host: str, port: int, allow: list[Entry], deny: list[Entry]) -> Decis
     for entry in deny:
         if entry.host_matches(name, address) and entry.port_matches(port, any_port=True):
             return Decision(False, entry, f"{target(name, port)} is in the deny list ({entry.text})")
+    ports = set()
     for entry in allow:
-        if entry.host_matches(name, address) and entry.port_matches(port):
-            return Decision(True, entry)
+        if entry.host_matches(name, address):
+            if entry.port_matches(port):
+                return Decision(True, entry)
+            ports |= {entry.port} if entry.port is not None else set(DEFAULT_PORTS)
+    if ports:
+        return Decision(False, reason=f"{target(name, port)}: port {port} is not allowed for {name} (allowed: "
+                                      f"{', '.join(map(str, sorted(ports)))})")
     return Decision(False, reason=f"{target(name, port)} is not in the allow list")
 
 
@@ -199,6 +205,8 @@ def vet(name: str, port: int, decision: Decision, addresses: list[str], allow: l
     if kept:
         return kept, ""
     if refused:
-        return [], (f"{target(name, port)} resolves to {refused[0]}, a local or private address "
-                    "(allow that address itself to reach it)")
+        address = refused[0].split("%")[0]  # an entry takes no zone
+        entry = address if port in DEFAULT_PORTS else target(address, port)
+        return [], (f"{target(name, port)} resolves to {address}, a private, loopback or reserved address, refused "
+                    f"against DNS rebinding: to reach it, allow that address too (--allow-host {entry})")
     return [], f"{target(name, port)}: no address found"

@@ -115,9 +115,14 @@ class SlirpBackend(Backend):
             self.slirp.stop()
 
 
+MAX_CAPTURED_PORTS = 250
+
+
 class ProxyBackend(Backend):
-    """The filtering proxy: C makes its endpoint on the sandbox's own 127.0.0.1 and passes it out over a
-    socket pair; the launcher serves it from a process on the host's side (proxy.py), which dies with it."""
+    """The filtering proxy: C makes its endpoint on the sandbox's own 127.0.0.1, and for the capture routes
+    every IPv4 address to the sandbox's loopback and listens on the ports the proxy serves there (80, 443,
+    each port an allow entry names) and on UDP port 53 (its DNS); it passes all of them out over a socket
+    pair, and the launcher serves them from a process on the host's side (proxy.py), which dies with it."""
 
     name = "proxy"
 
@@ -142,39 +147,80 @@ class ProxyBackend(Backend):
         else:
             self.setup_fd = None
 
+    def capture_ports(self) -> list[int]:
+        """The TCP ports captured on every address: 80, 443 and those the allow entries name (not the
+        endpoint's own, which clients of the proxy variables reach on 127.0.0.1)."""
+        from rootsand.net import allowlist
+
+        named = {entry.port for entry in allowlist.parse_entries(self.net.allow) if entry.port is not None}
+        ports = sorted(({80, 443} | named) - {self.net.proxy_port})
+        if len(ports) > MAX_CAPTURED_PORTS:  # their sockets go out in one message, which takes 253 at most
+            raise RootsandError(f"the allow entries name {len(ports) - 2} ports: the proxy mode captures at most "
+                                f"{MAX_CAPTURED_PORTS - 2} besides 80 and 443")
+        return ports
+
     def configure(self) -> bool:
-        # The endpoint, made here in the sandbox's network namespace and served from the host's side.
+        # Made here in the sandbox's network namespace and served from the host's side.
         network.loopback_up()
-        network.send_listener(self.setup_fd, network.listen_on_loopback(self.net.proxy_port))
+        fds = [network.listen_on_loopback(self.net.proxy_port)]
+        try:
+            network.add_local_default_route()
+            fds.append(network.dns_socket())
+            for port in self.capture_ports():
+                fds.append(network.listen_on_all(port))
+            watch = network.refusals_socket()
+            if watch is not None:
+                fds.append(watch)  # last: the one the launcher may not get
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+        network.send_listeners(self.setup_fd, fds)
         self.setup_fd = None
         return True
 
     def serve(self, status_fd: int | None, verbose: bool, log) -> None:
         """The endpoint exists inside: serve it from here, in a process that dies with us."""
-        listen_fd = network.receive_listener(self.launcher_fd)
+        ports = self.capture_ports()
+        fds = network.receive_listeners(self.launcher_fd, 2 + len(ports), optional=1)
         os.close(self.launcher_fd)
         self.launcher_fd = None
         from rootsand.net import proxy
 
         net = self.net
+        listeners = {"proxy": fds[0], "dns": fds[1], "capture": dict(zip(ports, fds[2:2 + len(ports)])),
+                     "refusals": fds[2 + len(ports)] if len(fds) > 2 + len(ports) else None}
         try:
-            self.pid = proxy.start(listen_fd, {"allow": net.allow, "deny": net.deny,
+            self.pid = proxy.start(listeners, {"allow": net.allow, "deny": net.deny,
                                                "header_timeout": net.header_timeout, "verbose": verbose}, status_fd)
         finally:
-            os.close(listen_fd)
-        log(f"proxy process {self.pid} serves 127.0.0.1:{net.proxy_port} inside; allowed: "
-            f"{', '.join(net.allow) or 'nothing'}")
+            for fd in fds:
+                os.close(fd)
+        log(f"proxy process {self.pid} serves 127.0.0.1:{net.proxy_port} inside, and captures TCP ports "
+            f"{', '.join(map(str, ports))} of every address and DNS; allowed: {', '.join(net.allow) or 'nothing'}")
 
     def finish(self) -> None:
-        """First: the proxy's last "blocked" lines come before the exit status."""
+        """First: the proxy's last "blocked" lines and its summary come before the exit status. It is asked
+        to stop (SIGTERM: it says its summary and exits), and killed if it does not within a second."""
         if self.launcher_fd is not None:
             os.close(self.launcher_fd)
             self.launcher_fd = None
         if self.pid is not None:
+            import select
+
             try:
-                os.kill(self.pid, signal.SIGKILL)
+                pidfd = os.pidfd_open(self.pid)
+            except OSError:
+                pidfd = None
+            try:
+                os.kill(self.pid, signal.SIGTERM)
+                if pidfd is None or not select.select([pidfd], [], [], 1.0)[0]:
+                    os.kill(self.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+            finally:
+                if pidfd is not None:
+                    os.close(pidfd)
             os.waitpid(self.pid, 0)
             self.pid = None
 

@@ -38,41 +38,142 @@ def loopback_up() -> None:
 
 def listen_on_loopback(port: int) -> int:
     """A TCP socket listening on 127.0.0.1:port of the current network namespace: its fd."""
+    return _listen("127.0.0.1", port, f"127.0.0.1:{port} for the proxy")
+
+
+def _listen(address: str, port: int, what: str) -> int:
     s = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
     try:
         s.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
-        s.bind(("127.0.0.1", port))
+        s.bind((address, port))
         s.listen(1024)
     except OSError as e:
         s.close()
-        raise RootsandError(f"cannot listen on the sandbox's 127.0.0.1:{port} for the proxy: {e.strerror}") from None
+        raise RootsandError(f"cannot listen on the sandbox's {what}: {e.strerror}") from None
     return s.detach()
 
 
-def send_listener(channel_fd: int, fd: int) -> None:
-    """Pass `fd` over the Unix socket `channel_fd` (SCM_RIGHTS); both are closed."""
+def send_listeners(channel_fd: int, fds: list[int]) -> None:
+    """Pass `fds` over the Unix socket `channel_fd` (SCM_RIGHTS, one message); all are closed."""
     s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, channel_fd)
     try:
-        s.sendmsg([b"P"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("i", fd))])
+        s.sendmsg([b"P"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))])
     finally:
         s.close()
-        os.close(fd)
+        for fd in fds:
+            os.close(fd)
 
 
-def receive_listener(channel_fd: int) -> int:
-    """The fd send_listener() passed; RootsandError when none came."""
+def receive_listeners(channel_fd: int, count: int, optional: int = 0) -> list[int]:
+    """The `count` fds send_listeners() passed, and up to `optional` more; RootsandError when they did not
+    come."""
     s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, channel_fd)
     try:
         s.settimeout(5)
-        _, ancillary, _, _ = s.recvmsg(1, _socket.CMSG_SPACE(4))
+        _, ancillary, _, _ = s.recvmsg(1, _socket.CMSG_SPACE(4 * (count + optional)))
     except OSError as e:
         raise RootsandError(f"the proxy's endpoint did not arrive from the sandbox: {e.strerror or e}") from None
     finally:
         s.detach()
+    fds = []
     for level, kind, data in ancillary:
-        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS and len(data) >= 4:
-            return struct.unpack("i", data[:4])[0]
-    raise RootsandError("the proxy's endpoint did not arrive from the sandbox")
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            fds += struct.unpack(f"{len(data) // 4}i", data[:len(data) - len(data) % 4])
+    if not count <= len(fds) <= count + optional:
+        for fd in fds:
+            os.close(fd)
+        raise RootsandError("the proxy's endpoint did not arrive from the sandbox")
+    return fds
+
+
+# The capture (proxy mode): every IPv4 address is the sandbox's own, so each connection reaches a listener
+# of the proxy's or is refused by the kernel at once. One netlink message, no pyroute2.
+RTM_NEWROUTE, NLMSG_ERROR = 24, 2
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
+RT_TABLE_LOCAL, RTPROT_BOOT, RT_SCOPE_HOST, RTN_LOCAL, RTA_OIF = 255, 3, 254, 2, 4
+
+
+def add_local_default_route() -> None:
+    """`ip route add local default dev lo table local` in the current network namespace."""
+    message = struct.pack("BBBBBBBBI", _socket.AF_INET, 0, 0, 0, RT_TABLE_LOCAL, RTPROT_BOOT, RT_SCOPE_HOST,
+                          RTN_LOCAL, 0) + struct.pack("HHI", 8, RTA_OIF, _socket.if_nametoindex("lo"))
+    header = struct.pack("IHHII", 16 + len(message), RTM_NEWROUTE,
+                         NLM_F_REQUEST | NLM_F_ACK | NLM_F_EXCL | NLM_F_CREATE, 1, 0)
+    s = _socket.socket(_socket.AF_NETLINK, _socket.SOCK_RAW, 0)  # NETLINK_ROUTE
+    try:
+        s.sendall(header + message)
+        reply = s.recv(4096)
+    except OSError as e:
+        raise RootsandError(f"cannot route the sandbox's addresses to the proxy: netlink: {e.strerror}") from None
+    finally:
+        s.close()
+    kind = struct.unpack_from("H", reply, 4)[0] if len(reply) >= 20 else None
+    error = struct.unpack_from("i", reply, 16)[0] if kind == NLMSG_ERROR else -1
+    if error:
+        raise RootsandError("cannot route the sandbox's addresses to the proxy: netlink: "
+                            + (os.strerror(-error) if error < 0 and kind == NLMSG_ERROR else "no answer"))
+
+
+def listen_on_all(port: int) -> int:
+    """A TCP socket listening on 0.0.0.0:port of the current network namespace: its fd."""
+    return _listen("0.0.0.0", port, f"port {port} for the proxy's capture")
+
+
+def dns_socket(port: int = 53) -> int:
+    """A UDP socket on 0.0.0.0:port that reports each datagram's destination (IP_PKTINFO), so the answer
+    leaves from the address the query was sent to: its fd."""
+    s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
+        s.setsockopt(_socket.IPPROTO_IP, IP_PKTINFO, 1)
+        s.bind(("0.0.0.0", port))
+    except OSError as e:
+        s.close()
+        raise RootsandError(f"cannot listen on the sandbox's UDP port {port} for the proxy's DNS: {e.strerror}") from None
+    return s.detach()
+
+
+IP_PKTINFO = 8
+
+# What the kernel refuses inside (TCP to a port without a listener, UDP other than DNS) never reaches the
+# proxy's sockets; a packet socket on lo sees the refusals, so they are reported like the proxy's own.
+# Classic BPF over the IP header: a TCP segment with RST, or an ICMP port unreachable; nothing else is
+# copied out (and nothing outgoing, PACKET_IGNORE_OUTGOING, which also spares every sent packet a clone).
+REFUSALS_FILTER = (
+    (0x30, 0, 0, 9),  # A = the protocol
+    (0x15, 1, 0, 6),  # TCP?
+    (0x15, 3, 7, 1),  # ICMP? else drop
+    (0xb1, 0, 0, 0),  # X = the IP header's length
+    (0x50, 0, 0, 13),  # A = the TCP flags
+    (0x45, 3, 4, 4),  # RST: keep, else drop
+    (0xb1, 0, 0, 0),
+    (0x48, 0, 0, 0),  # A = the ICMP type and code
+    (0x15, 0, 1, 0x0303),  # port unreachable: keep, else drop
+    (0x06, 0, 0, 256),  # keep its first 256 bytes
+    (0x06, 0, 0, 0),  # drop
+)
+ETH_P_IP, SOL_PACKET, PACKET_IGNORE_OUTGOING, SO_ATTACH_FILTER = 0x0800, 263, 23, 26
+
+
+def refusals_socket() -> int | None:
+    """A packet socket on lo that receives the kernel's refusals (REFUSALS_FILTER): its fd, or None where
+    one cannot be made (the refusals are then not reported; nothing else changes)."""
+    import ctypes
+
+    program = b"".join(struct.pack("HBBI", *op) for op in REFUSALS_FILTER)
+    buffer = ctypes.create_string_buffer(program)
+    try:
+        s = _socket.socket(_socket.AF_PACKET, _socket.SOCK_DGRAM, _socket.htons(ETH_P_IP))
+    except OSError:
+        return None
+    try:
+        s.setsockopt(_socket.SOL_SOCKET, SO_ATTACH_FILTER,
+                     struct.pack("HL", len(REFUSALS_FILTER), ctypes.addressof(buffer)))
+        s.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+        s.bind(("lo", ETH_P_IP))
+    except OSError:
+        s.close()
+        return None
+    return s.detach()
 
 
 def _if_flags(s, name: str) -> int:

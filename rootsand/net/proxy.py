@@ -1,4 +1,5 @@
-"""The proxy mode's filtering proxy: HTTP CONNECT, plain HTTP forwarding and SOCKS5 on one endpoint.
+"""The proxy mode's filtering proxy: HTTP CONNECT, plain HTTP forwarding and SOCKS5 on one endpoint, and the
+capture of every other TCP connection and of DNS.
 
 The endpoint is a TCP socket on 127.0.0.1 inside the sandbox's network namespace: the setup process made
 it there and passed it out over a Unix socket (inside.py), so the sandbox connects to its own loopback
@@ -6,12 +7,20 @@ while this process, on the host's side, accepts and connects out. No port is ope
 relay runs inside.
 
 This process is forked by the launcher once the endpoint exists (start()). It dies with the launcher
-(PR_SET_PDEATHSIG), and the launcher kills it when the sandbox ends. It is the only place asyncio and h11
-are imported: every other mode pays nothing for them.
+(PR_SET_PDEATHSIG), and the launcher stops it when the sandbox ends (SIGTERM: it says its summary). It is
+the only place asyncio and h11 are imported: every other mode pays nothing for them.
+
+The capture (capture.py): the sandbox's DNS queries reach this process's UDP socket and are answered
+with fake addresses that stand for the names; every IPv4 address is routed to the sandbox's loopback,
+where this process's listeners on ports 80, 443 and those the allow entries name take each connection,
+whatever its address. The address it reached gives back the name (or is a literal address), the port is
+the listener's; TLS connections are judged by the ClientHello's server name too, port 80 by the Host.
 
 Every request names a host; allowlist.decide() judges it before any lookup, the lookup runs here on the
-host, allowlist.vet() judges the addresses. A refusal is a 403 (SOCKS: "not allowed by ruleset"), one
-`rootsand: blocked HOST:PORT` line on stderr per target and a {"blocked": ...} line in --json-status.
+host, allowlist.vet() judges the addresses. A refusal is a 403 (SOCKS: "not allowed by ruleset"; a
+captured TLS or other connection: a reset), one `rootsand: blocked: WHY` line on stderr per target and
+reason and a {"blocked": HOST:PORT, "reason": WHY} line in --json-status; at the end, when asked to stop
+(SIGTERM), one line per refused target with how often it was refused, on both.
 """
 
 import functools
@@ -48,7 +57,9 @@ class Config:
         self.verbose = verbose
         self.status_fd = status_fd
         self.resolver = resolver  # async (host, port) -> [address]; the loop's getaddrinfo when None
-        self.reported: set[str] = set()
+        self.reported: set[tuple[str, str]] = set()  # (target, reason) said on stderr
+        self.refused: dict[str, list] = {}  # target -> [count, first reason]: the summary at the end
+        self.fake = None  # capture.FakeAddresses, made by serve()
         self.connections = 0
         self.heads = 0  # bytes read before the relay and not yet used, of all sockets (HEADS_HELD)
         self.held = 0  # bytes written and not yet sent, of all sockets (HELD)
@@ -64,25 +75,48 @@ class Config:
         except OSError:
             pass
 
-    def blocked(self, what: str) -> None:
-        if what in self.reported or len(self.reported) > MAX_REPORTED:
+    def blocked(self, what: str, why: str) -> None:
+        """A refusal of `what` (HOST:PORT) because of `why` (a sentence naming it): said once per target and
+        reason, counted per target for the summary()."""
+        if what in self.refused:
+            self.refused[what][0] += 1
+        elif len(self.refused) < MAX_REPORTED:
+            self.refused[what] = [1, why]
+        else:
+            self.refused.setdefault("", [0, ""])[0] += 1  # the others, counted together
+        if (what, why) in self.reported or len(self.reported) > MAX_REPORTED:
             return
-        self.reported.add(what)
+        self.reported.add((what, why))
         if len(self.reported) > MAX_REPORTED:
-            self.say(f"blocked more than {MAX_REPORTED} hosts: not naming the others")
+            self.say(f"blocked more than {MAX_REPORTED} targets or reasons: not naming the others")
             return
-        self.say(f"blocked {what}")
+        self.say(f"blocked: {why}")
+        self.status({"blocked": what, "reason": why})
+
+    def summary(self) -> None:
+        """At the end: one line per refused target with how often it was refused."""
+        for what, (count, why) in self.refused.items():
+            times = "once" if count == 1 else f"{count} times"
+            if what:
+                self.say(f"blocked {what} {times} in all")
+                self.status({"blocked": what, "reason": why, "count": count})
+            else:
+                self.say(f"blocked other targets {times} in all")
+        self.refused.clear()
+
+    def status(self, record: dict) -> None:
         if self.status_fd is not None:
             try:
-                os.write(self.status_fd, (json.dumps({"blocked": what}) + "\n").encode())
+                os.write(self.status_fd, (json.dumps(record) + "\n").encode())
             except OSError:
                 pass  # a status reader that went away: the launcher warns about it once
 
 
 # ------------------------------------------------------------------------------------------ the process
 
-def start(listen_fd: int, config_args: dict, status_fd: int | None) -> int:
-    """Fork the proxy process serving `listen_fd`; its pid. The caller closes its copy of the fd."""
+def start(listeners: dict, config_args: dict, status_fd: int | None) -> int:
+    """Fork the proxy process serving `listeners` ({"proxy": fd, "dns": fd, "capture": {port: fd},
+    "refusals": fd or None}); its pid. The caller closes its copies of the fds."""
     launcher = os.getpid()
     pid = os.fork()
     if pid:
@@ -107,7 +141,8 @@ def start(listen_fd: int, config_args: dict, status_fd: int | None) -> int:
         for sig in (signal.SIGTERM, signal.SIGWINCH, signal.SIGCHLD, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL if sig != signal.SIGPIPE else signal.SIG_IGN)
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
-        keep = {0, 1, 2, listen_fd} | ({status_fd} if status_fd is not None else set())
+        keep = {0, 1, 2, listeners["proxy"], listeners["dns"], *listeners["capture"].values(), listeners.get("refusals")}
+        keep |= {status_fd} if status_fd is not None else set()
         for name in os.listdir("/proc/self/fd"):
             fd = int(name)
             if fd not in keep:
@@ -123,7 +158,7 @@ def start(listen_fd: int, config_args: dict, status_fd: int | None) -> int:
 
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # two fds per connection
-        serve(listen_fd, Config(status_fd=status_fd, **config_args))
+        serve(listeners, Config(status_fd=status_fd, **config_args))
         code = 0
     except BaseException as e:  # noqa: BLE001 - a forked child must never unwind into the launcher
         try:
@@ -134,17 +169,35 @@ def start(listen_fd: int, config_args: dict, status_fd: int | None) -> int:
         os._exit(code)
 
 
-def serve(listen_fd: int, config: Config) -> None:
+def serve(listeners: dict, config: Config) -> None:
     import asyncio
     import socket
 
-    listener = socket.socket(fileno=listen_fd)
-    listener.setblocking(False)
+    from rootsand.net import capture
+
+    config.fake = capture.FakeAddresses()
+
+    def stop(*_) -> None:  # the launcher's SIGTERM at the end of the run: the summary, and no more
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        config.summary()
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+
+    def listener(fd: int):
+        sock = socket.socket(fileno=fd)
+        sock.setblocking(False)
+        return sock
 
     async def main() -> None:
-        server = await listen(config, sock=listener)
-        async with server:
-            await server.serve_forever()
+        servers = [await listen(config, sock=listener(listeners["proxy"]))]
+        for fd in listeners["capture"].values():
+            servers.append(await asyncio.get_running_loop().create_server(
+                lambda: _socket_type()(config, handle_captured), sock=listener(fd)))
+        _serve_dns(listener(listeners["dns"]), config)
+        if listeners.get("refusals") is not None:
+            _watch_refusals(listener(listeners["refusals"]), config)
+        await asyncio.gather(*(server.serve_forever() for server in servers))
 
     asyncio.run(main())
 
@@ -383,16 +436,25 @@ async def handle(client: Socket) -> None:
 
 async def _open_upstream(host: str, port: int, config: Config):
     """(Socket, None) for an allowed HOST:PORT, or (None, (why, kind)) where kind is "blocked" or "failed"."""
+    from rootsand.net import allowlist
+
+    if config.fake is not None:  # a client that resolved the name itself (socks5://) asks for its fake address
+        host = config.fake.name_of(host) or host
+    decision = allowlist.decide(host, port, config.allow, config.deny)
+    name = allowlist.normalise_host(host) or host
+    if not decision.allowed:
+        config.blocked(allowlist.target(name, port), decision.reason)
+        return None, (decision.reason, "blocked")
+    return await _connect(name, port, decision, config)
+
+
+async def _connect(name: str, port: int, decision, config: Config):
+    """_open_upstream() for a name (normalised) or address that decide() allowed."""
     import asyncio
 
     from rootsand.net import allowlist
 
-    decision = allowlist.decide(host, port, config.allow, config.deny)
-    name = allowlist.normalise_host(host) or host
     what = allowlist.target(name, port)
-    if not decision.allowed:
-        config.blocked(what)
-        return None, (decision.reason, "blocked")
     if decision.entry.address is not None or name == allowlist.HOST_INTERNAL:
         addresses, why = allowlist.vet(name, port, decision, [], config.allow)
     else:
@@ -406,7 +468,7 @@ async def _open_upstream(host: str, port: int, config: Config):
             return None, (f"cannot resolve {name}: {e.strerror or e}", "failed")
         addresses, why = allowlist.vet(name, port, decision, found, config.allow)
         if not addresses:
-            config.blocked(what)
+            config.blocked(what, why)
             return None, (why, "blocked")
     last = "no address"
     loop = asyncio.get_running_loop()
@@ -422,6 +484,219 @@ async def _open_upstream(host: str, port: int, config: Config):
                        + f" by {decision.entry.text}")
         return upstream, None
     return None, (f"cannot connect to {what}: {last}", "failed")
+
+
+# ------------------------------------------------------------------------------------------ the capture
+
+async def handle_captured(client: Socket) -> None:
+    """A connection the sandbox opened to any address on a captured port, without the proxy variables."""
+    import asyncio
+
+    config = client.config
+    try:
+        await _captured(client, config)
+    except (ConnectionError, OSError, asyncio.IncompleteReadError):
+        pass
+    except Exception as e:  # noqa: BLE001 - one odd connection ends itself, never the proxy
+        if config.verbose:
+            config.say(f"proxy: dropped a captured connection: {type(e).__name__}: {e}")
+    finally:
+        await client.finish(config.header_timeout)
+        config.connections -= 1
+
+
+async def _captured(client: Socket, config: Config) -> None:
+    import asyncio
+
+    from rootsand.net import allowlist, capture
+
+    address, port = client.transport.get_extra_info("sockname")[:2]
+    if address.startswith("127."):
+        what = allowlist.target(address, port)
+        _refuse_captured(client, config, port, what, f"{what} is the sandbox's own loopback, where rootsand takes "
+                                                     f"port {port} for its capture (80, 443 and the ports allow entries name)")
+        return
+    name = config.fake.name_of(address) if capture.is_fake(address) else address
+    if name is None:
+        what = allowlist.target(address, port)
+        _refuse_captured(client, config, port, what, f"{what} is no address rootsand's DNS gave out, or it "
+                                                     "stands for no name any more (look the name up again)")
+        return
+    what = allowlist.target(name, port)
+    decision = allowlist.decide(name, port, config.allow, config.deny)
+    if not decision.allowed:
+        _refuse_captured(client, config, port, what, decision.reason)
+        return
+    named = decision.entry.address is None  # a name, whose TLS and HTTP must ask for it
+    upstream = None
+    if port not in (80, 443):
+        upstream, failure = await _connect(name, port, decision, config)
+        if upstream is None:
+            _refuse_captured(client, config, port, what, failure[0], "said" if failure[1] == "blocked" else "failed")
+            return
+        await _first_to_speak(client, upstream)  # a server may speak first (SSH, SMTP): then no name to check
+        named = named and bool(client.data) and capture.looks_like_tls(client.data)
+    if named:
+        try:
+            asked, why = await asyncio.wait_for(_asked_name(client, port), config.header_timeout)
+        except asyncio.TimeoutError:
+            asked, why = None, "the client sent no request within the header timeout"
+        if not why and allowlist.normalise_host(allowlist.split_host_port(asked)[0] if port == 80 else asked) != name:
+            kind = "the TLS server name" if port != 80 else "the Host header"
+            why = f"{what}: {kind} is {asked!r}, another host than {name}"
+        elif why:
+            why = f"{what}: {why}"
+        if why:
+            if upstream is not None:
+                upstream.transport.abort()
+            _refuse_captured(client, config, port, what, why)
+            return
+    if upstream is None:
+        upstream, failure = await _connect(name, port, decision, config)
+        if upstream is None:
+            _refuse_captured(client, config, port, what, failure[0], "said" if failure[1] == "blocked" else "failed")
+            return
+    await _relay(client, upstream)
+
+
+async def _first_to_speak(client: Socket, upstream: Socket) -> None:
+    """Wait until either side has sent something (or ended)."""
+    import asyncio
+
+    if client.data or upstream.data or client.eof or upstream.eof:
+        return
+    either = client.waiter = upstream.waiter = asyncio.get_running_loop().create_future()  # one future: no tasks
+    client.transport.resume_reading()
+    upstream.transport.resume_reading()
+    try:
+        await either
+    finally:
+        client.waiter = upstream.waiter = None
+
+
+async def _asked_name(client: Socket, port: int) -> tuple[str | None, str]:
+    """The host the client's first bytes ask for: a TLS ClientHello's server name, or on port 80 an HTTP
+    request's Host; (None, why) when they ask for none. What was read stays for the relay."""
+    from rootsand.net import capture
+
+    while True:
+        data = bytes(client.data)
+        if data and capture.looks_like_tls(data):
+            name, why = capture.tls_server_name(data)
+            if why != capture.MORE:
+                return name, why
+            if len(data) >= HEADER_LIMIT:  # many tiny records: each read is parsed again, so the bound is here
+                return None, "a TLS ClientHello larger than 64 KiB"
+        elif data and port == 80:
+            end = data.find(b"\r\n\r\n", 0, HEADER_LIMIT)
+            if end >= 0:
+                return capture.http_host(data[:end])
+            if len(data) >= HEADER_LIMIT:
+                return None, "an HTTP request head larger than 64 KiB"
+        elif data:
+            return None, "no TLS ClientHello" + (" on port 443" if port == 443 else "")
+        if client.eof:
+            return None, "the client ended before asking for a host"
+        await client._more()
+
+
+def _refuse_captured(client: Socket, config: Config, port: int, what: str, why: str, kind: str = "blocked") -> None:
+    """Refuse a captured connection: on port 80 with a 403 that says why, else with a reset (a TLS client
+    shows no body). kind: "blocked" (said here on stderr and in --json-status, and counted), "said" (a
+    refusal _connect() said and counted already), "failed" (no refusal: the host could not be reached)."""
+    if kind == "blocked":
+        config.blocked(what, why)
+    elif kind == "failed" and (what, why) not in config.reported and len(config.reported) <= MAX_REPORTED:
+        config.reported.add((what, why))  # said once: the client sees only a reset
+        config.say(f"proxy: {why}")
+    if port == 80 and kind != "failed":
+        client.write(_response(403, "Forbidden", f"blocked by rootsand: {why}\n"))
+        return
+    import socket
+    import struct
+
+    sock = client.transport.get_extra_info("socket")
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with a reset
+    except OSError:
+        pass
+    client.transport.abort()
+
+
+def _serve_dns(sock, config: Config) -> None:
+    """Answer the sandbox's DNS queries (capture.dns_answer) from the address each was sent to."""
+    import asyncio
+    import socket
+    import struct
+
+    from rootsand.net import allowlist, capture
+
+    names: dict[str, str | None] = {}  # as asked -> as compared (normalise_host() is the cost of an answer)
+
+    def address_of(text: str) -> str | None:
+        name = names.get(text, "")
+        if name == "":
+            name = allowlist.normalise_host(text)
+            if name is not None and allowlist._address(name) is not None:
+                name = None  # an address literal is no name
+            if len(names) >= 4096:
+                names.clear()
+            names[text] = name
+        return None if name is None else config.fake.address_of(name)
+
+    def readable() -> None:
+        for _ in range(64):  # then other work gets its turn
+            try:
+                query, ancillary, _, sender = sock.recvmsg(512, socket.CMSG_SPACE(12))
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue  # an ICMP error of an earlier answer's
+            answer = capture.dns_answer(query, address_of)
+            if answer is None:
+                continue
+            control = [(socket.IPPROTO_IP, IP_PKTINFO, struct.pack("i4s4s", 0, data[8:12], bytes(4)))
+                       for level, kind, data in ancillary
+                       if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= 12]
+            try:
+                sock.sendmsg([answer], control, 0, sender)
+            except OSError:
+                pass
+
+    asyncio.get_running_loop().add_reader(sock.fileno(), readable)
+
+
+IP_PKTINFO = 8  # Linux's; the socket module names it only on some builds
+
+
+def _watch_refusals(sock, config: Config) -> None:
+    """Report what the kernel refused inside (capture.kernel_refusal) like the proxy's own refusals."""
+    import asyncio
+
+    from rootsand.net import allowlist, capture
+
+    def readable() -> None:
+        for _ in range(64):
+            try:
+                packet = sock.recv(256)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue
+            refused = capture.kernel_refusal(packet)
+            if refused is None:
+                continue
+            kind, address, port = refused
+            name = (config.fake.name_of(address) if capture.is_fake(address) else None) or address
+            what = allowlist.target(name, port)
+            if kind == "udp":
+                what += "/udp"
+                config.blocked(what, f"{what}: the proxy mode carries no UDP (DNS it answers itself)")
+                continue
+            decision = allowlist.decide(name, port, config.allow, config.deny)
+            config.blocked(what, decision.reason or f"{what}: nothing listens on port {port} inside")
+
+    asyncio.get_running_loop().add_reader(sock.fileno(), readable)
 
 
 # ------------------------------------------------------------------------------------------ HTTP
@@ -599,7 +874,9 @@ def main() -> None:  # pragma: no cover - for trying the proxy by hand: python -
     import socket
 
     listener = socket.create_server(("127.0.0.1", int(sys.argv[1])))
-    serve(listener.detach(), Config(sys.argv[2:], [], 10.0, verbose=True))
+    dns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    dns.bind(("127.0.0.1", 0))
+    serve({"proxy": listener.detach(), "dns": dns.detach(), "capture": {}}, Config(sys.argv[2:], [], 10.0, verbose=True))
 
 
 if __name__ == "__main__":

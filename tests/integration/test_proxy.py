@@ -118,9 +118,12 @@ def test_a_refused_host_gets_403_one_stderr_line_and_a_status_line(server, tmp_p
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ["blocked by rootsand: example.com:80 is not in the allow list", " 403"] * 2 + [
         "CONNECT 403 failed"]
-    assert r.stderr.splitlines() == ["rootsand: blocked example.com:80"]  # once per host, however often asked
+    # once per host and reason, however often asked; at the end, how often
+    why = "example.com:80 is not in the allow list"
+    assert r.stderr.splitlines() == [f"rootsand: blocked: {why}", "rootsand: blocked example.com:80 3 times in all"]
     lines = [json.loads(line) for line in status.read_text().splitlines()]
-    assert {"blocked": "example.com:80"} in lines and lines[-1] == {"exit-code": 0}
+    assert {"blocked": "example.com:80", "reason": why} in lines and lines[-1] == {"exit-code": 0}
+    assert {"blocked": "example.com:80", "reason": why, "count": 3} in lines
 
 
 def test_socks_refusal_says_not_allowed_by_ruleset(tmp_path):
@@ -135,8 +138,8 @@ def test_socks_refusal_says_not_allowed_by_ruleset(tmp_path):
               "print(s.recv(10)[1])\n")
     r = sandbox("python3", "-c", script, opts=["--net", "proxy"], cwd=tmp_path)
     assert (r.returncode, r.stdout) == (0, "2\n"), r.stderr
-    assert r.stderr.splitlines() == ["rootsand: blocked evil.example:80"]
-    assert "rootsand: blocked evil.example:80" in r.stderr
+    assert r.stderr.splitlines() == ["rootsand: blocked: evil.example:80 is not in the allow list",
+                                     "rootsand: blocked evil.example:80 once in all"]
 
 
 def test_the_host_loopback_is_not_reachable_directly_nor_by_an_unlisted_port(server, tmp_path):
@@ -152,9 +155,14 @@ def test_the_host_loopback_is_not_reachable_directly_nor_by_an_unlisted_port(ser
     finally:
         other.close()
     lines = r.stdout.splitlines()
-    assert lines[0] == "direct=7"  # the sandbox's 127.0.0.1 is its own: nothing listens on that port there
-    assert lines[1] == f"blocked by rootsand: host.rootsand.internal:{other_port} is not in the allow list"
-    assert lines[2] == "blocked by rootsand: host.rootsand.internal:80 is not in the allow list"
+    # the sandbox's 127.0.0.1 is its own: there, an allow entry's port is rootsand's capture, which refuses
+    assert lines[0].startswith("direct=") and lines[0] != "direct=0"
+    assert lines[1] == (f"blocked by rootsand: host.rootsand.internal:{other_port}: port {other_port} is not allowed "
+                        f"for host.rootsand.internal (allowed: {server})")
+    assert lines[2] == (f"blocked by rootsand: host.rootsand.internal:80: port 80 is not allowed for "
+                        f"host.rootsand.internal (allowed: {server})")
+    assert f"rootsand: blocked: 127.0.0.1:{server} is the sandbox's own loopback, where rootsand takes port {server} " \
+           "for its capture (80, 443 and the ports allow entries name)" in r.stderr.splitlines()
 
 
 def test_a_server_the_sandbox_starts_is_reached_directly_with_the_variables_set(tmp_path):
@@ -230,7 +238,10 @@ def test_the_agent_profile_refuses_every_host_until_allowed(server, tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == [
         f"blocked by rootsand: host.rootsand.internal:{server} is not in the allow list", "CONNECT 403 failed"]
-    assert command_stderr(r) == [f"rootsand: blocked host.rootsand.internal:{server}", "rootsand: blocked pypi.org:443"]
+    assert command_stderr(r) == [
+        f"rootsand: blocked: host.rootsand.internal:{server} is not in the allow list",
+        "rootsand: blocked: pypi.org:443 is not in the allow list",
+        f"rootsand: blocked host.rootsand.internal:{server} once in all", "rootsand: blocked pypi.org:443 once in all"]
     r = sandbox("curl", "-sS", f"http://host.rootsand.internal:{server}/hello",
                 opts=["--profile", "agent", *allow(server)], cwd=tmp_path)
     assert (r.returncode, r.stdout) == (0, "hello from the host\n"), r.stderr

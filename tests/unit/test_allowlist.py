@@ -1,6 +1,7 @@
 """The proxy mode's rules as pure functions, and the proxy's order of work: judge, then look up."""
 
 import asyncio
+import json
 
 import pytest
 
@@ -111,7 +112,21 @@ def test_after_the_lookup_only_public_or_listed_addresses(addresses, kept):
     got, why = vet("pypi.org", 443, decision, addresses, ALLOW)
     assert got == kept
     if not kept:
-        assert why == f"pypi.org:443 resolves to {addresses[0]}, a local or private address (allow that address itself to reach it)"
+        address = addresses[0].split("%")[0]
+        assert why == (f"pypi.org:443 resolves to {address}, a private, loopback or reserved address, refused against "
+                       f"DNS rebinding: to reach it, allow that address too (--allow-host {address})")
+
+
+def test_the_reserved_address_reason_names_the_entry_with_its_port():
+    decision = decide("mirror.example", 8443, parse_entries(["mirror.example:8443"]), [])
+    assert vet("mirror.example", 8443, decision, ["fd00::8"], [])[1].endswith("(--allow-host [fd00::8]:8443)")
+
+
+def test_a_listed_name_on_another_port_is_refused_naming_its_ports():
+    allow = parse_entries(["pypi.org", "pypi.org:8443", "*.example.com:9000"])
+    assert decide("pypi.org", 22, allow, []).reason == "pypi.org:22: port 22 is not allowed for pypi.org (allowed: 80, 443, 8443)"
+    assert decide("a.example.com", 80, allow, []).reason == (
+        "a.example.com:80: port 80 is not allowed for a.example.com (allowed: 9000)")
 
 
 def test_host_internal_and_address_entries_need_no_lookup():
@@ -138,23 +153,32 @@ def run_upstream(host, port, answers):
 def test_a_name_not_listed_is_refused_before_any_lookup():
     upstream, failure, calls = run_upstream("evil.example", 443, ["151.101.0.223"])
     assert upstream is None and failure == ("evil.example:443 is not in the allow list", "blocked")
-    assert calls == [("said", "blocked evil.example:443")]
+    assert calls == [("said", "blocked: evil.example:443 is not in the allow list")]
 
 
 def test_a_listed_name_resolving_to_loopback_is_refused_after_the_lookup():
     upstream, failure, calls = run_upstream("api.github.com", 443, ["127.0.0.1"])
     assert upstream is None and failure[1] == "blocked" and "resolves to 127.0.0.1" in failure[0]
-    assert calls == [("api.github.com", 443), ("said", "blocked api.github.com:443")]
+    assert calls == [("api.github.com", 443), ("said", f"blocked: {failure[0]}")]
 
 
-def test_blocked_targets_are_reported_once():
+def test_blocked_targets_are_said_once_per_reason_and_counted_at_the_end(tmp_path):
     said = []
-    config = proxy.Config([], [], 1.0)
-    config.say = said.append
-    for _ in range(3):
-        config.blocked("a.example:80")
-    config.blocked("b.example:80")
-    assert said == ["blocked a.example:80", "blocked b.example:80"]
+    with open(tmp_path / "status", "w") as status:
+        config = proxy.Config([], [], 1.0, status_fd=status.fileno())
+        config.say = said.append
+        for _ in range(3):
+            config.blocked("a.example:80", "a.example:80 is not in the allow list")
+        config.blocked("b.example:443", "b.example:443: no TLS ClientHello on port 443")
+        config.blocked("a.example:80", "a.example:80: the Host header is 'c', another host than a.example")
+        config.summary()
+    assert said == ["blocked: a.example:80 is not in the allow list", "blocked: b.example:443: no TLS ClientHello on port 443",
+                    "blocked: a.example:80: the Host header is 'c', another host than a.example",
+                    "blocked a.example:80 4 times in all", "blocked b.example:443 once in all"]
+    lines = [json.loads(line) for line in (tmp_path / "status").read_text().splitlines()]
+    assert lines[0] == {"blocked": "a.example:80", "reason": "a.example:80 is not in the allow list"}
+    assert lines[-2:] == [{"blocked": "a.example:80", "reason": "a.example:80 is not in the allow list", "count": 4},
+                          {"blocked": "b.example:443", "reason": "b.example:443: no TLS ClientHello on port 443", "count": 1}]
 
 
 def test_the_origin_form_head_drops_hop_by_hop_headers():
@@ -173,9 +197,12 @@ def test_refused_targets_said_are_capped():
     config = proxy.Config([], [], 1.0)
     config.say = said.append
     for i in range(proxy.MAX_REPORTED + 50):
-        config.blocked(f"h{i}.example:80")
+        config.blocked(f"h{i}.example:80", "no")
     assert len(said) == proxy.MAX_REPORTED + 1
-    assert said[-1] == f"blocked more than {proxy.MAX_REPORTED} hosts: not naming the others"
+    assert said[-1] == f"blocked more than {proxy.MAX_REPORTED} targets or reasons: not naming the others"
+    config.summary()
+    assert len(said) == 2 * proxy.MAX_REPORTED + 2
+    assert said[-1] == "blocked other targets 50 times in all"
 
 
 def test_a_port_with_many_leading_zeros_is_refused_and_the_proxy_survives_odd_requests():
