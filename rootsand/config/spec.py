@@ -53,6 +53,7 @@ class SandboxSpec(Record):
         "setuid_bits": False,
         "socket_families": tuple,
         "compat_syscalls": True,  # 32-bit system calls allowed (through the same rules)
+        "landlock": "scope-only",  # on | off | scope-only (security/landlockrules.py)
         "protect": list,  # paths made read-only inside the writable binds of the user's directories
         "placeholders": False,  # an absent protected path is made empty and read-only (else checked after)
         "home_writable": list,  # "~/PATH": writable exceptions to the home rule (homerule.py)
@@ -254,6 +255,7 @@ def from_profile(profile, options, host_env: dict[str, str], cwd: str, cpu_count
         setuid_bits=profile.setuid_bits,
         socket_families=tuple(profile.socket_families),
         compat_syscalls=profile.compat_syscalls,
+        landlock=_landlock(options.landlock) if options.landlock is not None else profile.landlock,
         protect=protect,
         placeholders=profile.placeholders,
         home_writable=list(dict.fromkeys(list(profile.home_writable) + home_writable)),
@@ -272,6 +274,14 @@ def from_profile(profile, options, host_env: dict[str, str], cwd: str, cpu_count
         rlimits=dict(profile.rlimits),
         notes=tuple(notes),
     )
+
+
+def _landlock(text: str) -> str:
+    from rootsand.security.landlockrules import MODES
+
+    if text not in MODES:
+        raise RootsandError(f"invalid --landlock {text!r}: expected {', '.join(MODES[:-1])} or {MODES[-1]}")
+    return text
 
 
 def _memory(text: str) -> int:

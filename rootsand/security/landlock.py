@@ -1,0 +1,115 @@
+"""Landlock through its three system calls (ctypes): the plan's ruleset (security/landlockrules.py) put in
+place, best effort by ABI: what this kernel lacks is left out (unsupported() says what, for -v and doctor).
+
+prepare() builds the ruleset while the command process is still root inside with every capability (each path
+opened O_PATH in the sandbox's final root; one that is absent is skipped); restrict() then applies it, after
+no_new_privs, just before seccomp.
+"""
+
+import ctypes
+import errno
+import os
+import stat
+
+from rootsand.errors import RootsandError
+from rootsand.linux import libc
+from rootsand.security.landlockrules import FILE_RIGHTS, FS_RIGHTS, SCOPES
+
+# The same numbers on every architecture (the generic table, Linux 5.13+).
+_SYS_CREATE_RULESET, _SYS_ADD_RULE, _SYS_RESTRICT_SELF = 444, 445, 446
+_CREATE_RULESET_VERSION = 1
+_RULE_PATH_BENEATH = 1
+
+
+class _RulesetAttr(ctypes.Structure):
+    _fields_ = [("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64),
+                ("scoped", ctypes.c_uint64)]
+
+
+class _PathBeneath(ctypes.Structure):
+    _pack_ = 1
+    _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+
+# The size the kernel is told: ABI 1-3 know only handled_access_fs, 4-5 the net field too, 6+ scoped.
+_ATTR_SIZE = {1: 8, 4: 16, 6: 24}
+
+
+def abi() -> int:
+    """The kernel's Landlock ABI version; 0 where it has none (too old, or not among the LSMs booted)."""
+    try:
+        return libc.syscall(_SYS_CREATE_RULESET, 0, 0, _CREATE_RULESET_VERSION)
+    except OSError:
+        return 0
+
+
+def unsupported(ruleset, version: int) -> list[str]:
+    """The parts of `ruleset` a kernel of ABI `version` cannot enforce, as words for a note."""
+    if ruleset.mode == "off":
+        return []
+    if version == 0:
+        return ["all of it: this kernel has no Landlock"]
+    missing = [name for name in ruleset.handled if FS_RIGHTS[name][1] > version]
+    if ruleset.handled and version < 2:
+        missing = ["the file system rules (ABI 1 refuses every rename across directories)"]
+    return missing + [f"scope {name}" for name in ruleset.scopes if SCOPES[name][1] > version]
+
+
+def _bits(names, table: dict, version: int) -> int:
+    mask = 0
+    for name in names:
+        bit, since = table[name]
+        if since <= version:
+            mask |= bit
+    return mask
+
+
+def prepare(ruleset) -> int | None:
+    """A ruleset file descriptor for `ruleset` on this kernel, or None when there is nothing it can enforce.
+    The rules' paths are taken in the sandbox as it is now (its final root)."""
+    if ruleset.mode == "off":
+        return None
+    version = abi()
+    handled = _bits(ruleset.handled, FS_RIGHTS, version) if version >= 2 else 0
+    scoped = _bits(ruleset.scopes, SCOPES, version)
+    if not handled and not scoped:
+        return None
+    attr = _RulesetAttr(handled, 0, scoped)
+    size = _ATTR_SIZE[max(v for v in _ATTR_SIZE if v <= version)]
+    fd = libc.syscall(_SYS_CREATE_RULESET, ctypes.addressof(attr), size, 0)
+    if not handled:
+        return fd
+    file_mask = _bits(FILE_RIGHTS, FS_RIGHTS, version)
+    try:
+        for rule in ruleset.rules:
+            try:
+                path_fd = os.open(rule.path, os.O_PATH | os.O_CLOEXEC)
+            except OSError as e:
+                if e.errno in (errno.ENOENT, errno.ENOTDIR, errno.EACCES):
+                    continue  # absent here (an optional mount): nothing to grant
+                raise
+            try:
+                allowed = _bits(rule.access, FS_RIGHTS, version) & handled
+                if not stat.S_ISDIR(os.fstat(path_fd).st_mode):
+                    allowed &= file_mask
+                beneath = _PathBeneath(allowed, path_fd)
+                libc.syscall(_SYS_ADD_RULE, fd, _RULE_PATH_BENEATH, ctypes.addressof(beneath), 0)
+            except OSError as e:
+                raise RootsandError(f"landlock: cannot grant {','.join(rule.access)} beneath {rule.path}: "
+                                    f"{e.strerror}") from None
+            finally:
+                os.close(path_fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def restrict(fd: int | None) -> None:
+    """Put the prepared ruleset on this process (and what it executes); needs no_new_privs set."""
+    if fd is None:
+        return
+    try:
+        libc.syscall(_SYS_RESTRICT_SELF, fd, 0)
+    finally:
+        os.close(fd)
