@@ -308,7 +308,8 @@ def plan(spec, facts: HostFacts) -> Plan:
         network=network, capabilities=capabilities, new_session=spec.new_session, nested_userns=spec.nested_userns,
         setuid_bits=spec.setuid_bits, handover=the_handover,
         seccomp=rules, compat_syscalls=spec.compat_syscalls,
-        landlock=landlockrules.ruleset(spec.landlock, steps, spec.rootfs, home_guards), limits=the_limits, cgroup_parent=facts.cgroup_dir if the_limits.cgroup else None,
+        landlock=landlockrules.ruleset(spec.landlock, steps, spec.rootfs, home_guards, spec.landlock_revoked),
+        limits=the_limits, cgroup_parent=facts.cgroup_dir if the_limits.cgroup else None,
         sysctls=sandbox_sysctls(spec.nested_userns, the_limits, spec.memory, facts), notes=notes,
     )
 

@@ -8,6 +8,7 @@ no_new_privs, just before seccomp.
 
 import ctypes
 import errno
+import fcntl
 import os
 import stat
 
@@ -90,19 +91,38 @@ def prepare(ruleset) -> int | None:
                 raise
             try:
                 allowed = _bits(rule.access, FS_RIGHTS, version) & handled
-                if not stat.S_ISDIR(os.fstat(path_fd).st_mode):
-                    allowed &= file_mask
-                beneath = _PathBeneath(allowed, path_fd)
-                libc.syscall(_SYS_ADD_RULE, fd, _RULE_PATH_BENEATH, ctypes.addressof(beneath), 0)
-            except OSError as e:
-                raise RootsandError(f"landlock: cannot grant {','.join(rule.access)} beneath {rule.path}: "
-                                    f"{e.strerror}") from None
+                _add(fd, path_fd, allowed if stat.S_ISDIR(os.fstat(path_fd).st_mode) else allowed & file_mask,
+                     f"{','.join(rule.access)} beneath {rule.path}")
             finally:
                 os.close(path_fd)
+        _stdio_rules(fd, handled & file_mask)
     except BaseException:
         os.close(fd)
         raise
     return fd
+
+
+def _add(ruleset_fd: int, path_fd: int, allowed: int, what: str) -> None:
+    beneath = _PathBeneath(allowed, path_fd)
+    try:
+        libc.syscall(_SYS_ADD_RULE, ruleset_fd, _RULE_PATH_BENEATH, ctypes.addressof(beneath), 0)
+    except OSError as e:
+        raise RootsandError(f"landlock: cannot grant {what}: {e.strerror}") from None
+
+
+def _stdio_rules(ruleset_fd: int, file_mask: int) -> None:
+    """The files the caller handed over as stdin, stdout and stderr (`< input`, `> log` on the host) may be
+    opened again as /dev/stdin, /dev/stdout, /dev/stderr, as they were handed over: reading, writing."""
+    read, write = FS_RIGHTS["read_file"][0], FS_RIGHTS["write_file"][0] | FS_RIGHTS["truncate"][0]
+    for std in (0, 1, 2):
+        try:
+            if not stat.S_ISREG(os.fstat(std).st_mode):
+                continue  # a pipe or a socket needs no rule; a terminal is the sandbox's own /dev/pts
+            mode = fcntl.fcntl(std, fcntl.F_GETFL) & os.O_ACCMODE
+        except OSError:
+            continue  # closed
+        allowed = (read if mode in (os.O_RDONLY, os.O_RDWR) else 0) | (write if mode in (os.O_WRONLY, os.O_RDWR) else 0)
+        _add(ruleset_fd, std, allowed & file_mask, f"access to file descriptor {std}")
 
 
 def restrict(fd: int | None) -> None:

@@ -40,6 +40,10 @@ WRITE = ["write_file", "truncate", "remove_dir", "remove_file", "make_dir", "mak
 HANDLED = list(FS_RIGHTS)
 WRITABLE_TYPES = ("bind", "dev-bind", "tmpfs", "overlay", "mqueue")
 NOT_MOUNTS = ("symlink", "dir", "file")  # steps that make something in place, hiding nothing
+# For the tests that prove the wall stands alone: paths (":"-separated, inside) where the mounts let the
+# command write and Landlock is to refuse it, as after a mistake in the mount layer. It only ever takes
+# write rights away, from the rules at or beneath those paths, and the plan shows it (--dry-run).
+REVOKE_VARIABLE = "ROOTSAND_TEST_LANDLOCK_READ_ONLY"
 
 
 class Rule(Record):
@@ -58,9 +62,10 @@ class Ruleset(Record):
     NESTED = {"rules": Rule}
 
 
-def ruleset(mode: str, mounts: list, rootfs: str | None = None, home_guards=()) -> Ruleset:
+def ruleset(mode: str, mounts: list, rootfs: str | None = None, home_guards=(), revoked=()) -> Ruleset:
     """The ruleset for `mode` and these mount steps (plan.MountStep, in order), the root a host tree
-    (`rootfs`, mounted writable) or rootsand's read-only tmpfs, and the home rule's guards (HomeGuard)."""
+    (`rootfs`, mounted writable) or rootsand's read-only tmpfs, and the home rule's guards (HomeGuard);
+    `revoked`: REVOKE_VARIABLE's paths."""
     if mode == "off":
         return Ruleset(mode="off")
     if mode == "scope-only":
@@ -89,6 +94,9 @@ def ruleset(mode: str, mounts: list, rootfs: str | None = None, home_guards=()) 
                 rules[_join(m.dst, w)] = (["execute"] + WRITE, f"{why}, but {w}")
         if access:
             rules[m.dst] = (access, why)
+    for path, (access, why) in rules.items():
+        if any(_below(path, r) for r in revoked):
+            rules[path] = ([a for a in access if a not in WRITE], f"{why} (write revoked: {REVOKE_VARIABLE})")
     return Ruleset(mode="on", handled=list(HANDLED), scopes=list(SCOPES),
                    rules=[Rule(path=path, access=_ordered(access), why=why) for path, (access, why) in rules.items()])
 

@@ -20,7 +20,7 @@ CONFIG_EXCEPTIONS = {
     ("config.plan", "security.seccomp.rules"): "Rule, HostArch, rules_for: the rules as data (pure)",
     ("config.plan", "security.limits"): "Limits, plan_limits, describe_limits (pure)",
     ("config.plan", "security.landlockrules"): "Ruleset, ruleset, describe: the Landlock rules as data (pure)",
-    ("config.spec", "security.landlockrules"): "MODES: checks --landlock",
+    ("config.spec", "security.landlockrules"): "MODES, REVOKE_VARIABLE: --landlock, the tests' switch",
     ("config.profile", "security.seccomp.rules"): "SOCKET_FAMILIES (pure)",
     ("config.profile", "net.allowlist"): "parse_entry: checks allow_hosts entries",
     ("config.spec", "net.allowlist"): "checks --allow-host entries",
