@@ -111,18 +111,24 @@ def _add(ruleset_fd: int, path_fd: int, allowed: int, what: str) -> None:
 
 
 def _stdio_rules(ruleset_fd: int, file_mask: int) -> None:
-    """The files the caller handed over as stdin, stdout and stderr (`< input`, `> log` on the host) may be
-    opened again as /dev/stdin, /dev/stdout, /dev/stderr, as they were handed over: reading, writing."""
+    """What the caller handed over as stdin, stdout and stderr (`< input`, `> log`, the host's /dev/null, a
+    named pipe) may be opened again as /dev/stdin, /dev/stdout, /dev/stderr, as it was handed over: for
+    reading, for writing. An anonymous pipe or a socket needs no rule (Landlock does not judge them)."""
     read, write = FS_RIGHTS["read_file"][0], FS_RIGHTS["write_file"][0] | FS_RIGHTS["truncate"][0]
     for std in (0, 1, 2):
         try:
-            if not stat.S_ISREG(os.fstat(std).st_mode):
-                continue  # a pipe or a socket needs no rule; a terminal is the sandbox's own /dev/pts
+            kind = stat.S_IFMT(os.fstat(std).st_mode)
             mode = fcntl.fcntl(std, fcntl.F_GETFL) & os.O_ACCMODE
         except OSError:
             continue  # closed
+        if kind not in (stat.S_IFREG, stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO):
+            continue
         allowed = (read if mode in (os.O_RDONLY, os.O_RDWR) else 0) | (write if mode in (os.O_WRONLY, os.O_RDWR) else 0)
-        _add(ruleset_fd, std, allowed & file_mask, f"access to file descriptor {std}")
+        try:
+            _add(ruleset_fd, std, allowed & file_mask, f"access to file descriptor {std}")
+        except RootsandError:
+            if kind != stat.S_IFIFO:
+                raise  # an anonymous pipe is refused a rule (EBADFD), and needs none
 
 
 def restrict(fd: int | None) -> None:

@@ -63,6 +63,9 @@ def test_the_command_writes_where_the_mounts_let_it_and_nowhere_else(tmp_path):
     assert out.read_text() == "a\nb\nc\nout\n"
     out.unlink()
     assert (tmp_path / "f").read_text() == "x\n"  # untrusted's overlay: thrown away
+    # the host's /dev/null as stdin, opened again
+    assert sandbox("sh", "-c", "cat /dev/stdin && echo read", opts=["--profile", "untrusted"], check_rc=0).stdout \
+        == "read\n"
 
 
 def test_a_host_abstract_unix_socket_is_out_of_reach_with_net_host():
