@@ -229,11 +229,10 @@ def _seccomp() -> Check:
 
 
 def _landlock() -> Check:
-    from rootsand.security import landlock
-    from rootsand.security.landlockrules import HANDLED, SCOPES, Ruleset
+    from rootsand.security.landlockrules import HANDLED, SCOPES, Ruleset, unsupported
 
-    version = landlock.abi()
-    missing = landlock.unsupported(Ruleset(mode="on", handled=HANDLED, scopes=list(SCOPES)), version)
+    version = libc.landlock_abi()
+    missing = unsupported(Ruleset(mode="on", handled=HANDLED, scopes=list(SCOPES)), version)
     if version == 0:
         return Check("landlock", DEGRADED, "the kernel has no Landlock: the profiles' landlock setting is not "
                      "enforced, the mounts and seccomp stand alone",

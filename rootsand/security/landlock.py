@@ -1,5 +1,6 @@
 """Landlock through its three system calls (ctypes): the plan's ruleset (security/landlockrules.py) put in
-place, best effort by ABI: what this kernel lacks is left out (unsupported() says what, for -v and doctor).
+place, best effort by ABI: what this kernel lacks is left out (landlockrules.unsupported() says what, for -v
+and doctor).
 
 prepare() builds the ruleset while the command process is still root inside with every capability (each path
 opened O_PATH in the sandbox's final root; one that is absent is skipped); restrict() then applies it, after
@@ -17,8 +18,7 @@ from rootsand.linux import libc
 from rootsand.security.landlockrules import FILE_RIGHTS, FS_RIGHTS, SCOPES
 
 # The same numbers on every architecture (the generic table, Linux 5.13+).
-_SYS_CREATE_RULESET, _SYS_ADD_RULE, _SYS_RESTRICT_SELF = 444, 445, 446
-_CREATE_RULESET_VERSION = 1
+_SYS_CREATE_RULESET, _SYS_ADD_RULE, _SYS_RESTRICT_SELF = libc.SYS_LANDLOCK_CREATE_RULESET, 445, 446
 _RULE_PATH_BENEATH = 1
 
 
@@ -36,26 +36,6 @@ class _PathBeneath(ctypes.Structure):
 _ATTR_SIZE = {1: 8, 4: 16, 6: 24}
 
 
-def abi() -> int:
-    """The kernel's Landlock ABI version; 0 where it has none (too old, or not among the LSMs booted)."""
-    try:
-        return libc.syscall(_SYS_CREATE_RULESET, 0, 0, _CREATE_RULESET_VERSION)
-    except OSError:
-        return 0
-
-
-def unsupported(ruleset, version: int) -> list[str]:
-    """The parts of `ruleset` a kernel of ABI `version` cannot enforce, as words for a note."""
-    if ruleset.mode == "off":
-        return []
-    if version == 0:
-        return ["all of it: this kernel has no Landlock"]
-    missing = [name for name in ruleset.handled if FS_RIGHTS[name][1] > version]
-    if ruleset.handled and version < 2:
-        missing = ["the file system rules (ABI 1 refuses every rename across directories)"]
-    return missing + [f"scope {name}" for name in ruleset.scopes if SCOPES[name][1] > version]
-
-
 def _bits(names, table: dict, version: int) -> int:
     mask = 0
     for name in names:
@@ -70,7 +50,7 @@ def prepare(ruleset) -> int | None:
     The rules' paths are taken in the sandbox as it is now (its final root)."""
     if ruleset.mode == "off":
         return None
-    version = abi()
+    version = libc.landlock_abi()
     handled = _bits(ruleset.handled, FS_RIGHTS, version) if version >= 2 else 0
     scoped = _bits(ruleset.scopes, SCOPES, version)
     if not handled and not scoped:

@@ -113,6 +113,19 @@ def _below(path: str, top: str) -> bool:
     return top == "/" or path == top or path.startswith(top.rstrip("/") + "/")
 
 
+def unsupported(ruleset, version: int) -> list[str]:
+    """The parts of `ruleset` a kernel of Landlock ABI `version` (libc.landlock_abi()) cannot enforce, as words
+    for a note (-v, doctor)."""
+    if ruleset.mode == "off":
+        return []
+    if version == 0:
+        return ["all of it: this kernel has no Landlock"]
+    missing = [name for name in ruleset.handled if FS_RIGHTS[name][1] > version]
+    if ruleset.handled and version < 2:
+        missing = ["the file system rules (ABI 1 refuses every rename across directories)"]
+    return missing + [f"scope {name}" for name in ruleset.scopes if SCOPES[name][1] > version]
+
+
 def describe(r: Ruleset) -> list[str]:
     """The ruleset as listing lines (`run --dry-run -v`, `inspect`)."""
     if r.mode == "off":

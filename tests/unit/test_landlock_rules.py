@@ -5,7 +5,7 @@ import pytest
 
 from rootsand.config import plan, profile
 from rootsand.errors import RootsandError
-from rootsand.security import landlock, landlockrules
+from rootsand.security import landlockrules
 from rootsand.security.landlockrules import WRITE, Ruleset
 
 from test_plan import FACTS, make_spec, where  # noqa: F401 - where is a fixture
@@ -93,13 +93,13 @@ def test_the_profile_key_refuses_anything_else_naming_file_and_line(where, value
 
 def test_what_an_older_kernel_cannot_enforce_is_named():
     full = Ruleset(mode="on", handled=landlockrules.HANDLED, scopes=list(landlockrules.SCOPES))
-    assert landlock.unsupported(full, 7) == []
-    assert landlock.unsupported(full, 5) == ["scope abstract_unix_socket", "scope signal"]
-    assert landlock.unsupported(full, 2) == ["truncate", "scope abstract_unix_socket", "scope signal"]
-    assert landlock.unsupported(full, 1)[0].startswith("the file system rules")
-    assert landlock.unsupported(full, 0) == ["all of it: this kernel has no Landlock"]
-    assert landlock.unsupported(Ruleset(mode="scope-only", scopes=["signal"]), 4) == ["scope signal"]
-    assert landlock.unsupported(Ruleset(mode="off"), 0) == []
+    assert landlockrules.unsupported(full, 7) == []
+    assert landlockrules.unsupported(full, 5) == ["scope abstract_unix_socket", "scope signal"]
+    assert landlockrules.unsupported(full, 2) == ["truncate", "scope abstract_unix_socket", "scope signal"]
+    assert landlockrules.unsupported(full, 1)[0].startswith("the file system rules")
+    assert landlockrules.unsupported(full, 0) == ["all of it: this kernel has no Landlock"]
+    assert landlockrules.unsupported(Ruleset(mode="scope-only", scopes=["signal"]), 4) == ["scope signal"]
+    assert landlockrules.unsupported(Ruleset(mode="off"), 0) == []
 
 
 def test_the_listing_shows_the_rules_with_their_reasons(where):
