@@ -52,7 +52,11 @@ def exec_command(plan, report_fd: int, seccomp_filter, pty_slave: int | None) ->
     os.closerange(3, report_fd)
     os.closerange(report_fd + 1, 2**31 - 1)  # close_range(2): every fd, however high
 
-    walls = landlock.prepare(plan.landlock)
+    linked = []
+    walls = landlock.prepare(plan.landlock, linked)
+    for path in linked:
+        channel.send(report_fd, note=f"landlock: {path} is reached through a link inside the sandbox: no rights "
+                                     "are granted beneath it")
     uid, gid = plan.run_uid, plan.run_gid
     keep = plan.capability_mask
     caps.drop_bounding_set(keep)

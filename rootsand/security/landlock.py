@@ -45,9 +45,12 @@ def _bits(names, table: dict, version: int) -> int:
     return mask
 
 
-def prepare(ruleset) -> int | None:
+def prepare(ruleset, linked: list | None = None) -> int | None:
     """A ruleset file descriptor for `ruleset` on this kernel, or None when there is nothing it can enforce.
-    The rules' paths are taken in the sandbox as it is now (its final root)."""
+    The rules' paths are taken in the sandbox as it is now (its final root), following no link: `exec` takes
+    them while the sandbox runs, and a command that moved a directory holding a mount point and left a link to
+    / in its place must not carry that mount's rights there. A path reached through a link gets no rights (it
+    is added to `linked`)."""
     if ruleset.mode == "off":
         return None
     version = libc.landlock_abi()
@@ -64,9 +67,11 @@ def prepare(ruleset) -> int | None:
     try:
         for rule in ruleset.rules:
             try:
-                path_fd = os.open(rule.path, os.O_PATH | os.O_CLOEXEC)
+                path_fd = libc.openat2(libc.AT_FDCWD, rule.path, os.O_PATH, libc.RESOLVE_NO_SYMLINKS)
             except OSError as e:
-                if e.errno in (errno.ENOENT, errno.ENOTDIR, errno.EACCES):
+                if e.errno == errno.ELOOP and linked is not None:
+                    linked.append(rule.path)
+                if e.errno in (errno.ENOENT, errno.ENOTDIR, errno.EACCES, errno.ELOOP):
                     continue  # absent here (an optional mount): nothing to grant
                 raise
             try:

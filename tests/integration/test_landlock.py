@@ -131,6 +131,30 @@ def test_exec_gets_the_same_ruleset(tmp_path):
         proc.wait(timeout=30)
 
 
+def test_a_link_planted_on_the_way_to_a_mount_point_moves_no_rights_in_exec(tmp_path):
+    """exec takes the rules' paths in a sandbox whose command runs: it may have moved the directory that holds a
+    mount point and put a link to / in its place, which must not carry the write rights of that mount to all
+    of the root (here to /data, which the rules keep read-only)."""
+    (tmp_path / "d").mkdir()
+    (tmp_path / "data").mkdir()
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    plant = "mv /tmp/a /tmp/c && mkdir /tmp/a && ln -s / /tmp/a/b && echo ready && exec sleep 120"
+    proc = subprocess.Popen(rootsand_argv() + ["run", "--name", name, "--profile", "untrusted",
+                                               "--bind", f"{tmp_path}/d:/tmp/a/b", "--bind", f"{tmp_path}/data:/data",
+                                               "--", "sh", "-c", plant],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path, env={**os.environ, REVOKE: "/data"})
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 30)
+        assert ready and proc.stdout.readline() == "ready\n", proc.stderr.read()
+        done = run(["exec", name, "--", "sh", "-c", "echo x > /data/f"], cwd="/")
+        assert done.returncode == 2 and "Permission denied" in done.stderr, done
+        assert os.listdir(tmp_path / "data") == []
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+
+
 def test_nested_sandboxes_keep_working_in_the_default_profile():
     """default is scope-only: a nested user and mount namespace may still mount."""
     done = sandbox("unshare", "-rm", "sh", "-c", "mount -t tmpfs none /tmp && echo mounted", check_rc=0)
