@@ -122,5 +122,8 @@ def restrict(fd: int | None) -> None:
         return
     try:
         libc.syscall(_SYS_RESTRICT_SELF, fd, 0)
+    except OSError as e:  # E2BIG: 16 sandboxes deep, Landlock's most
+        raise RootsandError(f"landlock: cannot restrict the command: {e.strerror}",
+                            hint="--landlock off, or fewer sandboxes nested") from None
     finally:
         os.close(fd)
