@@ -186,6 +186,9 @@ def inspect(name: str = typer.Argument(..., help="The sandbox's name."),
     lines += [f"  {i['name']}: {' '.join(i['addresses'])}" for i in info["network"].get("interfaces", [])]
     lines.append("mounts:")
     lines += [f"  {m['destination']:<32} {m['type']:<8} {','.join(m['options'])}" for m in info.get("mounts", [])]
+    from rootsand.security.landlockrules import Ruleset, describe
+
+    lines += describe(Ruleset.from_json(info["landlock"]))
     print("\n".join(printable(line) for line in lines))  # mount points and names are the sandbox's to choose
 
 

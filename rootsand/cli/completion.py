@@ -11,12 +11,12 @@ COMMANDS = "run ps exec inspect stop logs attach rm cleanup ns profiles doctor u
 RUN_OPTIONS = " ".join(sorted(name for o in RUN for name in o.names if name.startswith("--")) + ["--help"])
 # What bash offers after an option that takes a value, by the table's `values`
 BASH_VALUES = {"profiles": '$(rootsand profiles 2>/dev/null | cut -d" " -f1)', "net": " ".join(NET_MODES),
-               "user": "root keep-id"}
+               "user": "root keep-id", "landlock": "on off scope-only"}
 
 
 def _bash_value_cases() -> str:
     cases = []
-    for kind in ("profiles", "net", "user", "files"):
+    for kind in ("profiles", "net", "user", "landlock", "files"):
         names = "|".join(name for o in RUN if o.values == kind for name in o.names)
         words = '-f' if kind == "files" else f'-W "{BASH_VALUES[kind]}"'
         cases.append(f"                {names}) COMPREPLY=($(compgen {words} -- \"$cur\"));;")

@@ -19,7 +19,7 @@ class Option:
         self.dest = dest  # the RunOptions attribute
         self.kind = kind  # "flag", "value" (the last one counts) or "list" (repeatable)
         self.help = help
-        self.values = values  # what completion offers after it: "profiles", "net", "user", "files" or nothing
+        self.values = values  # what completion offers after it: "profiles", "net", "user", "landlock", "files" or nothing
 
 
 RUN = (
@@ -54,6 +54,8 @@ RUN = (
     Option(("--cap-add",), "cap_add", "list", "A capability the command keeps (CAP_NET_RAW or net_raw; all)."),
     Option(("--cap-drop",), "cap_drop", "list", "A capability of the profile's it loses (all: every one)."),
     Option(("--seccomp",), "seccomp", "value", "default, none, or a rule FILE (overrides the profile).", "files"),
+    Option(("--landlock",), "landlock", "value",
+           "on, off or scope-only: the Landlock wall (overrides the profile's security.landlock).", "landlock"),
     Option(("--name",), "name", "value", "A name for the sandbox (generated when absent)."),
     Option(("-d", "--detach"), "detach", "flag",
            "Run in the background: print the name once the command runs; output to `rootsand logs`."),

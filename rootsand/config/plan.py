@@ -18,7 +18,7 @@ from rootsand.config.model import CAPABILITIES, PortForward, Record
 from rootsand.config.netmodes import MODES
 from rootsand.errors import RootsandError
 from rootsand.guard.hostpaths import is_below
-from rootsand.security import limits
+from rootsand.security import landlockrules, limits
 from rootsand.security.seccomp.rules import HostArch, Rule
 
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
@@ -210,6 +210,7 @@ class Plan(Record):
         "handover": None,  # Handover: what the launcher gives the user after the run
         "seccomp": None,  # list of Rule, or None for no filter
         "compat_syscalls": True,  # False: calls through a 32-bit ABI kill the thread
+        "landlock": landlockrules.Ruleset,  # the second wall, derived from the mounts (installed before seccomp)
         "limits": limits.Limits,
         "cgroup_parent": None,  # where the launcher makes the sandbox's cgroup, when limits.cgroup says so
         "sysctls": dict,  # written through the sandbox's own procfs
@@ -219,7 +220,7 @@ class Plan(Record):
     __slots__ = tuple(FIELDS)
     NESTED = {"ids": idmap.IdPlan, "mounts": MountStep, "home_guards": HomeGuard, "protected": Protected,
               "network": Network, "seccomp": Rule, "limits": limits.Limits, "resolved": Resolved,
-              "handover": Handover}
+              "handover": Handover, "landlock": landlockrules.Ruleset}
 
     @property
     def root_mapped(self) -> bool:
@@ -293,6 +294,7 @@ def plan(spec, facts: HostFacts) -> Plan:
         chown_note = (f"{ids.note or 'idmap = single: the sandbox maps only your own id'}: chown to any other id "
                       "fails with 'Invalid argument'")
         notes = [chown_note] + notes[1 if ids.note else 0:]
+    steps = [mount_step(m, spec.memory) for m in mounts] + hidden
     return Plan(
         name=name, profile=spec.profile, argv=list(spec.command), argv_fallback=list(spec.command_fallback), env=env,
         chdir=spec.chdir, cwd=spec.cwd, hostname=spec.hostname, homes=list(spec.homes), timeout=spec.timeout,
@@ -300,14 +302,16 @@ def plan(spec, facts: HostFacts) -> Plan:
         user=spec.user.mode, run_uid=run_ids[0], run_gid=run_ids[1], ids=ids,
         setup_uid=setup_ids[0], setup_gid=setup_ids[1],
         namespaces=list(spec.namespaces), time_offsets=dict(spec.time_offsets),
-        rootfs=spec.rootfs, mounts=[mount_step(m, spec.memory) for m in mounts] + hidden, home_guards=home_guards,
+        rootfs=spec.rootfs, mounts=steps, home_guards=home_guards,
         writable=writable_sources(mounts),
         protected=protected_paths(mounts, spec.protect, spec.cwd, spec.homes, spec.placeholders,
                                   [os.path.join(h, w[2:]) for h in spec.homes for w in spec.home_writable], staged)
         + [Protected(**item) for item in rule_protected], etc_files=etc_files,
         network=network, capabilities=capabilities, new_session=spec.new_session, tty=spec.tty, nested_userns=spec.nested_userns,
         setuid_bits=spec.setuid_bits, handover=the_handover,
-        seccomp=rules, compat_syscalls=spec.compat_syscalls, limits=the_limits, cgroup_parent=facts.cgroup_dir if the_limits.cgroup else None,
+        seccomp=rules, compat_syscalls=spec.compat_syscalls,
+        landlock=landlockrules.ruleset(spec.landlock, steps, spec.rootfs, home_guards, spec.landlock_revoked),
+        limits=the_limits, cgroup_parent=facts.cgroup_dir if the_limits.cgroup else None,
         sysctls=sandbox_sysctls(spec.nested_userns, the_limits, spec.memory, facts), notes=notes,
     )
 
@@ -525,6 +529,7 @@ def describe(p: Plan) -> list[str]:
     lines.append(f"  capabilities: {', '.join(p.capabilities) or 'none'}; no_new_privs; "
                  f"seccomp: {len(p.seccomp)} rules" if p.seccomp is not None else
                  f"  capabilities: {', '.join(p.capabilities) or 'none'}; no_new_privs; seccomp: off")
+    lines += ["  " + line for line in landlockrules.describe(p.landlock)]
     lines += [f"  limit: {line}" for line in limits.describe_limits(p.limits, p.memory)]
     lines += [f"  sysctl: {k} = {v}" for k, v in p.sysctls.items()]
     if p.resolved:

@@ -67,6 +67,7 @@ class Profile(Record):
         "mounts": list,
         "capabilities": list, "no_new_privs": True, "seccomp": "default", "new_session": True,
         "nested_userns": False, "setuid_bits": False, "socket_families": list, "compat_syscalls": True,
+        "landlock": "scope-only",
         "protect": list, "placeholders": False, "home_writable": list,
         "timeout": None, "memory": None, "pids": None, "cpu": None, "rlimits": dict,
     }
@@ -430,6 +431,14 @@ def _rlimits(c: _Checker, key, value):
     return out
 
 
+def _landlock(c: _Checker, key, value):
+    if value is True or value is False:
+        return "on" if value else "off"
+    if value != "scope-only":
+        c.fail(key, f"expected true, false or \"scope-only\", got {value!r}")
+    return value
+
+
 def _just(method):
     return lambda c, key, value: getattr(c, method)(key, value)
 
@@ -467,6 +476,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable]]] = {
         "nested_userns": ("nested_userns", _just("boolean")),
         "setuid_bits": ("setuid_bits", _just("boolean")),
         "compat_syscalls": ("compat_syscalls", _just("boolean")),
+        "landlock": ("landlock", _landlock),
         "socket_families": ("socket_families", _socket_families),
         "protect": ("protect", _protect),
         "placeholders": ("placeholders", _just("boolean")),
@@ -687,6 +697,8 @@ def to_toml(profile: Profile) -> str:
                 value = value.mode if value.mode != "ids" else f"{value.uid}:{value.gid}"
             elif attr == "publish":
                 value = [str(forward) for forward in value]
+            elif attr == "landlock":  # kept as the mode's name
+                value = {"on": True, "off": False}.get(value, value)
             table[key] = _dollars(value)
         doc[section] = table
     mounts = []

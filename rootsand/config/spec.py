@@ -14,6 +14,7 @@ from rootsand.config.model import (DEFAULT_ENV_KEEP, FALLBACK_PATH, Mount, Recor
                                    parse_capability, parse_cpus, parse_duration, parse_env_assignment, parse_pids,
                                    parse_publish, parse_size, parse_user, validate_hostname, validate_name)
 from rootsand.config.netmodes import MODES, NET_MODES, modes_with, one_of
+from rootsand.security import landlockrules
 
 __all__ = ["SandboxSpec", "build_env", "from_profile", "parse_duration", "parse_env_assignment",
            "parse_user", "split_mount_arg", "validate_hostname", "validate_name", "FALLBACK_PATH"]
@@ -54,6 +55,8 @@ class SandboxSpec(Record):
         "setuid_bits": False,
         "socket_families": tuple,
         "compat_syscalls": True,  # 32-bit system calls allowed (through the same rules)
+        "landlock": "scope-only",  # on | off | scope-only (security/landlockrules.py)
+        "landlock_revoked": tuple,  # paths inside whose Landlock rules lose their write rights (tests only)
         "protect": list,  # paths made read-only inside the writable binds of the user's directories
         "placeholders": False,  # an absent protected path is made empty and read-only (else checked after)
         "home_writable": list,  # "~/PATH": writable exceptions to the home rule (homerule.py)
@@ -257,6 +260,8 @@ def from_profile(profile, options, host_env: dict[str, str], cwd: str, cpu_count
         setuid_bits=profile.setuid_bits,
         socket_families=tuple(profile.socket_families),
         compat_syscalls=profile.compat_syscalls,
+        landlock=_landlock(options.landlock) if options.landlock is not None else profile.landlock,
+        landlock_revoked=tuple(p for p in host_env.get(landlockrules.REVOKE_VARIABLE, "").split(":") if p),
         protect=protect,
         placeholders=profile.placeholders,
         home_writable=list(dict.fromkeys(list(profile.home_writable) + home_writable)),
@@ -276,6 +281,13 @@ def from_profile(profile, options, host_env: dict[str, str], cwd: str, cpu_count
         rlimits=dict(profile.rlimits),
         notes=tuple(notes),
     )
+
+
+def _landlock(text: str) -> str:
+    if text not in landlockrules.MODES:
+        modes = landlockrules.MODES
+        raise RootsandError(f"invalid --landlock {text!r}: expected {', '.join(modes[:-1])} or {modes[-1]}")
+    return text
 
 
 def _memory(text: str) -> int:

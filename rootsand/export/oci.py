@@ -44,6 +44,7 @@ PLAN_FIELDS = {
     "capabilities": "process.capabilities", "no_new_privs": "process.noNewPrivileges",
     "new_session": "runc (tests/walls_probe.py) and crun start the command in a new session",
     "tty": "listed: the export asks for no terminal (the engine's own -t gives one)",
+    "landlock": "listed: rootsand's own second wall, which OCI cannot express",
     "nested_userns": "seccomp rules and sysctl",
     "setuid_bits": "seccomp rules", "handover": "listed", "seccomp": "linux.seccomp",
     "compat_syscalls": "linux.seccomp.architectures", "limits": "process.rlimits, linux.resources",
@@ -312,6 +313,9 @@ def unexpressed(plan) -> list[str]:
                      + (f": what the command writes beside {plan.cwd} stays inside" if handover.staging else "")
                      + (f"; files it makes in {handover.top} keep the owner they have inside" if handover.top
                         else ""))
+    if plan.landlock and plan.landlock.mode != "off":
+        lines.append(f"Landlock (landlock = {plan.landlock.mode!r}: the second wall under the mounts, and the "
+                     "scopes of abstract sockets and signals) is rootsand's own: not in the bundle")
     if plan.time_offsets:
         lines.append("the time namespace's offsets are in linux.timeOffsets: runc before 1.2 ignores them")
     lines.append("the terminal filter (escape sequences from the command) is rootsand's own: the export "

@@ -296,6 +296,20 @@ def fsmount(fd: int, attrs: int = 0) -> int:
 _c.add("syscall", lambda: _system_call("syscall", (ctypes.c_long,) * 6))
 
 
+# The same number on every architecture (the generic table, Linux 5.13+); with its VERSION flag it answers
+# the kernel's ABI.
+SYS_LANDLOCK_CREATE_RULESET = 444
+
+
+def landlock_abi() -> int:
+    """The kernel's Landlock ABI version; 0 where it has none (too old, not among the LSMs booted, or an outer
+    seccomp filter refusing the call)."""
+    try:
+        return syscall(SYS_LANDLOCK_CREATE_RULESET, 0, 0, 1)
+    except OSError:
+        return 0
+
+
 def syscall(number: int, *args: int) -> int:
     """System call `number` with up to six integer arguments (what the kernel does not read is 0): for
     probes of whether the kernel has a call at all."""

@@ -25,7 +25,7 @@ class Check:
 
 def checks() -> list[Check]:
     return [_userns(), _apparmor(), _nesting(), *_subids(), *_helpers(), _proc_sys(), *_network(), *_overlay(),
-            _cgroup(), _seccomp()]
+            _cgroup(), _seccomp(), _landlock()]
 
 
 def _probe(body) -> str | None:
@@ -226,6 +226,21 @@ def _seccomp() -> Check:
     except RootsandError as e:
         return Check("seccomp", MISSING, e.message, e.hint or "")
     return Check("seccomp", OK, "libseccomp builds the default filter")
+
+
+def _landlock() -> Check:
+    from rootsand.security.landlockrules import HANDLED, SCOPES, Ruleset, unsupported
+
+    version = libc.landlock_abi()
+    missing = unsupported(Ruleset(mode="on", handled=HANDLED, scopes=list(SCOPES)), version)
+    if version == 0:
+        return Check("landlock", DEGRADED, "the kernel has no Landlock: the profiles' landlock setting is not "
+                     "enforced, the mounts and seccomp stand alone",
+                     "Linux 6.12 or later with landlock among its LSMs (CONFIG_LSM, or lsm= on its command line)")
+    if missing:
+        return Check("landlock", DEGRADED, f"ABI {version}; not enforced: {', '.join(missing)}",
+                     "a newer kernel (ABI 6, Linux 6.12: scopes)")
+    return Check("landlock", OK, f"ABI {version}: file system rules and scopes (abstract Unix sockets, signals)")
 
 
 def report(results: list[Check]) -> str:

@@ -70,6 +70,10 @@ def exec_in(name: str, command: list[str], env: list[str], user: str | None, chd
             changes.update(run_uid=asked.uid, run_gid=asked.gid)
         elif asked.mode == "root":
             changes.update(run_uid=0, run_gid=0)
+    # The same Landlock rules, but a domain of its own beside the command's: with the signal scope, what exec
+    # runs could not signal the sandbox's processes (`kill -HUP`), only its own; it is in the sandbox's PID
+    # namespace, where nothing else is to be reached.
+    changes["landlock"] = plan.landlock.replace(scopes=[s for s in plan.landlock.scopes if s != "signal"])
     plan = plan.replace(**changes)
     seccomp_filter = (seccomp.prepare(plan.seccomp, native_only=not plan.compat_syscalls)
                       if plan.seccomp is not None else None)  # built while site-packages is visible

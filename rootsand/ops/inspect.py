@@ -27,6 +27,7 @@ def inspect(name: str) -> dict:
 
     network = Network.from_json((entry.get("plan") or {}).get("network") or {})
     info["network"].update(backend_for(network).inspect(lambda: _interfaces(entry)))
+    info["landlock"] = (entry.get("plan") or {}).get("landlock") or {"mode": "off"}  # as the plan put it up
     info["plan"] = entry.get("plan")
     return info
 

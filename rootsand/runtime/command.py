@@ -7,7 +7,8 @@ in this order, and executes it.
     4. the bounding set; the command's ids (capabilities kept across the switch where it keeps some)
     5. a session keyring of its own
     6. its capabilities, then no_new_privs
-    7. seccomp, last: from there on the filter judges every call, execve included
+    7. Landlock (its rules' paths opened before the switch of ids, while every one is reachable)
+    8. seccomp, last: from there on the filter judges every call, execve included
 """
 
 import errno
@@ -16,7 +17,7 @@ import os
 from rootsand.errors import ExitCode, RootsandError
 from rootsand.linux import libc
 from rootsand.runtime import channel, init
-from rootsand.security import caps
+from rootsand.security import caps, landlock
 from rootsand.security.seccomp import compile as seccomp
 
 
@@ -51,6 +52,11 @@ def exec_command(plan, report_fd: int, seccomp_filter, pty_slave: int | None) ->
     os.closerange(3, report_fd)
     os.closerange(report_fd + 1, 2**31 - 1)  # close_range(2): every fd, however high
 
+    linked = []
+    walls = landlock.prepare(plan.landlock, linked)
+    for path in linked:
+        channel.send(report_fd, note=f"landlock: {path} is reached through a link inside the sandbox: no rights "
+                                     "are granted beneath it")
     uid, gid = plan.run_uid, plan.run_gid
     keep = plan.capability_mask
     caps.drop_bounding_set(keep)
@@ -71,6 +77,7 @@ def exec_command(plan, report_fd: int, seccomp_filter, pty_slave: int | None) ->
         pass
     caps.set_capabilities(keep, ambient=uid != 0)
     caps.no_new_privs()
+    landlock.restrict(walls)
     argv = plan.argv
     channel.send(report_fd, stage="exec")  # the command starts now: a kill from here on is the command's
     if seccomp_filter is not None:

@@ -81,6 +81,13 @@ def resolve(the_plan):
     if handover and handover.top:
         handover = handover.replace(top=resolve_source(handover.top, judged, "the current directory", homes))
     _check_writable(steps, writable + staging)
+    if the_plan.landlock.mode != "off":
+        from rootsand.linux.libc import landlock_abi
+        from rootsand.security.landlockrules import unsupported
+
+        version = landlock_abi()
+        notes += [f"landlock: not enforced on this kernel (ABI {version}): {what}"
+                  for what in unsupported(the_plan.landlock, version)]
     resolved = Resolved(mounts=steps, rootfs=rootfs, writable=writable, notes=notes, warnings=warnings, made=made,
                         handover=handover,
                         setuid_tops=unguarded(writable, the_plan) if the_plan.setuid_bits else [])

@@ -35,7 +35,7 @@ def test_completion_offers_the_values_the_table_names():
             line = next(line for line in bash.splitlines()
                         if o.names[-1] in line.strip().split(")")[0].split("|"))
             assert {"files": "compgen -f", "net": "none slirp", "user": "root keep-id",
-                    "profiles": "rootsand profiles"}[o.values] in line, o.names
+                    "profiles": "rootsand profiles", "landlock": "on off scope-only"}[o.values] in line, o.names
 
 
 def test_the_bash_script_is_valid_bash(tmp_path):

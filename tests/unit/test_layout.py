@@ -19,6 +19,8 @@ CONFIG_EXCEPTIONS = {
     ("config.plan", "guard.hostpaths"): "is_below: path arithmetic",
     ("config.plan", "security.seccomp.rules"): "Rule, HostArch, rules_for: the rules as data (pure)",
     ("config.plan", "security.limits"): "Limits, plan_limits, describe_limits (pure)",
+    ("config.plan", "security.landlockrules"): "Ruleset, ruleset, describe: the Landlock rules as data (pure)",
+    ("config.spec", "security.landlockrules"): "MODES, REVOKE_VARIABLE: --landlock, the tests' switch",
     ("config.profile", "security.seccomp.rules"): "SOCKET_FAMILIES (pure)",
     ("config.profile", "net.allowlist"): "parse_entry: checks allow_hosts entries",
     ("config.spec", "net.allowlist"): "checks --allow-host entries",
@@ -33,7 +35,7 @@ CONFIG_EXCEPTIONS = {
 # The parts of security/ that are plain data and planning: config/ may use them. They touch nothing of the
 # system: no libc, no libseccomp, no /proc.
 PURE_SECURITY = {"security.limits", "security.seccomp.rules", "security.seccomp.rulefile",
-                 "security.seccomp.syscall_names"}
+                 "security.seccomp.syscall_names", "security.landlockrules"}
 FACTS = "config.host"  # the one module of config/ that reads the host: it may use the rest of security/
 
 
