@@ -29,9 +29,6 @@ class HostFiles:
     def own_dirs(self, env: dict[str, str], homes: tuple[str, ...]) -> tuple[str, ...]:
         return own_dirs(env, homes)
 
-    def runtime_dirs(self, env: dict[str, str]) -> tuple[str, ...]:
-        return runtime_dirs(env)
-
     def env_file(self, path: str) -> list[str]:
         """podman's --env-file: its entries, one a line; blank lines and lines starting with # left out."""
         try:
@@ -216,18 +213,6 @@ def _names(directory: str) -> list[str]:
         return []
 
 
-def runtime_dirs(env: dict[str, str]) -> tuple[str, ...]:
-    """rootsand's runtime state (ops/registry.py): the registry of running sandboxes (their plans, pids and
-    namespaces), detached sandboxes' logs and terminal sockets, the monitors' FIFOs, and the key that names
-    the fallback directory; as written and where links lead. No sandbox sees them (plan.hidden_runtime_dirs)."""
-    from rootsand.ops.registry import runtime_dirs_in_use
-
-    dirs = [os.path.join(os.path.normpath(env["XDG_RUNTIME_DIR"]), "rootsand")] \
-        if env.get("XDG_RUNTIME_DIR", "").startswith("/") else []
-    dirs += runtime_dirs_in_use()
-    return tuple(dict.fromkeys(path for d in dirs for path in (d, real_path(d))))
-
-
 def own_dirs(env: dict[str, str], homes: tuple[str, ...]) -> tuple[str, ...]:
     """rootsand's own configuration (profiles, rule files), state (the registry) and code (the package and the
     virtual environment it runs from, where they are the user's): a sandbox that could write them would choose
@@ -237,11 +222,9 @@ def own_dirs(env: dict[str, str], homes: tuple[str, ...]) -> tuple[str, ...]:
         return [os.path.normpath(value)] if value.startswith("/") else [os.path.join(h, default) for h in homes]
 
     dirs = [os.path.join(d, "rootsand") for d in xdg("XDG_CONFIG_HOME", ".config") + xdg("XDG_STATE_HOME", ".local/state")]
-    if env.get("XDG_RUNTIME_DIR", "").startswith("/"):
-        dirs.append(os.path.join(os.path.normpath(env["XDG_RUNTIME_DIR"]), "rootsand"))
-    from rootsand.ops.registry import runtime_dirs_in_use
+    from rootsand.ops.registry import every_runtime_dir
 
-    dirs += runtime_dirs_in_use()
+    dirs += every_runtime_dir(env)
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # rootsand/, not rootsand/config/
     for code in (package, os.path.join(os.path.dirname(package), "profiles"), sys.prefix):
         try:

@@ -263,7 +263,6 @@ def plan(spec, facts: HostFacts) -> Plan:
     name = spec.name or f"sandbox-{facts.pid}"
     setup_ids = (idmap.inside_of(ids.uid_lines, facts.uid), idmap.inside_of(ids.gid_lines, facts.gid))
     mounts, the_handover = handover(spec, mounts, name, run_ids[0] == setup_ids[0])
-    hidden = hidden_runtime_dirs(spec.runtime_dirs, mounts)  # after every other mount: indices stay
     staged = the_handover.mount if the_handover and the_handover.staging else None
     if staged is not None:  # the staging bind comes before the current directory's: later indices shift
         home_guards = [g.replace(mount=g.mount + 1) if g.mount >= staged else g for g in home_guards]
@@ -294,7 +293,7 @@ def plan(spec, facts: HostFacts) -> Plan:
         chown_note = (f"{ids.note or 'idmap = single: the sandbox maps only your own id'}: chown to any other id "
                       "fails with 'Invalid argument'")
         notes = [chown_note] + notes[1 if ids.note else 0:]
-    steps = [mount_step(m, spec.memory) for m in mounts] + hidden
+    steps = [mount_step(m, spec.memory) for m in mounts]
     return Plan(
         name=name, profile=spec.profile, argv=list(spec.command), argv_fallback=list(spec.command_fallback), env=env,
         chdir=spec.chdir, cwd=spec.cwd, hostname=spec.hostname, homes=list(spec.homes), timeout=spec.timeout,
@@ -379,32 +378,6 @@ def mount_step(m, memory: int | None) -> MountStep:
         masked=list(PROC_MASKED_FILES + PROC_MASKED_DIRS) if m.type == "proc" else [],
         origin=m.origin,
     )
-
-
-def hidden_runtime_dirs(dirs, mounts: list) -> list[MountStep]:
-    """An empty read-only tmpfs over each of rootsand's runtime directories that a bind shows, read-only or
-    not (a profile binding $XDG_RUNTIME_DIR for a desktop's sockets, --bind /tmp): a read-only bind stops no
-    connect() to a socket nor open() of a FIFO for writing, and the logs and plans there are the user's
-    other sandboxes'. By place, whatever is in them. `src` is the hidden directory: absent on the host, the
-    step is skipped (runtime/hostprep.py). A bind of one of them, or of what is in one, is refused."""
-    hidden, seen = [], set()
-    for path in dirs:
-        for m in mounts:
-            if m.type not in ("bind", "ro-bind", "dev-bind") or not m.src:
-                continue
-            if is_below(m.src, path):
-                where = "rootsand's runtime directory" if m.src == path else f"in rootsand's runtime directory {path}"
-                raise RootsandError(f"{m.origin or m.dst}: {m.src} is {where}",
-                                    hint="no sandbox may see it: its sockets and FIFOs are open to whoever does")
-            if is_below(path, m.src):
-                dst = os.path.normpath(os.path.join(m.dst, os.path.relpath(path, m.src)))
-                if dst not in seen:
-                    seen.add(dst)
-                    hidden.append(MountStep(type="tmpfs", dst=dst, src=path, optional=True,
-                                            flags=["ro", "nosuid", "nodev", "noexec"],
-                                            options={"mode": "0", "size": "4k"},
-                                            origin=f"{path}: rootsand's runtime directory, hidden"))
-    return hidden
 
 
 def _network(spec, facts: HostFacts) -> Network:

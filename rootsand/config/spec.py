@@ -62,7 +62,6 @@ class SandboxSpec(Record):
         "home_writable": list,  # "~/PATH": writable exceptions to the home rule (homerule.py)
         "host_path": tuple,  # the directories of the user's PATH on the host: what the user's shells run
         "own_dirs": tuple,  # rootsand's own configuration and state: never writable from a sandbox
-        "runtime_dirs": tuple,  # rootsand's runtime state: hidden wherever a bind would show it
         "real_sources": dict,  # bind sources and overlay uppers -> where their links lead (the home rule)
         "xdg_dirs": tuple,
         "dot_links": dict,  # where the links among a home's dot-entries lead -> the link (homerule.py)  # $XDG_CONFIG_HOME, $XDG_DATA_HOME, $XDG_STATE_HOME where set: read-only in a home
@@ -267,7 +266,6 @@ def from_profile(profile, options, host_env: dict[str, str], cwd: str, cpu_count
         home_writable=list(dict.fromkeys(list(profile.home_writable) + home_writable)),
         host_path=tuple(os.path.normpath(d) for d in host_env.get("PATH", "").split(":") if d.startswith("/")),
         own_dirs=files.own_dirs(host_env, homes),
-        runtime_dirs=files.runtime_dirs(host_env),
         real_sources={path: files.realpath(path) for m in mounts
                       for path in ([m.src] if m.type in ("bind", "dev-bind") and m.src else [])
                       + ([m.upper] if m.type == "overlay" and m.upper != "tmpfs" else [])},

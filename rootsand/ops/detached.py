@@ -130,7 +130,7 @@ def attach(name: str) -> int:
     if not record.get("tty"):
         raise RootsandError(f"{name} has no terminal to attach to",
                             hint=f"'rootsand logs -f {name}' follows its output; 'rootsand run -dt' gives one")
-    master, held = _take_terminal(name)
+    master, held = _take_terminal(name, record.get("launcher") or {})
     launcher = registry.pidfd_of(record.get("launcher", {}))
     from rootsand.runtime.terminal import Relay
 
@@ -159,9 +159,11 @@ def attach(name: str) -> int:
     return ended.get("exit_code", 0) if ended["state"] == "exited" else 125
 
 
-def _take_terminal(name: str) -> tuple[int, socket.socket]:
+def _take_terminal(name: str, launcher: dict) -> tuple[int, socket.socket]:
     """The pty master of `name` from its launcher (terminal.Relay.listen), and the socket it came over: the
-    launcher leaves the terminal to us until that socket closes (when we exit, however we exit)."""
+    launcher leaves the terminal to us until that socket closes (when we exit, however we exit). The peer
+    must be the launcher the record names and the fd a pty master: a socket put in its place (by anyone who
+    could write the runtime directory) gets none of our keys."""
     path = registry.detached_path(name, ".attach")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
@@ -178,7 +180,26 @@ def _take_terminal(name: str) -> tuple[int, socket.socket]:
         if answer == b"D":
             raise RootsandError(f"{name} can be attached only from outside sandboxes")
         raise RootsandError(f"{name} is attached elsewhere", hint="ctrl-p ctrl-q there lets it go")
+    why = _not_the_launchers(sock, fds[0], launcher)
+    if why:
+        for fd in fds:
+            os.close(fd)
+        sock.close()
+        raise RootsandError(f"cannot attach to {name}: {path} {why}", hint="nothing was typed into it")
     return fds[0], sock
+
+
+def _not_the_launchers(sock: socket.socket, master: int, launcher: dict) -> str | None:
+    import stat
+    import struct
+
+    pid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
+    if pid != launcher.get("pid") or not registry.alive(pid, launcher.get("start")):
+        return f"is served by pid {pid}, not by the sandbox's launcher ({launcher.get('pid')})"
+    st = os.fstat(master)
+    if not stat.S_ISCHR(st.st_mode) or (os.major(st.st_rdev), os.minor(st.st_rdev)) != (5, 2):
+        return "handed over something other than a pty master (/dev/ptmx)"
+    return None
 
 
 def remove(names: list[str], every: bool, force: bool) -> list[str]:
@@ -188,12 +209,15 @@ def remove(names: list[str], every: bool, force: bool) -> list[str]:
 
     records = {record["name"]: record for record in registry.detached_records()}
     if every:
-        names = [name for name, record in records.items() if force or record["state"] != "running"]
+        names = [name for name, record in records.items()
+                 if record["state"] in ("exited", "killed") or force and record["state"] == "running"]
     elif not names:
         raise RootsandError("name a sandbox to remove, or --all", hint="'rootsand ps -a' lists them")
     removed = []
     for name in names:
         record = records.get(name) or find(name)
+        if record["state"] == "starting":  # its record and log are about to be the launcher's
+            raise RootsandError(f"{name} is starting", hint="try again once it runs (rootsand ps -a)")
         if record["state"] == "running":
             if not force:
                 raise RootsandError(f"{name} is running", hint=f"'rootsand stop {name}' first, or 'rootsand rm -f'")

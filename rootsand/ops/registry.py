@@ -116,6 +116,18 @@ def runtime_dirs_in_use() -> list[str]:
     return [shared, *([_fallback_name(shared, key)] if key else []), os.path.dirname(key_path)]
 
 
+def every_runtime_dir(env=None) -> list[str]:
+    """Every directory where this user's rootsand keeps runtime state, whatever this environment says:
+    $XDG_RUNTIME_DIR/rootsand where set, /run/user/UID/rootsand (a desktop session's, seen from cron or ssh
+    without one), /tmp/rootsand-UID and this boot's fallback, and the key's directory. No sandbox sees them
+    (runtime/hostprep.py)."""
+    env = os.environ if env is None else env
+    uid = procfs.host_uid(os.getuid())
+    dirs = [os.path.join(os.path.normpath(env["XDG_RUNTIME_DIR"]), "rootsand")] \
+        if env.get("XDG_RUNTIME_DIR", "").startswith("/") else []
+    return list(dict.fromkeys(dirs + [f"/run/user/{uid}/rootsand"] + runtime_dirs_in_use()))
+
+
 def _not_private(path: str, uid: int) -> str | None:
     """Why `path` is not a private directory of ours (ours, mode 0700, not a link), or None when it is.
     Only lstat: nothing in it is read."""
@@ -374,9 +386,15 @@ def detached_records() -> list[dict]:
 
 
 def record_state(record: dict) -> str:
+    """exited; running (its launcher runs); starting (its `run -d` caller runs, before the launcher); killed."""
     if record.get("status") == "exited":
         return "exited"
-    return "running" if is_live(record) else "killed"
+    if is_live(record):
+        return "running"
+    caller = record.get("caller")
+    if isinstance(caller, dict) and alive(caller.get("pid"), caller.get("start")):
+        return "starting"
+    return "killed"
 
 
 def claim(name: str, detached: bool = False) -> str | None:

@@ -31,9 +31,19 @@ class Detached:
     """What the launcher of a detached sandbox is told: `started()` once the command runs; `attach_path`, the
     socket of its terminal."""
 
-    def __init__(self, name: str, ready_w: int):
+    def __init__(self, name: str, ready_w: int, own_fds: tuple[int, ...]):
         self.attach_path = registry.detached_path(name, ".attach")
         self._ready_w: int | None = ready_w
+        self._own_fds = own_fds  # the log's: not for the sandbox's processes
+
+    def close_in_child(self) -> None:
+        """In the launcher's child (the setup process, then PID 1): nothing of the daemon's."""
+        for fd in (self._ready_w, *self._own_fds):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
 
     def started(self) -> None:
         if self._ready_w is not None:
@@ -56,7 +66,8 @@ def run(plan, json_status: str | None, verbose: bool, debug: bool) -> int:
 
     record_path = registry.detached_path(plan.name)
     record = {"name": plan.name, "status": "starting", "created": time.time(), "profile": plan.profile,
-              "net": plan.network.mode, "command": plan.argv, "tty": plan.tty}
+              "net": plan.network.mode, "command": plan.argv, "tty": plan.tty,
+              "caller": {"pid": os.getpid(), "start": procfs.start_time(os.getpid())}}  # starting while it runs
     if not registry.create(record_path, record):  # whole or not at all: a caller killed now leaves a record
         raise RootsandError(f"the name {plan.name} is kept by a detached sandbox",  # that ps -a and rm see
                             hint=f"'rootsand ps -a' shows it; 'rootsand rm {plan.name}' removes it")
@@ -93,6 +104,11 @@ def run(plan, json_status: str | None, verbose: bool, debug: bool) -> int:
 
 def _daemon(plan, json_status, verbose, debug, record, record_path, log_path, ready_w, launcher) -> int:
     os.setsid()  # no terminal of the caller's, no signal of its session (a ^C, a hang-up)
+    from rootsand.errors import forget_own_stderr
+
+    forget_own_stderr()  # the caller's own description of its stderr (errors.say): ours go to the log
+    os.closerange(3, ready_w)  # nothing else of the caller's (a harness's pipe, a lock, a terminal on fd 9)
+    os.closerange(ready_w + 1, 2**31 - 1)
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
@@ -104,7 +120,7 @@ def _daemon(plan, json_status, verbose, debug, record, record_path, log_path, re
     copier.start()  # only os.read and os.write: the processes forked meanwhile inherit no lock of it
     me = {"pid": os.getpid(), "start": procfs.start_time(os.getpid())}
     registry.publish(record_path, {**record, "status": "running", "launcher": me, "log": log_path})
-    detached = Detached(plan.name, ready_w)
+    detached = Detached(plan.name, ready_w, (out_r, log.fd, null))
     code = ExitCode.FAILURE
     try:
         code = launcher.run(plan, json_status, verbose, debug, detached)

@@ -80,6 +80,9 @@ def resolve(the_plan):
         steps.append(step)
     if handover and handover.top:
         handover = handover.replace(top=resolve_source(handover.top, judged, "the current directory", homes))
+    from rootsand.ops.registry import every_runtime_dir
+
+    steps += hide_runtime_dirs(steps, rootfs, every_runtime_dir())  # last: no later mount shows them again
     _check_writable(steps, writable + staging)
     if the_plan.landlock.mode != "off":
         from rootsand.linux.libc import landlock_abi
@@ -138,10 +141,75 @@ def _check_device(path: str, what: str) -> None:
 
 
 def _sources(step) -> list[str]:
-    """The host paths a step needs: a bind's source, an overlay's lower dirs, the directory a tmpfs hides."""
-    if step.type == "overlay":
-        return step.lower
-    return [step.src] if step.type in ("bind", "ro-bind", "dev-bind") or (step.type == "tmpfs" and step.src) else []
+    return step.lower if step.type == "overlay" else [step.src] if step.type in ("bind", "ro-bind", "dev-bind") else []
+
+
+def hide_runtime_dirs(steps: list, rootfs: str | None, runtime_dirs: list[str]) -> list:
+    """An empty read-only tmpfs over each of rootsand's runtime directories (ops/registry.every_runtime_dir)
+    that a mount shows: a bind, an overlay's lower directory or the --rootfs tree that holds one, read-only
+    or not (a profile binding $XDG_RUNTIME_DIR for a desktop's sockets, --bind /tmp). Found by identity
+    (device and inode of the directory's ancestors), not by how a path is written (/var/run, //run, a link
+    of the user's, /proc/self/root). A read-only mount is not enough: a connect() to a socket and an open()
+    of a FIFO for writing pass it, and the registry's plans and the detached sandboxes' logs there are the
+    user's other sandboxes'. A mount of one of them, or of what is in one, is refused. The steps to add."""
+    from rootsand.config.plan import MountStep
+
+    found = []  # (real path, its identity, {identity of each ancestor: its path})
+    for path in runtime_dirs:
+        real = os.path.realpath(path)
+        ancestors, here = {}, real
+        while True:
+            try:
+                st = os.stat(here)
+            except OSError:
+                break
+            ancestors[(st.st_dev, st.st_ino)] = here
+            if here == "/":
+                break
+            here = os.path.dirname(here)
+        if here == "/" and ancestors:
+            found.append((real, next(iter(ancestors)), ancestors))
+    if not found:
+        return []
+    shown = [(s.dst, [s.src], s.origin or s.dst) for s in steps
+             if s.type in ("bind", "ro-bind", "dev-bind") and s.src and s.kind != "absent"]
+    shown += [(s.dst, s.lower, s.origin or s.dst) for s in steps if s.type == "overlay" and s.kind != "absent"]
+    shown += [("/", [rootfs], "--rootfs")] if rootfs else []
+    own = {identity: real for real, identity, _ in found}
+    hidden, seen = [], set()
+    for dst, sources, what in shown:
+        for src in sources:
+            _refuse_inside(src, own, what)
+            try:
+                st = os.stat(src)
+            except OSError:
+                continue
+            for real, _, ancestors in found:
+                top = ancestors.get((st.st_dev, st.st_ino))
+                target = os.path.normpath(os.path.join(dst, os.path.relpath(real, top))) if top else None
+                if target and target not in seen:
+                    seen.add(target)
+                    hidden.append(MountStep(type="tmpfs", dst=target, flags=["ro", "nosuid", "nodev", "noexec"],
+                                            options={"mode": "0", "size": "4k"},
+                                            origin=f"{real}: rootsand's runtime directory, hidden"))
+    return hidden
+
+
+def _refuse_inside(src: str, own: dict, what: str) -> None:
+    here = os.path.realpath(src)
+    while True:
+        try:
+            st = os.stat(here)
+        except OSError:
+            return
+        if (st.st_dev, st.st_ino) in own:
+            where = "rootsand's runtime directory" if here == os.path.realpath(src) else \
+                f"in rootsand's runtime directory {own[(st.st_dev, st.st_ino)]}"
+            raise RootsandError(f"{what}: {src} is {where}",
+                                hint="no sandbox may see it: its sockets and FIFOs are open to whoever does")
+        if here == "/":
+            return
+        here = os.path.dirname(here)
 
 
 def _wanted(create, env: dict) -> bool:

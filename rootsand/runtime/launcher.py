@@ -276,6 +276,10 @@ class Launcher:
                 # Ours alone: a copy in PID 1 (which never execs) would hold the lock for the whole run, and
                 # every sweep of a killed launcher's leftovers would wait for it in vain.
                 os.close(self.protect_lock)
+            if self.detached:
+                self.detached.close_in_child()
+                if self.relay and self.relay.listener:
+                    self.relay.listener.close()
             from rootsand.runtime import inside
             inside.child_main(self.runtime, launcher_pid, go_r, report_w)
         self.child = pid

@@ -309,3 +309,74 @@ def test_a_log_removed_under_a_running_sandbox_neither_stops_nor_hangs_it(tmp_pa
         f.write("go\n")
     assert ended(name)["exit_code"] == 6
     assert run(["logs", name], check_rc=0, timeout=120).stdout.endswith("1000000\nlast\n")
+
+
+def test_the_daemon_keeps_nothing_of_the_caller_and_its_lines_go_to_the_log(tmp_path, names):
+    """run -d returns, and what it was given closes with it: the caller's stderr (even after -v's lines,
+    which errors.say writes through a description of its own) and any other fd it had (a harness's pipe, a
+    lock); the launcher's lines are in the log (attack 8, d05, d06)."""
+    name = names()
+    r, w = os.pipe()
+    try:
+        proc = subprocess.Popen(rootsand_argv() + ["run", "-d", "-v", "--name", name, "--", "sleep", "60"],
+                                cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, pass_fds=(w,), text=True)
+        os.close(w)
+        w = None
+        out, err = proc.communicate(timeout=30)  # both pipes at their end: nothing of ours holds them
+        assert proc.returncode == 0 and out == f"{name}\n", err
+        assert select.select([r], [], [], 30)[0] and os.read(r, 1) == b""  # fd 3+ closed too, while it runs
+        assert row(name)["status"] == "running"
+    finally:
+        os.close(r)
+        if w is not None:
+            os.close(w)
+    run(["stop", name], check_rc=0)
+    logged = run(["logs", name], check_rc=0).stdout.splitlines()  # the launcher's -v lines went to the log
+    assert logged[-1].startswith("rootsand: ") and logged[-1].endswith("s sandbox ended with status 143")
+
+
+def test_a_starting_sandbox_is_neither_killed_nor_removable(tmp_path, names):
+    """A record whose `run -d` caller still runs (before its launcher has published) is starting: ps -a says
+    so, and rm (--all) leaves it, else a second sandbox could take the name mid-start (attack 8, d08)."""
+    name = names()
+    with open(f"/proc/{os.getpid()}/stat") as f:
+        start = int(f.read().rsplit(")", 1)[1].split()[19])
+    with open(os.path.join(detached_dir(), f"{name}.json"), "w") as f:
+        json.dump({"name": name, "status": "starting", "created": time.time(), "command": ["true"],
+                   "caller": {"pid": os.getpid(), "start": start}}, f)
+    assert row(name)["status"] == "starting"
+    refused = run(["rm", name], check_rc=125)
+    assert refused.stderr.startswith(f"rootsand: error: {name} is starting")
+    assert name not in run(["rm", "--all"], check_rc=0).stdout.split()
+    os.unlink(os.path.join(detached_dir(), f"{name}.json"))
+
+
+def test_attach_takes_a_terminal_only_from_the_launcher_the_record_names(tmp_path, names):
+    """A socket put in place of NAME.attach (by whoever could write the runtime directory) gets none of the
+    keys: the peer must be the recorded launcher, the fd a pty master (attack 8, d09)."""
+    import socket
+
+    name = names()
+    detach(tmp_path, name, "sleep", "60", opts=["-t"])
+    path = os.path.join(detached_dir(), f"{name}.attach")
+    os.unlink(path)
+    fake = socket.socket(socket.AF_UNIX)
+    fake.bind(path)
+    fake.listen(1)
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(rootsand_argv() + ["attach", name], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        conn, _ = fake.accept()
+        socket.send_fds(conn, [b"M"], [master])
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 125 and err.startswith(f"rootsand: error: cannot attach to {name}: {path} is "
+                                                         f"served by pid {os.getpid()}, not by the sandbox's launcher")
+        conn.close()
+    finally:
+        fake.close()
+        os.close(master)
+        os.close(slave)
+        if proc.poll() is None:
+            proc.kill()

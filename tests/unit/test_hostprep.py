@@ -111,3 +111,38 @@ def test_a_git_directory_swapped_for_a_link_since_the_spec_checked_it_is_refused
         hostprep.resolve(the_plan)
     assert e.value.message == (f"{spec.GIT_ORIGIN}: {tmp_path}/gitdir changed since it was checked (it leads to "
                                f"{tmp_path}/private now)")
+
+
+def _bind(src: str, dst: str, kind: str = "ro-bind") -> MountStep:
+    return MountStep(type=kind, src=src, dst=dst, origin=f"--{kind} {src}:{dst}")
+
+
+def test_rootsands_runtime_directories_are_hidden_by_identity_wherever_a_mount_shows_them(tmp_path):
+    """However the path is written (a link of the user's, //, /proc/self/root) and whatever shows it (a bind,
+    an overlay's lower directory, --rootfs), a runtime directory gets an empty read-only tmpfs (attack 8, d07)."""
+    outer = tmp_path / "run" / "user" / "1000"
+    runtime = outer / "rootsand"
+    (runtime / "detached").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(outer)
+    steps = [_bind(str(tmp_path / "link"), "/a"), _bind(f"/proc/self/root{outer}", "/b", "bind"),
+             _bind(f"/{outer}", "/c"), MountStep(type="overlay", dst="/d", lower=[str(outer)], upper="tmpfs"),
+             _bind("/usr", "/usr")]
+    hidden = hostprep.hide_runtime_dirs(steps, str(tmp_path), [str(runtime)])
+    assert [(s.type, s.dst, s.flags, s.options) for s in hidden] == [
+        ("tmpfs", dst, ["ro", "nosuid", "nodev", "noexec"], {"mode": "0", "size": "4k"})
+        for dst in ("/a/rootsand", "/b/rootsand", "/c/rootsand", "/d/rootsand",
+                    f"/{os.path.relpath(runtime, tmp_path)}")]
+    assert hostprep.hide_runtime_dirs([_bind("/usr", "/usr")], None, [str(runtime)]) == []
+    assert hostprep.hide_runtime_dirs(steps, None, [str(tmp_path / "absent")]) == []
+
+
+@pytest.mark.parametrize("inside", ["rootsand", "rootsand/detached"])
+def test_a_mount_of_a_runtime_directory_or_of_what_is_in_one_is_refused(tmp_path, inside):
+    runtime = tmp_path / "rootsand"
+    (runtime / "detached").mkdir(parents=True)
+    (tmp_path / "alias").symlink_to(runtime)
+    for src in (str(tmp_path / inside), str(tmp_path / "alias" / os.path.relpath(tmp_path / inside, runtime))):
+        with pytest.raises(RootsandError) as e:
+            hostprep.hide_runtime_dirs([_bind(src, "/x")], None, [str(runtime)])
+        assert e.value.message.startswith(f"--ro-bind {src}:/x: {src} is ")
+        assert "rootsand's runtime directory" in e.value.message

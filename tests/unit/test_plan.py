@@ -93,9 +93,6 @@ class NoFiles:
     def own_dirs(self, env, homes):
         return ("/home/alice/.config/rootsand",)
 
-    def runtime_dirs(self, env):
-        return ("/run/user/1000/rootsand", "/tmp/rootsand-1000")
-
     def rule_file(self, path):
         return []
 
@@ -201,23 +198,6 @@ def test_cli_mounts_follow_the_profile_in_order_with_their_origin(where):
     with open(os.path.join(profile.lookup.builtin_dir(), "default.toml")) as f:
         line = f.read().splitlines().index("[[mount]]") + 1  # the first mount's table
     assert first.origin.startswith("profile ") and first.origin.endswith(f"default.toml, line {line}")
-
-
-def test_rootsands_runtime_directory_is_hidden_where_a_bind_shows_it_and_never_bound(where):
-    from rootsand.errors import RootsandError
-    from rootsand.ops import registry
-
-    runtime = registry.runtime_dirs_in_use()[0]  # /tmp/rootsand-UID: shown by a bind of /tmp
-    the_plan = plan.plan(make_spec(where, ro_binds=[f"{os.path.dirname(runtime)}:/outer"]), FACTS)
-    hidden = [s for s in the_plan.mounts if s.origin == f"{runtime}: rootsand's runtime directory, hidden"]
-    assert [(s.type, s.dst, s.src, s.flags, s.options) for s in hidden] == [
-        ("tmpfs", f"/outer/{os.path.basename(runtime)}", runtime, ["ro", "nosuid", "nodev", "noexec"],
-         {"mode": "0", "size": "4k"})]
-    assert the_plan.mounts[-1].origin.endswith("hidden")  # after every mount that could show it again
-    assert not any(s.origin.endswith("hidden") for s in plan.plan(make_spec(where), FACTS).mounts)
-    for inside in (runtime, os.path.join(runtime, "detached")):
-        with pytest.raises(RootsandError, match="rootsand's runtime directory"):
-            plan.plan(make_spec(where, binds=[inside]), FACTS)
 
 
 @pytest.mark.parametrize("text,expected", [
