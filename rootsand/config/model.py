@@ -94,8 +94,8 @@ CAPABILITIES = (
     "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
 )
 
-RLIMITS = ("nofile", "nproc", "fsize", "core", "cpu", "as")
-SIZE_RLIMITS = ("fsize", "core", "as")  # measured in bytes, so "8G" makes sense
+RLIMITS = ("nofile", "nproc", "fsize", "core", "cpu", "as", "data")
+SIZE_RLIMITS = ("fsize", "core", "as", "data")  # measured in bytes, so "8G" makes sense
 
 BIND_TYPES = ("bind", "ro-bind", "dev-bind")
 # Every mount type and the keys it takes besides `type` and `dst`.

@@ -271,6 +271,7 @@ def plan(spec, facts: HostFacts) -> Plan:
     rules = rules_for(spec.seccomp, spec.nested_userns, file_rules=spec.seccomp_file_rules, net_mode=spec.net_mode,
                       setuid_bits=spec.setuid_bits, socket_families=tuple(spec.socket_families),
                       limit_memfd=uncounted, shm_max=min(SHM_MAX, spec.memory) if uncounted else None,
+                      shared_map_max=spec.memory if uncounted else None,
                       arch=facts.arch)
     if rules is None:
         notes.append('the seccomp filter is off (security.seccomp = "none"): for debugging only')
@@ -433,7 +434,7 @@ def sandbox_sysctls(nested_userns: bool, limits, memory: int | None, facts: Host
     - nested_userns = false: no user namespace can be made inside (the kernel's answer, seccomp or not).
     - a profile with limits: 1/8 of the host user's inotify instances and watches (they are counted per
       user, host included, and the host's own tools need theirs), and SysV shared memory within the memory limit
-      (RLIMIT_AS does not count it) where no memory cgroup does.
+      (RLIMIT_DATA does not count it) where no memory cgroup does.
     """
     values = {}
     if not nested_userns:
