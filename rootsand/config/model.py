@@ -202,6 +202,20 @@ def parse_protect_entry(text: str) -> str:
     return ("~/" if home else "") + "/".join(parts) + ("/" if is_dir else "")
 
 
+def parse_hide_entry(text: str) -> str:
+    """A pattern of security.hide: a path relative to a writable directory, whose components may hold `*`,
+    `?` and `[...]` (within a name) or be `**` (any number of directories, none too): `**/.env`,
+    `config/*.pem`. Returned normalised."""
+    parts = [p for p in text.split("/") if p not in ("", ".")]
+    if not parts or text.startswith("/") or ".." in parts or "\0" in text or parts[-1] == "**":
+        raise RootsandError(f"invalid hide pattern {text!r}: expected a pattern of files relative to the "
+                            "writable directory (**/.env, **/*.pem, config/secret.json)")
+    for part in parts:
+        if "**" in part and part != "**":
+            raise RootsandError(f"invalid hide pattern {text!r}: ** stands alone between slashes (**/x.pem)")
+    return "/".join(parts)
+
+
 def parse_home_path(text: str) -> str:
     """A path in the home directory as written in security.home_writable or --unprotect: `~/` and a
     relative path (`~/.cache/pip`). Returned normalised, without the final `/`."""

@@ -99,6 +99,19 @@ class Protected(Record):
     __slots__ = tuple(FIELDS)
 
 
+class Hidden(Record):
+    """Where security.hide applies: the files below a writable bind that match a pattern when the sandbox
+    starts read as empty for the run (runtime/fs/hide.py)."""
+
+    FIELDS = {
+        "mount": 0,  # index of the bind in Plan.mounts
+        "dst": "",  # its root inside
+        "patterns": list,  # relative to dst (model.parse_hide_entry)
+        "shown": list,  # paths relative to dst that --unhide shows, with all below them
+    }
+    __slots__ = tuple(FIELDS)
+
+
 class Handover(Record):
     """What the launcher hands over to the user once the sandbox is gone (guard/handover.py).
 
@@ -201,6 +214,7 @@ class Plan(Record):
         "writable": list,  # the host directories the sandbox can write, as asked (resolved: Resolved.writable)
         "home_guards": list,  # homerule.HomeGuard: homes shown by writable binds, their top read-only
         "protected": list,  # Protected: applied after the mounts and the home guards, on top of them
+        "hidden": list,  # Hidden: applied after the protected paths
         "etc_files": dict,  # /etc/NAME -> content, bound read-only over the host's
         "network": Network,
         "capabilities": list,  # names the command keeps
@@ -217,7 +231,7 @@ class Plan(Record):
     }
     __slots__ = tuple(FIELDS)
     NESTED = {"ids": idmap.IdPlan, "mounts": MountStep, "home_guards": HomeGuard, "protected": Protected,
-              "network": Network, "seccomp": Rule, "limits": limits.Limits, "resolved": Resolved,
+              "hidden": Hidden, "network": Network, "seccomp": Rule, "limits": limits.Limits, "resolved": Resolved,
               "handover": Handover}
 
     @property
@@ -287,6 +301,7 @@ def plan(spec, facts: HostFacts) -> Plan:
     if network.resolv_conf is not None:
         etc_files["resolv.conf"] = network.resolv_conf
     capabilities = list(CAPABILITIES[:facts.last_cap + 1]) if spec.capabilities == "all" else list(spec.capabilities)
+    caches = [os.path.join(h, w[2:]) for h in spec.homes for w in spec.home_writable]
     if len(ids.uid_lines) == 1 and "CAP_CHOWN" in capabilities:  # one id: every chown to another fails
         # Said before the run, as a fact of this sandbox: rootsand cannot tell which failure it causes.
         chown_note = (f"{ids.note or 'idmap = single: the sandbox maps only your own id'}: chown to any other id "
@@ -301,9 +316,9 @@ def plan(spec, facts: HostFacts) -> Plan:
         namespaces=list(spec.namespaces), time_offsets=dict(spec.time_offsets),
         rootfs=spec.rootfs, mounts=[mount_step(m, spec.memory) for m in mounts], home_guards=home_guards,
         writable=writable_sources(mounts),
-        protected=protected_paths(mounts, spec.protect, spec.cwd, spec.homes, spec.placeholders,
-                                  [os.path.join(h, w[2:]) for h in spec.homes for w in spec.home_writable], staged)
-        + [Protected(**item) for item in rule_protected], etc_files=etc_files,
+        protected=protected_paths(mounts, spec.protect, spec.cwd, spec.homes, spec.placeholders, caches, staged)
+        + [Protected(**item) for item in rule_protected],
+        hidden=hidden_paths(mounts, spec.hide, spec.unhide, caches, staged), etc_files=etc_files,
         network=network, capabilities=capabilities, new_session=spec.new_session, nested_userns=spec.nested_userns,
         setuid_bits=spec.setuid_bits, handover=the_handover,
         seccomp=rules, compat_syscalls=spec.compat_syscalls, limits=the_limits, cgroup_parent=facts.cgroup_dir if the_limits.cgroup else None,
@@ -331,6 +346,38 @@ def real_dirs(paths: list[str], realpath) -> list[str]:
     return [t for t in dict.fromkeys(realpath(t) for t in paths) if t != "/"]
 
 
+def users_binds(mounts: list, caches, staged: int | None):
+    """(index, mount) of the read-write binds of the user's directories that show in the sandbox: not the
+    staging directory (`staged`), not the home rule's writable exceptions (caches), not one a later mount
+    covers (untrusted's overlay of the current directory)."""
+    for index, m in enumerate(mounts):
+        if index == staged or m.type not in ("bind", "dev-bind") or not m.src or any(is_below(os.path.normpath(m.src), c) for c in caches):
+            continue
+        if any(is_below(m.dst, later.dst) for later in mounts[index + 1:] if later.type != "symlink"):
+            continue
+        yield index, m
+
+
+def hidden_paths(mounts: list, hide: list[str], unhide: list[str], caches=(), staged: int | None = None) -> list[Hidden]:
+    """Where security.hide applies: every bind users_binds() gives, less what --unhide shows (`unhide`: host
+    paths; one above a bind shows all of it). An --unhide path in none of them is an error (a typo, likely)."""
+    if unhide and not hide:
+        raise RootsandError(f"--unhide {unhide[0]}: this profile hides nothing (security.hide is empty)")
+    found, used = [], set()
+    for index, m in users_binds(mounts, caches, staged):
+        src = os.path.normpath(m.src)
+        above = [path for path in unhide if is_below(src, path)]
+        shown = sorted(os.path.relpath(path, src) for path in unhide if is_below(path, src) and path != src)
+        used.update(above + [path for path in unhide if is_below(path, src)])
+        if hide and not above:
+            found.append(Hidden(mount=index, dst=m.dst, patterns=list(hide), shown=shown))
+    for path in unhide:
+        if path not in used:
+            raise RootsandError(f"--unhide {path}: not in a directory the sandbox can write, where security.hide "
+                                "applies", hint="hidden: " + ", ".join(hide))
+    return found
+
+
 def protected_paths(mounts: list, protect: list[str], cwd: str, homes, placeholders: bool = False,
                     caches=(), staged: int | None = None) -> list[Protected]:
     """Where each protected path lies: inside every read-write bind (the current directory, a --bind, a
@@ -338,11 +385,7 @@ def protected_paths(mounts: list, protect: list[str], cwd: str, homes, placehold
     which a build may poison as documented), and the staging directory (`staged`: none of the user's; only
     package files leave it). A `~/` entry counts in a home only."""
     found = []
-    for index, m in enumerate(mounts):
-        if index == staged or m.type not in ("bind", "dev-bind") or not m.src or any(is_below(os.path.normpath(m.src), c) for c in caches):
-            continue
-        if any(is_below(m.dst, later.dst) for later in mounts[index + 1:] if later.type != "symlink"):
-            continue  # a later mount hides it (untrusted's overlay of the current directory)
+    for index, m in users_binds(mounts, caches, staged):
         for entry in protect:
             if entry.startswith("~/") and m.src not in homes:
                 continue
@@ -481,6 +524,8 @@ def describe(p: Plan) -> list[str]:
     lines += [f"  protect  {item.dst}{'/' if item.directory else ''}  read-only"
               f"{', made when absent' if item.placeholder else ', checked after the run when absent'}"
               f" [security.protect {item.entry}]" for item in p.protected]
+    lines += [f"  hide     {item.dst}/{{{','.join(item.patterns)}}}  empty and read-only, as found at the start"
+              + (f", but {', '.join(item.shown)}" if item.shown else "") + " [security.hide]" for item in p.hidden]
     handed = p.resolved.handover if p.resolved else p.handover
     if handed and handed.staging:
         lines.append(f"  staging  {p.mounts[handed.mount].dst} <- {handed.staging}: made for the run; at exit "
