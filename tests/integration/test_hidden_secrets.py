@@ -128,3 +128,36 @@ def test_a_profile_of_ones_own_hides_what_it_lists(project, tmp_path):
                 cwd=project)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ["README.md=[]", "src/main.js=[]", f".env=[{SECRETS['.env'].strip()}]"]
+
+
+def test_a_wide_tree_is_walked_with_few_open_files(project):
+    """As many fds open as the tree is deep: 1,500 packages side by side (a node_modules) stay below the
+    1024 open files a process may have."""
+    modules = project / "node_modules"
+    for i in range(1500):
+        (modules / f"pkg{i}" / "lib").mkdir(parents=True)
+    (modules / "pkg0" / "lib" / "test.pem").write_text("KEY\n")
+    (modules / "pkg1499" / ".npmrc").write_text("TOKEN\n")
+    r = sandbox("sh", "-c", "ulimit -n; cat node_modules/pkg0/lib/test.pem node_modules/pkg1499/.npmrc; echo end",
+                opts=["--profile", "agent"], cwd=project)
+    assert (r.returncode, r.stdout) == (0, "1024\nend\n"), r.stderr
+
+
+def test_a_link_into_the_sandboxs_own_files_hides_nothing_there(project):
+    """/proc, /dev and the tmpfs mounts hold no file of the host's: a matching link into them is left alone."""
+    (project / ".env").unlink()
+    (project / ".env").symlink_to("/proc/version")
+    r = sandbox("sh", "-c", "cat .env", opts=["--profile", "agent", "-v"], cwd=project)
+    assert r.returncode == 0 and r.stdout.startswith("Linux version"), r.stderr
+    assert "rootsand: hidden: /proc" not in r.stderr
+
+
+def test_a_tree_too_deep_to_walk_is_refused_with_one_error_line(project):
+    deep = project / "/".join(["d"] * 300)
+    deep.mkdir(parents=True)
+    r = sandbox("true", opts=["--profile", "agent"], cwd=project)
+    at = project / "/".join(["d"] * 256)
+    assert r.returncode == 125 and r.stderr.splitlines() == [
+        f"rootsand: error: security.hide: {at} is more than 256 directories deep: the sandbox is not started with what "
+        "is below unhidden", f"rootsand: hint: --unhide {at} leaves it out"], r.stderr
+    assert sandbox("true", opts=["--profile", "agent", "--unhide", "d"], cwd=project).returncode == 0

@@ -16,6 +16,7 @@ import re
 import stat
 
 from rootsand.errors import RootsandError
+from rootsand.guard.hostpaths import is_below
 from rootsand.linux import libc
 from rootsand.runtime.fs.primitives import READ_ONLY, STAGING, open_at
 
@@ -23,6 +24,7 @@ from rootsand.runtime.fs.primitives import READ_ONLY, STAGING, open_at
 # rather than started with files that should be hidden in sight.
 MAX_ENTRIES = 500_000
 MAX_HIDDEN = 4096
+MAX_DEPTH = 256
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -108,6 +110,9 @@ class HiddenFiles:
                 target, path = self._walk(inside)
             except OSError:
                 continue  # dangling, or through a file: nothing to read there
+            if not any(is_below(path, top) for top in self.host_backed):
+                os.close(target)  # /proc, /dev, a tmpfs: no file of the host's to hide there
+                continue
             st = self._hide_fd(empty, target, path)
             if st is not None and st.st_nlink > 1:
                 wanted.add((st.st_dev, st.st_ino))
@@ -121,38 +126,52 @@ class HiddenFiles:
 
     def _tree(self, dst: str, shown: set[str], budget: list[int]):
         """(directory fd, path relative to dst, DirEntry, path inside) of everything below dst but directories
-        and what --unhide shows; directories are opened relative to their parent, never through a link."""
+        and what --unhide shows. Depth first, a directory opened relative to its parent and never through a
+        link, once the parent's entries are read: as many fds open as the tree is deep."""
         top, top_path = self._walk(dst)
         try:
             if not stat.S_ISDIR(os.fstat(top).st_mode):
                 return  # a file bind: nothing below it
-            stack = [(os.open(".", _DIRECTORY, dir_fd=top), "")]
+            stack = [(os.open(".", _DIRECTORY, dir_fd=top), "", None)]
         finally:
             os.close(top)
         try:
             while stack:
-                fd, rel = stack.pop()
-                with os.scandir(fd) as entries, _closing(fd):
-                    for entry in entries:
-                        budget[0] -= 1
-                        if budget[0] < 0:
-                            raise RootsandError(
-                                f"security.hide: more than {MAX_ENTRIES} files and directories to look through "
-                                f"below {top_path}: the sandbox is not started with some of them unhidden",
-                                hint="--unhide DIR leaves a tree out (node_modules), --unhide PATTERN a pattern")
-                        path = rel + entry.name
-                        if path in shown:
-                            continue
-                        if not entry.is_dir(follow_symlinks=False):
-                            yield fd, path, entry, os.path.join(top_path, path)
-                            continue
-                        try:
-                            stack.append((os.open(entry.name, _DIRECTORY, dir_fd=fd), path + "/"))
-                        except OSError as e:
-                            if e.errno not in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EACCES):
-                                raise
+                fd, rel, pending = stack[-1]
+                if pending is None:  # not read yet
+                    pending = []
+                    stack[-1] = (fd, rel, pending)
+                    with os.scandir(fd) as entries:
+                        for entry in entries:
+                            budget[0] -= 1
+                            if budget[0] < 0:
+                                raise RootsandError(
+                                    f"security.hide: more than {MAX_ENTRIES} files and directories to look through "
+                                    f"below {top_path}: the sandbox is not started with some of them unhidden",
+                                    hint="--unhide DIR leaves a tree out (node_modules), --unhide PATTERN a pattern")
+                            path = rel + entry.name
+                            if path in shown:
+                                continue
+                            if entry.is_dir(follow_symlinks=False):
+                                pending.append(entry.name)
+                            else:
+                                yield fd, path, entry, os.path.join(top_path, path)
+                if not pending:
+                    os.close(fd)
+                    stack.pop()
+                    continue
+                name = pending.pop()
+                if len(stack) >= MAX_DEPTH:
+                    raise RootsandError(f"security.hide: {os.path.join(top_path, rel, name)} is more than {MAX_DEPTH} "
+                                        "directories deep: the sandbox is not started with what is below unhidden",
+                                        hint=f"--unhide {os.path.join(top_path, rel, name)} leaves it out")
+                try:
+                    stack.append((os.open(name, _DIRECTORY, dir_fd=fd), f"{rel}{name}/", None))
+                except OSError as e:  # gone, or swapped for a link or file, since it was read: nothing below
+                    if e.errno not in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EACCES):
+                        raise
         finally:
-            for fd, _ in stack:
+            for fd, _, _ in stack:
                 os.close(fd)
 
     def _hide_file(self, empty: int, dir_fd: int, name: str, inside: str):
@@ -177,16 +196,4 @@ class HiddenFiles:
         self._clone_onto(empty, target, READ_ONLY, inside)  # protect.py
         self.hidden_paths[inside] = None
         return st
-
-
-class _closing:
-    def __init__(self, fd: int):
-        self.fd = fd
-
-    def __enter__(self):
-        return self.fd
-
-    def __exit__(self, *exc):
-        os.close(self.fd)
-
 
