@@ -353,19 +353,24 @@ def users_binds(mounts: list, caches, staged: int | None):
     for index, m in enumerate(mounts):
         if index == staged or m.type not in ("bind", "dev-bind") or not m.src or any(is_below(os.path.normpath(m.src), c) for c in caches):
             continue
-        if any(is_below(m.dst, later.dst) for later in mounts[index + 1:] if later.type != "symlink"):
-            continue
-        yield index, m
+        if not _covered(mounts, index):
+            yield index, m
+
+
+def _covered(mounts: list, index: int) -> bool:
+    return any(is_below(mounts[index].dst, later.dst) for later in mounts[index + 1:] if later.type != "symlink")
 
 
 def hidden_paths(mounts: list, hide: list[str], unhide: list[str], caches=(), staged: int | None = None) -> list[Hidden]:
-    """Where security.hide applies: every bind users_binds() gives, less what --unhide shows (`unhide`: host
-    paths; one above a bind shows all of it). An --unhide path in none of them is an error (a typo, likely)."""
+    """Where security.hide applies: every bind users_binds() gives and every overlay no later mount covers
+    (untrusted's current directory), less what --unhide shows (`unhide`: host paths; one above a bind shows
+    all of it). An --unhide path in none of them is an error (a typo, likely)."""
     if unhide and not hide:
         raise RootsandError(f"--unhide {unhide[0]}: this profile hides nothing (security.hide is empty)")
     found, used = [], set()
-    for index, m in users_binds(mounts, caches, staged):
-        src = os.path.normpath(m.src)
+    overlays = [(index, m) for index, m in enumerate(mounts) if m.type == "overlay" and not _covered(mounts, index)]
+    for index, m in sorted([*users_binds(mounts, caches, staged), *overlays], key=lambda pair: pair[0]):
+        src = os.path.normpath(m.src or m.dst)
         above = [path for path in unhide if is_below(src, path)]
         shown = sorted(os.path.relpath(path, src) for path in unhide if is_below(path, src) and path != src)
         used.update(above + [path for path in unhide if is_below(path, src)])

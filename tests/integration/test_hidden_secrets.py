@@ -161,3 +161,11 @@ def test_a_tree_too_deep_to_walk_is_refused_with_one_error_line(project):
         f"rootsand: error: security.hide: {at} is more than 256 directories deep: the sandbox is not started with what "
         "is below unhidden", f"rootsand: hint: --unhide {at} leaves it out"], r.stderr
     assert sandbox("true", opts=["--profile", "agent", "--unhide", "d"], cwd=project).returncode == 0
+
+
+def test_a_profile_extending_untrusted_hides_in_its_overlay_too(project, tmp_path):
+    mine = tmp_path / "mine.toml"
+    mine.write_text('extends = "untrusted"\n[security]\nhide = ["**/.env"]\n')
+    r = sandbox("sh", "-c", "cat .env; echo x > .env; rm .env; echo end", opts=["--profile", str(mine)], cwd=project)
+    assert r.returncode == 0 and r.stdout == "end\n", r.stderr
+    assert (project / ".env").read_text() == SECRETS[".env"]

@@ -72,9 +72,9 @@ def test_hidden_applies_in_every_writable_bind_but_what_unhide_shows():
     hidden = plan.hidden_paths(mounts, ["**/.env"], ["/p/sub/.env", "/data"])
     assert [(h.mount, h.dst, h.patterns, h.shown) for h in hidden] == [(0, "/p", ["**/.env"], ["sub/.env"])]
     assert plan.hidden_paths(mounts, [], []) == []
-    # a bind a later mount covers (untrusted's overlay) shows nothing of itself
+    # a bind a later mount covers (untrusted's overlay) shows nothing of itself: the overlay is walked instead
     covered = binds(("/p", "/p"), later=[Mount(type="overlay", lower=["/p"], dst="/p")])
-    assert plan.hidden_paths(covered, ["**/.env"], []) == []
+    assert [(h.mount, h.dst, h.shown) for h in plan.hidden_paths(covered, ["**/.env"], ["/p/x"])] == [(1, "/p", ["x"])]
 
 
 @pytest.mark.parametrize("hide, unhide, message", [
