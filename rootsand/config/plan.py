@@ -52,6 +52,7 @@ class HostFacts(Record):
         "nested": None,  # why only one id can be mapped: inside a user namespace, no_new_privs set
         "nested_ids": None,  # then, [uid, gid] to map ourselves to where 0 cannot be (no CAP_SETFCAP)
         "arch": HostArch,  # what the seccomp rules depend on in the architecture
+        "data_limit_ignored": False,  # the kernel does not enforce RLIMIT_DATA (ignore_rlimit_data)
     }
     __slots__ = tuple(FIELDS)
     NESTED = {"subuids": idmap.SubidRange, "subgids": idmap.SubidRange, "arch": HostArch}
@@ -267,7 +268,8 @@ def plan(spec, facts: HostFacts) -> Plan:
         raise RootsandError(f"user {run_ids[0]}:{run_ids[1]} is not mapped in the sandbox (ids 0-{top} are)",
                             hint="use --user root, keep-id or an id in that range")
 
-    the_limits = limits.plan_limits(spec.memory, spec.pids, spec.cpu, spec.rlimits, set(facts.cgroup_controllers))
+    the_limits = limits.plan_limits(spec.memory, spec.pids, spec.cpu, spec.rlimits, set(facts.cgroup_controllers),
+                                    facts.data_limit_ignored)
     uncounted = spec.memory is not None and "memory.max" not in the_limits.cgroup
     notes = ([ids.note] if ids.note else []) + list(spec.notes)
     mounts, home_guards, rule_protected, home_notes = plan_home(spec, spec.mounts)

@@ -18,13 +18,14 @@ class Limits(Record):
 
 
 def plan_limits(memory: int | None, pids: int | None, cpu: float | None, rlimits: dict[str, int],
-                cgroup_controllers: set[str]) -> Limits:
+                cgroup_controllers: set[str], data_limit_ignored: bool = False) -> Limits:
     """Cgroup v2 where a delegated cgroup offers the controller; else the rlimit that comes closest.
 
     memory -> RLIMIT_DATA: the memory a process can write to (heap, brk, private anonymous and
     copy-on-write mappings, thread stacks), not the address space it reserves (PROT_NONE, which V8, Go
     and the JVM reserve by the gigabyte and RLIMIT_AS would count); pids -> RLIMIT_NPROC (counted per user
-    in the sandbox's own user namespace), cpu -> nothing: no rlimit shares a core.
+    in the sandbox's own user namespace), cpu -> nothing: no rlimit shares a core. Where the kernel was booted
+    with ignore_rlimit_data (data_limit_ignored), memory -> RLIMIT_AS after all: a limit that holds.
     """
     plan = Limits(rlimits=dict(rlimits))
     fallbacks = []
@@ -33,8 +34,10 @@ def plan_limits(memory: int | None, pids: int | None, cpu: float | None, rlimits
             plan.cgroup["memory.max"] = str(memory)
             plan.cgroup["memory.swap.max"] = "0"
         else:
-            plan.rlimits.setdefault("data", memory)
-            fallbacks.append("memory as RLIMIT_DATA, per process")
+            name = "as" if data_limit_ignored else "data"
+            plan.rlimits.setdefault(name, memory)
+            fallbacks.append(f"memory as RLIMIT_{name.upper()}, per process"
+                             + (" (the kernel ignores RLIMIT_DATA: ignore_rlimit_data)" if data_limit_ignored else ""))
     if pids is not None:
         if "pids" in cgroup_controllers:
             plan.cgroup["pids.max"] = str(pids)

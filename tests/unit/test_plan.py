@@ -268,6 +268,12 @@ def test_limits_use_a_delegated_cgroup_or_fall_back_to_rlimits(where):
     assert not {"as", "data"} & set(delegated.limits.rlimits) and delegated.cgroup_parent == "/sys/fs/cgroup/user"
     assert "kernel/shmall" not in delegated.sysctls
     assert not any(r.syscall in ("memfd_create", "mmap") for r in delegated.seccomp)
+    # a kernel booted with ignore_rlimit_data only logs a process past RLIMIT_DATA: RLIMIT_AS holds there
+    ignored = plan.plan(asked, FACTS.replace(data_limit_ignored=True))
+    assert ignored.limits.rlimits["as"] == 1 << 30 and "data" not in ignored.limits.rlimits
+    assert ignored.limits.not_enforced[0] == ("no delegated cgroup v2 with these controllers: memory as RLIMIT_AS, per "
+                                              "process (the kernel ignores RLIMIT_DATA: ignore_rlimit_data), pids as "
+                                              "RLIMIT_NPROC")
 
 
 def test_resolv_conf_puts_slirp_first_and_drops_the_hosts_loopback():
