@@ -172,3 +172,33 @@ def test_memory_below_the_limit_is_there(tmp_path):
     r = sandbox("python3", "-c", code, opts=["--profile", "agent"], cwd=tmp_path, timeout=120)
     assert (r.returncode, r.stdout) == (0, "600 900\n"), r.stderr
 
+
+
+RESERVE = """
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype, libc.mmap.argtypes = ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int,
+                                                          ctypes.c_int, ctypes.c_int, ctypes.c_long]
+libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+G, MAP_PRIVATE, MAP_ANONYMOUS, MAP_NORESERVE = 1 << 30, 0x02, 0x20, 0x4000
+def say(what, failed):
+    print(what, os.strerror(ctypes.get_errno()) if failed else "ok")
+base = libc.mmap(None, 8 * G, 0, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)  # PROT_NONE
+say("reserve 8G", base in (None, 2**64 - 1))
+say("use 512M of it", libc.mprotect(base, 512 << 20, 3) != 0)
+say("use 2G more", libc.mprotect(base + G, 2 * G, 3) != 0)
+big = libc.mmap(None, 4 * G, 3, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+say("map 4G writable, MAP_NORESERVE", big in (None, 2**64 - 1))
+"""
+
+
+def test_reserved_address_space_is_free_and_memory_made_writable_counts(tmp_path):
+    """What the runtimes do: reserve address space (PROT_NONE), then make parts of it writable as they use it."""
+    from test_seccomp_policy import memory_cgroup
+
+    r = sandbox("python3", "-c", RESERVE, opts=["--profile", "untrusted"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    if memory_cgroup():  # the cgroup counts pages touched, not mappings: every mapping is made
+        return
+    assert r.stdout.splitlines() == ["reserve 8G ok", "use 512M of it ok", "use 2G more Cannot allocate memory",
+                                     "map 4G writable, MAP_NORESERVE Cannot allocate memory"]
