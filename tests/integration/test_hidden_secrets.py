@@ -58,20 +58,23 @@ def test_other_names_of_a_secret_are_hidden_too(project, tmp_path):
     (project / "notes.txt").symlink_to("certs/server.pem")
     (project / "secrets-elsewhere").symlink_to("app")  # a link to a directory: not walked twice, not needed
     outside = tmp_path / "outside"
-    outside.mkdir()
-    (outside / ".env").write_text("OUTSIDE=1\n")
-    (project / "outlink").symlink_to(outside)  # leads out of the writable directory: not followed
-    (project / "token.pem").symlink_to(outside / ".env")  # a link that matches: what it leads to in the sandbox
+    (outside / "tree").mkdir(parents=True)
+    (outside / "tree" / ".env").write_text("OUTSIDE=1\n")
+    (outside / "key.txt").write_text("KEY=1\n")
+    (project / "outlink").symlink_to(outside / "tree")  # leads out of the writable directory: not walked
+    (project / "token.pem").symlink_to(outside / "key.txt")  # a link that matches: what it leads to is hidden
     r = sandbox("sh", "-c", read_all(["src/config.txt", "notes.txt", "secrets-elsewhere/deep/er/.env.local",
-                                      "token.pem", "outlink/.env"]),
-                opts=["--profile", "agent", "-v"], cwd=project)
+                                      "token.pem", f"{outside}/key.txt", "outlink/.env"]),
+                opts=["--profile", "agent", "-v", "--ro-bind", str(outside)], cwd=project)
     assert r.returncode == 0, r.stderr
-    # outside is not in the sandbox at all (the project is): the links into it lead nowhere there
+    # a read-only directory of yours (here reached by a link) is not looked through: only what you let write
     assert r.stdout.splitlines() == ["src/config.txt=[]", "notes.txt=[]", "secrets-elsewhere/deep/er/.env.local=[]",
-                                     "token.pem=[]", "outlink/.env=[]"]
+                                     "token.pem=[]", f"{outside}/key.txt=[]", "outlink/.env=[OUTSIDE=1]"]
     hidden = [line for line in r.stderr.splitlines() if line.startswith("rootsand: hidden: ")]
     assert f"rootsand: hidden: {project / 'src' / 'config.txt'} (reads as empty: security.hide)" in hidden
-    assert not any(str(outside) in line for line in hidden)
+    assert [line for line in hidden if str(outside) in line] == [
+        f"rootsand: hidden: {outside / 'key.txt'} (reads as empty: security.hide)"]
+    assert (outside / "key.txt").read_text() == "KEY=1\n"
 
 
 def test_a_link_to_a_secret_outside_that_the_sandbox_shows_is_hidden_where_it_leads(project, tmp_path):
