@@ -3,6 +3,7 @@ replace them, nor reach them by another name (a hard link, a symbolic link, a re
 while the host's files stay as they were."""
 
 import os
+import re
 
 import pytest
 
@@ -37,6 +38,11 @@ def test_secrets_read_as_empty_and_the_rest_as_it_is(project):
         f"{name}=[{text.strip()}]" for name, text in PLAIN.items()]
     hidden = sorted(line for line in r.stderr.splitlines() if line.startswith("rootsand: hidden: "))
     assert hidden == sorted(f"rootsand: hidden: {project / name} (reads as empty: security.hide)" for name in SECRETS)
+    # what it cost: every file and directory below the project once, the protected paths' placeholders too
+    placeholders = [".git", ".gitmodules", ".envrc", ".vscode", ".idea"]
+    walked = len(SECRETS) + len(PLAIN) + len({"certs", "app", "app/deep", "app/deep/er", "src"}) + len(placeholders)
+    assert re.search(rf"^rootsand: security.hide: {walked} entries looked through in \d+\.\d{{3}}s, 4 files hidden$",
+                     r.stderr, re.M), r.stderr
     assert host_files(project) == {**SECRETS, **PLAIN}
 
 
