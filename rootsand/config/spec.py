@@ -215,6 +215,7 @@ def from_profile(profile, options, host_env: dict[str, str], cwd: str, cpu_count
     writable = [cwd] + [os.path.normpath(m.src) for m in mounts if m.type in ("bind", "dev-bind") and m.src]
     hooks = [entry for entry in files.hook_dirs(writable, homes, host_env) if entry not in profile.protect]
     protect, home_writable = protected_paths(list(profile.protect) + hooks, options.unprotect)
+    hide, unhide = hidden_patterns(profile.hide, options.unhide, cwd)
     seccomp = profile.seccomp if options.seccomp is None else (
         options.seccomp if options.seccomp in ("default", "none") else files.seccomp_file(os.path.join(cwd, options.seccomp)))
     seccomp_file_rules = []
@@ -259,7 +260,8 @@ def from_profile(profile, options, host_env: dict[str, str], cwd: str, cpu_count
         protect=protect,
         placeholders=profile.placeholders,
         home_writable=list(dict.fromkeys(list(profile.home_writable) + home_writable)),
-        **dict(zip(("hide", "unhide"), hidden_patterns(profile.hide, options.unhide, cwd))),
+        hide=hide,
+        unhide=unhide,
         host_path=tuple(os.path.normpath(d) for d in host_env.get("PATH", "").split(":") if d.startswith("/")),
         own_dirs=files.own_dirs(host_env, homes),
         real_sources={path: files.realpath(path) for m in mounts
