@@ -31,6 +31,7 @@ import termios
 from dataclasses import dataclass
 
 SHM_MAX = 64 << 20  # rootsand.config.plan.SHM_MAX: the launcher's shm_max for a sandbox with a memory limit
+MAP_MAX = 1 << 30  # the launcher's shared_map_max: the memory limit (1G in the untrusted and agent profiles)
 
 AF_UNIX, AF_TIPC, AF_ALG, AF_VSOCK, AF_KCM = 1, 30, 38, 40, 41
 SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET = 1, 2, 5
@@ -42,6 +43,9 @@ S_ISUID, S_ISGID, S_IFREG = 0o4000, 0o2000, 0o100000
 AT_FDCWD = -100
 O_WRONLY, O_CREAT = os.O_WRONLY, os.O_CREAT
 IPC_PRIVATE, IPC_CREAT, IPC_RMID = 0, 0o1000, 0
+PROT_READ, MAP_SHARED, MAP_PRIVATE, MAP_SHARED_VALIDATE = 1, 0x01, 0x02, 0x03
+MACHINE = os.uname().machine
+MAP_ANONYMOUS = 0x800 if MACHINE.startswith("mips") else 0x10 if MACHINE.startswith(("parisc", "alpha")) else 0x20
 SHMGET, SHMCTL = 23, 24  # ipc(2)'s call numbers
 TIOCSTI = termios.TIOCSTI
 TIOCLINUX = getattr(termios, "TIOCLINUX", 0x541C)
@@ -73,7 +77,7 @@ NUMBERS = {
         "personality": 135, "unshare": 272, "clone": 56, "clone3": 435, "socket": 41, "socketpair": 53,
         "chmod": 90, "fchmod": 91, "fchmodat": 268, "fchmodat2": 452, "open": 2, "openat": 257, "creat": 85,
         "mknod": 133, "mknodat": 259, "openat2": 437, "memfd_create": 319, "memfd_secret": 447, "shmget": 29,
-        "shmctl": 31, "getpid": 39,
+        "shmctl": 31, "getpid": 39, "mmap": 9,
     },
     "aarch64": {
         "ioctl": 29, "keyctl": 219, "add_key": 217, "request_key": 218, "kexec_load": 104, "kexec_file_load": 294,
@@ -84,6 +88,7 @@ NUMBERS = {
         "personality": 92, "unshare": 97, "clone": 220, "clone3": 435, "socket": 198, "socketpair": 199,
         "fchmod": 52, "fchmodat": 53, "fchmodat2": 452, "openat": 56, "mknodat": 33, "openat2": 437,
         "memfd_create": 279, "memfd_secret": 447, "shmget": 194, "shmctl": 195, "getpid": 172,
+        "mmap": 222,
     },
 }
 
@@ -96,7 +101,7 @@ class Call:
     syscall: str
     args: tuple = ()
     # "fd": close the fd it returns; "pair": close the two fds in PAIR; "shm": remove the segment it returns;
-    # "fork": a clone whose child leaves at once
+    # "fork": a clone whose child leaves at once; "map N": munmap the N bytes it mapped
     kind: str = ""
     isolate: bool = False  # in a forked child: the call may change the process (personality, unshare)
 
@@ -122,9 +127,9 @@ def _personality_targets(flag: int, value: int) -> tuple:
                  if 1 << bit != flag and not value & 1 << bit)
 
 
-def table(shm_max: int = SHM_MAX) -> list[Probe]:
-    """Every probe, in the order of default_rules; shm_max as the rules were built with it (the names do not
-    depend on it)."""
+def table(shm_max: int = SHM_MAX, map_max: int = MAP_MAX) -> list[Probe]:
+    """Every probe, in the order of default_rules; shm_max and map_max (shared_map_max) as the rules were built
+    with them (the names do not depend on them)."""
     probes = []
 
     def add(name, syscall, args, errno, targets=None, **kw):
@@ -229,6 +234,19 @@ def table(shm_max: int = SHM_MAX) -> list[Probe]:
     add("ipc SHMGET shm_max+1", "ipc", (SHMGET, IPC_PRIVATE, shm_max + 1, flags, 0, 0), E.EINVAL,
         [("ipc", (_masked(0, 0xFFFF, SHMGET), (2, "GT", shm_max, 0)))], kind="shm", kernel_may_agree=shmmax,
         benign=Call("ipc SHMGET shm_max", "ipc", (SHMGET, IPC_PRIVATE, shm_max, flags, 0, 0), kind="shm"))
+    # shared_map_max: shared anonymous mappings above it (mapped, never touched, unmapped when they succeed).
+    # The twins: one of map_max bytes, and a private one (memory that RLIMIT_DATA counts).
+    shared = MAP_SHARED | MAP_ANONYMOUS
+    for call in ("mmap", "mmap2"):  # mmap2: 32-bit architectures, where it takes the same arguments
+        target = [(call, ((1, "GT", map_max, 0), _masked(3, shared, shared)))]
+        for label, flags, twin_name, twin_args in (
+                ("MAP_SHARED", MAP_SHARED, "map_max", (map_max, MAP_SHARED)),
+                ("MAP_SHARED_VALIDATE", MAP_SHARED_VALIDATE, "MAP_PRIVATE", (map_max + 1, MAP_PRIVATE))):
+            length, twin_flags = twin_args
+            add(f"{call} {label} map_max+1", call, (0, map_max + 1, PROT_READ, flags | MAP_ANONYMOUS, -1, 0),
+                E.ENOMEM, target, kind=f"map {map_max + 1}",
+                benign=Call(f"{call} {twin_name}", call, (0, length, PROT_READ, twin_flags | MAP_ANONYMOUS, -1, 0),
+                            kind=f"map {length}"))
     return probes
 
 
@@ -352,6 +370,8 @@ class Runner:
                 self.raw("shmctl", (result, IPC_RMID, 0))
             else:
                 self.raw("ipc", (SHMCTL, result, IPC_RMID, 0, 0, 0))
+        elif call.kind.startswith("map "):
+            self.libc.munmap(ctypes.c_void_p(result), ctypes.c_size_t(int(call.kind.split()[1])))
         elif call.kind == "fork":
             if result == 0:  # the child
                 os._exit(0)
@@ -396,10 +416,10 @@ EXTRAS = {"getpid": lambda runner: runner.call(Call("getpid", "getpid")),
           "Seccomp": lambda runner: seccomp_mode()}
 
 
-def run_all(numbers: dict, shm_max: int = SHM_MAX, only=None, extras=tuple(EXTRAS)) -> dict:
+def run_all(numbers: dict, shm_max: int = SHM_MAX, only=None, extras=tuple(EXTRAS), map_max: int = MAP_MAX) -> dict:
     """{name: result} of every probe and twin (or those named in `only`) and of the named EXTRAS, made in
     the current directory."""
-    probes = table(shm_max)
+    probes = table(shm_max, map_max)
     calls = [c for c in probes + benign_calls(probes) if only is None or c.name in only]
     runner = Runner(numbers)
     runner.setup(calls)
@@ -408,13 +428,13 @@ def run_all(numbers: dict, shm_max: int = SHM_MAX, only=None, extras=tuple(EXTRA
     return out
 
 
-def expected(rules, kernel: dict, shm_max: int = SHM_MAX) -> dict:
+def expected(rules, kernel: dict, shm_max: int = SHM_MAX, map_max: int = MAP_MAX) -> dict:
     """What each probe and twin answers under a filter of `rules` (objects with syscall, args and errno, like
     rootsand.security.seccomp.rules.Rule), given `kernel`, the answers without a filter: the errno of the rule that refuses
     a probe; the kernel's answer for a probe no rule refuses, and for every twin. (When two rules have the
     same system call and arguments the later one wins, as in rootsand.security.seccomp.compile.prepare.)"""
     errnos = {(rule.syscall, tuple(rule.args)): rule.errno for rule in rules}
-    probes = table(shm_max)
+    probes = table(shm_max, map_max)
     out = {}
     for probe in probes:
         refused = {errnos[target] for target in probe.targets if target in errnos}

@@ -36,6 +36,9 @@ RUN = (
     Option(("--overlay",), "overlays", "list", "SRC[:DST]: a writable view of SRC, changes thrown away.", "files"),
     Option(("--unprotect",), "unprotect", "list",
            "PATH: lift one of the profile's protected paths (security.protect); repeatable.", "files"),
+    Option(("--unhide",), "unhide", "list",
+           "PATH: show a file the profile hides (security.hide), or all below a directory; or a pattern of the "
+           "list, lifted; repeatable.", "files"),
     Option(("--hostname",), "hostname", "value", "Host name inside (default: rootsand)."),
     Option(("--chdir",), "chdir", "value", "Working directory inside (default: the current one).", "files"),
     Option(("--volume",), "volumes", "list",

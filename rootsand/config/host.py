@@ -36,7 +36,9 @@ def facts(net_mode: str):
         inotify_instances=int(inotify[0]) if inotify[0] and inotify[0].isdigit() else None,
         inotify_watches=int(inotify[1]) if inotify[1] and inotify[1].isdigit() else None,
         page_size=os.sysconf("SC_PAGE_SIZE"), last_cap=caps.last_cap(), nested=nesting(),
-        nested_ids=_ids_without_setfcap(), arch=arch())
+        nested_ids=_ids_without_setfcap(), arch=arch(),
+        # booted with ignore_rlimit_data: the kernel only logs a process past RLIMIT_DATA
+        data_limit_ignored=read_sysctl("/sys/module/kernel/parameters/ignore_rlimit_data") == "Y")
 
 
 def arch():

@@ -94,8 +94,8 @@ CAPABILITIES = (
     "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
 )
 
-RLIMITS = ("nofile", "nproc", "fsize", "core", "cpu", "as")
-SIZE_RLIMITS = ("fsize", "core", "as")  # measured in bytes, so "8G" makes sense
+RLIMITS = ("nofile", "nproc", "fsize", "core", "cpu", "as", "data")
+SIZE_RLIMITS = ("fsize", "core", "as", "data")  # measured in bytes, so "8G" makes sense
 
 BIND_TYPES = ("bind", "ro-bind", "dev-bind")
 # Every mount type and the keys it takes besides `type` and `dst`.
@@ -200,6 +200,20 @@ def parse_protect_entry(text: str) -> str:
         raise RootsandError(f"invalid protected path {text!r}: expected a path relative to the writable "
                             "directory (.git/hooks/, .envrc, ~/.bashrc)")
     return ("~/" if home else "") + "/".join(parts) + ("/" if is_dir else "")
+
+
+def parse_hide_entry(text: str) -> str:
+    """A pattern of security.hide: a path relative to a writable directory, whose components may hold `*`,
+    `?` and `[...]` (within a name) or be `**` (any number of directories, none too): `**/.env`,
+    `config/*.pem`. Returned normalised."""
+    parts = [p for p in text.split("/") if p not in ("", ".")]
+    if not parts or text.startswith("/") or ".." in parts or "\0" in text or parts[-1] == "**":
+        raise RootsandError(f"invalid hide pattern {text!r}: expected a pattern of files relative to the "
+                            "writable directory (**/.env, **/*.pem, config/secret.json)")
+    for part in parts:
+        if "**" in part and part != "**":
+            raise RootsandError(f"invalid hide pattern {text!r}: ** stands alone between slashes (**/x.pem)")
+    return "/".join(parts)
 
 
 def parse_home_path(text: str) -> str:

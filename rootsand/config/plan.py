@@ -52,6 +52,7 @@ class HostFacts(Record):
         "nested": None,  # why only one id can be mapped: inside a user namespace, no_new_privs set
         "nested_ids": None,  # then, [uid, gid] to map ourselves to where 0 cannot be (no CAP_SETFCAP)
         "arch": HostArch,  # what the seccomp rules depend on in the architecture
+        "data_limit_ignored": False,  # the kernel does not enforce RLIMIT_DATA (ignore_rlimit_data)
     }
     __slots__ = tuple(FIELDS)
     NESTED = {"subuids": idmap.SubidRange, "subgids": idmap.SubidRange, "arch": HostArch}
@@ -95,6 +96,19 @@ class Protected(Record):
         # rootsand's own configuration or state: read-only inside, but rootsand itself writes it during the
         # run (its registry, its key), so no change of it is held against the sandbox
         "own": False,
+    }
+    __slots__ = tuple(FIELDS)
+
+
+class Hidden(Record):
+    """Where security.hide applies: the files below a writable bind that match a pattern when the sandbox
+    starts read as empty for the run (runtime/fs/hide.py)."""
+
+    FIELDS = {
+        "mount": 0,  # index of the bind in Plan.mounts
+        "dst": "",  # its root inside
+        "patterns": list,  # relative to dst (model.parse_hide_entry)
+        "shown": list,  # paths relative to dst that --unhide shows, with all below them
     }
     __slots__ = tuple(FIELDS)
 
@@ -201,6 +215,7 @@ class Plan(Record):
         "writable": list,  # the host directories the sandbox can write, as asked (resolved: Resolved.writable)
         "home_guards": list,  # homerule.HomeGuard: homes shown by writable binds, their top read-only
         "protected": list,  # Protected: applied after the mounts and the home guards, on top of them
+        "hidden": list,  # Hidden: applied after the protected paths
         "etc_files": dict,  # /etc/NAME -> content, bound read-only over the host's
         "network": Network,
         "capabilities": list,  # names the command keeps
@@ -219,7 +234,7 @@ class Plan(Record):
     }
     __slots__ = tuple(FIELDS)
     NESTED = {"ids": idmap.IdPlan, "mounts": MountStep, "home_guards": HomeGuard, "protected": Protected,
-              "network": Network, "seccomp": Rule, "limits": limits.Limits, "resolved": Resolved,
+              "hidden": Hidden, "network": Network, "seccomp": Rule, "limits": limits.Limits, "resolved": Resolved,
               "handover": Handover, "landlock": landlockrules.Ruleset}
 
     @property
@@ -255,7 +270,8 @@ def plan(spec, facts: HostFacts) -> Plan:
         raise RootsandError(f"user {run_ids[0]}:{run_ids[1]} is not mapped in the sandbox (ids 0-{top} are)",
                             hint="use --user root, keep-id or an id in that range")
 
-    the_limits = limits.plan_limits(spec.memory, spec.pids, spec.cpu, spec.rlimits, set(facts.cgroup_controllers))
+    the_limits = limits.plan_limits(spec.memory, spec.pids, spec.cpu, spec.rlimits, set(facts.cgroup_controllers),
+                                    facts.data_limit_ignored)
     uncounted = spec.memory is not None and "memory.max" not in the_limits.cgroup
     notes = ([ids.note] if ids.note else []) + list(spec.notes)
     mounts, home_guards, rule_protected, home_notes = plan_home(spec, spec.mounts)
@@ -273,6 +289,7 @@ def plan(spec, facts: HostFacts) -> Plan:
     rules = rules_for(spec.seccomp, spec.nested_userns, file_rules=spec.seccomp_file_rules, net_mode=spec.net_mode,
                       setuid_bits=spec.setuid_bits, socket_families=tuple(spec.socket_families),
                       limit_memfd=uncounted, shm_max=min(SHM_MAX, spec.memory) if uncounted else None,
+                      shared_map_max=spec.memory if uncounted else None,
                       arch=facts.arch)
     if rules is None:
         notes.append('the seccomp filter is off (security.seccomp = "none"): for debugging only')
@@ -288,6 +305,7 @@ def plan(spec, facts: HostFacts) -> Plan:
     if network.resolv_conf is not None:
         etc_files["resolv.conf"] = network.resolv_conf
     capabilities = list(CAPABILITIES[:facts.last_cap + 1]) if spec.capabilities == "all" else list(spec.capabilities)
+    caches = [os.path.join(h, w[2:]) for h in spec.homes for w in spec.home_writable]
     if len(ids.uid_lines) == 1 and "CAP_CHOWN" in capabilities:  # one id: every chown to another fails
         # Said before the run, as a fact of this sandbox: rootsand cannot tell which failure it causes.
         chown_note = (f"{ids.note or 'idmap = single: the sandbox maps only your own id'}: chown to any other id "
@@ -303,10 +321,11 @@ def plan(spec, facts: HostFacts) -> Plan:
         namespaces=list(spec.namespaces), time_offsets=dict(spec.time_offsets),
         rootfs=spec.rootfs, mounts=steps, home_guards=home_guards,
         writable=writable_sources(mounts),
-        protected=protected_paths(mounts, spec.protect, spec.cwd, spec.homes, spec.placeholders,
-                                  [os.path.join(h, w[2:]) for h in spec.homes for w in spec.home_writable], staged)
-        + [Protected(**item) for item in rule_protected], etc_files=etc_files,
-        network=network, capabilities=capabilities, new_session=spec.new_session, tty=spec.tty, nested_userns=spec.nested_userns,
+        protected=protected_paths(mounts, spec.protect, spec.cwd, spec.homes, spec.placeholders, caches, staged)
+        + [Protected(**item) for item in rule_protected],
+        hidden=hidden_paths(mounts, spec.hide, spec.unhide, caches, staged), etc_files=etc_files,
+        network=network, capabilities=capabilities, new_session=spec.new_session, tty=spec.tty,
+        nested_userns=spec.nested_userns,
         setuid_bits=spec.setuid_bits, handover=the_handover,
         seccomp=rules, compat_syscalls=spec.compat_syscalls,
         landlock=landlockrules.ruleset(spec.landlock, steps, spec.rootfs, home_guards, spec.landlock_revoked),
@@ -335,6 +354,43 @@ def real_dirs(paths: list[str], realpath) -> list[str]:
     return [t for t in dict.fromkeys(realpath(t) for t in paths) if t != "/"]
 
 
+def users_binds(mounts: list, caches, staged: int | None):
+    """(index, mount) of the read-write binds of the user's directories that show in the sandbox: not the
+    staging directory (`staged`), not the home rule's writable exceptions (caches), not one a later mount
+    covers (untrusted's overlay of the current directory)."""
+    for index, m in enumerate(mounts):
+        if index == staged or m.type not in ("bind", "dev-bind") or not m.src or any(is_below(os.path.normpath(m.src), c) for c in caches):
+            continue
+        if not _covered(mounts, index):
+            yield index, m
+
+
+def _covered(mounts: list, index: int) -> bool:
+    return any(is_below(mounts[index].dst, later.dst) for later in mounts[index + 1:] if later.type != "symlink")
+
+
+def hidden_paths(mounts: list, hide: list[str], unhide: list[str], caches=(), staged: int | None = None) -> list[Hidden]:
+    """Where security.hide applies: every bind users_binds() gives and every overlay no later mount covers
+    (untrusted's current directory), less what --unhide shows (`unhide`: host paths; one above a bind shows
+    all of it). An --unhide path in none of them is an error (a typo, likely)."""
+    if unhide and not hide:
+        raise RootsandError(f"--unhide {unhide[0]}: this profile hides nothing (security.hide is empty)")
+    found, used = [], set()
+    overlays = [(index, m) for index, m in enumerate(mounts) if m.type == "overlay" and not _covered(mounts, index)]
+    for index, m in sorted([*users_binds(mounts, caches, staged), *overlays], key=lambda pair: pair[0]):
+        src = os.path.normpath(m.src or m.dst)
+        above = [path for path in unhide if is_below(src, path)]
+        shown = sorted(os.path.relpath(path, src) for path in unhide if is_below(path, src) and path != src)
+        used.update(above + [path for path in unhide if is_below(path, src)])
+        if hide and not above:
+            found.append(Hidden(mount=index, dst=m.dst, patterns=list(hide), shown=shown))
+    for path in unhide:
+        if path not in used:
+            raise RootsandError(f"--unhide {path}: not in a directory the sandbox can write, where security.hide "
+                                "applies", hint="hidden: " + ", ".join(hide))
+    return found
+
+
 def protected_paths(mounts: list, protect: list[str], cwd: str, homes, placeholders: bool = False,
                     caches=(), staged: int | None = None) -> list[Protected]:
     """Where each protected path lies: inside every read-write bind (the current directory, a --bind, a
@@ -342,11 +398,7 @@ def protected_paths(mounts: list, protect: list[str], cwd: str, homes, placehold
     which a build may poison as documented), and the staging directory (`staged`: none of the user's; only
     package files leave it). A `~/` entry counts in a home only."""
     found = []
-    for index, m in enumerate(mounts):
-        if index == staged or m.type not in ("bind", "dev-bind") or not m.src or any(is_below(os.path.normpath(m.src), c) for c in caches):
-            continue
-        if any(is_below(m.dst, later.dst) for later in mounts[index + 1:] if later.type != "symlink"):
-            continue  # a later mount hides it (untrusted's overlay of the current directory)
+    for index, m in users_binds(mounts, caches, staged):
         for entry in protect:
             if entry.startswith("~/") and m.src not in homes:
                 continue
@@ -440,7 +492,7 @@ def sandbox_sysctls(nested_userns: bool, limits, memory: int | None, facts: Host
     - nested_userns = false: no user namespace can be made inside (the kernel's answer, seccomp or not).
     - a profile with limits: 1/8 of the host user's inotify instances and watches (they are counted per
       user, host included, and the host's own tools need theirs), and SysV shared memory within the memory limit
-      (RLIMIT_AS does not count it) where no memory cgroup does.
+      (RLIMIT_DATA does not count it) where no memory cgroup does.
     """
     values = {}
     if not nested_userns:
@@ -487,6 +539,8 @@ def describe(p: Plan) -> list[str]:
     lines += [f"  protect  {item.dst}{'/' if item.directory else ''}  read-only"
               f"{', made when absent' if item.placeholder else ', checked after the run when absent'}"
               f" [security.protect {item.entry}]" for item in p.protected]
+    lines += [f"  hide     {item.dst}/{{{','.join(item.patterns)}}}  empty and read-only, as found at the start"
+              + (f", but {', '.join(item.shown)}" if item.shown else "") + " [security.hide]" for item in p.hidden]
     handed = p.resolved.handover if p.resolved else p.handover
     if handed and handed.staging:
         lines.append(f"  staging  {p.mounts[handed.mount].dst} <- {handed.staging}: made for the run; at exit "

@@ -68,7 +68,7 @@ class Profile(Record):
         "capabilities": list, "no_new_privs": True, "seccomp": "default", "new_session": True,
         "nested_userns": False, "setuid_bits": False, "socket_families": list, "compat_syscalls": True,
         "landlock": "scope-only",
-        "protect": list, "placeholders": False, "home_writable": list,
+        "protect": list, "placeholders": False, "home_writable": list, "hide": list,
         "timeout": None, "memory": None, "pids": None, "cpu": None, "rlimits": dict,
     }
     __slots__ = tuple(FIELDS)
@@ -315,6 +315,12 @@ def _protect(c: _Checker, key, value):
     return [c.parsed(key, parse_protect_entry, text) for text in c.strings(key, value, expand=False)]
 
 
+def _hide(c: _Checker, key, value):
+    from rootsand.config.model import parse_hide_entry
+
+    return list(dict.fromkeys(c.parsed(key, parse_hide_entry, text) for text in c.strings(key, value, expand=False)))
+
+
 def _home_writable(c: _Checker, key, value):
     from rootsand.config.model import parse_home_path
 
@@ -481,6 +487,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable]]] = {
         "protect": ("protect", _protect),
         "placeholders": ("placeholders", _just("boolean")),
         "home_writable": ("home_writable", _home_writable),
+        "hide": ("hide", _hide),
     },
     "limits": {
         "timeout": ("timeout", _timeout),

@@ -60,6 +60,8 @@ class SandboxSpec(Record):
         "protect": list,  # paths made read-only inside the writable binds of the user's directories
         "placeholders": False,  # an absent protected path is made empty and read-only (else checked after)
         "home_writable": list,  # "~/PATH": writable exceptions to the home rule (homerule.py)
+        "hide": list,  # patterns of files in the writable binds that read as empty (security.hide)
+        "unhide": list,  # absolute paths: what --unhide shows, with all below it
         "host_path": tuple,  # the directories of the user's PATH on the host: what the user's shells run
         "own_dirs": tuple,  # rootsand's own configuration and state: never writable from a sandbox
         "real_sources": dict,  # bind sources and overlay uppers -> where their links lead (the home rule)
@@ -217,6 +219,7 @@ def from_profile(profile, options, host_env: dict[str, str], cwd: str, cpu_count
     writable = [cwd] + [os.path.normpath(m.src) for m in mounts if m.type in ("bind", "dev-bind") and m.src]
     hooks = [entry for entry in files.hook_dirs(writable, homes, host_env) if entry not in profile.protect]
     protect, home_writable = protected_paths(list(profile.protect) + hooks, options.unprotect)
+    hide, unhide = hidden_patterns(profile.hide, options.unhide, cwd)
     seccomp = profile.seccomp if options.seccomp is None else (
         options.seccomp if options.seccomp in ("default", "none") else files.seccomp_file(os.path.join(cwd, options.seccomp)))
     seccomp_file_rules = []
@@ -264,6 +267,8 @@ def from_profile(profile, options, host_env: dict[str, str], cwd: str, cpu_count
         protect=protect,
         placeholders=profile.placeholders,
         home_writable=list(dict.fromkeys(list(profile.home_writable) + home_writable)),
+        hide=hide,
+        unhide=unhide,
         host_path=tuple(os.path.normpath(d) for d in host_env.get("PATH", "").split(":") if d.startswith("/")),
         own_dirs=files.own_dirs(host_env, homes),
         real_sources={path: files.realpath(path) for m in mounts
@@ -352,6 +357,26 @@ def protected_paths(protect: list[str], unprotect: list[str]) -> tuple[list[str]
                                 + "; a path in your home (~/PATH) is made writable")
         kept = [entry for entry in kept if entry not in matches]
     return kept, home_writable
+
+
+def hidden_patterns(hide: list[str], unhide: list[str], cwd: str) -> tuple[list[str], list[str]]:
+    """The profile's hide patterns without those --unhide names as written, and the paths it names otherwise
+    (relative to the current directory): shown, with everything below them."""
+    from rootsand.config.model import parse_hide_entry
+
+    kept, shown = list(hide), []
+    for text in unhide:
+        try:
+            entry = parse_hide_entry(text)
+        except RootsandError:
+            entry = None
+        if entry in kept:
+            kept.remove(entry)
+        elif not text or "\0" in text:
+            raise RootsandError(f"invalid --unhide {text!r}: expected a path or one of the hide patterns")
+        else:
+            shown.append(os.path.normpath(os.path.join(cwd, text)))
+    return kept, shown
 
 
 def _check_rootfs(rootfs: str, real: str, homes: tuple[str, ...], own: tuple[str, ...]) -> None:

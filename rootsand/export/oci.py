@@ -45,6 +45,7 @@ PLAN_FIELDS = {
     "new_session": "runc (tests/walls_probe.py) and crun start the command in a new session",
     "tty": "listed: the export asks for no terminal (the engine's own -t gives one)",
     "landlock": "listed: rootsand's own second wall, which OCI cannot express",
+    "hidden": "listed: the secrets are found when the sandbox starts, which a bundle cannot do",
     "nested_userns": "seccomp rules and sysctl",
     "setuid_bits": "seccomp rules", "handover": "listed", "seccomp": "linux.seccomp",
     "compat_syscalls": "linux.seccomp.architectures", "limits": "process.rlimits, linux.resources",
@@ -313,6 +314,10 @@ def unexpressed(plan) -> list[str]:
                      + (f": what the command writes beside {plan.cwd} stays inside" if handover.staging else "")
                      + (f"; files it makes in {handover.top} keep the owner they have inside" if handover.top
                         else ""))
+    if plan.hidden:
+        patterns = sorted({p for h in plan.hidden for p in h.patterns})
+        lines.append(f"the secrets security.hide names ({', '.join(patterns)} in {', '.join(h.dst for h in plan.hidden)}) "
+                     "are found when a rootsand sandbox starts: a bundle shows them")
     if plan.landlock and plan.landlock.mode != "off":
         lines.append(f"Landlock (landlock = {plan.landlock.mode!r}: the second wall under the mounts, and the "
                      "scopes of abstract sockets and signals) is rootsand's own: not in the bundle")

@@ -178,12 +178,14 @@ def _build(runtime, plan) -> list[str]:
 
     fs = FileSystem(runtime.steps, runtime.rootfs, (plan.run_uid, plan.run_gid), plan.etc_files,
                            sysctls=plan.sysctls, protected=plan.protected, home_guards=plan.home_guards,
-                           workdir=plan.chdir)
+                           workdir=plan.chdir, hidden=plan.hidden)
     fs.build()
     if runtime.verbose:
         for inside, made in fs.protected_paths:
             print(f"rootsand: protected: {printable(inside)} (read-only" + (", made for the run, removed at exit)"
                                                                               if made else ")"), file=sys.stderr, flush=True)
+        for inside in fs.hidden_paths:
+            print(f"rootsand: hidden: {printable(inside)} (reads as empty: security.hide)", file=sys.stderr, flush=True)
         for note in fs.notes:
             print(f"rootsand: {printable(note)}", file=sys.stderr, flush=True)
         for failure in fs.sysctl_failures:

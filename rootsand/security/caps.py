@@ -12,7 +12,8 @@ from rootsand.linux import libc
 CAP_KILL = CAPABILITIES.index("CAP_KILL")
 
 RLIMITS = {"nofile": resource.RLIMIT_NOFILE, "nproc": resource.RLIMIT_NPROC, "fsize": resource.RLIMIT_FSIZE,
-           "core": resource.RLIMIT_CORE, "cpu": resource.RLIMIT_CPU, "as": resource.RLIMIT_AS}
+           "core": resource.RLIMIT_CORE, "cpu": resource.RLIMIT_CPU, "as": resource.RLIMIT_AS,
+           "data": resource.RLIMIT_DATA}
 
 
 def last_cap() -> int:

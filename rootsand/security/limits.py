@@ -18,11 +18,14 @@ class Limits(Record):
 
 
 def plan_limits(memory: int | None, pids: int | None, cpu: float | None, rlimits: dict[str, int],
-                cgroup_controllers: set[str]) -> Limits:
+                cgroup_controllers: set[str], data_limit_ignored: bool = False) -> Limits:
     """Cgroup v2 where a delegated cgroup offers the controller; else the rlimit that comes closest.
 
-    memory -> RLIMIT_AS (address space, not resident memory), pids -> RLIMIT_NPROC (counted per user
-    in the sandbox's own user namespace), cpu -> nothing: no rlimit shares a core.
+    memory -> RLIMIT_DATA: the memory a process can write to (heap, brk, private anonymous and
+    copy-on-write mappings, thread stacks), not the address space it reserves (PROT_NONE, which V8, Go
+    and the JVM reserve by the gigabyte and RLIMIT_AS would count); pids -> RLIMIT_NPROC (counted per user
+    in the sandbox's own user namespace), cpu -> nothing: no rlimit shares a core. Where the kernel was booted
+    with ignore_rlimit_data (data_limit_ignored), memory -> RLIMIT_AS after all: a limit that holds.
     """
     plan = Limits(rlimits=dict(rlimits))
     fallbacks = []
@@ -31,8 +34,10 @@ def plan_limits(memory: int | None, pids: int | None, cpu: float | None, rlimits
             plan.cgroup["memory.max"] = str(memory)
             plan.cgroup["memory.swap.max"] = "0"
         else:
-            plan.rlimits.setdefault("as", memory)
-            fallbacks.append("memory as RLIMIT_AS, per process")
+            name = "as" if data_limit_ignored else "data"
+            plan.rlimits.setdefault(name, memory)
+            fallbacks.append(f"memory as RLIMIT_{name.upper()}, per process"
+                             + (" (the kernel ignores RLIMIT_DATA: ignore_rlimit_data)" if data_limit_ignored else ""))
     if pids is not None:
         if "pids" in cgroup_controllers:
             plan.cgroup["pids.max"] = str(pids)
@@ -55,8 +60,9 @@ def describe_limits(limits: Limits, memory: int | None) -> list[str]:
     lines = [f"{key} = {value} (cgroup v2)" for key, value in limits.cgroup.items()]
     lines += [f"RLIMIT_{name.upper()} = {'unlimited' if value < 0 else value}" for name, value in limits.rlimits.items()]
     if memory is not None and "memory.max" not in limits.cgroup:
-        lines.append(f"memory without a cgroup: RLIMIT_AS counts each process's address space, not the sandbox's "
-                     f"total (up to the process limit times it); memfd_create is refused, "
+        lines.append(f"memory without a cgroup: RLIMIT_DATA counts the memory each process can write to (not the "
+                     f"address space it only reserves), not the sandbox's total (up to the process limit times "
+                     f"it); memfd_create is refused, shared anonymous mappings above {memory} bytes are refused, "
                      f"SysV shared memory is kept within {memory} bytes, each tmpfs (/tmp, /dev/shm, ...) is capped "
                      "at that size on its own; the page cache and kernel memory are not limited")
     return lines

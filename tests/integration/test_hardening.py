@@ -166,7 +166,7 @@ def test_untrusted_limits_are_finite_and_said(tmp_path):
     assert fsize != "unlimited" and int(fsize) * 1024 == 1 << 30  # bash counts 1024-byte blocks
     assert nproc == "256" and nofile == "1024" and core == "0"
     warnings = _warnings(r)
-    assert len(warnings) == 1 and "RLIMIT_AS" in warnings[0] and "RLIMIT_NPROC" in warnings[0]
+    assert len(warnings) == 1 and "RLIMIT_DATA" in warnings[0] and "RLIMIT_NPROC" in warnings[0]
 
 
 def test_the_limits_warning_is_said_once_per_boot_and_always_by_doctor_and_v(tmp_path):
@@ -174,7 +174,7 @@ def test_the_limits_warning_is_said_once_per_boot_and_always_by_doctor_and_v(tmp
     from rootsand.security import cgroup
 
     env = _fresh_runtime_dir(tmp_path)
-    line = ("rootsand: warning: no delegated cgroup v2 with these controllers: memory as RLIMIT_AS, per process, "
+    line = ("rootsand: warning: no delegated cgroup v2 with these controllers: memory as RLIMIT_DATA, per process, "
             "pids as RLIMIT_NPROC")
     delegated = cgroup.delegated_cgroup()
     work = tmp_path / "work"

@@ -54,7 +54,8 @@ def rules_of(name: str) -> list:
                                        setuid_bits=name == "loose",
                                        socket_families=("AF_VSOCK",) if name == "vsock" else (),
                                        limit_memfd=uncounted,
-                                       shm_max=min(probes.SHM_MAX, MEMORY) if uncounted else None)
+                                       shm_max=min(probes.SHM_MAX, MEMORY) if uncounted else None,
+                                       shared_map_max=MEMORY if uncounted else None)
 
 
 def profile(tmp_path, name: str, seccomp_none: bool = False) -> list[str]:

@@ -255,16 +255,25 @@ def test_run_from_the_parent_of_home_binds_an_empty_directory(where):
 def test_limits_use_a_delegated_cgroup_or_fall_back_to_rlimits(where):
     asked = make_spec(where, "untrusted")
     fallback = plan.plan(asked, FACTS)
-    assert fallback.limits.rlimits["as"] == 1 << 30 and fallback.limits.rlimits["nproc"] == 256
+    # RLIMIT_DATA: what a process can write to, not what it reserves (V8, Go, the JVM reserve gigabytes)
+    assert fallback.limits.rlimits["data"] == 1 << 30 and fallback.limits.rlimits["nproc"] == 256
+    assert "as" not in fallback.limits.rlimits
+    assert [r.args[0] for r in fallback.seccomp if r.syscall == "mmap"] == [(1, "GT", 1 << 30, 0)]
     assert fallback.cgroup_parent is None and fallback.limits.cgroup == {}
     assert fallback.sysctls["kernel/shmall"] == str((1 << 30) // 4096)
     assert fallback.sysctls["user/max_inotify_instances"] == "16"
     assert any(r.syscall == "memfd_create" for r in fallback.seccomp)
     delegated = plan.plan(asked, FACTS.replace(cgroup_dir="/sys/fs/cgroup/user", cgroup_controllers=["memory", "pids"]))
     assert delegated.limits.cgroup == {"memory.max": str(1 << 30), "memory.swap.max": "0", "pids.max": "256"}
-    assert "as" not in delegated.limits.rlimits and delegated.cgroup_parent == "/sys/fs/cgroup/user"
+    assert not {"as", "data"} & set(delegated.limits.rlimits) and delegated.cgroup_parent == "/sys/fs/cgroup/user"
     assert "kernel/shmall" not in delegated.sysctls
-    assert not any(r.syscall == "memfd_create" for r in delegated.seccomp)
+    assert not any(r.syscall in ("memfd_create", "mmap") for r in delegated.seccomp)
+    # a kernel booted with ignore_rlimit_data only logs a process past RLIMIT_DATA: RLIMIT_AS holds there
+    ignored = plan.plan(asked, FACTS.replace(data_limit_ignored=True))
+    assert ignored.limits.rlimits["as"] == 1 << 30 and "data" not in ignored.limits.rlimits
+    assert ignored.limits.not_enforced[0] == ("no delegated cgroup v2 with these controllers: memory as RLIMIT_AS, per "
+                                              "process (the kernel ignores RLIMIT_DATA: ignore_rlimit_data), pids as "
+                                              "RLIMIT_NPROC")
 
 
 def test_resolv_conf_puts_slirp_first_and_drops_the_hosts_loopback():

@@ -40,7 +40,7 @@ PLAIN = ("keyctl", "add_key", "request_key", "kexec_load", "kexec_file_load", "i
          "reboot", "io_uring_setup", "io_uring_enter", "io_uring_register")
 MOUNT_API = ("open_tree", "move_mount", "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr")
 USERNS = ("unshare", "clone", "clone3")
-ALL_OPTIONS = {"limit_memfd": True, "shm_max": probes.SHM_MAX}  # every rule on (net_mode none, setuid_bits false)
+ALL_OPTIONS = {"limit_memfd": True, "shm_max": probes.SHM_MAX, "shared_map_max": probes.MAP_MAX}  # every rule on (net_mode none, setuid_bits false)
 HAVE_FCHMODAT2 = seccomp_compile._kernel_has("fchmodat2")  # Linux 6.6
 
 
@@ -276,14 +276,24 @@ def test_memory_rules():
     assert [(r.errno, r.args, r.direct) for r in shm["shmget"]] == [(errno.EINVAL, ((1, "GT", 1000, 0),), True)]
     assert [(r.errno, r.args, r.optional) for r in shm["ipc"]] == [
         (errno.EINVAL, ((0, "MASKED_EQ", 0xFFFF, 23), (2, "GT", 1000, 0)), True)]
+    mapped = by_name(seccomp_rules.default_rules(True, shared_map_max=1000))
+    assert not {"memfd_create", "shmget"} & set(mapped)
+    # MAP_SHARED|MAP_ANONYMOUS (0x21 on x86-64) above the limit: shared memory RLIMIT_DATA does not count
+    assert [(r.syscall, r.errno, r.args, r.optional) for r in mapped["mmap"] + mapped["mmap2"]] == [
+        (call, errno.ENOMEM, ((1, "GT", 1000, 0), (3, "MASKED_EQ", 0x21, 0x21)), call == "mmap2")
+        for call in ("mmap", "mmap2")]
+    mips = seccomp_rules.default_rules(True, shared_map_max=1000, arch=seccomp_rules.HostArch(machine="mips64"))
+    assert [r.args[1] for r in mips if r.syscall == "mmap"] == [(3, "MASKED_EQ", 0x801, 0x801)]
     for bad in (-1, 1.5, True, "64M", 1 << 64):
-        with pytest.raises(ValueError, match="shm_max"):
-            seccomp_rules.default_rules(True, shm_max=bad)
+        for name in ("shm_max", "shared_map_max"):
+            with pytest.raises(ValueError, match=name):
+                seccomp_rules.default_rules(True, **{name: bad})
     assert all(r.why for r in seccomp_rules.default_rules(False, **ALL_OPTIONS))
 
 
 def test_rules_for_passes_the_options_on():
-    options = dict(net_mode="slirp", setuid_bits=True, socket_families=["AF_ALG"], limit_memfd=True, shm_max=5)
+    options = dict(net_mode="slirp", setuid_bits=True, socket_families=["AF_ALG"], limit_memfd=True, shm_max=5,
+                   shared_map_max=7)
     assert seccomp_rules.rules_for("default", False, **options) == seccomp_rules.default_rules(
         False, **{**options, "socket_families": ("AF_ALG",)})
     assert seccomp_rules.rules_for("default", True) == seccomp_rules.default_rules(True)
@@ -293,9 +303,10 @@ def test_rules_for_passes_the_options_on():
 # ---------------------------------------------------------------------------------------------- the probe table
 
 # Each option of default_rules that adds rules, off and on.
-OPTION_SETS = [dict(zip(("nested_userns", "net_mode", "setuid_bits", "limit_memfd", "shm_max"), values))
+OPTION_SETS = [dict(zip(("nested_userns", "net_mode", "setuid_bits", "limit_memfd", "shm_max", "shared_map_max"),
+                        values))
                for values in itertools.product((False, True), ("none", "host"), (False, True), (False, True),
-                                               (None, probes.SHM_MAX))]
+                                               (None, probes.SHM_MAX), (None, probes.MAP_MAX))]
 COMPARE = {"EQ": lambda v, a, b: v == a, "NE": lambda v, a, b: v != a, "LT": lambda v, a, b: v < a,
            "LE": lambda v, a, b: v <= a, "GT": lambda v, a, b: v > a, "GE": lambda v, a, b: v >= a,
            "MASKED_EQ": lambda v, a, b: v & a == b}
@@ -326,7 +337,7 @@ def test_every_rule_has_a_probe_and_every_probe_its_rules():
     # and each probe's targets are rules (with the errno it expects).
     for options in OPTION_SETS:
         rules = seccomp_rules.default_rules(**options)
-        table = probes.table(options["shm_max"] or probes.SHM_MAX)
+        table = probes.table(options["shm_max"] or probes.SHM_MAX, options["shared_map_max"] or probes.MAP_MAX)
         targets = {target for probe in table for target in probe.targets}
         untested = [(r.syscall, r.args, r.why) for r in rules if key(r) not in targets]
         assert untested == [], (options, untested)
@@ -405,7 +416,7 @@ FILTERS = {
     "default profile": dict(nested_userns=True),
     "net host, setuid bits": dict(nested_userns=True, net_mode="host", setuid_bits=True),
     "AF_VSOCK allowed": dict(nested_userns=True, net_mode="slirp", socket_families=("AF_VSOCK",)),
-    "memory limit": dict(nested_userns=True, limit_memfd=True, shm_max=4096),
+    "memory limit": dict(nested_userns=True, limit_memfd=True, shm_max=4096, shared_map_max=probes.MAP_MAX),
 }
 
 

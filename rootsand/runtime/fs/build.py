@@ -24,6 +24,7 @@ import stat
 from rootsand.errors import RootsandError
 from rootsand.guard import hostpaths
 from rootsand.linux import libc
+from rootsand.runtime.fs.hide import HiddenFiles
 from rootsand.runtime.fs.overlay import OverlayMounts
 from rootsand.runtime.fs.primitives import (BIND_TYPES, MAX_LINKS, ROOT, STAGING, Source, open_at, origin_of, split_path,
                                             attrs_of, new_fs)
@@ -31,14 +32,15 @@ from rootsand.runtime.fs.protect import ProtectedPaths
 from rootsand.runtime.fs.special import SpecialMounts
 
 
-class FileSystem(SpecialMounts, OverlayMounts, ProtectedPaths):
+class FileSystem(SpecialMounts, OverlayMounts, ProtectedPaths, HiddenFiles):
     """Builds the sandbox's root from a plan's mount steps (plan.MountStep), then pivots into it. The steps
     of each kind live in their own module: special.py (proc, dev, mqueue), overlay.py, protect.py (the home
     guards and protected paths); this one opens the sources, walks targets, binds and pivots."""
 
     def __init__(self, mounts: list, rootfs: str | None, run_ids: tuple[int, int],
                  generated: dict[str, str] | None = None, sysctls: dict[str, str] | None = None,
-                 protected: list | None = None, home_guards: list | None = None, workdir: str = "/"):
+                 protected: list | None = None, home_guards: list | None = None, workdir: str = "/",
+                 hidden: list | None = None):
         self.mounts = mounts
         self.workdir = workdir  # where the command starts: the directories made on the way turn read-only
         # the directories setup made (st_dev, st_ino): not what a mount put over one of them since
@@ -46,6 +48,8 @@ class FileSystem(SpecialMounts, OverlayMounts, ProtectedPaths):
         self.home_guards = home_guards or []  # homerule.HomeGuard: applied after every mount, before protect
         self.protected = protected or []  # plan.Protected: made read-only after every mount
         self.protected_paths: list[tuple[str, bool]] = []  # (inside, made): what protect() did, for --verbose
+        self.hidden = hidden or []  # plan.Hidden: files read as empty, after the protected paths
+        self.hidden_paths: dict[str, None] = {}  # what _hide() covered, in order, for --verbose
         self.rootfs = rootfs
         self.host_backed: list[str] = []  # paths inside where writes reach the user's files
         self.read_only_at_end: list[tuple[int, int]] = []  # (fd, attrs): once later mounts have their mount points
@@ -89,6 +93,7 @@ class FileSystem(SpecialMounts, OverlayMounts, ProtectedPaths):
                 raise RootsandError(f"{origin_of(m, index)}: {e.message}", e.hint) from None
             self._guard_homes(index)  # before later mounts: they stay as they are (the build's caches)
         self._protect()
+        self._hide()
         self._generated_files()
         for fd, attrs in self.read_only_at_end:
             libc.mount_setattr_fd(fd, attrs, recursive=False)

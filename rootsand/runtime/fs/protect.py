@@ -146,12 +146,16 @@ class ProtectedPaths:
 
     def _pin(self, fd: int, what: str, read_only: bool) -> None:
         """Bind `fd` onto itself: a mount point, read-only or not (always nosuid, nodev); uses up fd."""
-        tree = libc.open_tree(fd, "", libc.OPEN_TREE_CLONE | libc.AT_EMPTY_PATH, what)
+        attrs = libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV | (libc.MOUNT_ATTR_RDONLY if read_only else 0)
+        self._clone_onto(fd, fd, attrs, what)
+
+    def _clone_onto(self, source: int, target: int, attrs: int, what: str) -> None:
+        """A clone of `source` (not recursive) with `attrs`, attached onto `target`, which is used up."""
+        tree = libc.open_tree(source, "", libc.OPEN_TREE_CLONE | libc.AT_EMPTY_PATH, what)
         try:
-            attrs = libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV | (libc.MOUNT_ATTR_RDONLY if read_only else 0)
             libc.mount_setattr_fd(tree, attrs, recursive=False, what=what)
         except OSError:
             os.close(tree)
-            os.close(fd)
+            os.close(target)
             raise
-        self._attach(tree, fd, what)
+        self._attach(tree, target, what)

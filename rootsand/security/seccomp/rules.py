@@ -3,8 +3,8 @@
 A deny list on top of ALLOW: it refuses what no ordinary program needs and what widens the kernel
 surface a sandboxed command can reach (keyrings, kernel modules, kexec, bpf, TIOCSTI, ...); and, as the
 profile says, rarely used socket families (security.socket_families, not with --net host), setuid and
-setgid bits on files (security.setuid_bits), and memory that RLIMIT_AS does not count (memfds, large SysV
-segments) where a memory limit has no memory cgroup to enforce it.
+setgid bits on files (security.setuid_bits), and memory that RLIMIT_DATA does not count (memfds, large SysV
+segments, large shared anonymous mappings) where a memory limit has no memory cgroup to enforce it.
 
 Pure: no libseccomp, no system call, nothing read from the host. What the rules depend on in the host's
 architecture (ioctl numbers, clone's argument order) comes in as a HostArch, which host.facts() reads, so
@@ -25,6 +25,7 @@ ADDR_NO_RANDOMIZE = 0x0040000
 READ_IMPLIES_EXEC = 0x0400000
 S_ISUID, S_ISGID = 0o4000, 0o2000
 SHMGET = 23  # ipc(2)'s call number for shmget
+MAP_SHARED = 0x01
 U32 = (1 << 32) - 1
 
 # Rarely used socket families, refused unless a profile lists them in security.socket_families.
@@ -79,22 +80,23 @@ class HostArch(Record):
 
 def default_rules(nested_userns: bool, *, net_mode: str = "none", setuid_bits: bool = False,
                   socket_families: tuple[str, ...] = (), limit_memfd: bool = False,
-                  shm_max: int | None = None, arch: HostArch | None = None) -> list[Rule]:
+                  shm_max: int | None = None, shared_map_max: int | None = None,
+                  arch: HostArch | None = None) -> list[Rule]:
     """The default deny list for a host of `arch` (x86-64's when None); with nested_userns False it also
     stops new user namespaces.
 
     A net_mode whose netmodes entry leaves the sockets open (host) lets every socket family through; otherwise
     those of SOCKET_FAMILIES not named in socket_families are refused. setuid_bits True lets files get setuid
     and setgid bits. limit_memfd refuses memfd_create and memfd_secret, and an integer shm_max refuses larger
-    SysV shared memory segments: memory that RLIMIT_AS does not count, for sandboxes with a memory limit that
-    no memory cgroup enforces.
+    SysV shared memory segments, and an integer shared_map_max larger shared anonymous mappings: memory that
+    RLIMIT_DATA does not count, for sandboxes with a memory limit that no memory cgroup enforces.
     """
     unknown = [name for name in socket_families if name not in SOCKET_FAMILIES]
     if unknown:
         raise ValueError(f"unknown socket families {unknown}: expected some of {', '.join(SOCKET_FAMILIES)}")
-    if shm_max is not None and (not isinstance(shm_max, int) or isinstance(shm_max, bool) or
-                                not 0 <= shm_max <= U64):
-        raise ValueError(f"shm_max must be bytes (0..2**64-1), got {shm_max!r}")
+    for name, value in (("shm_max", shm_max), ("shared_map_max", shared_map_max)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= U64):
+            raise ValueError(f"{name} must be bytes (0..2**64-1), got {value!r}")
     arch = arch or HostArch()
     EPERM, ENOSYS = errno_module.EPERM, errno_module.ENOSYS
     tiocsti, tioclinux = arch.tiocsti, arch.tioclinux
@@ -155,20 +157,37 @@ def default_rules(nested_userns: bool, *, net_mode: str = "none", setuid_bits: b
         # ENOSYS, what a kernel without these calls says: programs that use memfds for speed (Wayland
         # clients, Mesa, PulseAudio, JITs) then fall back to a file in /dev/shm or a temporary directory,
         # which are size-capped tmpfs mounts. EPERM reads as a hard failure to code that checks for ENOSYS.
-        memfd = "memory that RLIMIT_AS does not count, and no memory cgroup counts it here"
+        memfd = "memory that RLIMIT_DATA does not count, and no memory cgroup counts it here"
         rules += [Rule("memfd_create", ENOSYS, why=f"memfd_create: {memfd}; programs fall back to /dev/shm"),
                   Rule("memfd_secret", ENOSYS, why=f"memfd_secret: {memfd}")]
     if shm_max is not None:
-        # EINVAL: what the kernel says for a size above kernel.shmmax. A segment outlives its process and
-        # counts against RLIMIT_AS only while attached.
-        why = f"SysV shared memory segments above {shm_max} bytes: memory that RLIMIT_AS does not count"
+        # EINVAL: what the kernel says for a size above kernel.shmmax. A segment outlives its process, and
+        # RLIMIT_DATA never counts it (a shared mapping).
+        why = f"SysV shared memory segments above {shm_max} bytes: memory that RLIMIT_DATA does not count"
         rules.append(Rule("shmget", errno_module.EINVAL, ((1, "GT", shm_max, 0),), why, direct=True))
         # 32-bit x86 programs (and s390, ppc ones) call shmget through ipc(SHMGET, key, size, flags): there
         # the size is the third argument. (The direct x86 shmget, which glibc does not use there, stays open:
         # libseccomp cannot name it apart from the multiplexer.) ipc's call number is its low 16 bits.
         rules.append(Rule("ipc", errno_module.EINVAL, ((0, "MASKED_EQ", 0xFFFF, SHMGET), (2, "GT", shm_max, 0)),
                           why, optional=True))
+    if shared_map_max is not None:
+        # RLIMIT_DATA counts private writable mappings only: a MAP_SHARED|MAP_ANONYMOUS one is shmem that no
+        # rlimit counts (RLIMIT_AS did). ENOMEM, what the kernel says over a limit. MAP_SHARED is bit 0 of
+        # the mapping type (MAP_SHARED_VALIDATE has it too); the length is the second argument (mmap2 too).
+        # (A MAP_SHARED mapping of /dev/zero is the same memory; seccomp cannot tell its fd from a file's.)
+        shared_anon = MAP_SHARED | map_anonymous(arch)
+        why = (f"shared anonymous mappings above {shared_map_max} bytes: memory that RLIMIT_DATA does not count")
+        args = ((1, "GT", shared_map_max, 0), (3, "MASKED_EQ", shared_anon, shared_anon))
+        rules += [Rule("mmap", errno_module.ENOMEM, args, why),
+                  Rule("mmap2", errno_module.ENOMEM, args, why, optional=True)]
     return rules
+
+
+def map_anonymous(arch: HostArch) -> int:
+    """MAP_ANONYMOUS on `arch`: 0x20 but on MIPS, PA-RISC and Alpha."""
+    if arch.machine.startswith("mips"):
+        return 0x800
+    return 0x10 if arch.machine.startswith(("parisc", "alpha")) else 0x20
 
 
 def _socket_family_rules(allowed: tuple[str, ...]) -> list[Rule]:
@@ -235,7 +254,8 @@ def _personality_rules() -> list[Rule]:
 
 def rules_for(seccomp: str, nested_userns: bool, *, file_rules=(), net_mode: str = "none",
               setuid_bits: bool = False, socket_families: tuple[str, ...] = (), limit_memfd: bool = False,
-              shm_max: int | None = None, arch: HostArch | None = None) -> list[Rule] | None:
+              shm_max: int | None = None, shared_map_max: int | None = None,
+              arch: HostArch | None = None) -> list[Rule] | None:
     """The rules for a profile's `security.seccomp` ("default", "none" or a rule file's path, whose rules,
     read in the spec stage, are `file_rules`); None: no filter. The plan's only way to them.
 
@@ -246,5 +266,5 @@ def rules_for(seccomp: str, nested_userns: bool, *, file_rules=(), net_mode: str
         return None
     return default_rules(nested_userns, net_mode=net_mode, setuid_bits=setuid_bits,
                          socket_families=tuple(socket_families), limit_memfd=limit_memfd,
-                         shm_max=shm_max, arch=arch) + list(file_rules)
+                         shm_max=shm_max, shared_map_max=shared_map_max, arch=arch) + list(file_rules)
 
