@@ -74,6 +74,9 @@ class MountStep(Record):
         # whose host path is not there (skipped)
         "kind": "",
         "origin": "",
+        # bwrap's ops (config/bwrap.py): dir, file, symlink and chmod act wherever the path leads, the user's
+        # files included (asked for on the command line), and missing parents are made with this mode
+        "on_host": False, "parents": None,
     }
     __slots__ = tuple(FIELDS)
 
@@ -215,6 +218,11 @@ class Plan(Record):
         "sysctls": dict,  # written through the sandbox's own procfs
         "notes": list,  # said once on stderr before the sandbox starts
         "resolved": None,  # Resolved: filled in by runtime/hostprep.py, before anything runs
+        # bwrap's front end (config/bwrap.py): the directories tried in order when chdir is not there, $PWD set
+        # to where the command starts, argv[0] other than the program's name, the command as PID 1 itself,
+        # killed with the launcher, the files PID 1 holds a read lock on while the sandbox runs
+        "chdir_else": list, "set_pwd": False, "argv0": None, "as_pid_1": False, "die_with_parent": False,
+        "lock_files": list,
     }
     __slots__ = tuple(FIELDS)
     NESTED = {"ids": idmap.IdPlan, "mounts": MountStep, "home_guards": HomeGuard, "protected": Protected,

@@ -41,12 +41,11 @@ def exec_command(plan, report_fd: int, seccomp_filter, pty_slave: int | None) ->
 
             attach_to_slave(pty_slave, every=plan.tty)
     caps.apply_rlimits(plan.limits.rlimits)
+    env = plan.env
     if plan.chdir:
-        try:
-            os.chdir(plan.chdir)
-        except OSError as e:
-            raise RootsandError(f"cannot change to directory {plan.chdir} inside the sandbox: {e.strerror}",
-                                hint="pick another with --chdir") from None
+        where = _change_directory(plan.chdir, plan.chdir_else)
+        if plan.set_pwd:  # bwrap: $PWD names where the command starts
+            env = {**env, "PWD": where}
     # Only stdin, stdout and stderr reach the command; the report pipe closes itself on exec.
     os.closerange(3, report_fd)
     os.closerange(report_fd + 1, 2**31 - 1)  # close_range(2): every fd, however high
@@ -69,6 +68,8 @@ def exec_command(plan, report_fd: int, seccomp_filter, pty_slave: int | None) ->
         libc.join_new_session_keyring()
     except OSError:
         pass
+    if plan.die_with_parent:  # bwrap's --die-with-parent (armed after the change of ids, which clears it)
+        libc.prctl(libc.PR_SET_PDEATHSIG, 9)
     caps.set_capabilities(keep, ambient=uid != 0)
     caps.no_new_privs()
     argv = plan.argv
@@ -77,12 +78,12 @@ def exec_command(plan, report_fd: int, seccomp_filter, pty_slave: int | None) ->
         seccomp.install(seccomp_filter)  # last: from here on the filter judges every call
     try:
         try:
-            execvpe(argv[0], argv, plan.env)
+            execvpe(argv[0], [plan.argv0] + argv[1:] if plan.argv0 is not None else argv, env)
         except OSError as e:
             if e.errno not in (errno.ENOENT, errno.ENOTDIR) or not plan.argv_fallback:
                 raise
             argv = plan.argv_fallback  # the default command: the user's shell is not in this sandbox
-            execvpe(argv[0], argv, plan.env)
+            execvpe(argv[0], argv, env)
     except OSError as e:
         if e.errno in (errno.ENOENT, errno.ENOTDIR):
             raise RootsandError(f"{argv[0]}: command not found in the sandbox",
@@ -90,6 +91,20 @@ def exec_command(plan, report_fd: int, seccomp_filter, pty_slave: int | None) ->
                                 code=ExitCode.NOT_FOUND) from None
         raise RootsandError(f"{argv[0]}: cannot execute: {e.strerror}", code=ExitCode.NOT_EXECUTABLE) from None
     return ExitCode.FAILURE  # not reached
+
+
+def _change_directory(path: str, others: list[str]) -> str:
+    """chdir to `path`, else (bwrap, where the current directory is not in the sandbox) to the first of
+    `others` that is there; the directory it went to."""
+    for where in [path] + list(others):
+        try:
+            os.chdir(where)
+            return where
+        except OSError as e:
+            if not others:
+                raise RootsandError(f"cannot change to directory {path} inside the sandbox: {e.strerror}",
+                                    hint="pick another with --chdir") from None
+    return os.getcwd()
 
 
 def execvpe(name: str, argv: list[str], env: dict) -> None:
