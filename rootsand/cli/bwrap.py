@@ -35,6 +35,15 @@ def _read_fd(fd: int) -> bytes:
     return b"".join(chunks)
 
 
+def _fd_path(fd: int) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError as e:
+        from rootsand.config.bwrap import BwrapError
+
+        raise BwrapError(f"Invalid fd: {fd}: {e.strerror}") from None
+
+
 def _die(message: str, level_prefix: bool) -> int:
     from rootsand.errors import printable
 
@@ -48,7 +57,7 @@ def run(args: list[str], prog: str = "bwrap") -> int:
 
     level_prefix = "--level-prefix" in args[:args.index("--")] if "--" in args else "--level-prefix" in args
     try:
-        parsed = bwrap.parse(args, dict(os.environ), _read_fd)
+        parsed = bwrap.parse(args, dict(os.environ), _read_fd, _fd_path)
     except bwrap._Help:
         print(bwrap.usage(prog), end="")
         return 0
@@ -91,12 +100,19 @@ def run(args: list[str], prog: str = "bwrap") -> int:
 
 
 def _userns_disabled() -> bool:
-    """--assert-userns-disabled: no user namespace can be made here (a sandbox's --disable-userns)."""
-    try:
-        with open("/proc/sys/user/max_user_namespaces") as f:
-            return int(f.read()) == 0
-    except (OSError, ValueError):
-        return False
+    """--assert-userns-disabled: no user namespace can be made here (a sandbox's --disable-userns), tried in a
+    child of ours."""
+    from rootsand.linux import libc
+
+    pid = os.fork()
+    if pid == 0:
+        try:
+            libc.unshare(libc.CLONE_NEWUSER)
+            os._exit(0)
+        except BaseException:  # noqa: BLE001 - a forked child never unwinds into our code
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) != 0
 
 
 def main(argv: list[str] | None = None) -> None:

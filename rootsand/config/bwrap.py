@@ -146,8 +146,10 @@ def expand_args(args: list[str], read_fd) -> list[str]:
     return out
 
 
-def parse(args: list[str], env: dict, read_fd) -> Parsed:
-    """Parse bwrap's options in order (bubblewrap's parse_args). BwrapError for what bwrap dies on."""
+def parse(args: list[str], env: dict, read_fd, fd_path=lambda fd: f"/proc/self/fd/{fd}") -> Parsed:
+    """Parse bwrap's options in order (bubblewrap's parse_args). BwrapError for what bwrap dies on. `read_fd`
+    reads an fd's data (--args, --file...), `fd_path` names what an fd is open on (--bind-fd: the path it has
+    now is what is bound)."""
     args = expand_args(args, read_fd)
     p = Parsed(env)
     perms: int | None = None
@@ -249,7 +251,7 @@ def parse(args: list[str], env: dict, read_fd) -> Parsed:
                optional=arg.endswith("-try"))
         elif arg in ("--bind-fd", "--ro-bind-fd"):
             fd = _fd(values[0])
-            op(type="bind" if arg == "--bind-fd" else "ro-bind", src=f"/proc/self/fd/{fd}", dst=values[1])
+            op(type="bind" if arg == "--bind-fd" else "ro-bind", src=fd_path(fd), dst=values[1], optional=False)
         elif arg == "--remount-ro":
             op(type="remount-ro", dst=values[0])
         elif arg == "--overlay-src":
@@ -404,7 +406,8 @@ def plan(p: Parsed, uid: int, gid: int, pid: int, cwd: str, last_cap: int, self_
         network=Network(mode="none" if "net" in p.unshare else "host"),
         capabilities=[c for c in CAPABILITIES if c in capabilities],
         new_session=p.new_session, nested_userns=not p.disable_userns, seccomp=None,
-        limits=limits.Limits(), sysctls={"user/max_user_namespaces": "0"} if p.disable_userns else {},
+        limits=limits.Limits(), sysctls={"user/max_user_namespaces": "1"} if p.disable_userns else {},
+        userns_layer=p.disable_userns,
         as_pid_1=p.as_pid_1, die_with_parent=p.die_with_parent, lock_files=list(p.lock_files),
     )
 
@@ -483,6 +486,6 @@ Not available (they need bubblewrap's own machinery): --userns, --userns2, --pid
 def sources_missing(p: Parsed, lexists=os.path.lexists) -> str | None:
     """The first bind source (not a -try one) that is not there: bubblewrap's "Can't find source path"."""
     for o in p.ops:
-        if o["type"] in ("bind", "ro-bind", "dev-bind") and not o["optional"] and not lexists(o["src"]):
+        if o["type"] in ("bind", "ro-bind", "dev-bind") and not o.get("optional") and not lexists(o["src"]):
             return o["src"]
     return None

@@ -223,6 +223,9 @@ class Plan(Record):
         # killed with the launcher, the files PID 1 holds a read lock on while the sandbox runs
         "chdir_else": list, "set_pwd": False, "argv0": None, "as_pid_1": False, "die_with_parent": False,
         "lock_files": list,
+        # bwrap's --disable-userns: the command in a user namespace of its own below the sandbox's, whose limit
+        # of one user namespace (sysctls) it cannot raise from there, root or not
+        "userns_layer": False,
     }
     __slots__ = tuple(FIELDS)
     NESTED = {"ids": idmap.IdPlan, "mounts": MountStep, "home_guards": HomeGuard, "protected": Protected,

@@ -51,6 +51,8 @@ def exec_command(plan, report_fd: int, seccomp_filter, pty_slave: int | None) ->
     os.closerange(report_fd + 1, 2**31 - 1)  # close_range(2): every fd, however high
 
     uid, gid = plan.run_uid, plan.run_gid
+    if plan.userns_layer:
+        _userns_layer()
     keep = plan.capability_mask
     caps.drop_bounding_set(keep)
     if keep and uid != 0 and uid != os.getuid():
@@ -91,6 +93,25 @@ def exec_command(plan, report_fd: int, seccomp_filter, pty_slave: int | None) ->
                                 code=ExitCode.NOT_FOUND) from None
         raise RootsandError(f"{argv[0]}: cannot execute: {e.strerror}", code=ExitCode.NOT_EXECUTABLE) from None
     return ExitCode.FAILURE  # not reached
+
+
+def _userns_layer() -> None:
+    """A user namespace of our own below the sandbox's, our ids mapped to themselves (bwrap's --disable-userns:
+    the sandbox's limit of one is used up by it, and no sysctl written from inside raises that)."""
+    uid, gid = os.geteuid(), os.getegid()
+    try:
+        libc.unshare(libc.CLONE_NEWUSER)
+        # /proc/self is root's while we are not dumpable (as PID 1 made us): for these writes only
+        libc.prctl(libc.PR_SET_DUMPABLE, 1)
+        try:
+            for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1\n"),
+                               ("gid_map", f"{gid} {gid} 1\n")):
+                with open(f"/proc/self/{name}", "w") as f:
+                    f.write(text)
+        finally:
+            libc.prctl(libc.PR_SET_DUMPABLE, 0)
+    except OSError as e:
+        raise RootsandError(f"--disable-userns: cannot make the command's user namespace: {e.strerror}") from None
 
 
 def _change_directory(path: str, others: list[str]) -> str:
