@@ -40,7 +40,7 @@ TWO_ARGS = {"--setenv", "--bind", "--bind-try", "--ro-bind", "--ro-bind-try", "-
             "--bind-fd", "--ro-bind-fd", "--file", "--bind-data", "--ro-bind-data", "--symlink", "--chmod"}
 FLAGS = {"--unshare-all", "--share-net", "--unshare-user", "--unshare-user-try", "--disable-userns",
          "--assert-userns-disabled", "--clearenv", "--new-session", "--die-with-parent", "--as-pid-1",
-         "--level-prefix", *UNSHARE}
+         "--level-prefix", "--not-a-security-boundary", *UNSHARE}
 BIND_OPTIONS = {"--bind": "bind", "--ro-bind": "ro-bind", "--dev-bind": "dev-bind"}
 
 
@@ -201,6 +201,8 @@ def parse(args: list[str], env: dict, read_fd, fd_path=lambda fd: f"/proc/self/f
             p.unshare_user = True
         elif arg in UNSHARE:
             p.unshare.add(UNSHARE[arg])
+        elif arg == "--not-a-security-boundary":
+            pass  # bubblewrap 0.11: a hint that the sandbox need not resist its own processes; nothing to do
         elif arg == "--disable-userns":
             p.disable_userns = True
         elif arg == "--assert-userns-disabled":
@@ -261,11 +263,11 @@ def parse(args: list[str], env: dict, read_fd, fd_path=lambda fd: f"/proc/self/f
             if len(overlay_src) < least:
                 raise BwrapError(f"{arg} requires at least {'one' if least == 1 else 'two'} --overlay-src")
             if arg == "--overlay":
-                op(type="overlay", dst=values[2], lower=list(overlay_src), upper=values[0], workdir=values[1])
+                op(type="overlay", dst=values[2], lower=list(overlay_src), upper=values[0], work=values[1])
             elif arg == "--tmp-overlay":
                 op(type="overlay", dst=values[0], lower=list(overlay_src), upper="tmpfs")
             else:
-                op(type="overlay", dst=values[0], lower=list(overlay_src), upper="read-only")
+                op(type="overlay", dst=values[0], lower=list(overlay_src), upper="none")
             overlay_src = []
         elif arg in ("--proc", "--dev", "--mqueue"):
             op(type=arg[2:], dst=values[0])
@@ -339,7 +341,7 @@ def _parent_mode(mode: int | None) -> int:
     return parents
 
 
-def mount_steps(p: Parsed) -> list[MountStep]:
+def mount_steps(p: Parsed, cwd: str) -> list[MountStep]:
     """The ops as the runtime's MountSteps, in order."""
     steps = []
     for index, o in enumerate(p.ops):
@@ -347,7 +349,7 @@ def mount_steps(p: Parsed) -> list[MountStep]:
         origin = f"bwrap option {index + 1} ({kind} on {o['dst']})"
         common = {"type": kind, "dst": o["dst"], "origin": origin, "on_host": True}
         if kind in ("bind", "ro-bind", "dev-bind"):
-            step = MountStep(**common, src=o["src"], optional=o["optional"], flags=list(MOUNT_FLAGS[kind]))
+            step = MountStep(**common, src=os.path.join(cwd, o["src"]), optional=o["optional"], flags=list(MOUNT_FLAGS[kind]))
         elif kind == "tmpfs":
             options = {"mode": f"{o['mode']:o}", **({"size": str(o["size"])} if o["size"] else {})}
             step = MountStep(**common, flags=list(MOUNT_FLAGS["tmpfs"]), options=options, mode=o["mode"])
@@ -374,8 +376,12 @@ def mount_steps(p: Parsed) -> list[MountStep]:
         elif kind == "remount-ro":
             step = MountStep(**common)
         elif kind == "overlay":
-            step = MountStep(**common, lower=list(reversed(o["lower"])), upper=o["upper"],
-                             flags=list(MOUNT_FLAGS["overlay"]))
+            # bwrap's --overlay-src are bottom first, overlayfs's (and MountStep's) top first; relative
+            # paths are the current directory's, as bubblewrap resolves them
+            upper = o["upper"] if o["upper"] in ("tmpfs", "none") else os.path.join(cwd, o["upper"])
+            step = MountStep(**common, lower=[os.path.join(cwd, d) for d in reversed(o["lower"])], upper=upper,
+                             work=os.path.join(cwd, o["work"]) if o.get("work") else None,
+                             flags=list(MOUNT_FLAGS["overlay"]) + (["ro"] if upper == "none" else []))
         else:  # pragma: no cover - parse() makes no other
             raise BwrapError(f"internal: unknown op {kind}")
         steps.append(step)
@@ -395,7 +401,7 @@ def plan(p: Parsed, uid: int, gid: int, pid: int, cwd: str, last_cap: int, self_
     else:  # bubblewrap: an id other than 0 keeps only what --cap-add names
         capabilities = (set(CAPABILITIES[:last_cap + 1]) if p.caps_all else set(p.cap_add)) - set(p.cap_drop)
     env = dict(p.env)
-    steps = mount_steps(p)
+    steps = mount_steps(p, cwd)
     argv = list(self_exe) + p.command[1:] if p.command[0] == "/proc/self/exe" else list(p.command)
     return Plan(
         name=f"bwrap-{pid}", profile="bwrap", argv=argv, env=env,

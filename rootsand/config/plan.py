@@ -77,6 +77,9 @@ class MountStep(Record):
         # bwrap's ops (config/bwrap.py): dir, file, symlink and chmod act wherever the path leads, the user's
         # files included (asked for on the command line), and missing parents are made with this mode
         "on_host": False, "parents": None,
+        # an overlay's work dir where it is given (bwrap's --overlay), else a hidden sibling of its upper dir;
+        # upper = "none": a read-only overlay of the lower dirs alone (bwrap's --ro-overlay)
+        "work": None,
     }
     __slots__ = tuple(FIELDS)
 
@@ -331,7 +334,7 @@ def writable_sources(mounts: list) -> list[str]:
     for m in mounts:
         if m.type in ("bind", "dev-bind") and m.src:
             tops.append(os.path.normpath(m.src))
-        if m.type == "overlay" and m.upper != "tmpfs":
+        if m.type == "overlay" and m.upper not in ("tmpfs", "none"):
             tops.append(os.path.normpath(m.upper))
     return [t for t in dict.fromkeys(tops) if t != "/"]
 

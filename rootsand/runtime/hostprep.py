@@ -69,8 +69,10 @@ def resolve(the_plan):
                 if step.origin.startswith("--device ") and os.path.exists(step.src):
                     _check_device(step.src, what)
         elif step.type == "overlay":
-            upper = step.upper if step.upper == "tmpfs" else resolve_source(step.upper, judged, what + " upper", homes)
-            step = step.replace(lower=[resolve_source(p, judged, what, homes) for p in step.lower], upper=upper)
+            upper = step.upper if step.upper in ("tmpfs", "none") else resolve_source(step.upper, judged, what + " upper", homes)
+            work = step.work and resolve_source(step.work, judged, what + " work dir", homes)
+            step = step.replace(lower=[resolve_source(p, judged, what, homes) for p in step.lower], upper=upper,
+                                work=work)
             _check_sources(step, what, step.lower)
             step = step.replace(kind=_overlay_kind(step, what, the_plan.ids, mountinfo, notes, warnings))
         elif step.type == "proc":
@@ -115,7 +117,7 @@ def _check_writable(steps: list, writable: list[str]) -> None:
     was judged by (the setuid clearing, the status file, the links refused): else a link was swapped in or out
     meanwhile (attack round 5, r03)."""
     mounted = [s.src for s in steps if s.type in ("bind", "dev-bind") and s.kind != "absent"]
-    mounted += [s.upper for s in steps if s.type == "overlay" and s.upper != "tmpfs" and s.kind != "absent"]
+    mounted += [s.upper for s in steps if s.type == "overlay" and s.upper not in ("tmpfs", "none") and s.kind != "absent"]
     for path in mounted:
         if path != "/" and path not in writable:
             raise RootsandError(f"{path} changed while it was being looked at (it was {' or '.join(writable)})",
@@ -174,7 +176,7 @@ def _check_sources(step, what: str, paths: list[str]) -> None:
             raise missing_source(what, path)
         if step.type == "overlay" and not os.path.isdir(path):
             raise RootsandError(f"{what}: overlay lower directory {path} is not a directory")
-    upper = step.upper if step.type == "overlay" and step.upper != "tmpfs" else None
+    upper = step.upper if step.type == "overlay" and step.upper not in ("tmpfs", "none") else None
     if upper and not (os.path.isdir(upper) or os.path.isdir(os.path.dirname(upper))):
         raise RootsandError(f"{what}: overlay upper directory {upper}: neither it nor its parent exists")
 
