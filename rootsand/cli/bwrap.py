@@ -44,6 +44,14 @@ def _fd_path(fd: int) -> str:
         raise BwrapError(f"Invalid fd: {fd}: {e.strerror}") from None
 
 
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+        return True
+    except OSError:
+        return False
+
+
 def _die(message: str, level_prefix: bool) -> int:
     from rootsand.errors import printable
 
@@ -87,9 +95,11 @@ def run(args: list[str], prog: str = "bwrap") -> int:
     from rootsand.runtime import launcher
 
     cwd = os.getcwd()
+    open_fds = [int(fd) for fd in os.listdir("/proc/self/fd")]  # (the listing's own is closed by now)
+    open_fds = [fd for fd in open_fds if _is_open(fd)]
     facts_last_cap = host.facts("none").last_cap
     the_plan = bwrap.plan(parsed, os.getuid(), os.getgid(), os.getpid(), cwd, facts_last_cap,
-                          [sys.executable, "-m", "rootsand.cli.bwrap"])
+                          [sys.executable, "-m", "rootsand.cli.bwrap"], open_fds)
     if parsed.die_with_parent:
         from rootsand.linux import libc
         import signal

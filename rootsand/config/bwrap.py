@@ -16,7 +16,6 @@ from rootsand.config import idmap
 from rootsand.config.model import CAPABILITIES
 from rootsand.config.plan import DEV_NODES, MOUNT_FLAGS, PROC_MASKED_DIRS, PROC_MASKED_FILES, PROC_READ_ONLY, \
     MountStep, Network, Plan, writable_sources
-from rootsand.security import limits
 
 MAX_ARGS = 9000  # bubblewrap's limit on the arguments, --args files included
 MAX_TMPFS_BYTES = (2 ** 64 - 1) // 2  # SIZE_MAX / 2, bubblewrap's cap for --size
@@ -172,10 +171,11 @@ def parse(args: list[str], env: dict, read_fd, fd_path=lambda fd: f"/proc/self/f
             break
         if not arg.startswith("-"):
             break
+        # --perms and --size modify the next option that makes something; each other may come between
         if perms is not None and arg not in ("--dir", "--file", "--bind-data", "--ro-bind-data", "--tmpfs",
-                                             "--chmod", "--size"):
+                                             "--chmod", "--size", "--perms"):
             raise BwrapError("--perms must be followed by an option that creates a file")
-        if size is not None and arg not in ("--tmpfs", "--perms"):
+        if size is not None and arg not in ("--tmpfs", "--perms", "--size"):
             raise BwrapError("--size must be followed by --tmpfs")
         if overlay_src and arg not in ("--overlay-src", "--overlay", "--tmp-overlay", "--ro-overlay"):
             raise BwrapError("--overlay-src must be followed by another --overlay-src or one of --overlay, "
@@ -388,9 +388,11 @@ def mount_steps(p: Parsed, cwd: str) -> list[MountStep]:
     return steps
 
 
-def plan(p: Parsed, uid: int, gid: int, pid: int, cwd: str, last_cap: int, self_exe: list[str]) -> Plan:
+def plan(p: Parsed, uid: int, gid: int, pid: int, cwd: str, last_cap: int, self_exe: list[str],
+         open_fds: list[int] = ()) -> Plan:
     """The Plan for a parsed bwrap command line, run by user `uid`:`gid` from `cwd`. Pure. `self_exe`: how to
-    run this front end, for a command /proc/self/exe (bubblewrap's own binary, to a bwrap user)."""
+    run this front end, for a command /proc/self/exe (bubblewrap's own binary, to a bwrap user). `open_fds`:
+    the caller's descriptors still open: the command gets them, but those bwrap keeps for itself."""
     inside_uid = uid if p.uid is None else p.uid
     inside_gid = gid if p.gid is None else p.gid
     ids = idmap.IdPlan(uid_lines=[(inside_uid, uid, 1)], gid_lines=[(inside_gid, gid, 1)], deny_setgroups=True)
@@ -412,8 +414,9 @@ def plan(p: Parsed, uid: int, gid: int, pid: int, cwd: str, last_cap: int, self_
         network=Network(mode="none" if "net" in p.unshare else "host"),
         capabilities=[c for c in CAPABILITIES if c in capabilities],
         new_session=p.new_session, nested_userns=not p.disable_userns, seccomp=None,
-        limits=limits.Limits(), sysctls={"user/max_user_namespaces": "1"} if p.disable_userns else {},
+        sysctls={"user/max_user_namespaces": "1"} if p.disable_userns else {},
         userns_layer=p.disable_userns,
+        keep_fds=sorted(set(open_fds) - {p.info_fd, p.json_status_fd, p.block_fd} - {0, 1, 2}),
         as_pid_1=p.as_pid_1, die_with_parent=p.die_with_parent, lock_files=list(p.lock_files),
     )
 

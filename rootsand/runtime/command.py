@@ -47,8 +47,11 @@ def exec_command(plan, report_fd: int, seccomp_filter, pty_slave: int | None) ->
         if plan.set_pwd:  # bwrap: $PWD names where the command starts
             env = {**env, "PWD": where}
     # Only stdin, stdout and stderr reach the command; the report pipe closes itself on exec.
-    os.closerange(3, report_fd)
-    os.closerange(report_fd + 1, 2**31 - 1)  # close_range(2): every fd, however high
+    low = 3
+    for fd in sorted(set(plan.keep_fds) | {report_fd}):  # bwrap: the caller's fds reach the command
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 2**31 - 1)  # close_range(2): every fd, however high
 
     uid, gid = plan.run_uid, plan.run_gid
     if plan.userns_layer:

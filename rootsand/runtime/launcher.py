@@ -278,6 +278,8 @@ class Launcher:
             os.close(alive_w)
             if self.status_fd is not None:
                 os.close(self.status_fd)
+            if self.info_fd is not None:  # ours: its reader sees end of file once we have written
+                os.close(self.info_fd)
             if self.protect_lock is not None:
                 # Ours alone: a copy in PID 1 (which never execs) would hold the lock for the whole run, and
                 # every sweep of a killed launcher's leftovers would wait for it in vain.
