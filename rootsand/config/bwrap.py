@@ -27,8 +27,6 @@ REFUSED = {
     "--userns": "joining a user namespace by fd", "--userns2": "joining a user namespace by fd",
     "--pidns": "joining a PID namespace by fd", "--userns-block-fd": "--userns-block-fd",
     "--exec-label": "SELinux labels", "--file-label": "SELinux labels",
-    "--seccomp": "a seccomp program given as BPF (rootsand builds its own filters)",
-    "--add-seccomp-fd": "a seccomp program given as BPF (rootsand builds its own filters)",
 }
 ONE_ARG = {"--args", "--argv0", "--uid", "--gid", "--hostname", "--chdir", "--unsetenv", "--lock-file",
            "--sync-fd", "--block-fd", "--info-fd", "--json-status-fd", "--cap-add", "--cap-drop", "--perms",
@@ -75,6 +73,8 @@ class Parsed:
         self.disable_userns = False
         self.assert_userns_disabled = False
         self.level_prefix = False
+        self.seccomp: list[bytes] = []  # compiled BPF programs, in order
+        self.seccomp_given: str | None = None  # --seccomp or --add-seccomp-fd: the two do not mix
         self.warnings: list[str] = []
         self.command: list[str] = []
 
@@ -283,6 +283,17 @@ def parse(args: list[str], env: dict, read_fd, fd_path=lambda fd: f"/proc/self/f
             op(type="file" if arg == "--file" else "data", dst=values[1],
                mode=default if perms is None else perms, data=data, read_only=arg == "--ro-bind-data")
             perms = None
+        elif arg in ("--seccomp", "--add-seccomp-fd"):
+            if p.seccomp_given and p.seccomp_given != arg:
+                raise BwrapError(f"{arg} cannot be combined with {p.seccomp_given}")
+            if arg == "--seccomp" and p.seccomp:
+                p.warnings.append("Only the last --seccomp option will take effect")
+                p.seccomp = []
+            p.seccomp_given = arg
+            data = read_fd(_fd(values[0]))
+            if not data or len(data) % 8:
+                raise BwrapError("Invalid seccomp data, must be multiple of 8")
+            p.seccomp.append(data)
         elif arg == "--symlink":
             op(type="symlink", src=values[0], dst=values[1])
         else:
@@ -416,6 +427,7 @@ def plan(p: Parsed, uid: int, gid: int, pid: int, cwd: str, last_cap: int, self_
         new_session=p.new_session, nested_userns=not p.disable_userns, seccomp=None,
         sysctls={"user/max_user_namespaces": "1"} if p.disable_userns else {},
         userns_layer=p.disable_userns,
+        seccomp_bpf=[program.hex() for program in p.seccomp],
         keep_fds=sorted(set(open_fds) - {p.info_fd, p.json_status_fd, p.block_fd} - {0, 1, 2}),
         as_pid_1=p.as_pid_1, die_with_parent=p.die_with_parent, lock_files=list(p.lock_files),
     )
@@ -483,12 +495,14 @@ rootsand's bubblewrap-compatible front end: bwrap's options, carried out by root
     --as-pid-1                   Do not install a reaper process with PID=1
     --cap-add CAP                Add cap CAP when running as privileged user
     --cap-drop CAP               Drop cap CAP when running as privileged user
+    --seccomp FD                 Load and use seccomp rules from FD (not repeatable)
+    --add-seccomp-fd FD          Load and use seccomp rules from FD (repeatable)
     --perms OCTAL                Set permissions of next argument (--bind-data, --file, etc.)
     --size BYTES                 Set size of next argument (only for --tmpfs)
     --chmod OCTAL PATH           Change permissions of PATH (must already exist)
 
 Not available (they need bubblewrap's own machinery): --userns, --userns2, --pidns, --userns-block-fd,
---seccomp, --add-seccomp-fd, --exec-label, --file-label.
+--exec-label, --file-label.
 """
 
 

@@ -229,6 +229,7 @@ class Plan(Record):
         # bwrap's --disable-userns: the command in a user namespace of its own below the sandbox's, whose limit
         # of one user namespace (sysctls) it cannot raise from there, root or not
         "userns_layer": False,
+        "seccomp_bpf": list,  # bwrap: compiled BPF programs (hex) loaded last, after rootsand's own filter
         "keep_fds": list,  # bwrap: the caller's descriptors (beyond 0-2) that reach the command, as they are
     }
     __slots__ = tuple(FIELDS)

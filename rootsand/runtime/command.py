@@ -81,6 +81,8 @@ def exec_command(plan, report_fd: int, seccomp_filter, pty_slave: int | None) ->
     channel.send(report_fd, stage="exec")  # the command starts now: a kill from here on is the command's
     if seccomp_filter is not None:
         seccomp.install(seccomp_filter)  # last: from here on the filter judges every call
+    for program in plan.seccomp_bpf:  # bwrap's --seccomp and --add-seccomp-fd, in their order
+        seccomp.load_bpf(bytes.fromhex(program))
     try:
         try:
             execvpe(argv[0], [plan.argv0] + argv[1:] if plan.argv0 is not None else argv, env)

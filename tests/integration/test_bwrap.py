@@ -91,10 +91,29 @@ def test_the_callers_descriptors_reach_the_command_as_with_bwrap(bwrap_dir, tmp_
     (tmp_path / "given").write_text("through fd 5\n")  # (whichever number it gets)
     fd = os.open(tmp_path / "given", os.O_RDONLY)
     try:
-        done = bwrap(bwrap_dir, "--ro-bind", "/", "/", "sh", "-c", f"cat <&{fd}", pass_fds=[fd])
+        done = bwrap(bwrap_dir, "--ro-bind", "/", "/", "cat", f"/dev/fd/{fd}", pass_fds=[fd])
     finally:
         os.close(fd)
     assert (done.returncode, done.stdout) == (0, "through fd 5\n"), done.stderr
+
+
+def test_a_compiled_seccomp_program_is_loaded(bwrap_dir, tmp_path):
+    import errno
+
+    import pyseccomp
+
+    denylist = pyseccomp.SyscallFilter(pyseccomp.ALLOW)
+    for call in ("mkdir", "mkdirat"):
+        denylist.add_rule(pyseccomp.ERRNO(errno.ECONNREFUSED), call)
+    with open(tmp_path / "filter.bpf", "wb") as f:
+        denylist.export_bpf(f)
+    fd = os.open(tmp_path / "filter.bpf", os.O_RDONLY)
+    try:
+        done = bwrap(bwrap_dir, "--ro-bind", "/", "/", "--tmpfs", "/tmp", "--seccomp", str(fd), "sh", "-c",
+                     "touch /tmp/file && mkdir /tmp/dir", pass_fds=[fd])
+    finally:
+        os.close(fd)
+    assert done.returncode == 1 and "Connection refused" in done.stderr, done.stderr
 
 
 def test_bwrap_sandboxes_are_in_ps_and_inspect(bwrap_dir):

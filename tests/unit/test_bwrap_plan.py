@@ -115,11 +115,21 @@ def test_what_bwrap_dies_on(args, message):
     assert str(e.value) == message
 
 
-@pytest.mark.parametrize("option", ["--userns", "--pidns", "--seccomp", "--add-seccomp-fd", "--userns-block-fd"])
+@pytest.mark.parametrize("option", ["--userns", "--pidns", "--userns-block-fd"])
 def test_what_needs_bubblewrap_itself_is_refused_saying_so(option):
     with pytest.raises(bwrap.BwrapError) as e:
         parse(option, "3", "true")
     assert str(e.value).startswith(f"{option} is not supported by rootsand's bwrap: ")
+
+
+def test_seccomp_programs_in_order():
+    p = plan("--add-seccomp-fd", "3", "--add-seccomp-fd", "4", "true", fds={3: b"\x06" + bytes(7), 4: bytes(16)})
+    assert p.seccomp_bpf == ["0600000000000000", "00" * 16]
+    for data, message in ((b"123", "Invalid seccomp data, must be multiple of 8"),):
+        with pytest.raises(bwrap.BwrapError, match=message):
+            parse("--seccomp", "3", "true", fds={3: data})
+    with pytest.raises(bwrap.BwrapError, match="--seccomp cannot be combined with --add-seccomp-fd"):
+        parse("--add-seccomp-fd", "3", "--seccomp", "4", "true", fds={3: bytes(8), 4: bytes(8)})
 
 
 def test_a_second_chdir_is_warned_about_as_bwrap_does():
