@@ -91,14 +91,13 @@ def run(args: list[str], prog: str = "bwrap") -> int:
             os.read(parsed.block_fd, 1)  # bubblewrap blocks until there is data (or end of file)
         except OSError:
             pass
-    from rootsand.config import host
     from rootsand.runtime import launcher
+    from rootsand.security import caps
 
     cwd = os.getcwd()
     open_fds = [int(fd) for fd in os.listdir("/proc/self/fd")]  # (the listing's own is closed by now)
     open_fds = [fd for fd in open_fds if _is_open(fd)]
-    facts_last_cap = host.facts("none").last_cap
-    the_plan = bwrap.plan(parsed, os.getuid(), os.getgid(), os.getpid(), cwd, facts_last_cap,
+    the_plan = bwrap.plan(parsed, os.getuid(), os.getgid(), os.getpid(), cwd, caps.last_cap(),
                           [sys.executable, "-m", "rootsand.cli.bwrap"], open_fds)
     if parsed.die_with_parent:
         from rootsand.linux import libc
