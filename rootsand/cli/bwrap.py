@@ -10,7 +10,7 @@ import sys
 
 
 def _read_fd(fd: int) -> bytes:
-    """All of `fd`, as bubblewrap reads --args and the data options' fds (and closes them)."""
+    """All of `fd`, as bubblewrap reads --args and the data options' fds (and closes them). OSError."""
     chunks = []
     try:
         while True:
@@ -18,10 +18,6 @@ def _read_fd(fd: int) -> bytes:
             if not chunk:
                 break
             chunks.append(chunk)
-    except OSError as e:
-        from rootsand.config.bwrap import BwrapError
-
-        raise BwrapError(f"Can't read from fd {fd}: {e.strerror}") from None
     finally:
         try:
             if fd <= 2:  # stdin read up: /dev/null in its place, so that no descriptor of ours becomes fd 0
@@ -139,9 +135,14 @@ def main(argv: list[str] | None = None) -> None:
     except RootsandError as e:
         for line in e.lines():
             say(line)
-        code = 1
+        code = e.code  # the runtime's failures are rootsand's, as with `rootsand run`
     except KeyboardInterrupt:
         code = 128 + 2
+    except Exception as e:  # noqa: BLE001 - never a traceback (as cli/main.py)
+        from rootsand.errors import printable
+
+        say(f"rootsand: error: internal error: {type(e).__name__}: {printable(str(e))}")
+        code = 125
     try:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -115,6 +115,13 @@ def _cap(option: str, name: str) -> str:
     return full
 
 
+def _read(read_fd, fd: int, what: str = "") -> bytes:
+    try:
+        return read_fd(fd)
+    except OSError as e:
+        raise BwrapError(f"Can't read {what or f'from fd {fd}'}: {e.strerror}") from None
+
+
 def expand_args(args: list[str], read_fd) -> list[str]:
     """The command line with each `--args FD` (before the command) replaced by the NUL-separated arguments
     read from FD, as bubblewrap reads them."""
@@ -127,7 +134,7 @@ def expand_args(args: list[str], read_fd) -> list[str]:
         if arg == "--args":
             if i + 1 >= len(args):
                 raise BwrapError("--args takes an argument")
-            data = read_fd(_fd(args[i + 1]))
+            data = _read(read_fd, _fd(args[i + 1]))
             items = data.split(b"\0")
             if items and items[-1] == b"":
                 items.pop()
@@ -154,6 +161,7 @@ def parse(args: list[str], env: dict, read_fd, fd_path=lambda fd: f"/proc/self/f
     perms: int | None = None
     size: int | None = None
     overlay_src: list[str] = []
+    seccomp_fds: list[int] = []
     i = 0
 
     def need(count: int, message: str) -> list[str]:
@@ -278,7 +286,7 @@ def parse(args: list[str], env: dict, read_fd, fd_path=lambda fd: f"/proc/self/f
             op(type="dir", dst=values[0], mode=perms)
             perms = None
         elif arg in ("--file", "--bind-data", "--ro-bind-data"):
-            data = read_fd(_fd(values[0]))
+            data = _read(read_fd, _fd(values[0]))
             default = 0o666 if arg == "--file" else 0o600
             op(type="file" if arg == "--file" else "data", dst=values[1],
                mode=default if perms is None else perms, data=data, read_only=arg == "--ro-bind-data")
@@ -286,14 +294,11 @@ def parse(args: list[str], env: dict, read_fd, fd_path=lambda fd: f"/proc/self/f
         elif arg in ("--seccomp", "--add-seccomp-fd"):
             if p.seccomp_given and p.seccomp_given != arg:
                 raise BwrapError(f"{arg} cannot be combined with {p.seccomp_given}")
-            if arg == "--seccomp" and p.seccomp:
+            if arg == "--seccomp" and seccomp_fds:
                 p.warnings.append("Only the last --seccomp option will take effect")
-                p.seccomp = []
+                seccomp_fds = []
             p.seccomp_given = arg
-            data = read_fd(_fd(values[0]))
-            if not data or len(data) % 8:
-                raise BwrapError("Invalid seccomp data, must be multiple of 8")
-            p.seccomp.append(data)
+            seccomp_fds.append(_fd(values[0]))  # read once the options are parsed, as bubblewrap does
         elif arg == "--symlink":
             op(type="symlink", src=values[0], dst=values[1])
         else:
@@ -306,6 +311,11 @@ def parse(args: list[str], env: dict, read_fd, fd_path=lambda fd: f"/proc/self/f
     if overlay_src:
         raise BwrapError("--overlay-src must be followed by another --overlay-src or one of --overlay, "
                          "--tmp-overlay, or --ro-overlay")
+    for fd in seccomp_fds:
+        data = _read(read_fd, fd, "seccomp data")
+        if len(data) % 8:
+            raise BwrapError("Invalid seccomp data, must be multiple of 8")
+        p.seccomp.append(data)
     p.command = args[i:]
     if not p.command:
         raise _Usage()

@@ -179,3 +179,19 @@ def test_bubblewraps_own_suite(bwrap_dir, suites, version, checks, needed, tmp_p
     print(f"bubblewrap {version}: {len(passed)} of {checks}")
     assert len(passed) >= needed, (f"{len(passed)} of {checks}; the first failure:\n"
                                    + "\n".join(done.stderr.splitlines()[-25:]))
+
+
+def test_bubblewraps_seccomp_suite(bwrap_dir, suites, tmp_path):
+    """0.12.0's tests/test-seccomp.py: --seccomp and --add-seccomp-fd with programs that libseccomp compiles
+    (pyseccomp, the tests' binding of it, under the name the suite imports), against its try-syscall."""
+    tests = suites["0.12.0"] / "tests"
+    subprocess.run(["gcc", "-o", str(tmp_path / "try-syscall"), str(tests / "try-syscall.c")], check=True)
+    (tmp_path / "tests").mkdir()
+    os.rename(tmp_path / "try-syscall", tmp_path / "tests" / "try-syscall")
+    (tmp_path / "seccomp.py").write_text("from pyseccomp import *  # noqa: F403 - python3-seccomp's name\n")
+    env = {**os.environ, "BWRAP": "rootsand-bwrap", "G_TEST_BUILDDIR": str(tmp_path),
+           "PATH": f"{bwrap_dir}:{os.environ['PATH']}",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, str(tests / "test-seccomp.py")], env=env, cwd=tmp_path,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and "Ran 6 tests" in done.stderr and "\nOK" in done.stderr, done.stderr[-3000:]

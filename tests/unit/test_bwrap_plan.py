@@ -128,8 +128,11 @@ def test_seccomp_programs_in_order():
     for data, message in ((b"123", "Invalid seccomp data, must be multiple of 8"),):
         with pytest.raises(bwrap.BwrapError, match=message):
             parse("--seccomp", "3", "true", fds={3: data})
+    # the options first, then the fds, as bubblewrap reads them
     with pytest.raises(bwrap.BwrapError, match="--seccomp cannot be combined with --add-seccomp-fd"):
-        parse("--add-seccomp-fd", "3", "--seccomp", "4", "true", fds={3: bytes(8), 4: bytes(8)})
+        parse("--add-seccomp-fd", "3", "--seccomp", "4", "true", fds={})
+    with pytest.raises(bwrap.BwrapError, match="Can't read seccomp data: Bad file descriptor"):
+        bwrap.parse(["--seccomp", "9", "true"], ENV, lambda fd: os.read(-1, 1))
 
 
 def test_a_second_chdir_is_warned_about_as_bwrap_does():
