@@ -73,6 +73,9 @@ def test_bwraps_errors_and_statuses(bwrap_dir, tmp_path):
     assert (done.returncode, done.stderr) == (1, "bwrap: Unknown option --frobnicate\n")
     done = bwrap(bwrap_dir, "--userns", "3", "true")
     assert done.returncode == 1 and done.stderr.startswith("bwrap: --userns is not supported by rootsand's bwrap")
+    done = run(["bwrap", "--frobnicate", "true"])  # `rootsand bwrap` is the same front end
+    assert (done.returncode, done.stderr) == (1, "bwrap: Unknown option --frobnicate\n")
+    assert run(["bwrap", "--help"], check_rc=0).stdout.startswith("usage: rootsand bwrap [OPTIONS...]")
     # the command's own status, and a command that is an option's name after --
     assert bwrap(bwrap_dir, "--ro-bind", "/", "/", "sh", "-c", "exit 7").returncode == 7
     assert bwrap(bwrap_dir, "--ro-bind", "/", "/", "--", "--dev-bind", "/dev", "/dev", "true").returncode != 0
