@@ -82,11 +82,6 @@ def run(args: list[str], prog: str = "bwrap") -> int:
     missing = bwrap.sources_missing(parsed)
     if missing:
         return _die(f"Can't find source path {missing}: No such file or directory", parsed.level_prefix)
-    if parsed.block_fd is not None:
-        try:
-            os.read(parsed.block_fd, 1)  # bubblewrap blocks until there is data (or end of file)
-        except OSError:
-            pass
     from rootsand.runtime import launcher
     from rootsand.security import caps
 

@@ -437,7 +437,7 @@ def plan(p: Parsed, uid: int, gid: int, pid: int, cwd: str, last_cap: int, self_
         new_session=p.new_session, nested_userns=not p.disable_userns, seccomp=None,
         sysctls={"user/max_user_namespaces": "1"} if p.disable_userns else {},
         userns_layer=p.disable_userns,
-        seccomp_bpf=[program.hex() for program in p.seccomp],
+        seccomp_bpf=[program.hex() for program in p.seccomp], block_fd=p.block_fd,
         keep_fds=sorted(set(open_fds) - {p.info_fd, p.json_status_fd, p.block_fd} - {0, 1, 2}),
         as_pid_1=p.as_pid_1, die_with_parent=p.die_with_parent, lock_files=list(p.lock_files),
     )

@@ -230,6 +230,7 @@ class Plan(Record):
         # of one user namespace (sysctls) it cannot raise from there, root or not
         "userns_layer": False,
         "seccomp_bpf": list,  # bwrap: compiled BPF programs (hex) loaded last, after rootsand's own filter
+        "block_fd": None,  # bwrap: the command waits for data (or end of file) on this fd of the caller's
         "keep_fds": list,  # bwrap: the caller's descriptors (beyond 0-2) that reach the command, as they are
     }
     __slots__ = tuple(FIELDS)

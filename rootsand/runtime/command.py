@@ -46,6 +46,11 @@ def exec_command(plan, report_fd: int, seccomp_filter, pty_slave: int | None) ->
         where = _change_directory(plan.chdir, plan.chdir_else)
         if plan.set_pwd:  # bwrap: $PWD names where the command starts
             env = {**env, "PWD": where}
+    if plan.block_fd is not None:  # bwrap's --block-fd: the sandbox is up (--info-fd says so); wait to be let go
+        try:
+            os.read(plan.block_fd, 1)
+        except OSError:
+            pass
     # Only stdin, stdout and stderr reach the command; the report pipe closes itself on exec.
     low = 3
     for fd in sorted(set(plan.keep_fds) | {report_fd}):  # bwrap: the caller's fds reach the command

@@ -119,6 +119,27 @@ def test_a_compiled_seccomp_program_is_loaded(bwrap_dir, tmp_path):
     assert done.returncode == 1 and "Connection refused" in done.stderr, done.stderr
 
 
+def test_block_fd_holds_the_command_until_the_caller_lets_it_go(bwrap_dir, tmp_path):
+    info_r, info_w = os.pipe()
+    block_r, block_w = os.pipe()
+    flag = tmp_path / "ran"
+    sandbox = subprocess.Popen([os.path.join(bwrap_dir, "rootsand-bwrap"), "--bind", "/", "/",
+                                "--info-fd", str(info_w), "--block-fd", str(block_r), "touch", str(flag)],
+                               pass_fds=[info_w, block_r], stdin=subprocess.DEVNULL)
+    os.close(info_w)
+    os.close(block_r)
+    try:
+        with os.fdopen(info_r) as f:
+            assert json.loads(f.read())["child-pid"] > 0  # the sandbox is up: its command waits
+        assert not flag.exists() and sandbox.poll() is None
+        os.write(block_w, b"x")
+        assert sandbox.wait(timeout=60) == 0 and flag.exists()
+    finally:
+        os.close(block_w)
+        sandbox.kill()
+        sandbox.wait()
+
+
 def test_bwrap_sandboxes_are_in_ps_and_inspect(bwrap_dir):
     read_end, write_end = os.pipe()
     sandbox = subprocess.Popen([os.path.join(bwrap_dir, "rootsand-bwrap"), "--ro-bind", "/", "/", "--unshare-pid",
