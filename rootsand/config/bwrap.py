@@ -228,7 +228,7 @@ def parse(args: list[str], env: dict, read_fd, fd_path=lambda fd: f"/proc/self/f
         elif arg == "--argv0":
             p.argv0 = values[0]
         elif arg == "--clearenv":
-            p.env = {k: v for k, v in p.env.items() if k == "PWD"}
+            p.env = {}
         elif arg == "--setenv":
             p.env[values[0]] = values[1]
         elif arg == "--unsetenv":
@@ -418,10 +418,10 @@ def plan(p: Parsed, uid: int, gid: int, pid: int, cwd: str, last_cap: int, self_
     inside_gid = gid if p.gid is None else p.gid
     ids = idmap.IdPlan(uid_lines=[(inside_uid, uid, 1)], gid_lines=[(inside_gid, gid, 1)], deny_setgroups=True)
     namespaces = ["user", "mount"] + [ns for ns in ("pid", "uts", "ipc", "net", "cgroup") if ns in p.unshare]
-    if inside_uid == 0:
+    if uid == 0 and inside_uid == 0:  # bubblewrap run by root: root's capabilities, less what is dropped
         capabilities = set(CAPABILITIES[:last_cap + 1]) if p.caps_all is not False else set()
         capabilities = (capabilities | set(p.cap_add)) - set(p.cap_drop)
-    else:  # bubblewrap: an id other than 0 keeps only what --cap-add names
+    else:  # anyone else, --uid 0 too, keeps only what --cap-add names
         capabilities = (set(CAPABILITIES[:last_cap + 1]) if p.caps_all else set(p.cap_add)) - set(p.cap_drop)
     env = dict(p.env)
     steps = mount_steps(p, cwd)

@@ -170,7 +170,7 @@ def _tie_to_launcher(setup_pidfd: int, built_fd: int, released_fd: int, alive_fd
 def _build(runtime, plan) -> list[str]:
     """The sandbox's own view of the system: its file system and /proc, hostname, loopback. What the user
     must be told (warnings)."""
-    if "uts" in plan.namespaces:
+    if "uts" in plan.namespaces and plan.hostname:  # (bwrap without --hostname: the host's name, as it was)
         libc.sethostname(plan.hostname)
     if "net" in plan.namespaces:
         from rootsand.net import network
