@@ -1,8 +1,8 @@
 """`rootsand bwrap ARGS` and the `rootsand-bwrap` command: bubblewrap's command line, carried out by rootsand.
 
 Lean like cli/entry.py (no typer): parse (config/bwrap.py), plan, resolve against the host, run with the
-launcher. bwrap's own failures are `bwrap: MESSAGE` lines with exit status 1, as bubblewrap's die(); what
-fails once the runtime has the plan is said as rootsand says it.
+launcher. What fails before the command runs is a `bwrap: MESSAGE` line with exit status 1, as bubblewrap's
+die() (the parser's in bubblewrap's words, the runtime's in rootsand's).
 """
 
 import os
@@ -127,10 +127,13 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         code = run(args, prog)
-    except RootsandError as e:
-        for line in e.lines():
-            say(line)
-        code = e.code  # the runtime's failures are rootsand's, as with `rootsand run`
+    except RootsandError as e:  # what failed before the command ran: said as bubblewrap says it, status 1
+        from rootsand.errors import printable
+
+        say(f"bwrap: {printable(e.message)}")
+        if e.hint:
+            say(f"bwrap: hint: {printable(e.hint)}")
+        code = 1
     except KeyboardInterrupt:
         code = 128 + 2
     except Exception as e:  # noqa: BLE001 - never a traceback (as cli/main.py)

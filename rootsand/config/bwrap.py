@@ -170,7 +170,7 @@ def parse(args: list[str], env: dict, read_fd, fd_path=lambda fd: f"/proc/self/f
         return args[i + 1:i + 1 + count]
 
     def op(**fields) -> None:
-        p.ops.append(fields)
+        p.ops.append({"option": arg, **fields})
 
     while i < len(args):
         arg = args[i]
@@ -365,9 +365,9 @@ def _parent_mode(mode: int | None) -> int:
 def mount_steps(p: Parsed, cwd: str) -> list[MountStep]:
     """The ops as the runtime's MountSteps, in order."""
     steps = []
-    for index, o in enumerate(p.ops):
+    for o in p.ops:
         kind = o["type"]
-        origin = f"bwrap option {index + 1} ({kind} on {o['dst']})"
+        origin = f"{o['option']} {o['dst']}"  # what an error names: "--dir /usr/x: Read-only file system"
         common = {"type": kind, "dst": o["dst"], "origin": origin, "on_host": True}
         if kind in ("bind", "ro-bind", "dev-bind"):
             step = MountStep(**common, src=os.path.join(cwd, o["src"]), optional=o["optional"], flags=list(MOUNT_FLAGS[kind]))

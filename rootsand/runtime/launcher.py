@@ -66,7 +66,7 @@ def run(the_plan, json_status: str | None = None, verbose: bool = False, debug: 
     """Carry out a plan; the command's exit status (or 124, 125, 126, 127). `detached`: run -d's
     (runtime/detach.py), told when the command runs; its terminal, if any, is attachable. `bwrap_status`:
     the status lines as bubblewrap writes them (its namespace keys; an exit code only for a command that
-    ran), the first also to `info_fd` (--info-fd)."""
+    ran), the first also to `info_fd` (--info-fd), and a failure raised, not said."""
     for note in the_plan.notes:
         warn(note)
     # How the limits fall short on this host: the same on every run until the host changes, so said once
@@ -418,6 +418,8 @@ class Launcher:
         # the setup process that was killed: "Broken pipe") is its consequence (found on Debian 13)
         self.error = self._killed_while_building(setup_status, status) or self.error
         if self.error:
+            if self.bwrap_status:  # raised to the front end, which says it as bubblewrap does (cli/bwrap.py)
+                raise self.error
             self.say(self.error.lines())
             code = self.error.code
         self.log(f"sandbox ended with status {code}")

@@ -73,6 +73,11 @@ def test_bwraps_errors_and_statuses(bwrap_dir, tmp_path):
     assert (done.returncode, done.stderr) == (1, "bwrap: Unknown option --frobnicate\n")
     done = bwrap(bwrap_dir, "--userns", "3", "true")
     assert done.returncode == 1 and done.stderr.startswith("bwrap: --userns is not supported by rootsand's bwrap")
+    # what fails in the runtime before the command runs: a bwrap: line too, and status 1, as bubblewrap has it
+    done = bwrap(bwrap_dir, "--ro-bind", "/", "/", "--dir", "/usr/rootsand-bwrap-x", "true")
+    assert (done.returncode, done.stderr) == (1, "bwrap: --dir /usr/rootsand-bwrap-x: Read-only file system\n")
+    done = bwrap(bwrap_dir, "--ro-bind", "/", "/", "no-such-command-x")
+    assert done.returncode == 1 and done.stderr.startswith("bwrap: no-such-command-x: command not found"), done
     done = run(["bwrap", "--frobnicate", "true"])  # `rootsand bwrap` is the same front end
     assert (done.returncode, done.stderr) == (1, "bwrap: Unknown option --frobnicate\n")
     assert run(["bwrap", "--help"], check_rc=0).stdout.startswith("usage: rootsand bwrap [OPTIONS...]")
