@@ -313,6 +313,16 @@ def _after_dashes(command: Optional[list[str]]) -> list[str]:
     return command[1:] if command[:1] == ["--"] else command
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
+                                "allow_interspersed_args": False}, add_help_option=False)
+def bwrap(ctx: typer.Context) -> None:
+    """Run a bubblewrap (bwrap) command line with rootsand's runtime; bwrap's options (rootsand bwrap --help).
+    Also installed as rootsand-bwrap."""
+    from rootsand.cli.bwrap import run  # (cli/main.py sends `rootsand bwrap` there before typer loads)
+
+    raise typer.Exit(run(list(ctx.args), "rootsand bwrap"))
+
+
 @app.command()
 def doctor(json_output: bool = typer.Option(False, "--json", help="Print the checks as JSON.")) -> None:
     """Check what this host lets rootsand do, and how to fix what it lacks. Exit 1 if something is missing."""

@@ -45,6 +45,10 @@ def parse_run_fast(args: list[str]):
 
 def main() -> None:
     options = None
+    if sys.argv[1:2] == ["bwrap"]:  # bubblewrap's command line, parsed by its own rules (cli/bwrap.py)
+        from rootsand.cli.bwrap import main as bwrap_main
+
+        bwrap_main(sys.argv[2:])
     try:
         # One parser decides what is rootsand's: a --debug after the command is the command's.
         options = parse_run_fast(sys.argv[2:]) if sys.argv[1:2] == ["run"] else None

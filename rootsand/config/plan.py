@@ -72,9 +72,16 @@ class MountStep(Record):
         # decided against the host (runtime/hostprep.py), in the resolved plan only: an overlay's "kernel",
         # "fuse" or "read-only" (its lower dir, when the overlay cannot be had); proc's "new-or-outer" (the
         # outer /proc where the kernel refuses a new one, with a warning); "absent" for an optional mount
-        # whose host path is not there (skipped)
+        # whose host path is not there (skipped); "own-runtime-dir" for the tmpfs over a runtime directory of
+        # rootsand's that a mount shows (hostprep.hide_runtime_dirs), mounted after the protected paths
         "kind": "",
         "origin": "",
+        # bwrap's ops (config/bwrap.py): dir, file, symlink and chmod act wherever the path leads, the user's
+        # files included (asked for on the command line), and missing parents are made with this mode
+        "on_host": False, "parents": None,
+        # an overlay's work dir where it is given (bwrap's --overlay), else a hidden sibling of its upper dir;
+        # upper = "none": a read-only overlay of the lower dirs alone (bwrap's --ro-overlay)
+        "work": None,
     }
     __slots__ = tuple(FIELDS)
 
@@ -231,6 +238,17 @@ class Plan(Record):
         "sysctls": dict,  # written through the sandbox's own procfs
         "notes": list,  # said once on stderr before the sandbox starts
         "resolved": None,  # Resolved: filled in by runtime/hostprep.py, before anything runs
+        # bwrap's front end (config/bwrap.py): the directories tried in order when chdir is not there, $PWD set
+        # to where the command starts, argv[0] other than the program's name, the command as PID 1 itself,
+        # killed with the launcher, the files PID 1 holds a read lock on while the sandbox runs
+        "chdir_else": list, "set_pwd": False, "argv0": None, "as_pid_1": False, "die_with_parent": False,
+        "lock_files": list,
+        # bwrap's --disable-userns: the command in a user namespace of its own below the sandbox's, whose limit
+        # of one user namespace (sysctls) it cannot raise from there, root or not
+        "userns_layer": False,
+        "seccomp_bpf": list,  # bwrap: compiled BPF programs (hex) loaded last, after rootsand's own filter
+        "block_fd": None,  # bwrap: the command waits for data (or end of file) on this fd of the caller's
+        "keep_fds": list,  # bwrap: the caller's descriptors (beyond 0-2) that reach the command, as they are
     }
     __slots__ = tuple(FIELDS)
     NESTED = {"ids": idmap.IdPlan, "mounts": MountStep, "home_guards": HomeGuard, "protected": Protected,
@@ -343,7 +361,7 @@ def writable_sources(mounts: list) -> list[str]:
     for m in mounts:
         if m.type in ("bind", "dev-bind") and m.src:
             tops.append(os.path.normpath(m.src))
-        if m.type == "overlay" and m.upper != "tmpfs":
+        if m.type == "overlay" and m.upper not in ("tmpfs", "none"):
             tops.append(os.path.normpath(m.upper))
     return [t for t in dict.fromkeys(tops) if t != "/"]
 

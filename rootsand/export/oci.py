@@ -51,6 +51,10 @@ PLAN_FIELDS = {
     "compat_syscalls": "linux.seccomp.architectures", "limits": "process.rlimits, linux.resources",
     "cgroup_parent": "not needed: the engine places the container's cgroup", "sysctls": "linux.sysctl, or listed",
     "notes": "said, as run says them", "resolved": "RESOLVED_FIELDS",
+    # set by `rootsand bwrap` alone (config/bwrap.py), whose plans are not exported: empty in a profile's
+    **{field: "rootsand bwrap's alone: never set in a profile's plan" for field in (
+        "chdir_else", "set_pwd", "argv0", "as_pid_1", "die_with_parent", "lock_files", "userns_layer",
+        "seccomp_bpf", "block_fd", "keep_fds")},
 }
 RESOLVED_FIELDS = {
     "mounts": "mounts", "rootfs": "root", "writable": "the binds' rw flag", "protect": "protected paths' binds",

@@ -42,15 +42,22 @@ def exec_command(plan, report_fd: int, seccomp_filter, pty_slave: int | None) ->
 
             attach_to_slave(pty_slave, every=plan.tty)
     caps.apply_rlimits(plan.limits.rlimits)
+    env = plan.env
     if plan.chdir:
+        where = _change_directory(plan.chdir, plan.chdir_else)
+        if plan.set_pwd:  # bwrap: $PWD names where the command starts
+            env = {**env, "PWD": where}
+    if plan.block_fd is not None:  # bwrap's --block-fd: the sandbox is up (--info-fd says so); wait to be let go
         try:
-            os.chdir(plan.chdir)
-        except OSError as e:
-            raise RootsandError(f"cannot change to directory {plan.chdir} inside the sandbox: {e.strerror}",
-                                hint="pick another with --chdir") from None
+            os.read(plan.block_fd, 1)
+        except OSError:
+            pass
     # Only stdin, stdout and stderr reach the command; the report pipe closes itself on exec.
-    os.closerange(3, report_fd)
-    os.closerange(report_fd + 1, 2**31 - 1)  # close_range(2): every fd, however high
+    low = 3
+    for fd in sorted(set(plan.keep_fds) | {report_fd}):  # bwrap: the caller's fds reach the command
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 2**31 - 1)  # close_range(2): every fd, however high
 
     linked = []
     walls = landlock.prepare(plan.landlock, linked)
@@ -58,6 +65,8 @@ def exec_command(plan, report_fd: int, seccomp_filter, pty_slave: int | None) ->
         channel.send(report_fd, note=f"landlock: {path} is reached through a link inside the sandbox: no rights "
                                      "are granted beneath it")
     uid, gid = plan.run_uid, plan.run_gid
+    if plan.userns_layer:
+        _userns_layer()
     keep = plan.capability_mask
     caps.drop_bounding_set(keep)
     if keep and uid != 0 and uid != os.getuid():
@@ -75,6 +84,8 @@ def exec_command(plan, report_fd: int, seccomp_filter, pty_slave: int | None) ->
         libc.join_new_session_keyring()
     except OSError:
         pass
+    if plan.die_with_parent:  # bwrap's --die-with-parent (armed after the change of ids, which clears it)
+        libc.prctl(libc.PR_SET_PDEATHSIG, 9)
     caps.set_capabilities(keep, ambient=uid != 0)
     caps.no_new_privs()
     landlock.restrict(walls)
@@ -82,14 +93,16 @@ def exec_command(plan, report_fd: int, seccomp_filter, pty_slave: int | None) ->
     channel.send(report_fd, stage="exec")  # the command starts now: a kill from here on is the command's
     if seccomp_filter is not None:
         seccomp.install(seccomp_filter)  # last: from here on the filter judges every call
+    for program in plan.seccomp_bpf:  # bwrap's --seccomp and --add-seccomp-fd, in their order
+        seccomp.load_bpf(bytes.fromhex(program))
     try:
         try:
-            execvpe(argv[0], argv, plan.env)
+            execvpe(argv[0], [plan.argv0] + argv[1:] if plan.argv0 is not None else argv, env)
         except OSError as e:
             if e.errno not in (errno.ENOENT, errno.ENOTDIR) or not plan.argv_fallback:
                 raise
             argv = plan.argv_fallback  # the default command: the user's shell is not in this sandbox
-            execvpe(argv[0], argv, plan.env)
+            execvpe(argv[0], argv, env)
     except OSError as e:
         if e.errno in (errno.ENOENT, errno.ENOTDIR):
             raise RootsandError(f"{argv[0]}: command not found in the sandbox",
@@ -97,6 +110,39 @@ def exec_command(plan, report_fd: int, seccomp_filter, pty_slave: int | None) ->
                                 code=ExitCode.NOT_FOUND) from None
         raise RootsandError(f"{argv[0]}: cannot execute: {e.strerror}", code=ExitCode.NOT_EXECUTABLE) from None
     return ExitCode.FAILURE  # not reached
+
+
+def _userns_layer() -> None:
+    """A user namespace of our own below the sandbox's, our ids mapped to themselves (bwrap's --disable-userns:
+    the sandbox's limit of one is used up by it, and no sysctl written from inside raises that)."""
+    uid, gid = os.geteuid(), os.getegid()
+    try:
+        libc.unshare(libc.CLONE_NEWUSER)
+        # /proc/self is root's while we are not dumpable (as PID 1 made us): for these writes only
+        libc.prctl(libc.PR_SET_DUMPABLE, 1)
+        try:
+            for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1\n"),
+                               ("gid_map", f"{gid} {gid} 1\n")):
+                with open(f"/proc/self/{name}", "w") as f:
+                    f.write(text)
+        finally:
+            libc.prctl(libc.PR_SET_DUMPABLE, 0)
+    except OSError as e:
+        raise RootsandError(f"--disable-userns: cannot make the command's user namespace: {e.strerror}") from None
+
+
+def _change_directory(path: str, others: list[str]) -> str:
+    """chdir to `path`, else (bwrap, where the current directory is not in the sandbox) to the first of
+    `others` that is there; the directory it went to."""
+    for where in [path] + list(others):
+        try:
+            os.chdir(where)
+            return where
+        except OSError as e:
+            if not others:
+                raise RootsandError(f"cannot change to directory {path} inside the sandbox: {e.strerror}",
+                                    hint="pick another with --chdir") from None
+    return os.getcwd()
 
 
 def execvpe(name: str, argv: list[str], env: dict) -> None:

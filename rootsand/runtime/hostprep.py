@@ -23,7 +23,8 @@ from rootsand.errors import RootsandError
 # not all visible from here: a container's masked paths, an outer sandbox's), the outer one as it is, which
 # the setup process then says in a warning. Told apart only by trying, so the plan records the rule.
 PROC_KIND = "new-or-outer"
-GIT_ORIGIN_START = "sandbox.git = read-only"  # config/spec.py GIT_ORIGIN: binds the spec checked, no link since
+GIT_ORIGIN_START = "sandbox.git = read-only"
+OWN_RUNTIME_DIR = "own-runtime-dir"  # runtime/fs/build.py's: mounted after the protected paths  # config/spec.py GIT_ORIGIN: binds the spec checked, no link since
 
 
 def resolve(the_plan):
@@ -69,8 +70,10 @@ def resolve(the_plan):
                 if step.origin.startswith("--device ") and os.path.exists(step.src):
                     _check_device(step.src, what)
         elif step.type == "overlay":
-            upper = step.upper if step.upper == "tmpfs" else resolve_source(step.upper, judged, what + " upper", homes)
-            step = step.replace(lower=[resolve_source(p, judged, what, homes) for p in step.lower], upper=upper)
+            upper = step.upper if step.upper in ("tmpfs", "none") else resolve_source(step.upper, judged, what + " upper", homes)
+            work = step.work and resolve_source(step.work, judged, what + " work dir", homes)
+            step = step.replace(lower=[resolve_source(p, judged, what, homes) for p in step.lower], upper=upper,
+                                work=work)
             _check_sources(step, what, step.lower)
             step = step.replace(kind=_overlay_kind(step, what, the_plan.ids, mountinfo, notes, warnings))
         elif step.type == "proc":
@@ -82,7 +85,7 @@ def resolve(the_plan):
         handover = handover.replace(top=resolve_source(handover.top, judged, "the current directory", homes))
     from rootsand.ops.registry import every_runtime_dir
 
-    steps += hide_runtime_dirs(steps, rootfs, every_runtime_dir())  # last: no later mount shows them again
+    steps += hide_runtime_dirs(steps, rootfs, every_runtime_dir(), (the_plan.run_uid, the_plan.run_gid))
     _check_writable(steps, writable + staging)
     if the_plan.landlock.mode != "off":
         from rootsand.linux.libc import landlock_abi
@@ -125,7 +128,7 @@ def _check_writable(steps: list, writable: list[str]) -> None:
     was judged by (the setuid clearing, the status file, the links refused): else a link was swapped in or out
     meanwhile (attack round 5, r03)."""
     mounted = [s.src for s in steps if s.type in ("bind", "dev-bind") and s.kind != "absent"]
-    mounted += [s.upper for s in steps if s.type == "overlay" and s.upper != "tmpfs" and s.kind != "absent"]
+    mounted += [s.upper for s in steps if s.type == "overlay" and s.upper not in ("tmpfs", "none") and s.kind != "absent"]
     for path in mounted:
         if path != "/" and path not in writable:
             raise RootsandError(f"{path} changed while it was being looked at (it was {' or '.join(writable)})",
@@ -144,9 +147,11 @@ def _sources(step) -> list[str]:
     return step.lower if step.type == "overlay" else [step.src] if step.type in ("bind", "ro-bind", "dev-bind") else []
 
 
-def hide_runtime_dirs(steps: list, rootfs: str | None, runtime_dirs: list[str]) -> list:
-    """An empty read-only tmpfs over each of rootsand's runtime directories (ops/registry.every_runtime_dir)
-    that a mount shows: a bind, an overlay's lower directory or the --rootfs tree that holds one, read-only
+def hide_runtime_dirs(steps: list, rootfs: str | None, runtime_dirs: list[str], ids: tuple[int, int] = (0, 0)
+                      ) -> list:
+    """An empty tmpfs of the sandbox's own (its command's, `ids`, mode 0700: where a rootsand inside keeps its
+    state) over each of rootsand's runtime directories on the host (ops/registry.every_runtime_dir) that a
+    mount shows: a bind, an overlay's lower directory or the --rootfs tree that holds one, read-only
     or not (a profile binding $XDG_RUNTIME_DIR for a desktop's sockets, --bind /tmp). Found by identity
     (device and inode of the directory's ancestors), not by how a path is written (/var/run, //run, a link
     of the user's, /proc/self/root). A read-only mount is not enough: a connect() to a socket and an open()
@@ -189,8 +194,10 @@ def hide_runtime_dirs(steps: list, rootfs: str | None, runtime_dirs: list[str]) 
                 target = os.path.normpath(os.path.join(dst, os.path.relpath(real, top))) if top else None
                 if target and target not in seen:
                     seen.add(target)
-                    hidden.append(MountStep(type="tmpfs", dst=target, flags=["ro", "nosuid", "nodev", "noexec"],
-                                            options={"mode": "0", "size": "4k"},
+                    hidden.append(MountStep(type="tmpfs", dst=target, flags=["nosuid", "nodev", "noexec"],
+                                            options={"mode": "0700", "uid": str(ids[0]), "gid": str(ids[1]),
+                                                     "size": "8m"},
+                                            kind=OWN_RUNTIME_DIR,
                                             origin=f"{real}: rootsand's runtime directory, hidden"))
     return hidden
 
@@ -252,7 +259,7 @@ def _check_sources(step, what: str, paths: list[str]) -> None:
             raise missing_source(what, path)
         if step.type == "overlay" and not os.path.isdir(path):
             raise RootsandError(f"{what}: overlay lower directory {path} is not a directory")
-    upper = step.upper if step.type == "overlay" and step.upper != "tmpfs" else None
+    upper = step.upper if step.type == "overlay" and step.upper not in ("tmpfs", "none") else None
     if upper and not (os.path.isdir(upper) or os.path.isdir(os.path.dirname(upper))):
         raise RootsandError(f"{what}: overlay upper directory {upper}: neither it nor its parent exists")
 

@@ -128,6 +128,9 @@ def _pid1(runtime, plan, ties: tuple[int, int, int, int], report_fd: int, seccom
     if not _tie_to_launcher(*ties, report_fd):
         return ExitCode.FAILURE
 
+    held = [_lock(path) for path in plan.lock_files]  # noqa: F841 - held by PID 1 while the sandbox runs
+    if plan.as_pid_1:  # bwrap's --as-pid-1: the command is PID 1 itself, with no reaper in front of it
+        command.exec_command(plan, report_fd, seccomp_filter, pty_slave)
     command_pid = os.fork()
     if command_pid == 0:
         child.run_body(lambda: command.exec_command(plan, report_fd, seccomp_filter, pty_slave), report_fd,
@@ -167,7 +170,7 @@ def _tie_to_launcher(setup_pidfd: int, built_fd: int, released_fd: int, alive_fd
 def _build(runtime, plan) -> list[str]:
     """The sandbox's own view of the system: its file system and /proc, hostname, loopback. What the user
     must be told (warnings)."""
-    if "uts" in plan.namespaces:
+    if "uts" in plan.namespaces and plan.hostname:  # (bwrap without --hostname: the host's name, as it was)
         libc.sethostname(plan.hostname)
     if "net" in plan.namespaces:
         from rootsand.net import network
@@ -192,6 +195,18 @@ def _build(runtime, plan) -> list[str]:
             print(f"rootsand: not set, the seccomp rules and rlimits stand alone: {printable(failure)}", file=sys.stderr,
                   flush=True)
     return fs.warnings
+
+
+def _lock(path: str) -> int:
+    """bwrap's --lock-file: a read lock on `path` (inside), held by PID 1 until the sandbox ends."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fcntl.lockf(fd, fcntl.LOCK_SH)
+    except OSError as e:
+        raise RootsandError(f"--lock-file {path}: {e.strerror}") from None
+    return fd
 
 
 def _stdio_to_null() -> None:

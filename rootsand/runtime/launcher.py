@@ -62,9 +62,11 @@ class Runtime:
 
 
 def run(the_plan, json_status: str | None = None, verbose: bool = False, debug: bool = False,
-        detached=None) -> int:
+        detached=None, bwrap_status: bool = False, info_fd: int | None = None) -> int:
     """Carry out a plan; the command's exit status (or 124, 125, 126, 127). `detached`: run -d's
-    (runtime/detach.py), told when the command runs; its terminal, if any, is attachable."""
+    (runtime/detach.py), told when the command runs; its terminal, if any, is attachable. `bwrap_status`:
+    the status lines as bubblewrap writes them (its namespace keys; an exit code only for a command that
+    ran), the first also to `info_fd` (--info-fd), and a failure raised, not said."""
     for note in the_plan.notes:
         warn(note)
     # How the limits fall short on this host: the same on every run until the host changes, so said once
@@ -82,7 +84,9 @@ def run(the_plan, json_status: str | None = None, verbose: bool = False, debug: 
         runtime.cgroup_dir = cgroup.make_cgroup(the_plan.cgroup_parent, f"rootsand-{os.getpid()}",
                                                   the_plan.limits.cgroup)
     try:
-        return Launcher(runtime, json_status, detached).run()
+        launcher = Launcher(runtime, json_status, detached)
+        launcher.bwrap_status, launcher.info_fd = bwrap_status, info_fd
+        return launcher.run()
     finally:
         if runtime.cgroup_dir:  # also when the launcher failed before its own cleanup could run
             cgroup.remove_cgroup(runtime.cgroup_dir)
@@ -132,6 +136,8 @@ class Launcher:
         self._handover_record: dict | None = None  # in our registry entry: the staging directory to sweep
         self.started = time.monotonic()
         self.monitor_message: dict | None = None  # what `ns monitor`s were told of the sandbox, once it is up
+        self.bwrap_status = False  # run(): bubblewrap's status lines
+        self.info_fd: int | None = None
 
     def log(self, message: str) -> None:
         if self.runtime.verbose:
@@ -272,6 +278,8 @@ class Launcher:
             os.close(alive_w)
             if self.status_fd is not None:
                 os.close(self.status_fd)
+            if self.info_fd is not None:  # ours: its reader sees end of file once we have written
+                os.close(self.info_fd)
             if self.protect_lock is not None:
                 # Ours alone: a copy in PID 1 (which never execs) would hold the lock for the whole run, and
                 # every sweep of a killed launcher's leftovers would wait for it in vain.
@@ -414,6 +422,8 @@ class Launcher:
         # the setup process that was killed: "Broken pipe") is its consequence (found on Debian 13)
         self.error = self._killed_while_building(setup_status, status) or self.error
         if self.error:
+            if self.bwrap_status:  # raised to the front end, which says it as bubblewrap does (cli/bwrap.py)
+                raise self.error
             self.say(self.error.lines())
             code = self.error.code
         self.log(f"sandbox ended with status {code}")
@@ -577,14 +587,25 @@ class Launcher:
     def _write_status(self, code: int | None) -> None:
         """--json-status: a first line with PID 1 and the namespaces, a last line with the exit code. Never
         blocks: a reader that does not keep up loses the line, with one warning."""
-        if self.status_fd is None or (code is not None and self._status_done):
-            return
-        self._status_done = code is not None
         if code is None:
             line = {"child-pid": self.pid1, "name": self.plan.name, "namespaces": self.namespaces,
                     "registry": self.entry_path}
+            if self.bwrap_status:  # bubblewrap's keys: "mnt-namespace" and so on
+                line.update({f"{NAMESPACE_LINKS[ns]}-namespace": ino for ns, ino in self.namespaces.items()})
+                if self.info_fd is not None:
+                    fd, self.info_fd = self.info_fd, None
+                    try:
+                        os.write(fd, (json.dumps(line, indent=4) + "\n").encode())
+                        os.close(fd)
+                    except OSError:
+                        pass
         else:
             line = {"exit-code": code}
+            if self.bwrap_status and (not self.command_started or self.error):
+                return  # bubblewrap: no exit code for a command that never ran
+        if self.status_fd is None or (code is not None and self._status_done):
+            return
+        self._status_done = code is not None
         data = (json.dumps(line) + "\n").encode()
         try:
             if os.write(self.status_fd, data) != len(data):

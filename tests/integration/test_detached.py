@@ -266,17 +266,19 @@ def test_only_a_process_outside_every_user_namespace_but_ours_takes_the_terminal
 
 def test_the_runtime_directory_is_hidden_wherever_a_bind_shows_it(tmp_path, names):
     """A profile may bind $XDG_RUNTIME_DIR (a desktop's sockets) or /tmp: rootsand's runtime directory in it
-    (the registry's plans, detached sandboxes' logs and terminals, the monitors' FIFOs) is an empty read-only
-    tmpfs inside, and a bind of that directory itself, or of what is in it, is refused."""
+    (the registry's plans, detached sandboxes' logs and terminals, the monitors' FIFOs) is an empty tmpfs of
+    the sandbox's own inside (a rootsand in it keeps its state there), and a bind of that directory itself,
+    or of what is in it, is refused."""
     victim = names()
     detach(tmp_path, victim, "sh", "-c", "echo secret-output; exec sleep 60", opts=["-t"])
     runtime = os.path.dirname(detached_dir())
     parent = os.path.dirname(runtime)
-    shown = run(["run", "--ro-bind", parent, "--", "sh", "-c",
-                 f"ls -A {runtime} | wc -l; cat {runtime}/detached/*.log; touch {runtime}/x"],
-                cwd=tmp_path, check_rc=1)
-    assert shown.stdout == "0\n"  # nothing there to read, list, connect to or write into
+    shown = run(["run", "--bind", parent, "--", "sh", "-c",
+                 f"ls -A {runtime} | wc -l; cat {runtime}/detached/*.log; touch {runtime}/planted-by-x; "
+                 f"stat -c %a {runtime}"], cwd=tmp_path, check_rc=0)
+    assert shown.stdout == "0\n700\n"  # nothing there to read, list or connect to; its own, private
     assert "secret-output" not in shown.stdout + shown.stderr
+    assert not os.path.lexists(os.path.join(runtime, "planted-by-x"))  # what it wrote there stayed inside
     for path in (runtime, detached_dir()):
         refused = run(["run", "--ro-bind", path, "--", "true"], cwd=tmp_path, check_rc=125)
         assert refused.stderr.startswith(f"rootsand: error: --ro-bind {path}: {path} is ")

@@ -127,9 +127,10 @@ def test_rootsands_runtime_directories_are_hidden_by_identity_wherever_a_mount_s
     steps = [_bind(str(tmp_path / "link"), "/a"), _bind(f"/proc/self/root{outer}", "/b", "bind"),
              _bind(f"/{outer}", "/c"), MountStep(type="overlay", dst="/d", lower=[str(outer)], upper="tmpfs"),
              _bind("/usr", "/usr")]
-    hidden = hostprep.hide_runtime_dirs(steps, str(tmp_path), [str(runtime)])
-    assert [(s.type, s.dst, s.flags, s.options) for s in hidden] == [
-        ("tmpfs", dst, ["ro", "nosuid", "nodev", "noexec"], {"mode": "0", "size": "4k"})
+    hidden = hostprep.hide_runtime_dirs(steps, str(tmp_path), [str(runtime)], (1000, 1000))
+    assert [(s.type, s.dst, s.flags, s.options, s.kind) for s in hidden] == [
+        ("tmpfs", dst, ["nosuid", "nodev", "noexec"], {"mode": "0700", "uid": "1000", "gid": "1000", "size": "8m"},
+         "own-runtime-dir")
         for dst in ("/a/rootsand", "/b/rootsand", "/c/rootsand", "/d/rootsand",
                     f"/{os.path.relpath(runtime, tmp_path)}")]
     assert hostprep.hide_runtime_dirs([_bind("/usr", "/usr")], None, [str(runtime)]) == []

@@ -31,6 +31,10 @@ from rootsand.runtime.fs.primitives import (BIND_TYPES, MAX_LINKS, ROOT, STAGING
 from rootsand.runtime.fs.protect import ProtectedPaths
 from rootsand.runtime.fs.special import SpecialMounts
 
+# hostprep.hide_runtime_dirs: a tmpfs of the sandbox's own over a runtime directory of rootsand's on the host,
+# mounted after the protected paths (which keep such a directory read-only where a writable bind shows it)
+OWN_RUNTIME_DIR = "own-runtime-dir"
+
 
 class FileSystem(SpecialMounts, OverlayMounts, ProtectedPaths, HiddenFiles):
     """Builds the sandbox's root from a plan's mount steps (plan.MountStep), then pivots into it. The steps
@@ -81,10 +85,11 @@ class FileSystem(SpecialMounts, OverlayMounts, ProtectedPaths, HiddenFiles):
             root = new_fs("tmpfs", {"mode": "0755", "size": "16m"}, libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV)
         self._attach(root, os.open(ROOT, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC), "/")
         self.root_fd = os.open(ROOT, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.root_covered = False  # a mount on / itself (bwrap's --bind / /): the root is that, as mounted
         for index, m in enumerate(self.mounts):
             sources = self.sources.get(index, [])
-            if m.kind == "absent" or any(s.missing for s in sources):
-                continue  # optional and absent (when the plan was resolved, or since)
+            if m.kind in ("absent", OWN_RUNTIME_DIR) or any(s.missing for s in sources):
+                continue  # optional and absent (when the plan was resolved, or since); or mounted last
             try:
                 self.BUILDERS[m.type](self, m, sources, self.trees.get(index, []))
             except OSError as e:
@@ -92,8 +97,24 @@ class FileSystem(SpecialMounts, OverlayMounts, ProtectedPaths, HiddenFiles):
             except RootsandError as e:
                 raise RootsandError(f"{origin_of(m, index)}: {e.message}", e.hint) from None
             self._guard_homes(index)  # before later mounts: they stay as they are (the build's caches)
+            if not split_path(m.dst) and m.type not in ("dir", "chmod", "remount-ro"):
+                os.close(self.root_fd)  # what the walks start from from now on: the mount on top
+                self.root_fd = os.open(ROOT, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+                self.root_covered = True
+        if self.sysctls and not any(m.type == "proc" for m in self.mounts):
+            proc = os.open("/proc", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)  # ours: this user namespace's
+            try:
+                self._write_sysctls(proc)
+            finally:
+                os.close(proc)
         self._protect()
         self._hide()
+        for index, m in enumerate(self.mounts):  # over whatever the protections made of those places
+            if m.kind == OWN_RUNTIME_DIR:
+                try:
+                    self._tmpfs(m, [], [])
+                except OSError as e:
+                    raise RootsandError(f"{origin_of(m, index)}: {libc.reason(e)}") from None
         self._generated_files()
         for fd, attrs in self.read_only_at_end:
             libc.mount_setattr_fd(fd, attrs, recursive=False)
@@ -130,7 +151,7 @@ class FileSystem(SpecialMounts, OverlayMounts, ProtectedPaths, HiddenFiles):
 
     # -- targets inside the new root --------------------------------------------------------------------
 
-    def _walk(self, dst: str, create: str | None = None) -> tuple[int | None, str]:
+    def _walk(self, dst: str, create: str | None = None, parents: int = 0o755) -> tuple[int | None, str]:
         """An O_PATH fd of `dst` inside the new root and its path there, symlinks resolved as if the new root
         were /. One component at a time, each opened without following links relative to its parent's fd,
         so a link swapped in meanwhile can only send the walk elsewhere inside the new root, never out.
@@ -163,7 +184,7 @@ class FileSystem(SpecialMounts, OverlayMounts, ProtectedPaths, HiddenFiles):
                         os.close(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444,
                                          dir_fd=dir_fd))
                     else:
-                        os.mkdir(part, 0o755, dir_fd=dir_fd)
+                        os.mkdir(part, parents, dir_fd=dir_fd)
                         made = True
                     fd = open_at(dir_fd, part)
                 st = os.fstat(fd)
@@ -193,10 +214,10 @@ class FileSystem(SpecialMounts, OverlayMounts, ProtectedPaths, HiddenFiles):
             for fd, _ in stack:
                 os.close(fd)
 
-    def _target(self, dst: str, directory: bool = True) -> tuple[int, str]:
+    def _target(self, dst: str, directory: bool = True, parents: int | None = None) -> tuple[int, str]:
         """The mount point `dst`, made when missing (a directory, or an empty file for a file bind)."""
         try:
-            return self._walk(dst, "dir" if directory else "file")
+            return self._walk(dst, "dir" if directory else "file", 0o755 if parents is None else parents)
         except OSError as e:
             if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.ENOENT):
                 raise RootsandError(f"cannot create the mount point {dst} in the sandbox: {e.strerror}",
@@ -243,13 +264,16 @@ class FileSystem(SpecialMounts, OverlayMounts, ProtectedPaths, HiddenFiles):
         os.close(self._mount_new(m.dst, "tmpfs", m.options, attrs_of(m.flags)))
 
     def _symlink(self, m, _sources, _trees) -> None:
-        parent_dst, name = os.path.split(m.dst)
+        parent_dst, name = os.path.split(m.dst.rstrip("/"))
         self._refuse_host_write(m, os.path.join(self._walk(parent_dst, "resolve")[1], name))
         parent, _ = self._target(parent_dst)
         try:
             try:
-                if os.readlink(name, dir_fd=parent) == m.src:
+                existing = os.readlink(name, dir_fd=parent)
+                if existing == m.src:
                     return
+                if m.on_host:  # bubblewrap's words
+                    raise RootsandError(f"Can't make symlink at {m.dst}: existing destination is {existing}")
             except OSError:
                 pass
             os.symlink(m.src, name, dir_fd=parent)
@@ -258,6 +282,15 @@ class FileSystem(SpecialMounts, OverlayMounts, ProtectedPaths, HiddenFiles):
 
     def _dir(self, m, _sources, _trees) -> None:
         self._refuse_host_write(m, self._walk(m.dst, "resolve")[1])
+        if m.parents is not None:  # bwrap: an existing directory stays as it is; a new one gets the mode
+            parent_dst, name = os.path.split(m.dst.rstrip("/"))
+            parent, _ = self._target(parent_dst, parents=m.parents)
+            try:
+                os.mkdir(name, 0o700, dir_fd=parent)
+            except FileExistsError:
+                return
+            finally:
+                os.close(parent)
         target, _ = self._target(m.dst)
         try:
             os.chmod(f"/proc/self/fd/{target}", m.mode if m.mode is not None else 0o755)
@@ -267,7 +300,7 @@ class FileSystem(SpecialMounts, OverlayMounts, ProtectedPaths, HiddenFiles):
     def _file(self, m, _sources, _trees) -> None:
         parent_dst, name = os.path.split(m.dst)
         self._refuse_host_write(m, os.path.join(self._walk(parent_dst, "resolve")[1], name))
-        parent, _ = self._target(parent_dst)
+        parent, _ = self._target(parent_dst, parents=m.parents)
         try:
             fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
                          dir_fd=parent)
@@ -279,13 +312,48 @@ class FileSystem(SpecialMounts, OverlayMounts, ProtectedPaths, HiddenFiles):
         finally:
             os.close(fd)
 
+    def _chmod(self, m, _sources, _trees) -> None:
+        target, _ = self._walk(m.dst)  # bwrap: it must exist
+        try:
+            os.chmod(f"/proc/self/fd/{target}", m.mode)
+        finally:
+            os.close(target)
+
+    def _remount_ro(self, m, _sources, _trees) -> None:
+        target, _ = self._walk(m.dst)
+        try:
+            libc.mount_setattr_fd(target, libc.MOUNT_ATTR_RDONLY, recursive=False, what=m.dst)
+        finally:
+            os.close(target)
+
+    def _data(self, m, _sources, _trees) -> None:
+        """bwrap's --bind-data and --ro-bind-data: the content in a file of the staging area, bound on dst."""
+        self._data_files = getattr(self, "_data_files", 0) + 1
+        path = f"{STAGING}/data-{self._data_files}"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, m.content.encode("utf-8", "surrogateescape"))
+            os.fchmod(fd, m.mode if m.mode is not None else 0o600)
+        finally:
+            os.close(fd)
+        target, _ = self._target(m.dst, directory=False, parents=m.parents)
+        tree = libc.open_tree(libc.AT_FDCWD, path, libc.OPEN_TREE_CLONE)
+        try:
+            libc.mount_setattr_fd(tree, attrs_of(m.flags) | libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV,
+                                  recursive=False, what=m.dst)
+        except OSError:
+            os.close(tree)
+            os.close(target)
+            raise
+        self._attach(tree, target, m.dst)
+
     def _on_host(self, path: str) -> str | None:
         """The host-backed mount that `path` (inside the new root) falls in, if any."""
         return next((top for top in self.host_backed if hostpaths.is_below(path, top)), None)
 
     def _refuse_host_write(self, m, path: str) -> None:
         """`dir` and `file` build the sandbox; they must never chmod or overwrite the user's own files."""
-        top = self._on_host(path)
+        top = None if m.on_host else self._on_host(path)
         if top:
             raise RootsandError(f"{m.type} on {m.dst}: it would change the user's files bound at {top}",
                                 hint="put it on a tmpfs, or mount it before that bind")
@@ -358,7 +426,7 @@ class FileSystem(SpecialMounts, OverlayMounts, ProtectedPaths, HiddenFiles):
         libc.pivot_root(".", ".")  # the old root now sits on top of the new one, at the same place
         libc.umount2(".", libc.MNT_DETACH)
         os.chdir("/")
-        if not self.rootfs:
+        if not self.rootfs and not self.root_covered:
             # Nothing is writable unless a mount makes it so.
             libc.mount_setattr("/", libc.MOUNT_ATTR_RDONLY | libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV,
                                recursive=False)
@@ -368,6 +436,7 @@ FileSystem.BUILDERS = {
     "bind": FileSystem._bind, "ro-bind": FileSystem._bind, "dev-bind": FileSystem._bind,
     "tmpfs": FileSystem._tmpfs, "proc": FileSystem._proc, "dev": FileSystem._dev, "mqueue": FileSystem._mqueue,
     "overlay": FileSystem._overlay, "symlink": FileSystem._symlink, "dir": FileSystem._dir, "file": FileSystem._file,
+    "chmod": FileSystem._chmod, "remount-ro": FileSystem._remount_ro, "data": FileSystem._data,
 }
 
 

@@ -18,10 +18,10 @@ class OverlayMounts:
         if any(s.missing for s in srcs):
             self.sources[index] = srcs
             return
-        if m.upper != "tmpfs":
+        if m.upper not in ("tmpfs", "none"):
             upper_fd = make_dirs(m.upper, what + " upper", 0o755)
             os.close(upper_fd)
-            work = _work_dir_for(m.upper)
+            work = m.work or _work_dir_for(m.upper)
             os.close(make_dirs(work, what + " work dir", 0o700))
             srcs += [Source(m.upper, what + " upper"), Source(work, what + " work dir")]
         self.sources[index] = srcs
@@ -34,7 +34,9 @@ class OverlayMounts:
         a lower dir belongs to ids outside the map (host root's /usr/local), which the kernel cannot copy up."""
         lowers = sources[:len(m.lower)]
         self._overlays += 1
-        if m.upper == "tmpfs":
+        if m.upper == "none":
+            upper = work = None
+        elif m.upper == "tmpfs":
             layer = f"{STAGING}/overlay-{self._overlays}"
             os.mkdir(layer, 0o700)
             libc.mount("tmpfs", layer, "tmpfs", libc.MS_NOSUID | libc.MS_NODEV,
@@ -46,7 +48,7 @@ class OverlayMounts:
             upper, work = sources[-2].ref, sources[-1].ref
         target, path = self._target(m.dst)
         try:
-            if m.upper != "tmpfs":
+            if m.upper not in ("tmpfs", "none"):
                 self.host_backed.append(path)
             if trees:
                 self._fuse_overlay(m, lowers, trees, upper, work, target)
@@ -104,7 +106,7 @@ class OverlayMounts:
         self._attach(mounted, os.dup(target), m.dst)
 
 
-def _kernel_overlay(lowers: list[Source], upper: str, work: str, attrs: int, one_string: bool = False) -> int:
+def _kernel_overlay(lowers: list[Source], upper: str | None, work: str | None, attrs: int, one_string: bool = False) -> int:
     """The overlay as a detached mount, through the new mount API: one call per layer ("lowerdir+", Linux
     6.8), so no limit on the layers' paths; or all of them in one string for older kernels."""
     fd = libc.fsopen("overlay")
@@ -114,8 +116,9 @@ def _kernel_overlay(lowers: list[Source], upper: str, work: str, attrs: int, one
         else:
             for lower in lowers:
                 libc.fsconfig(fd, libc.FSCONFIG_SET_STRING, "lowerdir+", lower.ref)
-        libc.fsconfig(fd, libc.FSCONFIG_SET_STRING, "upperdir", upper)
-        libc.fsconfig(fd, libc.FSCONFIG_SET_STRING, "workdir", work)
+        if upper is not None:  # else read-only: the lower dirs alone
+            libc.fsconfig(fd, libc.FSCONFIG_SET_STRING, "upperdir", upper)
+            libc.fsconfig(fd, libc.FSCONFIG_SET_STRING, "workdir", work)
         libc.fsconfig(fd, libc.FSCONFIG_SET_FLAG, "userxattr")
         libc.fsconfig(fd, libc.FSCONFIG_CMD_CREATE)
         return libc.fsmount(fd, attrs)

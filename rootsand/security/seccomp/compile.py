@@ -288,6 +288,21 @@ def _rule_text(rule: Rule) -> str:
     return f"{rule.syscall}({args})"
 
 
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def load_bpf(program: bytes) -> None:
+    """Load a compiled classic BPF program (struct sock_filter[], as bwrap's --seccomp takes it) into this
+    process: no_new_privs is set already, so no privilege is needed. The kernel checks the program."""
+    buffer = ctypes.create_string_buffer(program, len(program))
+    fprog = _SockFprog(len(program) // 8, ctypes.addressof(buffer))
+    try:
+        libc.prctl(22, 2, ctypes.addressof(fprog))  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+    except OSError as e:
+        raise RootsandError(f"cannot load the seccomp program given: {e.strerror or e}") from None
+
+
 def install(prepared: Filter) -> None:
     """Load the filter into this process (and what it execs). libseccomp sets no_new_privs first."""
     try:
