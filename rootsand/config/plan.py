@@ -15,7 +15,7 @@ import os
 from rootsand.config import idmap
 from rootsand.config.homerule import HomeGuard, plan_home, read_only_reason
 from rootsand.config.model import CAPABILITIES, PortForward, Record
-from rootsand.config.netmodes import MODES
+from rootsand.config.netmodes import AUTO, MODES
 from rootsand.errors import RootsandError
 from rootsand.guard.hostpaths import is_below
 from rootsand.security import limits
@@ -52,6 +52,7 @@ class HostFacts(Record):
         "nested": None,  # why only one id can be mapped: inside a user namespace, no_new_privs set
         "nested_ids": None,  # then, [uid, gid] to map ourselves to where 0 cannot be (no CAP_SETFCAP)
         "arch": HostArch,  # what the seccomp rules depend on in the architecture
+        "net_auto": None,  # what network mode `auto` is here (netmodes.auto_mode); None: slirp
     }
     __slots__ = tuple(FIELDS)
     NESTED = {"subuids": idmap.SubidRange, "subgids": idmap.SubidRange, "arch": HostArch}
@@ -236,6 +237,8 @@ class Plan(Record):
 
 def plan(spec, facts: HostFacts) -> Plan:
     """The Plan for `spec` on a host with these facts. Pure; RootsandError when it cannot be made."""
+    if spec.net_mode == "auto":
+        spec = spec.replace(net_mode=facts.net_auto or AUTO[-1])
     # keep-id maps: the user is itself inside, every other id (root too) a subordinate one (idmap = "keep-id"
     # with user root: what root makes, setuid programs included, never belongs to the user on the host).
     keep_id = spec.user.mode == "keep-id" or spec.idmap == "keep-id"
@@ -282,6 +285,9 @@ def plan(spec, facts: HostFacts) -> Plan:
     udp_note = MODES[network.mode].loopback_udp_note
     if udp_note and not network.allow_host_loopback and any(
             f.proto == "udp" and f.host_addr.startswith(("127.", "::1")) for f in network.publish):
+        notes.append(udp_note)
+    udp_note = MODES[network.mode].udp_translation_note
+    if udp_note and any(f.proto == "udp" and f.host_port != f.guest_port for f in network.publish):
         notes.append(udp_note)
     etc_files = {"hostname": f"{spec.hostname}\n", "hosts": hosts_file(spec.hostname)}
     if network.resolv_conf is not None:

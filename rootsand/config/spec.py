@@ -13,7 +13,7 @@ from rootsand.errors import RootsandError
 from rootsand.config.model import (DEFAULT_ENV_KEEP, FALLBACK_PATH, Mount, Record, default_command, env_entries,
                                    parse_capability, parse_cpus, parse_duration, parse_env_assignment, parse_pids,
                                    parse_publish, parse_size, parse_user, validate_hostname, validate_name)
-from rootsand.config.netmodes import MODES, NET_MODES, modes_with, one_of
+from rootsand.config.netmodes import NET_CHOICES, entry, modes_with, one_of
 
 __all__ = ["SandboxSpec", "build_env", "from_profile", "parse_duration", "parse_env_assignment",
            "parse_user", "split_mount_arg", "validate_hostname", "validate_name", "FALLBACK_PATH"]
@@ -166,9 +166,9 @@ def from_profile(profile, options, host_env: dict[str, str], cwd: str, cpu_count
         assignments.update(env_entries(files.env_file(os.path.join(cwd, path)), host_env, f"--env-file {path} entry"))
     assignments.update(env_entries(options.env, host_env))
     net_mode = options.net or (modes_with("allowlist")[0] if options.allow_hosts else profile.net_mode)
-    if net_mode not in MODES:
-        raise RootsandError(f"invalid --net {net_mode!r}: expected {one_of(NET_MODES)}")
-    mode = MODES[net_mode]
+    if net_mode not in NET_CHOICES:
+        raise RootsandError(f"invalid --net {net_mode!r}: expected {one_of(NET_CHOICES)}")
+    mode = entry(net_mode)
     if options.allow_hosts and not mode.allowlist:
         raise RootsandError(f"--allow-host needs --net {one_of(modes_with('allowlist'))} "
                             f"(the network mode is {net_mode})")

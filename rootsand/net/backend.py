@@ -81,7 +81,7 @@ class SlirpBackend(Backend):
 
     def __init__(self, net):
         super().__init__(net)
-        self.slirp: network.Slirp | None = None
+        self.helper: network.Helper | None = None  # its process, once started
 
     def unshared(self) -> str | None:
         return network.disable_ipv6_dad()  # before slirp4netns creates the interface
@@ -99,20 +99,40 @@ class SlirpBackend(Backend):
             directory = registry.runtime_dir()
             registry.remove_stale(directory, "slirp")
             api_socket = os.path.join(directory, f"slirp-{os.getpid()}.sock")
-        self.slirp = network.Slirp(binary, child, net, api_socket)
-        self.slirp.publish(net.publish)
-        self.slirp.forget_api_socket()
+        self.helper = slirp = network.Slirp(binary, child, net, api_socket)
+        slirp.publish(net.publish)
+        slirp.forget_api_socket()
         log("slirp4netns ready" + (f", published {', '.join(map(str, net.publish))}" if net.publish else ""))
 
     def check(self, debug: bool) -> None:
-        network.check_tap(self.net.interface, self.net.address.partition("/")[0])
+        network.check_tap(self.net.interface, self.net.address.partition("/")[0], MODES[self.net.mode].helper)
         if debug:  # not with -v alone: importing pyroute2 takes ~100 ms, and -v times the stages
             for line in network.describe_interfaces():
                 print(f"rootsand: network: {line}", file=sys.stderr, flush=True)
 
     def stop(self) -> None:
-        if self.slirp:
-            self.slirp.stop()
+        if self.helper:
+            self.helper.stop()
+
+
+class PastaBackend(SlirpBackend):
+    """pasta, started by the launcher against C once its id maps are written, as slirp4netns is, with the
+    same addresses; its ports published as it starts. It dies with the launcher (PDEATHSIG) or in stop()."""
+
+    name = "pasta"
+
+    def unshared(self) -> str | None:
+        return None  # pasta's addresses come without duplicate address detection
+
+    def start(self, child: int, log) -> None:
+        from rootsand.config import host
+
+        binary = host.find_helper("pasta")
+        if not binary:
+            raise RootsandError("--net pasta: pasta not found", hint=f"install the '{MODES['pasta'].package}' package")
+        mode = MODES[self.net.mode]
+        self.helper = network.Pasta(binary, child, self.net, mode.address6, mode.gateway6)
+        log("pasta ready" + (f", published {', '.join(map(str, self.net.publish))}" if self.net.publish else ""))
 
 
 class ProxyBackend(Backend):
@@ -179,7 +199,8 @@ class ProxyBackend(Backend):
             self.pid = None
 
 
-BACKENDS = {backend.name: backend for backend in (NoneBackend, HostBackend, SlirpBackend, ProxyBackend)}
+BACKENDS = {backend.name: backend for backend in (NoneBackend, HostBackend, SlirpBackend, PastaBackend,
+                                                  ProxyBackend)}
 
 
 def backend_for(net) -> Backend:

@@ -78,8 +78,16 @@ def test_no_module_but_the_table_has_a_modes_addresses():
 
 
 def test_messages_name_the_modes_from_the_table():
-    assert netmodes.one_of(netmodes.NET_MODES) == "none, slirp, proxy or host"
-    assert netmodes.modes_with("publish") == ["slirp"] and netmodes.modes_with("allowlist") == ["proxy"]
+    assert netmodes.one_of(netmodes.NET_MODES) == "none, slirp, pasta, proxy or host"
+    assert netmodes.one_of(netmodes.NET_CHOICES) == "none, slirp, pasta, proxy, host or auto"
+    assert netmodes.modes_with("publish") == ["slirp", "pasta"] and netmodes.modes_with("allowlist") == ["proxy"]
+
+
+def test_auto_is_pasta_where_installed_else_slirp():
+    both = {"pasta": "/usr/bin/pasta", "slirp4netns": "/usr/bin/slirp4netns"}
+    assert netmodes.auto_mode(both.get) == "pasta"
+    assert netmodes.auto_mode({"slirp4netns": "/usr/bin/slirp4netns"}.get) == "slirp"
+    assert netmodes.auto_mode({}.get) == "slirp"  # whose error names what to install
 
 
 def _spec(tmp_path, monkeypatch, **options):
