@@ -326,7 +326,7 @@ class Pasta(Helper):
 
     def stop(self) -> None:
         if self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
+            self.process.send_signal(signal.SIGKILL)  # nothing of its own to save
         self._end(grace=2)
 
 
