@@ -26,6 +26,8 @@ RUN = (
     Option(("-p", "--profile"), "profile", "value", "A built-in profile name or a TOML file.", "profiles"),
     Option(("--net",), "net", "value",
            f"Network: {one_of(NET_CHOICES)} (overrides the profile; auto: pasta where installed, else slirp).", "net"),
+    Option(("--pod",), "pod", "value", "Run in the pod NAME (rootsand pod create): on its network, its members "
+           "reached by name."),
     Option(("--allow-host",), "allow_hosts", "list",
            "HOST[:PORT], *.DOMAIN or an IP the proxy lets through; repeatable; implies --net proxy."),
     Option(("--publish",), "publish", "list", "[HOST_IP:]HOST_PORT:SANDBOX_PORT[/tcp|/udp]; slirp and pasta."),

@@ -25,6 +25,7 @@ class NetMode(Record):
         "interface": None, "address": None, "prefix": None, "gateway": None, "dns": None,
         "address6": None, "gateway6": None,  # given to a helper that takes them (pasta: else it copies the host's)
         "proxy_port": None,  # the filtering proxy's endpoint on the sandbox's own 127.0.0.1
+        "pod": False,  # the sandbox is a pod's member (run --pod NAME)
         # said when a UDP port is published on the host's loopback without --allow-host-loopback
         "loopback_udp_note": None,
         # said when a UDP port is published to another port number inside
@@ -48,10 +49,13 @@ MODES = {mode.name: mode for mode in (
             dns="10.0.2.3", address6="fd00::100", gateway6="fd00::2",
             udp_translation_note="Debian 12's pasta (2023-03) loses the replies to a UDP port published to another "
                                  "port number inside: publish it to the same number (HOST_PORT:HOST_PORT/udp)"),
+    # a member of a pod (net/pod.py): eth0 on the pod's bridge, its address given as it joins; the pod's
+    # uplink (pasta or slirp4netns) forwards DNS at 10.0.2.3 as theirs does
+    NetMode(name="pod", pod=True, resolv_conf=True, interface="eth0", dns="10.0.2.3"),
     NetMode(name="proxy", allowlist=True, proxy_port=3128),  # squid's port, which tools guess
     NetMode(name="host", own_netns=False, open_sockets=True),
 )}
-NET_MODES = tuple(MODES)
+NET_MODES = tuple(name for name, mode in MODES.items() if not mode.pod)  # --net's: a pod's is --pod's
 # --net auto, network.mode = "auto": the first of these whose helper is installed (pasta is faster), chosen
 # when the run is planned (auto_mode)
 AUTO = ("pasta", "slirp")

@@ -41,6 +41,7 @@ class SandboxSpec(Record):
         "mounts": list,  # Mount ops in order, each with its origin
         "rootfs": None,
         "net_mode": "none",
+        "pod": None,  # run --pod NAME: the pod whose network (net_mode "pod") and user namespace it joins
         "allow_host_loopback": False,
         "publish": list,  # PortForward
         "allow_hosts": list, "deny_hosts": list, "header_timeout": 10.0,  # proxy mode (allowlist.py)
@@ -166,7 +167,12 @@ def from_profile(profile, options, host_env: dict[str, str], cwd: str, cpu_count
         assignments.update(env_entries(files.env_file(os.path.join(cwd, path)), host_env, f"--env-file {path} entry"))
     assignments.update(env_entries(options.env, host_env))
     net_mode = options.net or (modes_with("allowlist")[0] if options.allow_hosts else profile.net_mode)
-    if net_mode not in NET_CHOICES:
+    pod = getattr(options, "pod", None)
+    if pod:
+        if options.net or options.allow_hosts:
+            raise RootsandError(f"--pod joins the pod's network: it takes no --net {options.net or 'proxy'}")
+        net_mode = modes_with("pod")[0]
+    elif net_mode not in NET_CHOICES:  # a pod's member only through --pod
         raise RootsandError(f"invalid --net {net_mode!r}: expected {one_of(NET_CHOICES)}")
     mode = entry(net_mode)
     if options.allow_hosts and not mode.allowlist:
@@ -241,6 +247,7 @@ def from_profile(profile, options, host_env: dict[str, str], cwd: str, cpu_count
         mounts=mounts,
         rootfs=rootfs,
         net_mode=net_mode,
+        pod=validate_name(pod) if pod else None,
         allow_host_loopback=options.allow_host_loopback or profile.allow_host_loopback,
         publish=publish,
         allow_hosts=allow_hosts,

@@ -276,6 +276,19 @@ class Slirp(Helper):
         self.forget_api_socket()
 
 
+def start_pasta(pid: int, net, asked: str) -> "Pasta":
+    """pasta serving `pid`'s network namespace as the Network section `net` says (its mode's IPv6 addresses);
+    `asked`: what asked for it, for the error when it is not installed."""
+    from rootsand.config import host
+    from rootsand.config.netmodes import MODES
+
+    binary = host.find_helper("pasta")
+    mode = MODES["pasta"]
+    if not binary:
+        raise RootsandError(f"{asked}: pasta not found", hint=f"install the '{mode.package}' package")
+    return Pasta(binary, pid, net, mode.address6, mode.gateway6)
+
+
 class Pasta(Helper):
     """A pasta process (passt's namespace mode) serving the sandbox's network namespace, from the launcher's
     side, with slirp's addresses and promises: the plan's address, gateway and DNS forwarder (and fd00::100
