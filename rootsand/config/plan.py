@@ -300,6 +300,10 @@ def plan(spec, facts: HostFacts) -> Plan:
         if keep_id or not root_mapped:
             raise RootsandError("--pod: a pod's members share its id map (root, then your subordinate ids): "
                                 "keep-id and single-id maps cannot join it")
+        if "pid" not in spec.namespaces:  # the pod's user namespace owns its holder's and the other members'
+            raise RootsandError("--pod needs the pid namespace, which the profile's sandbox.namespaces leaves "
+                                "out: a member that saw the host's processes could join the pod's network "
+                                "namespaces (it has root's powers over them)")
         del etc_files["hosts"]
     if network.resolv_conf is not None:
         etc_files["resolv.conf"] = network.resolv_conf

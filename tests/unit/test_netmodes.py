@@ -186,3 +186,15 @@ def test_a_pod_members_plan_binds_the_pods_hosts_file_and_shares_its_map(tmp_pat
     with pytest.raises(RootsandError) as e:
         plan.plan(_spec(tmp_path, monkeypatch, pod="web", user="keep-id"), facts)
     assert e.value.message.startswith("--pod: a pod's members share its id map")
+
+
+def test_a_pod_member_needs_its_own_pid_namespace(tmp_path, monkeypatch):
+    """Members share the pod's user namespace, which owns the holder's and the other members' network
+    namespaces: one that saw their processes could join them. Its own PID namespace hides them."""
+    facts = HostFacts(uid=1000, gid=1000, pid=1, newuidmap="/usr/bin/newuidmap", newgidmap="/usr/bin/newgidmap",
+                      subuids=[SubidRange(100000, 65536)], subgids=[SubidRange(100000, 65536)], pod_hosts="/h")
+    asked = _spec(tmp_path, monkeypatch, pod="web")
+    asked = asked.replace(namespaces=tuple(ns for ns in asked.namespaces if ns != "pid"))
+    with pytest.raises(RootsandError) as e:
+        plan.plan(asked, facts)
+    assert e.value.message.startswith("--pod needs the pid namespace")
