@@ -204,11 +204,13 @@ app.add_typer(pod_app, name="pod")
 
 @pod_app.command("create")
 def pod_create(name: str = typer.Argument(..., help="The pod's name."),
-               net: str = typer.Option("none", "--net", help="The pod's way out: none or pasta.")) -> None:
+               net: str = typer.Option("none", "--net", help="The pod's way out: none or pasta."),
+               publish: list[str] = typer.Option([], "--publish", help="[HOST_IP:]HOST_PORT:PORT (TCP): the "
+                                                 "member listening on PORT serves it; repeatable.")) -> None:
     """Make a pod: a user and network namespace with a bridge, which `run --pod NAME` joins."""
     from rootsand.net import pod
 
-    pod.create(name, net)
+    pod.create(name, net, publish)
     print(name)
 
 

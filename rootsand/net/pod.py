@@ -111,8 +111,9 @@ def hosts_text(pod: str, members: dict) -> str:
 
 # ---------------------------------------------------------------------------------------------- create
 
-def create(name: str, net_mode: str) -> None:
-    """Start the pod `name`'s keeper in the background; return once the pod is up (its network made)."""
+def create(name: str, net_mode: str, publish: list[str] = ()) -> None:
+    """Start the pod `name`'s keeper in the background; return once the pod is up (its network made).
+    `publish`: --publish's, host ports forwarded through the uplink to the member listening on the port."""
     from rootsand.linux import procfs
     from rootsand.ops import registry
 
@@ -120,6 +121,13 @@ def create(name: str, net_mode: str) -> None:
         hint = ("slirp4netns serves only its own guest address: the members behind the pod's bridge would need "
                 "NAT rules in the pod, which pasta does without") if net_mode == "slirp" else None
         raise RootsandError(f"invalid pod --net {net_mode!r}: expected {' or '.join(UPLINKS)}", hint=hint)
+    from rootsand.config.model import parse_publish
+
+    forwards = [parse_publish(text) for text in publish]
+    if forwards and net_mode == "none":
+        raise RootsandError("pod --publish needs --net pasta (the pod's way in)")
+    if any(fwd.proto != "tcp" for fwd in forwards):
+        raise RootsandError("pod --publish: TCP ports only (the holder relays each connection to a member)")
     sweep()
     base = pod_path(name, "")
     me = {"name": name, "status": "starting", "created": time.time(),
@@ -142,7 +150,7 @@ def create(name: str, net_mode: str) -> None:
             os.dup2(null, 0)  # not the caller's terminal, which is gone soon: the pod's log
             os.dup2(log, 1)
             os.dup2(log, 2)
-            code = Keeper(name, base, net_mode).run(ready_w)
+            code = Keeper(name, base, net_mode, forwards).run(ready_w)
         except BaseException as e:  # noqa: BLE001 - a forked child never returns into the caller's code
             _tell(ready_w, {"error": e.message if isinstance(e, RootsandError) else f"{type(e).__name__}: {e}",
                             "hint": getattr(e, "hint", None)})
@@ -169,8 +177,8 @@ def _tell(fd: int, message: dict) -> None:
 class Keeper:
     """K: the pod's host side. Holds the holder H and the uplink; serves members; removes its files at the end."""
 
-    def __init__(self, name: str, base: str, net_mode: str):
-        self.name, self.base, self.net_mode = name, base, net_mode
+    def __init__(self, name: str, base: str, net_mode: str, forwards: list = ()):
+        self.name, self.base, self.net_mode, self.forwards = name, base, net_mode, list(forwards)
         self.holder: int | None = None
         self.control: int | None = None  # a socket to H: one request, one reply
         self.userns_fd: int | None = None
@@ -236,7 +244,7 @@ class Keeper:
         self.holder, self.control = pid, ours.detach()
         if self._ask({}).get("unshared"):
             maps.write_maps(ids, pid)
-        reply = self._ask({"maps": True})
+        reply = self._ask({"ports": sorted({fwd.guest_port for fwd in self.forwards})})
         if "error" in reply:
             raise RootsandError(f"the holder's network: {reply['error']}")
         self.userns_fd = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
@@ -266,7 +274,7 @@ class Keeper:
 
         mode = MODES[self.net_mode]
         net = Network(mode=mode.name, address=f"{mode.address}/{mode.prefix}", gateway=mode.gateway,
-                      dns=mode.dns, interface=mode.interface)
+                      dns=mode.dns, interface=mode.interface, publish=self.forwards)
         self.uplink = network.start_pasta(self.holder, net, "pod --net pasta")
 
     def _publish(self) -> None:
@@ -277,7 +285,7 @@ class Keeper:
         registry.publish(self.base + ".json", {
             "name": self.name, "status": "running", "created": self.created, "launcher": me,
             "holder": {"pid": self.holder, "start": procfs.start_time(self.holder)}, "net": self.net_mode,
-            "subnet": f"{SUBNET}.0/{PREFIX}", "gateway": GATEWAY,
+            "subnet": f"{SUBNET}.0/{PREFIX}", "gateway": GATEWAY, "publish": [str(fwd) for fwd in self.forwards],
             "members": {m["name"]: m["address"] for m in self.members.values() if m.get("address")}})
 
     def _write_hosts(self) -> None:
@@ -307,7 +315,9 @@ class Keeper:
             for fd in [fd for fd in ready if fd in connections]:
                 if not self._handle(connections[fd]):
                     connections.pop(fd).close()
-                    if self.members.pop(fd, {}).get("address"):
+                    address = self.members.pop(fd, {}).get("address")
+                    if address:
+                        self._ask({"detach": address})
                         self._write_hosts()
                         self._publish()
 
@@ -337,7 +347,7 @@ class Keeper:
             if address is None:
                 conn.sendall(b'{"error": "the pod is full (253 members)"}\n')
                 return False
-            reply = self._ask({"attach": int(request["attach"]), "peer": _peer_pid(conn)})
+            reply = self._ask({"attach": int(request["attach"]), "peer": _peer_pid(conn), "address": address})
             if "error" in reply:
                 conn.sendall((json.dumps(reply) + "\n").encode())
                 return False
@@ -382,8 +392,10 @@ def _holder(keeper: int, control) -> int:
         reply({"error": f"unshare: {os.strerror(e.errno)}"})
         return 1
     reply({"unshared": True})
-    if not reader.readline():
+    line = reader.readline()
+    if not line:
         return 1
+    members = set()  # the members' addresses, for the published ports' relays
     try:
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
@@ -401,19 +413,76 @@ def _holder(keeper: int, control) -> int:
         ipr.link("set", index=bridge, state="up")
         with open("/proc/sys/net/ipv4/ip_forward", "w") as f:  # members reach the uplink through us
             f.write("1")
+        for port in json.loads(line)["ports"]:
+            _relay_port(port, members)
     except Exception as e:  # noqa: BLE001 - K says it: pyroute2's errors are its own classes
         reply({"error": f"{getattr(e, 'filename', None) or ''} {getattr(e, 'strerror', None) or e}".strip()})
         return 1
     reply({"ok": True})
     while line := reader.readline():
         request = json.loads(line)
-        pid = request["attach"]
+        if "detach" in request:
+            members.discard(request["detach"])
+            reply({"ok": True})
+            continue
         try:
-            _attach(ipr, bridge, pid, request.get("peer"))
+            _attach(ipr, bridge, request["attach"], request.get("peer"))
+            members.add(request["address"])
             reply({"ok": True})
         except Exception as e:  # noqa: BLE001 - the pod goes on; the member is told
             reply({"error": f"cannot attach the member to the pod's bridge: {e}"})
     return 0
+
+
+def _relay_port(port: int, members: set) -> None:
+    """A published port: pasta forwards the host's port to ours, here in the holder's network namespace;
+    each connection is relayed to the first member (by address) that accepts on the same port."""
+    import socket
+    import threading
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("0.0.0.0", port))
+    listener.listen(64)
+
+    def accept():
+        while True:
+            conn, _ = listener.accept()
+            threading.Thread(target=_relay, args=(conn, port, sorted(members, key=socket.inet_aton)),
+                             daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+
+
+def _relay(conn, port: int, members: list) -> None:
+    import socket
+
+    upstream = None
+    for address in members:
+        try:
+            upstream = socket.create_connection((address, port), timeout=5)
+            break
+        except OSError:
+            continue
+    if upstream is None:  # no member listens: the client sees the connection closed
+        conn.close()
+        return
+    upstream.settimeout(None)
+    open_ends = {conn: upstream, upstream: conn}
+    try:
+        while open_ends:
+            for sock in select.select(list(open_ends), [], [])[0]:
+                data = sock.recv(65536)
+                if data:
+                    open_ends[sock].sendall(data)
+                else:  # one side is done sending: tell the other, and read on from it alone
+                    open_ends[sock].shutdown(socket.SHUT_WR)
+                    del open_ends[sock]
+    except OSError:
+        pass
+    finally:
+        conn.close()
+        upstream.close()
 
 
 def _attach(ipr, bridge: int, pid: int, launcher: int | None) -> None:
@@ -505,6 +574,7 @@ def rows() -> list[dict]:
 def inspect(name: str) -> dict:
     record = find(name)
     return {"name": record["name"], "net": record.get("net"), "subnet": record.get("subnet"),
+            "publish": record.get("publish", []),
             "gateway": record.get("gateway"), "keeper": record["launcher"], "holder": record.get("holder"),
             "members": dict(sorted(record.get("members", {}).items())), "hosts": pod_path(name, ".hosts")}
 

@@ -51,6 +51,15 @@ def processes(names) -> list[str]:
     return found
 
 
+def running(pid) -> list[str]:
+    """[pid] while that process runs (not a zombie), else []."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return [str(pid)] if f.read().rsplit(")", 1)[1].split()[0] != "Z" else []
+    except OSError:
+        return []
+
+
 def pod_files(name) -> list[str]:
     return sorted(f for f in os.listdir(pods_dir()) if f.split(".")[0] == name) if os.path.isdir(pods_dir()) else []
 
@@ -168,8 +177,7 @@ def test_a_killed_keeper_leaves_nothing(tmp_path):
     os.kill(keeper, signal.SIGKILL)
     # the holder (PDEATHSIG) and pasta (PDEATHSIG) die with it
     assert wait_until_gone(lambda: [p for p in processes(PASTA) if p not in before]) == []
-    assert wait_until_gone(lambda: [str(holder)] if os.path.exists(f"/proc/{holder}") and
-                           open(f"/proc/{holder}/stat").read().split()[2] != "Z" else []) == []
+    assert wait_until_gone(lambda: running(holder)) == []
     # its files go with the next pod command
     assert json.loads(run(["pod", "ls", "--json"], check_rc=0).stdout) == []
     assert pod_files(name) == []
@@ -181,7 +189,7 @@ def test_a_killed_member_leaves_the_pod(pod, tmp_path):
                     if line.split()[0] == "victim")
     assert json.loads(run(["pod", "inspect", pod], check_rc=0).stdout)["members"].keys() == {"victim"}
     os.kill(launcher, signal.SIGKILL)
-    assert wait_until_gone(lambda: [str(launcher)] if os.path.exists(f"/proc/{launcher}") else [], 10) == []
+    assert wait_until_gone(lambda: running(launcher), 10) == []
     r = sandbox("cat", "/etc/hosts", opts=["--name", "after", "--pod", pod], check_rc=0)
     assert [line.split("\t")[1] for line in r.stdout.splitlines() if line.startswith("10.88.")] == ["after"]
 
@@ -198,3 +206,52 @@ def test_errors_name_the_pod():
 def test_a_pod_name_is_taken_once(pod):
     r = run(["pod", "create", pod], check_rc=125)
     assert r.stderr.startswith(f"rootsand: error: a pod named {pod} exists")
+
+
+def test_a_published_port_reaches_the_member_that_listens(tmp_path):
+    import urllib.request
+
+    name = f"pub{os.getpid()}"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run(["pod", "create", name, "--net", "pasta", "--publish", f"{port}:8000"], check_rc=0)
+    try:
+        (tmp_path / "index.html").write_text("served by a member\n")
+        start_member(name, "idle", tmp_path, "sleep", "300")  # the first address: it does not listen
+        start_member(name, "www", tmp_path, "python3", "-m", "http.server", "8000")
+        body = None
+        for _ in range(100):  # until the server listens (run -d returns once it has started)
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=10) as resp:
+                    body = resp.read().decode()
+                break
+            except OSError:
+                threading.Event().wait(0.05)
+        assert body == "served by a member\n"
+        info = json.loads(run(["pod", "inspect", name], check_rc=0).stdout)
+        assert info["publish"] == [f"127.0.0.1:{port}:8000/tcp"]
+    finally:
+        run(["pod", "rm", "-f", name])
+        run(["rm", *STARTED])
+        STARTED.clear()
+
+
+def test_pod_publish_is_tcp_through_pasta():
+    r = run(["pod", "create", "x", "--publish", "8080:80"], check_rc=125)
+    assert r.stderr.startswith("rootsand: error: pod --publish needs --net pasta")
+    r = run(["pod", "create", "x", "--net", "pasta", "--publish", "8080:80/udp"], check_rc=125)
+    assert r.stderr.startswith("rootsand: error: pod --publish: TCP ports only")
+
+
+def test_a_killed_holder_ends_the_pod_and_leaves_nothing():
+    before = processes(PASTA)
+    name = f"hold{os.getpid()}"
+    run(["pod", "create", name, "--net", "pasta"], check_rc=0)
+    info = json.loads(run(["pod", "inspect", name], check_rc=0).stdout)
+    keeper = info["keeper"]["pid"]
+    os.kill(info["holder"]["pid"], signal.SIGKILL)
+    # the keeper sees it, stops pasta, removes the pod's files and exits
+    assert wait_until_gone(lambda: running(keeper), 10) == []
+    assert wait_until_gone(lambda: [p for p in processes(PASTA) if p not in before]) == []
+    assert pod_files(name) == []
