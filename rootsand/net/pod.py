@@ -104,7 +104,8 @@ def _remove_files(base: str) -> None:
             pass
 
 
-def hosts_text(pod: str, members: dict) -> str:
+def hosts_text(members: dict) -> str:
+    """The members' /etc/hosts: `members` maps names to addresses."""
     return HOSTS_HEAD + "".join(f"{address}\t{name}\n" for name, address in sorted(members.items(),
                                                                                    key=lambda m: m[1]))
 
@@ -115,7 +116,6 @@ def create(name: str, net_mode: str, publish: list[str] = ()) -> None:
     """Start the pod `name`'s keeper in the background; return once the pod is up (its network made).
     `publish`: --publish's, host ports forwarded through the uplink to the member listening on the port."""
     from rootsand.linux import procfs
-    from rootsand.ops import registry
 
     if net_mode not in UPLINKS:
         hint = ("slirp4netns serves only its own guest address: the members behind the pod's bridge would need "
@@ -164,7 +164,6 @@ def create(name: str, net_mode: str, publish: list[str] = ()) -> None:
         os.waitpid(keeper, 0)
         _remove_files(base)
         raise RootsandError(f"pod {name}: {report['error']}", hint=report.get("hint"))
-    registry.load(base + ".json")  # (the keeper has published it)
 
 
 def _tell(fd: int, message: dict) -> None:
@@ -290,7 +289,7 @@ class Keeper:
 
     def _write_hosts(self) -> None:
         """In place: each member's /etc/hosts is a bind of this file's inode."""
-        text = hosts_text(self.name, {m["name"]: m["address"] for m in self.members.values() if m.get("address")})
+        text = hosts_text({m["name"]: m["address"] for m in self.members.values() if m.get("address")})
         fd = os.open(self.base + ".hosts", os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
         try:
             os.write(fd, text.encode())

@@ -218,7 +218,8 @@ class Launcher:
             "ns_fds": self.ns_fds,  # /proc/LAUNCHER/fd/N: the namespaces, which exec joins
             "pid1": {"pid": self.pid1, "start": procfs.start_time(self.pid1)},
             "namespaces": self.namespaces, "profile": self.plan.profile, "command": self.plan.argv,
-            "net": self.plan.network.mode, "pod": self.plan.network.pod, "publish": [str(f) for f in self.plan.network.publish],
+            "net": self.plan.network.mode, "publish": [str(f) for f in self.plan.network.publish],
+            "pod": self.plan.network.pod,
             "cgroup": self.runtime.cgroup_dir,
             **({"protect": self.protect} if self.protect else {}),
             **({"handover": self._handover_record} if self._handover_record else {}),

@@ -280,7 +280,8 @@ def test_publish_with_xdg_runtime_dir(tmp_path, mode):
     assert os.listdir(xdg / "rootsand" / "sandboxes") == []
 
 
-@pytest.mark.parametrize("mode, helper, package", [("slirp", "slirp4netns", "slirp4netns"), ("pasta", "pasta", "passt")])
+@pytest.mark.parametrize("mode, helper, package",
+                         [("slirp", "slirp4netns", "slirp4netns"), ("pasta", "pasta", "passt")])
 def test_missing_slirp4netns_is_125_with_a_hint(tmp_path, mode, helper, package):
     for name in ("newuidmap", "newgidmap"):
         os.symlink(f"/usr/bin/{name}", tmp_path / name)

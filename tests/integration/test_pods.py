@@ -17,7 +17,8 @@ PASTA = ("passt", "passt.avx2", "pasta", "pasta.avx2")
 
 # A member that serves TCP and UDP on port 9000: "name:DATA" back to each peer. It prints "ready" first.
 SERVER = ("import socket, threading\n"
-          "t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); t.bind(('', 9000)); t.listen()\n"
+          "t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+          "t.bind(('', 9000)); t.listen()\n"
           "u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(('', 9000))\n"
           "def udp():\n"
           "    while True:\n"
@@ -28,7 +29,8 @@ SERVER = ("import socket, threading\n"
           "    c, _ = t.accept(); c.sendall(b'tcp:' + c.recv(100)); c.close()\n")
 
 CLIENT = ("import socket, sys\n"
-          "c = socket.create_connection((sys.argv[1], 9000), timeout=10); c.sendall(b'hi'); print(c.recv(100).decode())\n"
+          "c = socket.create_connection((sys.argv[1], 9000), timeout=10)\n"
+          "c.sendall(b'hi'); print(c.recv(100).decode())\n"
           "u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(10)\n"
           "u.sendto(b'hi', (sys.argv[1], 9000)); print(u.recvfrom(100)[0].decode())\n")
 
