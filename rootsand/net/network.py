@@ -21,7 +21,11 @@ from rootsand.errors import RootsandError
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
 SIOCGIFADDR = 0x8915
+SIOCSIFADDR = 0x8916
+SIOCSIFNETMASK = 0x891C
+SIOCADDRT = 0x890B
 IFF_UP = 0x1
+RTF_UP, RTF_GATEWAY = 0x1, 0x2
 
 MTU = 65520
 
@@ -32,6 +36,30 @@ def loopback_up() -> None:
     try:
         flags = _if_flags(s, "lo")
         fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+    finally:
+        s.close()
+
+
+def _sockaddr_in(address: str) -> bytes:
+    return struct.pack("HH4s8x", _socket.AF_INET, 0, _socket.inet_aton(address))
+
+
+def configure_interface(name: str, address: str, prefix: int, gateway: str) -> None:
+    """`name` up with `address`/`prefix` and the default route via `gateway`, in the current network namespace:
+    four ioctls, where pyroute2 would cost ~150 ms to import."""
+    mask = _socket.inet_ntoa(struct.pack(">I", (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF))
+    s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
+        fcntl.ioctl(s.fileno(), SIOCSIFADDR, struct.pack("16s16s", name.encode(), _sockaddr_in(address)))
+        fcntl.ioctl(s.fileno(), SIOCSIFNETMASK, struct.pack("16s16s", name.encode(), _sockaddr_in(mask)))
+        fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", name.encode(), _if_flags(s, name) | IFF_UP))
+        # struct rtentry, natively aligned: pad, dst, gateway, genmask, flags, pad, pad, pad, metric, dev, mtu,
+        # window, irtt (the kernel reads the interface from the gateway's subnet)
+        route = struct.pack("@L16s16s16sHhLPhPLLH", 0, _sockaddr_in("0.0.0.0"), _sockaddr_in(gateway),
+                            _sockaddr_in("0.0.0.0"), RTF_UP | RTF_GATEWAY, 0, 0, 0, 0, 0, 0, 0, 0)
+        fcntl.ioctl(s.fileno(), SIOCADDRT, route + bytes(-len(route) % struct.calcsize("L")))  # its tail padding
+    except OSError as e:
+        raise RootsandError(f"cannot configure {name} with {address}/{prefix} via {gateway}: {e.strerror}") from None
     finally:
         s.close()
 

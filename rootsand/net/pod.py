@@ -544,14 +544,10 @@ class Member:
 
 def configure(address: str, gateway: str) -> None:
     """In the member's network namespace: eth0 up with `address`, the default route via `gateway`."""
-    from pyroute2 import IPRoute
+    from rootsand.net import network
 
-    with IPRoute() as ipr:
-        index = ipr.link_lookup(ifname="eth0")[0]
-        ip, _, prefix = address.partition("/")
-        ipr.addr("add", index=index, address=ip, prefixlen=int(prefix))
-        ipr.link("set", index=index, state="up")
-        ipr.route("add", dst="0.0.0.0/0", gateway=gateway)
+    ip, _, prefix = address.partition("/")
+    network.configure_interface("eth0", ip, int(prefix), gateway)
 
 
 # ---------------------------------------------------------------------------------------------- ls, inspect, rm
