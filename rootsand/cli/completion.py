@@ -6,7 +6,7 @@ from rootsand.cli.options import RUN
 from rootsand.config.netmodes import NET_CHOICES
 from rootsand.errors import RootsandError
 
-COMMANDS = "run ps exec inspect stop logs attach rm cleanup ns profiles doctor unshare completion"
+COMMANDS = "run ps exec inspect stop logs attach rm cleanup pod ns profiles doctor unshare completion"
 # From the options table, so completion cannot drift from what `run` takes (it had: no --net proxy)
 RUN_OPTIONS = " ".join(sorted(name for o in RUN for name in o.names if name.startswith("--")) + ["--help"])
 # What bash offers after an option that takes a value, by the table's `values`

@@ -257,3 +257,15 @@ def test_a_killed_holder_ends_the_pod_and_leaves_nothing():
     assert wait_until_gone(lambda: running(keeper), 10) == []
     assert wait_until_gone(lambda: [p for p in processes(PASTA) if p not in before]) == []
     assert pod_files(name) == []
+
+
+def test_a_pod_without_pasta_installed_is_125_with_a_hint_and_leaves_nothing(tmp_path):
+    for helper in ("newuidmap", "newgidmap"):
+        os.symlink(f"/usr/bin/{helper}", tmp_path / helper)
+    env = dict(os.environ, ROOTSAND_HELPER_PATH=str(tmp_path))
+    name = f"nopasta{os.getpid()}"
+    r = run(["pod", "create", name, "--net", "pasta"], env=env, check_rc=125)
+    lines = r.stderr.splitlines()
+    assert lines[0] == f"rootsand: error: pod {name}: pod --net pasta: pasta not found"
+    assert lines[1].startswith("rootsand: hint:") and "'passt'" in lines[1]
+    assert pod_files(name) == []
