@@ -193,7 +193,9 @@ def cleanup() -> None:
     from rootsand.errors import printable
     from rootsand.guard import leftovers
 
-    for line in leftovers.cleanup(explicit=True):
+    from rootsand.net import pod
+
+    for line in leftovers.cleanup(explicit=True) + pod.sweep():
         print(printable(line))
 
 

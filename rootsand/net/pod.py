@@ -86,14 +86,17 @@ def find(name: str) -> dict:
     return record
 
 
-def sweep() -> None:
-    """Remove the files of pods whose keeper is gone (killed before it could remove them)."""
+def sweep() -> list[str]:
+    """Remove the files of pods whose keeper is gone (killed before it could remove them): one line each."""
     from rootsand.ops import registry
 
     directory = pods_dir()
-    for entry in os.listdir(directory):
+    done = []
+    for entry in sorted(os.listdir(directory)):
         if entry.endswith(".json") and registry.read_entry(os.path.join(directory, entry)) is None:
             _remove_files(os.path.join(directory, entry[:-5]))
+            done.append(f"removed the files of pod {entry[:-5]} (its keeper was killed)")
+    return done
 
 
 def _remove_files(base: str) -> None:
@@ -334,7 +337,12 @@ class Keeper:
             return False
         member = self.members[conn.fileno()]
         if "join" in request:
-            member["name"] = str(request["join"])
+            from rootsand.config.model import validate_name
+
+            try:  # a line of every member's /etc/hosts: no other text may get in
+                member["name"] = validate_name(str(request["join"]))
+            except RootsandError:
+                return False
             if any(m.get("name") == member["name"] and m is not member for m in self.members.values()):
                 conn.sendall(b'{"error": "a member of that name is in the pod"}\n')
                 return False
