@@ -103,6 +103,7 @@ def test_two_members_talk_tcp_and_udp_by_name_and_leave_the_hosts_file(pod, tmp_
     assert sorted(hosts) == ["cli", "srv"] and hosts["srv"] != hosts["cli"]
     assert r.stdout.splitlines()[-2:] == ["tcp:hi", "udp:hi"]
     # cli has ended: its name is gone from every member's /etc/hosts (exec into the one still running)
+    assert "network: pod " + pod in run(["inspect", "srv"], check_rc=0).stdout.splitlines()
     r = run(["exec", "srv", "cat", "/etc/hosts"], check_rc=0)
     assert [line.split("\t")[1] for line in r.stdout.splitlines() if line.startswith("10.88.")] == ["srv"]
     ps = run(["ps"], check_rc=0).stdout.splitlines()
