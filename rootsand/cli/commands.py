@@ -136,7 +136,7 @@ def inspect(name: str = typer.Argument(..., help="The sandbox's name."),
              "pids: " + ", ".join(f"{k} {v}" for k, v in info["pids"].items()),
              "namespaces: " + ", ".join(f"{k}:[{v}]" for k, v in info["namespaces"].items()),
              "uid map: " + "; ".join(" ".join(map(str, line)) for line in info["uid_map"]),
-             f"network: {info['network']['mode']}" + (f" {info['network']['pod']}" if "pod" in info["network"] else "")]
+             " ".join(filter(None, ("network:", info["network"]["mode"], info["network"].get("pod"))))]
     lines += [f"  {i['name']}: {' '.join(i['addresses'])}" for i in info["network"].get("interfaces", [])]
     lines.append("mounts:")
     lines += [f"  {m['destination']:<32} {m['type']:<8} {','.join(m['options'])}" for m in info.get("mounts", [])]
