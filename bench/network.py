@@ -36,8 +36,9 @@ HOST_LOOPBACK = "127.0.0.1"   # where the iperf3 server listens
 SLIRP_HOST = "10.0.2.2"       # the host's 127.0.0.1 as seen from a slirp4netns sandbox
 MTU = 65520
 PODMAN_NETWORK = f"slirp4netns:allow_host_loopback=true,mtu={MTU}"
-# pasta with slirp's addresses, so 10.0.2.2 is the host's loopback here too (podman 4.4 or later)
-PODMAN_PASTA = "pasta:-a,10.0.2.100,-n,24,-g,10.0.2.2"
+# pasta with slirp's addresses, so 10.0.2.2 is the host's loopback here too (podman 4.4 or later, which
+# passes pasta --no-map-gw unless given --map-gw)
+PODMAN_PASTA = "pasta:-a,10.0.2.100,-n,24,-g,10.0.2.2,--map-gw"
 
 
 def iperf3_run(argv, timeout):
