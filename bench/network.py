@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Network benchmark: iperf3 throughput through `rootsand run --net slirp` and rootless podman's slirp4netns,
-against the host's own loopback, and the start-up cost of `--net slirp` over `--net none`.
+"""Network benchmark: iperf3 throughput through `rootsand run --net slirp` and `--net pasta` and rootless
+podman's slirp4netns and pasta, against the host's own loopback, and the start-up cost of `--net slirp` and
+`--net pasta` over `--net none`.
 
 Run as root:   python3 bench/network.py [--runs N] [--time S] [--startup-runs N] [--no-reverse]
                                         [--user NAME] [--rootsand PATH]
@@ -10,7 +11,8 @@ iperf3 binary and the libraries `ldd` lists, owned by the user. Then it re-execu
 unprivileged user (runuser -u USER -- /usr/bin/python3 network.py --inner ...). The inner process runs an
 iperf3 server on 127.0.0.1 and the clients, and prints JSON; the outer process prints the tables and
 writes bench/results/network.json. All traffic stays on the host's loopback: the sandboxes reach the
-host's 127.0.0.1 as 10.0.2.2 (slirp4netns with host loopback allowed). Stdlib only. See bench/README.md.
+host's 127.0.0.1 as 10.0.2.2 (slirp4netns with host loopback allowed; pasta given slirp's addresses,
+its gateway mapped to the host's loopback). Stdlib only. See bench/README.md.
 """
 import argparse
 import json
@@ -34,6 +36,9 @@ HOST_LOOPBACK = "127.0.0.1"   # where the iperf3 server listens
 SLIRP_HOST = "10.0.2.2"       # the host's 127.0.0.1 as seen from a slirp4netns sandbox
 MTU = 65520
 PODMAN_NETWORK = f"slirp4netns:allow_host_loopback=true,mtu={MTU}"
+# pasta with slirp's addresses, so 10.0.2.2 is the host's loopback here too (podman 4.4 or later, which
+# passes pasta --no-map-gw unless given --map-gw)
+PODMAN_PASTA = "pasta:-a,10.0.2.100,-n,24,-g,10.0.2.2,--map-gw"
 
 
 def iperf3_run(argv, timeout):
@@ -107,8 +112,14 @@ def clients(rootsand, rootfs):
         ("rootsand --net slirp",
          lambda p, t, r: [rootsand, "run", "--net", "slirp", "--allow-host-loopback", "--",
                           "iperf3"] + iperf(SLIRP_HOST, p, t, r)),
+        ("rootsand --net pasta",
+         lambda p, t, r: [rootsand, "run", "--net", "pasta", "--allow-host-loopback", "--",
+                          "iperf3"] + iperf(SLIRP_HOST, p, t, r)),
         ("podman slirp4netns (runc)",
          lambda p, t, r: ["podman", "run", "--rm", "--runtime", "runc", "--network", PODMAN_NETWORK,
+                          "--rootfs", rootfs or "<no rootfs>", "/iperf3"] + iperf(SLIRP_HOST, p, t, r)),
+        ("podman pasta (runc)",
+         lambda p, t, r: ["podman", "run", "--rm", "--runtime", "runc", "--network", PODMAN_PASTA,
                           "--rootfs", rootfs or "<no rootfs>", "/iperf3"] + iperf(SLIRP_HOST, p, t, r)),
     ]
 
@@ -177,7 +188,8 @@ def throughput(args):
 
 def startup(args):
     cmds = [("rootsand run --net none -- true", [args.rootsand, "run", "--net", "none", "--", "true"]),
-            ("rootsand run --net slirp -- true", [args.rootsand, "run", "--net", "slirp", "--", "true"])]
+            ("rootsand run --net slirp -- true", [args.rootsand, "run", "--net", "slirp", "--", "true"]),
+            ("rootsand run --net pasta -- true", [args.rootsand, "run", "--net", "pasta", "--", "true"])]
     results = []
     for name, argv in cmds:
         r = {"name": name, "argv": argv, "skipped": None}
@@ -200,11 +212,13 @@ def inner(args):
         "startup_runs": args.startup_runs, "startup_warmups": WARMUPS, "order": "interleaved rounds",
         "server": f"iperf3 -s -B {HOST_LOOPBACK} (as {pwd.getpwuid(os.getuid()).pw_name})",
         "server_restarts": restarts, "slirp_mtu": MTU, "podman_network": PODMAN_NETWORK,
+        "podman_pasta": PODMAN_PASTA,
         "kernel": platform.release(), "cpus": os.cpu_count(),
         "versions": {
             "rootsand": version([args.rootsand, "--version"]),
             "iperf3": version(["iperf3", "--version"]),
             "slirp4netns": version(["slirp4netns", "--version"]),
+            "passt": version(["dpkg-query", "-W", "-f", "${Version}", "passt"]),
             "podman": version(["podman", "--version"]),
             "runc": version(["runc", "--version"]),
         },
@@ -314,9 +328,9 @@ def outer(args):
     if why:
         sys.exit(f"network.py: {why}")
     n = 1 if args.no_reverse else 2
-    print(f"network.py: as {args.user}: {args.startup_runs} start-up runs (+{WARMUPS} warm-ups) of 2 "
-          f"commands, then {args.runs} x {n} iperf3 runs of {args.time}s for each of 3 clients "
-          f"(about {args.runs * n * 3 * (args.time + 1) + 3 * (PROBE_SECONDS + 2)}s)", file=sys.stderr)
+    print(f"network.py: as {args.user}: {args.startup_runs} start-up runs (+{WARMUPS} warm-ups) of 3 "
+          f"commands, then {args.runs} x {n} iperf3 runs of {args.time}s for each of 5 clients "
+          f"(about {args.runs * n * 5 * (args.time + 1) + 5 * (PROBE_SECONDS + 2)}s)", file=sys.stderr)
     inner_args = ["--runs", str(args.runs), "--time", str(args.time), "--startup-runs", str(args.startup_runs)]
     data = run_as_user(os.path.abspath(__file__), args, make_rootfs,
                        inner_args + (["--no-reverse"] if args.no_reverse else []))
@@ -325,8 +339,8 @@ def outer(args):
 
 
 def main():
-    p = argparse.ArgumentParser(description="iperf3 throughput through rootsand's and podman's slirp4netns "
-                                            "vs the host, and the start-up cost of --net slirp.")
+    p = argparse.ArgumentParser(description="iperf3 throughput through rootsand's and podman's slirp4netns and "
+                                            "pasta vs the host, and the start-up cost of --net slirp and pasta.")
     p.add_argument("--runs", type=int, default=3, help="iperf3 runs per client and direction (default 3)")
     p.add_argument("--time", type=int, default=5, help="seconds per iperf3 run (default 5)")
     p.add_argument("--startup-runs", type=int, default=20, help="timed start-up runs per command (default 20)")

@@ -18,7 +18,7 @@ test_user=${ROOTSAND_TEST_USER:-rootsand-test}
 nosub_user=${ROOTSAND_NOSUB_USER:-rootsand-nosub}
 work=${ROOTSAND_TEST_DIR:-/var/tmp/rootsand-tests}
 
-packages=(uidmap slirp4netns fuse-overlayfs iproute2 procps util-linux passwd python3-venv libseccomp2
+packages=(uidmap slirp4netns passt fuse-overlayfs iproute2 procps util-linux passwd python3-venv libseccomp2
           busybox-static make gcc libc6-dev libcap2-bin vim-tiny less
           dpkg-dev debhelper build-essential fakeroot devscripts cpio curl git bubblewrap tmux runc crun
           nodejs npm openssl golang-go default-jre-headless xz-utils)

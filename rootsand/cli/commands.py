@@ -182,7 +182,7 @@ def inspect(name: str = typer.Argument(..., help="The sandbox's name."),
              "pids: " + ", ".join(f"{k} {v}" for k, v in info["pids"].items()),
              "namespaces: " + ", ".join(f"{k}:[{v}]" for k, v in info["namespaces"].items()),
              "uid map: " + "; ".join(" ".join(map(str, line)) for line in info["uid_map"]),
-             f"network: {info['network']['mode']}"]
+             " ".join(filter(None, ("network:", info["network"]["mode"], info["network"].get("pod"))))]
     lines += [f"  {i['name']}: {' '.join(i['addresses'])}" for i in info["network"].get("interfaces", [])]
     lines.append("mounts:")
     lines += [f"  {m['destination']:<32} {m['type']:<8} {','.join(m['options'])}" for m in info.get("mounts", [])]
@@ -242,8 +242,63 @@ def cleanup() -> None:
     from rootsand.errors import printable
     from rootsand.guard import leftovers
 
-    for line in leftovers.cleanup(explicit=True):
+    from rootsand.net import pod
+
+    for line in leftovers.cleanup(explicit=True) + pod.sweep():
         print(printable(line))
+
+
+pod_app = typer.Typer(help="Pods: sandboxes on one private network that reach each other by name.",
+                      no_args_is_help=True, add_completion=False, rich_markup_mode=None)
+app.add_typer(pod_app, name="pod")
+
+
+@pod_app.command("create")
+def pod_create(name: str = typer.Argument(..., help="The pod's name."),
+               net: str = typer.Option("none", "--net", help="The pod's way out: none or pasta."),
+               publish: list[str] = typer.Option([], "--publish", help="[HOST_IP:]HOST_PORT:PORT (TCP): the "
+                                                 "member listening on PORT serves it; repeatable.")) -> None:
+    """Make a pod: a user and network namespace with a bridge, which `run --pod NAME` joins."""
+    from rootsand.net import pod
+
+    pod.create(name, net, publish)
+    print(name)
+
+
+@pod_app.command("ls")
+def pod_ls(json_output: bool = typer.Option(False, "--json", help="An array of objects.")) -> None:
+    """List your pods and their members."""
+    from rootsand.net import pod
+    from rootsand.ops.ps import age, print_json
+
+    found = pod.rows()
+    if json_output:
+        print_json(found)
+        return
+    lines = [("NAME", "NET", "SUBNET", "AGE", "MEMBERS")] + [
+        (r["name"], r["net"], r["subnet"], age(r["age_seconds"]), ",".join(r["members"]) or "-") for r in found]
+    widths = [max(len(line[i]) for line in lines) for i in range(4)]
+    for line in lines:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)) + "  " + line[4])
+
+
+@pod_app.command("inspect")
+def pod_inspect(name: str = typer.Argument(..., help="The pod's name.")) -> None:
+    """Show a pod: its keeper and holder, network and members (as JSON)."""
+    from rootsand.net import pod
+    from rootsand.ops.ps import print_json
+
+    print_json(pod.inspect(name))
+
+
+@pod_app.command("rm")
+def pod_rm(names: list[str] = typer.Argument(..., help="The pods' names."),
+           force: bool = typer.Option(False, "--force", "-f", help="Stop the pod's members first.")) -> None:
+    """Remove pods: their holder and network go; members are an error unless -f stops them."""
+    from rootsand.net import pod
+
+    for name in names:
+        pod.remove(name, force)
 
 
 ns_app = typer.Typer(help="Namespaces: list them, compare two processes or sandboxes, watch them come and go.",

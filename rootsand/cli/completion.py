@@ -3,14 +3,14 @@ stop and ns diff, and the detached ones (ended too) for logs, attach and rm. The
 profiles`), so `rootsand run` itself pays nothing for completion."""
 
 from rootsand.cli.options import RUN
-from rootsand.config.netmodes import NET_MODES
+from rootsand.config.netmodes import NET_CHOICES
 from rootsand.errors import RootsandError
 
-COMMANDS = "run ps exec inspect stop logs attach rm cleanup ns profiles doctor unshare bwrap completion export"
+COMMANDS = "run ps exec inspect stop logs attach rm cleanup pod ns profiles doctor unshare bwrap completion export"
 # From the options table, so completion cannot drift from what `run` takes (it had: no --net proxy)
 RUN_OPTIONS = " ".join(sorted(name for o in RUN for name in o.names if name.startswith("--")) + ["--help"])
 # What bash offers after an option that takes a value, by the table's `values`
-BASH_VALUES = {"profiles": '$(rootsand profiles 2>/dev/null | cut -d" " -f1)', "net": " ".join(NET_MODES),
+BASH_VALUES = {"profiles": '$(rootsand profiles 2>/dev/null | cut -d" " -f1)', "net": " ".join(NET_CHOICES),
                "user": "root keep-id", "landlock": "on off scope-only"}
 
 
@@ -81,5 +81,5 @@ def script(shell: str) -> str:
     if shell == "zsh":  # zsh runs bash's completion functions through bashcompinit
         return "autoload -U +X bashcompinit && bashcompinit\n" + bash
     if shell == "fish":
-        return FISH.replace("@COMMANDS@", COMMANDS).replace("@NET_MODES@", " ".join(NET_MODES))
+        return FISH.replace("@COMMANDS@", COMMANDS).replace("@NET_MODES@", " ".join(NET_CHOICES))
     raise RootsandError(f"no completion for {shell!r}", hint="bash, zsh or fish")

@@ -6,7 +6,7 @@ a third of a sandbox's start). Anything unusual (help, a typo, a missing value) 
 gives the real help or error. tests/unit/test_cli_fast.py checks both parsers agree.
 """
 
-from rootsand.config.netmodes import NET_MODES, one_of
+from rootsand.config.netmodes import NET_CHOICES, one_of
 
 
 class Option:
@@ -24,12 +24,15 @@ class Option:
 
 RUN = (
     Option(("-p", "--profile"), "profile", "value", "A built-in profile name or a TOML file.", "profiles"),
-    Option(("--net",), "net", "value", f"Network: {one_of(NET_MODES)} (overrides the profile).", "net"),
+    Option(("--net",), "net", "value",
+           f"Network: {one_of(NET_CHOICES)} (overrides the profile; auto: pasta where installed, else slirp).", "net"),
+    Option(("--pod",), "pod", "value", "Run in the pod NAME (rootsand pod create): on its network, its members "
+           "reached by name."),
     Option(("--allow-host",), "allow_hosts", "list",
            "HOST[:PORT], *.DOMAIN or an IP the proxy lets through; repeatable; implies --net proxy."),
-    Option(("--publish",), "publish", "list", "[HOST_IP:]HOST_PORT:SANDBOX_PORT[/tcp|/udp]; slirp only."),
+    Option(("--publish",), "publish", "list", "[HOST_IP:]HOST_PORT:SANDBOX_PORT[/tcp|/udp]; slirp and pasta."),
     Option(("--allow-host-loopback",), "allow_host_loopback", "flag",
-           "slirp: let the sandbox reach the host's 127.0.0.1 as 10.0.2.2."),
+           "slirp, pasta: let the sandbox reach the host's 127.0.0.1 as 10.0.2.2."),
     Option(("--bind",), "binds", "list", "SRC[:DST] bound read-write; repeatable.", "files"),
     Option(("--ro-bind",), "ro_binds", "list", "SRC[:DST] bound read-only; repeatable.", "files"),
     Option(("--tmpfs",), "tmpfs", "list", "DST: an empty tmpfs; repeatable.", "files"),

@@ -58,6 +58,10 @@ def make_plan(options, timed: bool = False):
     from rootsand.config import host
 
     facts = host.facts(asked.net_mode)
+    if asked.pod:  # the pod must exist; its hosts file is every member's /etc/hosts
+        from rootsand.net import pod
+
+        facts = facts.replace(pod_hosts=pod.pod_path(pod.find(asked.pod)["name"], ".hosts"))
     if timed:
         stage("host facts read")
     the_plan = plan.plan(asked, facts)

@@ -12,7 +12,7 @@ HELPER_DIRS = ("/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin")
 def facts(net_mode: str):
     """This host's facts for the plan stage (plan.HostFacts): reads only, nothing made or changed."""
     from rootsand.config import idmap
-    from rootsand.config.netmodes import MODES
+    from rootsand.config import netmodes
     from rootsand.config.plan import HostFacts
     from rootsand.security import caps, cgroup as cgroups
 
@@ -20,7 +20,7 @@ def facts(net_mode: str):
     name = user_name(uid)
     cgroup = cgroups.delegated_cgroup()
     resolv = ""
-    if MODES[net_mode].resolv_conf:  # the sandbox's own is made from it
+    if netmodes.entry(net_mode).resolv_conf:  # the sandbox's own is made from it
         try:
             with open("/etc/resolv.conf") as f:
                 resolv = f.read()
@@ -38,7 +38,8 @@ def facts(net_mode: str):
         page_size=os.sysconf("SC_PAGE_SIZE"), last_cap=caps.last_cap(), nested=nesting(),
         nested_ids=_ids_without_setfcap(), arch=arch(),
         # booted with ignore_rlimit_data: the kernel only logs a process past RLIMIT_DATA
-        data_limit_ignored=read_sysctl("/sys/module/kernel/parameters/ignore_rlimit_data") == "Y")
+        data_limit_ignored=read_sysctl("/sys/module/kernel/parameters/ignore_rlimit_data") == "Y",
+        net_auto=netmodes.auto_mode(find_helper) if net_mode == "auto" else None)
 
 
 def arch():

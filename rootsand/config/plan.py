@@ -14,8 +14,8 @@ import os
 
 from rootsand.config import idmap
 from rootsand.config.homerule import HomeGuard, plan_home, read_only_reason
-from rootsand.config.model import CAPABILITIES, PortForward, Record
-from rootsand.config.netmodes import MODES
+from rootsand.config.model import CAPABILITIES, Mount, PortForward, Record
+from rootsand.config.netmodes import AUTO, MODES
 from rootsand.errors import RootsandError
 from rootsand.guard.hostpaths import is_below
 from rootsand.security import landlockrules, limits
@@ -53,6 +53,8 @@ class HostFacts(Record):
         "nested_ids": None,  # then, [uid, gid] to map ourselves to where 0 cannot be (no CAP_SETFCAP)
         "arch": HostArch,  # what the seccomp rules depend on in the architecture
         "data_limit_ignored": False,  # the kernel does not enforce RLIMIT_DATA (ignore_rlimit_data)
+        "net_auto": None,  # what network mode `auto` is here (netmodes.auto_mode); None: slirp
+        "pod_hosts": None,  # run --pod: the pod's hosts file, every member's /etc/hosts (net/pod.py)
     }
     __slots__ = tuple(FIELDS)
     NESTED = {"subuids": idmap.SubidRange, "subgids": idmap.SubidRange, "arch": HostArch}
@@ -197,6 +199,7 @@ class Network(Record):
         # proxy: the hosts the proxy lets through (allowlist.py), its endpoint on the sandbox's 127.0.0.1,
         # and how long a client may take to send its request head
         "allow": list, "deny": list, "proxy_port": None, "header_timeout": None,
+        "pod": None, "member": None,  # pod: the pod's name, and the sandbox's there (its name)
     }
     __slots__ = tuple(FIELDS)
     NESTED = {"publish": PortForward}
@@ -270,6 +273,8 @@ class Plan(Record):
 
 def plan(spec, facts: HostFacts) -> Plan:
     """The Plan for `spec` on a host with these facts. Pure; RootsandError when it cannot be made."""
+    if spec.net_mode == "auto":
+        spec = spec.replace(net_mode=facts.net_auto or AUTO[-1])
     # keep-id maps: the user is itself inside, every other id (root too) a subordinate one (idmap = "keep-id"
     # with user root: what root makes, setuid programs included, never belongs to the user on the host).
     keep_id = spec.user.mode == "keep-id" or spec.idmap == "keep-id"
@@ -298,6 +303,8 @@ def plan(spec, facts: HostFacts) -> Plan:
     setup_ids = (idmap.inside_of(ids.uid_lines, facts.uid), idmap.inside_of(ids.gid_lines, facts.gid))
     mounts, the_handover = handover(spec, mounts, name, run_ids[0] == setup_ids[0])
     staged = the_handover.mount if the_handover and the_handover.staging else None
+    if spec.pod:  # last, so no index above shifts: every member's /etc/hosts, kept current by the pod
+        mounts = mounts + [Mount(type="ro-bind", src=facts.pod_hosts, dst="/etc/hosts", origin="--pod")]
     if staged is not None:  # the staging bind comes before the current directory's: later indices shift
         home_guards = [g.replace(mount=g.mount + 1) if g.mount >= staged else g for g in home_guards]
         rule_protected = [{**item, "mount": item["mount"] + 1} if item["mount"] >= staged else item
@@ -312,6 +319,8 @@ def plan(spec, facts: HostFacts) -> Plan:
     if rules is None:
         notes.append('the seccomp filter is off (security.seccomp = "none"): for debugging only')
     network = _network(spec, facts)
+    if network.pod:
+        network = network.replace(member=name)
     env = dict(spec.env)
     if network.proxy_port is not None:
         env.update(proxy_env(network.proxy_port))
@@ -319,7 +328,19 @@ def plan(spec, facts: HostFacts) -> Plan:
     if udp_note and not network.allow_host_loopback and any(
             f.proto == "udp" and f.host_addr.startswith(("127.", "::1")) for f in network.publish):
         notes.append(udp_note)
+    udp_note = MODES[network.mode].udp_translation_note
+    if udp_note and any(f.proto == "udp" and f.host_port != f.guest_port for f in network.publish):
+        notes.append(udp_note)
     etc_files = {"hostname": f"{spec.hostname}\n", "hosts": hosts_file(spec.hostname)}
+    if network.pod:  # the members' names, kept current by the pod's keeper: its file bound, not a copy
+        if keep_id or not root_mapped:
+            raise RootsandError("--pod: a pod's members share its id map (root, then your subordinate ids): "
+                                "keep-id and single-id maps cannot join it")
+        if "pid" not in spec.namespaces:  # the pod's user namespace owns its holder's and the other members'
+            raise RootsandError("--pod needs the pid namespace, which the profile's sandbox.namespaces leaves "
+                                "out: a member that saw the host's processes could join the pod's network "
+                                "namespaces (it has root's powers over them)")
+        del etc_files["hosts"]
     if network.resolv_conf is not None:
         etc_files["resolv.conf"] = network.resolv_conf
     capabilities = list(CAPABILITIES[:facts.last_cap + 1]) if spec.capabilities == "all" else list(spec.capabilities)
@@ -466,6 +487,8 @@ def _network(spec, facts: HostFacts) -> Network:
         values["slirp_sandbox"] = facts.nested is None
     if mode.allowlist:
         values.update(allow=list(spec.allow_hosts), deny=list(spec.deny_hosts), header_timeout=spec.header_timeout)
+    if spec.pod:
+        values["pod"] = spec.pod
     return Network(mode=mode.name, address=f"{mode.address}/{mode.prefix}" if mode.address else None,
                    gateway=mode.gateway, dns=mode.dns, interface=mode.interface, proxy_port=mode.proxy_port, **values)
 

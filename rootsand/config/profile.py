@@ -18,7 +18,7 @@ from rootsand.config.model import (ALL_MOUNT_KEYS, ALL_NAMESPACES, BIND_TYPES, C
                             DEFAULT_NAMESPACES, INT_MAX, MOUNT_KEYS, RLIMITS, SIZE_RLIMITS, Mount, Record,
                             User, parse_capability, parse_cpus, parse_duration, parse_publish, parse_size,
                             parse_user, validate_hostname)
-from rootsand.config.netmodes import MODES, NET_MODES, modes_with, one_of
+from rootsand.config.netmodes import NET_CHOICES, entry, modes_with, one_of
 from rootsand.config.tomlfile import dump_toml, key_text, toml_value, type_name
 from rootsand.security.seccomp.rules import SOCKET_FAMILIES
 
@@ -461,7 +461,7 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable]]] = {
         "git": ("git", _choice("none", "read-only")),
     },
     "network": {
-        "mode": ("net_mode", _choice(*NET_MODES)),
+        "mode": ("net_mode", _choice(*NET_CHOICES)),
         "allow_host_loopback": ("allow_host_loopback", _just("boolean")),
         "publish": ("publish", _publish),
         "dns": ("dns", _dns),
@@ -639,7 +639,7 @@ def load(name_or_path: str, variables: Variables) -> Profile:
     if profile.time_offsets and "time" not in profile.namespaces:
         file, key = layer.origins["time_offsets"]
         file.fail(key, "needs \"time\" in sandbox.namespaces")
-    if profile.publish and not MODES[profile.net_mode].publish:
+    if profile.publish and not entry(profile.net_mode).publish:
         file, key = layer.origins["publish"]
         file.fail(key, f"ports can be published in {one_of(modes_with('publish'))} mode only "
                        f"(network.mode is {profile.net_mode!r})")

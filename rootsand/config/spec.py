@@ -13,7 +13,7 @@ from rootsand.errors import RootsandError
 from rootsand.config.model import (DEFAULT_ENV_KEEP, FALLBACK_PATH, Mount, Record, default_command, env_entries,
                                    parse_capability, parse_cpus, parse_duration, parse_env_assignment, parse_pids,
                                    parse_publish, parse_size, parse_user, validate_hostname, validate_name)
-from rootsand.config.netmodes import MODES, NET_MODES, modes_with, one_of
+from rootsand.config.netmodes import MODES, NET_CHOICES, entry, modes_with, one_of
 from rootsand.security import landlockrules
 
 __all__ = ["SandboxSpec", "build_env", "from_profile", "parse_duration", "parse_env_assignment",
@@ -42,6 +42,7 @@ class SandboxSpec(Record):
         "mounts": list,  # Mount ops in order, each with its origin
         "rootfs": None,
         "net_mode": "none",
+        "pod": None,  # run --pod NAME: the pod whose network (net_mode "pod") and user namespace it joins
         "allow_host_loopback": False,
         "publish": list,  # PortForward
         "allow_hosts": list, "deny_hosts": list, "header_timeout": 10.0,  # proxy mode (allowlist.py)
@@ -171,9 +172,14 @@ def from_profile(profile, options, host_env: dict[str, str], cwd: str, cpu_count
         assignments.update(env_entries(files.env_file(os.path.join(cwd, path)), host_env, f"--env-file {path} entry"))
     assignments.update(env_entries(options.env, host_env))
     net_mode = options.net or (modes_with("allowlist")[0] if options.allow_hosts else profile.net_mode)
-    if net_mode not in MODES:
-        raise RootsandError(f"invalid --net {net_mode!r}: expected {one_of(NET_MODES)}")
-    mode = MODES[net_mode]
+    pod = getattr(options, "pod", None)
+    if pod:
+        if options.net or options.allow_hosts:
+            raise RootsandError(f"--pod joins the pod's network: it takes no --net {options.net or 'proxy'}")
+        net_mode = modes_with("pod")[0]
+    elif net_mode not in NET_CHOICES:  # a pod's member only through --pod
+        raise RootsandError(f"invalid --net {net_mode!r}: expected {one_of(NET_CHOICES)}")
+    mode = entry(net_mode)
     if options.allow_hosts and not mode.allowlist:
         raise RootsandError(f"--allow-host needs --net {one_of(modes_with('allowlist'))} "
                             f"(the network mode is {net_mode})")
@@ -247,6 +253,7 @@ def from_profile(profile, options, host_env: dict[str, str], cwd: str, cpu_count
         mounts=mounts,
         rootfs=rootfs,
         net_mode=net_mode,
+        pod=validate_name(pod) if pod else None,
         allow_host_loopback=options.allow_host_loopback or profile.allow_host_loopback,
         publish=publish,
         allow_hosts=allow_hosts,

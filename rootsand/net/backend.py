@@ -3,6 +3,8 @@ and PID 1 (P1) call these hooks in this order and compare no mode names (runtime
 
     L  prepare()            before forking C
     L  after_fork(False)    C forked: close what only C uses     C  after_fork(True): close what only L uses
+                                                                 C  join(): before unshare, the namespaces
+                                                                    joined instead of made (their flags)
                                                                  C  unshared(): right after unshare, a note or None
     L  start(C's pid, log)  C's id maps written, before C goes on
                                                                  C  configure(): True: L has work (stage "network")
@@ -29,6 +31,7 @@ class Backend:
     namespace of its own). Each hook does nothing here; a mode overrides those it needs."""
 
     name = ""
+    joins_user = False  # the sandbox joins an existing user namespace (join()): no id maps to write
 
     def __init__(self, net):
         self.net = net  # the plan's Network section
@@ -38,6 +41,9 @@ class Backend:
 
     def after_fork(self, in_child: bool) -> None:
         pass
+
+    def join(self) -> int:
+        return 0
 
     def unshared(self) -> str | None:
         return None
@@ -81,7 +87,7 @@ class SlirpBackend(Backend):
 
     def __init__(self, net):
         super().__init__(net)
-        self.slirp: network.Slirp | None = None
+        self.helper: network.Helper | None = None  # its process, once started
 
     def unshared(self) -> str | None:
         return network.disable_ipv6_dad()  # before slirp4netns creates the interface
@@ -99,20 +105,102 @@ class SlirpBackend(Backend):
             directory = registry.runtime_dir()
             registry.remove_stale(directory, "slirp")
             api_socket = os.path.join(directory, f"slirp-{os.getpid()}.sock")
-        self.slirp = network.Slirp(binary, child, net, api_socket)
-        self.slirp.publish(net.publish)
-        self.slirp.forget_api_socket()
+        self.helper = slirp = network.Slirp(binary, child, net, api_socket)
+        slirp.publish(net.publish)
+        slirp.forget_api_socket()
         log("slirp4netns ready" + (f", published {', '.join(map(str, net.publish))}" if net.publish else ""))
 
     def check(self, debug: bool) -> None:
-        network.check_tap(self.net.interface, self.net.address.partition("/")[0])
+        network.check_tap(self.net.interface, self.net.address.partition("/")[0], MODES[self.net.mode].helper)
         if debug:  # not with -v alone: importing pyroute2 takes ~100 ms, and -v times the stages
             for line in network.describe_interfaces():
                 print(f"rootsand: network: {line}", file=sys.stderr, flush=True)
 
     def stop(self) -> None:
-        if self.slirp:
-            self.slirp.stop()
+        if self.helper:
+            self.helper.stop()
+
+
+class PastaBackend(SlirpBackend):
+    """pasta, started by the launcher against C once its id maps are written, as slirp4netns is, with the
+    same addresses; its ports published as it starts. It dies with the launcher (PDEATHSIG) or in stop()."""
+
+    name = "pasta"
+
+    def unshared(self) -> str | None:
+        return None  # pasta's addresses come without duplicate address detection
+
+    def start(self, child: int, log) -> None:
+        self.helper = network.start_pasta(child, self.net, "--net pasta")
+        log("pasta ready" + (f", published {', '.join(map(str, self.net.publish))}" if self.net.publish else ""))
+
+
+class PodBackend(Backend):
+    """A member of a pod (net/pod.py): its launcher connects to the pod's keeper, which passes the pod's user
+    namespace; the setup process joins it and makes its own network namespace, which the pod's holder wires
+    to its bridge once it exists (start); the setup process then gives eth0 the address the keeper chose.
+    The connection is held while the member runs: its end takes the member out of the pod."""
+
+    name = "pod"
+    joins_user = True
+
+    def __init__(self, net):
+        super().__init__(net)
+        self.member = None  # pod.Member: the connection to the pod's keeper
+        self.userns_fd: int | None = None
+        self.address_r: int | None = None  # C reads the address the launcher was told on this pipe
+        self.address_w: int | None = None
+
+    def prepare(self) -> None:
+        from rootsand.net import pod
+
+        self.member = pod.Member(self.net.pod, self.net.member)
+        self.userns_fd = self.member.userns_fd
+        self.address_r, self.address_w = os.pipe2(os.O_CLOEXEC)
+
+    def after_fork(self, in_child: bool) -> None:
+        if in_child:
+            self.member.close()
+            self.member = None
+            os.close(self.address_w)
+            self.address_w = None
+        else:
+            os.close(self.userns_fd)
+            self.userns_fd = None
+            os.close(self.address_r)
+            self.address_r = None
+
+    def join(self) -> int:
+        from rootsand.linux import libc
+
+        libc.setns(self.userns_fd, libc.CLONE_NEWUSER)
+        os.close(self.userns_fd)
+        return libc.CLONE_NEWUSER
+
+    def start(self, child: int, log) -> None:
+        reply = self.member.attach(child)
+        os.write(self.address_w, f"{reply['address']} {reply['gateway']}".encode())
+        os.close(self.address_w)
+        self.address_w = None
+        log(f"pod {self.net.pod}: eth0 {reply['address']}")
+
+    def configure(self) -> bool:
+        data = os.read(self.address_r, 200).decode().split()
+        os.close(self.address_r)
+        if len(data) != 2:
+            raise RootsandError(f"pod {self.net.pod}: no address came for the sandbox")
+        from rootsand.net import pod
+
+        pod.configure(*data)
+        return False
+
+    def stop(self) -> None:
+        if self.address_w is not None:
+            os.close(self.address_w)
+            self.address_w = None
+        if self.member is not None:
+            self.member.close()
+            self.member = None
 
 
 MAX_CAPTURED_PORTS = 250
@@ -225,7 +313,8 @@ class ProxyBackend(Backend):
             self.pid = None
 
 
-BACKENDS = {backend.name: backend for backend in (NoneBackend, HostBackend, SlirpBackend, ProxyBackend)}
+BACKENDS = {backend.name: backend for backend in (NoneBackend, HostBackend, SlirpBackend, PastaBackend,
+                                                  PodBackend, ProxyBackend)}
 
 
 def backend_for(net) -> Backend:

@@ -1,10 +1,10 @@
-"""The network modes' tools (backend.py uses them): loopback, the proxy's endpoint, slirp4netns.
+"""The network modes' tools (backend.py uses them): loopback, the proxy's endpoint, slirp4netns, pasta.
 
 `none` needs no netlink at all: bringing `lo` up is one ioctl (pyroute2 costs ~150 ms to import). In
 slirp mode the launcher runs slirp4netns against the sandbox's setup process, which configures the
 interface with the plan's addresses (config/netmodes.py: tap0, 10.0.2.100/24, gateway 10.0.2.2, DNS
 10.0.2.3) and signals readiness; ports are published through its API socket, which is removed as soon as
-they are.
+they are. pasta is given the same addresses (and publishes at its start: it has no API in Debian 12).
 """
 
 import fcntl
@@ -21,7 +21,11 @@ from rootsand.errors import RootsandError
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
 SIOCGIFADDR = 0x8915
+SIOCSIFADDR = 0x8916
+SIOCSIFNETMASK = 0x891C
+SIOCADDRT = 0x890B
 IFF_UP = 0x1
+RTF_UP, RTF_GATEWAY = 0x1, 0x2
 
 MTU = 65520
 
@@ -32,6 +36,30 @@ def loopback_up() -> None:
     try:
         flags = _if_flags(s, "lo")
         fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+    finally:
+        s.close()
+
+
+def _sockaddr_in(address: str) -> bytes:
+    return struct.pack("HH4s8x", _socket.AF_INET, 0, _socket.inet_aton(address))
+
+
+def configure_interface(name: str, address: str, prefix: int, gateway: str) -> None:
+    """`name` up with `address`/`prefix` and the default route via `gateway`, in the current network namespace:
+    four ioctls, where pyroute2 would cost ~150 ms to import."""
+    mask = _socket.inet_ntoa(struct.pack(">I", (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF))
+    s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
+        fcntl.ioctl(s.fileno(), SIOCSIFADDR, struct.pack("16s16s", name.encode(), _sockaddr_in(address)))
+        fcntl.ioctl(s.fileno(), SIOCSIFNETMASK, struct.pack("16s16s", name.encode(), _sockaddr_in(mask)))
+        fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", name.encode(), _if_flags(s, name) | IFF_UP))
+        # struct rtentry, natively aligned: pad, dst, gateway, genmask, flags, pad, pad, pad, metric, dev, mtu,
+        # window, irtt (the kernel reads the interface from the gateway's subnet)
+        route = struct.pack("@L16s16s16sHhLPhPLLH", 0, _sockaddr_in("0.0.0.0"), _sockaddr_in(gateway),
+                            _sockaddr_in("0.0.0.0"), RTF_UP | RTF_GATEWAY, 0, 0, 0, 0, 0, 0, 0, 0)
+        fcntl.ioctl(s.fileno(), SIOCADDRT, route + bytes(-len(route) % struct.calcsize("L")))  # its tail padding
+    except OSError as e:
+        raise RootsandError(f"cannot configure {name} with {address}/{prefix} via {gateway}: {e.strerror}") from None
     finally:
         s.close()
 
@@ -181,20 +209,20 @@ def _if_flags(s, name: str) -> int:
     return struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req))[1]
 
 
-def check_tap(interface: str, expected: str) -> None:
-    """After slirp4netns has configured `interface`: make sure it is up with the `expected` address (two
-    ioctls, no netlink)."""
+def check_tap(interface: str, expected: str, helper: str = "slirp4netns") -> None:
+    """After the `helper` (slirp4netns, pasta) has configured `interface`: make sure it is up with the
+    `expected` address (two ioctls, no netlink)."""
     s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
     try:
         up = _if_flags(s, interface) & IFF_UP
         raw = fcntl.ioctl(s.fileno(), SIOCGIFADDR, struct.pack("16s16x", interface.encode()))
     except OSError as e:
-        raise RootsandError(f"slirp4netns did not configure {interface}: {e.strerror}") from None
+        raise RootsandError(f"{helper} did not configure {interface}: {e.strerror}") from None
     finally:
         s.close()
     address = _socket.inet_ntoa(raw[20:24])
     if not up or address != expected:
-        raise RootsandError(f"slirp4netns left {interface} {'up' if up else 'down'} with address {address}")
+        raise RootsandError(f"{helper} left {interface} {'up' if up else 'down'} with address {address}")
 
 
 def describe_interfaces() -> list[str]:
@@ -229,12 +257,88 @@ def disable_ipv6_dad() -> str | None:
     return None
 
 
-class Slirp:
+class Helper:
+    """A helper process (slirp4netns, pasta) serving the sandbox's network namespace from the launcher's
+    side: its readiness awaited, its failure explained, and stopped last."""
+
+    name = ""
+
+    def _start(self, argv: list[str], ready_fd: int, pass_fds: tuple, **options) -> None:
+        """Run the helper with `pass_fds` (closed here, its ends) and wait until it says it is ready on
+        `ready_fd` (closed too); stopped again when it does not."""
+        import subprocess
+
+        try:
+            self.process = subprocess.Popen(argv, pass_fds=pass_fds, stdin=subprocess.DEVNULL,
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **options)
+        except OSError as e:
+            os.close(ready_fd)
+            raise RootsandError(f"cannot start {self.name}: {e.strerror}") from None
+        finally:
+            for fd in pass_fds:
+                os.close(fd)
+        try:
+            self._wait_ready(ready_fd)
+        except BaseException:
+            self.stop()
+            raise
+        finally:
+            os.close(ready_fd)
+
+    def _wait_ready(self, ready_fd: int, timeout: float = 10.0) -> None:
+        """Wait for readiness on `ready_fd` (a byte), and notice at once if the helper exits instead."""
+        errors = self.process.stderr.fileno()
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RootsandError(f"{self.name} did not get ready within {timeout:g}s")
+            ready = select.select([ready_fd, errors], [], [], left)[0]
+            if ready_fd in ready and os.read(ready_fd, 1):
+                return
+            if errors in ready or ready_fd in ready:  # output or end of file: it is failing or has exited
+                if self.process.poll() is not None or ready_fd in ready:
+                    self.process.wait(timeout=2)
+                    raise self._failure(self._errors())
+
+    def _errors(self) -> str:
+        """What the helper said on its way out, on one line (not its complaint that syslog is missing)."""
+        lines = self.process.stderr.read().decode(errors="replace").splitlines()
+        return " ".join(" ".join(line for line in lines if "to syslog" not in line).split()[-30:])
+
+    def _failure(self, detail: str) -> RootsandError:
+        return RootsandError(f"{self.name} failed (exit status {self.process.returncode}): {detail}",
+                             hint=_tun_hint())
+
+    def _end(self, grace: float) -> None:
+        """Wait up to `grace` seconds for the helper to exit (it was told to), then kill it; reap it."""
+        # Popen.wait(timeout) polls with sleeps growing to 50 ms: a pidfd says at once when it has exited.
+        # (Its exit itself takes ~20 ms here, SIGKILL or not: the kernel's tear-down of its tap device.)
+        try:
+            pidfd = os.pidfd_open(self.process.pid)
+        except ProcessLookupError:  # reaped already
+            pidfd = None
+        except OSError:  # no fd to wait on (EMFILE): no waiting without a limit either
+            pidfd = None
+            self.process.send_signal(signal.SIGKILL)
+        if pidfd is not None:
+            try:
+                if not select.select([pidfd], [], [], grace)[0]:
+                    self.process.send_signal(signal.SIGKILL)
+            finally:
+                os.close(pidfd)
+        self.process.wait()
+        self.process.stderr.close()
+
+
+class Slirp(Helper):
     """A slirp4netns process serving the sandbox's network namespace, from the launcher's side.
 
     It is tied to the launcher by --exit-fd: when the launcher's end closes (also when the launcher is
     killed), slirp4netns exits by itself.
     """
+
+    name = "slirp4netns"
 
     def __init__(self, binary: str, pid: int, net, api_socket: str | None):
         """Serve `pid`'s network namespace as the plan's Network section `net` says."""
@@ -252,41 +356,7 @@ class Slirp:
         if api_socket:
             argv.append(f"--api-socket={api_socket}")
         argv += [str(pid), net.interface]
-        import subprocess
-
-        try:
-            self.process = subprocess.Popen(argv, pass_fds=(ready_w, exit_r), stdin=subprocess.DEVNULL,
-                                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        except OSError as e:
-            raise RootsandError(f"cannot start slirp4netns: {e.strerror}") from None
-        finally:
-            os.close(ready_w)
-            os.close(exit_r)
-        try:
-            self._wait_ready(ready_r)
-        except BaseException:
-            self.stop()
-            raise
-        finally:
-            os.close(ready_r)
-
-    def _wait_ready(self, ready_fd: int, timeout: float = 10.0) -> None:
-        """Wait for the ready byte, and notice at once if slirp4netns exits instead."""
-        errors = self.process.stderr.fileno()
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise RootsandError(f"slirp4netns did not get ready within {timeout:g}s")
-            ready = select.select([ready_fd, errors], [], [], left)[0]
-            if ready_fd in ready and os.read(ready_fd, 1):
-                return
-            if errors in ready or ready_fd in ready:  # output or end of file: it is failing or has exited
-                if self.process.poll() is not None or ready_fd in ready:
-                    self.process.wait(timeout=2)
-                    detail = " ".join(self.process.stderr.read().decode(errors="replace").split()[-30:])
-                    raise RootsandError(f"slirp4netns failed (exit status {self.process.returncode}): {detail}",
-                                        hint=_tun_hint())
+        self._start(argv, ready_r, (ready_w, exit_r))
 
     def publish(self, forwards: list[PortForward]) -> None:
         for fwd in forwards:
@@ -331,24 +401,75 @@ class Slirp:
         if self._exit_w is not None:
             os.close(self._exit_w)  # slirp4netns exits when this end closes (if we die, too)
             self._exit_w = None
-        # Popen.wait(timeout) polls with sleeps growing to 50 ms: a pidfd says at once when it has exited.
-        # (Its exit itself takes ~20 ms here, SIGKILL or not: the kernel's tear-down of its tap device.)
-        try:
-            pidfd = os.pidfd_open(self.process.pid)
-        except ProcessLookupError:  # reaped already
-            pidfd = None
-        except OSError:  # no fd to wait on (EMFILE): no waiting without a limit either
-            pidfd = None
-            self.process.send_signal(signal.SIGKILL)
-        if pidfd is not None:
-            try:
-                if not select.select([pidfd], [], [], 2)[0]:
-                    self.process.send_signal(signal.SIGKILL)
-            finally:
-                os.close(pidfd)
-        self.process.wait()
-        self.process.stderr.close()
+        self._end(grace=2)
         self.forget_api_socket()
+
+
+def start_pasta(pid: int, net, asked: str) -> "Pasta":
+    """pasta serving `pid`'s network namespace as the Network section `net` says (its mode's IPv6 addresses);
+    `asked`: what asked for it, for the error when it is not installed."""
+    from rootsand.config import host
+    from rootsand.config.netmodes import MODES
+
+    binary = host.find_helper("pasta")
+    mode = MODES["pasta"]
+    if not binary:
+        raise RootsandError(f"{asked}: pasta not found", hint=f"install the '{mode.package}' package")
+    return Pasta(binary, pid, net, mode.address6, mode.gateway6)
+
+
+class Pasta(Helper):
+    """A pasta process (passt's namespace mode) serving the sandbox's network namespace, from the launcher's
+    side, with slirp's addresses and promises: the plan's address, gateway and DNS forwarder (and fd00::100
+    behind fd00::2), no port forwarded either way but the published ones (pasta's default forwards every
+    port bound on either side), and the gateway mapped to the host's loopback only with
+    --allow-host-loopback.
+
+    pasta has no --exit-fd, and Debian 12's stays after the namespace's last process has gone (it holds the
+    namespace itself): it runs in the foreground, killed with the launcher (PDEATHSIG) and by stop().
+    """
+
+    name = "pasta"
+
+    def __init__(self, binary: str, pid: int, net, address6: str, gateway6: str):
+        """Serve `pid`'s network namespace as the plan's Network section `net` says."""
+        self.forwards = list(net.publish)
+        address, _, prefix = net.address.partition("/")
+        ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+        argv = [binary, "--config-net", "--foreground", "--quiet", "--ns-ifname", net.interface,
+                "--mtu", str(MTU), "--address", address, "--netmask", prefix, "--gateway", net.gateway,
+                "--address", address6, "--gateway", gateway6, "--dns-forward", net.dns,
+                "--pid", f"/dev/fd/{ready_w}"]  # written once the namespace is configured: readiness
+        for proto, option in (("tcp", "-t"), ("udp", "-u")):  # one option a port: its address is its own
+            ports = [f"{fwd.host_addr}/{fwd.host_port}:{fwd.guest_port}" for fwd in self.forwards if fwd.proto == proto]
+            for spec in ports or ["none"]:
+                argv += [option, spec]
+        argv += ["-T", "none", "-U", "none"]  # nothing of the host's loopback appears on the sandbox's
+        if not net.allow_host_loopback:
+            argv.append("--no-map-gw")
+        argv.append(str(pid))
+        launcher = os.getpid()
+
+        def tie_to_launcher():  # in the forked child, before pasta runs: it dies with the launcher
+            from rootsand.linux import libc
+
+            libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != launcher:
+                os._exit(1)
+
+        self._start(argv, ready_r, (ready_w,), preexec_fn=tie_to_launcher)
+
+    def _failure(self, detail: str) -> RootsandError:
+        for fwd in self.forwards:  # "Failed to bind any port for '-t 127.0.0.1/8080:80', exiting"
+            if f"{fwd.host_addr}/{fwd.host_port}:" in detail:
+                return RootsandError(f"cannot publish {fwd}: {detail}",
+                                     hint=f"is port {fwd.host_port}/{fwd.proto} on {fwd.host_addr} already in use?")
+        return super()._failure(detail)
+
+    def stop(self) -> None:
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGKILL)  # nothing of its own to save
+        self._end(grace=2)
 
 
 def _tun_hint() -> str | None:

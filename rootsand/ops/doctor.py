@@ -174,7 +174,7 @@ def _network() -> list[Check]:
             path = host.find_helper(mode.helper)
             found.append(Check(mode.helper, OK, path) if path else
                          Check(mode.helper, MISSING, f"not found: --net {mode.name} cannot work",
-                               f"install the '{mode.helper}' package"))
+                               f"install the '{mode.package or mode.helper}' package"))
     devices = {}  # each device with the modes that need it
     for mode in MODES.values():
         for device in mode.devices:

@@ -12,7 +12,8 @@ def inspect(name: str) -> dict:
     entry = registry.find(name)
     info = {"name": name, "pids": {k: entry[k]["pid"] for k in ("launcher", "pid1")},
             "namespaces": entry.get("namespaces", {}), "profile": entry.get("profile"),
-            "command": entry.get("command"), "network": {"mode": entry.get("net"), "publish": entry.get("publish")}}
+            "command": entry.get("command"), "network": {"mode": entry.get("net"), "publish": entry.get("publish"),
+                                                         **({"pod": entry["pod"]} if entry.get("pod") else {})}}
     ids = (entry.get("plan") or {}).get("ids") or {}
     for kind in ("uid", "gid"):
         info[f"{kind}_map"] = [list(line) for line in ids.get(f"{kind}_lines", [])]  # as written at the start

@@ -34,7 +34,8 @@ def ps_rows(show_all: bool = False) -> list[dict]:
         if entry.get("status") != "running" and not show_all:
             continue
         rows.append({"name": entry["name"], "pid": entry["launcher"]["pid"], "pid1": entry.get("pid1", {}).get("pid"),
-                     "profile": entry.get("profile"), "net": entry.get("net"), "command": entry.get("command", []),
+                     "profile": entry.get("profile"), "command": entry.get("command", []),
+                     "net": f"pod:{entry['pod']}" if entry.get("pod") else entry.get("net"), "pod": entry.get("pod"),
                      "age_seconds": round(now - entry.get("created", now), 3), "status": entry.get("status"),
                      "launcher": entry["launcher"]["pid"], "detached": entry["name"] in detached})
     listed = {row["name"] for row in rows}

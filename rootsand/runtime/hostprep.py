@@ -24,7 +24,8 @@ from rootsand.errors import RootsandError
 # the setup process then says in a warning. Told apart only by trying, so the plan records the rule.
 PROC_KIND = "new-or-outer"
 GIT_ORIGIN_START = "sandbox.git = read-only"
-OWN_RUNTIME_DIR = "own-runtime-dir"  # runtime/fs/build.py's: mounted after the protected paths  # config/spec.py GIT_ORIGIN: binds the spec checked, no link since
+OWN_RUNTIME_DIR = "own-runtime-dir"  # runtime/fs/build.py's: mounted after the protected paths
+POD_HOSTS_ORIGIN = "--pod"  # config/plan.py's bind of a pod's hosts file  # config/spec.py GIT_ORIGIN: binds the spec checked, no link since
 
 
 def resolve(the_plan):
@@ -184,6 +185,8 @@ def hide_runtime_dirs(steps: list, rootfs: str | None, runtime_dirs: list[str], 
     hidden, seen = [], set()
     for dst, sources, what in shown:
         for src in sources:
+            if what == POD_HOSTS_ORIGIN:
+                continue  # the pod's hosts file, rootsand's own, bound read-only as /etc/hosts (net/pod.py)
             _refuse_inside(src, own, what)
             try:
                 st = os.stat(src)

@@ -40,6 +40,7 @@ def _child(runtime, plan, launcher_pid: int, go_fd: int, report_fd: int) -> int:
     flags = 0
     for ns in plan.namespaces:
         flags |= libc.NAMESPACE_FLAGS[ns]
+    flags &= ~runtime.net.join()  # a pod's member joins its user namespace instead of making one
     try:
         libc.unshare(flags)
     except OSError as e:

@@ -225,6 +225,7 @@ class Launcher:
             "pid1": {"pid": self.pid1, "start": procfs.start_time(self.pid1)},
             "namespaces": self.namespaces, "profile": self.plan.profile, "command": self.plan.argv,
             "net": self.plan.network.mode, "publish": [str(f) for f in self.plan.network.publish],
+            "pod": self.plan.network.pod,
             "cgroup": self.runtime.cgroup_dir,
             **({"protect": self.protect} if self.protect else {}),
             **({"handover": self._handover_record} if self._handover_record else {}),
@@ -357,8 +358,9 @@ class Launcher:
             while not self._handle(self._reports.read(self._wait(deadline))):
                 if self._reports.fd is None or self._timed_out(deadline) or self.interrupted:
                     return self._finish(pidfd, deadline)
-            maps.write_maps(self.plan.ids, self.child)
-            self.log("id maps written")
+            if not self.runtime.net.joins_user:  # else the namespace joined has its maps (a pod's)
+                maps.write_maps(self.plan.ids, self.child)
+                self.log("id maps written")
             self.runtime.net.start(self.child, self.log)
             if self.interrupted:
                 return 128 + self.interrupted

@@ -5,7 +5,7 @@ import typer.main
 
 from rootsand.cli import completion
 from rootsand.cli.commands import app
-from rootsand.config.netmodes import NET_MODES
+from rootsand.config.netmodes import NET_CHOICES
 
 
 def run_options() -> set[str]:
@@ -21,8 +21,8 @@ def test_completion_offers_every_option_of_run():
 
 def test_completion_offers_every_network_mode():
     bash = completion.script("bash")
-    assert f'--net) COMPREPLY=($(compgen -W "{" ".join(NET_MODES)}"' in bash
-    assert "-l net -xa '" + " ".join(NET_MODES) + "'" in completion.script("fish")
+    assert f'--net) COMPREPLY=($(compgen -W "{" ".join(NET_CHOICES)}"' in bash
+    assert "-l net -xa '" + " ".join(NET_CHOICES) + "'" in completion.script("fish")
 
 
 def test_completion_offers_the_values_the_table_names():

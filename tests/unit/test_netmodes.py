@@ -78,8 +78,16 @@ def test_no_module_but_the_table_has_a_modes_addresses():
 
 
 def test_messages_name_the_modes_from_the_table():
-    assert netmodes.one_of(netmodes.NET_MODES) == "none, slirp, proxy or host"
-    assert netmodes.modes_with("publish") == ["slirp"] and netmodes.modes_with("allowlist") == ["proxy"]
+    assert netmodes.one_of(netmodes.NET_MODES) == "none, slirp, pasta, proxy or host"
+    assert netmodes.one_of(netmodes.NET_CHOICES) == "none, slirp, pasta, proxy, host or auto"
+    assert netmodes.modes_with("publish") == ["slirp", "pasta"] and netmodes.modes_with("allowlist") == ["proxy"]
+
+
+def test_auto_is_pasta_where_installed_else_slirp():
+    both = {"pasta": "/usr/bin/pasta", "slirp4netns": "/usr/bin/slirp4netns"}
+    assert netmodes.auto_mode(both.get) == "pasta"
+    assert netmodes.auto_mode({"slirp4netns": "/usr/bin/slirp4netns"}.get) == "slirp"
+    assert netmodes.auto_mode({}.get) == "slirp"  # whose error names what to install
 
 
 def _spec(tmp_path, monkeypatch, **options):
@@ -124,10 +132,18 @@ def test_a_new_mode_is_one_table_entry_and_one_backend(pasta, tmp_path, monkeypa
 
 def test_a_network_namespace_of_its_own_decides_the_namespaces_and_what_inspect_shows(tmp_path, monkeypatch):
     for name, mode in MODES.items():
-        asked = _spec(tmp_path, monkeypatch, net=name)
+        asked = _spec(tmp_path, monkeypatch, **({"pod": "p"} if mode.pod else {"net": name}))
         assert ("net" in asked.namespaces) == mode.own_netns, name
         shown = backend_for(Network(mode=name)).inspect(lambda: ["lo"])
         assert shown == ({"interfaces": ["lo"]} if mode.own_netns else {}), name
+
+
+def test_a_pod_member_is_asked_for_with_pod_alone(tmp_path, monkeypatch):
+    assert _spec(tmp_path, monkeypatch, pod="web").net_mode == "pod"
+    for options in ({"net": "pod"}, {"pod": "web", "net": "slirp"}, {"pod": "web", "allow_hosts": ["pypi.org"]}):
+        with pytest.raises(RootsandError) as e:
+            _spec(tmp_path, monkeypatch, **options)
+        assert e.value.message.startswith(("invalid --net 'pod'", "--pod joins the pod's network")), options
 
 
 def test_the_backends_hooks_do_nothing_by_default():
@@ -137,6 +153,7 @@ def test_the_backends_hooks_do_nothing_by_default():
     assert quiet.unshared() is None and quiet.configure() is False
     quiet.start(0, print)
     quiet.check(debug=False)
+    assert quiet.join() == 0 and quiet.joins_user is False
     quiet.finish()
     quiet.stop()
 
@@ -155,3 +172,29 @@ def test_a_mode_with_a_network_namespace_of_its_own_needs_the_net_namespace(tmp_
         assert e.value.message == (f"network mode {net or 'none'} needs the net namespace, which the profile's "
                                    "sandbox.namespaces leaves out")
     assert "net" not in spec.from_profile(loaded, RunOptions(net="host"), {}, str(tmp_path), 2).namespaces
+
+
+def test_a_pod_members_plan_binds_the_pods_hosts_file_and_shares_its_map(tmp_path, monkeypatch):
+    facts = HostFacts(uid=1000, gid=1000, pid=1, newuidmap="/usr/bin/newuidmap", newgidmap="/usr/bin/newgidmap",
+                      subuids=[SubidRange(100000, 65536)], subgids=[SubidRange(100000, 65536)],
+                      pod_hosts="/run/user/1000/rootsand/pods/web.hosts")
+    the_plan = plan.plan(_spec(tmp_path, monkeypatch, pod="web", name="db"), facts)
+    assert (the_plan.network.mode, the_plan.network.pod, the_plan.network.member) == ("pod", "web", "db")
+    assert the_plan.mounts[-1].type == "ro-bind" and the_plan.mounts[-1].dst == "/etc/hosts"
+    assert the_plan.mounts[-1].src == "/run/user/1000/rootsand/pods/web.hosts"
+    assert "hosts" not in the_plan.etc_files  # the pod's file, kept current, not a copy made once
+    with pytest.raises(RootsandError) as e:
+        plan.plan(_spec(tmp_path, monkeypatch, pod="web", user="keep-id"), facts)
+    assert e.value.message.startswith("--pod: a pod's members share its id map")
+
+
+def test_a_pod_member_needs_its_own_pid_namespace(tmp_path, monkeypatch):
+    """Members share the pod's user namespace, which owns the holder's and the other members' network
+    namespaces: one that saw their processes could join them. Its own PID namespace hides them."""
+    facts = HostFacts(uid=1000, gid=1000, pid=1, newuidmap="/usr/bin/newuidmap", newgidmap="/usr/bin/newgidmap",
+                      subuids=[SubidRange(100000, 65536)], subgids=[SubidRange(100000, 65536)], pod_hosts="/h")
+    asked = _spec(tmp_path, monkeypatch, pod="web")
+    asked = asked.replace(namespaces=tuple(ns for ns in asked.namespaces if ns != "pid"))
+    with pytest.raises(RootsandError) as e:
+        plan.plan(asked, facts)
+    assert e.value.message.startswith("--pod needs the pid namespace")

@@ -133,7 +133,7 @@ def test_fakeroot_and_net_profiles(host):
     p = profile.load("fakeroot", host)
     assert p.user.mode == "root" and p.idmap == "keep-id"  # root inside is a subordinate id
     assert "CAP_CHOWN" in p.capabilities and "CAP_SYS_ADMIN" not in p.capabilities
-    assert profile.load("net", host).net_mode == "slirp"
+    assert profile.load("net", host).net_mode == "auto"
 
 
 def test_untrusted_and_agent_refuse_32_bit_system_calls_and_only_they(host):
@@ -512,14 +512,14 @@ INVALID = [
      "unknown key"),
     ('[sandbox]\nnamespaces = ["user", "mount", "pid", "time"]\ntime_offsets = { boottime = 1.5 }\n', 3,
      "sandbox.time_offsets.boottime", "expected an integer, got float"),
-    ('[network]\nmode = "bridge"\n', 2, "network.mode", "expected one of none, slirp, proxy, host"),
+    ('[network]\nmode = "bridge"\n', 2, "network.mode", "expected one of none, slirp, pasta, proxy, host, auto"),
     ("[network]\nallow_host_loopback = 1\n", 2, "network.allow_host_loopback", "expected true or false"),
     ('[network]\nmode = "slirp"\npublish = ["80"]\n', 3, "network.publish", "invalid port '80'"),
     ('[network]\nmode = "slirp"\npublish = ["0:80"]\n', 3, "network.publish", "ports 1-65535"),
     ('[network]\nmode = "slirp"\npublish = ["8080:65536"]\n', 3, "network.publish", "invalid port"),
     ('[network]\nmode = "slirp"\npublish = ["8080:80/sctp"]\n', 3, "network.publish", "invalid port"),
     ('[network]\nmode = "slirp"\npublish = ["host:8080:80"]\n', 3, "network.publish", "invalid port"),
-    ('[network]\npublish = ["8080:80"]\n', 2, "network.publish", "slirp mode only"),
+    ('[network]\npublish = ["8080:80"]\n', 2, "network.publish", "slirp or pasta mode only"),
     ('[network]\ndns = ["10.0.2.300"]\n', 2, "network.dns", "expected an IP address"),
     ("[env]\nclear = \"yes\"\n", 2, "env.clear", "expected true or false, got string"),
     ('[env]\nset = { A = 1 }\n', 2, "env.set.A", "expected a string, got integer"),
