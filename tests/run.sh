@@ -21,7 +21,9 @@ work=${ROOTSAND_TEST_DIR:-/var/tmp/rootsand-tests}
 packages=(uidmap slirp4netns passt fuse-overlayfs iproute2 procps util-linux passwd python3-venv libseccomp2
           busybox-static make gcc libc6-dev libcap2-bin vim-tiny less
           dpkg-dev debhelper build-essential fakeroot devscripts cpio curl git bubblewrap tmux runc crun
-          nodejs npm openssl golang-go default-jre-headless xz-utils)
+          openssl xz-utils nodejs:node npm:npm golang-go:go default-jre-headless:java)
+# PACKAGE:COMMAND: the package is there for COMMAND, which another install may give (nodesource's nodejs
+# brings its own npm and conflicts with Debian's; a JDK of the host's own gives java)
 
 if [ "$(id -u)" -ne 0 ]; then
     venv=${ROOTSAND_VENV:-$repo/.venv}
@@ -51,7 +53,9 @@ quietly() {
     return $status
 }
 missing=()
-for p in "${packages[@]}"; do
+for entry in "${packages[@]}"; do
+    p=${entry%%:*}
+    [ "$p" != "$entry" ] && command -v "${entry#*:}" >/dev/null && continue
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
