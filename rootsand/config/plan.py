@@ -405,7 +405,10 @@ def users_binds(mounts: list, caches, staged: int | None):
 
 
 def _covered(mounts: list, index: int) -> bool:
-    return any(is_below(mounts[index].dst, later.dst) for later in mounts[index + 1:] if later.type != "symlink")
+    """A later mount hides mount `index` (a `dir` made where a too-wide bind was left out covers nothing:
+    attack 9, h04)."""
+    return any(is_below(mounts[index].dst, later.dst) for later in mounts[index + 1:]
+               if later.type not in landlockrules.NOT_MOUNTS)
 
 
 def hidden_paths(mounts: list, hide: list[str], unhide: list[str], caches=(), staged: int | None = None) -> list[Hidden]:

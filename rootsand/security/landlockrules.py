@@ -39,7 +39,8 @@ WRITE = ["write_file", "truncate", "remove_dir", "remove_file", "make_dir", "mak
          "make_sym", "refer"]
 HANDLED = list(FS_RIGHTS)
 WRITABLE_TYPES = ("bind", "dev-bind", "tmpfs", "overlay", "mqueue")
-NOT_MOUNTS = ("symlink", "dir", "file")  # steps that make something in place, hiding nothing
+# steps that make or change something in place, covering nothing below them (config/plan.py uses it too)
+NOT_MOUNTS = ("symlink", "dir", "file", "data", "chmod", "remount-ro")
 # For the tests that prove the wall stands alone: paths (":"-separated, inside) where the mounts let the
 # command write and Landlock is to refuse it, as after a mistake in the mount layer. It only ever takes
 # write rights away, from the rules at or beneath those paths, and the plan shows it (--dry-run).

@@ -368,3 +368,18 @@ def test_the_registry_writes_a_plan_as_to_json_does(where, name, tmp_path):
         assert f.read() == json.dumps({"plan": the_plan.to_json(), "ids": the_plan.ids.to_json()})
     with pytest.raises(TypeError):
         registry.publish(path, {"plan": object()})
+
+
+def test_a_too_wide_bind_left_out_covers_nothing_below_it(where):
+    """A profile that binds the home (too wide: an empty directory stands there instead, after the current
+    directory's bind) must not take the current directory out of the hiding, the protected paths and the
+    checks after the run: the `dir` step covers nothing (attack 9, h04)."""
+    home = str(where / "home")
+    profile_file = where / "wide.toml"
+    profile_file.write_text('extends = "agent"\n[[mount]]\ntype = "ro-bind"\nsrc = "${HOME}"\ndst = "${HOME}"\n')
+    wide = plan.plan(make_spec(where, str(profile_file)), FACTS)
+    plain = plan.plan(make_spec(where, "agent"), FACTS)
+    assert any(s.type == "dir" and s.dst == home for s in wide.mounts)  # the bind left out
+    assert [h.dst for h in wide.hidden] == [h.dst for h in plain.hidden] != []
+    assert {p.dst for p in plain.protected} <= {p.dst for p in wide.protected}
+    assert any(p.dst.endswith("/project/.git") for p in wide.protected)  # agent: all of .git read-only
