@@ -441,6 +441,9 @@ def _holder(keeper: int, control) -> int:
     return 0
 
 
+RELAYED = 256  # connections a published port relays at once
+
+
 def _relay_port(port: int, members: set) -> None:
     """A published port: pasta forwards the host's port to ours, here in the holder's network namespace;
     each connection is relayed to the first member (by address) that accepts on the same port."""
@@ -452,11 +455,32 @@ def _relay_port(port: int, members: set) -> None:
     listener.bind(("0.0.0.0", port))
     listener.listen(64)
 
+    # At most RELAYED connections at once (each holds two fds and a thread; select() takes fds below 1024):
+    # more are closed as they come. A failed accept() (out of fds, a reset before it) is passed over: any
+    # local user can reach a published port, and none may end it for the pod (attack 9, p01).
+    slots = threading.BoundedSemaphore(RELAYED)
+
+    def relay(conn) -> None:
+        try:
+            _relay(conn, port, sorted(members, key=socket.inet_aton))
+        finally:
+            slots.release()
+
     def accept():
         while True:
-            conn, _ = listener.accept()
-            threading.Thread(target=_relay, args=(conn, port, sorted(members, key=socket.inet_aton)),
-                             daemon=True).start()
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                time.sleep(0.05)  # (EMFILE: an fd is freed when a relay ends)
+                continue
+            if not slots.acquire(blocking=False):
+                conn.close()
+                continue
+            try:
+                threading.Thread(target=relay, args=(conn,), daemon=True).start()
+            except RuntimeError:  # no thread to be had
+                slots.release()
+                conn.close()
 
     threading.Thread(target=accept, daemon=True).start()
 

@@ -125,7 +125,19 @@ def every_runtime_dir(env=None) -> list[str]:
     uid = procfs.host_uid(os.getuid())
     dirs = [os.path.join(os.path.normpath(env["XDG_RUNTIME_DIR"]), "rootsand")] \
         if env.get("XDG_RUNTIME_DIR", "").startswith("/") else []
-    return list(dict.fromkeys(dirs + [f"/run/user/{uid}/rootsand"] + runtime_dirs_in_use()))
+    return list(dict.fromkeys(dirs + [f"/run/user/{uid}/rootsand"] + runtime_dirs_in_use()))  # the key's last
+
+
+def make_runtime_dirs(env=None) -> None:
+    """Make the runtime directories every_runtime_dir() names that are not there yet, private (0700), where
+    their parent is: a sandbox is then shown none of them empty and later filled by a rootsand of another
+    environment (cron's and the desktop's, /tmp/rootsand-UID and /run/user/UID/rootsand), since a tmpfs of
+    its own covers each (runtime/hostprep.py). Where one cannot be made, it stays as it is."""
+    for path in every_runtime_dir(env)[:-1]:  # (the key's directory is made with its key, in the home)
+        try:
+            os.mkdir(path, 0o700)
+        except OSError:
+            pass
 
 
 def _not_private(path: str, uid: int) -> str | None:

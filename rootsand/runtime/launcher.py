@@ -162,6 +162,7 @@ class Launcher:
             # The plan against the host as it is now, under the lock: what the sandbox is built from
             from rootsand.runtime import hostprep
 
+            registry.make_runtime_dirs()  # each then covered where a mount shows it, never filled later in view
             self.plan = self.runtime.plan = hostprep.resolve(self.plan)
             resolved = self.plan.resolved
             if resolved.made:

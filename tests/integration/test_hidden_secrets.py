@@ -178,3 +178,27 @@ def test_a_profile_extending_untrusted_hides_in_its_overlay_too(project, tmp_pat
     r = sandbox("sh", "-c", "cat .env; echo x > .env; rm .env; echo end", opts=["--profile", str(mine)], cwd=project)
     assert r.returncode == 0 and r.stdout == "end\n", r.stderr
     assert (project / ".env").read_text() == SECRETS[".env"]
+
+
+def test_a_second_sandbox_renaming_a_secrets_directory_never_uncovers_it(project):
+    """A running agent sandbox may rename the directory that holds a hidden file (the file goes along, still
+    hidden); a sandbox starting meanwhile must not skip that tree when the name it listed is gone: it walks
+    again, or refuses to start (attack 9, h01)."""
+    import subprocess
+    import uuid
+
+    from conftest import rootsand_argv, run
+
+    name = f"renamer-{uuid.uuid4().hex[:8]}"
+    run(["run", "-d", "--name", name, "--profile", "agent", "--", "sh", "-c",
+         "while :; do mv app app_; mv app_ app; done"], cwd=project, check_rc=0)
+    try:
+        for _ in range(15):
+            done = subprocess.run(rootsand_argv() + ["run", "--profile", "agent", "--", "sh", "-c",
+                                                     "cat app/deep/er/.env.local app_/deep/er/.env.local 2>/dev/null"],
+                                  cwd=project, capture_output=True, text=True, timeout=60)
+            assert "DB=pw" not in done.stdout
+            assert done.returncode in (0, 1) or (done.returncode == 125 and "changed while it was looked through"
+                                                 in done.stderr), done.stderr
+    finally:
+        run(["rm", "-f", name], timeout=60)

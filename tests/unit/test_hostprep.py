@@ -147,3 +147,17 @@ def test_a_mount_of_a_runtime_directory_or_of_what_is_in_one_is_refused(tmp_path
             hostprep.hide_runtime_dirs([_bind(src, "/x")], None, [str(runtime)])
         assert e.value.message.startswith(f"--ro-bind {src}:/x: {src} is ")
         assert "rootsand's runtime directory" in e.value.message
+
+
+def test_the_runtime_directories_of_every_environment_are_made_private_before_a_sandbox_starts(tmp_path):
+    """cron's rootsand (no XDG_RUNTIME_DIR) binding /run/user/UID must not leave the desktop's runtime
+    directory to be made later in the sandbox's view, nor make a placeholder the desktop's cannot use: each
+    is made, 0700, and so covered (attack 9, r02)."""
+    from rootsand.ops import registry
+
+    xdg = tmp_path / "xdg"
+    xdg.mkdir(mode=0o700)
+    registry.make_runtime_dirs({"XDG_RUNTIME_DIR": str(xdg)})
+    made = os.stat(xdg / "rootsand")
+    assert made.st_uid == os.getuid() and made.st_mode & 0o777 == 0o700
+    assert str(xdg / "rootsand") == registry.every_runtime_dir({"XDG_RUNTIME_DIR": str(xdg)})[0]

@@ -68,6 +68,15 @@ def pattern_matcher(patterns: list[str]):
     return matches
 
 
+WALKS = 3  # a tree that changes under the walk is walked again, this many times in all, then refused
+
+
+class _Changed(Exception):
+    def __init__(self, path: str):
+        super().__init__(path)
+        self.path = path
+
+
 class HiddenFiles:
     """FileSystem's hidden files (build.py)."""
 
@@ -83,10 +92,18 @@ class HiddenFiles:
             for item in self.hidden:
                 if any(s.missing for s in self.sources.get(item.mount, [])):
                     continue  # an optional bind that is not there
-                try:
-                    self._hide_below(item, empty, budget)
-                except OSError as e:
-                    raise RootsandError(f"security.hide: {item.dst}: {libc.reason(e)}") from None
+                for attempt in range(WALKS):
+                    try:
+                        self._hide_below(item, empty, budget)
+                        break
+                    except _Changed as changed:  # walked again: what is hidden stays so
+                        if attempt == WALKS - 1:
+                            raise RootsandError(
+                                f"security.hide: {changed.path} changed while it was looked through (renamed or "
+                                "replaced by another process): the sandbox is not started with what is below it "
+                                "unhidden", hint="stop what renames there, or --unhide it") from None
+                    except OSError as e:
+                        raise RootsandError(f"security.hide: {item.dst}: {libc.reason(e)}") from None
         finally:
             os.close(empty)
         self.notes.append(f"security.hide: {MAX_ENTRIES - budget[0]} entries looked through in "
@@ -172,8 +189,12 @@ class HiddenFiles:
                                         hint=f"--unhide {os.path.join(top_path, rel, name)} leaves it out")
                 try:
                     stack.append((os.open(name, _DIRECTORY, dir_fd=fd), f"{rel}{name}/", None))
-                except OSError as e:  # gone, or swapped for a link or file, since it was read: nothing below
-                    if e.errno not in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EACCES):
+                except OSError as e:
+                    if e.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                        # gone, or swapped for a link or file, since it was read: moved, maybe to where the walk
+                        # has been already (a second sandbox renaming there: attack 9, h01)
+                        raise _Changed(os.path.join(top_path, rel, name)) from None
+                    if e.errno != errno.EACCES:
                         raise
         finally:
             for fd, _, _ in stack:
