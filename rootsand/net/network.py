@@ -435,11 +435,19 @@ class Pasta(Helper):
         """Serve `pid`'s network namespace as the plan's Network section `net` says."""
         self.forwards = list(net.publish)
         address, _, prefix = net.address.partition("/")
-        ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+        # Readiness: pasta writes its PID file once the namespace is configured. Not a pipe's /dev/fd/N: pasta
+        # since 2024 closes every inherited descriptor as it starts (Debian 13's: "Couldn't open PID file
+        # /dev/fd/8"); a FIFO of ours, opened for reading before pasta starts, works with both.
+        import tempfile  # here: not on every run's import path
+
+        fifo_dir = tempfile.mkdtemp(prefix="rootsand-pasta-")
+        fifo = os.path.join(fifo_dir, "ready")
+        os.mkfifo(fifo, 0o600)
+        ready_r = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         argv = [binary, "--config-net", "--foreground", "--quiet", "--ns-ifname", net.interface,
                 "--mtu", str(MTU), "--address", address, "--netmask", prefix, "--gateway", net.gateway,
                 "--address", address6, "--gateway", gateway6, "--dns-forward", net.dns,
-                "--pid", f"/dev/fd/{ready_w}"]  # written once the namespace is configured: readiness
+                "--pid", fifo]
         for proto, option in (("tcp", "-t"), ("udp", "-u")):  # one option a port: its address is its own
             ports = [f"{fwd.host_addr}/{fwd.host_port}:{fwd.guest_port}" for fwd in self.forwards if fwd.proto == proto]
             for spec in ports or ["none"]:
@@ -457,7 +465,11 @@ class Pasta(Helper):
             if os.getppid() != launcher:
                 os._exit(1)
 
-        self._start(argv, ready_r, (ready_w,), preexec_fn=tie_to_launcher)
+        try:
+            self._start(argv, ready_r, (), preexec_fn=tie_to_launcher)
+        finally:
+            os.unlink(fifo)
+            os.rmdir(fifo_dir)
 
     def _failure(self, detail: str) -> RootsandError:
         for fwd in self.forwards:  # "Failed to bind any port for '-t 127.0.0.1/8080:80', exiting"

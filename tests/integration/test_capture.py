@@ -20,6 +20,9 @@ import pytest
 from conftest import command_stderr, sandbox
 
 NAME = "host.rootsand.internal"
+# The host's first address for localhost, which the proxy's refusal names: ::1 where /etc/hosts lists it
+# (Debian's own /etc/hosts does), 127.0.0.1 where it does not.
+LOCALHOST = socket.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)[0][4][0]
 NO_PROXY_VARS = ["env", "-u", "HTTP_PROXY", "-u", "HTTPS_PROXY", "-u", "ALL_PROXY", "-u", "http_proxy", "-u",
                  "https_proxy", "-u", "all_proxy"]
 
@@ -227,8 +230,8 @@ def test_refusals_say_why_and_are_counted_at_the_end(servers, tmp_path):
     reasons = ["example.com:80 is not in the allow list",
                f"{NAME}:{http_port + 1}: port {http_port + 1} is not allowed for {NAME} (allowed: {http_port})",
                "bad.example.org:80 is in the deny list (bad.example.org)",
-               "localhost:80 resolves to 127.0.0.1, a private, loopback or reserved address, refused against DNS "
-               "rebinding: to reach it, allow that address too (--allow-host 127.0.0.1)"]
+               f"localhost:80 resolves to {LOCALHOST}, a private, loopback or reserved address, refused against DNS "
+               f"rebinding: to reach it, allow that address too (--allow-host {LOCALHOST})"]
     assert r.stdout.splitlines() == [f"blocked by rootsand: {why}" for why in [reasons[0]] * 3 + reasons[1:]]
     targets = ["example.com:80", f"{NAME}:{http_port + 1}", "bad.example.org:80", "localhost:80"]
     assert command_stderr(r) == [f"rootsand: blocked: {why}" for why in reasons] + [
@@ -258,8 +261,8 @@ def test_an_allowed_name_on_a_reserved_address_says_what_to_add_once_per_connect
             "    s.sendall(b'GET / HTTP/1.1\\r\\nHost: localhost\\r\\n\\r\\n')\n"
             "    print(s.makefile('rb').read().split(b'\\r\\n\\r\\n')[1].decode(), end='')\n")
     r = sandbox("python3", "-c", code, opts=["--allow-host", "localhost"], cwd=tmp_path)
-    why = ("localhost:80 resolves to 127.0.0.1, a private, loopback or reserved address, refused against DNS "
-           "rebinding: to reach it, allow that address too (--allow-host 127.0.0.1)")
+    why = (f"localhost:80 resolves to {LOCALHOST}, a private, loopback or reserved address, refused against DNS "
+           f"rebinding: to reach it, allow that address too (--allow-host {LOCALHOST})")
     assert (r.returncode, r.stdout) == (0, f"blocked by rootsand: {why}\n" * 2), r.stderr
     assert command_stderr(r) == [f"rootsand: blocked: {why}", "rootsand: blocked localhost:80 2 times in all"]
 
