@@ -86,6 +86,21 @@ def wait_until_gone(find, seconds: float = 3.0) -> list[str]:
     return left
 
 
+def kill_once_ready(script: str, cwd, opts=()) -> None:
+    """`rootsand run OPTS -- sh -c SCRIPT`, its launcher SIGKILLed (no clean-up of its own) once SCRIPT has
+    printed `ready` (and before it exits: SCRIPT ends in a long sleep)."""
+    import subprocess
+
+    proc = subprocess.Popen(rootsand_argv() + ["run", *opts, "--", "sh", "-c", script], cwd=cwd,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout.readline() == "ready\n"
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+
+
 def read_terminal(master, until: bytes | None, seconds: float) -> bytes:
     """What the terminal receives until `until` comes (None: until every writer is gone), or the deadline."""
     import select

@@ -30,12 +30,21 @@ def userns_hint() -> str:
     return "rootsand may be running in a container or under a seccomp filter that forbids unshare(2)"
 
 
+def _stat_fields(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (field 3, the state, first), or [] when there is no
+    such process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()  # the name, in parentheses, may hold anything
+    except (OSError, IndexError):
+        return []
+
+
 def _stat_field(pid: int, index: int) -> int | None:
     """Field `index` (counted after the command name) of /proc/PID/stat, or None when there is no such process."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[index])  # the name, in parentheses, may hold anything
-    except (OSError, ValueError, IndexError):
+        return int(_stat_fields(pid)[index])
+    except (ValueError, IndexError):
         return None
 
 
@@ -47,12 +56,8 @@ def start_time(pid: int) -> int | None:
 def live_start_time(pid: int) -> int | None:
     """start_time(pid) while the process runs; None for none, or for a zombie (dead, not yet waited for:
     where the parent of an orphan never waits, a killed launcher stays one)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return None if fields[0] in ("Z", "X", "x") else int(fields[19])
-    except (OSError, ValueError, IndexError):
-        return None
+    fields = _stat_fields(pid)
+    return None if len(fields) < 20 or fields[0] in ("Z", "X", "x") else int(fields[19])
 
 
 def parent_of(pid: int) -> int | None:

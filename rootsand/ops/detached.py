@@ -38,10 +38,7 @@ class _Output:
             self.filter = OutputFilter()
 
     def write(self, data: bytes) -> None:
-        data = self.filter.feed(data) if self.filter else data
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.fd, view):]
+        self.write_raw(self.filter.feed(data) if self.filter else data)
 
     def close(self) -> None:
         if self.filter:
@@ -191,9 +188,10 @@ def _take_terminal(name: str, launcher: dict) -> tuple[int, socket.socket]:
 
 def _not_the_launchers(sock: socket.socket, master: int, launcher: dict) -> str | None:
     import stat
-    import struct
 
-    pid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
+    from rootsand.runtime.terminal import peer_pid
+
+    pid = peer_pid(sock)
     if pid != launcher.get("pid") or not registry.alive(pid, launcher.get("start")):
         return f"is served by pid {pid}, not by the sandbox's launcher ({launcher.get('pid')})"
     st = os.fstat(master)
@@ -223,9 +221,6 @@ def remove(names: list[str], every: bool, force: bool) -> list[str]:
                 raise RootsandError(f"{name} is running", hint=f"'rootsand stop {name}' first, or 'rootsand rm -f'")
             stop(name)
         for suffix in (".log", ".log.1", ".attach", ".json"):  # the record last: the name is free then
-            try:
-                os.unlink(registry.detached_path(name, suffix))
-            except FileNotFoundError:
-                pass
+            registry.forget(registry.detached_path(name, suffix))
         removed.append(name)
     return removed

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 
-from rootsand.errors import ExitCode, RootsandError, printable, say
+from rootsand.errors import ExitCode, RootsandError, forget_own_stderr, printable, say
 from rootsand.linux import procfs
 from rootsand.ops import registry
 
@@ -73,7 +73,7 @@ def run(plan, json_status: str | None, verbose: bool, debug: bool) -> int:
                             hint=f"'rootsand ps -a' shows it; 'rootsand rm {plan.name}' removes it")
     log_path = registry.detached_path(plan.name, ".log")
     for stale in (log_path, log_path + ".1", registry.detached_path(plan.name, ".attach")):
-        _remove(stale)  # a killed caller's, from before its record was removed
+        registry.forget(stale)  # a killed caller's, from before its record was removed
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
     sys.stdout.flush()
     sys.stderr.flush()
@@ -98,14 +98,12 @@ def run(plan, json_status: str | None, verbose: bool, debug: bool) -> int:
     for line in read_log(log_path).decode(errors="replace").splitlines():
         say(printable(line))  # what went wrong, as a run in the foreground would have said it
     for path in (log_path, log_path + ".1", record_path):
-        _remove(path)  # it never ran: nothing to keep (the record last: it holds the name, and the log's)
+        registry.forget(path)  # it never ran: nothing to keep (the record last: it holds the name, and the log's)
     return code
 
 
 def _daemon(plan, json_status, verbose, debug, record, record_path, log_path, ready_w, launcher) -> int:
     os.setsid()  # no terminal of the caller's, no signal of its session (a ^C, a hang-up)
-    from rootsand.errors import forget_own_stderr
-
     forget_own_stderr()  # the caller's own description of its stderr (errors.say): ours go to the log
     os.closerange(3, ready_w)  # nothing else of the caller's (a harness's pipe, a lock, a terminal on fd 9)
     os.closerange(ready_w + 1, 2**31 - 1)
@@ -137,14 +135,12 @@ def _daemon(plan, json_status, verbose, debug, record, record_path, log_path, re
         code = ExitCode.FAILURE
     finally:
         detached.close()
-        _remove(detached.attach_path)
+        registry.forget(detached.attach_path)
         try:
             sys.stdout.flush()
             sys.stderr.flush()
         except OSError:
             pass
-        from rootsand.errors import forget_own_stderr
-
         forget_own_stderr()  # (errors.say's own description of the pipe)
         os.dup2(null, 1)  # our copies of the pipe gone, the copier sees its end once the sandbox's are too
         os.dup2(null, 2)
@@ -214,10 +210,3 @@ def read_log(path: str) -> bytes:
         finally:
             os.close(fd)
     return data
-
-
-def _remove(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass

@@ -163,17 +163,8 @@ def hide_runtime_dirs(steps: list, rootfs: str | None, runtime_dirs: list[str], 
     found = []  # (real path, its identity, {identity of each ancestor: its path})
     for path in runtime_dirs:
         real = os.path.realpath(path)
-        ancestors, here = {}, real
-        while True:
-            try:
-                st = os.stat(here)
-            except OSError:
-                break
-            ancestors[(st.st_dev, st.st_ino)] = here
-            if here == "/":
-                break
-            here = os.path.dirname(here)
-        if here == "/" and ancestors:
+        ancestors = _ancestors(real)
+        if ancestors:
             found.append((real, next(iter(ancestors)), ancestors))
     if not found:
         return []
@@ -206,19 +197,27 @@ def hide_runtime_dirs(steps: list, rootfs: str | None, runtime_dirs: list[str], 
 
 
 def _refuse_inside(src: str, own: dict, what: str) -> None:
-    here = os.path.realpath(src)
+    real = os.path.realpath(src)
+    for identity, here in _ancestors(real).items():
+        if identity in own:
+            where = ("rootsand's runtime directory" if here == real
+                     else f"in rootsand's runtime directory {own[identity]}")
+            raise RootsandError(f"{what}: {src} is {where}",
+                                hint="no sandbox may see it: its sockets and FIFOs are open to whoever does")
+
+
+def _ancestors(real: str) -> dict:
+    """{(device, inode): path} of the real path `real` and of each directory above it, itself first; {} when
+    a part of it cannot be looked at."""
+    found, here = {}, real
     while True:
         try:
             st = os.stat(here)
         except OSError:
-            return
-        if (st.st_dev, st.st_ino) in own:
-            where = "rootsand's runtime directory" if here == os.path.realpath(src) else \
-                f"in rootsand's runtime directory {own[(st.st_dev, st.st_ino)]}"
-            raise RootsandError(f"{what}: {src} is {where}",
-                                hint="no sandbox may see it: its sockets and FIFOs are open to whoever does")
+            return {}
+        found[(st.st_dev, st.st_ino)] = here
         if here == "/":
-            return
+            return found
         here = os.path.dirname(here)
 
 

@@ -367,14 +367,20 @@ class Relay:
             self._to_user = None
 
 
+def peer_pid(sock: socket.socket) -> int:
+    """The pid (in our PID namespace; 0 where it is not seen) of the process that made the other end of the
+    Unix socket `sock`, as it was when it connected (SO_PEERCRED)."""
+    import struct
+
+    return struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
+
+
 def _outside_sandboxes(conn: socket.socket) -> bool:
     """The process that connected is in our user namespace: no sandbox's. A sandbox shown the runtime
     directory (a profile may bind it) can connect through a read-only bind, and with the terminal it could
     type into a sandbox with more rights than its own."""
-    import struct
-
     try:
-        pid, _, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        pid = peer_pid(conn)
         theirs, ours = os.stat(f"/proc/{pid}/ns/user"), os.stat("/proc/self/ns/user")
     except OSError:
         return False

@@ -6,13 +6,12 @@ after a failure it does not explain. A tiny Debian source package made here, rea
 import json
 import os
 import re
-import signal
 import stat
 import subprocess
 
 import pytest
 
-from conftest import rootsand_argv, run, sandbox
+from conftest import kill_once_ready, run, sandbox
 from test_packages import subid_start
 
 RULES = """#!/usr/bin/make -f
@@ -210,17 +209,8 @@ def test_the_staging_directory_is_in_the_plan(where):
 
 def test_a_killed_launchers_staging_directory_is_removed_by_the_next_sweep(where):
     tree = tiny_tree(where)
-    proc = subprocess.Popen(rootsand_argv() + ["run", "--profile", "fakeroot", "--", "sh", "-c",
-                                               "echo half > ../half.deb && mkdir ../locked && chmod 000 ../locked && "
-                                               "echo ready && exec sleep 600"],
-                            cwd=tree, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True)
-    try:
-        assert proc.stdout.readline() == "ready\n"
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        proc.stdout.close()
+    kill_once_ready("echo half > ../half.deb && mkdir ../locked && chmod 000 ../locked && echo ready && "
+                    "exec sleep 600", tree, ["--profile", "fakeroot"])
     staging = [n for n in os.listdir(where) if n.startswith(".rootsand-staging.")]
     assert len(staging) == 1  # nobody was there to hand it over
     r = run(["cleanup"], check_rc=0)

@@ -10,7 +10,7 @@ import tarfile
 
 import pytest
 
-from conftest import rootsand_argv, run, sandbox
+from conftest import kill_once_ready, run, sandbox
 from debsrc import NAME, OWNED
 
 
@@ -247,17 +247,8 @@ def test_a_setgid_file_of_the_users_group_is_cleared_whoever_owns_it(tmp_path):
 
 def _kill_a_build_that_left_a_setuid_file(directory) -> None:
     """A fakeroot run that makes `mine` setuid and the user's, its launcher SIGKILLed before its exit."""
-    proc = subprocess.Popen(rootsand_argv() + ["run", "--profile", "fakeroot", "--", "sh", "-c",
-                                               f"cp /bin/true mine && chown {os.getuid()} mine && chmod 4755 mine && "
-                                               "echo ready && exec sleep 600"],
-                            cwd=directory, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True)
-    try:
-        assert proc.stdout.readline() == "ready\n"
-    finally:
-        proc.kill()
-        proc.wait()
-        proc.stdout.close()
+    kill_once_ready(f"cp /bin/true mine && chown {os.getuid()} mine && chmod 4755 mine && echo ready && "
+                    "exec sleep 600", directory, ["--profile", "fakeroot"])
     assert stat.S_IMODE(os.stat(directory / "mine").st_mode) == 0o4755  # nobody was there to clear it
 
 
