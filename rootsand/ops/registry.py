@@ -132,10 +132,12 @@ def make_runtime_dirs(env=None) -> None:
     """Make the runtime directories every_runtime_dir() names that are not there yet, private (0700), where
     their parent is: a sandbox is then shown none of them empty and later filled by a rootsand of another
     environment (cron's and the desktop's, /tmp/rootsand-UID and /run/user/UID/rootsand), since a tmpfs of
-    its own covers each (runtime/hostprep.py). Where one cannot be made, it stays as it is."""
+    its own covers each (runtime/hostprep.py). Only in a parent of ours (/run/user/UID): a name in a shared
+    /tmp is made when used (runtime_dir), never for another uid a nested user namespace takes for its own."""
     for path in every_runtime_dir(env)[:-1]:  # (the key's directory is made with its key, in the home)
         try:
-            os.mkdir(path, 0o700)
+            if os.stat(os.path.dirname(path)).st_uid == os.getuid():
+                os.mkdir(path, 0o700)
         except OSError:
             pass
 

@@ -198,11 +198,14 @@ def suites(tmp_path_factory) -> dict:
 
 @pytest.mark.parametrize("version,checks,needed", [(v, c, n) for v, c, n, _ in SUITES])
 def test_bubblewraps_own_suite(bwrap_dir, suites, version, checks, needed, tmp_path):
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
     env = {**os.environ, "BWRAP": "rootsand-bwrap", "BWRAP_MUST_WORK": "1",
            "PATH": f"{bwrap_dir}:{os.environ['PATH']}:/usr/sbin:/sbin",
-           # the rootsand-bwrap the suite runs inside another (--uid 0 ...) may make its runtime key: not in
-           # the test user's home, which later tests expect as tests/run.sh made it
-           "XDG_STATE_HOME": str(tmp_path / "state")}
+           # the rootsand-bwrap the suite runs inside another (--uid 0 ...) keeps its state apart: its runtime
+           # key not in the test user's home, which later tests expect as tests/run.sh made it, and its runtime
+           # directory not /tmp/rootsand-N for the uid it has inside (N = 0: root's name)
+           "XDG_STATE_HOME": str(tmp_path / "state"), "XDG_RUNTIME_DIR": str(runtime)}
     done = subprocess.run(["bash", str(suites[version] / "tests" / "test-run.sh")], env=env, cwd=tmp_path,
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=1500)
     lines = done.stdout.splitlines()
