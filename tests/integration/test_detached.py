@@ -26,8 +26,8 @@ def names():
         return made[-1]
 
     yield new
-    if made:
-        run(["rm", "-f", *made], timeout=60)
+    for name in made:  # one at a time: rm stops at a name that never came to be (a start that failed)
+        run(["rm", "-f", name], timeout=60)
 
 
 def detach(tmp_path, name, *command, opts=()) -> subprocess.CompletedProcess:
